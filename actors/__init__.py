@@ -1,0 +1,1 @@
+"""The actor tree of MCP Hub: `RouterActor` → `TenantActor` → `ServerActor` (see docs/architecture.md)."""

@@ -1,0 +1,126 @@
+"""The command line: `python -m hub [serve|stdio|check]`, also installed as `mcp-hub`.
+
+Exit codes (contract section 2): 0 success, 2 usage or configuration error, 1 runtime failure.
+Runs on the main thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import hub
+from hub.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, HubConfig, find_config_path, load_config
+from hub.errors import ConfigError
+from hub.log import LEVELS, setup_logging
+
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+_CONFIG_HELP = f"configuration file (YAML or JSON); default ${CONFIG_ENV_VAR}, else ./{DEFAULT_CONFIG_PATH}"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mcp-hub",
+        description="MCP Hub: run and supervise many MCP servers for many tenants, and present each "
+        "tenant's servers as one catalog over REST, WebSocket and MCP.",
+        epilog="With no command, `serve` runs. Environment: MCP_HUB_CONFIG, MCP_HUB_PLUGINS_DIR, LOG_LEVEL.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {hub.__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run the service (the default command)",
+        description="Run the hub: REST, WebSocket and MCP over HTTP.",
+    )
+    _add_common(serve)
+    serve.add_argument("--host", help="address to bind (overrides gateway.host)")
+    serve.add_argument("--port", type=int, help="port to bind (overrides gateway.port)")
+    serve.add_argument("--reload", action="store_true", help="re-apply the config file when it changes")
+
+    stdio = commands.add_parser(
+        "stdio",
+        help="serve one tenant as an MCP server on stdin/stdout",
+        description="MCP over stdin/stdout for Claude Desktop and other stdio "
+        "clients. Stdout carries protocol bytes only; logs go to stderr.",
+    )
+    _add_common(stdio)
+    stdio.add_argument("--tenant", default="default", help="tenant to serve (default: %(default)s)")
+
+    check = commands.add_parser(
+        "check",
+        help="validate a configuration file",
+        description="Validate a configuration: print a one-line summary and exit 0, "
+        "or print every problem as `path: message` and exit 2.",
+    )
+    check.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    parser.add_argument(
+        "--log-level",
+        choices=LEVELS,
+        type=str.upper,
+        help="DEBUG, INFO, WARNING, ERROR or CRITICAL (default $LOG_LEVEL, else INFO)",
+    )
+
+
+def _load(path_arg: str | None) -> HubConfig | None:
+    """Load the config or print every problem to stderr and return None."""
+    path = find_config_path(path_arg)
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(
+            f"{path}: invalid configuration ({len(exc.problems)} problem"
+            f"{'' if len(exc.problems) == 1 else 's'}):",
+            file=sys.stderr,
+        )
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return None
+
+
+def _check(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    for warning in config.warnings():
+        print(f"warning: {warning}", file=sys.stderr)
+    print(f"{config.source}: OK: {config.summary()}")
+    return EXIT_OK
+
+
+def _not_built(args: argparse.Namespace) -> int:
+    try:
+        setup_logging(args.log_level)
+    except ValueError as exc:
+        print(f"mcp-hub: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    print(
+        f"mcp-hub: `{args.command}` is not built yet in this version; the configuration "
+        f"{config.source} is valid ({config.summary()}).",
+        file=sys.stderr,
+    )
+    return EXIT_RUNTIME
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line and return the process exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in ("serve", "stdio", "check", "-h", "--help", "--version"):
+        argv.insert(0, "serve")
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on usage errors, 0 on --help/--version
+        return int(exc.code or 0)
+    if args.command == "check":
+        return _check(args)
+    return _not_built(args)

@@ -1,0 +1,547 @@
+"""Configuration: find, parse, expand, validate and freeze a hub configuration.
+
+The pipeline is `yaml` (JSON is read by the same parser) → duplicate-key check → `${VAR}` and
+`${VAR:-default}` expansion in every string → JSON Schema validation (`schemas/config.schema.json`,
+draft 2020-12) → semantic checks → frozen dataclasses. Every problem found on the way is collected
+and reported at once, sorted, as `path: message`; a configuration with any problem raises
+`ConfigError` and yields nothing.
+
+Secrets (tenant and server `env`, `headers`, admin and tenant keys) are held in `Secret` and
+`SecretMap`, whose `repr` and `str` show `********`; the real value is only reachable through
+`reveal()`, which the runtime calls where it hands the value to a child process or an upstream.
+
+Everything here is pure data: no actors, no threads, safe to use from any thread.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import jsonschema
+import yaml
+
+import schemas
+from hub.errors import ConfigError
+
+MASK = "********"
+DEFAULT_CONFIG_PATH = Path("config") / "hub.yaml"
+CONFIG_ENV_VAR = "MCP_HUB_CONFIG"
+
+# Paths (as tuples of keys) whose values are secrets: never echoed in any message.
+_SECRET_KEYS = frozenset({"env", "headers", "api_keys", "admin_keys"})
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+class Secret:
+    """A secret string: prints as `********`; `reveal()` gives the value.
+
+    Compared in constant time, so key checks do not leak a prefix through timing.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value. Call only where the value leaves for its legitimate use."""
+        return self._value
+
+    def matches(self, candidate: str) -> bool:
+        """Whether `candidate` equals the secret, compared in constant time."""
+        import hmac
+
+        return hmac.compare_digest(self._value.encode(), candidate.encode())
+
+    def __repr__(self) -> str:
+        return f"Secret({MASK!r})"
+
+    def __str__(self) -> str:
+        return MASK
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and self.matches(other._value)
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class SecretMap(Mapping[str, str]):
+    """An immutable name → secret value mapping (environment, headers).
+
+    Iterating and indexing give the real values (the runtime needs them to start children); `repr`,
+    `str` and `masked()` show the names with every value as `********`.
+    """
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, str] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def masked(self) -> dict[str, str]:
+        """The names, each mapped to `********`: what output and logs may show."""
+        return dict.fromkeys(self._data, MASK)
+
+    def reveal(self) -> dict[str, str]:
+        """A plain copy with the real values, for a child process environment or HTTP headers."""
+        return dict(self._data)
+
+    def __repr__(self) -> str:
+        return f"SecretMap({self.masked()!r})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretMap) and self._data == other._data
+
+    def __hash__(self) -> int:
+        return hash(tuple(sorted(self._data.items())))
+
+
+# --------------------------------------------------------------------------- frozen config
+
+
+@dataclass(frozen=True)
+class ToolFilter:
+    """Glob patterns on a server's own tool names: `allow` (empty = all), then `deny`."""
+
+    allow: tuple[str, ...] = ()
+    deny: tuple[str, ...] = ()
+
+    def admits(self, tool_name: str) -> bool:
+        """Whether the tool passes the filter."""
+        from fnmatch import fnmatchcase
+
+        if self.allow and not any(fnmatchcase(tool_name, p) for p in self.allow):
+            return False
+        return not any(fnmatchcase(tool_name, p) for p in self.deny)
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """One MCP server of a tenant, as configured."""
+
+    name: str
+    command: str | None = None
+    args: tuple[str, ...] = ()
+    env: SecretMap = field(default_factory=SecretMap)
+    cwd: str | None = None
+    enabled: bool = True
+    type: str = "generic"
+    capabilities: tuple[str, ...] = ("tools", "resources", "prompts")
+    transport: str = "stdio"
+    protocol: str = "auto"
+    url: str | None = None
+    headers: SecretMap = field(default_factory=SecretMap)
+    tools: ToolFilter = field(default_factory=ToolFilter)
+    call_timeout: float = 60.0
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class Quotas:
+    """Per-tenant limits; `None` means unlimited."""
+
+    max_servers: int | None = None
+    max_tools: int | None = None
+    max_concurrent_calls: int | None = None
+    max_calls_per_minute: int | None = None
+
+
+@dataclass(frozen=True)
+class TenantConfig:
+    """A tenant: its keys, credentials, quotas and servers (in configuration order)."""
+
+    name: str
+    description: str = ""
+    api_keys: tuple[Secret, ...] = ()
+    env: SecretMap = field(default_factory=SecretMap)
+    quotas: Quotas = field(default_factory=Quotas)
+    servers: Mapping[str, ServerConfig] = field(default_factory=lambda: MappingProxyType({}))
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """Where and how the hub listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    mcp_port: int | None = 8000
+    websocket_port: int | None = 8081
+    plugins_dir: str = "plugins"
+    allowed_origins: tuple[str, ...] = ()
+    tool_name_separator: str = "__"
+    max_body_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class OrchestratorConfig:
+    """Supervision settings shared by every server."""
+
+    auto_start: bool = False
+    max_retries: int = 3
+    startup_timeout: float = 30.0
+    backoff_initial: float = 1.0
+    backoff_max: float = 30.0
+    shutdown_grace: float = 5.0
+    data_dir: str = ".mcp-hub"
+    log_max_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    """Admin keys; tenant keys live on their tenants."""
+
+    admin_keys: tuple[Secret, ...] = ()
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """A whole, valid hub configuration."""
+
+    tenants: Mapping[str, TenantConfig]
+    version: str = "1.0.0"
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
+    orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
+    source: str = "<memory>"
+
+    @property
+    def has_keys(self) -> bool:
+        """Whether any admin or tenant key is configured (if none, the hub is open on loopback)."""
+        return bool(self.auth.admin_keys) or any(t.api_keys for t in self.tenants.values())
+
+    def warnings(self) -> list[str]:
+        """Things that are valid but that `serve` will refuse or a reader should know."""
+        out = []
+        if not self.has_keys and self.gateway.host not in _LOOPBACK_HOSTS:
+            out.append(
+                f"gateway.host: {self.gateway.host!r} is not a loopback address and no keys are "
+                "configured: `serve` refuses to expose an open hub (set auth.admin_keys or tenant "
+                "api_keys, or use --host 127.0.0.1)"
+            )
+        return out
+
+    def summary(self) -> str:
+        """One line: counts of tenants, servers, enabled servers and the auth mode."""
+        servers = [s for t in self.tenants.values() for s in t.servers.values()]
+        enabled = sum(1 for s in servers if s.enabled)
+        auth = "keys" if self.has_keys else "open (no keys)"
+        return (
+            f"{_plural(len(self.tenants), 'tenant')}, {_plural(len(servers), 'server')} "
+            f"({enabled} enabled), auth: {auth}"
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def find_config_path(
+    explicit: str | os.PathLike[str] | None, environ: Mapping[str, str] | None = None
+) -> Path:
+    """The config file to use: `explicit` (``--config``), else `$MCP_HUB_CONFIG`, else ./config/hub.yaml."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return Path(explicit)
+    if environ.get(CONFIG_ENV_VAR):
+        return Path(environ[CONFIG_ENV_VAR])
+    return DEFAULT_CONFIG_PATH
+
+
+def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> HubConfig:
+    """Read and validate the configuration file at `path`.
+
+    Args:
+        path: a YAML or JSON file.
+        environ: variables for `${VAR}` expansion; the process environment by default.
+
+    Raises:
+        ConfigError: with every problem found, each as `path: message`.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigError([f"{path}: cannot read the configuration file: {reason}"]) from None
+    return parse_config(text, source=str(path), environ=environ)
+
+
+def parse_config(text: str, source: str = "<memory>", environ: Mapping[str, str] | None = None) -> HubConfig:
+    """Validate configuration `text` (YAML or JSON) and return it frozen.
+
+    Raises:
+        ConfigError: with every problem found, each as `path: message`.
+    """
+    environ = os.environ if environ is None else environ
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_problem(source, exc)]) from None
+    problems = list(_duplicate_keys(node, ()))
+    data = yaml.safe_load(text) if node is not None else None
+    if not isinstance(data, dict):
+        raise ConfigError([*problems, f"{source}: the configuration must be a mapping with a 'tenants' key"])
+
+    unset: list[tuple[Any, ...]] = []
+    data = _expand(data, (), environ, unset)
+    problems.extend(_unset_problem(path, name) for path, name in unset)
+    # A field whose variable is unset is reported once, for that reason only.
+    failed = {path for path, _ in unset}
+    problems.extend(problem for error_path, problem in _schema_problems(data) if error_path not in failed)
+    problems.extend(_semantic_problems(data))
+    if problems:
+        raise ConfigError(sorted(set(problems)))
+    return _build(data, source)
+
+
+def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else source
+    problem = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    detail = f"{context}, {problem}" if context else problem
+    return f"{where}: syntax error: {detail}"
+
+
+def _dotted(path: tuple[Any, ...]) -> str:
+    """`('tenants', 'acme', 'api_keys', 0)` → `tenants.acme.api_keys[0]`."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _is_secret(path: tuple[Any, ...]) -> bool:
+    return any(part in _SECRET_KEYS for part in path if isinstance(part, str))
+
+
+def _duplicate_keys(node: yaml.Node | None, path: tuple[Any, ...]) -> Iterator[str]:
+    """Duplicate mapping keys, which YAML (and JSON) parsers otherwise silently collapse."""
+    if isinstance(node, yaml.MappingNode):
+        seen: dict[Any, int] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value
+            if key in seen:
+                yield (
+                    f"{_dotted((*path, key))}: duplicate key (line {key_node.start_mark.line + 1}; "
+                    f"first defined on line {seen[key]})"
+                )
+            else:
+                seen[key] = key_node.start_mark.line + 1
+            yield from _duplicate_keys(value_node, (*path, key))
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            yield from _duplicate_keys(item, (*path, i))
+
+
+def _unset_problem(path: tuple[Any, ...], name: str) -> str:
+    return f"{_dotted(path)}: environment variable {name!r} is not set (give a default with ${{{name}:-...}})"
+
+
+def _expand(value: Any, path: tuple[Any, ...], environ: Mapping[str, str], unset: list[Any]) -> Any:
+    """Expand `${VAR}`, `${VAR:-default}` and `$$` (a literal `$`) in every string, recursively.
+
+    `unset` collects `(path, variable)` for each variable that is unset and has no default.
+    """
+    if isinstance(value, dict):
+        return {k: _expand(v, (*path, k), environ, unset) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, (*path, i), environ, unset) for i, v in enumerate(value)]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in environ and (environ[name] != "" or default is None):
+            return environ[name]
+        if default is not None:
+            return default
+        unset.append((path, name))
+        return ""
+
+    return _VAR.sub(substitute, value)
+
+
+# --------------------------------------------------------------------------- schema errors
+
+
+def _schema_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+    """`(path of the value, "path: message")` for every schema violation."""
+    validator = jsonschema.Draft202012Validator(schemas.load("config"))
+    for error in validator.iter_errors(data):
+        for problem in _describe(error):
+            yield tuple(error.absolute_path), problem
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "mapping"
+    return type(value).__name__
+
+
+def _did_you_mean(word: str, choices: Any) -> str:
+    close = difflib.get_close_matches(str(word), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def _describe(error: jsonschema.ValidationError) -> Iterator[str]:
+    """Turn one jsonschema error into `path: message` lines that never echo a secret."""
+    path = tuple(error.absolute_path)
+    where = _dotted(path)
+    secret = _is_secret(path)
+    kind, instance, schema = error.validator, error.instance, error.schema
+    if kind == "required":
+        missing = re.match(r"'([^']+)'", error.message)
+        name = missing.group(1) if missing else "?"
+        note = ""
+        if name in ("command", "url") and isinstance(instance, dict):
+            note = f" for transport {instance.get('transport', 'stdio')!r}"
+        yield f"{_dotted((*path, name))}: {name!r} is required{note}"
+    elif kind == "additionalProperties" and isinstance(instance, dict):
+        known = schema.get("properties", {})
+        for key in instance:
+            if key not in known:
+                yield f"{_dotted((*path, key))}: unknown key{_did_you_mean(key, known)}"
+    elif "propertyNames" in error.relative_schema_path:
+        # jsonschema reports a bad name as an error of the name, at the path of its mapping.
+        bad = instance
+        what = "server" if path and path[-1] == "servers" else "tenant" if path == ("tenants",) else "key"
+        yield (
+            f"{_dotted((*path, bad))}: invalid {what} name {bad!r}: use 1 to 32 letters, digits, '_' or '-'"
+        )
+    elif kind == "type":
+        expected = schema["type"]
+        expected = " or ".join(expected) if isinstance(expected, list) else expected
+        yield f"{where}: expected {expected.replace('object', 'mapping')}, got {_json_type(instance)}"
+    elif kind in ("enum", "const"):
+        options = schema.get("enum", [schema.get("const")])
+        got = "" if secret else f", got {instance!r}{_did_you_mean(instance, options)}"
+        yield f"{where}: must be one of {', '.join(repr(o) for o in options)}{got}"
+    elif kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        yield f"{where}: must be {op} {schema[kind]} (got {instance!r})"
+    elif kind == "minLength":
+        yield f"{where}: must not be empty"
+    elif kind == "pattern":
+        got = "" if secret else f" (got {instance!r})"
+        yield f"{where}: must match {schema['pattern']}{got}"
+    elif kind == "uniqueItems":
+        yield f"{where}: items must be unique"
+    elif secret:
+        yield f"{where}: invalid value ({kind})"
+    else:
+        yield f"{where}: {error.message}"
+
+
+def _semantic_problems(data: dict[str, Any]) -> Iterator[str]:
+    """Checks JSON Schema cannot express: a server's `name` must equal its key."""
+    tenants = data.get("tenants")
+    for tenant_id, tenant in tenants.items() if isinstance(tenants, dict) else ():
+        servers = tenant.get("servers") if isinstance(tenant, dict) else None
+        for key, server in servers.items() if isinstance(servers, dict) else ():
+            if isinstance(server, dict) and "name" in server and server["name"] != key:
+                yield (
+                    f"tenants.{tenant_id}.servers.{key}.name: {server['name']!r} differs from the "
+                    f"server's key {key!r} (omit 'name' or make them equal)"
+                )
+
+
+# --------------------------------------------------------------------------- building
+
+
+def _fields(cls: type, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """The entries of `raw` that are plain fields of dataclass `cls`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return {k: v for k, v in raw.items() if k in names}
+
+
+def _keys(values: list[str] | None) -> tuple[Secret, ...]:
+    return tuple(Secret(v) for v in values or () if v != "")
+
+
+def _build(data: dict[str, Any], source: str) -> HubConfig:
+    tenants = {}
+    for tenant_id, raw in data["tenants"].items():
+        servers = {}
+        for name, s in (raw.get("servers") or {}).items():
+            plain = _fields(ServerConfig, s)
+            plain.update(
+                name=name,
+                args=tuple(s.get("args", ())),
+                env=SecretMap(s.get("env")),
+                headers=SecretMap(s.get("headers")),
+                capabilities=tuple(s.get("capabilities", ServerConfig.capabilities)),
+                tools=ToolFilter(
+                    tuple(s.get("tools", {}).get("allow", ())), tuple(s.get("tools", {}).get("deny", ()))
+                ),
+                metadata=MappingProxyType(dict(s.get("metadata", {}))),
+                call_timeout=float(s.get("call_timeout", ServerConfig.call_timeout)),
+            )
+            servers[name] = ServerConfig(**plain)
+        tenants[tenant_id] = TenantConfig(
+            name=tenant_id,
+            description=raw.get("description", ""),
+            api_keys=_keys(raw.get("api_keys")),
+            env=SecretMap(raw.get("env")),
+            quotas=Quotas(**raw.get("quotas", {})),
+            servers=MappingProxyType(servers),
+        )
+    gateway = dict(data.get("gateway", {}))
+    gateway["allowed_origins"] = tuple(gateway.get("allowed_origins", ()))
+    orchestrator = {
+        k: float(v) if isinstance(v, int) and not isinstance(v, bool) and k in _FLOAT_KEYS else v
+        for k, v in data.get("orchestrator", {}).items()
+    }
+    return HubConfig(
+        tenants=MappingProxyType(tenants),
+        version=data.get("version", "1.0.0"),
+        auth=AuthConfig(admin_keys=_keys(data.get("auth", {}).get("admin_keys"))),
+        gateway=GatewayConfig(**gateway),
+        orchestrator=OrchestratorConfig(**orchestrator),
+        source=source,
+    )
+
+
+_FLOAT_KEYS = frozenset({"startup_timeout", "backoff_initial", "backoff_max", "shutdown_grace"})

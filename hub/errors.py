@@ -1,0 +1,89 @@
+"""The one error hierarchy of MCP Hub.
+
+Every failure a user can see is a `HubError` subclass carrying a snake_case `code` and the HTTP
+status it maps to. The web layer maps them to HTTP once and the MCP facade to MCP errors once;
+nothing else decides how an error looks on the wire. Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+
+class HubError(Exception):
+    """Base of every error MCP Hub reports to a user.
+
+    Attributes:
+        code: stable snake_case identifier, used in JSON error bodies.
+        status: HTTP status the error maps to.
+        message: human text, safe to show (no secret ever goes in it).
+    """
+
+    code = "hub_error"
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(HubError):
+    """The configuration is invalid; `problems` lists every `path: message` found, sorted."""
+
+    code = "invalid_config"
+    status = 400
+
+    def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid configuration:\n" + "\n".join(self.problems))
+
+
+class BadRequest(HubError):
+    """Malformed input: JSON, frames, or arguments that fail a tool's input schema."""
+
+    code = "bad_request"
+    status = 400
+
+
+class NotFound(HubError):
+    """Unknown tenant, server, tool, resource or prompt, or one of another tenant (never told apart)."""
+
+    code = "not_found"
+    status = 404
+
+
+class NotRunning(HubError):
+    """The server exists but is not running, so it cannot answer."""
+
+    code = "server_not_running"
+    status = 409
+
+
+class QuotaExceeded(HubError):
+    """A tenant quota or rate limit was hit; `retry_after` says when to try again (seconds)."""
+
+    code = "quota_exceeded"
+    status = 429
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class UpstreamError(HubError):
+    """The MCP server failed, died or broke the protocol while answering."""
+
+    code = "upstream_error"
+    status = 502
+
+
+class CallTimeout(HubError):
+    """The MCP server did not answer within the call timeout."""
+
+    code = "timeout"
+    status = 504
+
+
+class ShuttingDown(HubError):
+    """The hub is stopping and takes no new work."""
+
+    code = "shutting_down"
+    status = 503

@@ -1,0 +1,81 @@
+"""Generate the configuration reference (docs/configuration.md) from `schemas/config.schema.json`.
+
+`python -m hub.schema_doc > docs/configuration.md`; a test checks the committed file is current.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import schemas
+
+_SECTIONS = [
+    ("Top level", None, ""),
+    ("`auth`", "auth", "auth."),
+    ("A tenant: `tenants.<tenant>`", "tenant", "tenants.<tenant>."),
+    ("Quotas: `tenants.<tenant>.quotas`", "quotas", "tenants.<tenant>.quotas."),
+    ("A server: `tenants.<tenant>.servers.<server>`", "server", "tenants.<tenant>.servers.<server>."),
+    ("Tool filter: `...servers.<server>.tools`", "tool_filter", "...tools."),
+    ("`gateway`", "gateway", "gateway."),
+    ("`orchestrator`", "orchestrator", "orchestrator."),
+]
+
+_INTRO = """# Configuration reference
+
+Generated from `schemas/config.schema.json` by `python -m hub.schema_doc`; do not edit by hand.
+
+A configuration is YAML or JSON. Validate one with `python -m hub check --config PATH`.
+
+- Every string may use `${VAR}` and `${VAR:-default}` (`$$` is a literal `$`); the default also
+  applies when the variable is set but empty. An unset variable without a default is an error
+  naming the field. Expansion yields strings: numbers and booleans must be written literally.
+- Names of tenants and servers match `[A-Za-z0-9_-]{1,32}`; a catalog id is `<server>.<name>`.
+- Secrets (`env`, `headers`, `api_keys`, `admin_keys`) are shown as `********` in every output.
+- Unknown keys are errors. Relative paths (`data_dir`, `plugins_dir`, a server's `cwd` and its
+  arguments) are relative to the hub's working directory.
+- A server's `command` of `python` or `python3` means the interpreter running the hub, so servers
+  written in Python run with the hub's packages whether or not its virtualenv is activated.
+"""
+
+
+def _type(spec: dict[str, Any], defs: dict[str, Any]) -> str:
+    if "$ref" in spec:
+        name = spec["$ref"].rsplit("/", 1)[-1]
+        target = defs[name]
+        return _type(target, defs) if "type" in target or "enum" in target else f"`{name}`"
+    if "enum" in spec:
+        return " \\| ".join(f"`{v}`" for v in spec["enum"])
+    kind = spec.get("type", "any")
+    kinds = kind if isinstance(kind, list) else [kind]
+    return " \\| ".join(("mapping" if k == "object" else k) for k in kinds)
+
+
+def _description(spec: dict[str, Any], defs: dict[str, Any]) -> str:
+    text = spec.get("description", "")
+    if not text and "$ref" in spec:
+        text = defs[spec["$ref"].rsplit("/", 1)[-1]].get("description", "")
+    for bound, word in (("minimum", "≥"), ("maximum", "≤"), ("exclusiveMinimum", ">")):
+        if bound in spec:
+            text = f"{text} {word} {spec[bound]}.".strip()
+    if "pattern" in spec:
+        text = f"{text} Matches `{spec['pattern']}`.".strip()
+    return text.replace("|", "\\|")
+
+
+def render() -> str:
+    """The whole reference as markdown."""
+    schema = schemas.load("config")
+    defs = schema["$defs"]
+    out = [_INTRO]
+    for title, name, prefix in _SECTIONS:
+        props = (defs[name] if name else schema)["properties"]
+        out.append(f"\n## {title}\n\n| key | type | default | description |\n|---|---|---|---|")
+        for key, spec in props.items():
+            default = json.dumps(spec["default"]) if "default" in spec else "required" if key == "tenants" else ""
+            out.append(f"| `{prefix}{key}` | {_type(spec, defs)} | {default} | {_description(spec, defs)} |")
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    print(render(), end="")

@@ -1,0 +1,434 @@
+"""Configuration loading and `python -m hub check`, driven as a real subprocess where a user would."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from hub.config import MASK, Secret, SecretMap, find_config_path, load_config, parse_config
+from hub.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_hub(
+    *args: str, cwd: Path = ROOT, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run `python -m hub ARGS` as a user would, and capture its output."""
+    import os
+
+    full_env = {k: v for k, v in os.environ.items() if k != "MCP_HUB_CONFIG"} | (env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "hub", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def write(tmp_path: Path, text: str, name: str = "hub.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+# --------------------------------------------------------------------------- valid configs
+
+
+def test_seed_servers_json_loads_unchanged() -> None:
+    config = load_config(ROOT / "config" / "servers.json")
+    server = config.tenants["default"].servers["sqlite-demo"]
+    assert server.command == "python"
+    assert server.args == ("-m", "mcp.server.sqlite", "--db-path", "./data/demo.db")
+    assert server.capabilities == ("tools", "resources")
+    assert server.metadata["description"] == "Servidor SQLite de ejemplo"
+    # The seed leaves these out: the contract's defaults apply.
+    assert server.call_timeout == 60 and server.transport == "stdio" and server.enabled
+    assert config.gateway.host == "0.0.0.0" and config.gateway.tool_name_separator == "__"
+    assert config.orchestrator.backoff_initial == 1 and config.orchestrator.shutdown_grace == 5
+
+
+def test_check_seed_example_warns_that_open_hub_on_all_interfaces_will_be_refused() -> None:
+    result = run_hub("check", "--config", "config/servers.json")
+    assert result.returncode == 0, result.stderr
+    assert "1 tenant, 1 server (1 enabled)" in result.stdout
+    assert "gateway.host: '0.0.0.0' is not a loopback address" in result.stderr
+
+
+def test_default_config_is_found_without_arguments_and_runs_the_demo_server() -> None:
+    result = run_hub("check")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("config/hub.yaml: OK: 1 tenant, 1 server (1 enabled), auth: open")
+    config = load_config(ROOT / "config" / "hub.yaml")
+    demo = config.tenants["default"].servers["sqlite-demo"]
+    assert demo.args[:2] == ("-m", "hub.demo_sqlite")
+    assert config.gateway.host == "127.0.0.1"
+
+
+def test_defaults_of_the_contract_are_applied() -> None:
+    config = parse_config("tenants: {t: {servers: {s: {command: x}}}}")
+    gateway, orch, server = config.gateway, config.orchestrator, config.tenants["t"].servers["s"]
+    assert (gateway.host, gateway.port, gateway.mcp_port, gateway.websocket_port) == (
+        "127.0.0.1",
+        8080,
+        8000,
+        8081,
+    )
+    assert (gateway.plugins_dir, gateway.allowed_origins, gateway.tool_name_separator) == (
+        "plugins",
+        (),
+        "__",
+    )
+    assert (orch.auto_start, orch.max_retries, orch.startup_timeout) == (False, 3, 30)
+    assert (orch.backoff_initial, orch.backoff_max, orch.shutdown_grace) == (1, 30, 5)
+    assert server.capabilities == ("tools", "resources", "prompts")
+    assert (server.transport, server.protocol, server.enabled, server.call_timeout) == (
+        "stdio",
+        "auto",
+        True,
+        60,
+    )
+    assert config.tenants["t"].quotas.max_servers is None
+
+
+def test_config_lookup_order(tmp_path: Path) -> None:
+    assert find_config_path("a.yaml", {"MCP_HUB_CONFIG": "b.yaml"}) == Path("a.yaml")
+    assert find_config_path(None, {"MCP_HUB_CONFIG": "b.yaml"}) == Path("b.yaml")
+    assert find_config_path(None, {}) == Path("config/hub.yaml")
+    path = write(tmp_path, "tenants: {envtenant: {}}\n", "from-env.yaml")
+    result = run_hub("check", cwd=tmp_path, env={"MCP_HUB_CONFIG": str(path)})
+    assert result.returncode == 0 and "from-env.yaml: OK" in result.stdout
+
+
+def test_json_config_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "hub.json"
+    path.write_text(json.dumps({"tenants": {"a": {"servers": {"s": {"command": "echo"}}}}}))
+    assert load_config(path).tenants["a"].servers["s"].command == "echo"
+
+
+def test_frozen_config_cannot_be_changed() -> None:
+    config = parse_config("tenants: {t: {servers: {s: {command: x}}}}")
+    with pytest.raises(AttributeError):
+        config.tenants["t"].servers["s"].command = "y"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        config.tenants["t"].servers["z"] = config.tenants["t"].servers["s"]  # type: ignore[index]
+
+
+# --------------------------------------------------------------------------- env expansion
+
+
+def test_env_expansion_with_and_without_defaults() -> None:
+    text = """
+    tenants:
+      t:
+        description: "${DESC}"
+        servers:
+          s:
+            command: "${CMD:-python}"
+            args: ["--level=${LEVEL:-info}", "$${LITERAL}", "${EMPTY:-fallback}"]
+            url: null
+    gateway: {host: "${HOST:-127.0.0.1}"}
+    """
+    config = parse_config(textwrap.dedent(text), environ={"DESC": "from env", "EMPTY": ""})
+    server = config.tenants["t"].servers["s"]
+    assert config.tenants["t"].description == "from env"
+    assert server.command == "python"
+    assert server.args == ("--level=info", "${LITERAL}", "fallback")
+    assert config.gateway.host == "127.0.0.1"
+    config = parse_config(textwrap.dedent(text), environ={"DESC": "x", "CMD": "node", "HOST": "::1"})
+    assert config.tenants["t"].servers["s"].command == "node" and config.gateway.host == "::1"
+
+
+def test_unset_variable_names_the_field_and_variable_never_a_value(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+    tenants:
+      acme:
+        api_keys: ["${ACME_KEY}"]
+        env: {TOKEN: "${ACME_TOKEN}", OTHER: "${SET_SECRET}"}
+    """,
+    )
+    result = run_hub("check", "--config", str(path), env={"SET_SECRET": "hunter2-very-secret"})
+    assert result.returncode == 2
+    assert "tenants.acme.api_keys[0]: environment variable 'ACME_KEY' is not set" in result.stderr
+    assert "tenants.acme.env.TOKEN: environment variable 'ACME_TOKEN' is not set" in result.stderr
+    assert "hunter2" not in result.stderr + result.stdout
+
+
+def test_empty_keys_are_ignored_so_optional_keys_are_possible() -> None:
+    config = parse_config(
+        'auth: {admin_keys: ["${ADMIN:-}"]}\ntenants: {t: {api_keys: ["${K:-}"]}}', environ={}
+    )
+    assert config.auth.admin_keys == () and config.tenants["t"].api_keys == ()
+    assert not config.has_keys
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def test_secrets_are_masked_in_repr_and_revealed_only_on_purpose() -> None:
+    text = """
+    auth: {admin_keys: [admin-key-123456]}
+    tenants:
+      t:
+        api_keys: [tenant-key-abcdef]
+        env: {GITHUB_TOKEN: ghp_tenantsecret}
+        servers:
+          s: {transport: http, url: "http://127.0.0.1:1/mcp", headers: {Authorization: Bearer hdrsecret},
+              env: {DB_PASSWORD: pw-server-secret}}
+    """
+    config = parse_config(textwrap.dedent(text))
+    shown = repr(config) + str(config.tenants["t"].env) + str(config.auth.admin_keys[0])
+    for secret in (
+        "admin-key-123456",
+        "tenant-key-abcdef",
+        "ghp_tenantsecret",
+        "hdrsecret",
+        "pw-server-secret",
+    ):
+        assert secret not in shown
+    assert MASK in shown and "GITHUB_TOKEN" in shown and "DB_PASSWORD" in shown
+    server = config.tenants["t"].servers["s"]
+    assert server.env.reveal() == {"DB_PASSWORD": "pw-server-secret"}
+    assert server.headers.masked() == {"Authorization": MASK}
+    assert config.tenants["t"].api_keys[0].matches("tenant-key-abcdef")
+    assert not config.tenants["t"].api_keys[0].matches("tenant-key-abcdeF")
+
+
+def test_secret_types_compare_by_value() -> None:
+    assert Secret("a") == Secret("a") and Secret("a") != Secret("b")
+    assert SecretMap({"A": "1"}) == SecretMap({"A": "1"}) != SecretMap({"A": "2"})
+
+
+def test_check_output_never_shows_secrets_even_when_they_are_wrong(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+    auth: {admin_keys: [supersecretadmin, 42]}
+    tenants:
+      t:
+        env: {TOKEN: [not, a, string], OK: visible-secret-value}
+        servers:
+          s: {command: x, headers: {X-Key: 7}, env: {PASSWORD: {nested: secret-in-mapping}}}
+    """,
+    )
+    result = run_hub("check", "--config", str(path))
+    assert result.returncode == 2
+    for secret in ("supersecretadmin", "visible-secret-value", "secret-in-mapping", "not, a"):
+        assert secret not in result.stderr + result.stdout
+    assert "auth.admin_keys[1]: expected string, got integer" in result.stderr
+    assert "tenants.t.env.TOKEN: expected string, got array" in result.stderr
+
+
+# --------------------------------------------------------------------------- malformed configs
+
+SERVER = "tenants:\n  acme:\n    servers:\n      db:\n"
+
+MALFORMED = {
+    "missing command": (
+        SERVER + "        type: database\n",
+        "tenants.acme.servers.db.command: 'command' is required",
+    ),
+    "misspelt key": (
+        SERVER + "        comand: x\n",
+        "tenants.acme.servers.db.comand: unknown key (did you mean 'command'?)",
+    ),
+    "misspelt top-level key": ("tenants: {}\ngatway: {}\n", "gatway: unknown key (did you mean 'gateway'?)"),
+    "misspelt tenant key": (
+        "tenants:\n  acme:\n    qoutas: {}\n",
+        "tenants.acme.qoutas: unknown key (did you mean 'quotas'?)",
+    ),
+    "unknown quota": (
+        "tenants:\n  acme:\n    quotas: {max_server: 3}\n",
+        "tenants.acme.quotas.max_server: unknown key (did you mean 'max_servers'?)",
+    ),
+    "args not a list": (
+        SERVER + "        command: x\n        args: --flag\n",
+        "tenants.acme.servers.db.args: expected array, got string",
+    ),
+    "arg not a string": (
+        SERVER + "        command: x\n        args: [1]\n",
+        "tenants.acme.servers.db.args[0]: expected string, got integer",
+    ),
+    "enabled not boolean": (
+        SERVER + "        command: x\n        enabled: sometimes\n",
+        "tenants.acme.servers.db.enabled: expected boolean, got string",
+    ),
+    "bad transport": (
+        SERVER + "        command: x\n        transport: grpc\n",
+        "tenants.acme.servers.db.transport: must be one of 'stdio', 'http', 'sse', got 'grpc'",
+    ),
+    "http without url": (
+        SERVER + "        transport: http\n",
+        "tenants.acme.servers.db.url: 'url' is required for transport 'http'",
+    ),
+    "sse without url": (
+        SERVER + "        transport: sse\n",
+        "tenants.acme.servers.db.url: 'url' is required for transport 'sse'",
+    ),
+    "url not http": (
+        SERVER + "        transport: http\n        url: ftp://x\n",
+        "tenants.acme.servers.db.url: must match ^https?://",
+    ),
+    "bad capability": (
+        SERVER + "        command: x\n        capabilities: [tools, tool]\n",
+        "tenants.acme.servers.db.capabilities[1]: must be one of 'tools', 'resources', 'prompts'",
+    ),
+    "zero timeout": (
+        SERVER + "        command: x\n        call_timeout: 0\n",
+        "tenants.acme.servers.db.call_timeout: must be > 0 (got 0)",
+    ),
+    "bad protocol": (
+        SERVER + "        command: x\n        protocol: '2024-01-01'\n",
+        "tenants.acme.servers.db.protocol: must be one of 'auto', 'legacy', '2026-07-28'",
+    ),
+    "name differs from key": (
+        SERVER + "        command: x\n        name: other\n",
+        "tenants.acme.servers.db.name: 'other' differs from the server's key 'db'",
+    ),
+    "invalid server name": (
+        "tenants:\n  acme:\n    servers:\n      my.db: {command: x}\n",
+        "tenants.acme.servers.my.db: invalid server name 'my.db'",
+    ),
+    "server name too long": (
+        "tenants:\n  acme:\n    servers:\n      " + "s" * 33 + ": {command: x}\n",
+        "invalid server name '" + "s" * 33 + "'",
+    ),
+    "invalid tenant name": ("tenants:\n  'a b': {}\n", "tenants.a b: invalid tenant name 'a b'"),
+    "duplicate server": (
+        SERVER + "        command: x\n      db:\n        command: y\n",
+        "tenants.acme.servers.db: duplicate key (line 6; first defined on line 4)",
+    ),
+    "missing tenants": ("version: '1.0.0'\n", "tenants: 'tenants' is required"),
+    "tenants not a mapping": ("tenants: [a, b]\n", "tenants: expected mapping, got array"),
+    "port out of range": (
+        "tenants: {}\ngateway: {port: 70000}\n",
+        "gateway.port: must be <= 65535 (got 70000)",
+    ),
+    "port not integer": (
+        "tenants: {}\ngateway: {port: '8080'}\n",
+        "gateway.port: expected integer, got string",
+    ),
+    "bad separator": (
+        "tenants: {}\ngateway: {tool_name_separator: '.'}\n",
+        "gateway.tool_name_separator: must match",
+    ),
+    "negative retries": (
+        "tenants: {}\norchestrator: {max_retries: -1}\n",
+        "orchestrator.max_retries: must be >= 0 (got -1)",
+    ),
+    "env value not string": (
+        "tenants:\n  acme:\n    env: {PORT: 5432}\n",
+        "tenants.acme.env.PORT: expected string, got integer",
+    ),
+    "quota zero": (
+        "tenants:\n  acme:\n    quotas: {max_tools: 0}\n",
+        "tenants.acme.quotas.max_tools: must be >= 1",
+    ),
+    "yaml syntax error": ("tenants:\n  acme: [\n", ":3:1: syntax error"),
+    "not a mapping": ("- just\n- a list\n", "the configuration must be a mapping"),
+    "tool filter not list": (
+        SERVER + "        command: x\n        tools: {allow: 'read_*'}\n",
+        "tenants.acme.servers.db.tools.allow: expected array, got string",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_config_is_rejected_with_its_path(case: str, tmp_path: Path) -> None:
+    text, expected = MALFORMED[case]
+    path = write(tmp_path, text)
+    result = run_hub("check", "--config", str(path))
+    assert result.returncode == 2, result.stdout
+    assert expected in result.stderr
+    assert result.stdout == ""
+
+
+def test_every_problem_is_reported_at_once_and_sorted(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+    tenants:
+      zeta:
+        servers:
+          b: {transport: http}
+          a: {comand: x}
+      alpha:
+        quotas: {max_servers: 0}
+    gateway: {port: -1}
+    """,
+    )
+    result = run_hub("check", "--config", str(path))
+    assert result.returncode == 2
+    lines = [line.strip() for line in result.stderr.splitlines()[1:]]
+    assert lines == sorted(lines)
+    assert "(5 problems)" in result.stderr.splitlines()[0]
+    assert [line.split(":")[0] for line in lines] == [
+        "gateway.port",
+        "tenants.alpha.quotas.max_servers",
+        "tenants.zeta.servers.a.comand",
+        "tenants.zeta.servers.a.command",
+        "tenants.zeta.servers.b.url",
+    ]
+
+
+def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
+    result = run_hub("check", "--config", str(tmp_path / "missing.yaml"))
+    assert result.returncode == 2
+    assert "missing.yaml: cannot read the configuration file: No such file or directory" in result.stderr
+
+
+def test_parse_config_raises_config_error_with_problems() -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_config("tenants: {a: {servers: {s: {}}}}")
+    assert caught.value.problems == (
+        "tenants.a.servers.s.command: 'command' is required for transport 'stdio'",
+    )
+    assert caught.value.status == 400 and caught.value.code == "invalid_config"
+
+
+# --------------------------------------------------------------------------- command line
+
+
+@pytest.mark.parametrize("command", ["serve", "stdio", "check"])
+def test_every_subcommand_has_help(command: str) -> None:
+    result = run_hub(command, "--help")
+    assert result.returncode == 0
+    assert "--config" in result.stdout
+
+
+def test_version_and_top_level_help() -> None:
+    import hub
+
+    assert run_hub("--version").stdout.strip() == f"mcp-hub {hub.__version__}"
+    helped = run_hub("--help")
+    assert helped.returncode == 0 and all(c in helped.stdout for c in ("serve", "stdio", "check"))
+
+
+def test_usage_error_exits_2() -> None:
+    result = run_hub("check", "--no-such-flag")
+    assert result.returncode == 2 and "unrecognized arguments" in result.stderr
+
+
+def test_console_script_is_installed() -> None:
+    import shutil
+
+    script = shutil.which("mcp-hub", path=str(Path(sys.executable).parent))
+    assert script, "the mcp-hub console script is not installed next to the interpreter"
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "mcp-hub" in result.stdout
+
+
+def test_configuration_reference_is_generated_from_the_current_schema() -> None:
+    from hub.schema_doc import render
+
+    committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert committed == render(), "docs/configuration.md is stale: python -m hub.schema_doc > docs/configuration.md"
