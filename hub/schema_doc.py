@@ -72,7 +72,9 @@ def render() -> str:
         props = (defs[name] if name else schema)["properties"]
         out.append(f"\n## {title}\n\n| key | type | default | description |\n|---|---|---|---|")
         for key, spec in props.items():
-            default = json.dumps(spec["default"]) if "default" in spec else "required" if key == "tenants" else ""
+            default = (
+                json.dumps(spec["default"]) if "default" in spec else "required" if key == "tenants" else ""
+            )
             out.append(f"| `{prefix}{key}` | {_type(spec, defs)} | {default} | {_description(spec, defs)} |")
     return "\n".join(out) + "\n"
 

@@ -431,4 +431,6 @@ def test_configuration_reference_is_generated_from_the_current_schema() -> None:
     from hub.schema_doc import render
 
     committed = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    assert committed == render(), "docs/configuration.md is stale: python -m hub.schema_doc > docs/configuration.md"
+    assert committed == render(), (
+        "docs/configuration.md is stale: python -m hub.schema_doc > docs/configuration.md"
+    )

@@ -1,0 +1,161 @@
+"""Frozen data that crosses actors: server states and statuses, catalog entries, results, events.
+
+Nothing here is mutated after construction. Dicts inside (JSON Schemas, content blocks) come
+straight from the SDK's parsed models and are treated as read-only by every reader.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ServerState(enum.StrEnum):
+    """Lifecycle of a supervised server."""
+
+    STOPPED = "stopped"
+    STARTING = "starting"
+    RUNNING = "running"
+    BACKOFF = "backoff"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class ServerStatus:
+    """A snapshot of one server, as the API shows it."""
+
+    tenant: str
+    server: str
+    state: ServerState
+    transport: str = "stdio"
+    pid: int | None = None
+    started_at: float | None = None
+    restarts: int = 0
+    last_error: str | None = None
+    protocol_version: str | None = None
+    tools: int = 0
+    seq: int = 0  # increases with every change of this server's status: orders snapshots
+
+    def to_json(self) -> dict[str, Any]:
+        """The status as a JSON-ready dict."""
+        return {
+            "tenant": self.tenant,
+            "server": self.server,
+            "state": self.state.value,
+            "transport": self.transport,
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "protocol_version": self.protocol_version,
+            "tools": self.tools,
+        }
+
+
+@dataclass(frozen=True)
+class ToolEntry:
+    """One tool of the catalog; `id` is the catalog id `<server>.<name>`."""
+
+    tenant: str
+    server: str
+    name: str
+    description: str | None = None
+    title: str | None = None
+    input_schema: dict[str, Any] = field(default_factory=dict)
+    output_schema: dict[str, Any] | None = None
+    annotations: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+
+    @property
+    def id(self) -> str:
+        """The catalog id, `<server>.<name>`."""
+        return f"{self.server}.{self.name}"
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as REST shows it."""
+        return {
+            "name": self.id,
+            "tenant": self.tenant,
+            "server": self.server,
+            "title": self.title,
+            "description": self.description,
+            "input_schema": self.input_schema,
+            "output_schema": self.output_schema,
+        }
+
+
+@dataclass(frozen=True)
+class NamedEntry:
+    """A resource, resource template or prompt of the catalog, as the server listed it (`raw`)."""
+
+    tenant: str
+    server: str
+    name: str
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        """The catalog id, `<server>.<name>`."""
+        return f"{self.server}.{self.name}"
+
+
+@dataclass(frozen=True)
+class ServerCatalog:
+    """Everything one server offers, as last discovered."""
+
+    tenant: str
+    server: str
+    tools: tuple[ToolEntry, ...] = ()
+    resources: tuple[NamedEntry, ...] = ()
+    resource_templates: tuple[NamedEntry, ...] = ()
+    prompts: tuple[NamedEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """The answer of a tool call, in the REST shape."""
+
+    tool: str
+    is_error: bool
+    content: tuple[dict[str, Any], ...] = ()
+    structured_content: dict[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """`{"tool", "is_error", "content", "structured_content"}`."""
+        return {
+            "tool": self.tool,
+            "is_error": self.is_error,
+            "content": list(self.content),
+            "structured_content": self.structured_content,
+        }
+
+
+# --------------------------------------------------------------------------- events (told upwards)
+
+
+@dataclass(frozen=True)
+class ServerStateChanged:
+    """A server moved to another state (told by the server, relayed by its tenant and the router)."""
+
+    status: ServerStatus
+
+
+@dataclass(frozen=True)
+class ServerCrashed:
+    """A running or starting server died or broke the protocol; a restart may follow."""
+
+    tenant: str
+    server: str
+    reason: str
+    restarts: int
+
+
+@dataclass(frozen=True)
+class CatalogChanged:
+    """A server's catalog changed (started, stopped, or it sent a list_changed notification)."""
+
+    catalog: ServerCatalog
+
+
+Event = ServerStateChanged | ServerCrashed | CatalogChanged

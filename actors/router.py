@@ -1,0 +1,204 @@
+"""`RouterActor`: the catalog across tenants, and where a call of `(tenant, "server.tool")` goes.
+
+The router never runs a call: it resolves a name to a `Route` (the server's endpoint and the
+tenant's call gate), and the caller runs the call on the server's loop. Its catalog is kept up to
+date by the events its tenants tell it; it relays every event to its subscribers.
+
+Unknown names and names of other tenants are the same `NotFound`: a tenant cannot learn what
+another tenant has.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from actors.models import (
+    CatalogChanged,
+    NamedEntry,
+    ServerCatalog,
+    ServerStateChanged,
+    ServerStatus,
+    ToolEntry,
+)
+from actors.reaper import ProcessRegistry
+from actors.server import Listener, ServerEndpoint, tell
+from actors.tenant import CallGate, TenantActor, TenantLease
+from hub.config import OrchestratorConfig, TenantConfig
+from hub.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one call goes: resolved by the router, run by the caller on the server's loop."""
+
+    tenant: str
+    server: str
+    name: str
+    endpoint: ServerEndpoint
+    gate: CallGate
+    call_timeout: float
+
+    def call_tool(
+        self, arguments: dict[str, Any], progress: Callable[..., Any] | None = None
+    ) -> concurrent.futures.Future[Any]:
+        """Start the call on the server's loop (the caller holds the gate around it)."""
+        return self.endpoint.call_tool(self.name, arguments, progress)
+
+
+class RouterActor(pykka.ThreadingActor):
+    """The root of the actor tree: owns the tenants, holds the catalog.
+
+    Runs on its own actor thread. Asked by the hub runtime and the frontend; told events by the
+    tenants; tells them on to `subscribers`.
+    """
+
+    def __init__(
+        self, orchestrator: OrchestratorConfig, registry: ProcessRegistry | None, log_dir: Path
+    ) -> None:
+        super().__init__()
+        self._orch = orchestrator
+        self._registry = registry
+        self._log_dir = log_dir
+        self._tenants: dict[str, pykka.ActorProxy[TenantActor]] = {}
+        self._leases: dict[str, TenantLease] = {}
+        self._catalogs: dict[tuple[str, str], ServerCatalog] = {}
+        self._statuses: dict[tuple[str, str], ServerStatus] = {}
+        self._tools: dict[tuple[str, str], ToolEntry] = {}
+        self._subscribers: list[Listener] = []
+
+    def on_stop(self) -> None:
+        for name in list(self._tenants):
+            self.remove_tenant(name)
+
+    # ------------------------------------------------------------------ tenants
+
+    def add_tenant(self, config: TenantConfig) -> None:
+        """Start a tenant actor (its servers stay stopped) and keep its lease."""
+        ref = TenantActor.start(config, self._orch, self.actor_ref, self._registry, self._log_dir)
+        proxy = ref.proxy()
+        self._tenants[config.name] = proxy
+        self._leases[config.name] = proxy.lease().get(timeout=30)
+        for server in config.servers:
+            self._statuses[(config.name, server)] = proxy.status(server).get(timeout=30)
+
+    def remove_tenant(self, name: str) -> None:
+        """Stop a tenant, its servers and their processes; forget its catalog."""
+        proxy = self._tenants.pop(name, None)
+        if proxy is None:
+            return
+        self._leases.pop(name, None)
+        proxy.actor_ref.stop(timeout=120)
+        for key in [k for k in self._catalogs if k[0] == name]:
+            self._drop_catalog(key)
+        for key in [k for k in self._statuses if k[0] == name]:
+            del self._statuses[key]
+
+    def tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
+        """The tenant's proxy, for lifecycle asks that may block (they must not block the router)."""
+        if name not in self._tenants:
+            raise NotFound(f"no tenant '{name}'")
+        return self._tenants[name]
+
+    def tenant_names(self) -> tuple[str, ...]:
+        """Every tenant id, in configuration order."""
+        return tuple(self._tenants)
+
+    def subscribe(self, listener: Listener) -> None:
+        """Tell `listener` every event from now on (it must be quick: it runs on the router thread)."""
+        self._subscribers.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        """Stop telling `listener`."""
+        if listener in self._subscribers:
+            self._subscribers.remove(listener)
+
+    # ------------------------------------------------------------------ events
+
+    def on_receive(self, message: Any) -> None:
+        """Events told by tenants (on the router thread): update the catalog, relay to subscribers."""
+        if isinstance(message, CatalogChanged):
+            catalog = message.catalog
+            key = (catalog.tenant, catalog.server)
+            if catalog.tenant not in self._tenants:
+                return
+            self._drop_catalog(key)
+            self._catalogs[key] = catalog
+            for tool in catalog.tools:
+                self._tools[(catalog.tenant, tool.id)] = tool
+        elif isinstance(message, ServerStateChanged):
+            status = message.status
+            if status.tenant not in self._tenants:
+                return
+            self._statuses[(status.tenant, status.server)] = status
+        for subscriber in list(self._subscribers):
+            if not tell(subscriber, message):
+                self._subscribers.remove(subscriber)
+
+    def _drop_catalog(self, key: tuple[str, str]) -> None:
+        old = self._catalogs.pop(key, None)
+        if old is not None:
+            for tool in old.tools:
+                self._tools.pop((old.tenant, tool.id), None)
+
+    # ------------------------------------------------------------------ queries
+
+    def resolve(self, tenant: str, tool_id: str) -> Route:
+        """The route of catalog id `server.tool` for `tenant`.
+
+        Raises:
+            NotFound: no such tool in this tenant's catalog (whatever other tenants have).
+        """
+        entry = self._tools.get((tenant, tool_id))
+        if entry is None:
+            raise NotFound(f"no tool '{tool_id}' in tenant '{tenant}'")
+        lease = self._leases[tenant]
+        return Route(
+            tenant,
+            entry.server,
+            entry.name,
+            lease.endpoints[entry.server],
+            lease.gate,
+            lease.call_timeouts[entry.server],
+        )
+
+    def server_route(self, tenant: str, server: str) -> tuple[ServerEndpoint, CallGate, float]:
+        """A server's endpoint, its tenant's gate and its call timeout (for resources and prompts)."""
+        lease = self._leases.get(tenant)
+        if lease is None or server not in lease.endpoints:
+            raise NotFound(f"no server '{server}' in tenant '{tenant}'")
+        return lease.endpoints[server], lease.gate, lease.call_timeouts[server]
+
+    def tools(self, tenant: str | None = None) -> tuple[ToolEntry, ...]:
+        """The tool catalog of one tenant, or of all (in configuration order)."""
+        return tuple(t for c in self._ordered(tenant) for t in c.tools)
+
+    def catalogs(self, tenant: str | None = None) -> tuple[ServerCatalog, ...]:
+        """Whole server catalogs (tools, resources, templates, prompts)."""
+        return tuple(self._ordered(tenant))
+
+    def prompts(self, tenant: str) -> tuple[NamedEntry, ...]:
+        """Prompts of one tenant."""
+        return tuple(p for c in self._ordered(tenant) for p in c.prompts)
+
+    def statuses(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
+        """Server statuses of one tenant, or of all."""
+        return tuple(s for (t, _), s in self._statuses.items() if tenant is None or t == tenant)
+
+    def _ordered(self, tenant: str | None) -> list[ServerCatalog]:
+        if tenant is not None and tenant not in self._tenants:
+            raise NotFound(f"no tenant '{tenant}'")
+        # In configuration order (statuses are created in that order), whatever order servers started in.
+        return [
+            self._catalogs[k]
+            for k in self._statuses
+            if k in self._catalogs and (tenant is None or k[0] == tenant)
+        ]

@@ -1,0 +1,653 @@
+"""`ServerActor`: one supervised MCP server, on a private asyncio loop in its own thread.
+
+The actor's own thread only answers lifecycle asks (`launch`, `halt`, `relaunch`, `status`); the
+upstream connection lives on the server's loop, owned by one long-lived supervisor task that
+connects, discovers, waits for a crash or a stop, and restarts with exponential backoff
+(`tenacity`, sleeping on the loop, never on an actor thread). Calls reach the loop directly
+through a `ServerEndpoint` (thread-safe), so a slow call never blocks any actor's inbox.
+
+Events go up as tells to the `listener` (the tenant): `ServerStateChanged`, `ServerCrashed`,
+`CatalogChanged`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import mcp.types as types
+import pykka
+import tenacity
+from mcp import Client, MCPError
+from mcp.types.version import MODERN_PROTOCOL_VERSIONS
+
+import hub
+from actors.models import (
+    CatalogChanged,
+    NamedEntry,
+    ServerCatalog,
+    ServerCrashed,
+    ServerState,
+    ServerStateChanged,
+    ServerStatus,
+    ToolEntry,
+    ToolResult,
+)
+from actors.reaper import ProcessRegistry
+from actors.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
+from hub.config import OrchestratorConfig, SecretMap, ServerConfig
+from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_MAX_PAGES = 1000  # bound on pagination, against a server that returns cursors forever
+_STOP_TIMEOUT = 10.0  # an upper bound for one server's stop: stdin, SIGTERM, SIGKILL graces
+
+
+class Listener(Protocol):
+    """What a server tells its events to: a pykka `ActorRef` (the tenant), or a test double."""
+
+    def tell(self, message: Any) -> None: ...
+
+
+def tell(listener: Listener, message: Any) -> bool:
+    """Tell `listener` an event; False if it is gone (an event to a stopped actor is dropped)."""
+    try:
+        listener.tell(message)
+    except pykka.ActorDeadError:
+        return False
+    return True
+
+
+class _Crash(Exception):
+    """The connection ended, or never came up: restart after backoff."""
+
+
+class _Stopped(Exception):
+    """A stop was requested while backing off."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, MCPError):
+        return f"MCP error {exc.code}: {exc.message}"
+    if isinstance(exc, FileNotFoundError):
+        return f"command not found: {exc.filename}"
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(_describe(e) for e in exc.exceptions)
+    return str(exc) or type(exc).__name__
+
+
+class ServerEndpoint:
+    """The thread-safe way in to a server's loop; held by routes.
+
+    Every method may be called from any thread; each returns a `concurrent.futures.Future` whose
+    work runs on the server's loop.
+    """
+
+    def __init__(self, supervisor: ServerSupervisor, loop: asyncio.AbstractEventLoop) -> None:
+        self._supervisor = supervisor
+        self._loop = loop
+
+    def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        """Run `coro` on the server's loop."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+
+    def call_tool(
+        self, name: str, arguments: dict[str, Any], progress: Callable[..., Any] | None = None
+    ) -> concurrent.futures.Future[ToolResult]:
+        """Call the server's tool `name` (its own name, not the catalog id)."""
+        return self.submit(self._supervisor.call_tool(name, arguments, progress))
+
+    def read_resource(self, uri: str) -> concurrent.futures.Future[dict[str, Any]]:
+        """Read a resource of the server; the result is the MCP `ReadResourceResult` as JSON."""
+        return self.submit(self._supervisor.request("read_resource", uri))
+
+    def get_prompt(self, name: str, arguments: dict[str, str]) -> concurrent.futures.Future[dict[str, Any]]:
+        """Get a prompt of the server; the result is the MCP `GetPromptResult` as JSON."""
+        return self.submit(self._supervisor.request("get_prompt", name, arguments))
+
+
+class ServerSupervisor:
+    """The loop side of a server: owns the connection, the child process, and the state.
+
+    Every method runs on the server's loop (thread `server-<tenant>-<name>`), except `status`,
+    which any thread may read (the snapshot is replaced, never mutated).
+    """
+
+    def __init__(
+        self,
+        tenant: str,
+        config: ServerConfig,
+        tenant_env: SecretMap,
+        orchestrator: OrchestratorConfig,
+        listener: Listener,
+        registry: ProcessRegistry | None,
+        log_path: Path,
+    ) -> None:
+        self.tenant = tenant
+        self.config = config
+        self._tenant_env = tenant_env
+        self._orch = orchestrator
+        self._listener = listener
+        self._registry = registry
+        self.log_path = log_path
+        self.status = ServerStatus(tenant, config.name, ServerState.STOPPED, transport=config.transport)
+        self._client: Client | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop = asyncio.Event()
+        self._lost = asyncio.Event()
+        self._lost_reason = ""
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._aborted: set[asyncio.Task[Any]] = set()
+        self._refreshing: asyncio.Task[None] | None = None
+        self._dirty = False
+        self._catalog = ServerCatalog(tenant, config.name)
+
+    # ------------------------------------------------------------------ state
+
+    def _set(self, state: ServerState, **changes: Any) -> None:
+        old = self.status
+        fields = {**old.__dict__, "state": state, **changes}
+        if state in (ServerState.STOPPED, ServerState.FAILED, ServerState.BACKOFF):
+            fields.update(pid=None, started_at=None, protocol_version=None)
+        new = ServerStatus(**fields)
+        if new != old:
+            new = ServerStatus(**{**fields, "seq": old.seq + 1})
+            self.status = new
+            tell(self._listener, ServerStateChanged(new))
+
+    def _publish_catalog(self, catalog: ServerCatalog) -> None:
+        self._catalog = catalog
+        tell(self._listener, CatalogChanged(catalog))
+        self._set(self.status.state, tools=len(catalog.tools))
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        """Start supervising unless already started (idempotent)."""
+        if self._task is not None and not self._task.done():
+            return
+        self._stop = asyncio.Event()
+        self._set(ServerState.STARTING, last_error=None, restarts=0)
+        self._task = asyncio.get_running_loop().create_task(
+            self._supervise(), name=f"supervise-{self.config.name}"
+        )
+
+    async def stop(self) -> None:
+        """Stop the server (calls in flight fail with an upstream error) and wait until it is down."""
+        self._stop.set()
+        if self._task is not None:
+            if self.status.state is ServerState.STARTING:
+                self._task.cancel()  # do not wait out startup_timeout to stop a server still starting
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+        self._set(ServerState.STOPPED)
+
+    async def _supervise(self) -> None:
+        """Connect, run until a crash or a stop, and restart with backoff until `max_retries`."""
+        orch = self._orch
+        try:
+            while not self._stop.is_set():
+                retrying = tenacity.AsyncRetrying(
+                    stop=tenacity.stop_after_attempt(orch.max_retries + 1),
+                    wait=tenacity.wait_exponential(multiplier=orch.backoff_initial, max=orch.backoff_max),
+                    retry=tenacity.retry_if_exception_type(_Crash),
+                    sleep=self._backoff,
+                    reraise=True,
+                )
+                try:
+                    async for attempt in retrying:
+                        with attempt:
+                            stable = await self._run_once()
+                except _Crash as crash:
+                    self._set(ServerState.FAILED, last_error=str(crash))
+                    log.error(
+                        "%s/%s failed after %d restarts: %s",
+                        self.tenant,
+                        self.config.name,
+                        self.status.restarts,
+                        crash,
+                    )
+                    return
+                if not stable:
+                    break
+                # It crashed after running stably: a fresh retry budget, after the first backoff.
+                await self._backoff(orch.backoff_initial)
+        except _Stopped:
+            pass
+        except Exception as exc:  # isolation boundary: a supervisor bug must not kill the loop
+            log.exception("supervisor of %s/%s failed", self.tenant, self.config.name)
+            self._set(ServerState.FAILED, last_error=f"internal error: {_describe(exc)}")
+            return
+        self._set(ServerState.STOPPED)
+
+    async def _backoff(self, seconds: float) -> None:
+        """Tenacity's sleep: wait in state `backoff`, or leave at once when a stop is requested."""
+        self._set(ServerState.BACKOFF, restarts=self.status.restarts + 1)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop.wait(), seconds)
+        if self._stop.is_set():
+            raise _Stopped
+
+    async def _run_once(self) -> bool:
+        """One connection: start, discover, serve until stop (→ True/False) or crash (→ `_Crash`).
+
+        Returns:
+            True if it ran stably (long enough to earn a fresh retry budget) before crashing,
+            False if it was stopped.
+        """
+        self._set(ServerState.STARTING)
+        self._lost = asyncio.Event()
+        self._lost_reason = ""
+        errlog = CappedLog(self.log_path, self._orch.log_max_bytes)
+        began = time.monotonic()
+        reason: str | None = None
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                stack.callback(errlog.close)
+                reason = await self._serve(stack, errlog)
+        except Exception as exc:  # tearing down a broken connection; why it broke is already known
+            log.debug("%s/%s: teardown: %s", self.tenant, self.config.name, _describe(exc))
+            if reason is None and not self._stop.is_set():
+                reason = _describe(exc)
+        finally:
+            self._client = None
+            if self._catalog.tools or self._catalog.resources or self._catalog.prompts:
+                self._publish_catalog(ServerCatalog(self.tenant, self.config.name))
+        if reason is None:
+            return False
+        stable = time.monotonic() - began >= max(self._orch.backoff_max, 10.0)
+        tell(self._listener, ServerCrashed(self.tenant, self.config.name, reason, self.status.restarts))
+        log.warning("%s/%s crashed: %s", self.tenant, self.config.name, reason)
+        if stable:
+            return True
+        raise _Crash(reason)
+
+    async def _serve(self, stack: contextlib.AsyncExitStack, errlog: CappedLog) -> str | None:
+        """Connect and serve until stopped (→ None) or the connection ends (→ why)."""
+        try:
+            async with asyncio.timeout(self._orch.startup_timeout):
+                client = await stack.enter_async_context(self._client_for(errlog))
+                self._client = client
+                catalog = await self._discover(client)
+        except TimeoutError:
+            return f"did not start within {self._orch.startup_timeout:g} s"
+        except Exception as exc:
+            if self._stop.is_set():
+                return None
+            await self._await_exit()
+            return f"failed to start: {self._lost_reason or _describe(exc)}"
+        # Catalog first: whoever sees `running` can already resolve the server's tools.
+        self._publish_catalog(catalog)
+        self._set(
+            ServerState.RUNNING,
+            started_at=time.time(),
+            protocol_version=client.protocol_version,
+            last_error=None,
+        )
+        log.info(
+            "%s/%s running (pid %s, %d tools)",
+            self.tenant,
+            self.config.name,
+            self.status.pid,
+            len(catalog.tools),
+        )
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        lost_wait = asyncio.ensure_future(self._lost.wait())
+        listening = asyncio.ensure_future(self._listen(client))
+        try:
+            await asyncio.wait({stop_wait, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in (stop_wait, lost_wait, listening):
+                waiter.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+            self._client = None
+        if self._stop.is_set():
+            self._abort_inflight(f"server '{self.config.name}' is stopping")
+            return None
+        reason = self._lost_reason or "connection lost"
+        self._abort_inflight(f"server '{self.config.name}' crashed during the call: {reason}")
+        return reason
+
+    def _client_for(self, errlog: CappedLog) -> Client:
+        config = self.config
+        if config.transport == "stdio":
+            assert config.command is not None
+            env = child_environment(self._tenant_env, config.env)
+            transport = stdio_transport(
+                config.command, config.args, env, config.cwd, errlog, self._registry, self._on_spawn
+            )
+            target: Any = transport
+        else:
+            target = self._http_transport(errlog)
+        return Client(
+            target,
+            mode=config.protocol,  # type: ignore[arg-type]
+            cache=None,
+            message_handler=self._on_message,
+            client_info=types.Implementation(name="mcp-hub", version=hub.__version__),
+        )
+
+    def _http_transport(self, errlog: CappedLog) -> Any:
+        import httpx
+        from mcp.client.streamable_http import streamable_http_client
+
+        headers = self.config.headers.reveal()
+        assert self.config.url is not None
+        if self.config.transport == "sse":
+            from mcp.client.sse import sse_client
+
+            return sse_client(self.config.url, headers=headers)
+        http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=None))
+        errlog.note(f"connecting to {self.config.url}")
+        return streamable_http_client(self.config.url, http_client=http)
+
+    def _on_spawn(self, child: StdioProcess) -> None:
+        self._set(ServerState.STARTING, pid=child.pid)
+
+        async def watch() -> None:
+            await child.exited.wait()
+            code = child.process.returncode
+            self._lost_reason = f"process {child.pid} exited with code {code}"
+            self._lost.set()
+
+        asyncio.get_running_loop().create_task(watch())
+
+    async def _await_exit(self) -> None:
+        """A connection just closed: give the child's exit up to 0.5 s to be recorded, to say why."""
+        if self.status.pid is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), 0.5)
+
+    def _abort_inflight(self, reason: str) -> None:
+        """Fail every call in flight at once with an upstream error naming `reason`."""
+        for task in list(self._inflight):
+            self._aborted.add(task)
+            task.cancel(reason)
+
+    # ------------------------------------------------------------------ discovery
+
+    def _capabilities(self, client: Client) -> types.ServerCapabilities:
+        """The server's capabilities, or all of them when unknown (then every list is tried).
+
+        A pinned 2026-07-28 connection skips `server/discover` and synthesizes empty capabilities.
+        """
+        if self.config.protocol in MODERN_PROTOCOL_VERSIONS:
+            return types.ServerCapabilities(
+                tools=types.ToolsCapability(list_changed=True),
+                resources=types.ResourcesCapability(list_changed=True),
+                prompts=types.PromptsCapability(list_changed=True),
+            )
+        return client.server_capabilities
+
+    async def _discover(self, client: Client) -> ServerCatalog:
+        caps = self._capabilities(client)
+        wanted = self.config.capabilities
+        tools: tuple[ToolEntry, ...] = ()
+        resources: tuple[NamedEntry, ...] = ()
+        templates: tuple[NamedEntry, ...] = ()
+        prompts: tuple[NamedEntry, ...] = ()
+        if caps.tools is not None and "tools" in wanted:
+            raw = await _all_pages(client.list_tools, "tools")
+            tools = tuple(self._tool_entry(t) for t in raw if self.config.tools.admits(t.name))
+        if caps.resources is not None and "resources" in wanted:
+            resources = tuple(
+                self._named(r.name, r) for r in await _all_pages(client.list_resources, "resources")
+            )
+            templates = tuple(
+                self._named(r.name, r)
+                for r in await _all_pages(client.list_resource_templates, "resource_templates")
+            )
+        if caps.prompts is not None and "prompts" in wanted:
+            prompts = tuple(self._named(p.name, p) for p in await _all_pages(client.list_prompts, "prompts"))
+        return ServerCatalog(self.tenant, self.config.name, tools, resources, templates, prompts)
+
+    def _tool_entry(self, tool: types.Tool) -> ToolEntry:
+        return ToolEntry(
+            tenant=self.tenant,
+            server=self.config.name,
+            name=tool.name,
+            description=tool.description,
+            title=tool.title,
+            input_schema=dict(tool.input_schema),
+            output_schema=dict(tool.output_schema) if tool.output_schema else None,
+            annotations=tool.annotations.model_dump(mode="json", by_alias=True, exclude_none=True)
+            if tool.annotations
+            else None,
+            meta=dict(tool.meta) if tool.meta else None,
+        )
+
+    def _named(self, name: str, model: Any) -> NamedEntry:
+        raw = model.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return NamedEntry(self.tenant, self.config.name, name, raw)
+
+    async def _on_message(self, message: Any) -> None:
+        """SDK notification callback (on this loop): refresh the catalog on list_changed."""
+        if isinstance(
+            message,
+            types.ToolListChangedNotification
+            | types.ResourceListChangedNotification
+            | types.PromptListChangedNotification,
+        ):
+            self._schedule_refresh()
+        elif isinstance(message, Exception):
+            log.debug("%s/%s: transport error: %s", self.tenant, self.config.name, message)
+
+    async def _listen(self, client: Client) -> None:
+        """On 2026-07-28 connections, list_changed only comes on a `subscriptions/listen` stream."""
+        if client.protocol_version not in MODERN_PROTOCOL_VERSIONS:
+            return  # handshake era: notifications arrive through `_on_message`
+        caps = self._capabilities(client)
+        wanted = {
+            "tools_list_changed": bool(caps.tools and caps.tools.list_changed),
+            "prompts_list_changed": bool(caps.prompts and caps.prompts.list_changed),
+            "resources_list_changed": bool(caps.resources and caps.resources.list_changed),
+        }
+        if not any(wanted.values()):
+            return
+        try:
+            async with client.listen(**wanted) as subscription:
+                async for _event in subscription:
+                    self._schedule_refresh()
+        except Exception as exc:  # the catalog then only refreshes on restart; say so once
+            log.info("%s/%s: no list_changed stream: %s", self.tenant, self.config.name, _describe(exc))
+
+    def _schedule_refresh(self) -> None:
+        """Re-discover soon; changes that arrive during a refresh cause one more (none is lost)."""
+        self._dirty = True
+        if self._refreshing is None or self._refreshing.done():
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
+
+    async def _refresh(self) -> None:
+        while self._dirty:
+            self._dirty = False
+            client = self._client
+            if client is None:
+                return
+            try:
+                catalog = await self._discover(client)
+            except Exception as exc:  # a failed refresh keeps the last catalog; a crash is handled apart
+                log.warning(
+                    "%s/%s: catalog refresh failed: %s", self.tenant, self.config.name, _describe(exc)
+                )
+                return
+            if self._client is client:
+                self._publish_catalog(catalog)
+
+    # ------------------------------------------------------------------ calls
+
+    async def _guarded(self, what: str, run: Callable[[Client], Awaitable[T]]) -> T:
+        """Run `run(client)` as a call in flight: bounded by `call_timeout`, failed at once on a crash."""
+        client = self._client
+        if client is None or self.status.state is not ServerState.RUNNING:
+            raise NotRunning(f"server '{self.config.name}' is {self.status.state.value}")
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        try:
+            async with asyncio.timeout(self.config.call_timeout):
+                return await run(client)
+        except TimeoutError:
+            raise CallTimeout(
+                f"{what} on server '{self.config.name}' timed out after {self.config.call_timeout:g} s"
+            ) from None
+        except asyncio.CancelledError as cancelled:
+            if task in self._aborted:
+                raise UpstreamError(str(cancelled.args[0]) if cancelled.args else "server stopped") from None
+            raise
+        except MCPError as exc:
+            if exc.code == types.CONNECTION_CLOSED:
+                await self._await_exit()
+                reason = self._lost_reason or "connection closed"
+                raise UpstreamError(
+                    f"server '{self.config.name}' crashed during the call: {reason}"
+                ) from None
+            if exc.code == types.INVALID_PARAMS:
+                raise BadRequest(
+                    f"server '{self.config.name}' rejected the arguments: {exc.message}"
+                ) from None
+            raise UpstreamError(
+                f"server '{self.config.name}' answered with an error: {exc.message}"
+            ) from None
+        except HubError:
+            raise
+        except Exception as exc:  # a response that broke the protocol (validation), a transport error
+            raise UpstreamError(f"server '{self.config.name}' failed: {_describe(exc)}") from None
+        finally:
+            self._inflight.discard(task)
+            self._aborted.discard(task)
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], progress: Callable[..., Any] | None = None
+    ) -> ToolResult:
+        """Call tool `name` of this server and return its result in the REST shape."""
+        result = await self._guarded(
+            f"tool '{name}'", lambda c: c.call_tool(name, arguments, progress_callback=progress)
+        )
+        return ToolResult(
+            tool=f"{self.config.name}.{name}",
+            is_error=bool(result.is_error),
+            content=tuple(
+                b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in result.content
+            ),
+            structured_content=result.structured_content,
+        )
+
+    async def request(self, method: str, *args: Any) -> dict[str, Any]:
+        """Another request of the client (`read_resource`, `get_prompt`), its result as JSON."""
+        result = await self._guarded(method, lambda c: getattr(c, method)(*args))
+        return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+async def _all_pages(fetch: Callable[..., Awaitable[Any]], attr: str) -> list[Any]:
+    """Every item of a paginated list; a server that does not implement the list has none."""
+    items: list[Any] = []
+    cursor = None
+    for _ in range(_MAX_PAGES):
+        try:
+            page = await fetch(cursor=cursor)
+        except MCPError as exc:
+            if exc.code == types.METHOD_NOT_FOUND:
+                return items
+            raise
+        items.extend(getattr(page, attr))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return items
+
+
+class ServerActor(pykka.ThreadingActor):
+    """One configured server: lifecycle asks on the actor thread, everything else on its loop.
+
+    Args:
+        tenant: the tenant id.
+        config: the server's configuration.
+        tenant_env: the tenant's credentials, given to the child under the server's own `env`.
+        orchestrator: supervision settings.
+        listener: where events are told (the tenant actor's ref).
+        registry: the orphan watchdog's registry (None in tests that do not need it).
+        log_path: the server's stderr log file.
+    """
+
+    def __init__(
+        self,
+        tenant: str,
+        config: ServerConfig,
+        tenant_env: SecretMap,
+        orchestrator: OrchestratorConfig,
+        listener: Listener,
+        registry: ProcessRegistry | None,
+        log_path: Path,
+    ) -> None:
+        super().__init__()
+        self.supervisor = ServerSupervisor(
+            tenant, config, tenant_env, orchestrator, listener, registry, log_path
+        )
+        self._loop = asyncio.new_event_loop()
+        self.endpoint = ServerEndpoint(self.supervisor, self._loop)
+        self._thread = threading.Thread(
+            target=self._run_loop, name=f"server-{tenant}-{config.name}", daemon=True
+        )
+
+    def _run_loop(self) -> None:
+        """Runs on the server's loop thread for the actor's whole life."""
+        asyncio.set_event_loop(self._loop)
+        self._loop.run_forever()
+
+    def on_start(self) -> None:
+        self._thread.start()
+
+    def on_stop(self) -> None:
+        try:
+            self._on_loop(self.supervisor.stop(), _STOP_TIMEOUT + self.supervisor._orch.shutdown_grace)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            if not self._thread.is_alive():
+                self._loop.close()
+
+    def _on_loop(self, coro: Awaitable[T], timeout: float) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
+
+    def _call_soon(self, fn: Callable[[], None]) -> None:
+        self._loop.call_soon_threadsafe(fn)
+
+    # ------------------------------------------------------------------ asks (actor thread)
+
+    def get_endpoint(self) -> ServerEndpoint:
+        """The thread-safe endpoint that routes hold."""
+        return self.endpoint
+
+    def launch(self) -> ServerStatus:
+        """Begin supervising (returns at once; watch `ServerStateChanged` for `running`)."""
+
+        async def go() -> None:
+            self.supervisor.start()
+
+        self._on_loop(go(), 5)
+        return self.supervisor.status
+
+    def halt(self) -> ServerStatus:
+        """Stop the server and wait until its process is gone."""
+        self._on_loop(self.supervisor.stop(), _STOP_TIMEOUT + self.supervisor._orch.shutdown_grace)
+        return self.supervisor.status
+
+    def relaunch(self) -> ServerStatus:
+        """Stop, then start again (a new process, restart counters reset)."""
+        self.halt()
+        return self.launch()
+
+    def status(self) -> ServerStatus:
+        """The latest status snapshot."""
+        return self.supervisor.status

@@ -1,0 +1,310 @@
+"""`TenantActor`: owns a tenant's servers, enforces its quotas, relays their events to the router.
+
+Quotas: `max_servers` (servers started at once) is checked when a server starts; `max_tools` trims
+the catalog the router sees (tools past the quota, in configuration order, are left out and
+logged); `max_concurrent_calls` and `max_calls_per_minute` are enforced per call by the tenant's
+`CallGate`, which routes carry, so a call never waits in the tenant's inbox.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import pykka
+
+from actors.models import CatalogChanged, ServerCatalog, ServerState, ServerStateChanged, ServerStatus
+from actors.reaper import ProcessRegistry
+from actors.server import Listener, ServerActor, ServerEndpoint, tell
+from hub.config import OrchestratorConfig, Quotas, TenantConfig
+from hub.errors import NotFound, QuotaExceeded
+
+log = logging.getLogger(__name__)
+
+_ACTIVE = (ServerState.STARTING, ServerState.RUNNING, ServerState.BACKOFF)
+_ASK_TIMEOUT = 30.0
+
+
+class CallGate:
+    """Per-tenant call quotas: concurrency and a sliding one-minute rate window.
+
+    Thread-safe: entered by whatever thread makes a call (web loop, Python API callers).
+    """
+
+    def __init__(self, quotas: Quotas) -> None:
+        self._quotas = quotas
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._recent: collections.deque[float] = collections.deque()
+
+    @property
+    def in_flight(self) -> int:
+        """Calls of the tenant in flight now."""
+        return self._in_flight
+
+    def calls_last_minute(self) -> int:
+        """Calls started in the last 60 s."""
+        with self._lock:
+            self._expire(time.monotonic())
+            return len(self._recent)
+
+    def _expire(self, now: float) -> None:
+        while self._recent and now - self._recent[0] >= 60.0:
+            self._recent.popleft()
+
+    @contextmanager
+    def admit(self, tenant: str) -> Iterator[None]:
+        """Hold one call slot for the duration of the block.
+
+        Raises:
+            QuotaExceeded: `max_concurrent_calls` or `max_calls_per_minute` would be exceeded.
+        """
+        quotas = self._quotas
+        with self._lock:
+            now = time.monotonic()
+            self._expire(now)
+            if quotas.max_concurrent_calls is not None and self._in_flight >= quotas.max_concurrent_calls:
+                raise QuotaExceeded(
+                    f"tenant '{tenant}' has {self._in_flight} calls in flight "
+                    f"(max_concurrent_calls {quotas.max_concurrent_calls})",
+                    retry_after=1.0,
+                )
+            if quotas.max_calls_per_minute is not None and len(self._recent) >= quotas.max_calls_per_minute:
+                raise QuotaExceeded(
+                    f"tenant '{tenant}' made {len(self._recent)} calls in the last minute "
+                    f"(max_calls_per_minute {quotas.max_calls_per_minute})",
+                    retry_after=max(0.1, 60.0 - (now - self._recent[0])),
+                )
+            self._in_flight += 1
+            self._recent.append(now)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+
+@dataclass(frozen=True)
+class TenantLease:
+    """What the router keeps of a tenant: its gate and its servers' endpoints (thread-safe objects)."""
+
+    tenant: str
+    gate: CallGate
+    endpoints: Mapping[str, ServerEndpoint]
+    call_timeouts: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """A tenant as the API shows it (never its keys or env)."""
+
+    name: str
+    description: str
+    quotas: Quotas
+    servers: tuple[ServerStatus, ...]
+    tools: int
+    hidden_tools: int
+    calls_in_flight: int
+    calls_last_minute: int
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict: quotas with their usage, and the servers."""
+        active = sum(1 for s in self.servers if s.state in _ACTIVE)
+        usage = {
+            "max_servers": active,
+            "max_tools": self.tools,
+            "max_concurrent_calls": self.calls_in_flight,
+            "max_calls_per_minute": self.calls_last_minute,
+        }
+        return {
+            "name": self.name,
+            "description": self.description,
+            "quotas": {k: {"limit": getattr(self.quotas, k), "used": v} for k, v in usage.items()},
+            "hidden_tools": self.hidden_tools,
+            "servers": [s.to_json() for s in self.servers],
+        }
+
+
+class TenantActor(pykka.ThreadingActor):
+    """One tenant. Asked by the router and the frontend; tells events up to `listener`.
+
+    Runs on its own actor thread; owns one `ServerActor` per configured server.
+    """
+
+    def __init__(
+        self,
+        config: TenantConfig,
+        orchestrator: OrchestratorConfig,
+        listener: Listener,
+        registry: ProcessRegistry | None,
+        log_dir: Path,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self._orch = orchestrator
+        self._listener = listener
+        self._registry = registry
+        self._log_dir = log_dir
+        self._gate = CallGate(config.quotas)
+        self._servers: dict[str, pykka.ActorProxy[ServerActor]] = {}
+        self._statuses: dict[str, ServerStatus] = {}
+        self._catalogs: dict[str, ServerCatalog] = {}
+        self._hidden: dict[str, int] = {}
+
+    def on_start(self) -> None:
+        me = self.actor_ref
+        for name, server in self.config.servers.items():
+            ref = ServerActor.start(
+                self.config.name,
+                server,
+                self.config.env,
+                self._orch,
+                me,
+                self._registry,
+                self._log_dir / self.config.name / f"{name}.log",
+            )
+            self._servers[name] = ref.proxy()
+            self._statuses[name] = ServerStatus(
+                self.config.name, name, ServerState.STOPPED, transport=server.transport
+            )
+
+    def on_stop(self) -> None:
+        self.stop_servers()
+        for proxy in self._servers.values():
+            proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
+
+    # ------------------------------------------------------------------ events from servers
+
+    def on_receive(self, message: Any) -> None:
+        """Events told by the servers (on this actor's thread): record, apply quotas, relay up."""
+        if isinstance(message, ServerStateChanged):
+            self._statuses[message.status.server] = message.status
+        elif isinstance(message, CatalogChanged):
+            message = CatalogChanged(self._within_tool_quota(message.catalog))
+        tell(self._listener, message)
+
+    def _within_tool_quota(self, catalog: ServerCatalog) -> ServerCatalog:
+        self._catalogs[catalog.server] = catalog
+        limit = self.config.quotas.max_tools
+        if limit is None:
+            return catalog
+        used = sum(
+            len(c.tools) - self._hidden.get(s, 0) for s, c in self._catalogs.items() if s != catalog.server
+        )
+        room = max(0, limit - used)
+        hidden = max(0, len(catalog.tools) - room)
+        self._hidden[catalog.server] = hidden
+        if hidden:
+            log.warning(
+                "tenant %s: %d tools of server %s left out of the catalog (max_tools %d)",
+                self.config.name,
+                hidden,
+                catalog.server,
+                limit,
+            )
+            return replace(catalog, tools=catalog.tools[:room])
+        return catalog
+
+    # ------------------------------------------------------------------ asks
+
+    def lease(self) -> TenantLease:
+        """The gate and endpoints the router needs to route calls of this tenant."""
+        endpoints = {
+            name: proxy.get_endpoint().get(timeout=_ASK_TIMEOUT) for name, proxy in self._servers.items()
+        }
+        timeouts = {name: s.call_timeout for name, s in self.config.servers.items()}
+        return TenantLease(
+            self.config.name, self._gate, MappingProxyType(endpoints), MappingProxyType(timeouts)
+        )
+
+    def _proxy(self, server: str) -> pykka.ActorProxy[ServerActor]:
+        if server not in self._servers:
+            raise NotFound(f"no server '{server}' in tenant '{self.config.name}'")
+        return self._servers[server]
+
+    def start_server(self, server: str) -> ServerStatus:
+        """Start one server (enabled or not: an explicit start is the operator's choice).
+
+        Raises:
+            NotFound: no such server.
+            QuotaExceeded: `max_servers` servers already run.
+        """
+        proxy = self._proxy(server)
+        status = self._statuses[server]
+        if status.state in _ACTIVE:
+            return status
+        limit = self.config.quotas.max_servers
+        active = sum(1 for s in self._statuses.values() if s.state in _ACTIVE)
+        if limit is not None and active >= limit:
+            raise QuotaExceeded(
+                f"tenant '{self.config.name}' already runs {active} servers (max_servers {limit})",
+                retry_after=60.0,
+            )
+        status = proxy.launch().get(timeout=_ASK_TIMEOUT)
+        self._statuses[server] = status
+        return status
+
+    def start_servers(self) -> dict[str, ServerStatus | str]:
+        """Start every enabled server; per server, its status, or why it was not started."""
+        outcome: dict[str, ServerStatus | str] = {}
+        for name, config in self.config.servers.items():
+            if not config.enabled:
+                outcome[name] = "disabled"
+                continue
+            try:
+                outcome[name] = self.start_server(name)
+            except QuotaExceeded as exc:
+                outcome[name] = f"quota_exceeded: {exc.message}"
+        return outcome
+
+    def stop_server(self, server: str) -> ServerStatus:
+        """Stop one server and wait until its process is gone."""
+        status = self._proxy(server).halt().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+        self._statuses[server] = status
+        return status
+
+    def restart_server(self, server: str) -> ServerStatus:
+        """Stop then start one server (a new process)."""
+        self.stop_server(server)
+        return self.start_server(server)
+
+    def stop_servers(self) -> dict[str, str]:
+        """Stop every server at once (in parallel) and wait for all; per-server final state."""
+        futures = {name: proxy.halt() for name, proxy in self._servers.items()}
+        outcome = {}
+        for name, future in futures.items():
+            try:
+                status = future.get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+                self._statuses[name] = status
+                outcome[name] = status.state.value
+            except Exception as exc:  # isolation: one stuck server must not stop the others' report
+                log.exception("stopping %s/%s failed", self.config.name, name)
+                outcome[name] = f"error: {exc}"
+        return outcome
+
+    def status(self, server: str) -> ServerStatus:
+        """One server's latest status."""
+        return self._proxy(server).status().get(timeout=_ASK_TIMEOUT)
+
+    def info(self) -> TenantInfo:
+        """The tenant with its quotas, usage and servers."""
+        statuses = tuple(self._statuses[name] for name in self.config.servers)
+        tools = sum(len(c.tools) for c in self._catalogs.values()) - sum(self._hidden.values())
+        return TenantInfo(
+            self.config.name,
+            self.config.description,
+            self.config.quotas,
+            statuses,
+            tools,
+            sum(self._hidden.values()),
+            self._gate.in_flight,
+            self._gate.calls_last_minute(),
+        )

@@ -1,0 +1,274 @@
+"""The hub runtime: start and stop the actor tree as one flat script, and the Python API.
+
+```python
+from hub.config import load_config
+from hub.runtime import Hub
+
+with Hub(load_config("config/hub.yaml")) as hub:
+    hub.start_tenant("default")                                 # and wait until its servers run
+    print([t.id for t in hub.tools("default")])                 # ['sqlite-demo.query', ...]
+    result = hub.call_tool("default", "sqlite-demo.query", {"sql": "SELECT * FROM users LIMIT 10"})
+    print(result.structured_content["rows"])
+```
+
+Every method is called from the user's thread (any thread); they ask the actors with timeouts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pykka
+
+from actors.models import (
+    Event,
+    ServerCatalog,
+    ServerState,
+    ServerStateChanged,
+    ServerStatus,
+    ToolEntry,
+    ToolResult,
+)
+from actors.reaper import ProcessRegistry
+from actors.router import RouterActor
+from actors.tenant import TenantActor, TenantInfo
+from hub.config import HubConfig
+from hub.errors import CallTimeout, HubError, ShuttingDown
+
+log = logging.getLogger(__name__)
+
+_ASK_TIMEOUT = 30.0
+_SETTLED = (ServerState.RUNNING, ServerState.FAILED, ServerState.STOPPED)
+
+
+class EventBoard:
+    """Collects the router's events and lets threads wait on them.
+
+    `tell` runs on the router thread (it must stay quick); `wait_for` on any other thread.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._statuses: dict[tuple[str, str], ServerStatus] = {}
+        self.events: list[Event] = []
+        self._listeners: list[Callable[[Event], None]] = []
+
+    def tell(self, event: Event) -> None:
+        """Record one event and wake the waiters (router thread)."""
+        with self._cond:
+            if isinstance(event, ServerStateChanged):
+                self._statuses[(event.status.tenant, event.status.server)] = event.status
+            self.events.append(event)
+            del self.events[:-1000]
+            self._cond.notify_all()
+        for listener in list(self._listeners):
+            listener(event)
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call `listener(event)` for every event, on the router thread (it must be quick)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
+        """Stop calling `listener`."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    def status(self, tenant: str, server: str) -> ServerStatus | None:
+        """The latest status told for a server, if any."""
+        with self._cond:
+            return self._statuses.get((tenant, server))
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
+        """Wait until `predicate()` holds (re-checked on every event); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(predicate, timeout)
+
+
+class Hub:
+    """MCP Hub in-process: the actor tree plus a blocking Python API.
+
+    Args:
+        config: a validated configuration.
+        data_dir: where server logs go; `config.orchestrator.data_dir` by default.
+    """
+
+    def __init__(self, config: HubConfig, data_dir: str | Path | None = None) -> None:
+        self.config = config
+        self.data_dir = Path(data_dir or config.orchestrator.data_dir)
+        self.board = EventBoard()
+        self._registry: ProcessRegistry | None = None
+        self._router: pykka.ActorProxy[RouterActor] | None = None
+        self._stopping = False
+        self.started_at: float | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> Hub:
+        """Start the watchdog, the router and every tenant; start servers if `auto_start`."""
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._registry = ProcessRegistry()
+        self._router = RouterActor.start(self.config.orchestrator, self._registry, self.log_dir).proxy()
+        self._router.subscribe(self.board).get(timeout=_ASK_TIMEOUT)
+        for tenant in self.config.tenants.values():
+            self._router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
+        self.started_at = time.time()
+        if self.config.orchestrator.auto_start:
+            for name in self.config.tenants:
+                self.start_tenant(name, wait=False)
+        return self
+
+    def stop(self) -> None:
+        """Stop every server (calls in flight get an error), every actor, then the watchdog."""
+        self._stopping = True
+        try:
+            if self._router is not None:
+                self._router.actor_ref.stop(timeout=120)
+        finally:
+            if self._registry is not None:
+                self._registry.close()
+            leftover = [
+                a
+                for a in pykka.ActorRegistry.get_all()
+                if isinstance(a, RouterActor | TenantActor) or "ServerActor" in type(a).__name__
+            ]
+            if leftover:
+                log.error("actors still alive after stop: %s", leftover)
+
+    def __enter__(self) -> Hub:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def log_dir(self) -> Path:
+        """Where each server's stderr log lives: `<data_dir>/logs/<tenant>/<server>.log`."""
+        return self.data_dir / "logs"
+
+    @property
+    def router(self) -> pykka.ActorProxy[RouterActor]:
+        """The router's proxy (raises `ShuttingDown` once the hub stops)."""
+        if self._router is None or self._stopping:
+            raise ShuttingDown("the hub is shutting down")
+        return self._router
+
+    def _tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
+        return self.router.tenant(name).get(timeout=_ASK_TIMEOUT)
+
+    # ------------------------------------------------------------------ servers
+
+    def start_tenant(self, tenant: str, wait: bool = True, timeout: float | None = None) -> dict[str, str]:
+        """Start every enabled server of `tenant`; with `wait`, until each runs or has failed.
+
+        Returns:
+            Per server, its state (or why it did not start).
+        """
+        outcome = self._tenant(tenant).start_servers().get(timeout=_ASK_TIMEOUT)
+        started = {name: s for name, s in outcome.items() if isinstance(s, ServerStatus)}
+        if wait:
+            self.wait_settled(started.values(), timeout)
+        return {name: (self._state(s) if isinstance(s, ServerStatus) else s) for name, s in outcome.items()}
+
+    def stop_tenant(self, tenant: str) -> dict[str, str]:
+        """Stop every server of `tenant`; per server, its final state."""
+        return self._tenant(tenant).stop_servers().get(timeout=120)
+
+    def start_server(
+        self, tenant: str, server: str, wait: bool = True, timeout: float | None = None
+    ) -> ServerStatus:
+        """Start one server; with `wait`, until it runs or has failed."""
+        status = self._tenant(tenant).start_server(server).get(timeout=_ASK_TIMEOUT)
+        if wait:
+            self.wait_settled([status], timeout)
+        return self.server(tenant, server)
+
+    def stop_server(self, tenant: str, server: str) -> ServerStatus:
+        """Stop one server and wait until its process is gone."""
+        return self._tenant(tenant).stop_server(server).get(timeout=120)
+
+    def restart_server(
+        self, tenant: str, server: str, wait: bool = True, timeout: float | None = None
+    ) -> ServerStatus:
+        """Stop then start one server (a new process)."""
+        status = self._tenant(tenant).restart_server(server).get(timeout=120)
+        if wait:
+            self.wait_settled([status], timeout)
+        return self.server(tenant, server)
+
+    def server(self, tenant: str, server: str) -> ServerStatus:
+        """One server's status."""
+        return self._tenant(tenant).status(server).get(timeout=_ASK_TIMEOUT)
+
+    def servers(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
+        """Statuses of one tenant's servers, or of all."""
+        return self.router.statuses(tenant).get(timeout=_ASK_TIMEOUT)
+
+    def tenants(self) -> tuple[TenantInfo, ...]:
+        """Every tenant with quotas, usage and servers."""
+        names = self.router.tenant_names().get(timeout=_ASK_TIMEOUT)
+        return tuple(self.tenant(n) for n in names)
+
+    def tenant(self, tenant: str) -> TenantInfo:
+        """One tenant with quotas, usage and servers."""
+        return self._tenant(tenant).info().get(timeout=_ASK_TIMEOUT)
+
+    def _state(self, since: ServerStatus) -> str:
+        latest = self.board.status(since.tenant, since.server)
+        return (latest if latest is not None and latest.seq >= since.seq else since).state.value
+
+    def wait_settled(self, since: Iterable[ServerStatus], timeout: float | None = None) -> bool:
+        """Wait until each server, from the given snapshots on, is running, failed or stopped.
+
+        The default timeout covers every retry timing out plus every backoff.
+        """
+        orch = self.config.orchestrator
+        if timeout is None:
+            timeout = (orch.max_retries + 1) * (orch.startup_timeout + orch.backoff_max) + 5
+        since = list(since)
+
+        def settled() -> bool:
+            for old in since:
+                new = self.board.status(old.tenant, old.server)
+                current = new if new is not None and new.seq >= old.seq else old
+                if current.state not in _SETTLED or current.seq < old.seq:
+                    return False
+            return True
+
+        return self.board.wait_for(settled, timeout)
+
+    # ------------------------------------------------------------------ catalog and calls
+
+    def tools(self, tenant: str | None = None) -> tuple[ToolEntry, ...]:
+        """The tool catalog of one tenant, or of all tenants."""
+        return self.router.tools(tenant).get(timeout=_ASK_TIMEOUT)
+
+    def catalogs(self, tenant: str | None = None) -> tuple[ServerCatalog, ...]:
+        """Full server catalogs (tools, resources, resource templates, prompts)."""
+        return self.router.catalogs(tenant).get(timeout=_ASK_TIMEOUT)
+
+    def call_tool(self, tenant: str, tool_id: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
+        """Call catalog tool `server.tool` of `tenant` and wait for its result.
+
+        Raises:
+            NotFound: no such tool in the tenant's catalog.
+            QuotaExceeded: a call quota of the tenant is exhausted (carries `retry_after`).
+            NotRunning, UpstreamError, CallTimeout, BadRequest: as the server answered.
+        """
+        route = self.router.resolve(tenant, tool_id).get(timeout=_ASK_TIMEOUT)
+        with route.gate.admit(tenant):
+            future = route.call_tool(dict(arguments or {}))
+            try:
+                # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
+                return future.result(timeout=route.call_timeout + 5)
+            except TimeoutError:
+                future.cancel()
+                raise CallTimeout(
+                    f"tool '{tool_id}' did not answer within {route.call_timeout:g} s"
+                ) from None
+            except HubError:
+                raise

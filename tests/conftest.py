@@ -1,0 +1,108 @@
+"""Shared fixtures: a hub on a real configuration, a test MCP server, and leak checks.
+
+Every test's hub gives its tenants an environment marker (`MCP_HUB_TEST_MARK`), which every
+child process inherits; after each test, no process carrying the marker may be left, and no
+actor may be alive.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pykka
+import pytest
+import yaml
+
+from hub.config import HubConfig, parse_config
+from hub.runtime import Hub
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
+MARK = f"mcp-hub-test-{uuid.uuid4().hex[:12]}"
+
+
+def marked_pids(mark: str = MARK) -> list[int]:
+    """Pids of live processes whose environment carries `mark` (children of hubs under test)."""
+    pids = []
+    needle = f"MCP_HUB_TEST_MARK={mark}".encode()
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if needle in f.read():
+                    with open(f"/proc/{entry}/stat") as s:
+                        if s.read().split(") ", 1)[1].startswith("Z"):
+                            continue  # a zombie is dead; its parent just has not reaped it yet
+                    pids.append(int(entry))
+        except OSError:
+            continue
+    return pids
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll `predicate` until it holds: only for outside facts with no event (processes gone)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+def server(*flags: str, **settings: object) -> dict[str, object]:
+    """The config of a test server run with `flags` (see tests/servers/testserver.py)."""
+    return {"command": "python", "args": [TEST_SERVER, *flags], **settings}
+
+
+def config_of(tenants: dict[str, dict[str, object]], **sections: object) -> HubConfig:
+    """A validated config from python data; each tenant gets the leak marker in its env."""
+    data: dict[str, object] = {"tenants": {}}
+    for name, tenant in tenants.items():
+        tenant = dict(tenant)
+        tenant["env"] = {**dict(tenant.get("env", {})), "MCP_HUB_TEST_MARK": MARK}  # type: ignore[arg-type]
+        data["tenants"][name] = tenant  # type: ignore[index]
+    orchestrator = {"startup_timeout": 20, "backoff_initial": 0.1, "backoff_max": 0.5, "shutdown_grace": 2}
+    orchestrator.update(sections.pop("orchestrator", {}))  # type: ignore[arg-type]
+    data["orchestrator"] = orchestrator
+    data.update(sections)
+    return parse_config(yaml.safe_dump(data))
+
+
+@pytest.fixture
+def make_hub(tmp_path: Path) -> Iterator[Callable[..., Hub]]:
+    """Start hubs on a config (see `config_of`); all are stopped at the end of the test."""
+    hubs: list[Hub] = []
+
+    def make(tenants: dict[str, dict[str, object]], **sections: object) -> Hub:
+        hub = Hub(config_of(tenants, **sections), data_dir=tmp_path / f"hub{len(hubs)}")
+        hubs.append(hub)
+        return hub.start()
+
+    yield make
+    for hub in hubs:
+        hub.stop()
+
+
+@pytest.fixture(autouse=True)
+def no_leaks() -> Iterator[None]:
+    """After each test: no actor alive, no child process of any hub left."""
+    yield
+    alive = pykka.ActorRegistry.get_all()
+    pykka.ActorRegistry.stop_all(timeout=30)
+    assert not alive, f"actors outlived the test: {alive}"
+    assert wait_until(lambda: not marked_pids(), 5), f"child processes outlived the test: {marked_pids()}"
+
+
+def dedent(text: str) -> str:
+    """`textwrap.dedent`, for inline YAML."""
+    return textwrap.dedent(text)
+
+
+__all__ = ["MARK", "ROOT", "TEST_SERVER", "config_of", "marked_pids", "server", "sys", "wait_until"]

@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""Configurable MCP test server for the hub's integration tests (stdio, ``mcp`` 2.x low-level ``Server``).
+
+Run as a script, as a real subprocess: ``python tests/servers/testserver.py [flags]``.
+Stdout carries only the protocol (except with ``--junk-stdout``); logs go to stderr.
+
+Always served:
+  tools      echo {text} -> text + structured {"text"}; pid -> text + structured {"pid"};
+             env -> JSON of os.environ as text; sleep {seconds} -> "slept", progress every 0.1 s
+             (only if the caller sent a progress token); fail -> is_error result "failed on purpose";
+             add {a, b: integer, no other keys} -> text + structured {"sum"}.
+             Arguments are validated against each tool's input schema (JSON Schema 2020-12); a
+             violation is an ``is_error`` tool result. An unknown tool is a JSON-RPC -32602 error.
+  resource   test://info (text/plain)
+  prompt     greet (argument ``name``, required)
+
+Flags:
+  --name NAME           server name reported in serverInfo (default "testserver"); tool names unchanged.
+  --tools N             also expose N trivial tools t0..t{N-1} (each returns its own name).
+  --crash-after N       after N completed tool calls, the next call runs ``os._exit(3)`` while in flight.
+  --exit-at-start       write one line to stderr, exit with code 4 before serving.
+  --junk-stdout         write non-JSON lines (and a JSON line that is not JSON-RPC) to stdout before
+                        serving, and one junk line on every tool call. The SDK's ``stdio_server`` points
+                        fd 1 at stderr while serving, so this mode hands it an explicit writer on the
+                        real fd 1 and sends junk through the same lock (junk never tears a frame).
+  --flood-stderr        a daemon thread writes about 1 MB/s of lines to stderr while serving.
+  --hang-init           read stdin forever and never answer (EOF is ignored: keeps sleeping);
+                        SIGTERM kills it (default disposition).
+  --list-changed        tools add_tool {name} and remove_tool {name} (any tool) change the tool list at
+                        runtime and announce it: handshake-era clients get
+                        ``notifications/tools/list_changed`` (``ctx.session.send_tool_list_changed``,
+                        capability ``tools.listChanged`` true); 2026-07-28 clients get it only on a
+                        ``subscriptions/listen`` stream (``Client.listen(tools_list_changed=True)``),
+                        via ``InMemorySubscriptionBus`` + ``ListenHandler``; the SDK drops the bare
+                        notification on a 2026 connection.
+  --legacy-only         serve only the 2025-11-25 handshake era (SDK ``serve_loop`` instead of the
+                        dual-era ``Server.run``): ``server/discover`` answers -32601 at once, so a
+                        ``mode="auto"`` client falls back to ``initialize``; any request carrying the
+                        2026-07-28 ``_meta`` envelope gets -32600, so a pinned 2026-07-28 client fails.
+  --print-env-at-start  first thing: one line on stderr, the whole environment as a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NoReturn, cast
+
+import anyio
+import anyio.to_thread
+import jsonschema
+import mcp.types as types
+from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.context import CallNext, HandlerResult
+from mcp.server.runner import serve_loop
+from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.shared.exceptions import MCPError
+
+Ctx = ServerRequestContext[Any, Any]
+ToolFn = Callable[[Ctx, dict[str, Any]], Awaitable[types.CallToolResult]]
+
+INFO_URI = "test://info"
+JUNK_LINES = ("this is not json\n", '{"not": "json-rpc"}\n')
+_NAME_SCHEMA = {
+    "type": "object",
+    "properties": {"name": {"type": "string", "pattern": "^[A-Za-z0-9_.-]{1,128}$"}},
+    "required": ["name"],
+    "additionalProperties": False,
+}
+_EMPTY_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def log(message: str) -> None:
+    """Write one log line to stderr."""
+    sys.stderr.write(f"[testserver {os.getpid()}] {message}\n")
+    sys.stderr.flush()
+
+
+def text_result(text: str, structured: dict[str, Any] | None = None) -> types.CallToolResult:
+    """A successful tool result with one text block."""
+    return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=structured)
+
+
+def error_result(text: str) -> types.CallToolResult:
+    """A tool error result (``is_error: true``)."""
+    return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
+
+
+class WireWriter:
+    """Async text sink on the protocol fd: whole-string writes under a lock (``--junk-stdout`` only)."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd = fd
+        self._lock = anyio.Lock()
+
+    async def write(self, text: str) -> None:
+        """Write all of ``text`` before any other writer may start."""
+        data = text.encode()
+        async with self._lock:
+            await anyio.to_thread.run_sync(self._write_all, data)
+
+    async def flush(self) -> None:
+        """Nothing is buffered."""
+
+    def _write_all(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+
+
+class TestServer:
+    """Tool registry and MCP handlers for one server process."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.completed_calls = 0
+        self.bus = InMemorySubscriptionBus()
+        self.junk: WireWriter | None = None
+        self.tools: dict[str, tuple[types.Tool, ToolFn, jsonschema.protocols.Validator]] = {}
+        text_schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
+        self.add("echo", "Echo the text back.", text_schema, self._echo, output=text_schema)
+        pid_out = {"type": "object", "properties": {"pid": {"type": "integer"}}, "required": ["pid"]}
+        self.add("pid", "Return the server process id.", _EMPTY_SCHEMA, self._pid, output=pid_out)
+        self.add("env", "Return the server environment as JSON text.", _EMPTY_SCHEMA, self._env)
+        sleep_in = {
+            "type": "object",
+            "properties": {"seconds": {"type": "number", "minimum": 0}},
+            "required": ["seconds"],
+        }
+        self.add("sleep", "Sleep, reporting progress every 0.1 s.", sleep_in, self._sleep)
+        self.add("fail", "Always return a tool error.", _EMPTY_SCHEMA, self._fail)
+        add_in = {
+            "type": "object",
+            "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
+            "required": ["a", "b"],
+            "additionalProperties": False,
+        }
+        sum_out = {"type": "object", "properties": {"sum": {"type": "integer"}}, "required": ["sum"]}
+        self.add("add", "Add two integers.", add_in, self._add, output=sum_out)
+        for i in range(args.tools):
+            self.add(f"t{i}", f"Trivial tool number {i}.", _EMPTY_SCHEMA, self._trivial)
+        if args.list_changed:
+            self.add("add_tool", "Register a new trivial tool and announce it.", _NAME_SCHEMA, self._add_tool)
+            self.add("remove_tool", "Remove a tool and announce it.", _NAME_SCHEMA, self._remove_tool)
+
+    def add(
+        self,
+        name: str,
+        description: str,
+        schema: dict[str, Any],
+        fn: ToolFn,
+        output: dict[str, Any] | None = None,
+    ) -> None:
+        """Register a tool."""
+        tool = types.Tool(name=name, description=description, input_schema=schema, output_schema=output)
+        self.tools[name] = (tool, fn, jsonschema.Draft202012Validator(schema))
+
+    def build(self) -> Server[Any]:
+        """The low-level SDK server wired to this registry."""
+        server: Server[Any] = Server(
+            self.args.name,
+            version="1.0.0",
+            instructions="MCP Hub test server",
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_list_resources=self.list_resources,
+            on_read_resource=self.read_resource,
+            on_list_prompts=self.list_prompts,
+            on_get_prompt=self.get_prompt,
+            on_subscriptions_listen=ListenHandler(self.bus) if self.args.list_changed else None,
+        )
+        if self.args.legacy_only:
+            server.middleware.append(legacy_only_middleware)
+        return server
+
+    # --- handlers -----------------------------------------------------------------------------------
+
+    async def list_tools(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        """All tools, one page."""
+        return types.ListToolsResult(tools=[tool for tool, _, _ in self.tools.values()])
+
+    async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        """Dispatch a tool call (crash and junk hooks first)."""
+        if self.args.crash_after is not None and self.completed_calls >= self.args.crash_after:
+            log(f"crash-after {self.args.crash_after}: exiting with code 3 during call {params.name!r}")
+            os._exit(3)
+        if self.junk is not None:
+            await self.junk.write(f"junk during tool call {params.name}: this is not json\n")
+        entry = self.tools.get(params.name)
+        if entry is None:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        _, fn, validator = entry
+        arguments = params.arguments or {}
+        errors = sorted(validator.iter_errors(arguments), key=str)
+        try:
+            if errors:
+                return error_result(f"invalid arguments for {params.name}: {errors[0].message}")
+            return await fn(ctx, arguments)
+        finally:
+            self.completed_calls += 1
+
+    async def list_resources(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        """The one resource."""
+        info = types.Resource(name="info", uri=INFO_URI, mime_type="text/plain", description="Server info.")
+        return types.ListResourcesResult(resources=[info])
+
+    async def read_resource(
+        self, ctx: Ctx, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        """Read test://info."""
+        if str(params.uri) != INFO_URI:
+            raise MCPError(code=-32002, message=f"Resource not found: {params.uri}")
+        text = f"testserver name={self.args.name} pid={os.getpid()}"
+        return types.ReadResourceResult(
+            contents=[types.TextResourceContents(uri=INFO_URI, mime_type="text/plain", text=text)]
+        )
+
+    async def list_prompts(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        """The one prompt."""
+        arg = types.PromptArgument(name="name", description="Who to greet.", required=True)
+        return types.ListPromptsResult(
+            prompts=[types.Prompt(name="greet", description="Greet someone.", arguments=[arg])]
+        )
+
+    async def get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        """Render greet."""
+        if params.name != "greet":
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
+        name = (params.arguments or {}).get("name")
+        if not name:
+            raise MCPError(code=types.INVALID_PARAMS, message="Missing required argument: name")
+        message = types.PromptMessage(role="user", content=types.TextContent(text=f"Hello, {name}!"))
+        return types.GetPromptResult(description="A greeting.", messages=[message])
+
+    # --- tools --------------------------------------------------------------------------------------
+
+    async def _echo(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return text_result(args["text"], {"text": args["text"]})
+
+    async def _pid(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return text_result(str(os.getpid()), {"pid": os.getpid()})
+
+    async def _env(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return text_result(json.dumps(dict(os.environ), sort_keys=True))
+
+    async def _sleep(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        seconds = float(args["seconds"])
+        steps = math.ceil(seconds / 0.1)
+        start = time.monotonic()
+        for step in range(1, steps + 1):
+            await anyio.sleep(max(0.0, start + min(step * 0.1, seconds) - time.monotonic()))
+            # No-op unless the request carried a progress token.
+            await ctx.session.report_progress(min(step * 0.1, seconds), seconds, f"step {step}/{steps}")
+        return text_result("slept")
+
+    async def _fail(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return error_result("failed on purpose")
+
+    async def _add(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        total = int(args["a"]) + int(args["b"])
+        return text_result(str(total), {"sum": total})
+
+    async def _trivial(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return text_result("trivial")
+
+    async def _add_tool(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        name = args["name"]
+        if name in self.tools:
+            return error_result(f"tool already exists: {name}")
+        self.add(name, "Added at runtime.", _EMPTY_SCHEMA, self._trivial)
+        await self._announce(ctx)
+        return text_result(f"added {name}")
+
+    async def _remove_tool(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        name = args["name"]
+        if self.tools.pop(name, None) is None:
+            return error_result(f"no such tool: {name}")
+        await self._announce(ctx)
+        return text_result(f"removed {name}")
+
+    async def _announce(self, ctx: Ctx) -> None:
+        """Tell both eras that the tool list changed (the SDK drops what an era cannot carry)."""
+        await ctx.session.send_tool_list_changed()  # handshake era; dropped on a 2026-07-28 connection
+        await self.bus.publish(ToolsListChanged())  # 2026-07-28: open subscriptions/listen streams
+
+
+async def legacy_only_middleware(ctx: Ctx, call_next: CallNext) -> HandlerResult:
+    """Refuse everything of the 2026-07-28 era with an immediate JSON-RPC error."""
+    if ctx.request_id is not None:
+        if ctx.method == "server/discover":
+            raise MCPError(code=types.METHOD_NOT_FOUND, message="Method not found", data=ctx.method)
+        meta = (ctx.params or {}).get("_meta")
+        if isinstance(meta, Mapping) and types.PROTOCOL_VERSION_META_KEY in meta:
+            raise MCPError(
+                code=types.INVALID_REQUEST,
+                message="this server speaks only the 2025-11-25 handshake era; send initialize first",
+            )
+    return await call_next(ctx)
+
+
+def flood_stderr() -> None:
+    """Write about 1 MB/s of lines to stderr forever."""
+    line = b"flood " + b"x" * 93 + b"\n"
+    seq = 0
+    while True:
+        os.write(2, f"flood chunk {seq}\n".encode() + line * 100)
+        seq += 1
+        time.sleep(0.01)
+
+
+def hang() -> NoReturn:
+    """Read stdin, never answer, never exit on EOF."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    log("hang-init: reading stdin, never answering")
+    for line in sys.stdin.buffer:
+        log(f"hang-init: ignoring {len(line)} bytes")
+    log("hang-init: stdin closed; sleeping until killed")
+    while True:
+        time.sleep(3600)
+
+
+async def serve(args: argparse.Namespace) -> None:
+    """Serve one stdio connection until stdin closes."""
+    app = TestServer(args)
+    server = app.build()
+    init = server.create_initialization_options(NotificationOptions(tools_changed=args.list_changed))
+    if args.junk_stdout:
+        app.junk = WireWriter(1)
+        for junk in JUNK_LINES:
+            await app.junk.write(junk)
+    async with stdio_server(stdout=cast(Any, app.junk)) as (read_stream, write_stream):
+        log(f"serving {args.name!r} ({'legacy only' if args.legacy_only else 'both eras'})")
+        if args.legacy_only:
+            async with write_stream, server.lifespan(server) as state:
+                await serve_loop(server, read_stream, write_stream, lifespan_state=state, init_options=init)
+        else:
+            await server.run(read_stream, write_stream, init)
+    log("stdin closed; exiting")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags (see the module docstring)."""
+    p = argparse.ArgumentParser(description="Configurable MCP test server (stdio).")
+    p.add_argument("--name", default="testserver", help="server name (default: testserver)")
+    p.add_argument("--tools", type=int, default=0, metavar="N", help="add trivial tools t0..t{N-1}")
+    p.add_argument(
+        "--crash-after", type=int, metavar="N", help="exit(3) during the call after N completed calls"
+    )
+    p.add_argument("--exit-at-start", action="store_true", help="exit with code 4 before serving")
+    p.add_argument("--junk-stdout", action="store_true", help="write non-JSON junk to stdout")
+    p.add_argument("--flood-stderr", action="store_true", help="write ~1 MB/s to stderr")
+    p.add_argument("--hang-init", action="store_true", help="read stdin, never answer")
+    p.add_argument("--list-changed", action="store_true", help="add_tool/remove_tool + list_changed")
+    p.add_argument("--legacy-only", action="store_true", help="serve only the 2025-11-25 handshake era")
+    p.add_argument("--print-env-at-start", action="store_true", help="environment as JSON on stderr")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code."""
+    args = parse_args(argv)
+    if args.print_env_at_start:
+        sys.stderr.write(json.dumps(dict(os.environ), sort_keys=True) + "\n")
+        sys.stderr.flush()
+    if args.exit_at_start:
+        log("exit-at-start: exiting with code 4")
+        return 4
+    if args.hang_init:
+        hang()
+    if args.flood_stderr:
+        threading.Thread(target=flood_stderr, name="flood-stderr", daemon=True).start()
+    anyio.run(serve, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
