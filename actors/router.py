@@ -140,7 +140,12 @@ class RouterActor(pykka.ThreadingActor):
                 return
             self._statuses[(status.tenant, status.server)] = status
         for subscriber in list(self._subscribers):
-            if not tell(subscriber, message):
+            try:
+                alive = tell(subscriber, message)
+            except Exception:  # isolation: a broken subscriber must not take the router down
+                log.exception("subscriber %r failed", subscriber)
+                alive = True
+            if not alive:
                 self._subscribers.remove(subscriber)
 
     def _drop_catalog(self, key: tuple[str, str]) -> None:

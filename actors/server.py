@@ -26,6 +26,9 @@ import mcp.types as types
 import pykka
 import tenacity
 from mcp import Client, MCPError
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 import hub
@@ -49,7 +52,9 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MAX_PAGES = 1000  # bound on pagination, against a server that returns cursors forever
-_STOP_TIMEOUT = 10.0  # an upper bound for one server's stop: stdin, SIGTERM, SIGKILL graces
+_STOP_TIMEOUT = 10.0
+_PING_INTERVAL = 10.0  # seconds between liveness pings of a remote handshake-era server
+_PING_TIMEOUT = 5.0  # an upper bound for one server's stop: stdin, SIGTERM, SIGKILL graces
 
 
 class Listener(Protocol):
@@ -276,7 +281,7 @@ class ServerSupervisor:
         """Connect and serve until stopped (→ None) or the connection ends (→ why)."""
         try:
             async with asyncio.timeout(self._orch.startup_timeout):
-                client = await stack.enter_async_context(self._client_for(errlog))
+                client = await stack.enter_async_context(await self._client_for(errlog, stack))
                 self._client = client
                 catalog = await self._discover(client)
         except TimeoutError:
@@ -304,10 +309,11 @@ class ServerSupervisor:
         stop_wait = asyncio.ensure_future(self._stop.wait())
         lost_wait = asyncio.ensure_future(self._lost.wait())
         listening = asyncio.ensure_future(self._listen(client))
+        pinging = asyncio.ensure_future(self._ping(client))
         try:
             await asyncio.wait({stop_wait, lost_wait}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for waiter in (stop_wait, lost_wait, listening):
+            for waiter in (stop_wait, lost_wait, listening, pinging):
                 waiter.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await listening
@@ -319,17 +325,23 @@ class ServerSupervisor:
         self._abort_inflight(f"server '{self.config.name}' crashed during the call: {reason}")
         return reason
 
-    def _client_for(self, errlog: CappedLog) -> Client:
+    async def _client_for(self, errlog: CappedLog, stack: contextlib.AsyncExitStack) -> Client:
         config = self.config
         if config.transport == "stdio":
             assert config.command is not None
             env = child_environment(self._tenant_env, config.env)
-            transport = stdio_transport(
+            target: Any = stdio_transport(
                 config.command, config.args, env, config.cwd, errlog, self._registry, self._on_spawn
             )
-            target: Any = transport
         else:
-            target = self._http_transport(errlog)
+            assert config.url is not None
+            headers = config.headers.reveal()
+            errlog.note(f"connecting to {config.url} ({config.transport})")
+            if config.transport == "sse":
+                target = sse_client(config.url, headers=headers)
+            else:
+                http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+                target = streamable_http_client(config.url, http_client=http)
         return Client(
             target,
             mode=config.protocol,  # type: ignore[arg-type]
@@ -338,28 +350,36 @@ class ServerSupervisor:
             client_info=types.Implementation(name="mcp-hub", version=hub.__version__),
         )
 
-    def _http_transport(self, errlog: CappedLog) -> Any:
-        import httpx
-        from mcp.client.streamable_http import streamable_http_client
+    async def _ping(self, client: Client) -> None:
+        """Liveness of a remote (http/sse) server on a handshake-era connection: a failed ping is a crash.
 
-        headers = self.config.headers.reveal()
-        assert self.config.url is not None
-        if self.config.transport == "sse":
-            from mcp.client.sse import sse_client
+        A stdio server's death is seen at once from its process; 2026-07-28 has no ping, so a
+        remote modern server is found dead by the next call.
+        """
+        if self.config.transport == "stdio" or client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            return
+        while True:
+            await asyncio.sleep(_PING_INTERVAL)
+            try:
+                async with asyncio.timeout(_PING_TIMEOUT):
+                    await client.send_ping()
+            except Exception as exc:
+                why = "no answer" if isinstance(exc, TimeoutError) else _describe(exc)
+                self._mark_lost(f"ping failed: {why}")
+                return
 
-            return sse_client(self.config.url, headers=headers)
-        http = httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(30, read=None))
-        errlog.note(f"connecting to {self.config.url}")
-        return streamable_http_client(self.config.url, http_client=http)
+    def _mark_lost(self, reason: str) -> None:
+        """The connection is gone (on this loop): the supervisor will restart it."""
+        if not self._lost.is_set():
+            self._lost_reason = reason
+            self._lost.set()
 
     def _on_spawn(self, child: StdioProcess) -> None:
         self._set(ServerState.STARTING, pid=child.pid)
 
         async def watch() -> None:
             await child.exited.wait()
-            code = child.process.returncode
-            self._lost_reason = f"process {child.pid} exited with code {code}"
-            self._lost.set()
+            self._mark_lost(f"process {child.pid} exited with code {child.process.returncode}")
 
         asyncio.get_running_loop().create_task(watch())
 
@@ -507,6 +527,8 @@ class ServerSupervisor:
             raise
         except MCPError as exc:
             if exc.code == types.CONNECTION_CLOSED:
+                if self.config.transport != "stdio":
+                    self._mark_lost("connection closed")
                 await self._await_exit()
                 reason = self._lost_reason or "connection closed"
                 raise UpstreamError(
@@ -522,6 +544,8 @@ class ServerSupervisor:
         except HubError:
             raise
         except Exception as exc:  # a response that broke the protocol (validation), a transport error
+            if self.config.transport != "stdio" and not isinstance(exc, ValueError):
+                self._mark_lost(f"transport error: {_describe(exc)}")
             raise UpstreamError(f"server '{self.config.name}' failed: {_describe(exc)}") from None
         finally:
             self._inflight.discard(task)

@@ -26,6 +26,7 @@ from typing import Any
 import pykka
 
 from actors.models import (
+    CatalogChanged,
     Event,
     ServerCatalog,
     ServerState,
@@ -35,7 +36,7 @@ from actors.models import (
     ToolResult,
 )
 from actors.reaper import ProcessRegistry
-from actors.router import RouterActor
+from actors.router import Route, RouterActor
 from actors.tenant import TenantActor, TenantInfo
 from hub.config import HubConfig
 from hub.errors import CallTimeout, HubError, ShuttingDown
@@ -67,7 +68,10 @@ class EventBoard:
             del self.events[:-1000]
             self._cond.notify_all()
         for listener in list(self._listeners):
-            listener(event)
+            try:
+                listener(event)
+            except Exception:  # isolation: a broken listener must not take the router down
+                log.exception("event listener %r failed", listener)
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Call `listener(event)` for every event, on the router thread (it must be quick)."""
@@ -105,6 +109,11 @@ class Hub:
         self._router: pykka.ActorProxy[RouterActor] | None = None
         self._stopping = False
         self.started_at: float | None = None
+        # Routes resolved by the router, reused until the catalog changes (saves two thread hops
+        # per call); `_generation` keeps a route resolved before a change from being cached after it.
+        self._routes: dict[tuple[str, str], Route] = {}
+        self._generation = 0
+        self.board.add_listener(self._forget_routes)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -251,6 +260,27 @@ class Hub:
         """Full server catalogs (tools, resources, resource templates, prompts)."""
         return self.router.catalogs(tenant).get(timeout=_ASK_TIMEOUT)
 
+    def _forget_routes(self, event: Event) -> None:
+        """Board listener (router thread): a catalog change invalidates the cached routes."""
+        if isinstance(event, CatalogChanged):
+            self._generation += 1
+            self._routes.clear()
+
+    def route(self, tenant: str, tool_id: str) -> Route:
+        """The route of `tool_id` in `tenant` (cached until the catalog changes).
+
+        Raises:
+            NotFound: no such tool in the tenant's catalog.
+        """
+        key = (tenant, tool_id)
+        route = self._routes.get(key)
+        if route is None:
+            generation = self._generation
+            route = self.router.resolve(tenant, tool_id).get(timeout=_ASK_TIMEOUT)
+            if generation == self._generation:
+                self._routes[key] = route
+        return route
+
     def call_tool(self, tenant: str, tool_id: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
         """Call catalog tool `server.tool` of `tenant` and wait for its result.
 
@@ -259,7 +289,9 @@ class Hub:
             QuotaExceeded: a call quota of the tenant is exhausted (carries `retry_after`).
             NotRunning, UpstreamError, CallTimeout, BadRequest: as the server answered.
         """
-        route = self.router.resolve(tenant, tool_id).get(timeout=_ASK_TIMEOUT)
+        if self._stopping:
+            raise ShuttingDown("the hub is shutting down")
+        route = self.route(tenant, tool_id)
         with route.gate.admit(tenant):
             future = route.call_tool(dict(arguments or {}))
             try:

@@ -45,7 +45,7 @@ def test_lifecycle_states_and_a_call(make_hub) -> None:
     hub.stop_server("t", "echo")
     assert hub.server("t", "echo").state is ServerState.STOPPED
     assert wait_until(lambda: not os.path.exists(f"/proc/{status.pid}") or _zombie(status.pid), 5)
-    assert states_of(hub, "t", "echo") == ["starting", "running", "stopped"]
+    assert hub.board.wait_for(lambda: states_of(hub, "t", "echo") == ["starting", "running", "stopped"], 5)
     assert hub.tools("t") == ()
 
 
@@ -296,8 +296,12 @@ def test_list_changed_refreshes_the_catalog(make_hub, protocol: str) -> None:
         10,
     )
     assert "dyn.fresh" in {t.id for t in hub.tools("t")}
+    assert not hub.call_tool("t", "dyn.fresh", {}).is_error
     hub.call_tool("t", "dyn.remove_tool", {"name": "fresh"})
     assert hub.board.wait_for(lambda: "dyn.fresh" not in {t.id for t in hub.tools("t")}, 10)
+    # A route used before the change is not reused after it.
+    with pytest.raises(NotFound):
+        hub.call_tool("t", "dyn.fresh", {})
 
 
 def test_legacy_only_server_in_auto_mode(make_hub) -> None:
@@ -384,3 +388,51 @@ def test_sigkill_of_the_hub_leaves_no_child(tmp_path: Path) -> None:
     killed_at = time.monotonic()
     assert wait_until(lambda: not marked_pids(), 5), f"orphans: {marked_pids()}"
     assert time.monotonic() - killed_at < 5
+
+
+def test_stop_while_starting_does_not_wait_for_the_startup_timeout(make_hub) -> None:
+    hub = make_hub({"t": {"servers": {"hang": server("--hang-init")}}}, orchestrator={"startup_timeout": 60})
+    hub.start_tenant("t", wait=False)
+    assert hub.board.wait_for(lambda: getattr(hub.board.status("t", "hang"), "pid", None) is not None, 10)
+    began = time.monotonic()
+    assert hub.stop_server("t", "hang").state is ServerState.STOPPED
+    assert time.monotonic() - began < 10
+    assert hub.board.wait_for(lambda: states_of(hub, "t", "hang") == ["starting", "stopped"], 5)
+
+
+def test_stop_while_backing_off_and_start_after_failed(make_hub) -> None:
+    hub = make_hub(
+        {"t": {"servers": {"dies": server("--exit-at-start")}}},
+        orchestrator={"max_retries": 1, "backoff_initial": 30, "backoff_max": 30},
+    )
+    hub.start_tenant("t", wait=False)
+    assert hub.board.wait_for(lambda: "backoff" in states_of(hub, "t", "dies"), 20)
+    began = time.monotonic()
+    assert hub.stop_server("t", "dies").state is ServerState.STOPPED
+    assert time.monotonic() - began < 5, "stop waited out the backoff"
+    assert hub.board.wait_for(lambda: states_of(hub, "t", "dies") == ["starting", "backoff", "stopped"], 5)
+    fast = make_hub({"t": {"servers": {"dies": server("--exit-at-start")}}}, orchestrator={"max_retries": 0})
+    assert fast.start_tenant("t") == {"dies": "failed"}
+    # A failed server can be started again by hand: a fresh retry budget.
+    assert fast.start_server("t", "dies").state is ServerState.FAILED
+    assert states_of(fast, "t", "dies") == ["starting", "failed", "starting", "failed"]
+
+
+def test_disabled_servers_are_not_started_with_their_tenant(make_hub) -> None:
+    hub = make_hub({"t": {"servers": {"on": server(), "off": server(enabled=False)}}})
+    assert hub.start_tenant("t") == {"on": "running", "off": "disabled"}
+    assert hub.server("t", "off").state is ServerState.STOPPED
+
+
+def test_auto_start_starts_every_tenant(make_hub) -> None:
+    hub = make_hub(
+        {"a": {"servers": {"s": server()}}, "b": {"servers": {"s": server()}}},
+        orchestrator={"auto_start": True},
+    )
+    assert hub.board.wait_for(
+        lambda: all(
+            (s := hub.board.status(t, "s")) is not None and s.state is ServerState.RUNNING for t in "ab"
+        ),
+        30,
+    )
+    assert {t.tenant for t in hub.tools()} == {"a", "b"}

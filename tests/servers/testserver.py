@@ -38,6 +38,8 @@ Flags:
                         ``mode="auto"`` client falls back to ``initialize``; any request carrying the
                         2026-07-28 ``_meta`` envelope gets -32600, so a pinned 2026-07-28 client fails.
   --print-env-at-start  first thing: one line on stderr, the whole environment as a JSON object.
+  --http PORT           serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio (uvicorn).
+  --sse PORT            serve the legacy SSE transport at http://127.0.0.1:PORT/sse instead of stdio.
 """
 
 from __future__ import annotations
@@ -352,6 +354,40 @@ async def serve(args: argparse.Namespace) -> None:
     log("stdin closed; exiting")
 
 
+def serve_http(args: argparse.Namespace) -> None:
+    """Serve Streamable HTTP at http://127.0.0.1:PORT/mcp (``--http``) or SSE at /sse (``--sse``)."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Mount, Route
+
+    app = TestServer(args)
+    server = app.build()
+    if args.http:
+        asgi: Any = server.streamable_http_app()
+        port = args.http
+    else:
+        from mcp.server.sse import SseServerTransport
+
+        sse = SseServerTransport("/messages/")
+        init = server.create_initialization_options(NotificationOptions(tools_changed=args.list_changed))
+
+        async def handle_sse(request: Any) -> Response:
+            async with sse.connect_sse(request.scope, request.receive, request._send) as (read, write):
+                await server.run(read, write, init)
+            return Response()
+
+        asgi = Starlette(
+            routes=[
+                Route("/sse", endpoint=handle_sse, methods=["GET"]),
+                Mount("/messages/", app=sse.handle_post_message),
+            ]
+        )
+        port = args.sse
+    log(f"serving {args.name!r} over {'Streamable HTTP' if args.http else 'SSE'} on port {port}")
+    uvicorn.run(asgi, host="127.0.0.1", port=port, log_level="warning")
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags (see the module docstring)."""
     p = argparse.ArgumentParser(description="Configurable MCP test server (stdio).")
@@ -367,6 +403,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--list-changed", action="store_true", help="add_tool/remove_tool + list_changed")
     p.add_argument("--legacy-only", action="store_true", help="serve only the 2025-11-25 handshake era")
     p.add_argument("--print-env-at-start", action="store_true", help="environment as JSON on stderr")
+    p.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
+    p.add_argument("--sse", type=int, metavar="PORT", help="serve SSE on 127.0.0.1:PORT/sse")
     return p.parse_args(argv)
 
 
@@ -383,6 +421,9 @@ def main(argv: list[str] | None = None) -> int:
         hang()
     if args.flood_stderr:
         threading.Thread(target=flood_stderr, name="flood-stderr", daemon=True).start()
+    if args.http or args.sse:
+        serve_http(args)
+        return 0
     anyio.run(serve, args)
     return 0
 
