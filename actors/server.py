@@ -19,6 +19,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -90,6 +91,17 @@ def _describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+@dataclass(frozen=True)
+class ServerSpec:
+    """Everything a server needs to know about itself, as its tenant hands it over."""
+
+    tenant: str
+    config: ServerConfig
+    tenant_env: SecretMap  # the tenant's credentials; the server's own `env` overrides them
+    orchestrator: OrchestratorConfig
+    log_path: Path  # the server's stderr log file
+
+
 class ServerEndpoint:
     """The thread-safe way in to a server's loop; held by routes.
 
@@ -127,23 +139,15 @@ class ServerSupervisor:
     which any thread may read (the snapshot is replaced, never mutated).
     """
 
-    def __init__(
-        self,
-        tenant: str,
-        config: ServerConfig,
-        tenant_env: SecretMap,
-        orchestrator: OrchestratorConfig,
-        listener: Listener,
-        registry: ProcessRegistry | None,
-        log_path: Path,
-    ) -> None:
-        self.tenant = tenant
-        self.config = config
-        self._tenant_env = tenant_env
-        self._orch = orchestrator
+    def __init__(self, spec: ServerSpec, listener: Listener, registry: ProcessRegistry | None) -> None:
+        self.tenant = spec.tenant
+        self.config = spec.config
+        self._tenant_env = spec.tenant_env
+        self._orch = spec.orchestrator
         self._listener = listener
         self._registry = registry
-        self.log_path = log_path
+        self.log_path = spec.log_path
+        tenant, config = spec.tenant, spec.config
         self.status = ServerStatus(tenant, config.name, ServerState.STOPPED, transport=config.transport)
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
@@ -595,33 +599,18 @@ class ServerActor(pykka.ThreadingActor):
     """One configured server: lifecycle asks on the actor thread, everything else on its loop.
 
     Args:
-        tenant: the tenant id.
-        config: the server's configuration.
-        tenant_env: the tenant's credentials, given to the child under the server's own `env`.
-        orchestrator: supervision settings.
+        spec: the server's configuration and where its log goes.
         listener: where events are told (the tenant actor's ref).
         registry: the orphan watchdog's registry (None in tests that do not need it).
-        log_path: the server's stderr log file.
     """
 
-    def __init__(
-        self,
-        tenant: str,
-        config: ServerConfig,
-        tenant_env: SecretMap,
-        orchestrator: OrchestratorConfig,
-        listener: Listener,
-        registry: ProcessRegistry | None,
-        log_path: Path,
-    ) -> None:
+    def __init__(self, spec: ServerSpec, listener: Listener, registry: ProcessRegistry | None) -> None:
         super().__init__()
-        self.supervisor = ServerSupervisor(
-            tenant, config, tenant_env, orchestrator, listener, registry, log_path
-        )
+        self.supervisor = ServerSupervisor(spec, listener, registry)
         self._loop = asyncio.new_event_loop()
         self.endpoint = ServerEndpoint(self.supervisor, self._loop)
         self._thread = threading.Thread(
-            target=self._run_loop, name=f"server-{tenant}-{config.name}", daemon=True
+            target=self._run_loop, name=f"server-{spec.tenant}-{spec.config.name}", daemon=True
         )
 
     def _run_loop(self) -> None:

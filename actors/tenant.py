@@ -23,7 +23,7 @@ import pykka
 
 from actors.models import CatalogChanged, ServerCatalog, ServerState, ServerStateChanged, ServerStatus
 from actors.reaper import ProcessRegistry
-from actors.server import Listener, ServerActor, ServerEndpoint, tell
+from actors.server import Listener, ServerActor, ServerEndpoint, ServerSpec, tell
 from hub.config import OrchestratorConfig, Quotas, TenantConfig
 from hub.errors import NotFound, QuotaExceeded
 
@@ -162,15 +162,9 @@ class TenantActor(pykka.ThreadingActor):
     def on_start(self) -> None:
         me = self.actor_ref
         for name, server in self.config.servers.items():
-            ref = ServerActor.start(
-                self.config.name,
-                server,
-                self.config.env,
-                self._orch,
-                me,
-                self._registry,
-                self._log_dir / self.config.name / f"{name}.log",
-            )
+            log_path = self._log_dir / self.config.name / f"{name}.log"
+            spec = ServerSpec(self.config.name, server, self.config.env, self._orch, log_path)
+            ref = ServerActor.start(spec, me, self._registry)
             self._servers[name] = ref.proxy()
             self._statuses[name] = ServerStatus(
                 self.config.name, name, ServerState.STOPPED, transport=server.transport

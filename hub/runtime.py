@@ -39,7 +39,7 @@ from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor
 from actors.tenant import TenantActor, TenantInfo
 from hub.config import HubConfig
-from hub.errors import CallTimeout, HubError, ShuttingDown
+from hub.errors import CallTimeout, ShuttingDown
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,8 @@ class Hub:
         # per call); `_generation` keeps a route resolved before a change from being cached after it.
         self._routes: dict[tuple[str, str], Route] = {}
         self._generation = 0
+        self._calls = threading.Condition()
+        self._calls_in_flight = 0
         self.board.add_listener(self._forget_routes)
 
     # ------------------------------------------------------------------ lifecycle
@@ -132,8 +134,13 @@ class Hub:
         return self
 
     def stop(self) -> None:
-        """Stop every server (calls in flight get an error), every actor, then the watchdog."""
-        self._stopping = True
+        """Refuse new calls, let calls in flight finish (up to `shutdown_grace`), then stop every
+        server (calls still in flight get an error), every actor, and the watchdog."""
+        grace = self.config.orchestrator.shutdown_grace
+        with self._calls:
+            self._stopping = True
+            if not self._calls.wait_for(lambda: self._calls_in_flight == 0, grace):
+                log.warning("stopping with %d calls still in flight after %g s", self._calls_in_flight, grace)
         try:
             if self._router is not None:
                 self._router.actor_ref.stop(timeout=120)
@@ -289,18 +296,23 @@ class Hub:
             QuotaExceeded: a call quota of the tenant is exhausted (carries `retry_after`).
             NotRunning, UpstreamError, CallTimeout, BadRequest: as the server answered.
         """
-        if self._stopping:
-            raise ShuttingDown("the hub is shutting down")
-        route = self.route(tenant, tool_id)
-        with route.gate.admit(tenant):
-            future = route.call_tool(dict(arguments or {}))
-            try:
-                # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
-                return future.result(timeout=route.call_timeout + 5)
-            except TimeoutError:
-                future.cancel()
-                raise CallTimeout(
-                    f"tool '{tool_id}' did not answer within {route.call_timeout:g} s"
-                ) from None
-            except HubError:
-                raise
+        with self._calls:
+            if self._stopping:
+                raise ShuttingDown("the hub is shutting down")
+            self._calls_in_flight += 1
+        try:
+            route = self.route(tenant, tool_id)
+            with route.gate.admit(tenant):
+                future = route.call_tool(dict(arguments or {}))
+                try:
+                    # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
+                    return future.result(timeout=route.call_timeout + 5)
+                except TimeoutError:
+                    future.cancel()
+                    raise CallTimeout(
+                        f"tool '{tool_id}' did not answer within {route.call_timeout:g} s"
+                    ) from None
+        finally:
+            with self._calls:
+                self._calls_in_flight -= 1
+                self._calls.notify_all()

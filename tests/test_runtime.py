@@ -12,10 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MARK, ROOT, marked_pids, server, wait_until
+from conftest import MARK, ROOT, config_of, marked_pids, server, wait_until
 
 from actors.models import CatalogChanged, ServerCrashed, ServerState, ServerStateChanged
-from hub.errors import CallTimeout, NotFound, QuotaExceeded, UpstreamError
+from actors.stdio import BASE_ENV_KEYS
+from hub.errors import CallTimeout, NotFound, QuotaExceeded, ShuttingDown, UpstreamError
 from hub.runtime import Hub
 
 
@@ -262,21 +263,7 @@ def test_child_environment_is_minimal_and_per_tenant(make_hub, monkeypatch) -> N
     assert beta["TOKEN"] == "beta-secret" and "ONLY_S" not in beta
     assert "acme-secret" not in json.dumps(beta) and "beta-secret" not in json.dumps(acme)
     assert "HUB_OWN_SECRET" not in acme and "HUB_OWN_SECRET" not in beta
-    assert set(beta) <= {
-        "HOME",
-        "LOGNAME",
-        "PATH",
-        "SHELL",
-        "TERM",
-        "USER",
-        "LANG",
-        "LC_ALL",
-        "LC_CTYPE",
-        "TZ",
-        "TMPDIR",
-        "TOKEN",
-        "MCP_HUB_TEST_MARK",
-    }
+    assert set(beta) <= {*BASE_ENV_KEYS, "TOKEN", "MCP_HUB_TEST_MARK"}
 
 
 # --------------------------------------------------------------------------- catalog
@@ -436,3 +423,26 @@ def test_auto_start_starts_every_tenant(make_hub) -> None:
         30,
     )
     assert {t.tenant for t in hub.tools()} == {"a", "b"}
+
+
+def test_stop_lets_calls_in_flight_finish_and_refuses_new_ones(tmp_path: Path) -> None:
+    hub = Hub(
+        config_of({"t": {"servers": {"s": server()}}}, orchestrator={"shutdown_grace": 10}), data_dir=tmp_path
+    ).start()
+    try:
+        hub.start_tenant("t")
+        results: list[object] = []
+        slow = threading.Thread(target=lambda: results.append(hub.call_tool("t", "s.sleep", {"seconds": 1})))
+        slow.start()
+        assert wait_until(lambda: hub.tenant("t").calls_in_flight == 1, 5)
+        stopper = threading.Thread(target=hub.stop)
+        stopper.start()
+        assert wait_until(lambda: hub._stopping, 5)
+        with pytest.raises(ShuttingDown):
+            hub.call_tool("t", "s.echo", {"text": "late"})
+        slow.join(10)
+        stopper.join(30)
+        assert len(results) == 1 and not results[0].is_error
+        assert not stopper.is_alive()
+    finally:
+        hub.stop()
