@@ -23,6 +23,7 @@ from actors.models import (
     CatalogChanged,
     NamedEntry,
     ServerCatalog,
+    ServerState,
     ServerStateChanged,
     ServerStatus,
     ToolEntry,
@@ -31,7 +32,7 @@ from actors.reaper import ProcessRegistry
 from actors.server import Listener, ServerEndpoint, tell
 from actors.tenant import CallGate, TenantActor, TenantLease
 from hub.config import OrchestratorConfig, TenantConfig
-from hub.errors import NotFound
+from hub.errors import NotFound, NotRunning
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,20 @@ class Route:
     """Where one call goes: resolved by the router, run by the caller on the server's loop."""
 
     tenant: str
-    server: str
-    name: str
+    entry: ToolEntry
     endpoint: ServerEndpoint
     gate: CallGate
     call_timeout: float
+
+    @property
+    def server(self) -> str:
+        """The server's name."""
+        return self.entry.server
+
+    @property
+    def name(self) -> str:
+        """The tool's own name on its server."""
+        return self.entry.name
 
     def call_tool(
         self, arguments: dict[str, Any], progress: Callable[..., Any] | None = None
@@ -73,6 +83,8 @@ class RouterActor(pykka.ThreadingActor):
         self._catalogs: dict[tuple[str, str], ServerCatalog] = {}
         self._statuses: dict[tuple[str, str], ServerStatus] = {}
         self._tools: dict[tuple[str, str], ToolEntry] = {}
+        # Every tool a server has offered, so a call to a server that is down now says so (409).
+        self._known: dict[tuple[str, str], str] = {}
         self._subscribers: list[Listener] = []
 
     def on_stop(self) -> None:
@@ -134,6 +146,7 @@ class RouterActor(pykka.ThreadingActor):
             self._catalogs[key] = catalog
             for tool in catalog.tools:
                 self._tools[(catalog.tenant, tool.id)] = tool
+                self._known[(catalog.tenant, tool.id)] = catalog.server
         elif isinstance(message, ServerStateChanged):
             status = message.status
             if status.tenant not in self._tenants:
@@ -164,12 +177,12 @@ class RouterActor(pykka.ThreadingActor):
         """
         entry = self._tools.get((tenant, tool_id))
         if entry is None:
+            self._require_running(tenant, self._known.get((tenant, tool_id)))
             raise NotFound(f"no tool '{tool_id}' in tenant '{tenant}'")
         lease = self._leases[tenant]
         return Route(
             tenant,
-            entry.server,
-            entry.name,
+            entry,
             lease.endpoints[entry.server],
             lease.gate,
             lease.call_timeouts[entry.server],
@@ -180,7 +193,13 @@ class RouterActor(pykka.ThreadingActor):
         lease = self._leases.get(tenant)
         if lease is None or server not in lease.endpoints:
             raise NotFound(f"no server '{server}' in tenant '{tenant}'")
+        self._require_running(tenant, server)
         return lease.endpoints[server], lease.gate, lease.call_timeouts[server]
+
+    def _require_running(self, tenant: str, server: str | None) -> None:
+        status = self._statuses.get((tenant, server)) if server else None
+        if status is not None and status.state is not ServerState.RUNNING:
+            raise NotRunning(f"server '{server}' of tenant '{tenant}' is {status.state.value}")
 
     def tools(self, tenant: str | None = None) -> tuple[ToolEntry, ...]:
         """The tool catalog of one tenant, or of all (in configuration order)."""

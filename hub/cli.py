@@ -95,6 +95,26 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from hub import service
+
+    try:
+        setup_logging(args.log_level)
+    except ValueError as exc:
+        print(f"mcp-hub: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.port is not None and not 0 <= args.port <= 65535:
+        print(f"mcp-hub: --port must be from 0 to 65535 (got {args.port})", file=sys.stderr)
+        return EXIT_USAGE
+    config = _load(args.config)
+    if config is None:
+        return EXIT_USAGE
+    if args.reload:
+        print("mcp-hub: --reload is not built yet in this version", file=sys.stderr)
+        return EXIT_USAGE
+    return service.run(args, config)
+
+
 def _not_built(args: argparse.Namespace) -> int:
     try:
         setup_logging(args.log_level)
@@ -123,4 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "check":
         return _check(args)
+    if args.command == "serve":
+        return _serve(args)
     return _not_built(args)

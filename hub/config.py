@@ -328,7 +328,7 @@ def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:
     return f"{where}: syntax error: {detail}"
 
 
-def _dotted(path: tuple[Any, ...]) -> str:
+def dotted_path(path: tuple[Any, ...]) -> str:
     """`('tenants', 'acme', 'api_keys', 0)` → `tenants.acme.api_keys[0]`."""
     out = ""
     for part in path:
@@ -351,7 +351,7 @@ def _duplicate_keys(node: yaml.Node | None, path: tuple[Any, ...]) -> Iterator[s
             key = key_node.value
             if key in seen:
                 yield (
-                    f"{_dotted((*path, key))}: duplicate key (line {key_node.start_mark.line + 1}; "
+                    f"{dotted_path((*path, key))}: duplicate key (line {key_node.start_mark.line + 1}; "
                     f"first defined on line {seen[key]})"
                 )
             else:
@@ -363,7 +363,8 @@ def _duplicate_keys(node: yaml.Node | None, path: tuple[Any, ...]) -> Iterator[s
 
 
 def _unset_problem(path: tuple[Any, ...], name: str) -> str:
-    return f"{_dotted(path)}: environment variable {name!r} is not set (give a default with ${{{name}:-...}})"
+    where = dotted_path(path)
+    return f"{where}: environment variable {name!r} is not set (give a default with ${{{name}:-...}})"
 
 
 def _expand(value: Any, path: tuple[Any, ...], environ: Mapping[str, str], unset: list[Any]) -> Any:
@@ -429,7 +430,7 @@ def _did_you_mean(word: str, choices: Any) -> str:
 def _describe(error: jsonschema.ValidationError) -> Iterator[str]:
     """Turn one jsonschema error into `path: message` lines that never echo a secret."""
     path = tuple(error.absolute_path)
-    where = _dotted(path)
+    where = dotted_path(path)
     secret = _is_secret(path)
     kind, instance, schema = error.validator, error.instance, error.schema
     if kind == "required":
@@ -438,18 +439,19 @@ def _describe(error: jsonschema.ValidationError) -> Iterator[str]:
         note = ""
         if name in ("command", "url") and isinstance(instance, dict):
             note = f" for transport {instance.get('transport', 'stdio')!r}"
-        yield f"{_dotted((*path, name))}: {name!r} is required{note}"
+        yield f"{dotted_path((*path, name))}: {name!r} is required{note}"
     elif kind == "additionalProperties" and isinstance(instance, dict):
         known = schema.get("properties", {})
         for key in instance:
             if key not in known:
-                yield f"{_dotted((*path, key))}: unknown key{_did_you_mean(key, known)}"
+                yield f"{dotted_path((*path, key))}: unknown key{_did_you_mean(key, known)}"
     elif "propertyNames" in error.relative_schema_path:
         # jsonschema reports a bad name as an error of the name, at the path of its mapping.
         bad = instance
         what = "server" if path and path[-1] == "servers" else "tenant" if path == ("tenants",) else "key"
         yield (
-            f"{_dotted((*path, bad))}: invalid {what} name {bad!r}: use 1 to 32 letters, digits, '_' or '-'"
+            f"{dotted_path((*path, bad))}: invalid {what} name {bad!r}: "
+            "use 1 to 32 letters, digits, '_' or '-'"
         )
     elif kind == "type":
         expected = schema["type"]

@@ -87,3 +87,17 @@ class ShuttingDown(HubError):
 
     code = "shutting_down"
     status = 503
+
+
+class Unauthorized(HubError):
+    """A missing or wrong key."""
+
+    code = "unauthorized"
+    status = 401
+
+
+class PayloadTooLarge(HubError):
+    """The request body is larger than `gateway.max_body_bytes`."""
+
+    code = "payload_too_large"
+    status = 413

@@ -16,14 +16,19 @@ Every method is called from the user's thread (any thread); they ask the actors 
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pykka
+from mcp import InvalidUriTemplate, UriTemplate
 
 from actors.models import (
     CatalogChanged,
@@ -38,8 +43,9 @@ from actors.models import (
 from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor
 from actors.tenant import TenantActor, TenantInfo
-from hub.config import HubConfig
-from hub.errors import CallTimeout, ShuttingDown
+from hub.config import HubConfig, dotted_path
+from hub.errors import BadRequest, CallTimeout, HubError, NotFound, ShuttingDown
+from hub.metrics import HubMetrics
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +117,13 @@ class Hub:
         self.started_at: float | None = None
         # Routes resolved by the router, reused until the catalog changes (saves two thread hops
         # per call); `_generation` keeps a route resolved before a change from being cached after it.
-        self._routes: dict[tuple[str, str], Route] = {}
+        self._routes: dict[tuple[str, str], _Prepared] = {}
         self._generation = 0
         self._calls = threading.Condition()
         self._calls_in_flight = 0
+        self.metrics = HubMetrics()
         self.board.add_listener(self._forget_routes)
+        self.board.add_listener(self.metrics.on_event)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -267,6 +275,70 @@ class Hub:
         """Full server catalogs (tools, resources, resource templates, prompts)."""
         return self.router.catalogs(tenant).get(timeout=_ASK_TIMEOUT)
 
+    def resources(self, tenant: str) -> list[dict[str, Any]]:
+        """Resources and resource templates of a tenant's running servers, each with its `server`."""
+        out = []
+        for catalog in self.catalogs(tenant):
+            out += [{**r.raw, "server": catalog.server} for r in catalog.resources]
+            out += [{**r.raw, "server": catalog.server} for r in catalog.resource_templates]
+        return out
+
+    def read_resource(self, tenant: str, uri: str, server: str | None = None) -> dict[str, Any]:
+        """Read `uri` from the server that offers it (as a resource, else by a template).
+
+        Raises:
+            NotFound: no server of the tenant offers it.
+            BadRequest: several do, and `server` does not say which.
+        """
+        catalogs = self.catalogs(tenant)
+        owners = [c.server for c in catalogs if any(r.raw.get("uri") == uri for r in c.resources)]
+        if not owners:
+            owners = [c.server for c in catalogs if any(_matches(t.raw, uri) for t in c.resource_templates)]
+        if server is not None:
+            owners = [o for o in owners if o == server]
+        if not owners:
+            raise NotFound(f"no resource {uri!r} in tenant '{tenant}'")
+        if len(owners) > 1:
+            raise BadRequest(f"resource {uri!r} is offered by servers {', '.join(owners)}: pass server=")
+        return self._server_request(tenant, owners[0], lambda e: e.read_resource(uri))
+
+    def prompts(self, tenant: str) -> list[dict[str, Any]]:
+        """Prompts of a tenant's running servers, each with its catalog id as `name`."""
+        return [{**p.raw, "name": p.id, "server": p.server} for c in self.catalogs(tenant) for p in c.prompts]
+
+    def get_prompt(self, tenant: str, prompt_id: str, arguments: Mapping[str, str]) -> dict[str, Any]:
+        """Get prompt `server.name` of `tenant` with `arguments`."""
+        server, _, name = prompt_id.partition(".")
+        known = any(p.name == name for c in self.catalogs(tenant) if c.server == server for p in c.prompts)
+        if not known:
+            raise NotFound(f"no prompt '{prompt_id}' in tenant '{tenant}'")
+        return self._server_request(tenant, server, lambda e: e.get_prompt(name, dict(arguments)))
+
+    def _server_request(self, tenant: str, server: str, submit: Callable[[Any], Any]) -> dict[str, Any]:
+        endpoint, gate, timeout = self.router.server_route(tenant, server).get(timeout=_ASK_TIMEOUT)
+        with self._in_flight(), gate.admit(tenant):
+            future = submit(endpoint)
+            try:
+                return future.result(timeout=timeout + 5)
+            except TimeoutError:
+                future.cancel()
+                raise CallTimeout(f"server '{server}' did not answer in time") from None
+
+    def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
+        """The last `tail` lines of a server's stderr log (its rotated file included if needed)."""
+        self.server(tenant, server)  # NotFound for an unknown server or tenant
+        path = self.log_dir / tenant / f"{server}.log"
+        lines: list[str] = []
+        for part in (path, path.with_name(path.name + ".1")):
+            if len(lines) >= tail:
+                break
+            try:
+                text = part.read_bytes()[-self.config.orchestrator.log_max_bytes :].decode("utf-8", "replace")
+            except FileNotFoundError:
+                continue
+            lines = text.splitlines()[-(tail - len(lines)) :] + lines
+        return lines[-tail:] if tail else []
+
     def _forget_routes(self, event: Event) -> None:
         """Board listener (router thread): a catalog change invalidates the cached routes."""
         if isinstance(event, CatalogChanged):
@@ -279,40 +351,149 @@ class Hub:
         Raises:
             NotFound: no such tool in the tenant's catalog.
         """
+        return self._prepare(tenant, tool_id).route
+
+    def cached_route(self, tenant: str, tool_id: str) -> Route | None:
+        """The cached route, if any, without asking the router (safe on an event loop)."""
+        prepared = self._routes.get((tenant, tool_id))
+        return prepared.route if prepared else None
+
+    def _prepare(self, tenant: str, tool_id: str) -> _Prepared:
         key = (tenant, tool_id)
-        route = self._routes.get(key)
-        if route is None:
+        prepared = self._routes.get(key)
+        if prepared is None:
             generation = self._generation
             route = self.router.resolve(tenant, tool_id).get(timeout=_ASK_TIMEOUT)
+            prepared = _Prepared(route, _validator(route))
             if generation == self._generation:
-                self._routes[key] = route
-        return route
+                self._routes[key] = prepared
+        return prepared
 
-    def call_tool(self, tenant: str, tool_id: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
-        """Call catalog tool `server.tool` of `tenant` and wait for its result.
+    @contextlib.contextmanager
+    def _call(self, prepared: _Prepared, arguments: Mapping[str, Any]) -> Iterator[None]:
+        """Around one call: shutdown check, argument validation, quotas, metrics."""
+        route = prepared.route
+        in_flight = self.metrics.in_flight.labels(route.tenant)
+        began = time.perf_counter()
+        outcome = "ok"
+        try:
+            _validate(prepared, arguments)
+            with self._in_flight(), route.gate.admit(route.tenant):
+                in_flight.inc()
+                try:
+                    yield
+                finally:
+                    in_flight.dec()
+        except HubError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            self.metrics.calls.labels(route.tenant, route.server, outcome).inc()
+            self.metrics.latency.labels(route.tenant, route.server).observe(time.perf_counter() - began)
 
-        Raises:
-            NotFound: no such tool in the tenant's catalog.
-            QuotaExceeded: a call quota of the tenant is exhausted (carries `retry_after`).
-            NotRunning, UpstreamError, CallTimeout, BadRequest: as the server answered.
-        """
+    @contextlib.contextmanager
+    def _in_flight(self) -> Iterator[None]:
+        """Count a request in flight, so that `stop` can let it finish; refuse it once stopping."""
         with self._calls:
             if self._stopping:
                 raise ShuttingDown("the hub is shutting down")
             self._calls_in_flight += 1
         try:
-            route = self.route(tenant, tool_id)
-            with route.gate.admit(tenant):
-                future = route.call_tool(dict(arguments or {}))
-                try:
-                    # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
-                    return future.result(timeout=route.call_timeout + 5)
-                except TimeoutError:
-                    future.cancel()
-                    raise CallTimeout(
-                        f"tool '{tool_id}' did not answer within {route.call_timeout:g} s"
-                    ) from None
+            yield
         finally:
             with self._calls:
                 self._calls_in_flight -= 1
                 self._calls.notify_all()
+
+    def call_tool(self, tenant: str, tool_id: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
+        """Call catalog tool `server.tool` of `tenant` and wait for its result (any thread but a loop's).
+
+        Raises:
+            NotFound: no such tool in the tenant's catalog.
+            BadRequest: the arguments do not satisfy the tool's input schema (the message names the path).
+            QuotaExceeded: a call quota of the tenant is exhausted (carries `retry_after`).
+            NotRunning, UpstreamError, CallTimeout: as the server answered.
+            ShuttingDown: the hub is stopping.
+        """
+        if self._stopping:
+            raise ShuttingDown("the hub is shutting down")
+        arguments = dict(arguments or {})
+        prepared = self._prepare(tenant, tool_id)
+        with self._call(prepared, arguments):
+            future = prepared.route.call_tool(arguments)
+            try:
+                # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
+                return future.result(timeout=prepared.route.call_timeout + 5)
+            except TimeoutError:
+                future.cancel()
+                raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+
+    async def call_tool_async(
+        self,
+        tenant: str,
+        tool_id: str,
+        arguments: Mapping[str, Any] | None = None,
+        progress: Callable[..., Any] | None = None,
+    ) -> ToolResult:
+        """`call_tool` for code on an asyncio loop (the web frontend): never blocks the loop.
+
+        `progress`, if given, is called on the server's loop with each progress notification.
+        Cancelling the awaiting task cancels the call on the server's loop.
+        """
+        if self._stopping:
+            raise ShuttingDown("the hub is shutting down")
+        arguments = dict(arguments or {})
+        prepared = self._routes.get((tenant, tool_id))
+        if prepared is None:  # a router ask blocks: off the loop
+            prepared = await asyncio.get_running_loop().run_in_executor(None, self._prepare, tenant, tool_id)
+        with self._call(prepared, arguments):
+            future = prepared.route.call_tool(arguments, progress)
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(future), prepared.route.call_timeout + 5)
+            except TimeoutError:
+                raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    """A resolved route and the compiled validator of the tool's input schema (None: not checkable)."""
+
+    route: Route
+    validator: Any
+
+
+def _matches(template: Mapping[str, Any], uri: str) -> bool:
+    try:
+        return UriTemplate.parse(str(template.get("uriTemplate", ""))).match(uri) is not None
+    except (InvalidUriTemplate, ValueError):
+        return False
+
+
+def _validator(route: Route) -> Any:
+    schema = route.entry.input_schema
+    try:
+        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+        cls.check_schema(schema)
+        return cls(schema)
+    except (jsonschema.SchemaError, TypeError):
+        log.warning(
+            "tool %s of %s/%s has an invalid input schema; its arguments are not checked",
+            route.name,
+            route.tenant,
+            route.server,
+        )
+        return None
+
+
+def _validate(prepared: _Prepared, arguments: Mapping[str, Any]) -> None:
+    """Raise `BadRequest` naming each path where `arguments` break the tool's input schema."""
+    if prepared.validator is None:
+        return
+    problems = sorted(
+        f"{dotted_path(('arguments', *e.absolute_path))}: {e.message[:300]}"
+        for e in prepared.validator.iter_errors(dict(arguments))
+    )
+    if problems:
+        raise BadRequest(
+            f"invalid arguments for tool '{prepared.route.entry.id}': " + "; ".join(problems[:10])
+        )

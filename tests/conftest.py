@@ -36,14 +36,20 @@ def marked_pids(mark: str = MARK) -> list[int]:
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as f:
-                if needle in f.read():
-                    with open(f"/proc/{entry}/stat") as s:
-                        if s.read().split(") ", 1)[1].startswith("Z"):
-                            continue  # a zombie is dead; its parent just has not reaped it yet
+                if needle in f.read() and not process_gone(int(entry)):
                     pids.append(int(entry))
         except OSError:
             continue
     return pids
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` has exited (a zombie not yet reaped by its parent counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ", 1)[1].startswith("Z")
+    except OSError:
+        return True
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -105,4 +111,14 @@ def dedent(text: str) -> str:
     return textwrap.dedent(text)
 
 
-__all__ = ["MARK", "ROOT", "TEST_SERVER", "config_of", "marked_pids", "server", "sys", "wait_until"]
+__all__ = [
+    "MARK",
+    "ROOT",
+    "TEST_SERVER",
+    "config_of",
+    "marked_pids",
+    "process_gone",
+    "server",
+    "sys",
+    "wait_until",
+]

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MARK, ROOT, config_of, marked_pids, server, wait_until
+from conftest import MARK, ROOT, config_of, marked_pids, process_gone, server, wait_until
 
 from actors.models import CatalogChanged, ServerCrashed, ServerState, ServerStateChanged
 from actors.stdio import BASE_ENV_KEYS
-from hub.errors import CallTimeout, NotFound, QuotaExceeded, ShuttingDown, UpstreamError
+from hub.errors import BadRequest, CallTimeout, NotFound, QuotaExceeded, ShuttingDown, UpstreamError
 from hub.runtime import Hub
 
 
@@ -45,17 +45,9 @@ def test_lifecycle_states_and_a_call(make_hub) -> None:
     assert hub.call_tool("t", "echo.fail", {}).is_error
     hub.stop_server("t", "echo")
     assert hub.server("t", "echo").state is ServerState.STOPPED
-    assert wait_until(lambda: not os.path.exists(f"/proc/{status.pid}") or _zombie(status.pid), 5)
+    assert wait_until(lambda: process_gone(status.pid), 5)
     assert hub.board.wait_for(lambda: states_of(hub, "t", "echo") == ["starting", "running", "stopped"], 5)
     assert hub.tools("t") == ()
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(") ", 1)[1].startswith("Z")
-    except OSError:
-        return True
 
 
 def test_restart_gives_a_new_process(make_hub) -> None:
@@ -446,3 +438,13 @@ def test_stop_lets_calls_in_flight_finish_and_refuses_new_ones(tmp_path: Path) -
         assert not stopper.is_alive()
     finally:
         hub.stop()
+
+
+def test_arguments_are_checked_against_the_tool_input_schema(make_hub) -> None:
+    hub = make_hub({"t": {"servers": {"s": server()}}})
+    hub.start_tenant("t")
+    with pytest.raises(BadRequest, match=r"arguments\.a: 'x' is not of type 'integer'"):
+        hub.call_tool("t", "s.add", {"a": "x", "b": 1})
+    with pytest.raises(BadRequest, match=r"arguments: 'b' is a required property"):
+        hub.call_tool("t", "s.add", {"a": 1})
+    assert hub.call_tool("t", "s.add", {"a": 2, "b": 3}).structured_content == {"sum": 5}

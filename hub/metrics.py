@@ -1,0 +1,69 @@
+"""Prometheus metrics of one hub (`prometheus-client`, one registry per hub, so hubs never mix).
+
+Updated from the call path (any thread; prometheus-client is thread-safe), from router events
+(router thread), and by the web frontend for HTTP requests (web loop).
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from actors.models import Event, ServerCrashed, ServerState, ServerStateChanged
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class HubMetrics:
+    """The hub's metrics: tool calls, latency, server states, restarts, calls in flight, HTTP."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "mcp_hub_tool_calls",
+            "Tool calls by outcome.",
+            ["tenant", "server", "outcome"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mcp_hub_tool_call_duration_seconds",
+            "Tool call latency, from the hub's point of view.",
+            ["tenant", "server"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "mcp_hub_tool_calls_in_flight", "Tool calls in flight.", ["tenant"], registry=self.registry
+        )
+        self.state = Gauge(
+            "mcp_hub_server_state",
+            "1 for the state each server is in, 0 for the others.",
+            ["tenant", "server", "state"],
+            registry=self.registry,
+        )
+        self.restarts = Counter(
+            "mcp_hub_server_crashes",
+            "Server crashes (each is followed by a restart or `failed`).",
+            ["tenant", "server"],
+            registry=self.registry,
+        )
+        self.http = Counter(
+            "mcp_hub_http_requests",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+
+    def on_event(self, event: Event) -> None:
+        """Board listener (router thread): server states and crashes."""
+        if isinstance(event, ServerStateChanged):
+            status = event.status
+            for state in ServerState:
+                self.state.labels(status.tenant, status.server, state.value).set(
+                    1 if state is status.state else 0
+                )
+        elif isinstance(event, ServerCrashed):
+            self.restarts.labels(event.tenant, event.server).inc()
+
+    def render(self) -> bytes:
+        """The Prometheus text exposition of every metric."""
+        return generate_latest(self.registry)

@@ -1,0 +1,134 @@
+"""`python -m hub serve`: the hub as a service, one flat script from start to stop.
+
+Order: validate the configuration, refuse an open hub on a non-loopback address, bind every
+listener (a port in use exits 1 before any server starts), start the actor tree, serve until
+SIGTERM or SIGINT, then drain: new requests get 503, calls in flight get up to
+`orchestrator.shutdown_grace` to finish, every server and child process is stopped, exit 0.
+Runs on the main thread, which also runs the web loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import socket
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import tornado.httpserver
+import tornado.netutil
+
+import hub
+from hub.config import HubConfig
+from hub.runtime import Hub
+
+log = logging.getLogger(__name__)
+
+LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
+EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+
+
+def _listeners(config: HubConfig, port: int) -> list[tuple[str | None, int]]:
+    """(route table, port) of each listener: the main one, then the extra ones that are enabled."""
+    out: list[tuple[str | None, int]] = [(None, port)]
+    for name, extra in (("mcp", config.gateway.mcp_port), ("websocket", config.gateway.websocket_port)):
+        if extra:
+            out.append((name, extra))
+    return out
+
+
+def _bind(host: str, listeners: list[tuple[str | None, int]]) -> list[list[socket.socket]] | str:
+    """Bind every listener, or return why one could not be bound (and bind none)."""
+    bound: list[list[socket.socket]] = []
+    for name, port in listeners:
+        try:
+            bound.append(tornado.netutil.bind_sockets(port, host))
+        except OSError as exc:
+            for sockets in bound:
+                for s in sockets:
+                    s.close()
+            what = f"{name} listener " if name else ""
+            return f"cannot listen on {host}:{port} ({what}port {port}): {exc.strerror or exc}"
+    return bound
+
+
+def serve(config: HubConfig, host: str, port: int) -> int:
+    """Run the service until a stop signal; the process exit code."""
+    if not config.has_keys and host not in LOOPBACK:
+        print(
+            f"mcp-hub: refusing to serve on {host}: no keys are configured, so the hub would be open "
+            "to anyone who can reach it. Configure auth.admin_keys or tenant api_keys, or listen on "
+            "127.0.0.1.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    listeners = _listeners(config, port)
+    bound = _bind(host, listeners)
+    if isinstance(bound, str):
+        print(f"mcp-hub: {bound}", file=sys.stderr)
+        return EXIT_RUNTIME
+    if not config.has_keys:
+        log.warning("no keys configured: the hub is open to every local user (loopback only)")
+    try:
+        return asyncio.run(_serve(config, host, listeners, bound))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+async def _serve(
+    config: HubConfig, host: str, listeners: list[tuple[str | None, int]], bound: list[list[socket.socket]]
+) -> int:
+    from web.app import make_app
+
+    executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="web-blocking")
+    hub_ = Hub(config)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    servers: list[tornado.httpserver.HTTPServer] = []
+    apps = []
+    try:
+        await loop.run_in_executor(executor, hub_.start)
+        body_limit = max(2 * config.gateway.max_body_bytes, 1024 * 1024)
+        for (only, _), sockets in zip(listeners, bound, strict=True):
+            app = make_app(hub_, executor, only=only)
+            server = tornado.httpserver.HTTPServer(app, max_body_size=body_limit)
+            server.add_sockets(sockets)
+            servers.append(server)
+            apps.append(app)
+            actual = sockets[0].getsockname()[1]
+            what = f" ({only} listener)" if only else ""
+            print(
+                f"MCP Hub {hub.__version__} listening on http://{_url_host(host)}:{actual}{what}", flush=True
+            )
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(
+            signal.SIGHUP, lambda: log.warning("SIGHUP: reloading is not built yet; ignored")
+        )
+        await stop.wait()
+        log.info(
+            "stopping: new requests get 503; calls in flight get %gs", config.orchestrator.shutdown_grace
+        )
+        for app in apps:
+            app.settings["draining"] = True
+    finally:
+        await loop.run_in_executor(executor, hub_.stop)
+        for server in servers:
+            server.stop()
+            await server.close_all_connections()
+        executor.shutdown(wait=False, cancel_futures=True)
+    log.info("stopped")
+    return EXIT_OK
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def run(args: argparse.Namespace, config: HubConfig) -> int:
+    """`serve` with the command line's overrides of host and port."""
+    host = args.host or config.gateway.host
+    port = config.gateway.port if args.port is None else args.port
+    return serve(config, host, port)

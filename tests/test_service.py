@@ -1,0 +1,445 @@
+"""`python -m hub serve` as a real listening process, driven by a real HTTP client."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import MARK, ROOT, marked_pids, process_gone, server, wait_until
+
+ADMIN_KEY = "admin-key-0123456789"
+ACME_KEY = "acme-key-abcdefghij"
+BETA_KEY = "beta-key-klmnopqrst"
+SECRETS = (ADMIN_KEY, ACME_KEY, BETA_KEY, "acme-env-secret", "beta-header-secret", "server-env-secret")
+
+
+@dataclass
+class Response:
+    status: int
+    headers: Any  # an http.client.HTTPMessage: names are case-insensitive
+    body: Any
+    text: str
+
+
+@dataclass
+class ServedHub:
+    """A hub process serving HTTP on an ephemeral port."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    stderr_path: Path
+    responses: list[str] = field(default_factory=list)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        key: str | None = None,
+        raw: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> Response:
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        if method == "POST" and data is None:
+            data = b""
+        request = urllib.request.Request(self.url + path, data=data, method=method)
+        request.add_header("Content-Type", "application/json")
+        if key:
+            request.add_header("Authorization", f"Bearer {key}")
+        for name, value in (headers or {}).items():
+            request.add_header(name, value)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                status, head, text = answer.status, answer.headers, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            status, head, text = error.code, error.headers, error.read().decode()
+        self.responses.append(text)
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            parsed = None
+        return Response(status, head, parsed, text)
+
+    def get(self, path: str, key: str | None = None) -> Response:
+        return self.request("GET", path, key=key)
+
+    def post(self, path: str, body: Any = None, key: str | None = None) -> Response:
+        return self.request("POST", path, body, key=key)
+
+    def log(self) -> str:
+        return self.stderr_path.read_text()
+
+
+def write_config(tmp_path: Path, tenants: dict[str, Any], **sections: Any) -> Path:
+    data: dict[str, Any] = {"tenants": {}}
+    for name, tenant in tenants.items():
+        tenant = dict(tenant)
+        tenant["env"] = {**tenant.get("env", {}), "MCP_HUB_TEST_MARK": MARK}
+        data["tenants"][name] = tenant
+    gateway = {"mcp_port": None, "websocket_port": None, **sections.pop("gateway", {})}
+    orchestrator = {
+        "startup_timeout": 20,
+        "backoff_initial": 0.1,
+        "backoff_max": 0.5,
+        "shutdown_grace": 5,
+        "data_dir": str(tmp_path / "data"),
+        **sections.pop("orchestrator", {}),
+    }
+    data.update(gateway=gateway, orchestrator=orchestrator, **sections)
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def start_hub(config: Path, tmp_path: Path, *extra: str, cwd: Path | None = None) -> ServedHub:
+    stderr_path = tmp_path / "hub.stderr"
+    with stderr_path.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0", *extra],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            cwd=cwd or tmp_path,
+        )
+    line = proc.stdout.readline()
+    match = re.search(r"listening on (http://\S+)", line)
+    assert match, f"no listening line: {line!r}; stderr: {stderr_path.read_text()}"
+    return ServedHub(proc, match.group(1), stderr_path)
+
+
+def stop_hub(served: ServedHub) -> int:
+    if served.proc.poll() is None:
+        served.proc.send_signal(signal.SIGTERM)
+    code = served.proc.wait(30)
+    served.proc.stdout.close()
+    return code
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    started: list[ServedHub] = []
+
+    def run(tenants: dict[str, Any], *extra: str, **sections: Any) -> ServedHub:
+        served = start_hub(write_config(tmp_path, tenants, **sections), tmp_path, *extra)
+        started.append(served)
+        return served
+
+    yield run
+    for served in started:
+        assert stop_hub(served) == 0, served.log()[-3000:]
+
+
+# --------------------------------------------------------------------------- the seed's quick start
+
+
+def test_the_seeds_curl_calls(serve, tmp_path: Path) -> None:
+    demo = {"command": "python", "args": ["-m", "hub.demo_sqlite", "--db-path", str(tmp_path / "demo.db")]}
+    hub = serve({"default": {"description": "Default tenant", "servers": {"sqlite-demo": demo}}})
+    health = hub.get("/health")
+    assert health.status == 200 and health.body["status"] == "ok"
+    tenants = hub.get("/api/tenants").body["tenants"]
+    assert [t["name"] for t in tenants] == ["default"]
+    assert hub.get("/api/tools").body == {"tools": []}  # nothing started yet (auto_start is off)
+    started = hub.post("/api/tenants/default/start")
+    assert started.status == 200 and started.body["servers"] == {"sqlite-demo": "running"}
+    servers = hub.get("/api/servers").body["servers"]
+    assert servers[0]["server"] == "sqlite-demo" and servers[0]["state"] == "running" and servers[0]["pid"]
+    assert "sqlite-demo.query" in {t["name"] for t in hub.get("/api/tools").body["tools"]}
+    # The seed: curl -X POST .../api/tools/sqlite-demo.query -d '{"sql": "SELECT * FROM users LIMIT 10"}'
+    answer = hub.post("/api/tools/sqlite-demo.query", {"sql": "SELECT * FROM users LIMIT 10"})
+    assert answer.status == 200, answer.text
+    assert answer.body["tool"] == "sqlite-demo.query" and answer.body["is_error"] is False
+    assert answer.body["structured_content"]["row_count"] == 10
+    # A write is a tool error: 200 with is_error.
+    write = hub.post("/api/tools/sqlite-demo.query/call", {"sql": "DELETE FROM users"})
+    assert write.status == 200 and write.body["is_error"] is True
+
+
+def test_root_and_openapi_and_metrics(serve) -> None:
+    hub = serve({"t": {"servers": {"s": server()}}})
+    root = hub.get("/").body
+    assert root["name"] == "MCP Hub" and root["tenants"] == 1 and root["servers"] == 1
+    assert hub.get("/openapi.json").body["openapi"].startswith("3.1")
+    hub.post("/api/tenants/t/start")
+    hub.post("/api/tools/s.echo?tenant=t", {"text": "x"})
+    metrics = hub.get("/metrics")
+    assert metrics.status == 200 and metrics.headers["Content-Type"].startswith("text/plain")
+    text = metrics.text
+    assert 'mcp_hub_tool_calls_total{outcome="ok",server="s",tenant="t"} 1.0' in text
+    assert 'mcp_hub_server_state{server="s",state="running",tenant="t"} 1.0' in text
+    assert "mcp_hub_tool_call_duration_seconds_bucket" in text
+    assert 'mcp_hub_http_requests_total{method="POST",route="/api/tools/{name}",status="200"}' in text
+
+
+# --------------------------------------------------------------------------- every endpoint
+
+
+def test_tenant_server_tool_resource_prompt_endpoints(serve) -> None:
+    hub = serve(
+        {"t": {"quotas": {"max_servers": 5}, "servers": {"s": server(), "off": server(enabled=False)}}}
+    )
+    tenant = hub.get("/api/tenants/t").body
+    assert tenant["quotas"]["max_servers"] == {"limit": 5, "used": 0}
+    assert hub.post("/api/tenants/t/start").body["servers"] == {"s": "running", "off": "disabled"}
+    assert {t["name"] for t in hub.get("/api/tenants/t/tools").body["tools"]} >= {"s.echo", "s.add"}
+    detail = hub.get("/api/servers/t/s").body
+    assert detail["state"] == "running" and "echo" in detail["tool_names"] and detail["restarts"] == 0
+    old_pid = detail["pid"]
+    restarted = hub.post("/api/servers/t/s/restart").body
+    assert restarted["state"] == "running" and restarted["pid"] != old_pid
+    assert hub.post("/api/servers/t/off/start").body["state"] == "running"
+    assert hub.post("/api/servers/t/off/stop").body["state"] == "stopped"
+    resources = hub.get("/api/tenants/t/resources").body["resources"]
+    assert any(r["uri"] == "test://info" and r["server"] == "s" for r in resources)
+    read = hub.get("/api/tenants/t/resources/read?uri=test://info")
+    assert read.status == 200 and read.body["contents"][0]["uri"] == "test://info"
+    prompts = hub.get("/api/tenants/t/prompts").body["prompts"]
+    assert any(p["name"] == "s.greet" for p in prompts)
+    prompt = hub.post("/api/tenants/t/prompts/s.greet", {"name": "Ada"})
+    assert prompt.status == 200 and "Ada" in json.dumps(prompt.body["messages"])
+    logs = hub.get("/api/servers/t/s/logs?tail=5").body
+    assert 0 < len(logs["lines"]) <= 5
+    assert hub.post("/api/tenants/t/stop").body["servers"] == {"s": "stopped", "off": "stopped"}
+    assert hub.get("/api/servers/t/s").body["state"] == "stopped"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_every_error_status_has_the_one_json_shape(serve) -> None:
+    hub = serve(
+        {
+            "t": {
+                "servers": {
+                    "s": server(),
+                    "slow": server(call_timeout=0.5),
+                    "crashy": server("--crash-after", "0"),
+                }
+            }
+        },
+        gateway={"max_body_bytes": 2048},
+        orchestrator={"max_retries": 0},
+    )
+    hub.post("/api/tenants/t/start")
+
+    def error(response: Response, status: int, code: str) -> str:
+        assert response.status == status, response.text
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert set(response.body) == {"error"} and response.body["error"]["code"] == code
+        return response.body["error"]["message"]
+
+    assert "malformed JSON" in error(
+        hub.request("POST", "/api/tools/s.echo?tenant=t", raw=b"{nope"), 400, "bad_request"
+    )
+    assert "must be a JSON object" in error(
+        hub.post("/api/tools/s.echo?tenant=t", [1, 2]), 400, "bad_request"
+    )
+    message = error(hub.post("/api/tools/s.add?tenant=t", {"a": "one", "b": 2}), 400, "bad_request")
+    assert "arguments.a: 'one' is not of type 'integer'" in message
+    error(hub.post("/api/tools/s.nope?tenant=t", {}), 404, "not_found")
+    error(hub.get("/no/such/route"), 404, "not_found")
+    error(hub.get("/api/tenants/ghost"), 404, "not_found")
+    error(hub.get("/api/servers/t/ghost"), 404, "not_found")
+    not_allowed = hub.request("DELETE", "/api/tools")
+    error(not_allowed, 405, "method_not_allowed")
+    assert not_allowed.headers["Allow"] == "GET"
+    error(hub.post("/api/tools/s.echo?tenant=t", {"text": "x" * 5000}), 413, "payload_too_large")
+    assert "crashed during the call" in error(
+        hub.post("/api/tools/crashy.echo?tenant=t", {"text": "x"}), 502, "upstream_error"
+    )
+    assert "timed out after 0.5 s" in error(
+        hub.post("/api/tools/slow.sleep?tenant=t", {"seconds": 5}), 504, "timeout"
+    )
+    hub.post("/api/servers/t/s/stop")
+    assert "is stopped" in error(
+        hub.post("/api/tools/s.echo?tenant=t", {"text": "x"}), 409, "server_not_running"
+    )
+    error(hub.get("/api/servers/t/s/logs?tail=-1"), 400, "bad_request")
+    error(hub.get("/api/tenants/t/resources/read"), 400, "bad_request")
+    tool_error = hub.post("/api/tools/slow.fail?tenant=t", {})
+    assert tool_error.status == 200 and tool_error.body["is_error"] is True
+
+
+def test_rate_limit_is_429_with_retry_after(serve) -> None:
+    hub = serve({"t": {"quotas": {"max_calls_per_minute": 2}, "servers": {"s": server()}}})
+    hub.post("/api/tenants/t/start")
+    for _ in range(2):
+        assert hub.post("/api/tools/s.echo?tenant=t", {"text": "x"}).status == 200
+    limited = hub.post("/api/tools/s.echo?tenant=t", {"text": "x"})
+    assert limited.status == 429 and limited.body["error"]["code"] == "quota_exceeded"
+    assert 50 <= int(limited.headers["Retry-After"]) <= 60
+
+
+# --------------------------------------------------------------------------- auth and isolation
+
+
+def keyed_tenants() -> dict[str, Any]:
+    return {
+        "acme": {
+            "api_keys": [ACME_KEY],
+            "env": {"ACME_SECRET": "acme-env-secret"},
+            "servers": {"a": server(env={"S": "server-env-secret"})},
+        },
+        "beta": {
+            "api_keys": [BETA_KEY],
+            "servers": {
+                "b": {
+                    "transport": "http",
+                    "url": "http://127.0.0.1:9/mcp",
+                    "headers": {"X-Key": "beta-header-secret"},
+                },
+                "b2": server(),
+            },
+        },
+    }
+
+
+def test_keys_and_tenant_isolation(serve) -> None:
+    hub = serve(keyed_tenants(), auth={"admin_keys": [ADMIN_KEY]}, orchestrator={"max_retries": 0})
+    assert hub.get("/api/tenants").status == 401
+    assert hub.get("/api/tenants", key="wrong-key").status == 401
+    assert hub.get("/api/tenants").headers["WWW-Authenticate"].startswith("Bearer")
+    assert hub.get("/health").status == 200  # public
+    assert hub.post("/api/tenants/acme/start", key=ADMIN_KEY).status == 200
+    assert hub.post("/api/tenants/beta/start", key=BETA_KEY).status == 200
+    assert [t["name"] for t in hub.get("/api/tenants", key=ACME_KEY).body["tenants"]] == ["acme"]
+    assert [t["name"] for t in hub.get("/api/tenants", key=ADMIN_KEY).body["tenants"]] == ["acme", "beta"]
+    assert {t["tenant"] for t in hub.get("/api/tools", key=ACME_KEY).body["tools"]} == {"acme"}
+    assert {t["tenant"] for t in hub.get("/api/tools", key=ADMIN_KEY).body["tools"]} == {"acme", "beta"}
+    assert {s["tenant"] for s in hub.get("/api/servers", key=BETA_KEY).body["servers"]} == {"beta"}
+    # A tenant key calls in its own tenant, whatever ?tenant= says.
+    assert hub.post("/api/tools/a.echo", {"text": "mine"}, key=ACME_KEY).status == 200
+    assert hub.post("/api/tools/b2.echo", {"text": "theirs"}, key=ACME_KEY).status == 404
+    assert hub.post("/api/tools/b2.echo?tenant=beta", {"text": "x"}, key=ACME_KEY).status == 404
+    assert hub.post("/api/tools/b2.echo?tenant=beta", {"text": "x"}, key=ADMIN_KEY).status == 200
+    assert hub.get("/metrics", key=ACME_KEY).status == 404
+    assert hub.get("/metrics", key=ADMIN_KEY).status == 200
+    # Each tenant key against every route of the other tenant: 404, like a tenant that does not exist.
+    for key, other, srv in ((ACME_KEY, "beta", "b2"), (BETA_KEY, "acme", "a")):
+        for method, path in (
+            ("GET", f"/api/tenants/{other}"),
+            ("GET", f"/api/tenants/{other}/tools"),
+            ("POST", f"/api/tenants/{other}/start"),
+            ("POST", f"/api/tenants/{other}/stop"),
+            ("GET", f"/api/servers/{other}/{srv}"),
+            ("POST", f"/api/servers/{other}/{srv}/start"),
+            ("POST", f"/api/servers/{other}/{srv}/stop"),
+            ("POST", f"/api/servers/{other}/{srv}/restart"),
+            ("GET", f"/api/servers/{other}/{srv}/logs"),
+            ("GET", f"/api/tenants/{other}/resources"),
+            ("GET", f"/api/tenants/{other}/resources/read?uri=test://info"),
+            ("GET", f"/api/tenants/{other}/prompts"),
+            ("POST", f"/api/tenants/{other}/prompts/{srv}.greet"),
+            ("GET", f"/api/servers?tenant={other}"),
+            ("GET", f"/api/tools?tenant={other}"),
+        ):
+            answer = hub.request(method, path, {} if method == "POST" else None, key=key)
+            missing = hub.request(
+                method, path.replace(other, "nosuchtenant"), {} if method == "POST" else None, key=key
+            )
+            assert answer.status == 404, (key[:4], method, path, answer.text)
+            assert answer.body["error"]["code"] == missing.body["error"]["code"] == "not_found"
+    # The other tenant's servers were never touched.
+    assert hub.get("/api/servers/acme/a", key=ADMIN_KEY).body["state"] == "running"
+    # No secret in any response, nor in the hub's log.
+    everything = "\n".join(hub.responses)
+    for secret in SECRETS:
+        assert secret not in everything
+    stop_hub(hub)
+    for secret in SECRETS:
+        assert secret not in hub.log()
+
+
+def test_open_hub_refuses_a_non_loopback_host(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"t": {}})
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "serve", "--config", str(config), "--host", "0.0.0.0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert "refusing to serve on 0.0.0.0: no keys are configured" in result.stderr
+
+
+def test_port_in_use_exits_1_naming_the_port(serve, tmp_path: Path) -> None:
+    first = serve({"t": {}})
+    port = first.url.rsplit(":", 1)[1]
+    (tmp_path / "second").mkdir()
+    config = write_config(tmp_path / "second", {"t": {}})
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", port],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "in use" in result.stderr
+
+
+# --------------------------------------------------------------------------- graceful stop
+
+
+def test_sigterm_drains_a_call_in_flight_then_exits_0_with_no_child(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"t": {"servers": {"s": server()}}})
+    hub = start_hub(config, tmp_path)
+    try:
+        assert hub.post("/api/tenants/t/start").status == 200
+        pid = hub.get("/api/servers/t/s").body["pid"]
+        result: list[Response] = []
+        call = threading.Thread(
+            target=lambda: result.append(hub.post("/api/tools/s.sleep?tenant=t", {"seconds": 1.5}))
+        )
+        call.start()
+        assert wait_until(
+            lambda: hub.get("/api/tenants/t").body["quotas"]["max_concurrent_calls"]["used"] == 1, 10
+        )
+        hub.proc.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: "stopping" in hub.log(), 10)
+        assert hub.get("/health").status == 503
+        call.join(30)
+        assert result and result[0].status == 200 and not result[0].body["is_error"]
+        assert hub.proc.wait(30) == 0
+        assert process_gone(pid)
+        assert wait_until(lambda: not marked_pids(), 5)
+    finally:
+        stop_hub(hub)
+
+
+def test_default_config_serves_out_of_the_box(tmp_path: Path) -> None:
+    """`python -m hub` with no arguments, from a copy of the repository's config folder."""
+    (tmp_path / "config").mkdir()
+    text = (ROOT / "config" / "hub.yaml").read_text().replace("mcp_port: 8000", "mcp_port: null")
+    text = text.replace("websocket_port: 8081", "websocket_port: null")
+    text += f"  data_dir: {tmp_path / 'state'}\n"
+    (tmp_path / "config" / "hub.yaml").write_text(text)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "--port", "0"],
+        cwd=tmp_path,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "MCP_HUB_TEST_MARK": MARK},
+    )
+    line = proc.stdout.readline()
+    hub = ServedHub(proc, re.search(r"(http://\S+)", line).group(1), tmp_path / "none")
+    try:
+        assert wait_until(lambda: hub.get("/api/servers").body["servers"][0]["state"] == "running", 30)
+        rows = hub.post("/api/tools/sqlite-demo.query", {"sql": "SELECT * FROM users LIMIT 10"})
+        assert rows.body["structured_content"]["row_count"] == 10
+        assert (tmp_path / "data" / "demo.db").exists()
+    finally:
+        assert stop_hub(hub) == 0

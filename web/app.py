@@ -1,0 +1,60 @@
+"""The Tornado application: the route tables of each handler module, assembled in one place.
+
+`make_app` builds the main application (every route). The extra listeners of contract section 3
+(`mcp_port`, `websocket_port`) get `make_app(..., only=...)`: their own routes and `/health`.
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import tornado.web
+
+import hub
+from hub.runtime import Hub
+from web import rest
+from web.base import ApiHandler, Keys, NotFoundHandler, log_request
+
+
+class OpenApiHandler(ApiHandler):
+    """`GET /openapi.json`: the OpenAPI 3.1 description of every route (public)."""
+
+    route = "/openapi.json"
+    public = True
+
+    def get(self) -> None:
+        from web.openapi import document
+
+        self.finish(json.dumps(document(hub.__version__)))
+
+
+ROUTES: list[tuple[str, type[ApiHandler]]] = [*rest.ROUTES, (r"/openapi.json", OpenApiHandler)]
+
+# What the extra listeners serve (the MCP endpoint and the WebSocket gateway are not built yet).
+LISTENER_ROUTES: dict[str, list[tuple[str, type[ApiHandler]]]] = {
+    "mcp": [(r"/health", rest.HealthHandler)],
+    "websocket": [(r"/health", rest.HealthHandler)],
+}
+
+
+def make_app(
+    hub_: Hub,
+    executor: ThreadPoolExecutor,
+    keys: Keys | None = None,
+    only: str | None = None,
+    **settings: Any,
+) -> tornado.web.Application:
+    """The application for `hub_`; `only` names an extra listener's restricted route table."""
+    routes = LISTENER_ROUTES[only] if only else ROUTES
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        log_function=log_request,
+        hub=hub_,
+        keys=keys or Keys(hub_.config),
+        executor=executor,
+        compress_response=True,
+        **settings,
+    )

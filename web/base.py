@@ -1,0 +1,249 @@
+"""What every HTTP handler shares: who is calling, JSON in and out, and the one error shape.
+
+Errors are raised one way (a `HubError`, or Tornado's `HTTPError` for routing-level problems) and
+written one way, by `ApiHandler.write_error`, as `{"error": {"code", "message"}}` with the status
+of the error class. Handlers run on the web loop (the main thread); whatever blocks (actor asks,
+waiting for servers) goes through `ApiHandler.blocking`, on the frontend's thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import json
+import logging
+import math
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import tornado.web
+
+from hub.config import HubConfig
+from hub.errors import (
+    BadRequest,
+    HubError,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    ShuttingDown,
+    Unauthorized,
+)
+from hub.runtime import Hub
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("mcp_hub.access")
+T = TypeVar("T")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    500: "internal_error",
+    503: "shutting_down",
+}
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request acts as: an admin (every tenant) or one tenant. `key_id` never holds the key."""
+
+    admin: bool
+    tenant: str | None = None
+    key_id: str | None = None
+
+    def sees(self, tenant: str) -> bool:
+        """Whether this caller may see `tenant` at all."""
+        return self.admin or self.tenant == tenant
+
+
+def key_id(key: str) -> str:
+    """A short stable id of a key for logs and audit (a hash prefix, never the key)."""
+    return hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
+class Keys:
+    """The configured keys and whom each acts as; `authenticate` compares in constant time."""
+
+    def __init__(self, config: HubConfig) -> None:
+        self.open = not config.has_keys
+        self._entries: list[tuple[Any, Caller]] = [
+            (k, Caller(True, None, f"admin:{key_id(k.reveal())}")) for k in config.auth.admin_keys
+        ]
+        for tenant in config.tenants.values():
+            self._entries += [
+                (k, Caller(False, tenant.name, f"{tenant.name}:{key_id(k.reveal())}"))
+                for k in tenant.api_keys
+            ]
+
+    def authenticate(self, token: str | None) -> Caller:
+        """The caller a bearer token acts as.
+
+        Raises:
+            Unauthorized: keys are configured and the token is missing or matches none.
+        """
+        if self.open:
+            return Caller(admin=True)
+        if not token:
+            raise Unauthorized("missing key: send 'Authorization: Bearer <key>'")
+        found = None
+        for secret, caller in self._entries:  # every key is compared: no early exit to time
+            if secret.matches(token) and found is None:
+                found = caller
+        if found is None:
+            raise Unauthorized("invalid key")
+        return found
+
+
+class ApiHandler(tornado.web.RequestHandler):
+    """Base of every JSON handler: authentication, body parsing, JSON errors, 405 with `Allow`.
+
+    `route` names the handler's URL pattern for access logs and metrics.
+    """
+
+    route = "?"
+    public = False  # True: no key needed (health, root, OpenAPI)
+
+    @property
+    def hub(self) -> Hub:
+        return self.application.settings["hub"]
+
+    @property
+    def keys(self) -> Keys:
+        return self.application.settings["keys"]
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Cache-Control", "no-store")
+
+    def prepare(self) -> None:
+        if self.application.settings.get("draining"):
+            raise ShuttingDown("the hub is shutting down")
+        limit = self.hub.config.gateway.max_body_bytes
+        if len(self.request.body or b"") > limit:
+            raise PayloadTooLarge(f"the body is larger than {limit} bytes (gateway.max_body_bytes)")
+        self.caller = Caller(admin=True) if self.public and self.keys.open else None
+        if not self.public:
+            self.caller = self.keys.authenticate(self._bearer())
+
+    def _bearer(self) -> str | None:
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+    # ------------------------------------------------------------------ helpers for handlers
+
+    def tenant_for(self, tenant: str) -> str:
+        """`tenant`, if this caller may see it; another tenant is `NotFound`, never forbidden."""
+        assert self.caller is not None
+        if not self.caller.sees(tenant) or tenant not in self.hub.config.tenants:
+            raise NotFound(f"no tenant '{tenant}'")
+        return tenant
+
+    def visible_tenants(self) -> list[str]:
+        """Tenants this caller may see, in configuration order."""
+        assert self.caller is not None
+        return [t for t in self.hub.config.tenants if self.caller.sees(t)]
+
+    def json_body(self) -> Any:
+        """The request body parsed as JSON (an empty body is `{}`)."""
+        body = self.request.body
+        if not body or not body.strip():
+            return {}
+        try:
+            return json.loads(body)
+        except UnicodeDecodeError:
+            raise BadRequest("the body is not UTF-8 text") from None
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+
+    def json_object(self) -> dict[str, Any]:
+        """The body, which must be a JSON object."""
+        body = self.json_body()
+        if not isinstance(body, dict):
+            raise BadRequest(f"the body must be a JSON object, not {type(body).__name__}")
+        return body
+
+    def reply(self, data: Any, status: int = 200) -> None:
+        """Finish with `data` as JSON."""
+        self.set_status(status)
+        self.finish(json.dumps(data, ensure_ascii=False, default=str))
+
+    async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking Hub call off the web loop."""
+        executor: ThreadPoolExecutor = self.application.settings["executor"]
+        return await asyncio.get_running_loop().run_in_executor(
+            executor, functools.partial(fn, *args, **kwargs)
+        )
+
+    # ------------------------------------------------------------------ errors
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, HubError):
+            status, code, message = exc.status, exc.code, exc.message
+            if isinstance(exc, QuotaExceeded):
+                self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
+            if isinstance(exc, Unauthorized):
+                self.set_header("WWW-Authenticate", 'Bearer realm="mcp-hub"')
+        elif isinstance(exc, tornado.web.HTTPError):
+            status = exc.status_code
+            code = _HTTP_CODES.get(status, "http_error")
+            message = exc.log_message or self._reason
+            if status == 405:
+                self.set_header("Allow", ", ".join(self.allowed_methods()))
+                message = (
+                    f"{self.request.method} is not allowed here; allowed: {', '.join(self.allowed_methods())}"
+                )
+        else:
+            status, code, message = 500, "internal_error", "internal error (see the hub's log)"
+        self.clear_header("Content-Type")
+        self.set_default_headers()
+        self.set_status(status)
+        self.finish(json.dumps({"error": {"code": code, "message": message}}))
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        # Hub errors are answers, not failures of the hub: no traceback for them.
+        if isinstance(value, HubError | tornado.web.HTTPError):
+            return
+        log.error("uncaught error in %s %s", self.request.method, self.route, exc_info=(typ, value, tb))
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP methods this handler implements."""
+        base = tornado.web.RequestHandler
+        return [
+            m
+            for m in ("GET", "POST", "PUT", "PATCH", "DELETE")
+            if getattr(cls, m.lower()) is not getattr(base, m.lower())
+        ]
+
+
+class NotFoundHandler(ApiHandler):
+    """The JSON 404 for every unknown path."""
+
+    route = "(unknown)"
+    public = True
+
+    def prepare(self) -> None:
+        super().prepare()
+        raise NotFound(f"no route {self.request.path}")
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """Tornado's `log_function`: one access line and one metric per request (no body, no query, no key)."""
+    status = handler.get_status()
+    duration_ms = handler.request.request_time() * 1000
+    route = getattr(handler, "route", "(static)")
+    caller = getattr(handler, "caller", None)
+    who = caller.key_id if caller is not None and caller.key_id else "-"
+    access_log.info("%s %s %d %.1fms key=%s", handler.request.method, route, status, duration_ms, who)
+    hub: Hub | None = handler.application.settings.get("hub")
+    if hub is not None:
+        hub.metrics.http.labels(handler.request.method, route, str(status)).inc()

@@ -1,0 +1,570 @@
+"""The OpenAPI 3.1 description of the REST API (contract section 5), served at `GET /openapi.json`.
+
+`document(version)` builds one plain dict from small helpers; nothing here is generated from the
+handlers at run time, so `tests/test_openapi.py` checks that every route of `web.rest.ROUTES` is
+described (with the methods its handler implements) and that the document is valid OpenAPI 3.1.
+
+Conventions: every error answers `{"error": {"code", "message"}}` (the `Error` schema) through the
+reusable responses of `components.responses`; every operation needs a bearer key (`bearer`, applied
+globally) except the public ones (`/`, `/health`, `/openapi.json`), which override it with
+`security: []`. A tool that ran and reported failure is a 200 with `"is_error": true`, not an error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+JSON = "application/json"
+
+# status -> (component name, description); every one answers the `Error` schema
+_ERRORS: dict[int, tuple[str, str]] = {
+    400: ("BadRequest", "Malformed JSON, a bad parameter, or arguments that fail the tool's `inputSchema`."),
+    401: ("Unauthorized", "Missing or wrong key (`Authorization: Bearer <key>`)."),
+    404: ("NotFound", "Unknown, or belongs to another tenant (never told apart)."),
+    409: ("NotRunning", "The server exists but is not running."),
+    413: ("PayloadTooLarge", "The body is larger than `gateway.max_body_bytes`."),
+    429: ("QuotaExceeded", "A tenant quota or rate limit was hit; retry after `Retry-After` seconds."),
+    502: ("UpstreamError", "The MCP server failed, died or broke the protocol."),
+    503: ("ShuttingDown", "The hub is shutting down and takes no new work."),
+    504: ("Timeout", "The MCP server did not answer within the call timeout."),
+}
+
+# errors every authenticated operation can answer, and what the MCP servers add when asked
+_AUTH = (401, 503)
+_UPSTREAM = (409, 429, 502, 504)
+
+
+# --------------------------------------------------------------------------- schema helpers
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _string(description: str | None = None, **extra: Any) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", **extra}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _nullable(type_: str, description: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": [type_, "null"]}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _array(items: dict[str, Any], description: str | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "array", "items": items}
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _object(
+    properties: dict[str, Any],
+    required: list[str] | None = None,
+    description: str | None = None,
+    additional: bool | dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An object schema; `required` defaults to every property."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    schema["required"] = list(properties) if required is None else required
+    if description:
+        schema["description"] = description
+    if additional is not None:
+        schema["additionalProperties"] = additional
+    return schema
+
+
+def _any_object(description: str) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": True, "description": description}
+
+
+# --------------------------------------------------------------------------- operation helpers
+
+
+def _json_response(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _path_param(name: str, description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+    }
+
+
+def _query(name: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": required, "description": description, "schema": schema}
+
+
+TENANT = _path_param("tenant", "Tenant name.")
+SERVER = _path_param("server", "Server name within the tenant.")
+TENANT_QUERY = _query(
+    "tenant", {"type": "string"}, "Only this tenant (must be visible to the key, else 404)."
+)
+WAIT = _query(
+    "wait",
+    {"type": "string", "enum": ["true", "false"], "default": "true"},
+    "`false` answers at once instead of waiting until the server runs or has failed.",
+)
+
+
+def _op(
+    operation_id: str,
+    summary: str,
+    tag: str,
+    ok: dict[str, Any],
+    errors: tuple[int, ...] = (),
+    parameters: list[dict[str, Any]] | None = None,
+    body: dict[str, Any] | None = None,
+    public: bool = False,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """One operation: a 200 answer `ok`, the listed error statuses, and (unless `public`) 401."""
+    codes = set(errors) | ({503} if public else set(_AUTH))
+    if body is not None:
+        codes |= {400, 413}
+    op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag]}
+    if description:
+        op["description"] = description
+    if parameters:
+        op["parameters"] = parameters
+    if body is not None:
+        op["requestBody"] = body
+    op["responses"] = {"200": ok} | {
+        str(code): {"$ref": f"#/components/responses/{_ERRORS[code][0]}"} for code in sorted(codes)
+    }
+    if public:
+        op["security"] = []
+    return op
+
+
+def _arguments_body(description: str, values: dict[str, Any] | None = None) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "object",
+        "additionalProperties": values if values is not None else True,
+    }
+    return {"required": False, "description": description, "content": {JSON: {"schema": schema}}}
+
+
+def _error_response(status: int) -> dict[str, Any]:
+    description = _ERRORS[status][1]
+    response = _json_response(description, _ref("Error"))
+    if status == 429:
+        response["headers"] = {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again.",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        }
+    if status == 401:
+        response["headers"] = {
+            "WWW-Authenticate": {
+                "description": 'Always `Bearer realm="mcp-hub"`.',
+                "schema": {"type": "string"},
+            }
+        }
+    return response
+
+
+# --------------------------------------------------------------------------- schemas
+
+_SNAPSHOT = {
+    "tenant": _string("Tenant name."),
+    "server": _string("Server name."),
+    "state": _string("Lifecycle state.", enum=["stopped", "starting", "running", "backoff", "failed"]),
+    "transport": _string("How the hub talks to the server (`stdio`, `http`, ...)."),
+    "pid": _nullable("integer", "Process id while a local process runs."),
+    "started_at": _nullable("number", "Unix time the server last started."),
+    "restarts": {"type": "integer", "minimum": 0, "description": "Automatic restarts so far."},
+    "last_error": _nullable("string", "Why it last failed or crashed."),
+    "protocol_version": _nullable("string", "MCP protocol version negotiated."),
+    "tools": {"type": "integer", "minimum": 0, "description": "Number of tools it offers."},
+}
+
+_STATUS_EXTRA = {
+    "type": _string("The server's configured type."),
+    "enabled": {"type": "boolean", "description": "Whether tenant-wide start starts it."},
+    "description": _nullable("string", "The configured description (`metadata.description`)."),
+    "tool_names": _array(_string(), "Its tools' names (only on `GET /api/servers/{tenant}/{server}`)."),
+}
+
+
+def _quota() -> dict[str, Any]:
+    return _object(
+        {"limit": _nullable("integer", "The limit; null means unlimited."), "used": {"type": "integer"}}
+    )
+
+
+def _schemas() -> dict[str, Any]:
+    return {
+        "Error": _object(
+            {
+                "error": _object(
+                    {"code": _string("Stable snake_case code."), "message": _string("Human text.")}
+                )
+            },
+            description="Every error answer.",
+        ),
+        "ToolResult": _object(
+            {
+                "tool": _string("The catalog id of the tool called."),
+                "is_error": {"type": "boolean", "description": "The tool ran and reported failure."},
+                "content": _array({"type": "object"}, "MCP content blocks, as the server sent them."),
+                "structured_content": _nullable("object", "The tool's structured result, if any."),
+            },
+            description="The answer of a tool call.",
+        ),
+        "Tool": _object(
+            {
+                "name": _string("Catalog id, `<server>.<name>`."),
+                "tenant": _string(),
+                "server": _string(),
+                "title": _nullable("string"),
+                "description": _nullable("string"),
+                "input_schema": {"type": "object", "description": "JSON Schema of the arguments."},
+                "output_schema": _nullable("object", "JSON Schema of `structured_content`, if declared."),
+            },
+            description="One catalog entry.",
+        ),
+        "ServerSnapshot": _object(dict(_SNAPSHOT), description="A server's state, as a tenant lists it."),
+        "ServerStatus": _object(
+            {**_SNAPSHOT, **_STATUS_EXTRA},
+            required=[*_SNAPSHOT, "type", "enabled", "description"],
+            description="A server's state with its configuration.",
+        ),
+        "Quota": _quota(),
+        "Tenant": _object(
+            {
+                "name": _string(),
+                "description": _string(),
+                "quotas": _object(
+                    {
+                        "max_servers": _ref("Quota"),
+                        "max_tools": _ref("Quota"),
+                        "max_concurrent_calls": _ref("Quota"),
+                        "max_calls_per_minute": _ref("Quota"),
+                    },
+                    description="Each quota with its current usage.",
+                ),
+                "hidden_tools": {
+                    "type": "integer",
+                    "description": "Tools left out of the catalog by `max_tools`.",
+                },
+                "servers": _array(_ref("ServerSnapshot")),
+            },
+            description="A tenant (never its keys or credentials).",
+        ),
+        "Resource": _object(
+            {"server": _string("The server offering it.")},
+            description="An MCP resource or resource template as the server listed it, plus `server`.",
+            additional=True,
+        ),
+        "Prompt": _object(
+            {"name": _string("Catalog id, `<server>.<name>`."), "server": _string()},
+            description="An MCP prompt as the server listed it, with its catalog id as `name`.",
+            additional=True,
+        ),
+    }
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _server_action(action: str, summary: str, wait: bool) -> dict[str, Any]:
+    params = [TENANT, SERVER, *([WAIT] if wait else [])]
+    ok = _json_response("The server's status afterwards.", _ref("ServerStatus"))
+    return {"post": _op(f"{action}Server", summary, "servers", ok, (404, 429) if wait else (404,), params)}
+
+
+def _tenant_action(action: str, summary: str, wait: bool) -> dict[str, Any]:
+    outcome = _object(
+        {
+            "tenant": _string(),
+            "action": _string(enum=[action]),
+            "servers": {
+                "type": "object",
+                "additionalProperties": _string(),
+                "description": (
+                    "Per server: its state, or why not (`disabled`, `quota_exceeded: ...`, `error: ...`)."
+                ),
+            },
+        }
+    )
+    params = [TENANT, *([WAIT] if wait else [])]
+    ok = _json_response("Per-server outcome.", outcome)
+    return {"post": _op(f"{action}Tenant", summary, "tenants", ok, (404,), params)}
+
+
+def _tool_call(operation_id: str, summary: str) -> dict[str, Any]:
+    params = [
+        _path_param("name", "Tool catalog id, `<server>.<name>`."),
+        _query(
+            "tenant",
+            {"type": "string", "default": "default"},
+            "Admin keys only: the tenant to call in (a tenant key always calls in its own).",
+        ),
+    ]
+    ok = _json_response("The tool ran (check `is_error`).", _ref("ToolResult"))
+    body = _arguments_body("The tool's arguments (an empty body is `{}`).")
+    return {"post": _op(operation_id, summary, "tools", ok, (404, *_UPSTREAM), params, body)}
+
+
+def _paths() -> dict[str, Any]:
+    tenant_list = _object({"tenants": _array(_ref("Tenant"))})
+    tool_list = _object({"tools": _array(_ref("Tool"))})
+    return {
+        "/": {
+            "get": _op(
+                "getRoot",
+                "Hub name, version, uptime and counts",
+                "meta",
+                _json_response(
+                    "About the hub (no names: public).",
+                    _object(
+                        {
+                            "name": _string(),
+                            "version": _string(),
+                            "uptime_seconds": {"type": "number"},
+                            "tenants": {"type": "integer"},
+                            "servers": {"type": "integer"},
+                            "servers_running": {"type": "integer"},
+                            "docs": _string("Where this document is."),
+                        }
+                    ),
+                ),
+                public=True,
+            )
+        },
+        "/health": {
+            "get": _op(
+                "getHealth",
+                "Each component's state",
+                "meta",
+                _json_response(
+                    "The hub works.",
+                    _object(
+                        {
+                            "status": _string(enum=["ok"]),
+                            "components": _object(
+                                {
+                                    "actors": _string(),
+                                    "servers": {
+                                        "type": "object",
+                                        "additionalProperties": {"type": "integer"},
+                                        "description": "Number of servers per state.",
+                                    },
+                                    "auth": _string(enum=["open", "keys"]),
+                                }
+                            ),
+                        }
+                    ),
+                ),
+                public=True,
+            )
+        },
+        "/openapi.json": {
+            "get": _op(
+                "getOpenApi",
+                "This document",
+                "meta",
+                _json_response("OpenAPI 3.1 description of the REST API.", {"type": "object"}),
+                public=True,
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "getMetrics",
+                "Prometheus metrics",
+                "meta",
+                {
+                    "description": "Prometheus text exposition format.",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                },
+                (404,),
+                description="Admin keys only (a tenant key gets 404).",
+            )
+        },
+        "/api/tenants": {
+            "get": _op(
+                "listTenants",
+                "Tenants this key sees",
+                "tenants",
+                _json_response("Tenants with quotas, usage and servers.", tenant_list),
+            )
+        },
+        "/api/tenants/{tenant}": {
+            "get": _op(
+                "getTenant",
+                "One tenant",
+                "tenants",
+                _json_response("The tenant.", _ref("Tenant")),
+                (404,),
+                [TENANT],
+            )
+        },
+        "/api/tenants/{tenant}/tools": {
+            "get": _op(
+                "listTenantTools",
+                "A tenant's tool catalog",
+                "tenants",
+                _json_response("The catalog.", tool_list),
+                (404,),
+                [TENANT],
+            )
+        },
+        "/api/tenants/{tenant}/start": _tenant_action(
+            "start", "Start every enabled server of a tenant", True
+        ),
+        "/api/tenants/{tenant}/stop": _tenant_action("stop", "Stop every server of a tenant", False),
+        "/api/tenants/{tenant}/resources": {
+            "get": _op(
+                "listResources",
+                "Resources and resource templates of a tenant's running servers",
+                "resources",
+                _json_response("The resources.", _object({"resources": _array(_ref("Resource"))})),
+                (404,),
+                [TENANT],
+            )
+        },
+        "/api/tenants/{tenant}/resources/read": {
+            "get": _op(
+                "readResource",
+                "Read a resource",
+                "resources",
+                _json_response("The MCP `ReadResourceResult`.", _any_object("Has `contents`.")),
+                (400, 404, *_UPSTREAM),
+                [
+                    TENANT,
+                    _query("uri", {"type": "string"}, "The resource's URI.", required=True),
+                    _query(
+                        "server",
+                        {"type": "string"},
+                        "The server to read from, when several offer the URI (else 400).",
+                    ),
+                ],
+            )
+        },
+        "/api/tenants/{tenant}/prompts": {
+            "get": _op(
+                "listPrompts",
+                "Prompts of a tenant's running servers",
+                "prompts",
+                _json_response("The prompts.", _object({"prompts": _array(_ref("Prompt"))})),
+                (404,),
+                [TENANT],
+            )
+        },
+        "/api/tenants/{tenant}/prompts/{name}": {
+            "post": _op(
+                "getPrompt",
+                "Get a prompt with arguments",
+                "prompts",
+                _json_response("The MCP `GetPromptResult`.", _any_object("Has `messages`.")),
+                (404, *_UPSTREAM),
+                [TENANT, _path_param("name", "Prompt catalog id, `<server>.<name>`.")],
+                _arguments_body("The prompt's arguments (strings only).", {"type": "string"}),
+            )
+        },
+        "/api/servers": {
+            "get": _op(
+                "listServers",
+                "Servers this key sees",
+                "servers",
+                _json_response("The servers.", _object({"servers": _array(_ref("ServerStatus"))})),
+                (404,),
+                [TENANT_QUERY],
+            )
+        },
+        "/api/servers/{tenant}/{server}": {
+            "get": _op(
+                "getServer",
+                "One server, with its tool names",
+                "servers",
+                _json_response("The server.", _ref("ServerStatus")),
+                (404,),
+                [TENANT, SERVER],
+            )
+        },
+        "/api/servers/{tenant}/{server}/start": _server_action("start", "Start a server", True),
+        "/api/servers/{tenant}/{server}/stop": _server_action("stop", "Stop a server", False),
+        "/api/servers/{tenant}/{server}/restart": _server_action(
+            "restart", "Restart a server (a new process)", True
+        ),
+        "/api/servers/{tenant}/{server}/logs": {
+            "get": _op(
+                "getServerLogs",
+                "The last lines of a server's stderr",
+                "servers",
+                _json_response(
+                    "The lines, oldest first.",
+                    _object({"tenant": _string(), "server": _string(), "lines": _array(_string())}),
+                ),
+                (400, 404),
+                [
+                    TENANT,
+                    SERVER,
+                    _query(
+                        "tail",
+                        {"type": "integer", "minimum": 0, "maximum": 10000, "default": 100},
+                        "How many lines.",
+                    ),
+                ],
+            )
+        },
+        "/api/tools": {
+            "get": _op(
+                "listTools",
+                "Catalog of every tenant this key sees",
+                "tools",
+                _json_response("The catalog.", tool_list),
+                (404,),
+                [TENANT_QUERY],
+            )
+        },
+        "/api/tools/{name}/call": _tool_call("callTool", "Call a tool"),
+        "/api/tools/{name}": _tool_call("callToolShort", "Call a tool (short form of `.../call`)"),
+    }
+
+
+def document(version: str) -> dict[str, Any]:
+    """The OpenAPI 3.1.0 document of the REST API, with `version` as the API's version."""
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "MCP Hub",
+            "version": version,
+            "description": (
+                "Supervise many MCP servers for many tenants. Errors are always "
+                '`{"error": {"code", "message"}}`. An admin key sees every tenant; a tenant key sees only '
+                "its own, and anything of another tenant is 404."
+            ),
+        },
+        "tags": [
+            {"name": "meta", "description": "About the hub."},
+            {"name": "tenants"},
+            {"name": "servers"},
+            {"name": "tools"},
+            {"name": "resources"},
+            {"name": "prompts"},
+        ],
+        "security": [{"bearer": []}],
+        "paths": _paths(),
+        "components": {
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "`Authorization: Bearer <key>`: an admin key or a tenant key.",
+                }
+            },
+            "schemas": _schemas(),
+            "responses": {name: _error_response(status) for status, (name, _) in _ERRORS.items()},
+        },
+    }

@@ -1,0 +1,293 @@
+"""The REST API (contract section 5): thin handlers that parse, ask the hub, and serialise.
+
+Every handler runs on the web loop; blocking hub calls go through `blocking`. A tenant key sees
+only its tenant: anything of another tenant is "not found".
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import hub
+from actors.models import ServerStatus
+from hub.errors import BadRequest, NotFound
+from hub.metrics import CONTENT_TYPE
+from web.base import ApiHandler
+
+_SEGMENT = r"([^/]+)"
+
+
+def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> dict[str, Any]:
+    data = status.to_json()
+    config = hub_.config.tenants[status.tenant].servers[status.server]
+    data.update(type=config.type, enabled=config.enabled, description=config.metadata.get("description"))
+    if detail:
+        data["tool_names"] = [t.name for t in hub_.tools(status.tenant) if t.server == status.server]
+    return data
+
+
+class RootHandler(ApiHandler):
+    """`GET /`: name, version, uptime and counts (no names: it is public)."""
+
+    route = "/"
+    public = True
+
+    async def get(self) -> None:
+        statuses = await self.blocking(self.hub.servers)
+        started = self.hub.started_at or time.time()
+        self.reply(
+            {
+                "name": "MCP Hub",
+                "version": hub.__version__,
+                "uptime_seconds": round(time.time() - started, 3),
+                "tenants": len(self.hub.config.tenants),
+                "servers": len(statuses),
+                "servers_running": sum(1 for s in statuses if s.state.value == "running"),
+                "docs": "/openapi.json",
+            }
+        )
+
+
+class HealthHandler(ApiHandler):
+    """`GET /health`: 200 while the hub works, with each component's state (public, no names)."""
+
+    route = "/health"
+    public = True
+
+    async def get(self) -> None:
+        statuses = await self.blocking(self.hub.servers)
+        by_state: dict[str, int] = {}
+        for status in statuses:
+            by_state[status.state.value] = by_state.get(status.state.value, 0) + 1
+        self.reply(
+            {
+                "status": "ok",
+                "components": {
+                    "actors": "running",
+                    "servers": by_state,
+                    "auth": "open" if self.keys.open else "keys",
+                },
+            }
+        )
+
+
+class TenantsHandler(ApiHandler):
+    """`GET /api/tenants`: the tenants this caller sees, with quotas, usage and servers."""
+
+    route = "/api/tenants"
+
+    async def get(self) -> None:
+        infos = [await self.blocking(self.hub.tenant, t) for t in self.visible_tenants()]
+        self.reply({"tenants": [i.to_json() for i in infos]})
+
+
+class TenantHandler(ApiHandler):
+    """`GET /api/tenants/{t}`."""
+
+    route = "/api/tenants/{tenant}"
+
+    async def get(self, tenant: str) -> None:
+        info = await self.blocking(self.hub.tenant, self.tenant_for(tenant))
+        self.reply(info.to_json())
+
+
+class TenantToolsHandler(ApiHandler):
+    """`GET /api/tenants/{t}/tools`: that tenant's catalog."""
+
+    route = "/api/tenants/{tenant}/tools"
+
+    async def get(self, tenant: str) -> None:
+        tools = await self.blocking(self.hub.tools, self.tenant_for(tenant))
+        self.reply({"tools": [t.to_json() for t in tools]})
+
+
+class TenantActionHandler(ApiHandler):
+    """`POST /api/tenants/{t}/start|stop`: all of its enabled servers; per-server outcome.
+
+    `start` waits until each server runs or has failed, unless `?wait=false`.
+    """
+
+    route = "/api/tenants/{tenant}/{action}"
+
+    async def post(self, tenant: str, action: str) -> None:
+        tenant = self.tenant_for(tenant)
+        if action == "start":
+            wait = self.get_query_argument("wait", "true").lower() != "false"
+            outcome = await self.blocking(self.hub.start_tenant, tenant, wait)
+        else:
+            outcome = await self.blocking(self.hub.stop_tenant, tenant)
+        self.reply({"tenant": tenant, "action": action, "servers": outcome})
+
+
+class ServersHandler(ApiHandler):
+    """`GET /api/servers`: every server this caller sees (`?tenant=` narrows)."""
+
+    route = "/api/servers"
+
+    async def get(self) -> None:
+        wanted = self.get_query_argument("tenant", None)
+        tenants = [self.tenant_for(wanted)] if wanted else self.visible_tenants()
+        out = []
+        for tenant in tenants:
+            out += [_server_json(s, self.hub) for s in await self.blocking(self.hub.servers, tenant)]
+        self.reply({"servers": out})
+
+
+class ServerHandler(ApiHandler):
+    """`GET /api/servers/{t}/{s}`: state, pid, restarts, last error, tools."""
+
+    route = "/api/servers/{tenant}/{server}"
+
+    async def get(self, tenant: str, server: str) -> None:
+        status = await self.blocking(self.hub.server, self.tenant_for(tenant), server)
+        self.reply(await self.blocking(_server_json, status, self.hub, True))
+
+
+class ServerActionHandler(ApiHandler):
+    """`POST /api/servers/{t}/{s}/start|stop|restart`: lifecycle; start waits unless `?wait=false`."""
+
+    route = "/api/servers/{tenant}/{server}/{action}"
+
+    async def post(self, tenant: str, server: str, action: str) -> None:
+        tenant = self.tenant_for(tenant)
+        wait = self.get_query_argument("wait", "true").lower() != "false"
+        if action == "start":
+            status = await self.blocking(self.hub.start_server, tenant, server, wait)
+        elif action == "restart":
+            status = await self.blocking(self.hub.restart_server, tenant, server, wait)
+        else:
+            status = await self.blocking(self.hub.stop_server, tenant, server)
+        self.reply(_server_json(status, self.hub))
+
+
+class ServerLogsHandler(ApiHandler):
+    """`GET /api/servers/{t}/{s}/logs?tail=N`: the last N lines (default 100) of the server's stderr."""
+
+    route = "/api/servers/{tenant}/{server}/logs"
+
+    async def get(self, tenant: str, server: str) -> None:
+        tenant = self.tenant_for(tenant)
+        raw = self.get_query_argument("tail", "100")
+        if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 10000:
+            raise BadRequest("tail must be an integer from 0 to 10000")
+        lines = await self.blocking(self.hub.server_log, tenant, server, int(raw))
+        self.reply({"tenant": tenant, "server": server, "lines": lines})
+
+
+class ToolsHandler(ApiHandler):
+    """`GET /api/tools`: catalog entries of every tenant this caller sees (`?tenant=` narrows)."""
+
+    route = "/api/tools"
+
+    async def get(self) -> None:
+        wanted = self.get_query_argument("tenant", None)
+        tenants = [self.tenant_for(wanted)] if wanted else self.visible_tenants()
+        tools = []
+        for tenant in tenants:
+            tools += [t.to_json() for t in await self.blocking(self.hub.tools, tenant)]
+        self.reply({"tools": tools})
+
+
+class ToolCallHandler(ApiHandler):
+    """`POST /api/tools/{name}[/call]`: body = arguments; a tenant key calls in its tenant, an admin
+    picks one with `?tenant=` (default `default`)."""
+
+    route = "/api/tools/{name}/call"
+
+    async def post(self, name: str) -> None:
+        assert self.caller is not None
+        if self.caller.admin:
+            tenant = self.tenant_for(self.get_query_argument("tenant", "default"))
+        else:
+            tenant = self.tenant_for(self.caller.tenant or "")
+        arguments = self.json_object()
+        result = await self.hub.call_tool_async(tenant, name, arguments)
+        self.reply(result.to_json())
+
+
+class ToolCallShortHandler(ToolCallHandler):
+    """`POST /api/tools/{name}`: the seed's form of the tool call."""
+
+    route = "/api/tools/{name}"
+
+
+class ResourcesHandler(ApiHandler):
+    """`GET /api/tenants/{t}/resources`: resources and templates of its running servers."""
+
+    route = "/api/tenants/{tenant}/resources"
+
+    async def get(self, tenant: str) -> None:
+        self.reply({"resources": await self.blocking(self.hub.resources, self.tenant_for(tenant))})
+
+
+class ResourceReadHandler(ApiHandler):
+    """`GET /api/tenants/{t}/resources/read?uri=...[&server=...]`."""
+
+    route = "/api/tenants/{tenant}/resources/read"
+
+    async def get(self, tenant: str) -> None:
+        tenant = self.tenant_for(tenant)
+        uri = self.get_query_argument("uri", None)
+        if not uri:
+            raise BadRequest("the query parameter 'uri' is required")
+        server = self.get_query_argument("server", None)
+        self.reply(await self.blocking(self.hub.read_resource, tenant, uri, server))
+
+
+class PromptsHandler(ApiHandler):
+    """`GET /api/tenants/{t}/prompts`."""
+
+    route = "/api/tenants/{tenant}/prompts"
+
+    async def get(self, tenant: str) -> None:
+        self.reply({"prompts": await self.blocking(self.hub.prompts, self.tenant_for(tenant))})
+
+
+class PromptGetHandler(ApiHandler):
+    """`POST /api/tenants/{t}/prompts/{name}`: body = arguments (strings)."""
+
+    route = "/api/tenants/{tenant}/prompts/{name}"
+
+    async def post(self, tenant: str, name: str) -> None:
+        tenant = self.tenant_for(tenant)
+        arguments = self.json_object()
+        bad = [k for k, v in arguments.items() if not isinstance(v, str)]
+        if bad:
+            raise BadRequest(f"prompt arguments must be strings: {', '.join(sorted(bad))}")
+        self.reply(await self.blocking(self.hub.get_prompt, tenant, name, arguments))
+
+
+class MetricsHandler(ApiHandler):
+    """`GET /metrics`: Prometheus text format (admin key when keys are configured)."""
+
+    route = "/metrics"
+
+    def get(self) -> None:
+        assert self.caller is not None
+        if not self.caller.admin:
+            raise NotFound("no route /metrics")
+        self.set_header("Content-Type", CONTENT_TYPE)
+        self.finish(self.hub.metrics.render())
+
+
+ROUTES: list[tuple[str, type[ApiHandler]]] = [
+    (r"/", RootHandler),
+    (r"/health", HealthHandler),
+    (r"/metrics", MetricsHandler),
+    (r"/api/tenants", TenantsHandler),
+    (rf"/api/tenants/{_SEGMENT}", TenantHandler),
+    (rf"/api/tenants/{_SEGMENT}/tools", TenantToolsHandler),
+    (rf"/api/tenants/{_SEGMENT}/(start|stop)", TenantActionHandler),
+    (rf"/api/tenants/{_SEGMENT}/resources", ResourcesHandler),
+    (rf"/api/tenants/{_SEGMENT}/resources/read", ResourceReadHandler),
+    (rf"/api/tenants/{_SEGMENT}/prompts", PromptsHandler),
+    (rf"/api/tenants/{_SEGMENT}/prompts/{_SEGMENT}", PromptGetHandler),
+    (r"/api/servers", ServersHandler),
+    (rf"/api/servers/{_SEGMENT}/{_SEGMENT}", ServerHandler),
+    (rf"/api/servers/{_SEGMENT}/{_SEGMENT}/(start|stop|restart)", ServerActionHandler),
+    (rf"/api/servers/{_SEGMENT}/{_SEGMENT}/logs", ServerLogsHandler),
+    (r"/api/tools", ToolsHandler),
+    (rf"/api/tools/{_SEGMENT}/call", ToolCallHandler),
+    (rf"/api/tools/{_SEGMENT}", ToolCallShortHandler),
+]
