@@ -115,7 +115,9 @@ def _serve(args: argparse.Namespace) -> int:
     return service.run(args, config)
 
 
-def _not_built(args: argparse.Namespace) -> int:
+def _stdio(args: argparse.Namespace) -> int:
+    from hub import stdio
+
     try:
         setup_logging(args.log_level)
     except ValueError as exc:
@@ -124,12 +126,7 @@ def _not_built(args: argparse.Namespace) -> int:
     config = _load(args.config)
     if config is None:
         return EXIT_USAGE
-    print(
-        f"mcp-hub: `{args.command}` is not built yet in this version; the configuration "
-        f"{config.source} is valid ({config.summary()}).",
-        file=sys.stderr,
-    )
-    return EXIT_RUNTIME
+    return stdio.run(config, args.tenant)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -145,4 +142,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "serve":
         return _serve(args)
-    return _not_built(args)
+    return _stdio(args)

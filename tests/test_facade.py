@@ -1,0 +1,185 @@
+"""The MCP facade over stdio (`python -m hub stdio`), driven by the `mcp` SDK's own client."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import yaml
+from conftest import MARK, ROOT, server
+from mcp import Client, MCPError, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+from web.facade import facade_name, facade_uri, upstream_uri
+
+pytestmark = pytest.mark.anyio
+MODES = ["legacy", "2026-07-28"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def write_config(tmp_path: Path, tenants: dict[str, Any], **orchestrator: Any) -> Path:
+    data = {
+        "tenants": {
+            name: {**t, "env": {**t.get("env", {}), "MCP_HUB_TEST_MARK": MARK}} for name, t in tenants.items()
+        },
+        "orchestrator": {
+            "data_dir": str(tmp_path / "data"),
+            "backoff_initial": 0.1,
+            "backoff_max": 0.3,
+            **orchestrator,
+        },
+    }
+    path = tmp_path / "hub.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@contextlib.asynccontextmanager
+async def facade(
+    config: Path, tenant: str, mode: str, events: list[Any] | None = None
+) -> AsyncIterator[Client]:
+    """A real MCP client of `python -m hub stdio` (the way Claude Desktop runs it)."""
+
+    async def on_message(message: Any) -> None:
+        if events is not None:
+            events.append(message)
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "hub", "stdio", "--config", str(config), "--tenant", tenant],
+        cwd=ROOT,
+    )
+    with open(config.with_suffix(".stderr"), "w") as errlog:
+        async with Client(
+            stdio_client(params, errlog=errlog), mode=mode, cache=None, message_handler=on_message
+        ) as client:
+            yield client
+
+
+def two_servers(tmp_path: Path) -> Path:
+    return write_config(tmp_path, {"t": {"servers": {"a": server(), "b": server("--list-changed")}}})
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_tools_of_two_servers_listed_and_called(tmp_path: Path, mode: str) -> None:
+    async with facade(two_servers(tmp_path), "t", mode) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"a__echo", "a__add", "b__echo", "b__add_tool"} <= names
+        result = await client.call_tool("a__echo", {"text": "via the hub"})
+        assert result.structured_content == {"text": "via the hub"} and not result.is_error
+        assert (await client.call_tool("b__add", {"a": 2, "b": 40})).structured_content == {"sum": 42}
+        assert (await client.call_tool("a__fail", {})).is_error
+        with pytest.raises(MCPError, match="Unknown tool: nope__echo"):
+            await client.call_tool("nope__echo", {})
+        with pytest.raises(MCPError, match=r"arguments\.a: 'x' is not of type 'integer'"):
+            await client.call_tool("a__add", {"a": "x", "b": 1})
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_progress_resources_and_prompts(tmp_path: Path, mode: str) -> None:
+    async with facade(two_servers(tmp_path), "t", mode) as client:
+        progress: list[float] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
+
+        assert not (
+            await client.call_tool("a__sleep", {"seconds": 0.35}, progress_callback=on_progress)
+        ).is_error
+        assert progress[:3] == pytest.approx([0.1, 0.2, 0.3]) and progress[-1] == pytest.approx(0.35)
+        uris = {str(r.uri) for r in (await client.list_resources()).resources}
+        assert uris == {"mcp-hub://a/test://info", "mcp-hub://b/test://info"}
+        read = await client.read_resource("mcp-hub://b/test://info")
+        assert (
+            str(read.contents[0].uri) == "mcp-hub://b/test://info" and "testserver" in read.contents[0].text
+        )
+        assert {p.name for p in (await client.list_prompts()).prompts} == {"a__greet", "b__greet"}
+        prompt = await client.get_prompt("a__greet", {"name": "Ada"})
+        assert prompt.messages[0].content.text == "Hello, Ada!"
+
+
+async def test_list_changed_reaches_a_2025_client(tmp_path: Path) -> None:
+    events: list[Any] = []
+    async with facade(two_servers(tmp_path), "t", "legacy", events) as client:
+        await client.list_tools()
+        await client.call_tool("b__add_tool", {"name": "fresh"})
+        with anyio.fail_after(10):
+            while not any(type(e).__name__ == "ToolListChangedNotification" for e in events):
+                await anyio.sleep(0.05)
+        assert "b__fresh" in {t.name for t in (await client.list_tools()).tools}
+
+
+async def test_list_changed_reaches_a_2026_client_on_its_listen_stream(tmp_path: Path) -> None:
+    async with (
+        facade(two_servers(tmp_path), "t", "2026-07-28") as client,
+        client.listen(tools_list_changed=True) as subscription,
+    ):
+        await client.call_tool("b__add_tool", {"name": "fresh"})
+        with anyio.fail_after(10):
+            async for _event in subscription:
+                if "b__fresh" in {t.name for t in (await client.list_tools()).tools}:
+                    break
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_tenant_sees_nothing_of_another(tmp_path: Path, mode: str) -> None:
+    config = write_config(
+        tmp_path, {"a": {"servers": {"mine": server()}}, "b": {"servers": {"theirs": server()}}}
+    )
+    async with facade(config, "a", mode) as client:
+        assert {t.name.split("__")[0] for t in (await client.list_tools()).tools} == {"mine"}
+        assert {str(r.uri) for r in (await client.list_resources()).resources} == {
+            "mcp-hub://mine/test://info"
+        }
+        with pytest.raises(MCPError):
+            await client.call_tool("theirs__echo", {"text": "x"})
+        with pytest.raises(MCPError):
+            await client.read_resource("mcp-hub://theirs/test://info")
+        with pytest.raises(MCPError):
+            await client.get_prompt("theirs__greet", {"name": "x"})
+
+
+async def test_a_crashed_server_is_a_clear_tool_error_never_a_hang(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"t": {"servers": {"c": server("--crash-after", "0")}}}, max_retries=0)
+    async with facade(config, "t", "legacy") as client:
+        with anyio.fail_after(10):
+            result = await client.call_tool("c__echo", {"text": "x"})
+        assert result.is_error and "crashed during the call" in result.content[0].text
+
+
+def test_unknown_tenant_and_bad_config_exit_non_zero(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"t": {}})
+    run = [sys.executable, "-m", "hub", "stdio", "--config"]
+    unknown = subprocess.run(
+        [*run, str(config), "--tenant", "ghost"], capture_output=True, text=True, timeout=30
+    )
+    assert unknown.returncode == 2 and "no tenant 'ghost'" in unknown.stderr and unknown.stdout == ""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("tenants: {t: {servers: {s: {}}}}\n")
+    broken = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=30)
+    assert broken.returncode == 2 and "'command' is required" in broken.stderr and broken.stdout == ""
+
+
+def test_names_are_safe_short_unique_and_map_back() -> None:
+    assert facade_name("github", "create_issue") == "github__create_issue"
+    assert facade_name("db", "run.query") != facade_name("db", "run_query")
+    long = facade_name("a" * 32, "b" * 64)
+    assert len(long) == 64 and long == facade_name("a" * 32, "b" * 64)
+    assert len({facade_name("s", f"{'x' * 70}{i}") for i in range(50)}) == 50
+    for server_name, uri in (
+        ("s", "test://info"),
+        ("s", "ui://get-time/app.html"),
+        ("db", "file:///a/b?c=d"),
+    ):
+        assert upstream_uri(facade_uri(server_name, uri)) == (server_name, uri)
+    assert facade_uri("apps", "ui://get-time/mcp-app.html") == "ui://apps/get-time/mcp-app.html"

@@ -1,0 +1,301 @@
+"""The MCP facade: one tenant's running servers as one MCP "super-server" (contract section 7).
+
+Built on the `mcp` SDK's low-level `Server`, which serves both protocol eras (2025-11-25
+sessions and 2026-07-28). Handlers run on the serving loop (stdio: the main thread's loop; HTTP:
+the web loop); calls go to the servers' loops through `Hub.call_tool_async`, other hub asks to a
+thread. One facade object serves any number of sessions; `tenant_of(ctx)` says whose they are.
+
+Names (contract section 4): a tool or prompt is `<server><sep><name>` (`sep` is
+`gateway.tool_name_separator`, default `__`), only `[A-Za-z0-9_-]`, at most 64 characters; a name
+that needed changing is cut and suffixed with a hash of the original, so it stays unique and maps
+back. Resource URIs are rewritten reversibly: `ui://X` becomes `ui://<server>/X` (MCP Apps hosts
+look for the `ui://` scheme), any other URI `U` becomes `mcp-hub://<server>/U`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from typing import Any
+
+import mcp.types as types
+from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server.subscriptions import (
+    InMemorySubscriptionBus,
+    ListenHandler,
+    PromptsListChanged,
+    ResourcesListChanged,
+    ToolsListChanged,
+)
+from mcp.shared.exceptions import MCPError
+
+import hub
+from actors.models import CatalogChanged, Event, ServerCatalog
+from hub.errors import BadRequest, HubError, NotFound
+from hub.runtime import Hub
+
+log = logging.getLogger(__name__)
+Ctx = ServerRequestContext[Any, Any]
+
+_MAX_NAME = 64
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
+HUB_SCHEME = "mcp-hub://"
+
+
+def facade_name(server: str, name: str, sep: str = "__") -> str:
+    """The facade's name for `name` of `server`: safe characters, ≤ 64, unique, stable."""
+    plain = f"{server}{sep}{name}"
+    safe = _UNSAFE.sub("_", plain)
+    if safe == plain and len(safe) <= _MAX_NAME:
+        return safe
+    digest = hashlib.sha256(f"{server}\0{name}".encode()).hexdigest()[:8]
+    return f"{safe[: _MAX_NAME - 9]}_{digest}"
+
+
+def facade_uri(server: str, uri: str) -> str:
+    """The facade's URI of a server's resource (reversible with `upstream_uri`)."""
+    if uri.startswith("ui://"):
+        return f"ui://{server}/{uri.removeprefix('ui://')}"
+    return f"{HUB_SCHEME}{server}/{uri}"
+
+
+def upstream_uri(uri: str) -> tuple[str, str]:
+    """`(server, original URI)` of a facade URI.
+
+    Raises:
+        NotFound: not a URI the facade handed out.
+    """
+    for prefix in (HUB_SCHEME, "ui://"):
+        if uri.startswith(prefix):
+            server, _, rest = uri.removeprefix(prefix).partition("/")
+            if server and rest:
+                return server, (rest if prefix == HUB_SCHEME else f"ui://{rest}")
+    raise NotFound(f"unknown resource {uri!r}")
+
+
+def mcp_error(exc: HubError) -> MCPError:
+    """The one mapping of hub errors to JSON-RPC errors (for requests that are not tool calls)."""
+    if isinstance(exc, NotFound):
+        return MCPError(code=types.INVALID_PARAMS, message=exc.message)
+    if isinstance(exc, BadRequest):
+        return MCPError(code=types.INVALID_PARAMS, message=exc.message)
+    return MCPError(code=types.INTERNAL_ERROR, message=f"{exc.code}: {exc.message}")
+
+
+class Facade:
+    """The super-server. Thread: its handlers run on the serving loop.
+
+    Args:
+        hub_: the running hub.
+        tenant_of: the tenant of a request (fixed for stdio; from the HTTP request for HTTP).
+    """
+
+    def __init__(self, hub_: Hub, tenant_of: Callable[[Ctx], str]) -> None:
+        self.hub = hub_
+        self.tenant_of = tenant_of
+        self.sep = hub_.config.gateway.tool_name_separator
+        self.bus = InMemorySubscriptionBus()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._sessions: dict[str, set[Any]] = {}  # tenant → 2025-era sessions that have listed
+        self._tasks: set[asyncio.Future[None]] = set()
+        self.server = Server(
+            "mcp-hub",
+            version=hub.__version__,
+            instructions="MCP Hub: the tools, resources and prompts of this tenant's MCP servers. "
+            "Names are <server>__<name>.",
+            on_list_tools=self.list_tools,
+            on_call_tool=self.call_tool,
+            on_list_resources=self.list_resources,
+            on_list_resource_templates=self.list_resource_templates,
+            on_read_resource=self.read_resource,
+            on_list_prompts=self.list_prompts,
+            on_get_prompt=self.get_prompt,
+            on_subscriptions_listen=ListenHandler(self.bus),
+        )
+
+    def init_options(self) -> Any:
+        """Initialization options that advertise list_changed for tools, prompts and resources."""
+        return self.server.create_initialization_options(
+            NotificationOptions(tools_changed=True, prompts_changed=True, resources_changed=True)
+        )
+
+    # ------------------------------------------------------------------ live catalog
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start relaying catalog changes (router thread → `loop`) to connected clients."""
+        self.loop = loop
+        self.hub.board.add_listener(self._on_event)
+
+    def detach(self) -> None:
+        """Stop relaying catalog changes."""
+        self.hub.board.remove_listener(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        """Board listener (router thread): hand catalog changes to the serving loop."""
+        if isinstance(event, CatalogChanged) and self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self._schedule_changed, event.catalog.tenant)
+
+    def _schedule_changed(self, tenant: str) -> None:
+        task = asyncio.ensure_future(self._changed(tenant))
+        self._tasks.add(task)  # a reference until done, so the task is not collected mid-way
+        task.add_done_callback(self._tasks.discard)
+
+    async def _changed(self, tenant: str) -> None:
+        """Tell the tenant's clients that lists changed: 2025 sessions directly, 2026 through the bus."""
+        for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
+            await self.bus.publish(event)
+        for session in list(self._sessions.get(tenant, ())):
+            try:
+                await session.send_tool_list_changed()
+                await session.send_prompt_list_changed()
+                await session.send_resource_list_changed()
+            except Exception:  # the session is gone: forget it
+                self._sessions.get(tenant, set()).discard(session)
+
+    def _remember(self, ctx: Ctx, tenant: str) -> None:
+        if not ctx.protocol_version.startswith("2026"):
+            self._sessions.setdefault(tenant, set()).add(ctx.session)
+
+    # ------------------------------------------------------------------ helpers
+
+    async def _blocking(self, fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, fn, *args)
+        except HubError as exc:
+            raise mcp_error(exc) from None
+
+    async def _catalogs(self, ctx: Ctx) -> tuple[str, tuple[ServerCatalog, ...]]:
+        tenant = self.tenant_of(ctx)
+        self._remember(ctx, tenant)
+        return tenant, await self._blocking(self.hub.catalogs, tenant)
+
+    async def _tool_names(self, ctx: Ctx) -> tuple[str, dict[str, str]]:
+        """The tenant, and facade tool name → catalog id."""
+        tenant, catalogs = await self._catalogs(ctx)
+        return tenant, {facade_name(c.server, t.name, self.sep): t.id for c in catalogs for t in c.tools}
+
+    # ------------------------------------------------------------------ handlers
+
+    async def list_tools(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        """Every tool of the tenant's running servers, under its facade name."""
+        _, catalogs = await self._catalogs(ctx)
+        tools = []
+        for catalog in catalogs:
+            for entry in catalog.tools:
+                meta = dict(entry.meta) if entry.meta else None
+                ui = (meta or {}).get("ui")
+                if isinstance(ui, dict) and isinstance(ui.get("resourceUri"), str):
+                    meta = {
+                        **meta,
+                        "ui": {**ui, "resourceUri": facade_uri(catalog.server, ui["resourceUri"])},
+                    }
+                tools.append(
+                    types.Tool.model_validate(
+                        {
+                            "name": facade_name(catalog.server, entry.name, self.sep),
+                            "title": entry.title,
+                            "description": f"[{catalog.server}] {entry.description or ''}".strip(),
+                            "inputSchema": entry.input_schema or {"type": "object"},
+                            "outputSchema": entry.output_schema,
+                            "annotations": entry.annotations,
+                            "_meta": meta,
+                        }
+                    )
+                )
+        return types.ListToolsResult(tools=tools)
+
+    async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
+        """Route a call to its server; progress comes back to the caller as it happens."""
+        tenant, names = await self._tool_names(ctx)
+        tool_id = names.get(params.name)
+        if tool_id is None:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
+        loop = asyncio.get_running_loop()
+
+        async def progress(value: float, total: float | None, message: str | None) -> None:
+            # Runs on the server's loop: hand it to the facade's loop.
+            asyncio.run_coroutine_threadsafe(ctx.session.report_progress(value, total, message), loop)
+
+        try:
+            result = await self.hub.call_tool_async(tenant, tool_id, params.arguments or {}, progress)
+        except (NotFound, BadRequest) as exc:
+            raise mcp_error(exc) from None
+        except HubError as exc:
+            # The server failed, timed out, is down, or a quota is hit: the model should see why.
+            return types.CallToolResult(
+                content=[types.TextContent(text=f"{exc.code}: {exc.message}")], is_error=True
+            )
+        return types.CallToolResult.model_validate(
+            {
+                "content": list(result.content),
+                "structuredContent": result.structured_content,
+                "isError": result.is_error,
+            }
+        )
+
+    async def list_resources(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourcesResult:
+        """Every resource, under its facade URI."""
+        _, catalogs = await self._catalogs(ctx)
+        resources = [
+            types.Resource.model_validate({**r.raw, "uri": facade_uri(c.server, r.raw["uri"])})
+            for c in catalogs
+            for r in c.resources
+        ]
+        return types.ListResourcesResult(resources=resources)
+
+    async def list_resource_templates(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        """Every resource template, under its facade URI template."""
+        _, catalogs = await self._catalogs(ctx)
+        templates = [
+            types.ResourceTemplate.model_validate(
+                {**r.raw, "uriTemplate": facade_uri(c.server, r.raw["uriTemplate"])}
+            )
+            for c in catalogs
+            for r in c.resource_templates
+        ]
+        return types.ListResourceTemplatesResult(resource_templates=templates)
+
+    async def read_resource(
+        self, ctx: Ctx, params: types.ReadResourceRequestParams
+    ) -> types.ReadResourceResult:
+        """Read from the owning server, and give the contents their facade URIs."""
+        tenant = self.tenant_of(ctx)
+        try:
+            server, uri = upstream_uri(str(params.uri))
+        except NotFound as exc:
+            raise mcp_error(exc) from None
+        result = await self._blocking(self.hub.read_resource, tenant, uri, server)
+        for content in result.get("contents", []):
+            if "uri" in content:
+                content["uri"] = facade_uri(server, content["uri"])
+        return types.ReadResourceResult.model_validate(result)
+
+    async def list_prompts(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListPromptsResult:
+        """Every prompt, under its facade name."""
+        _, catalogs = await self._catalogs(ctx)
+        prompts = [
+            types.Prompt.model_validate({**p.raw, "name": facade_name(c.server, p.name, self.sep)})
+            for c in catalogs
+            for p in c.prompts
+        ]
+        return types.ListPromptsResult(prompts=prompts)
+
+    async def get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
+        """Get a prompt from its server."""
+        tenant, catalogs = await self._catalogs(ctx)
+        ids = {facade_name(c.server, p.name, self.sep): p.id for c in catalogs for p in c.prompts}
+        if params.name not in ids:
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
+        result = await self._blocking(self.hub.get_prompt, tenant, ids[params.name], params.arguments or {})
+        return types.GetPromptResult.model_validate(result)
