@@ -81,6 +81,7 @@ async def _serve(
     config: HubConfig, host: str, listeners: list[tuple[str | None, int]], bound: list[list[socket.socket]]
 ) -> int:
     from web.app import make_app
+    from web.mcp_http import McpEndpoint
 
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="web-blocking")
     hub_ = Hub(config)
@@ -88,11 +89,14 @@ async def _serve(
     stop = asyncio.Event()
     servers: list[tornado.httpserver.HTTPServer] = []
     apps = []
+    mcp = McpEndpoint(hub_, host)
+    mcp_task = asyncio.create_task(mcp.run())
     try:
         await loop.run_in_executor(executor, hub_.start)
+        await mcp.ready()
         body_limit = max(2 * config.gateway.max_body_bytes, 1024 * 1024)
         for (only, _), sockets in zip(listeners, bound, strict=True):
-            app = make_app(hub_, executor, only=only)
+            app = make_app(hub_, executor, mcp=mcp, only=only)
             server = tornado.httpserver.HTTPServer(app, max_body_size=body_limit)
             server.add_sockets(sockets)
             servers.append(server)
@@ -114,10 +118,12 @@ async def _serve(
         for app in apps:
             app.settings["draining"] = True
     finally:
+        mcp.stop()
         await loop.run_in_executor(executor, hub_.stop)
         for server in servers:
             server.stop()
             await server.close_all_connections()
+        await mcp_task
         executor.shutdown(wait=False, cancel_futures=True)
     log.info("stopped")
     return EXIT_OK

@@ -183,3 +183,95 @@ def test_names_are_safe_short_unique_and_map_back() -> None:
     ):
         assert upstream_uri(facade_uri(server_name, uri)) == (server_name, uri)
     assert facade_uri("apps", "ui://get-time/mcp-app.html") == "ui://apps/get-time/mcp-app.html"
+
+
+# --------------------------------------------------------------------------- Streamable HTTP
+
+
+@contextlib.asynccontextmanager
+async def http_facade(url: str, mode: str, key: str | None = None) -> AsyncIterator[Client]:
+    """A real MCP client of the hub's Streamable HTTP endpoint at `url`."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    headers = {"Authorization": f"Bearer {key}"} if key else None
+    async with (
+        create_mcp_http_client(headers=headers) as http,
+        Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def served(tmp_path: Path):
+    from test_service import start_hub, stop_hub
+    from test_service import write_config as write_service_config
+
+    started = []
+
+    def run(tenants: dict[str, Any], **sections: Any):
+        hub = start_hub(write_service_config(tmp_path, tenants, **sections), tmp_path)
+        started.append(hub)
+        for tenant in tenants:
+            key = sections.get("auth", {}).get("admin_keys", [None])[0]
+            assert hub.post(f"/api/tenants/{tenant}/start", key=key).status == 200
+        return hub
+
+    yield run
+    for hub in started:
+        assert stop_hub(hub) == 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_http_facade_lists_and_calls_tools_of_two_servers(served, mode: str) -> None:
+    hub = served({"default": {"servers": {"a": server(), "b": server()}}})
+    async with http_facade(hub.url + "/mcp", mode) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"a__echo", "b__echo"} <= names
+        assert (await client.call_tool("b__echo", {"text": "over http"})).structured_content == {
+            "text": "over http"
+        }
+        progress: list[float] = []
+
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
+
+        await client.call_tool("a__sleep", {"seconds": 0.25}, progress_callback=on_progress)
+        assert progress and progress[-1] == pytest.approx(0.25)
+
+
+async def test_http_facade_tenant_comes_from_the_key(served) -> None:
+    hub = served(
+        {
+            "acme": {"api_keys": ["acme-key-1234567890"], "servers": {"mine": server()}},
+            "beta": {"api_keys": ["beta-key-1234567890"], "servers": {"theirs": server()}},
+        },
+        auth={"admin_keys": ["admin-key-1234567890"]},
+    )
+    async with http_facade(hub.url + "/mcp", "legacy", key="acme-key-1234567890") as client:
+        assert {t.name.split("__")[0] for t in (await client.list_tools()).tools} == {"mine"}
+        with pytest.raises(MCPError):
+            await client.call_tool("theirs__echo", {"text": "x"})
+    async with http_facade(hub.url + "/tenants/beta/mcp", "2026-07-28", key="admin-key-1234567890") as client:
+        assert {t.name.split("__")[0] for t in (await client.list_tools()).tools} == {"theirs"}
+    # Another tenant's endpoint is a 404, no key a 401, a foreign Origin a 403.
+    assert hub.post("/tenants/beta/mcp", {}, key="acme-key-1234567890").status == 404
+    assert hub.post("/mcp", {}).status == 401
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    evil = hub.request(
+        "POST",
+        "/mcp",
+        initialize,
+        key="acme-key-1234567890",
+        headers={"Origin": "http://evil.example", "Accept": "application/json, text/event-stream"},
+    )
+    assert evil.status == 403

@@ -14,7 +14,7 @@ import tornado.web
 
 import hub
 from hub.runtime import Hub
-from web import rest
+from web import mcp_http, rest
 from web.base import ApiHandler, Keys, NotFoundHandler, log_request
 
 
@@ -30,11 +30,15 @@ class OpenApiHandler(ApiHandler):
         self.finish(json.dumps(document(hub.__version__)))
 
 
-ROUTES: list[tuple[str, type[ApiHandler]]] = [*rest.ROUTES, (r"/openapi.json", OpenApiHandler)]
+ROUTES: list[tuple[str, type[ApiHandler]]] = [
+    *rest.ROUTES,
+    *mcp_http.ROUTES,
+    (r"/openapi.json", OpenApiHandler),
+]
 
-# What the extra listeners serve (the MCP endpoint and the WebSocket gateway are not built yet).
+# What the extra listeners serve (the WebSocket gateway is not built yet).
 LISTENER_ROUTES: dict[str, list[tuple[str, type[ApiHandler]]]] = {
-    "mcp": [(r"/health", rest.HealthHandler)],
+    "mcp": [(r"/health", rest.HealthHandler), *mcp_http.ROUTES],
     "websocket": [(r"/health", rest.HealthHandler)],
 }
 
@@ -42,11 +46,13 @@ LISTENER_ROUTES: dict[str, list[tuple[str, type[ApiHandler]]]] = {
 def make_app(
     hub_: Hub,
     executor: ThreadPoolExecutor,
+    mcp: mcp_http.McpEndpoint | None = None,
     keys: Keys | None = None,
     only: str | None = None,
     **settings: Any,
 ) -> tornado.web.Application:
-    """The application for `hub_`; `only` names an extra listener's restricted route table."""
+    """The application for `hub_`; `only` names an extra listener's restricted route table;
+    `mcp` is the running MCP endpoint (its routes answer 404 without one)."""
     routes = LISTENER_ROUTES[only] if only else ROUTES
     return tornado.web.Application(
         routes,
@@ -55,6 +61,7 @@ def make_app(
         hub=hub_,
         keys=keys or Keys(hub_.config),
         executor=executor,
+        mcp=mcp,
         compress_response=True,
         **settings,
     )

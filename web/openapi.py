@@ -316,6 +316,36 @@ def _tool_call(operation_id: str, summary: str) -> dict[str, Any]:
     return {"post": _op(operation_id, summary, "tools", ok, (404, *_UPSTREAM), params, body)}
 
 
+def _mcp(operation: str, tenant: bool) -> dict[str, Any]:
+    """GET, POST and DELETE of a Streamable HTTP MCP endpoint (the facade), served by the MCP SDK."""
+    answer = {
+        "description": "MCP Streamable HTTP: a JSON-RPC response (application/json) or an SSE stream "
+        "(text/event-stream), per the MCP specification (2025-11-25 and 2026-07-28).",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "text/event-stream": {"schema": {"type": "string"}},
+        },
+    }
+    params = (
+        [TENANT]
+        if tenant
+        else [_query("tenant", {"type": "string"}, "An admin key's tenant (default `default`).")]
+    )
+    return {
+        method: _op(
+            f"{method}{operation}",
+            f"MCP facade ({method.upper()})",
+            "mcp",
+            answer,
+            (404,),
+            params,
+            description="One MCP server with every running server of the tenant: tools and prompts named "
+            "`<server>__<name>`, resources under `mcp-hub://<server>/...` or `ui://<server>/...`.",
+        )
+        for method in ("get", "post", "delete")
+    }
+
+
 def _paths() -> dict[str, Any]:
     tenant_list = _object({"tenants": _array(_ref("Tenant"))})
     tool_list = _object({"tools": _array(_ref("Tool"))})
@@ -369,6 +399,8 @@ def _paths() -> dict[str, Any]:
                 public=True,
             )
         },
+        "/mcp": _mcp("Mcp", tenant=False),
+        "/tenants/{tenant}/mcp": _mcp("TenantMcp", tenant=True),
         "/openapi.json": {
             "get": _op(
                 "getOpenApi",
@@ -553,6 +585,7 @@ def document(version: str) -> dict[str, Any]:
             {"name": "tools"},
             {"name": "resources"},
             {"name": "prompts"},
+            {"name": "mcp", "description": "The MCP facade over Streamable HTTP."},
         ],
         "security": [{"bearer": []}],
         "paths": _paths(),

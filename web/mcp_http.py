@@ -1,0 +1,167 @@
+"""The MCP facade over Streamable HTTP, hosted by Tornado (no second web server).
+
+`/mcp` serves the caller's tenant (a tenant key's own; an admin key or an open hub: `default`,
+or `?tenant=` for an admin) and `/tenants/{t}/mcp` a named one (another tenant's is 404). The
+SDK's `StreamableHTTPSessionManager` speaks the protocol (both eras); `McpHandler` bridges a
+Tornado request to its ASGI entry point. The manager runs inside `async with manager.run()` in
+one task of the web loop for the service's whole life (`McpEndpoint.run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+
+from hub.errors import NotFound
+from hub.runtime import Hub
+from web.base import ApiHandler
+from web.facade import Ctx, Facade
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def tenant_of(ctx: Ctx) -> str:
+    """The tenant the bridge put in the ASGI scope of the HTTP request that carried this message."""
+    request = ctx.request
+    scope = getattr(request, "scope", None) or {}
+    return scope["mcp_hub_tenant"]
+
+
+class McpEndpoint:
+    """The facade and its session manager, shared by every HTTP listener. Thread: the web loop."""
+
+    def __init__(self, hub_: Hub, host: str) -> None:
+        self.facade = Facade(hub_, tenant_of)
+        gateway = hub_.config.gateway
+        loopback = host in _LOOPBACK
+        security = TransportSecuritySettings(
+            enable_dns_rebinding_protection=loopback,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"] if loopback else [],
+            allowed_origins=[
+                "http://127.0.0.1:*",
+                "http://localhost:*",
+                "http://[::1]:*",
+                *gateway.allowed_origins,
+            ],
+        )
+        self.manager = StreamableHTTPSessionManager(app=self.facade.server, security_settings=security)
+        self._stop = asyncio.Event()
+        self._ready = asyncio.Event()
+
+    async def run(self) -> None:
+        """Run the session manager until `stop` (enter and exit in this one task)."""
+        self.facade.attach(asyncio.get_running_loop())
+        try:
+            async with self.manager.run():
+                self._ready.set()
+                await self._stop.wait()
+        finally:
+            self.facade.detach()
+
+    async def ready(self) -> None:
+        """Wait until the manager runs."""
+        await self._ready.wait()
+
+    def stop(self) -> None:
+        """End every MCP session."""
+        self._stop.set()
+
+
+class McpHandler(ApiHandler):
+    """`GET|POST|DELETE /mcp` and `/tenants/{t}/mcp`: the Streamable HTTP facade (ASGI bridge)."""
+
+    route = "/mcp"
+
+    def initialize(self) -> None:
+        self._disconnected = asyncio.Event()
+
+    def on_connection_close(self) -> None:
+        self._disconnected.set()  # an ASGI `http.disconnect`: cancels the request in 2026 sessions
+
+    async def get(self, tenant: str | None = None) -> None:
+        await self._bridge(tenant)
+
+    async def post(self, tenant: str | None = None) -> None:
+        await self._bridge(tenant)
+
+    async def delete(self, tenant: str | None = None) -> None:
+        await self._bridge(tenant)
+
+    def _tenant(self, tenant: str | None) -> str:
+        assert self.caller is not None
+        if tenant is not None:
+            return self.tenant_for(tenant)
+        if self.caller.admin:
+            return self.tenant_for(self.get_query_argument("tenant", "default"))
+        return self.tenant_for(self.caller.tenant or "")
+
+    async def _bridge(self, tenant: str | None) -> None:
+        endpoint: McpEndpoint | None = self.application.settings.get("mcp")
+        if endpoint is None:
+            raise NotFound("the MCP endpoint is not running")
+        request = self.request
+        host, _, port = (request.host or "").rpartition(":")
+        scope: dict[str, Any] = {
+            "type": "http",
+            "asgi": {"version": "3.0", "spec_version": "2.3"},
+            "http_version": "1.1",
+            "method": request.method,
+            "scheme": request.protocol,
+            "path": request.path,
+            "raw_path": request.path.encode(),
+            "root_path": "",
+            "query_string": request.query.encode(),
+            "headers": [
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.get_all()
+            ],
+            "client": (request.remote_ip, 0),
+            "server": (host or request.host, int(port) if port.isdigit() else 80),
+            "mcp_hub_tenant": self._tenant(tenant),
+        }
+        body_sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal body_sent
+            if not body_sent:
+                body_sent = True
+                return {"type": "http.request", "body": request.body or b"", "more_body": False}
+            await self._disconnected.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.clear()
+                self.clear_header("Content-Type")  # the SDK says what this response is, not our default
+                self.set_status(message["status"])
+                seen = set()
+                for raw_name, raw_value in message.get("headers", []):
+                    name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+                    if name.lower() in seen:
+                        self.add_header(name, value)
+                    else:
+                        self.set_header(name, value)
+                        seen.add(name.lower())
+            elif message["type"] == "http.response.body":
+                if message.get("body"):
+                    self.write(message["body"])
+                if message.get("more_body"):
+                    await self.flush()  # SSE: each event leaves at once
+
+        await endpoint.manager.handle_request(scope, receive, send)
+        if not self._finished:
+            self.finish()
+
+
+class TenantMcpHandler(McpHandler):
+    """`/tenants/{t}/mcp`: the facade of a named tenant."""
+
+    route = "/tenants/{tenant}/mcp"
+
+
+ROUTES: list[tuple[str, type[ApiHandler]]] = [
+    (r"/mcp", McpHandler),
+    (r"/tenants/([^/]+)/mcp", TenantMcpHandler),
+]
