@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from actors.models import (
     ToolEntry,
 )
 from actors.reaper import ProcessRegistry
-from actors.server import Listener, ServerEndpoint, tell
+from actors.server import Listener, Requester, ServerEndpoint, tell
 from actors.tenant import CallGate, TenantActor, TenantLease
 from hub.config import OrchestratorConfig, TenantConfig
 from hub.errors import NotFound, NotRunning
@@ -58,10 +57,10 @@ class Route:
         return self.entry.name
 
     def call_tool(
-        self, arguments: dict[str, Any], progress: Callable[..., Any] | None = None
+        self, arguments: dict[str, Any], requester: Requester | None = None
     ) -> concurrent.futures.Future[Any]:
         """Start the call on the server's loop (the caller holds the gate around it)."""
-        return self.endpoint.call_tool(self.name, arguments, progress)
+        return self.endpoint.call_tool(self.name, arguments, requester)
 
 
 class RouterActor(pykka.ThreadingActor):

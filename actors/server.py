@@ -64,6 +64,17 @@ class Listener(Protocol):
     def tell(self, message: Any) -> None: ...
 
 
+class Requester(Protocol):
+    """The client a call came from (a facade session): takes the call's progress and log messages,
+    and answers the server's own requests (sampling, elicitation). Called on the server's loop."""
+
+    async def progress(self, value: float, total: float | None, message: str | None) -> None: ...
+
+    async def ask(self, request: Any, result_type: type[Any]) -> Any: ...
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None: ...
+
+
 def tell(listener: Listener, message: Any) -> bool:
     """Tell `listener` an event; False if it is gone (an event to a stopped actor is dropped)."""
     try:
@@ -118,10 +129,10 @@ class ServerEndpoint:
         return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
 
     def call_tool(
-        self, name: str, arguments: dict[str, Any], progress: Callable[..., Any] | None = None
+        self, name: str, arguments: dict[str, Any], requester: Requester | None = None
     ) -> concurrent.futures.Future[ToolResult]:
         """Call the server's tool `name` (its own name, not the catalog id)."""
-        return self.submit(self._supervisor.call_tool(name, arguments, progress))
+        return self.submit(self._supervisor.call_tool(name, arguments, requester))
 
     def read_resource(self, uri: str) -> concurrent.futures.Future[dict[str, Any]]:
         """Read a resource of the server; the result is the MCP `ReadResourceResult` as JSON."""
@@ -156,6 +167,7 @@ class ServerSupervisor:
         self._lost_reason = ""
         self._inflight: set[asyncio.Task[Any]] = set()
         self._aborted: set[asyncio.Task[Any]] = set()
+        self._requesters: dict[asyncio.Task[Any], Requester] = {}  # calls in flight from a facade
         self._refreshing: asyncio.Task[None] | None = None
         self._dirty = False
         self._catalog = ServerCatalog(tenant, config.name)
@@ -351,6 +363,10 @@ class ServerSupervisor:
             mode=config.protocol,  # type: ignore[arg-type]
             cache=None,
             message_handler=self._on_message,
+            sampling_callback=self._on_sampling,
+            elicitation_callback=self._on_elicitation,
+            logging_callback=self._on_log,
+            log_level="debug",  # 2026-07-28 servers log only for requests that opt in
             client_info=types.Implementation(name="mcp-hub", version=hub.__version__),
         )
 
@@ -510,7 +526,9 @@ class ServerSupervisor:
 
     # ------------------------------------------------------------------ calls
 
-    async def _guarded(self, what: str, run: Callable[[Client], Awaitable[T]]) -> T:
+    async def _guarded(
+        self, what: str, run: Callable[[Client], Awaitable[T]], requester: Requester | None = None
+    ) -> T:
         """Run `run(client)` as a call in flight: bounded by `call_timeout`, failed at once on a crash."""
         client = self._client
         if client is None or self.status.state is not ServerState.RUNNING:
@@ -518,6 +536,8 @@ class ServerSupervisor:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
+        if requester is not None:
+            self._requesters[task] = requester
         try:
             async with asyncio.timeout(self.config.call_timeout):
                 return await run(client)
@@ -554,13 +574,15 @@ class ServerSupervisor:
         finally:
             self._inflight.discard(task)
             self._aborted.discard(task)
+            self._requesters.pop(task, None)
 
     async def call_tool(
-        self, name: str, arguments: dict[str, Any], progress: Callable[..., Any] | None = None
+        self, name: str, arguments: dict[str, Any], requester: Requester | None = None
     ) -> ToolResult:
         """Call tool `name` of this server and return its result in the REST shape."""
+        progress = requester.progress if requester is not None else None
         result = await self._guarded(
-            f"tool '{name}'", lambda c: c.call_tool(name, arguments, progress_callback=progress)
+            f"tool '{name}'", lambda c: c.call_tool(name, arguments, progress_callback=progress), requester
         )
         return ToolResult(
             tool=f"{self.config.name}.{name}",
@@ -570,6 +592,47 @@ class ServerSupervisor:
             ),
             structured_content=result.structured_content,
         )
+
+    # ------------------------------------------------------------------ the server's own requests
+
+    def _requester(self) -> Requester | None:
+        """The client of the most recent call in flight that came with one (a legacy server does
+        not say which call its request belongs to)."""
+        return next(reversed(self._requesters.values()), None)
+
+    async def _ask_client(self, request: Any, result_type: type[Any]) -> Any:
+        requester = self._requester()
+        if requester is None:
+            return types.ErrorData(
+                code=types.INVALID_REQUEST,
+                message="no client can answer: only a call in flight from an MCP facade session can",
+            )
+        try:
+            return await requester.ask(request, result_type)
+        except MCPError as exc:
+            return exc.error
+        except Exception as exc:  # the client went away or cannot answer in its protocol era
+            return types.ErrorData(
+                code=types.INTERNAL_ERROR, message=f"the client could not answer: {_describe(exc)}"
+            )
+
+    async def _on_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
+        """The server asks for an LLM completion: ask the client whose call is in flight."""
+        result_type = types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
+        return await self._ask_client(types.CreateMessageRequest(params=params), result_type)
+
+    async def _on_elicitation(self, context: Any, params: types.ElicitRequestParams) -> Any:
+        """The server asks the user for input: ask the client whose call is in flight."""
+        return await self._ask_client(types.ElicitRequest(params=params), types.ElicitResult)
+
+    async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        """A log message of the server: to the client of the call in flight, if any."""
+        requester = self._requester()
+        if requester is not None:
+            try:
+                await requester.log(params)
+            except Exception as exc:  # a log that cannot be delivered is not worth failing a call
+                log.debug("%s/%s: log message dropped: %s", self.tenant, self.config.name, _describe(exc))
 
     async def request(self, method: str, *args: Any) -> dict[str, Any]:
         """Another request of the client (`read_resource`, `get_prompt`), its result as JSON."""

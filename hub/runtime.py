@@ -42,6 +42,7 @@ from actors.models import (
 )
 from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor
+from actors.server import Requester
 from actors.tenant import TenantActor, TenantInfo
 from hub.config import HubConfig, dotted_path
 from hub.errors import BadRequest, CallTimeout, HubError, NotFound, ShuttingDown
@@ -433,12 +434,13 @@ class Hub:
         tenant: str,
         tool_id: str,
         arguments: Mapping[str, Any] | None = None,
-        progress: Callable[..., Any] | None = None,
+        requester: Requester | None = None,
     ) -> ToolResult:
         """`call_tool` for code on an asyncio loop (the web frontend): never blocks the loop.
 
-        `progress`, if given, is called on the server's loop with each progress notification.
-        Cancelling the awaiting task cancels the call on the server's loop.
+        `requester`, if given (the MCP facade's session), takes progress and log messages and
+        answers the server's sampling and elicitation requests. Cancelling the awaiting task
+        cancels the call on the server's loop (and the server gets `notifications/cancelled`).
         """
         if self._stopping:
             raise ShuttingDown("the hub is shutting down")
@@ -447,7 +449,7 @@ class Hub:
         if prepared is None:  # a router ask blocks: off the loop
             prepared = await asyncio.get_running_loop().run_in_executor(None, self._prepare, tenant, tool_id)
         with self._call(prepared, arguments):
-            future = prepared.route.call_tool(arguments, progress)
+            future = prepared.route.call_tool(arguments, requester)
             try:
                 return await asyncio.wait_for(asyncio.wrap_future(future), prepared.route.call_timeout + 5)
             except TimeoutError:

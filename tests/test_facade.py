@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp.types as types
 import pytest
 import yaml
 from conftest import MARK, ROOT, server
@@ -275,3 +278,127 @@ async def test_http_facade_tenant_comes_from_the_key(served) -> None:
         headers={"Origin": "http://evil.example", "Accept": "application/json, text/event-stream"},
     )
     assert evil.status == 403
+
+
+# --------------------------------------------------------------------------- passthrough
+
+
+def everything_server() -> dict[str, Any]:
+    modules = Path(os.environ.get("MCP_HUB_NODE_MODULES", str(ROOT / ".ci" / "node" / "node_modules")))
+    entry = modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
+    assert entry.exists(), f"{entry} missing: .ci/run installs @modelcontextprotocol/server-everything"
+    return {"command": "node", "args": [str(entry), "stdio"]}
+
+
+async def test_sampling_and_elicitation_round_trip_through_the_facade(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"t": {"servers": {"every": everything_server()}}})
+    asked: list[str] = []
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append(f"sampling: {params.messages[0].content.text}")
+        return types.CreateMessageResult(
+            role="assistant", content=types.TextContent(text="a sampled answer"), model="test-model"
+        )
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(f"elicitation: {params.message}")
+        properties = params.requested_schema.get("properties", {})
+        return types.ElicitResult(
+            action="accept",
+            content={k: "x" for k, v in properties.items() if v.get("type") == "string"} or None,
+        )
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "hub", "stdio", "--config", str(config), "--tenant", "t"],
+        cwd=ROOT,
+    )
+    with open(tmp_path / "stderr", "w") as errlog:
+        async with Client(
+            stdio_client(params, errlog=errlog),
+            mode="legacy",
+            cache=None,
+            sampling_callback=sampling,
+            elicitation_callback=elicitation,
+        ) as client:
+            names = {t.name for t in (await client.list_tools()).tools}
+            assert {"every__trigger-sampling-request", "every__trigger-elicitation-request"} <= names
+            result = await client.call_tool("every__trigger-sampling-request", {"prompt": "What is MCP?"})
+            assert not result.is_error and "a sampled answer" in str(result.content)
+            result = await client.call_tool("every__trigger-elicitation-request", {})
+            assert not result.is_error and "accept" in str(result.content).lower()
+            progress: list[float] = []
+
+            async def on_progress(value: float, total: float | None, message: str | None) -> None:
+                progress.append(value)
+
+            result = await client.call_tool(
+                "every__trigger-long-running-operation",
+                {"duration": 1, "steps": 4},
+                progress_callback=on_progress,
+            )
+            assert not result.is_error and len(progress) == 4
+    assert asked[0].startswith("sampling: ") and "What is MCP?" in asked[0]
+    assert asked[1].startswith("elicitation:")
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_log_messages_of_a_call_reach_its_client(tmp_path: Path, mode: str) -> None:
+    logs: list[types.LoggingMessageNotificationParams] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logs.append(params)
+
+    config = two_servers(tmp_path)
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "hub", "stdio", "--config", str(config), "--tenant", "t"],
+        cwd=ROOT,
+    )
+    with open(tmp_path / "stderr", "w") as errlog:
+        async with Client(
+            stdio_client(params, errlog=errlog),
+            mode=mode,
+            cache=None,
+            logging_callback=on_log,
+            log_level="debug",
+        ) as client:
+            assert (await client.call_tool("a__log", {"text": "hello from upstream"})).content[
+                0
+            ].text == "logged"
+    assert [(p.level, p.data) for p in logs] == [("warning", "hello from upstream")]
+
+
+async def test_cancelling_a_call_cancels_the_upstream_work(tmp_path: Path) -> None:
+    config = two_servers(tmp_path)
+    async with facade(config, "t", "legacy") as client:
+        with anyio.move_on_after(1.0):
+            await client.call_tool("a__sleep", {"seconds": 30})
+        log = tmp_path / "data" / "logs" / "t" / "a.log"
+        with anyio.fail_after(10):
+            while "sleep cancelled" not in log.read_text():
+                await anyio.sleep(0.05)
+        # The server is fine afterwards.
+        assert (await client.call_tool("a__echo", {"text": "after"})).structured_content == {"text": "after"}
+
+
+def test_the_mcp_inspector_cli_lists_and_calls_through_the_facade(tmp_path: Path) -> None:
+    modules = Path(os.environ.get("MCP_HUB_NODE_MODULES", str(ROOT / ".ci" / "node" / "node_modules")))
+    build = modules / "@modelcontextprotocol" / "inspector-cli" / "build"
+    assert (build / "index.js").exists(), (
+        f"{build} missing: .ci/run installs @modelcontextprotocol/inspector-cli"
+    )
+    config = two_servers(tmp_path)
+    target = [sys.executable, "-m", "hub", "stdio", "--config", str(config), "--tenant", "t"]
+
+    def inspect(*args: str) -> dict[str, Any]:
+        result = subprocess.run(
+            ["node", "index.js", *target, *args], cwd=build, capture_output=True, text=True, timeout=120
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads(result.stdout)
+
+    names = {t["name"] for t in inspect("--method", "tools/list")["tools"]}
+    assert {"a__echo", "b__echo", "b__add_tool"} <= names
+    called = inspect("--method", "tools/call", "--tool-name", "b__echo", "--tool-arg", "text=inspected")
+    assert called["structuredContent"] == {"text": "inspected"} and called["isError"] is False

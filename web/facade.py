@@ -85,6 +85,35 @@ def mcp_error(exc: HubError) -> MCPError:
     return MCPError(code=types.INTERNAL_ERROR, message=f"{exc.code}: {exc.message}")
 
 
+class ClientOfCall:
+    """The facade session a tool call came from, as the server's loop sees it (`actors.server.Requester`).
+
+    Each method runs on the server's loop and hands its work to the facade's loop. Sampling and
+    elicitation reach 2025-11-25 sessions; a 2026-07-28 session cannot be asked mid-call this way,
+    so the server gets an error it can handle.
+    """
+
+    def __init__(self, ctx: Ctx, loop: asyncio.AbstractEventLoop) -> None:
+        self.ctx = ctx
+        self.loop = loop
+
+    async def _on_facade_loop(self, coro: Any) -> Any:
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
+
+    async def progress(self, value: float, total: float | None, message: str | None) -> None:
+        await self._on_facade_loop(self.ctx.session.report_progress(value, total, message))
+
+    async def ask(self, request: Any, result_type: type[Any]) -> Any:
+        return await self._on_facade_loop(self.ctx.session.send_request(request, result_type))
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        await self._on_facade_loop(
+            self.ctx.session.send_log_message(
+                params.level, params.data, logger=params.logger, related_request_id=self.ctx.request_id
+            )
+        )
+
+
 class Facade:
     """The super-server. Thread: its handlers run on the serving loop.
 
@@ -215,14 +244,9 @@ class Facade:
         tool_id = names.get(params.name)
         if tool_id is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        loop = asyncio.get_running_loop()
-
-        async def progress(value: float, total: float | None, message: str | None) -> None:
-            # Runs on the server's loop: hand it to the facade's loop.
-            asyncio.run_coroutine_threadsafe(ctx.session.report_progress(value, total, message), loop)
-
+        client = ClientOfCall(ctx, asyncio.get_running_loop())
         try:
-            result = await self.hub.call_tool_async(tenant, tool_id, params.arguments or {}, progress)
+            result = await self.hub.call_tool_async(tenant, tool_id, params.arguments or {}, client)
         except (NotFound, BadRequest) as exc:
             raise mcp_error(exc) from None
         except HubError as exc:

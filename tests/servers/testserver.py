@@ -8,7 +8,9 @@ Always served:
   tools      echo {text} -> text + structured {"text"}; pid -> text + structured {"pid"};
              env -> JSON of os.environ as text; sleep {seconds} -> "slept", progress every 0.1 s
              (only if the caller sent a progress token); fail -> is_error result "failed on purpose";
-             add {a, b: integer, no other keys} -> text + structured {"sum"}.
+             add {a, b: integer, no other keys} -> text + structured {"sum"};
+             log {text} -> sends it as a warning log message to the client, answers "logged".
+             A cancelled sleep writes "sleep cancelled" to stderr.
              Arguments are validated against each tool's input schema (JSON Schema 2020-12); a
              violation is an ``is_error`` tool result. An unknown tool is a JSON-RPC -32602 error.
   resource   test://info (text/plain)
@@ -139,6 +141,7 @@ class TestServer:
         }
         self.add("sleep", "Sleep, reporting progress every 0.1 s.", sleep_in, self._sleep)
         self.add("fail", "Always return a tool error.", _EMPTY_SCHEMA, self._fail)
+        self.add("log", "Send a log message to the client, then answer.", text_schema, self._log)
         add_in = {
             "type": "object",
             "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}},
@@ -263,11 +266,19 @@ class TestServer:
         seconds = float(args["seconds"])
         steps = math.ceil(seconds / 0.1)
         start = time.monotonic()
-        for step in range(1, steps + 1):
-            await anyio.sleep(max(0.0, start + min(step * 0.1, seconds) - time.monotonic()))
-            # No-op unless the request carried a progress token.
-            await ctx.session.report_progress(min(step * 0.1, seconds), seconds, f"step {step}/{steps}")
+        try:
+            for step in range(1, steps + 1):
+                await anyio.sleep(max(0.0, start + min(step * 0.1, seconds) - time.monotonic()))
+                # No-op unless the request carried a progress token.
+                await ctx.session.report_progress(min(step * 0.1, seconds), seconds, f"step {step}/{steps}")
+        except anyio.get_cancelled_exc_class():
+            log(f"sleep cancelled after {time.monotonic() - start:.2f} s")
+            raise
         return text_result("slept")
+
+    async def _log(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        await ctx.session.send_log_message("warning", args["text"], logger="testserver")
+        return text_result("logged")
 
     async def _fail(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         return error_result("failed on purpose")
