@@ -130,6 +130,9 @@ class Facade:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._sessions: dict[str, set[Any]] = {}  # tenant → 2025-era sessions that have listed
         self._tasks: set[asyncio.Future[None]] = set()
+        # Facade tool name → catalog id, per tenant; dropped on each catalog change (router thread).
+        self._names: dict[str, dict[str, str]] = {}
+        self._generation = 0
         self.server = Server(
             "mcp-hub",
             version=hub.__version__,
@@ -164,8 +167,11 @@ class Facade:
 
     def _on_event(self, event: Event) -> None:
         """Board listener (router thread): hand catalog changes to the serving loop."""
-        if isinstance(event, CatalogChanged) and self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self._schedule_changed, event.catalog.tenant)
+        if isinstance(event, CatalogChanged):
+            self._generation += 1
+            self._names.pop(event.catalog.tenant, None)
+            if self.loop is not None and not self.loop.is_closed():
+                self.loop.call_soon_threadsafe(self._schedule_changed, event.catalog.tenant)
 
     def _schedule_changed(self, tenant: str) -> None:
         task = asyncio.ensure_future(self._changed(tenant))
@@ -202,9 +208,17 @@ class Facade:
         return tenant, await self._blocking(self.hub.catalogs, tenant)
 
     async def _tool_names(self, ctx: Ctx) -> tuple[str, dict[str, str]]:
-        """The tenant, and facade tool name → catalog id."""
-        tenant, catalogs = await self._catalogs(ctx)
-        return tenant, {facade_name(c.server, t.name, self.sep): t.id for c in catalogs for t in c.tools}
+        """The tenant, and facade tool name → catalog id (cached until the tenant's catalog changes)."""
+        tenant = self.tenant_of(ctx)
+        self._remember(ctx, tenant)
+        names = self._names.get(tenant)
+        if names is None:
+            generation = self._generation
+            tenant, catalogs = await self._catalogs(ctx)
+            names = {facade_name(c.server, t.name, self.sep): t.id for c in catalogs for t in c.tools}
+            if generation == self._generation:
+                self._names[tenant] = names
+        return tenant, names
 
     # ------------------------------------------------------------------ handlers
 
