@@ -288,11 +288,23 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{path}: cannot read the configuration file: {reason}"]) from None
-    return parse_config(text, source=str(path), environ=environ)
+    return parse_config(text, source=str(path), environ=environ, base=Path(path).resolve().parent)
 
 
-def parse_config(text: str, source: str = "<memory>", environ: Mapping[str, str] | None = None) -> HubConfig:
+def parse_config(
+    text: str,
+    source: str = "<memory>",
+    environ: Mapping[str, str] | None = None,
+    base: Path | None = None,
+) -> HubConfig:
     """Validate configuration `text` (YAML or JSON) and return it frozen.
+
+    Args:
+        text: the configuration.
+        source: where it came from, for messages.
+        environ: variables for `${VAR}` expansion; the process environment by default.
+        base: the folder relative paths (`data_dir`, `plugins_dir`, a server's `cwd`) are resolved
+            against: the configuration file's folder; the working directory by default.
 
     Raises:
         ConfigError: with every problem found, each as `path: message`.
@@ -316,7 +328,7 @@ def parse_config(text: str, source: str = "<memory>", environ: Mapping[str, str]
     problems.extend(_semantic_problems(data))
     if problems:
         raise ConfigError(sorted(set(problems)))
-    return _build(data, source)
+    return _build(data, source, base or Path.cwd())
 
 
 def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:
@@ -503,7 +515,11 @@ def _keys(values: list[str] | None) -> tuple[Secret, ...]:
     return tuple(Secret(v) for v in values or () if v != "")
 
 
-def _build(data: dict[str, Any], source: str) -> HubConfig:
+def _absolute(base: Path, path: str | None) -> str | None:
+    return None if path is None else str((base / path).resolve())
+
+
+def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
     tenants = {}
     for tenant_id, raw in data["tenants"].items():
         servers = {}
@@ -520,6 +536,7 @@ def _build(data: dict[str, Any], source: str) -> HubConfig:
                 ),
                 metadata=MappingProxyType(dict(s.get("metadata", {}))),
                 call_timeout=float(s.get("call_timeout", ServerConfig.call_timeout)),
+                cwd=_absolute(base, s.get("cwd")),
             )
             servers[name] = ServerConfig(**plain)
         tenants[tenant_id] = TenantConfig(
@@ -532,10 +549,12 @@ def _build(data: dict[str, Any], source: str) -> HubConfig:
         )
     gateway = dict(data.get("gateway", {}))
     gateway["allowed_origins"] = tuple(gateway.get("allowed_origins", ()))
+    gateway["plugins_dir"] = _absolute(base, gateway.get("plugins_dir", GatewayConfig.plugins_dir))
     orchestrator = {
         k: float(v) if isinstance(v, int) and not isinstance(v, bool) and k in _FLOAT_KEYS else v
         for k, v in data.get("orchestrator", {}).items()
     }
+    orchestrator["data_dir"] = _absolute(base, orchestrator.get("data_dir", OrchestratorConfig.data_dir))
     return HubConfig(
         tenants=MappingProxyType(tenants),
         version=data.get("version", "1.0.0"),

@@ -32,8 +32,10 @@ A configuration is YAML or JSON. Validate one with `python -m hub check --config
   naming the field. Expansion yields strings: numbers and booleans must be written literally.
 - Names of tenants and servers match `[A-Za-z0-9_-]{1,32}`; a catalog id is `<server>.<name>`.
 - Secrets (`env`, `headers`, `api_keys`, `admin_keys`) are shown as `********` in every output.
-- Unknown keys are errors. Relative paths (`data_dir`, `plugins_dir`, a server's `cwd` and its
-  arguments) are relative to the hub's working directory.
+- Unknown keys are errors. Relative paths in `data_dir`, `plugins_dir` and a server's `cwd` are
+  relative to the folder of the configuration file, so a configuration works whatever folder the
+  hub starts in. A server without `cwd` runs in the hub's working directory, and its arguments
+  are passed as written.
 - A server's `command` of `python` or `python3` means the interpreter running the hub, so servers
   written in Python run with the hub's packages whether or not its virtualenv is activated.
 """

@@ -82,7 +82,7 @@ def test_defaults_of_the_contract_are_applied() -> None:
         8081,
     )
     assert (gateway.plugins_dir, gateway.allowed_origins, gateway.tool_name_separator) == (
-        "plugins",
+        str(Path.cwd() / "plugins"),
         (),
         "__",
     )
@@ -434,3 +434,20 @@ def test_configuration_reference_is_generated_from_the_current_schema() -> None:
     assert committed == render(), (
         "docs/configuration.md is stale: python -m hub.schema_doc > docs/configuration.md"
     )
+
+
+def test_relative_paths_are_relative_to_the_configuration_file(tmp_path: Path) -> None:
+    (tmp_path / "etc").mkdir()
+    path = write(
+        tmp_path / "etc",
+        """
+    tenants: {t: {servers: {s: {command: x, cwd: ../work}, n: {command: y}}}}
+    gateway: {plugins_dir: apps}
+    orchestrator: {data_dir: ../state}
+    """,
+    )
+    config = load_config(path)
+    assert config.tenants["t"].servers["s"].cwd == str(tmp_path / "work")
+    assert config.tenants["t"].servers["n"].cwd is None  # the hub's working directory
+    assert config.gateway.plugins_dir == str(tmp_path / "etc" / "apps")
+    assert config.orchestrator.data_dir == str(tmp_path / "state")

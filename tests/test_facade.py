@@ -402,3 +402,33 @@ def test_the_mcp_inspector_cli_lists_and_calls_through_the_facade(tmp_path: Path
     assert {"a__echo", "b__echo", "b__add_tool"} <= names
     called = inspect("--method", "tools/call", "--tool-name", "b__echo", "--tool-arg", "text=inspected")
     assert called["structuredContent"] == {"text": "inspected"} and called["isError"] is False
+
+
+async def test_the_claude_desktop_entry_works_from_any_working_directory(tmp_path: Path) -> None:
+    """The README's `mcpServers` entry: absolute --config, started from an unrelated folder."""
+    (tmp_path / "repo" / "config").mkdir(parents=True)
+    text = (ROOT / "config" / "hub.yaml").read_text().replace("auto_start: true", "auto_start: false")
+    (tmp_path / "repo" / "config" / "hub.yaml").write_text(text)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    params = StdioServerParameters(
+        command=sys.executable,
+        cwd=elsewhere,
+        args=[
+            "-m",
+            "hub",
+            "stdio",
+            "--config",
+            str(tmp_path / "repo" / "config" / "hub.yaml"),
+            "--tenant",
+            "default",
+        ],
+    )
+    with open(tmp_path / "stderr", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), cache=None) as client:
+            assert "sqlite-demo__query" in {t.name for t in (await client.list_tools()).tools}
+            rows = await client.call_tool("sqlite-demo__query", {"sql": "SELECT * FROM users LIMIT 10"})
+            assert rows.structured_content["row_count"] == 10
+    assert (tmp_path / "repo" / "data" / "demo.db").exists()
+    assert (tmp_path / "repo" / ".mcp-hub" / "logs" / "default" / "sqlite-demo.log").exists()
+    assert not any(elsewhere.iterdir())

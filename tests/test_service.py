@@ -424,7 +424,7 @@ def test_default_config_serves_out_of_the_box(tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()
     text = (ROOT / "config" / "hub.yaml").read_text().replace("mcp_port: 8000", "mcp_port: null")
     text = text.replace("websocket_port: 8081", "websocket_port: null")
-    text += f"  data_dir: {tmp_path / 'state'}\n"
+    text = text.replace("data_dir: ../.mcp-hub", f"data_dir: {tmp_path / 'state'}")
     (tmp_path / "config" / "hub.yaml").write_text(text)
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub", "--port", "0"],
