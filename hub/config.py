@@ -408,9 +408,14 @@ def _expand(value: Any, path: tuple[Any, ...], environ: Mapping[str, str], unset
 # --------------------------------------------------------------------------- schema errors
 
 
-def _schema_problems(data: dict[str, Any]) -> Iterator[tuple[tuple[Any, ...], str]]:
+def validation_problems(schema: str, data: Any) -> list[str]:
+    """Every violation of schema `schema` (a name in `schemas`) by `data`, sorted, as `path: message`."""
+    return sorted({problem for _, problem in _schema_problems(data, schema)})
+
+
+def _schema_problems(data: Any, schema: str = "config") -> Iterator[tuple[tuple[Any, ...], str]]:
     """`(path of the value, "path: message")` for every schema violation."""
-    validator = jsonschema.Draft202012Validator(schemas.load("config"))
+    validator = jsonschema.Draft202012Validator(schemas.load(schema))
     for error in validator.iter_errors(data):
         for problem in _describe(error):
             yield tuple(error.absolute_path), problem

@@ -80,7 +80,7 @@ def serve(config: HubConfig, host: str, port: int) -> int:
 async def _serve(
     config: HubConfig, host: str, listeners: list[tuple[str | None, int]], bound: list[list[socket.socket]]
 ) -> int:
-    from web.app import make_app
+    from web.app import app_registry, make_app
     from web.mcp_http import McpEndpoint
 
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="web-blocking")
@@ -95,8 +95,9 @@ async def _serve(
         await loop.run_in_executor(executor, hub_.start)
         await mcp.ready()
         body_limit = max(2 * config.gateway.max_body_bytes, 1024 * 1024)
+        apps_ = app_registry(hub_)
         for (only, _), sockets in zip(listeners, bound, strict=True):
-            app = make_app(hub_, executor, mcp=mcp, only=only)
+            app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only)
             server = tornado.httpserver.HTTPServer(app, max_body_size=body_limit)
             server.add_sockets(sockets)
             servers.append(server)

@@ -25,7 +25,7 @@ def doc() -> dict[str, Any]:
 def _expand(pattern: str) -> list[str]:
     """The literal path shapes a route pattern matches: `(a|b)` alternatives become separate paths,
     each `([^/]+)` group a `{}` placeholder."""
-    pattern = pattern.replace("([^/]+)", "{}")
+    pattern = pattern.replace("([^/]+)", "{}").replace("(.+)", "{}").removesuffix("/?")
     parts = re.split(r"\(([^()]*\|[^()]*)\)", pattern)
     literals, choices = parts[0::2], [p.split("|") for p in parts[1::2]]
     out = []

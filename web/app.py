@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,6 +15,7 @@ import tornado.web
 
 import hub
 from hub.runtime import Hub
+from web import apps as apps_module
 from web import mcp_http, rest
 from web.base import ApiHandler, Keys, NotFoundHandler, log_request
 
@@ -30,23 +32,30 @@ class OpenApiHandler(ApiHandler):
         self.finish(json.dumps(document(hub.__version__)))
 
 
-ROUTES: list[tuple[str, type[ApiHandler]]] = [
+ROUTES: list[tuple[str, Any]] = [
     *rest.ROUTES,
+    *apps_module.ROUTES,
     *mcp_http.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
 
 # What the extra listeners serve (the WebSocket gateway is not built yet).
-LISTENER_ROUTES: dict[str, list[tuple[str, type[ApiHandler]]]] = {
+LISTENER_ROUTES: dict[str, list[tuple[str, Any]]] = {
     "mcp": [(r"/health", rest.HealthHandler), *mcp_http.ROUTES],
-    "websocket": [(r"/health", rest.HealthHandler)],
+    "websocket": [(r"/health", rest.HealthHandler), apps_module.ROUTES[-1]],
 }
+
+
+def app_registry(hub_: Hub) -> apps_module.AppRegistry:
+    """The apps of `$MCP_HUB_PLUGINS_DIR`, else of `gateway.plugins_dir`."""
+    return apps_module.AppRegistry(os.environ.get("MCP_HUB_PLUGINS_DIR") or hub_.config.gateway.plugins_dir)
 
 
 def make_app(
     hub_: Hub,
     executor: ThreadPoolExecutor,
     mcp: mcp_http.McpEndpoint | None = None,
+    apps: apps_module.AppRegistry | None = None,
     keys: Keys | None = None,
     only: str | None = None,
     **settings: Any,
@@ -62,6 +71,10 @@ def make_app(
         keys=keys or Keys(hub_.config),
         executor=executor,
         mcp=mcp,
+        apps=apps if apps is not None else app_registry(hub_),
+        websocket_ping_interval=20,
+        websocket_ping_timeout=60,
+        websocket_max_message_size=16 * 1024 * 1024,
         compress_response=True,
         **settings,
     )

@@ -346,6 +346,86 @@ def _mcp(operation: str, tenant: bool) -> dict[str, Any]:
     }
 
 
+APP = _path_param("app_id", "App id (its folder name).")
+_TOKEN = _query("token", {"type": "string"}, "The key, for a browser that cannot send a header.")
+
+
+def _apps_paths() -> dict[str, Any]:
+    app = _object(
+        {
+            "id": {"type": "string"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "version": {"type": "string"},
+            "entry": {"type": "string"},
+            "tenants": {"type": ["array", "null"], "items": {"type": "string"}},
+            "url": {"type": "string"},
+        }
+    )
+    page = {
+        "description": "The file; the entry page carries `window.MCP_HUB_CONFIG`.",
+        "content": {"*/*": {"schema": {"type": "string"}}},
+    }
+    return {
+        "/api/apps": {
+            "get": _op(
+                "listApps",
+                "Apps this key may use",
+                "apps",
+                _json_response(
+                    "The apps (and, for an admin, the manifests that were skipped).",
+                    _object({"apps": _array(app), "problems": _array({"type": "string"})}),
+                ),
+            )
+        },
+        "/api/apps/{app_id}": {
+            "get": _op("getApp", "One app", "apps", _json_response("The app.", app), (404,), [APP])
+        },
+        "/apps/{app_id}": {
+            "get": _op(
+                "getAppEntry",
+                "An app's entry page",
+                "apps",
+                page,
+                (404,),
+                [APP, _TOKEN],
+                description="Redirects to `/apps/{app_id}/`, which serves the entry page.",
+            )
+        },
+        "/apps/{app_id}/{path}": {
+            "get": _op(
+                "getAppFile",
+                "An app's file",
+                "apps",
+                page,
+                (404,),
+                [
+                    APP,
+                    _path_param("path", "A path inside the app's folder; nothing outside it is ever served."),
+                    _TOKEN,
+                ],
+            )
+        },
+        "/ws/app/{app_id}/{tenant_id}": {
+            "get": _op(
+                "appGateway",
+                "The WebSocket gateway of an app",
+                "apps",
+                {
+                    "description": "Switching to the WebSocket protocol (101): "
+                    "JSON text frames `{type, id?, data}`."
+                },
+                (404,),
+                [APP, _path_param("tenant_id", "The tenant the app acts in."), _TOKEN],
+                description="app -> hub: `app_ready`, `tool_call` `{tool_name, arguments}` with an `id`, "
+                "`ping`. hub -> app: `app_state`, `tool_result`, `tool_progress`, `catalog_changed`, "
+                "`server_status`, `error` `{code, message}`, `pong`. `Origin` must be the hub's own or in "
+                "`gateway.allowed_origins` (403).",
+            )
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     tenant_list = _object({"tenants": _array(_ref("Tenant"))})
     tool_list = _object({"tools": _array(_ref("Tool"))})
@@ -399,6 +479,7 @@ def _paths() -> dict[str, Any]:
                 public=True,
             )
         },
+        **_apps_paths(),
         "/mcp": _mcp("Mcp", tenant=False),
         "/tenants/{tenant}/mcp": _mcp("TenantMcp", tenant=True),
         "/openapi.json": {
@@ -586,6 +667,7 @@ def document(version: str) -> dict[str, Any]:
             {"name": "resources"},
             {"name": "prompts"},
             {"name": "mcp", "description": "The MCP facade over Streamable HTTP."},
+            {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
         ],
         "security": [{"bearer": []}],
         "paths": _paths(),

@@ -1,0 +1,394 @@
+"""MCP Apps: apps from `plugins_dir`, their static files, and the WebSocket gateway (contract section 6).
+
+An app is a folder with a `manifest.json` (validated by `schemas/manifest.schema.json`; a bad one is
+reported and skipped, the rest are served) directly under `plugins_dir` or one level deeper (so
+`plugins/examples/<app>` is found). Its files are served under `/apps/{id}/`; the entry page gets
+`window.MCP_HUB_CONFIG` injected. No path outside the app's folder is ever served.
+
+The gateway, `WS /ws/app/{app_id}/{tenant_id}`, speaks JSON text frames `{"type", "id"?, "data"}`.
+Handlers run on the web loop; tool calls run on the servers' loops through `Hub.call_tool_async`,
+concurrently, each cancelled if its connection closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import mimetypes
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tornado.web
+import tornado.websocket
+
+from actors.models import CatalogChanged, Event, ServerStateChanged
+from hub.config import validation_problems
+from hub.errors import BadRequest, HubError, NotFound
+from hub.runtime import Hub
+from web.base import ApiHandler, Caller, Keys
+
+log = logging.getLogger(__name__)
+
+_ENCODED_TRICKS = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
+MAX_FRAME_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class App:
+    """One app: its manifest and folder."""
+
+    id: str
+    name: str
+    folder: Path
+    description: str = ""
+    version: str = "0.0.0"
+    entry: str = "index.html"
+    tenants: tuple[str, ...] | None = None  # None: every tenant
+    config: dict[str, Any] = field(default_factory=dict)
+
+    def allows(self, tenant: str) -> bool:
+        """Whether `tenant` may use the app."""
+        return self.tenants is None or tenant in self.tenants
+
+    def to_json(self) -> dict[str, Any]:
+        """The app as `/api/apps` shows it."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "description": self.description,
+            "version": self.version,
+            "entry": self.entry,
+            "tenants": list(self.tenants) if self.tenants is not None else None,
+            "url": f"/apps/{self.id}",
+        }
+
+
+class AppRegistry:
+    """The apps found in `plugins_dir` at start, and the problems of those that were skipped."""
+
+    def __init__(self, plugins_dir: str | os.PathLike[str]) -> None:
+        self.root = Path(plugins_dir)
+        self.apps: dict[str, App] = {}
+        self.problems: list[str] = []
+        if not self.root.is_dir():
+            log.info("no apps: plugins_dir %s does not exist", self.root)
+            return
+        manifests = sorted([*self.root.glob("*/manifest.json"), *self.root.glob("*/*/manifest.json")])
+        for manifest in manifests:
+            self._load(manifest)
+        for problem in self.problems:
+            log.warning("app skipped: %s", problem)
+
+    def _load(self, manifest: Path) -> None:
+        where = manifest.relative_to(self.root)
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            self.problems.append(f"{where}: cannot read: {exc}")
+            return
+        problems = validation_problems("manifest", data)
+        if not problems and data["id"] != manifest.parent.name:
+            problems = [f"id: {data['id']!r} differs from the app's folder name {manifest.parent.name!r}"]
+        if not problems and data["id"] in self.apps:
+            problems = [f"id: {data['id']!r} is already the id of {self.apps[data['id']].folder}"]
+        if problems:
+            self.problems += [f"{where}: {p}" for p in problems]
+            return
+        tenants = tuple(data["tenants"]) if "tenants" in data else None
+        self.apps[data["id"]] = App(
+            id=data["id"],
+            name=data["name"],
+            folder=manifest.parent.resolve(),
+            description=data.get("description", ""),
+            version=data.get("version", "0.0.0"),
+            entry=data.get("entry", "index.html"),
+            tenants=tenants,
+            config=data.get("config", {}),
+        )
+
+    def visible(self, caller: Caller, hub_: Hub) -> list[App]:
+        """The apps `caller` may use (an app whose tenants the caller cannot see is not listed)."""
+        return [
+            a for a in self.apps.values() if any(a.allows(t) and caller.sees(t) for t in hub_.config.tenants)
+        ]
+
+    def get(self, app_id: str, caller: Caller, hub_: Hub) -> App:
+        """One app, if `caller` may use it.
+
+        Raises:
+            NotFound: unknown, or not for the caller's tenants.
+        """
+        app = self.apps.get(app_id)
+        if app is None or app not in self.visible(caller, hub_):
+            raise NotFound(f"no app '{app_id}'")
+        return app
+
+
+def safe_path(app: App, relative: str) -> Path:
+    """The file `relative` inside the app's folder, or `NotFound` for any way out of it.
+
+    Refused: `..` segments, absolute paths, backslashes, NUL, percent-encoded dots, slashes and
+    backslashes that survived decoding (double encoding), and symlinks that resolve outside.
+    """
+    if (
+        not relative
+        or "\\" in relative
+        or "\0" in relative
+        or relative.startswith("/")
+        or _ENCODED_TRICKS.search(relative)
+        or ".." in relative.split("/")
+    ):
+        raise NotFound("no such file")
+    target = (app.folder / relative).resolve()
+    if not target.is_relative_to(app.folder) or not target.is_file():
+        raise NotFound("no such file")
+    return target
+
+
+# --------------------------------------------------------------------------- REST and static files
+
+
+class AppsHandler(ApiHandler):
+    """`GET /api/apps`: the apps the caller may use (an admin also sees the apps that were skipped)."""
+
+    route = "/api/apps"
+
+    def get(self) -> None:
+        assert self.caller is not None
+        registry: AppRegistry = self.application.settings["apps"]
+        body: dict[str, Any] = {"apps": [a.to_json() for a in registry.visible(self.caller, self.hub)]}
+        if self.caller.admin:
+            body["problems"] = registry.problems
+        self.reply(body)
+
+
+class AppHandler(ApiHandler):
+    """`GET /api/apps/{id}`."""
+
+    route = "/api/apps/{app_id}"
+
+    def get(self, app_id: str) -> None:
+        assert self.caller is not None
+        registry: AppRegistry = self.application.settings["apps"]
+        self.reply(registry.get(app_id, self.caller, self.hub).to_json())
+
+
+class AppFileHandler(ApiHandler):
+    """`GET /apps/{id}` and `/apps/{id}/{path}`: an app's files (the key may come as `?token=`).
+
+    The entry page gets `window.MCP_HUB_CONFIG` injected; every file gets its content type and an
+    ETag (a matching `If-None-Match` is answered 304).
+    """
+
+    route = "/apps/{app_id}/{path}"
+
+    def _bearer(self) -> str | None:
+        return super()._bearer() or self.get_query_argument("token", None)
+
+    def get(self, app_id: str, path: str | None = None) -> None:
+        assert self.caller is not None
+        registry: AppRegistry = self.application.settings["apps"]
+        app = registry.get(app_id, self.caller, self.hub)
+        if path is None and not self.request.path.endswith("/"):
+            # Relative links of the entry page resolve against /apps/{id}/.
+            self.redirect(f"/apps/{app_id}/" + (f"?{self.request.query}" if self.request.query else ""))
+            return
+        target = safe_path(app, path or app.entry)
+        body = target.read_bytes()
+        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if target == (app.folder / app.entry).resolve():
+            body = self._inject(app, body)
+        self.set_header("Content-Type", f"{kind}; charset=utf-8" if kind.startswith("text/") else kind)
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(body)
+
+    def _inject(self, app: App, page: bytes) -> bytes:
+        assert self.caller is not None
+        tenant = self.get_query_argument("tenant", None) or self.caller.tenant or "default"
+        if not (self.caller.sees(tenant) and app.allows(tenant)):
+            raise NotFound(f"no app '{app.id}'")
+        scheme = "wss" if self.request.protocol == "https" else "ws"
+        ws_url = f"{scheme}://{self.request.host}/ws/app/{app.id}/{tenant}"
+        token = self.get_query_argument("token", None)
+        if token:
+            ws_url += f"?token={token}"
+        config = {"app_id": app.id, "tenant_id": tenant, "ws_url": ws_url, "config": app.config}
+        # "</" cannot end the script element early: JSON escapes it.
+        script = (
+            "<script>window.MCP_HUB_CONFIG = " + json.dumps(config).replace("</", "<\\/") + ";</script>"
+        ).encode()
+        marker = page.lower().find(b"<head>")
+        if marker >= 0:
+            return page[: marker + 6] + script + page[marker + 6 :]
+        return script + page
+
+
+# --------------------------------------------------------------------------- the WebSocket gateway
+
+
+class AppSocket(tornado.websocket.WebSocketHandler):
+    """`WS /ws/app/{app_id}/{tenant_id}`: one app connection. Runs on the web loop."""
+
+    route = "/ws/app/{app_id}/{tenant_id}"
+    public = False
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP method of the upgrade request."""
+        return ["GET"]
+
+    @property
+    def hub(self) -> Hub:
+        return self.application.settings["hub"]
+
+    def check_origin(self, origin: str) -> bool:
+        """The hub's own origin, or one of `gateway.allowed_origins`."""
+        allowed = self.hub.config.gateway.allowed_origins
+        own = {f"http://{self.request.host}", f"https://{self.request.host}"}
+        return origin in own or origin in allowed
+
+    async def get(self, app_id: str, tenant: str) -> None:  # type: ignore[override]
+        keys: Keys = self.application.settings["keys"]
+        header = self.request.headers.get("Authorization", "")
+        token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else None
+        try:
+            self.caller = keys.authenticate(token or self.get_query_argument("token", None))
+            registry: AppRegistry = self.application.settings["apps"]
+            self.app = registry.get(app_id, self.caller, self.hub)
+            if not (
+                self.caller.sees(tenant) and self.app.allows(tenant) and tenant in self.hub.config.tenants
+            ):
+                raise NotFound(f"no tenant '{tenant}' for app '{app_id}'")
+        except HubError as exc:
+            self.set_status(exc.status)
+            self.finish({"error": {"code": exc.code, "message": exc.message}})
+            return
+        self.tenant = tenant
+        await super().get(app_id, tenant)
+
+    def open(self, app_id: str, tenant: str) -> None:  # type: ignore[override]
+        self.calls: dict[asyncio.Task[None], Any] = {}
+        self.loop = asyncio.get_running_loop()
+        self.hub.board.add_listener(self._on_event)
+
+    def on_close(self) -> None:
+        self.hub.board.remove_listener(self._on_event)
+        for task in list(getattr(self, "calls", {})):
+            task.cancel()  # nobody is left to read the answer
+
+    def _on_event(self, event: Event) -> None:
+        """Board listener (router thread): push catalog and server changes of this tenant."""
+        if isinstance(event, CatalogChanged) and event.catalog.tenant == self.tenant:
+            self.loop.call_soon_threadsafe(
+                self._send,
+                "catalog_changed",
+                None,
+                {"server": event.catalog.server, "tools": [t.id for t in event.catalog.tools]},
+            )
+        elif isinstance(event, ServerStateChanged) and event.status.tenant == self.tenant:
+            self.loop.call_soon_threadsafe(self._send, "server_status", None, event.status.to_json())
+
+    def _send(self, kind: str, frame_id: Any, data: Any) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        message: dict[str, Any] = {"type": kind, "data": data}
+        if frame_id is not None:
+            message["id"] = frame_id
+        self.write_message(json.dumps(message, default=str))
+
+    def _error(self, frame_id: Any, code: str, message: str) -> None:
+        self._send("error", frame_id, {"code": code, "message": message})
+
+    def on_message(self, raw: str | bytes) -> None:
+        if len(raw) > MAX_FRAME_BYTES:
+            self._error(None, "payload_too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+            return
+        try:
+            frame = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._error(None, "bad_request", f"the frame is not JSON: {exc}")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            self._error(None, "bad_request", 'a frame is a JSON object with a string "type"')
+            return
+        frame_id, kind, data = frame.get("id"), frame["type"], frame.get("data") or {}
+        if kind == "ping":
+            self._send("pong", frame_id, {})
+        elif kind == "app_ready":
+            self._start(self._app_state(frame_id))
+        elif kind == "tool_call":
+            self._start(self._tool_call(frame_id, data))
+        else:
+            self._error(frame_id, "bad_request", f"unknown frame type {kind!r}")
+
+    def _start(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self.calls[task] = None
+        task.add_done_callback(lambda t: self.calls.pop(t, None))
+
+    async def _app_state(self, frame_id: Any) -> None:
+        tools = await asyncio.get_running_loop().run_in_executor(None, self.hub.tools, self.tenant)
+        self._send(
+            "app_state",
+            frame_id,
+            {
+                "app_id": self.app.id,
+                "tenant_id": self.tenant,
+                "config": self.app.config,
+                "tools": [t.to_json() for t in tools],
+            },
+        )
+
+    async def _tool_call(self, frame_id: Any, data: Any) -> None:
+        try:
+            if not isinstance(data, dict) or not isinstance(data.get("tool_name"), str):
+                raise BadRequest('tool_call needs data {"tool_name": string, "arguments": object}')
+            arguments = data.get("arguments") or {}
+            if not isinstance(arguments, dict):
+                raise BadRequest("arguments must be a JSON object")
+            result = await self.hub.call_tool_async(
+                self.tenant, data["tool_name"], arguments, _Progress(self, frame_id)
+            )
+        except HubError as exc:
+            self._error(frame_id, exc.code, exc.message)
+            return
+        except Exception:  # isolation: one broken call must not take the connection down
+            log.exception("tool_call failed")
+            self._error(frame_id, "internal_error", "internal error (see the hub's log)")
+            return
+        self._send("tool_result", frame_id, result.to_json())
+
+
+class _Progress:
+    """A tool call's progress, as `tool_progress` frames (called on the server's loop)."""
+
+    def __init__(self, socket: AppSocket, frame_id: Any) -> None:
+        self.socket = socket
+        self.frame_id = frame_id
+
+    async def progress(self, value: float, total: float | None, message: str | None) -> None:
+        self.socket.loop.call_soon_threadsafe(
+            self.socket._send,
+            "tool_progress",
+            self.frame_id,
+            {"progress": value, "total": total, "message": message},
+        )
+
+    async def ask(self, request: Any, result_type: type[Any]) -> Any:
+        raise BadRequest("an app connection cannot answer the server's requests")
+
+    async def log(self, params: Any) -> None:
+        return None
+
+
+ROUTES: list[tuple[str, Any]] = [
+    (r"/api/apps", AppsHandler),
+    (r"/api/apps/([^/]+)", AppHandler),
+    (r"/apps/([^/]+)/?", AppFileHandler),
+    (r"/apps/([^/]+)/(.+)", AppFileHandler),
+    (r"/ws/app/([^/]+)/([^/]+)", AppSocket),
+]
