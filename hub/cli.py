@@ -95,38 +95,34 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from hub import service
-
+def _setup(args: argparse.Namespace) -> HubConfig | None:
+    """Logging, then the configuration; None (after saying why on stderr) if either is wrong."""
     try:
         setup_logging(args.log_level)
     except ValueError as exc:
         print(f"mcp-hub: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return None
+    return _load(args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from hub import service
+
     if args.port is not None and not 0 <= args.port <= 65535:
         print(f"mcp-hub: --port must be from 0 to 65535 (got {args.port})", file=sys.stderr)
-        return EXIT_USAGE
-    config = _load(args.config)
-    if config is None:
         return EXIT_USAGE
     if args.reload:
         print("mcp-hub: --reload is not built yet in this version", file=sys.stderr)
         return EXIT_USAGE
-    return service.run(args, config)
+    config = _setup(args)
+    return EXIT_USAGE if config is None else service.run(args, config)
 
 
 def _stdio(args: argparse.Namespace) -> int:
     from hub import stdio
 
-    try:
-        setup_logging(args.log_level)
-    except ValueError as exc:
-        print(f"mcp-hub: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    config = _load(args.config)
-    if config is None:
-        return EXIT_USAGE
-    return stdio.run(config, args.tenant)
+    config = _setup(args)
+    return EXIT_USAGE if config is None else stdio.run(config, args.tenant)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

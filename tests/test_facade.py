@@ -49,9 +49,10 @@ def write_config(tmp_path: Path, tenants: dict[str, Any], **orchestrator: Any) -
 
 @contextlib.asynccontextmanager
 async def facade(
-    config: Path, tenant: str, mode: str, events: list[Any] | None = None
+    config: Path, tenant: str, mode: str, events: list[Any] | None = None, **more: Any
 ) -> AsyncIterator[Client]:
-    """A real MCP client of `python -m hub stdio` (the way Claude Desktop runs it)."""
+    """A real MCP client of `python -m hub stdio` (the way Claude Desktop runs it); `more` are
+    further `mcp.Client` arguments (callbacks)."""
 
     async def on_message(message: Any) -> None:
         if events is not None:
@@ -64,7 +65,7 @@ async def facade(
     )
     with open(config.with_suffix(".stderr"), "w") as errlog:
         async with Client(
-            stdio_client(params, errlog=errlog), mode=mode, cache=None, message_handler=on_message
+            stdio_client(params, errlog=errlog), mode=mode, cache=None, message_handler=on_message, **more
         ) as client:
             yield client
 
@@ -308,36 +309,26 @@ async def test_sampling_and_elicitation_round_trip_through_the_facade(tmp_path: 
             content={k: "x" for k, v in properties.items() if v.get("type") == "string"} or None,
         )
 
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "hub", "stdio", "--config", str(config), "--tenant", "t"],
-        cwd=ROOT,
-    )
-    with open(tmp_path / "stderr", "w") as errlog:
-        async with Client(
-            stdio_client(params, errlog=errlog),
-            mode="legacy",
-            cache=None,
-            sampling_callback=sampling,
-            elicitation_callback=elicitation,
-        ) as client:
-            names = {t.name for t in (await client.list_tools()).tools}
-            assert {"every__trigger-sampling-request", "every__trigger-elicitation-request"} <= names
-            result = await client.call_tool("every__trigger-sampling-request", {"prompt": "What is MCP?"})
-            assert not result.is_error and "a sampled answer" in str(result.content)
-            result = await client.call_tool("every__trigger-elicitation-request", {})
-            assert not result.is_error and "accept" in str(result.content).lower()
-            progress: list[float] = []
+    async with facade(
+        config, "t", "legacy", sampling_callback=sampling, elicitation_callback=elicitation
+    ) as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        assert {"every__trigger-sampling-request", "every__trigger-elicitation-request"} <= names
+        result = await client.call_tool("every__trigger-sampling-request", {"prompt": "What is MCP?"})
+        assert not result.is_error and "a sampled answer" in str(result.content)
+        result = await client.call_tool("every__trigger-elicitation-request", {})
+        assert not result.is_error and "accept" in str(result.content).lower()
+        progress: list[float] = []
 
-            async def on_progress(value: float, total: float | None, message: str | None) -> None:
-                progress.append(value)
+        async def on_progress(value: float, total: float | None, message: str | None) -> None:
+            progress.append(value)
 
-            result = await client.call_tool(
-                "every__trigger-long-running-operation",
-                {"duration": 1, "steps": 4},
-                progress_callback=on_progress,
-            )
-            assert not result.is_error and len(progress) == 4
+        result = await client.call_tool(
+            "every__trigger-long-running-operation",
+            {"duration": 1, "steps": 4},
+            progress_callback=on_progress,
+        )
+        assert not result.is_error and len(progress) == 4
     assert asked[0].startswith("sampling: ") and "What is MCP?" in asked[0]
     assert asked[1].startswith("elicitation:")
 
@@ -350,22 +341,8 @@ async def test_log_messages_of_a_call_reach_its_client(tmp_path: Path, mode: str
         logs.append(params)
 
     config = two_servers(tmp_path)
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "hub", "stdio", "--config", str(config), "--tenant", "t"],
-        cwd=ROOT,
-    )
-    with open(tmp_path / "stderr", "w") as errlog:
-        async with Client(
-            stdio_client(params, errlog=errlog),
-            mode=mode,
-            cache=None,
-            logging_callback=on_log,
-            log_level="debug",
-        ) as client:
-            assert (await client.call_tool("a__log", {"text": "hello from upstream"})).content[
-                0
-            ].text == "logged"
+    async with facade(config, "t", mode, logging_callback=on_log, log_level="debug") as client:
+        assert (await client.call_tool("a__log", {"text": "hello from upstream"})).content[0].text == "logged"
     assert [(p.level, p.data) for p in logs] == [("warning", "hello from upstream")]
 
 
