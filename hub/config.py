@@ -210,6 +210,14 @@ class OrchestratorConfig:
 
 
 @dataclass(frozen=True)
+class AuditConfig:
+    """Where tool calls are audited (`file` None: nowhere), and whether arguments are included."""
+
+    file: str | None = None
+    include_arguments: bool = False
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     """Admin keys; tenant keys live on their tenants."""
 
@@ -225,6 +233,7 @@ class HubConfig:
     auth: AuthConfig = field(default_factory=AuthConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     orchestrator: OrchestratorConfig = field(default_factory=OrchestratorConfig)
+    audit: AuditConfig = field(default_factory=AuditConfig)
     source: str = "<memory>"
 
     @property
@@ -566,6 +575,10 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
         auth=AuthConfig(admin_keys=_keys(data.get("auth", {}).get("admin_keys"))),
         gateway=GatewayConfig(**gateway),
         orchestrator=OrchestratorConfig(**orchestrator),
+        audit=AuditConfig(
+            file=_absolute(base, data.get("audit", {}).get("file")),
+            include_arguments=data.get("audit", {}).get("include_arguments", False),
+        ),
         source=source,
     )
 

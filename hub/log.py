@@ -1,16 +1,36 @@
 """Logging, set up once per process: to stderr, at `--log-level`, else `$LOG_LEVEL`, else INFO.
 
-Stdout is never used for logs: the stdio facade owns it for protocol bytes.
+`LOG_FORMAT=json` writes one JSON object per line (`time`, `level`, `logger`, `message`, and
+`exception` when there is one) instead of text. Stdout is never used for logs: the stdio facade
+owns it for protocol bytes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import time
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False, default=str)
 
 
 def setup_logging(level: str | None = None) -> None:
@@ -29,6 +49,7 @@ def setup_logging(level: str | None = None) -> None:
     for handler in list(root.handlers):
         root.removeHandler(handler)
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    json_format = os.environ.get("LOG_FORMAT", "text").lower() == "json"
+    handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(_FORMAT))
     root.addHandler(handler)
     root.setLevel(name)

@@ -44,6 +44,7 @@ from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor
 from actors.server import Requester
 from actors.tenant import TenantActor, TenantInfo
+from hub.audit import AuditLog
 from hub.config import HubConfig, dotted_path
 from hub.errors import BadRequest, CallTimeout, HubError, NotFound, ShuttingDown
 from hub.metrics import HubMetrics
@@ -123,6 +124,7 @@ class Hub:
         self._calls = threading.Condition()
         self._calls_in_flight = 0
         self.metrics = HubMetrics()
+        self.audit = AuditLog(config.audit)
         self.board.add_listener(self._forget_routes)
         self.board.add_listener(self.metrics.on_event)
 
@@ -156,6 +158,7 @@ class Hub:
         finally:
             if self._registry is not None:
                 self._registry.close()
+            self.audit.close()
             leftover = [
                 a
                 for a in pykka.ActorRegistry.get_all()
@@ -371,26 +374,36 @@ class Hub:
         return prepared
 
     @contextlib.contextmanager
-    def _call(self, prepared: _Prepared, arguments: Mapping[str, Any]) -> Iterator[None]:
-        """Around one call: shutdown check, argument validation, quotas, metrics."""
+    def _call(
+        self, prepared: _Prepared, arguments: Mapping[str, Any], key: str | None
+    ) -> Iterator[dict[str, str]]:
+        """Around one call: shutdown check, argument validation, quotas, metrics, audit.
+
+        Yields a dict whose `outcome` the caller sets to `tool_error` for a tool that reported failure.
+        """
         route = prepared.route
         in_flight = self.metrics.in_flight.labels(route.tenant)
         began = time.perf_counter()
-        outcome = "ok"
+        call = {"outcome": "ok"}
         try:
             _validate(prepared, arguments)
             with self._in_flight(), route.gate.admit(route.tenant):
                 in_flight.inc()
                 try:
-                    yield
+                    yield call
                 finally:
                     in_flight.dec()
         except HubError as exc:
-            outcome = exc.code
+            call["outcome"] = exc.code
+            raise
+        except BaseException:
+            call["outcome"] = "cancelled"
             raise
         finally:
-            self.metrics.calls.labels(route.tenant, route.server, outcome).inc()
-            self.metrics.latency.labels(route.tenant, route.server).observe(time.perf_counter() - began)
+            seconds = time.perf_counter() - began
+            self.metrics.calls.labels(route.tenant, route.server, call["outcome"]).inc()
+            self.metrics.latency.labels(route.tenant, route.server).observe(seconds)
+            self.audit.record(route.tenant, key, route.entry.id, seconds, call["outcome"], dict(arguments))
 
     @contextlib.contextmanager
     def _in_flight(self) -> Iterator[None]:
@@ -406,7 +419,9 @@ class Hub:
                 self._calls_in_flight -= 1
                 self._calls.notify_all()
 
-    def call_tool(self, tenant: str, tool_id: str, arguments: Mapping[str, Any] | None = None) -> ToolResult:
+    def call_tool(
+        self, tenant: str, tool_id: str, arguments: Mapping[str, Any] | None = None, key: str | None = None
+    ) -> ToolResult:
         """Call catalog tool `server.tool` of `tenant` and wait for its result (any thread but a loop's).
 
         Raises:
@@ -419,15 +434,22 @@ class Hub:
         if self._stopping:
             raise ShuttingDown("the hub is shutting down")
         arguments = dict(arguments or {})
-        prepared = self._prepare(tenant, tool_id)
-        with self._call(prepared, arguments):
+        try:
+            prepared = self._prepare(tenant, tool_id)
+        except HubError as exc:  # unknown tool, server down: audited too
+            self.audit.record(tenant, key, tool_id, 0.0, exc.code, arguments)
+            raise
+        with self._call(prepared, arguments, key) as call:
             future = prepared.route.call_tool(arguments)
             try:
                 # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
-                return future.result(timeout=prepared.route.call_timeout + 5)
+                result = future.result(timeout=prepared.route.call_timeout + 5)
             except TimeoutError:
                 future.cancel()
                 raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+            if result.is_error:
+                call["outcome"] = "tool_error"
+            return result
 
     async def call_tool_async(
         self,
@@ -435,6 +457,7 @@ class Hub:
         tool_id: str,
         arguments: Mapping[str, Any] | None = None,
         requester: Requester | None = None,
+        key: str | None = None,
     ) -> ToolResult:
         """`call_tool` for code on an asyncio loop (the web frontend): never blocks the loop.
 
@@ -447,13 +470,22 @@ class Hub:
         arguments = dict(arguments or {})
         prepared = self._routes.get((tenant, tool_id))
         if prepared is None:  # a router ask blocks: off the loop
-            prepared = await asyncio.get_running_loop().run_in_executor(None, self._prepare, tenant, tool_id)
-        with self._call(prepared, arguments):
+            try:
+                prepared = await asyncio.get_running_loop().run_in_executor(
+                    None, self._prepare, tenant, tool_id
+                )
+            except HubError as exc:  # unknown tool, server down: audited too
+                self.audit.record(tenant, key, tool_id, 0.0, exc.code, arguments)
+                raise
+        with self._call(prepared, arguments, key) as call:
             future = prepared.route.call_tool(arguments, requester)
             try:
-                return await asyncio.wait_for(asyncio.wrap_future(future), prepared.route.call_timeout + 5)
+                result = await asyncio.wait_for(asyncio.wrap_future(future), prepared.route.call_timeout + 5)
             except TimeoutError:
                 raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+            if result.is_error:
+                call["outcome"] = "tool_error"
+            return result
 
 
 @dataclass(frozen=True)

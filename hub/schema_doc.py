@@ -19,6 +19,7 @@ _SECTIONS = [
     ("Tool filter: `...servers.<server>.tools`", "tool_filter", "...tools."),
     ("`gateway`", "gateway", "gateway."),
     ("`orchestrator`", "orchestrator", "orchestrator."),
+    ("`audit`", "audit", "audit."),
 ]
 
 _INTRO = """# Configuration reference

@@ -89,6 +89,10 @@ async def _serve(
     stop = asyncio.Event()
     servers: list[tornado.httpserver.HTTPServer] = []
     apps = []
+    # Signals first: from here on, SIGTERM or SIGINT at any moment is a graceful stop.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("SIGHUP: reloading is not built yet; ignored"))
     mcp = McpEndpoint(hub_, host)
     mcp_task = asyncio.create_task(mcp.run())
     try:
@@ -107,11 +111,6 @@ async def _serve(
             print(
                 f"MCP Hub {hub.__version__} listening on http://{_url_host(host)}:{actual}{what}", flush=True
             )
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        loop.add_signal_handler(
-            signal.SIGHUP, lambda: log.warning("SIGHUP: reloading is not built yet; ignored")
-        )
         await stop.wait()
         log.info(
             "stopping: new requests get 503; calls in flight get %gs", config.orchestrator.shutdown_grace

@@ -44,7 +44,7 @@ async def _serve(config: HubConfig, tenant: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
     hub_ = Hub(config)
-    facade = Facade(hub_, lambda ctx: tenant)
+    facade = Facade(hub_, lambda ctx: tenant, lambda ctx: "stdio")
     async with stdio_server() as (read_stream, write_stream):
         try:
             try:

@@ -443,3 +443,73 @@ def test_default_config_serves_out_of_the_box(tmp_path: Path) -> None:
         assert (tmp_path / "data" / "demo.db").exists()
     finally:
         assert stop_hub(hub) == 0
+
+
+# --------------------------------------------------------------------------- audit and log format
+
+
+def test_audit_log_has_one_line_per_call_and_no_argument_or_secret(serve, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.log"
+    hub = serve(
+        {
+            "acme": {
+                "api_keys": [ACME_KEY],
+                "env": {"ACME_SECRET": "acme-env-secret"},
+                "servers": {"a": server()},
+            }
+        },
+        auth={"admin_keys": [ADMIN_KEY]},
+        audit={"file": str(audit)},
+    )
+    hub.post("/api/tenants/acme/start", key=ADMIN_KEY)
+    assert hub.post("/api/tools/a.echo", {"text": "private words"}, key=ACME_KEY).status == 200
+    assert hub.post("/api/tools/a.fail", {}, key=ACME_KEY).status == 200
+    assert hub.post("/api/tools/a.nope", {"text": "x"}, key=ACME_KEY).status == 404
+    assert hub.post("/api/tools/a.add", {"a": "private", "b": 1}, key=ACME_KEY).status == 400
+    lines = [json.loads(line) for line in audit.read_text().splitlines()]
+    assert [(line["tool"], line["outcome"]) for line in lines] == [
+        ("a.echo", "ok"),
+        ("a.fail", "tool_error"),
+        ("a.nope", "not_found"),
+        ("a.add", "bad_request"),
+    ]
+    assert all(line["tenant"] == "acme" and line["key"].startswith("acme:") for line in lines)
+    assert all(set(line) == {"time", "tenant", "key", "tool", "duration_ms", "outcome"} for line in lines)
+    text = audit.read_text()
+    assert "private" not in text and all(secret not in text for secret in SECRETS)
+
+
+def test_audit_log_includes_arguments_only_when_configured(serve, tmp_path: Path) -> None:
+    audit = tmp_path / "audit.log"
+    hub = serve({"t": {"servers": {"a": server()}}}, audit={"file": str(audit), "include_arguments": True})
+    hub.post("/api/tenants/t/start")
+    hub.post("/api/tools/a.echo?tenant=t", {"text": "keep me"})
+    assert json.loads(audit.read_text().splitlines()[0])["arguments"] == {"text": "keep me"}
+
+
+def test_log_format_json(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {"t": {"servers": {"a": server()}}})
+    result = subprocess.run(
+        [sys.executable, "-m", "hub", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "LOG_FORMAT": "json"},
+    )
+    assert result.returncode == 0
+    stderr = tmp_path / "json.stderr"
+    with stderr.open("w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+            env={**os.environ, "LOG_FORMAT": "json"},
+        )
+    proc.stdout.readline()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
+    proc.stdout.close()
+    records = [json.loads(line) for line in stderr.read_text().splitlines()]
+    assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
+    assert any(r["logger"] == "hub.service" and r["message"] == "stopped" for r in records)

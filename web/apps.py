@@ -351,7 +351,7 @@ class AppSocket(tornado.websocket.WebSocketHandler):
             if not isinstance(arguments, dict):
                 raise BadRequest("arguments must be a JSON object")
             result = await self.hub.call_tool_async(
-                self.tenant, data["tool_name"], arguments, _Progress(self, frame_id)
+                self.tenant, data["tool_name"], arguments, _Progress(self, frame_id), key=self.caller.key_id
             )
         except HubError as exc:
             self._error(frame_id, exc.code, exc.message)

@@ -120,11 +120,18 @@ class Facade:
     Args:
         hub_: the running hub.
         tenant_of: the tenant of a request (fixed for stdio; from the HTTP request for HTTP).
+        key_of: the key id of a request, for the audit log.
     """
 
-    def __init__(self, hub_: Hub, tenant_of: Callable[[Ctx], str]) -> None:
+    def __init__(
+        self,
+        hub_: Hub,
+        tenant_of: Callable[[Ctx], str],
+        key_of: Callable[[Ctx], str | None] = lambda ctx: None,
+    ) -> None:
         self.hub = hub_
         self.tenant_of = tenant_of
+        self.key_of = key_of
         self.sep = hub_.config.gateway.tool_name_separator
         self.bus = InMemorySubscriptionBus()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -260,7 +267,9 @@ class Facade:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
         client = ClientOfCall(ctx, asyncio.get_running_loop())
         try:
-            result = await self.hub.call_tool_async(tenant, tool_id, params.arguments or {}, client)
+            result = await self.hub.call_tool_async(
+                tenant, tool_id, params.arguments or {}, client, key=self.key_of(ctx)
+            )
         except (NotFound, BadRequest) as exc:
             raise mcp_error(exc) from None
         except HubError as exc:

@@ -23,6 +23,11 @@ from web.facade import Ctx, Facade
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
+def key_of(ctx: Ctx) -> str | None:
+    """The key id the bridge put in the ASGI scope (for the audit log)."""
+    return (getattr(ctx.request, "scope", None) or {}).get("mcp_hub_key")
+
+
 def tenant_of(ctx: Ctx) -> str:
     """The tenant the bridge put in the ASGI scope of the HTTP request that carried this message."""
     request = ctx.request
@@ -34,7 +39,7 @@ class McpEndpoint:
     """The facade and its session manager, shared by every HTTP listener. Thread: the web loop."""
 
     def __init__(self, hub_: Hub, host: str) -> None:
-        self.facade = Facade(hub_, tenant_of)
+        self.facade = Facade(hub_, tenant_of, key_of)
         gateway = hub_.config.gateway
         loopback = host in _LOOPBACK
         security = TransportSecuritySettings(
@@ -120,6 +125,7 @@ class McpHandler(ApiHandler):
             "client": (request.remote_ip, 0),
             "server": (host or request.host, int(port) if port.isdigit() else 80),
             "mcp_hub_tenant": self._tenant(tenant),
+            "mcp_hub_key": self.caller.key_id if self.caller else None,
         }
         body_sent = False
 

@@ -202,7 +202,7 @@ class ToolCallHandler(ApiHandler):
         else:
             tenant = self.tenant_for(self.caller.tenant or "")
         arguments = self.json_object()
-        result = await self.hub.call_tool_async(tenant, name, arguments)
+        result = await self.hub.call_tool_async(tenant, name, arguments, key=self.caller.key_id)
         self.reply(result.to_json())
 
 

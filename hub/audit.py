@@ -1,0 +1,55 @@
+"""The audit log: one JSON line per tool call, to `audit.file` (nothing when it is not set).
+
+A line says when, which tenant, which key (its id: a hash prefix, never the key), which tool,
+how long and with what outcome; the arguments only when `audit.include_arguments` is true.
+Written from whatever thread finishes the call (the logging module serialises the writes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from hub.config import AuditConfig
+
+
+class AuditLog:
+    """Appends audit lines to the configured file, or does nothing."""
+
+    def __init__(self, config: AuditConfig) -> None:
+        self.config = config
+        self._logger: logging.Logger | None = None
+        self._handler: logging.Handler | None = None
+        if config.file:
+            Path(config.file).parent.mkdir(parents=True, exist_ok=True)
+            self._handler = logging.FileHandler(config.file, encoding="utf-8")
+            self._handler.setFormatter(logging.Formatter("%(message)s"))
+            self._logger = logging.Logger(f"mcp_hub.audit.{id(self)}")  # not in the logging tree
+            self._logger.addHandler(self._handler)
+
+    def record(
+        self, tenant: str, key: str | None, tool: str, seconds: float, outcome: str, arguments: Any = None
+    ) -> None:
+        """Write one line for a finished call."""
+        if self._logger is None:
+            return
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
+            + f".{int(time.time() % 1 * 1000):03d}Z",
+            "tenant": tenant,
+            "key": key or "-",
+            "tool": tool,
+            "duration_ms": round(seconds * 1000, 3),
+            "outcome": outcome,
+        }
+        if self.config.include_arguments:
+            line["arguments"] = arguments
+        self._logger.info(json.dumps(line, ensure_ascii=False, default=str))
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if self._handler is not None:
+            self._handler.close()
