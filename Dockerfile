@@ -1,0 +1,28 @@
+# MCP Hub: multi-stage build, non-root user, health check on /health.
+FROM python:3.11-slim AS build
+WORKDIR /src
+COPY setup.cfg pyproject.toml README.md LICENSE ./
+COPY hub ./hub
+COPY actors ./actors
+COPY web ./web
+COPY schemas ./schemas
+RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+
+FROM python:3.11-slim
+RUN useradd --create-home --uid 10001 hub && mkdir -p /data && chown hub /data
+COPY --from=build /wheels /wheels
+RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+WORKDIR /app
+COPY config ./config
+COPY plugins ./plugins
+ENV MCP_HUB_CONFIG=/app/config/docker.yaml \
+    MCP_HUB_PLUGINS_DIR=/app/plugins \
+    LOG_LEVEL=INFO \
+    PYTHONUNBUFFERED=1
+USER hub
+VOLUME ["/data"]
+EXPOSE 8080 8000 8081
+HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
+  CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=4).status == 200 else 1)"]
+STOPSIGNAL SIGTERM
+CMD ["python", "-m", "hub", "serve"]
