@@ -113,6 +113,17 @@ class RouterActor(pykka.ThreadingActor):
         for key in [k for k in self._statuses if k[0] == name]:
             del self._statuses[key]
 
+    def update_tenant(self, lease: TenantLease, servers: tuple[str, ...]) -> None:
+        """A tenant was reconfigured: its new lease; forget servers it no longer has."""
+        self._leases[lease.tenant] = lease
+        for key in [k for k in self._statuses if k[0] == lease.tenant and k[1] not in servers]:
+            del self._statuses[key]
+            self._drop_catalog(key)
+        for server in servers:
+            self._statuses.setdefault(
+                (lease.tenant, server), ServerStatus(lease.tenant, server, ServerState.STOPPED)
+            )
+
     def tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
         """The tenant's proxy, for lifecycle asks that may block (they must not block the router)."""
         if name not in self._tenants:
@@ -139,8 +150,8 @@ class RouterActor(pykka.ThreadingActor):
         if isinstance(message, CatalogChanged):
             catalog = message.catalog
             key = (catalog.tenant, catalog.server)
-            if catalog.tenant not in self._tenants:
-                return
+            if key not in self._statuses:
+                return  # a tenant or server that is gone
             self._drop_catalog(key)
             self._catalogs[key] = catalog
             for tool in catalog.tools:
@@ -148,8 +159,9 @@ class RouterActor(pykka.ThreadingActor):
                 self._known[(catalog.tenant, tool.id)] = catalog.server
         elif isinstance(message, ServerStateChanged):
             status = message.status
-            if status.tenant not in self._tenants:
-                return
+            known = self._statuses.get((status.tenant, status.server))
+            if known is None or status.seq < known.seq:
+                return  # a tenant or server that is gone, or an older status
             self._statuses[(status.tenant, status.server)] = status
         for subscriber in list(self._subscribers):
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import logging
 import threading
 import time
@@ -53,6 +54,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _MAX_PAGES = 1000  # bound on pagination, against a server that returns cursors forever
+_SEQ = itertools.count(1)
 _STOP_TIMEOUT = 10.0
 _PING_INTERVAL = 10.0  # seconds between liveness pings of a remote handshake-era server
 _PING_TIMEOUT = 5.0  # an upper bound for one server's stop: stdin, SIGTERM, SIGKILL graces
@@ -181,7 +183,8 @@ class ServerSupervisor:
             fields.update(pid=None, started_at=None, protocol_version=None)
         new = ServerStatus(**fields)
         if new != old:
-            new = ServerStatus(**{**fields, "seq": old.seq + 1})
+            # One counter for the whole process: a replaced server's statuses stay ordered too.
+            new = ServerStatus(**{**fields, "seq": next(_SEQ)})
             self.status = new
             tell(self._listener, ServerStateChanged(new))
 

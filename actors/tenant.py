@@ -45,6 +45,11 @@ class CallGate:
         self._in_flight = 0
         self._recent: collections.deque[float] = collections.deque()
 
+    def update(self, quotas: Quotas) -> None:
+        """Apply new quotas (a reload); calls in flight and the last minute's count are kept."""
+        with self._lock:
+            self._quotas = quotas
+
     @property
     def in_flight(self) -> int:
         """Calls of the tenant in flight now."""
@@ -160,15 +165,71 @@ class TenantActor(pykka.ThreadingActor):
         self._hidden: dict[str, int] = {}
 
     def on_start(self) -> None:
-        me = self.actor_ref
-        for name, server in self.config.servers.items():
-            log_path = self._log_dir / self.config.name / f"{name}.log"
-            spec = ServerSpec(self.config.name, server, self.config.env, self._orch, log_path)
-            ref = ServerActor.start(spec, me, self._registry)
-            self._servers[name] = ref.proxy()
-            self._statuses[name] = ServerStatus(
-                self.config.name, name, ServerState.STOPPED, transport=server.transport
-            )
+        for name in self.config.servers:
+            self._add_server(name)
+
+    def _add_server(self, name: str) -> None:
+        server = self.config.servers[name]
+        log_path = self._log_dir / self.config.name / f"{name}.log"
+        spec = ServerSpec(self.config.name, server, self.config.env, self._orch, log_path)
+        self._servers[name] = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
+        self._statuses[name] = ServerStatus(
+            self.config.name, name, ServerState.STOPPED, transport=server.transport
+        )
+
+    def _remove_server(self, name: str) -> None:
+        proxy = self._servers.pop(name)
+        proxy.halt().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+        proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
+        self._statuses.pop(name, None)
+        self._catalogs.pop(name, None)
+        self._hidden.pop(name, None)
+
+    def reconfigure(
+        self, config: TenantConfig, orchestrator: OrchestratorConfig
+    ) -> tuple[TenantLease, dict[str, str]]:
+        """Apply a new configuration of this tenant (a reload).
+
+        Servers removed are stopped; servers whose configuration (or the tenant's env) changed are
+        replaced by a new process; unchanged ones keep their process and calls in flight; new ones
+        are started if the tenant's servers run or `auto_start`. Quotas apply at once.
+
+        Returns:
+            The new lease, and per server what happened: added, removed, restarted, unchanged.
+        """
+        old = self.config
+        was_running = any(s.state in _ACTIVE for s in self._statuses.values())
+        outcome: dict[str, str] = {}
+        for name in [n for n in old.servers if n not in config.servers]:
+            self._remove_server(name)
+            outcome[name] = "removed"
+        env_changed = old.env != config.env
+        changed = [
+            n
+            for n in config.servers
+            if n in old.servers and (env_changed or old.servers[n] != config.servers[n])
+        ]
+        restart = {n for n in changed if self._statuses[n].state in _ACTIVE}
+        for name in changed:
+            self._remove_server(name)
+        self.config = config
+        self._orch = orchestrator  # for the servers (re)started from now on
+        auto_start = orchestrator.auto_start
+        self._gate.update(config.quotas)
+        for name in config.servers:
+            if name in changed:
+                self._add_server(name)
+                outcome[name] = "restarted" if name in restart else "changed"
+                if name in restart:
+                    self.start_server(name)
+            elif name not in old.servers:
+                self._add_server(name)
+                outcome[name] = "added"
+                if (was_running or auto_start) and config.servers[name].enabled:
+                    self.start_server(name)
+            else:
+                outcome[name] = "unchanged"
+        return self.lease(), outcome
 
     def on_stop(self) -> None:
         self.stop_servers()
@@ -179,8 +240,17 @@ class TenantActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         """Events told by the servers (on this actor's thread): record, apply quotas, relay up."""
+        server = (
+            message.status.server
+            if isinstance(message, ServerStateChanged)
+            else getattr(getattr(message, "catalog", None), "server", getattr(message, "server", None))
+        )
+        if server not in self._servers:
+            return  # a server removed by a reload, still telling its last words
         if isinstance(message, ServerStateChanged):
-            self._statuses[message.status.server] = message.status
+            if message.status.seq < self._statuses[server].seq:
+                return  # older than what is known (a replaced server's last status)
+            self._statuses[server] = message.status
         elif isinstance(message, CatalogChanged):
             message = CatalogChanged(self._within_tool_quota(message.catalog))
         tell(self._listener, message)

@@ -111,9 +111,6 @@ def _serve(args: argparse.Namespace) -> int:
     if args.port is not None and not 0 <= args.port <= 65535:
         print(f"mcp-hub: --port must be from 0 to 65535 (got {args.port})", file=sys.stderr)
         return EXIT_USAGE
-    if args.reload:
-        print("mcp-hub: --reload is not built yet in this version", file=sys.stderr)
-        return EXIT_USAGE
     config = _setup(args)
     return EXIT_USAGE if config is None else service.run(args, config)
 

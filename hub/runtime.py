@@ -45,7 +45,7 @@ from actors.router import Route, RouterActor
 from actors.server import Requester
 from actors.tenant import TenantActor, TenantInfo
 from hub.audit import AuditLog
-from hub.config import HubConfig, dotted_path
+from hub.config import HubConfig, dotted_path, load_config
 from hub.errors import BadRequest, CallTimeout, HubError, NotFound, ShuttingDown
 from hub.metrics import HubMetrics
 
@@ -122,6 +122,7 @@ class Hub:
         self._routes: dict[tuple[str, str], _Prepared] = {}
         self._generation = 0
         self._calls = threading.Condition()
+        self._reload_lock = threading.Lock()
         self._calls_in_flight = 0
         self.metrics = HubMetrics()
         self.audit = AuditLog(config.audit)
@@ -166,6 +167,60 @@ class Hub:
             ]
             if leftover:
                 log.error("actors still alive after stop: %s", leftover)
+
+    def reload(self, config: HubConfig) -> dict[str, Any]:
+        """Apply a new, already valid configuration without a restart.
+
+        Tenants added are started (their servers if `auto_start`), removed ones stopped; in the
+        others, servers added are started if their tenant's servers run or `auto_start`, removed
+        ones stopped, changed ones replaced, unchanged ones keep their process and calls in
+        flight. Keys, quotas and the audit settings apply at once; `gateway` changes (host, ports)
+        need a restart and are reported.
+
+        Returns:
+            `{"tenants": {t: added|removed|updated}, "restart_needed": [...],
+            "servers": {t: {s: added|removed|restarted|changed|unchanged}}}`
+        """
+        with self._reload_lock:
+            old = self.config
+            router = self.router
+            summary: dict[str, Any] = {"tenants": {}, "servers": {}, "restart_needed": []}
+            for name in [t for t in old.tenants if t not in config.tenants]:
+                router.remove_tenant(name).get(timeout=120)
+                summary["tenants"][name] = "removed"
+            for name, tenant in config.tenants.items():
+                if name not in old.tenants:
+                    router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
+                    summary["tenants"][name] = "added"
+                    continue
+                proxy = router.tenant(name).get(timeout=_ASK_TIMEOUT)
+                lease, outcome = proxy.reconfigure(tenant, config.orchestrator).get(timeout=120)
+                router.update_tenant(lease, tuple(tenant.servers)).get(timeout=_ASK_TIMEOUT)
+                summary["tenants"][name] = "updated"
+                summary["servers"][name] = outcome
+            if old.gateway != config.gateway:
+                summary["restart_needed"].append("gateway")
+            if old.orchestrator != config.orchestrator:
+                summary["restart_needed"].append("orchestrator (applies to servers started from now on)")
+            self.config = config
+            self._generation += 1
+            self._routes.clear()
+            if old.audit != config.audit:
+                self.audit.close()
+                self.audit = AuditLog(config.audit)
+            for name in summary["tenants"]:
+                if summary["tenants"][name] == "added" and config.orchestrator.auto_start:
+                    self.start_tenant(name, wait=False)
+            log.info("configuration reloaded: %s", summary)
+            return summary
+
+    def reload_file(self) -> dict[str, Any]:
+        """Read the configuration file again (`config.source`) and apply it with `reload`.
+
+        Raises:
+            ConfigError: the file is invalid; nothing changed.
+        """
+        return self.reload(load_config(self.config.source))
 
     def __enter__(self) -> Hub:
         return self.start()

@@ -4,6 +4,8 @@ Order: validate the configuration, refuse an open hub on a non-loopback address,
 listener (a port in use exits 1 before any server starts), start the actor tree, serve until
 SIGTERM or SIGINT, then drain: new requests get 503, calls in flight get up to
 `orchestrator.shutdown_grace` to finish, every server and child process is stopped, exit 0.
+SIGHUP (and, with `--reload`, any change of the file) re-reads the configuration file and
+applies it; an invalid one changes nothing.
 Runs on the main thread, which also runs the web loop.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import socket
 import sys
@@ -22,6 +25,7 @@ import tornado.netutil
 
 import hub
 from hub.config import HubConfig
+from hub.errors import ConfigError
 from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
@@ -54,7 +58,7 @@ def _bind(host: str, listeners: list[tuple[str | None, int]]) -> list[list[socke
     return bound
 
 
-def serve(config: HubConfig, host: str, port: int) -> int:
+def serve(config: HubConfig, host: str, port: int, watch: bool = False) -> int:
     """Run the service until a stop signal; the process exit code."""
     if not config.has_keys and host not in LOOPBACK:
         print(
@@ -72,13 +76,17 @@ def serve(config: HubConfig, host: str, port: int) -> int:
     if not config.has_keys:
         log.warning("no keys configured: the hub is open to every local user (loopback only)")
     try:
-        return asyncio.run(_serve(config, host, listeners, bound))
+        return asyncio.run(_serve(config, host, listeners, bound, watch))
     except KeyboardInterrupt:
         return EXIT_OK
 
 
 async def _serve(
-    config: HubConfig, host: str, listeners: list[tuple[str | None, int]], bound: list[list[socket.socket]]
+    config: HubConfig,
+    host: str,
+    listeners: list[tuple[str | None, int]],
+    bound: list[list[socket.socket]],
+    watch: bool = False,
 ) -> int:
     from web.app import app_registry, make_app
     from web.mcp_http import McpEndpoint
@@ -92,7 +100,7 @@ async def _serve(
     # Signals first: from here on, SIGTERM or SIGINT at any moment is a graceful stop.
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: log.warning("SIGHUP: reloading is not built yet; ignored"))
+    loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(executor, _reload, hub_))
     mcp = McpEndpoint(hub_, host)
     mcp_task = asyncio.create_task(mcp.run())
     try:
@@ -111,7 +119,10 @@ async def _serve(
             print(
                 f"MCP Hub {hub.__version__} listening on http://{_url_host(host)}:{actual}{what}", flush=True
             )
+        watcher = asyncio.create_task(_watch(hub_, executor)) if watch else None
         await stop.wait()
+        if watcher is not None:
+            watcher.cancel()
         log.info(
             "stopping: new requests get 503; calls in flight get %gs", config.orchestrator.shutdown_grace
         )
@@ -129,6 +140,41 @@ async def _serve(
     return EXIT_OK
 
 
+async def _watch(hub_: Hub, executor: ThreadPoolExecutor, interval: float = 1.0) -> None:
+    """`--reload`: apply the configuration file whenever it changes (polling its mtime and size:
+    no dependency, and it works on every file system, network mounts included)."""
+    path = hub_.config.source
+
+    def stamp() -> tuple[float, int] | None:
+        try:
+            info = os.stat(path)
+        except OSError:
+            return None
+        return info.st_mtime, info.st_size
+
+    seen = stamp()
+    while True:
+        await asyncio.sleep(interval)
+        now = stamp()
+        if now is not None and now != seen:
+            seen = now
+            log.info("%s changed: reloading", path)
+            await asyncio.get_running_loop().run_in_executor(executor, _reload, hub_)
+
+
+def _reload(hub_: Hub) -> None:
+    """SIGHUP or `--reload` (on a worker thread): re-read and apply the configuration file, or say why not."""
+    try:
+        hub_.reload_file()
+    except ConfigError as exc:
+        log.error(
+            "the configuration was not reloaded; the old one stays in force:\n%s",
+            "\n".join(exc.problems),
+        )
+    except Exception:  # isolation: a failed reload must not take the service down
+        log.exception("reloading failed")
+
+
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
@@ -137,4 +183,4 @@ def run(args: argparse.Namespace, config: HubConfig) -> int:
     """`serve` with the command line's overrides of host and port."""
     host = args.host or config.gateway.host
     port = config.gateway.port if args.port is None else args.port
-    return serve(config, host, port)
+    return serve(config, host, port, watch=args.reload)

@@ -17,7 +17,7 @@ import hub
 from hub.runtime import Hub
 from web import apps as apps_module
 from web import mcp_http, rest
-from web.base import ApiHandler, Keys, NotFoundHandler, log_request
+from web.base import ApiHandler, NotFoundHandler, log_request
 
 
 class OpenApiHandler(ApiHandler):
@@ -56,7 +56,6 @@ def make_app(
     executor: ThreadPoolExecutor,
     mcp: mcp_http.McpEndpoint | None = None,
     apps: apps_module.AppRegistry | None = None,
-    keys: Keys | None = None,
     only: str | None = None,
     **settings: Any,
 ) -> tornado.web.Application:
@@ -68,7 +67,6 @@ def make_app(
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         hub=hub_,
-        keys=keys or Keys(hub_.config),
         executor=executor,
         mcp=mcp,
         apps=apps if apps is not None else app_registry(hub_),

@@ -29,7 +29,7 @@ from actors.models import CatalogChanged, Event, ServerStateChanged
 from hub.config import validation_problems
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
-from web.base import ApiHandler, Caller, Keys
+from web.base import ApiHandler, Caller, Keys, keys_for
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +252,7 @@ class AppSocket(tornado.websocket.WebSocketHandler):
         return origin in own or origin in allowed
 
     async def get(self, app_id: str, tenant: str) -> None:  # type: ignore[override]
-        keys: Keys = self.application.settings["keys"]
+        keys: Keys = keys_for(self.hub.config)
         header = self.request.headers.get("Authorization", "")
         token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else None
         try:

@@ -100,6 +100,18 @@ class Keys:
         return found
 
 
+_KEYS: tuple[HubConfig, Keys] | None = None
+
+
+def keys_for(config: HubConfig) -> Keys:
+    """The keys of `config`, rebuilt only when the configuration changes (a reload)."""
+    global _KEYS
+    cached = _KEYS
+    if cached is None or cached[0] is not config:
+        cached = _KEYS = (config, Keys(config))
+    return cached[1]
+
+
 class ApiHandler(tornado.web.RequestHandler):
     """Base of every JSON handler: authentication, body parsing, JSON errors, 405 with `Allow`.
 
@@ -115,7 +127,7 @@ class ApiHandler(tornado.web.RequestHandler):
 
     @property
     def keys(self) -> Keys:
-        return self.application.settings["keys"]
+        return keys_for(self.hub.config)
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=utf-8")

@@ -479,6 +479,20 @@ def _paths() -> dict[str, Any]:
                 public=True,
             )
         },
+        "/api/admin/reload": {
+            "post": _op(
+                "reload",
+                "Reload the configuration file",
+                "meta",
+                _json_response(
+                    "What changed, per tenant and server (added, removed, restarted, changed, unchanged).",
+                    {"type": "object"},
+                ),
+                (400, 404),
+                description="Admin keys only (a tenant key gets 404). An invalid file changes nothing: 400 "
+                "with every problem. Unchanged servers keep their process and their calls in flight.",
+            )
+        },
         **_apps_paths(),
         "/mcp": _mcp("Mcp", tenant=False),
         "/tenants/{tenant}/mcp": _mcp("TenantMcp", tenant=True),

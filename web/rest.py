@@ -271,6 +271,21 @@ class MetricsHandler(ApiHandler):
         self.finish(self.hub.metrics.render())
 
 
+class ReloadHandler(ApiHandler):
+    """`POST /api/admin/reload` (admin): re-read the configuration file and apply it.
+
+    An invalid file changes nothing: 400 with every problem; the hub keeps serving the old one.
+    """
+
+    route = "/api/admin/reload"
+
+    async def post(self) -> None:
+        assert self.caller is not None
+        if not self.caller.admin:
+            raise NotFound("no route /api/admin/reload")
+        self.reply(await self.blocking(self.hub.reload_file))
+
+
 ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (r"/", RootHandler),
     (r"/health", HealthHandler),
@@ -287,6 +302,7 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (rf"/api/servers/{_SEGMENT}/{_SEGMENT}", ServerHandler),
     (rf"/api/servers/{_SEGMENT}/{_SEGMENT}/(start|stop|restart)", ServerActionHandler),
     (rf"/api/servers/{_SEGMENT}/{_SEGMENT}/logs", ServerLogsHandler),
+    (r"/api/admin/reload", ReloadHandler),
     (r"/api/tools", ToolsHandler),
     (rf"/api/tools/{_SEGMENT}/call", ToolCallHandler),
     (rf"/api/tools/{_SEGMENT}", ToolCallShortHandler),
