@@ -21,7 +21,6 @@ import platform
 import re
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -30,17 +29,12 @@ import urllib.request
 from pathlib import Path
 
 import yaml
+from _common import percentiles
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    ordered = sorted(samples)
-    return statistics.median(ordered) * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
 
 
 async def measure(target: object, mode: str, tool: str, calls: int) -> list[float]:

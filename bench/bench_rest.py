@@ -23,7 +23,6 @@ import os
 import platform
 import re
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import yaml
+from _common import percentiles
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -68,12 +68,6 @@ class RawHttp:
             if line.lower().startswith(b"content-length:")
         )
         return int(head.split(b" ", 2)[1]), await self.reader.readexactly(length)
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    ordered = sorted(samples)
-    return statistics.median(ordered) * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
 
 
 @contextlib.asynccontextmanager

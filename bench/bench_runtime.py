@@ -18,13 +18,13 @@ import argparse
 import asyncio
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
+from _common import percentiles
 from mcp import Client, StdioServerParameters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,12 +35,6 @@ from hub.runtime import Hub  # noqa: E402
 
 TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
 ECHO_STDLIB = str(ROOT / "bench" / "servers" / "echo_stdlib.py")
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    ordered = sorted(samples)
-    return statistics.median(ordered) * 1000, ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] * 1000
 
 
 async def direct_calls(calls: int) -> list[float]:
