@@ -91,6 +91,7 @@ async def _serve(
     from web.app import app_registry, make_app
     from web.mcp_http import McpEndpoint
 
+    seen = _stamp(config.source)  # before anything else: a change from now on is a change
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="web-blocking")
     hub_ = Hub(config)
     loop = asyncio.get_running_loop()
@@ -119,7 +120,7 @@ async def _serve(
             print(
                 f"MCP Hub {hub.__version__} listening on http://{_url_host(host)}:{actual}{what}", flush=True
             )
-        watcher = asyncio.create_task(_watch(hub_, executor)) if watch else None
+        watcher = asyncio.create_task(_watch(hub_, executor, seen)) if watch else None
         await stop.wait()
         if watcher is not None:
             watcher.cancel()
@@ -140,22 +141,22 @@ async def _serve(
     return EXIT_OK
 
 
-async def _watch(hub_: Hub, executor: ThreadPoolExecutor, interval: float = 1.0) -> None:
-    """`--reload`: apply the configuration file whenever it changes (polling its mtime and size:
-    no dependency, and it works on every file system, network mounts included)."""
+def _stamp(path: str) -> tuple[float, int] | None:
+    """The file's modification time and size, or None if it cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_mtime, info.st_size
+
+
+async def _watch(hub_: Hub, executor: ThreadPoolExecutor, seen: tuple[float, int] | None) -> None:
+    """`--reload`: apply the configuration file whenever it changes from `seen` (polling its mtime
+    and size every second: no dependency, and it works on every file system, network mounts too)."""
     path = hub_.config.source
-
-    def stamp() -> tuple[float, int] | None:
-        try:
-            info = os.stat(path)
-        except OSError:
-            return None
-        return info.st_mtime, info.st_size
-
-    seen = stamp()
     while True:
-        await asyncio.sleep(interval)
-        now = stamp()
+        await asyncio.sleep(1.0)
+        now = _stamp(path)
         if now is not None and now != seen:
             seen = now
             log.info("%s changed: reloading", path)
