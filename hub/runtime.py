@@ -343,7 +343,8 @@ class Hub:
         return out
 
     def read_resource(self, tenant: str, uri: str, server: str | None = None) -> dict[str, Any]:
-        """Read `uri` from the server that offers it (as a resource, else by a template).
+        """Read `uri` from `server`, else from the server that offers it (as a resource, else by a
+        template).
 
         Raises:
             NotFound: no server of the tenant offers it.
@@ -354,7 +355,8 @@ class Hub:
         if not owners:
             owners = [c.server for c in catalogs if any(_matches(t.raw, uri) for t in c.resource_templates)]
         if server is not None:
-            owners = [o for o in owners if o == server]
+            # A named server is asked even if it does not list the URI (MCP Apps views often are not).
+            owners = [server] if any(c.server == server for c in catalogs) else []
         if not owners:
             raise NotFound(f"no resource {uri!r} in tenant '{tenant}'")
         if len(owners) > 1:

@@ -16,7 +16,7 @@ import tornado.web
 import hub
 from hub.runtime import Hub
 from web import apps as apps_module
-from web import mcp_http, rest
+from web import mcp_apps, mcp_http, rest
 from web.base import ApiHandler, NotFoundHandler, log_request
 
 
@@ -35,6 +35,7 @@ class OpenApiHandler(ApiHandler):
 ROUTES: list[tuple[str, Any]] = [
     *rest.ROUTES,
     *apps_module.ROUTES,
+    *mcp_apps.ROUTES,
     *mcp_http.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]

@@ -30,6 +30,7 @@ from hub.config import validation_problems
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
 from web.base import ApiHandler, Caller, Keys, keys_for
+from web.mcp_apps import ui_apps
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,7 @@ class App:
         """The app as `/api/apps` shows it."""
         return {
             "id": self.id,
+            "kind": "plugin",
             "name": self.name,
             "description": self.description,
             "version": self.version,
@@ -153,26 +155,37 @@ def safe_path(app: App, relative: str) -> Path:
 
 
 class AppsHandler(ApiHandler):
-    """`GET /api/apps`: the apps the caller may use (an admin also sees the apps that were skipped)."""
+    """`GET /api/apps`: the apps the caller may use: those of `plugins_dir` and the MCP Apps of
+    running servers (an admin also sees the apps that were skipped)."""
 
     route = "/api/apps"
 
-    def get(self) -> None:
+    async def get(self) -> None:
         assert self.caller is not None
         registry: AppRegistry = self.application.settings["apps"]
-        body: dict[str, Any] = {"apps": [a.to_json() for a in registry.visible(self.caller, self.hub)]}
+        apps = [a.to_json() for a in registry.visible(self.caller, self.hub)]
+        apps += [a.to_json() for a in await self.blocking(ui_apps, self.hub, self.visible_tenants())]
+        body: dict[str, Any] = {"apps": apps}
         if self.caller.admin:
             body["problems"] = registry.problems
         self.reply(body)
 
 
 class AppHandler(ApiHandler):
-    """`GET /api/apps/{id}`."""
+    """`GET /api/apps/{id}`: an app of `plugins_dir`, or an MCP App (`ui:{tenant}:{server}.{tool}`)."""
 
     route = "/api/apps/{app_id}"
 
-    def get(self, app_id: str) -> None:
+    async def get(self, app_id: str) -> None:
         assert self.caller is not None
+        if app_id.startswith("ui:"):
+            tenant = app_id.split(":", 2)[1]
+            if tenant in self.visible_tenants():
+                for app in await self.blocking(ui_apps, self.hub, [tenant]):
+                    if app.id == app_id:
+                        self.reply(app.to_json())
+                        return
+            raise NotFound(f"no app '{app_id}'")
         registry: AppRegistry = self.application.settings["apps"]
         self.reply(registry.get(app_id, self.caller, self.hub).to_json())
 

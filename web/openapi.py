@@ -351,17 +351,34 @@ _TOKEN = _query("token", {"type": "string"}, "The key, for a browser that cannot
 
 
 def _apps_paths() -> dict[str, Any]:
-    app = _object(
+    plugin = _object(
         {
             "id": {"type": "string"},
+            "kind": {"const": "plugin"},
             "name": {"type": "string"},
             "description": {"type": "string"},
             "version": {"type": "string"},
             "entry": {"type": "string"},
             "tenants": {"type": ["array", "null"], "items": {"type": "string"}},
             "url": {"type": "string"},
-        }
+        },
+        description="An app of `plugins_dir`, opened at `url`.",
     )
+    mcp_app = _object(
+        {
+            "id": _string("`ui:{tenant}:{server}.{tool}`"),
+            "kind": {"const": "mcp_app"},
+            "name": {"type": "string"},
+            "description": {"type": "string"},
+            "tenants": _array({"type": "string"}),
+            "server": {"type": "string"},
+            "tool": {"type": "string"},
+            "resource_uri": _string("The tool's `_meta.ui.resourceUri` (`ui://...`)."),
+            "url": _string("The hub's host page for the view: `/ui/{tenant}/{server}/{tool}`."),
+        },
+        description="A tool of a running server whose `_meta.ui.resourceUri` names a `ui://` view.",
+    )
+    app = {"oneOf": [plugin, mcp_app]}
     page = {
         "description": "The file; the entry page carries `window.MCP_HUB_CONFIG`.",
         "content": {"*/*": {"schema": {"type": "string"}}},
@@ -404,6 +421,36 @@ def _apps_paths() -> dict[str, Any]:
                     _path_param("path", "A path inside the app's folder; nothing outside it is ever served."),
                     _TOKEN,
                 ],
+            )
+        },
+        "/ui/{tenant}/{server}/{tool}": {
+            "get": _op(
+                "getMcpAppHost",
+                "The host page of an MCP App",
+                "apps",
+                {"description": "An HTML page.", "content": {"text/html": {"schema": {"type": "string"}}}},
+                (404, *_UPSTREAM),
+                [
+                    _path_param("tenant", "Tenant id."),
+                    _path_param("server", "Server name."),
+                    _path_param("tool", "The tool whose `_meta.ui.resourceUri` names the view."),
+                    _TOKEN,
+                ],
+                description="Reads the tool's `ui://` view from its server and renders it in a sandboxed "
+                "iframe (opaque origin; Content-Security-Policy from the resource's `_meta.ui.csp`). The "
+                "page speaks the MCP Apps postMessage protocol: `ui/initialize`, the tool's input and "
+                "result, and the view's `tools/call` and `resources/read`, proxied to the same server.",
+            )
+        },
+        "/ui-host/{file}": {
+            "get": _op(
+                "getMcpAppHostFile",
+                "The host page's script and style",
+                "apps",
+                {"description": "The file.", "content": {"*/*": {"schema": {"type": "string"}}}},
+                (404,),
+                [_path_param("file", "`host.js` or `host.css`.")],
+                public=True,
             )
         },
         "/ws/app/{app_id}/{tenant_id}": {
