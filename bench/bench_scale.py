@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import percentiles
+from _common import marked, percentiles
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -57,19 +57,6 @@ def rss_mib(pid: int) -> float:
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime of the process itself
-
-
-def marked(tag: str) -> list[int]:
-    """Pids of processes whose command line carries `tag` (the servers of this run)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if tag.encode() in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
 
 
 def get(url: str) -> Any:

@@ -53,3 +53,7 @@ def setup_logging(level: str | None = None) -> None:
     handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(_FORMAT))
     root.addHandler(handler)
     root.setLevel(name)
+    # pykka logs every exception an actor returns to its caller, traceback included, at INFO; for
+    # the hub those are answers (a 404, a 409 while a server restarts), not failures. Actor crashes
+    # are still logged at ERROR.
+    logging.getLogger("pykka").setLevel(max(logging.WARNING, root.level))
