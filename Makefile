@@ -30,7 +30,5 @@ check:  ## validate the configuration
 test:  ## the README's test command
 	pip install -e '.[test]' && pytest
 
-bench:  ## the benchmarks (not part of the tests)
-	$(PYTHON) bench/bench_runtime.py
-	$(PYTHON) bench/bench_rest.py
-	$(PYTHON) bench/bench_facade.py
+bench:  ## every benchmark (not part of the tests); figures to bench/RESULTS.md
+	$(PYTHON) -m bench

@@ -1,0 +1,199 @@
+"""Peer comparison: the same echo tool directly, through MCP Hub's HTTP facade, and through
+`mcp-proxy`, in one run (issue 9, item 3).
+
+Run from the repository root after the README's install command:
+
+    python bench/bench_peer.py [--calls 500] [--concurrency 8] [--json FILE]
+
+`mcp-proxy` (PyPI, the most used Python MCP proxy) requires `mcp<2`, so it is installed into its
+own virtualenv, `bench/.venv-mcp-proxy` (made on first use: needs PyPI). Both proxies expose the
+same stdio server (`bench/servers/echo_stdlib.py`) over Streamable HTTP; the client is the `mcp`
+SDK's `Client` in every case (`legacy` mode: the era both proxies and the server speak). Printed:
+p50/p99 of sequential calls, calls/s of one sequential client and of `--concurrency` clients at
+once, and each proxy's ratio to the direct call. Target: MCP Hub at least as fast as `mcp-proxy`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import venv
+from pathlib import Path
+from typing import Any
+
+import yaml
+from _common import percentiles
+from mcp import Client, StdioServerParameters
+from mcp.client.stdio import stdio_client
+
+ROOT = Path(__file__).resolve().parent.parent
+ECHO_STDLIB = str(ROOT / "bench" / "servers" / "echo_stdlib.py")
+PROXY_VENV = ROOT / "bench" / ".venv-mcp-proxy"
+MCP_PROXY = "mcp-proxy==0.13.0"
+
+
+def proxy_executable() -> Path:
+    """`mcp-proxy` in its own virtualenv (made and installed on first use)."""
+    exe = PROXY_VENV / "bin" / "mcp-proxy"
+    if not exe.exists():
+        print(f"installing {MCP_PROXY} into {PROXY_VENV} ...")
+        venv.create(PROXY_VENV, with_pip=True)
+        subprocess.run([str(PROXY_VENV / "bin" / "pip"), "install", "--quiet", MCP_PROXY], check=True)
+    return exe
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")
+
+
+async def sequential(target: Any, tool: str, calls: int) -> list[float]:
+    async with Client(target, mode="legacy", cache=None) as client:
+        for _ in range(30):
+            await client.call_tool(tool, {"text": "warm"})
+        samples = []
+        for _ in range(calls):
+            began = time.perf_counter()
+            result = await client.call_tool(tool, {"text": "hello"})
+            samples.append(time.perf_counter() - began)
+            assert result.content[0].text == "hello"  # type: ignore[union-attr]
+        return samples
+
+
+async def concurrent(make_target: Any, tool: str, clients: int, seconds: float = 5.0) -> float:
+    """Calls per second of `clients` clients calling at once for `seconds`."""
+    done = 0
+    stop = time.monotonic() + seconds
+
+    async def one() -> None:
+        nonlocal done
+        async with Client(make_target(), mode="legacy", cache=None) as client:
+            await client.call_tool(tool, {"text": "warm"})
+            while time.monotonic() < stop:
+                await client.call_tool(tool, {"text": "x"})
+                done += 1
+
+    began = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(clients)))
+    return done / (time.monotonic() - began)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--json", help="also write the figures to this file")
+    args = parser.parse_args()
+    proxy = proxy_executable()
+    version = subprocess.run([str(proxy), "--version"], capture_output=True, text=True).stdout.strip()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"mcp-proxy {version or MCP_PROXY}"
+    )
+    server = [sys.executable, "-S", ECHO_STDLIB]
+    results: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull:
+        direct = StdioServerParameters(command=server[0], args=server[1:])
+        results["direct (stdio)"] = {
+            "samples": asyncio.run(sequential(stdio_client(direct, errlog=devnull), "echo", args.calls)),
+            "concurrent": asyncio.run(
+                concurrent(lambda: stdio_client(direct, errlog=devnull), "echo", args.concurrency)
+            ),
+        }
+        config = Path(tmp) / "hub.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "tenants": {"default": {"servers": {"echo": {"command": server[0], "args": server[1:]}}}},
+                    "gateway": {"mcp_port": None, "websocket_port": None},
+                    "orchestrator": {"auto_start": True, "data_dir": f"{tmp}/data"},
+                }
+            )
+        )
+        hub = subprocess.Popen(
+            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            cwd=ROOT,
+            env={**os.environ, "LOG_LEVEL": "WARNING"},
+        )
+        port = free_port()
+        peer = subprocess.Popen(
+            [str(proxy), "--port", str(port), "--log-level", "WARNING", "--", *server],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            assert hub.stdout
+            url = re.search(r"(http://\S+)", hub.stdout.readline()).group(1) + "/mcp"  # type: ignore[union-attr]
+            wait_port(port)
+            peer_url = f"http://127.0.0.1:{port}/mcp"
+            for name, target, tool in (
+                ("MCP Hub HTTP facade", url, "echo__echo"),
+                ("mcp-proxy", peer_url, "echo"),
+            ):
+                results[name] = {
+                    "samples": asyncio.run(sequential(target, tool, args.calls)),
+                    "concurrent": asyncio.run(concurrent(lambda t=target: t, tool, args.concurrency)),
+                }
+        finally:
+            for proc in (hub, peer):
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+            assert hub.stdout
+            hub.stdout.close()
+    figures = report(results, args.concurrency)
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2))
+
+
+def report(results: dict[str, dict[str, Any]], concurrency: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    print(f"\necho call: p50 / p99 ms, calls/s of one client, calls/s of {concurrency} clients")
+    for name, r in results.items():
+        p50, p99 = percentiles(r["samples"])
+        rate = len(r["samples"]) / sum(r["samples"])
+        figures[name] = {
+            "p50_ms": p50,
+            "p99_ms": p99,
+            "calls_per_s": rate,
+            "concurrent_calls_per_s": r["concurrent"],
+        }
+        print(f"  {name:20} {p50:7.2f} / {p99:7.2f}   {rate:7.0f}/s   {r['concurrent']:7.0f}/s")
+    base = figures["direct (stdio)"]
+    for name in ("MCP Hub HTTP facade", "mcp-proxy"):
+        p50, p99 = figures[name]["p50_ms"] / base["p50_ms"], figures[name]["p99_ms"] / base["p99_ms"]
+        print(f"  ratio {name} / direct: p50 {p50:.2f}, p99 {p99:.2f}")
+    hub, peer = figures["MCP Hub HTTP facade"], figures["mcp-proxy"]
+    print(
+        f"  MCP Hub / mcp-proxy: p50 {hub['p50_ms'] / peer['p50_ms']:.2f}, "
+        f"throughput {hub['concurrent_calls_per_s'] / peer['concurrent_calls_per_s']:.2f}x   "
+        "(target: p50 ratio <= 1, throughput >= 1)"
+    )
+    return figures
+
+
+if __name__ == "__main__":
+    main()
