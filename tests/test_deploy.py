@@ -84,6 +84,8 @@ def test_makefile_has_the_seeds_targets_and_true_commands() -> None:
         words = shlex.split(line)
         if words[:2] == ["-m", "hub"]:
             _parser().parse_args(words[2:])
+        elif words[0] == "-m":
+            assert (ROOT / words[1] / "__main__.py").exists(), words[1]
         else:
             assert (ROOT / words[0]).exists(), words[0]
     for compose in re.findall(r"-f (\S+)", text):
