@@ -15,8 +15,8 @@ import tornado.web
 
 import hub
 from hub.runtime import Hub
+from web import admin, mcp_http, rest
 from web import apps as apps_module
-from web import mcp_http, rest
 from web.base import ApiHandler, NotFoundHandler, log_request
 
 
@@ -36,6 +36,7 @@ ROUTES: list[tuple[str, Any]] = [
     *rest.ROUTES,
     *apps_module.ROUTES,
     *mcp_http.ROUTES,
+    *admin.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
 
