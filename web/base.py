@@ -152,7 +152,11 @@ class ApiHandler(tornado.web.RequestHandler):
             raise PayloadTooLarge(f"the body is larger than {limit} bytes (gateway.max_body_bytes)")
         self.caller = Caller(admin=True) if self.public and self.keys.open else None
         if not self.public:
-            self.caller = self.keys.authenticate(bearer_token(self, allow_query=self.token_in_query))
+            self.caller = self.keys.authenticate(self._bearer())
+
+    def _bearer(self) -> str | None:
+        """The key this request carries (`?token=` too where `token_in_query`)."""
+        return bearer_token(self, allow_query=self.token_in_query)
 
     # ------------------------------------------------------------------ helpers for handlers
 
