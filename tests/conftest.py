@@ -8,12 +8,14 @@ actor may be alive.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pykka
 import pytest
@@ -104,6 +106,39 @@ def no_leaks() -> Iterator[None]:
     pykka.ActorRegistry.stop_all(timeout=30)
     assert not alive, f"actors outlived the test: {alive}"
     assert wait_until(lambda: not marked_pids(), 5), f"child processes outlived the test: {marked_pids()}"
+
+
+CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[Any]:
+    """Headless Chromium (Debian's `chromium` and `chromium-driver`) driven by Selenium."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    assert shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER), (
+        ".ci/run installs chromium and chromium-driver"
+    )
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for driver.get_log
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-dev-shm-usage",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={tmp_path / 'chromium'}",
+    ):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
 
 
 def dedent(text: str) -> str:

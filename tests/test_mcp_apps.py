@@ -17,7 +17,6 @@ import pytest
 from conftest import ROOT, server, wait_until
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from test_browser import browser  # noqa: F401  (the fixture)
 from test_service import ACME_KEY, ADMIN_KEY, BETA_KEY, serve  # noqa: F401  (the fixture)
 
 UI_SERVER = str(ROOT / "tests" / "servers" / "uiserver.py")

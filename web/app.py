@@ -15,8 +15,8 @@ import tornado.web
 
 import hub
 from hub.runtime import Hub
+from web import admin, mcp_apps, mcp_http, rest
 from web import apps as apps_module
-from web import mcp_apps, mcp_http, rest
 from web.base import ApiHandler, NotFoundHandler, log_request
 
 
@@ -37,6 +37,7 @@ ROUTES: list[tuple[str, Any]] = [
     *apps_module.ROUTES,
     *mcp_apps.ROUTES,
     *mcp_http.ROUTES,
+    *admin.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
 

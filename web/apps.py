@@ -22,20 +22,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tornado.web
-import tornado.websocket
-
-from actors.models import CatalogChanged, Event, ServerStateChanged
 from hub.config import validation_problems
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
-from web.base import ApiHandler, Caller, Keys, keys_for
+from web.base import ApiHandler, Caller
 from web.mcp_apps import ui_apps
+from web.sockets import HubSocket
 
 log = logging.getLogger(__name__)
 
 _ENCODED_TRICKS = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
-MAX_FRAME_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -198,9 +194,7 @@ class AppFileHandler(ApiHandler):
     """
 
     route = "/apps/{app_id}/{path}"
-
-    def _bearer(self) -> str | None:
-        return super()._bearer() or self.get_query_argument("token", None)
+    token_in_query = True
 
     def get(self, app_id: str, path: str | None = None) -> None:
         assert self.caller is not None
@@ -243,33 +237,14 @@ class AppFileHandler(ApiHandler):
 # --------------------------------------------------------------------------- the WebSocket gateway
 
 
-class AppSocket(tornado.websocket.WebSocketHandler):
+class AppSocket(HubSocket):
     """`WS /ws/app/{app_id}/{tenant_id}`: one app connection. Runs on the web loop."""
 
     route = "/ws/app/{app_id}/{tenant_id}"
-    public = False
-
-    @classmethod
-    def allowed_methods(cls) -> list[str]:
-        """The HTTP method of the upgrade request."""
-        return ["GET"]
-
-    @property
-    def hub(self) -> Hub:
-        return self.application.settings["hub"]
-
-    def check_origin(self, origin: str) -> bool:
-        """The hub's own origin, or one of `gateway.allowed_origins`."""
-        allowed = self.hub.config.gateway.allowed_origins
-        own = {f"http://{self.request.host}", f"https://{self.request.host}"}
-        return origin in own or origin in allowed
 
     async def get(self, app_id: str, tenant: str) -> None:  # type: ignore[override]
-        keys: Keys = keys_for(self.hub.config)
-        header = self.request.headers.get("Authorization", "")
-        token = header.partition(" ")[2].strip() if header.lower().startswith("bearer ") else None
         try:
-            self.caller = keys.authenticate(token or self.get_query_argument("token", None))
+            self.caller = self.authenticate()
             registry: AppRegistry = self.application.settings["apps"]
             self.app = registry.get(app_id, self.caller, self.hub)
             if not (
@@ -277,66 +252,31 @@ class AppSocket(tornado.websocket.WebSocketHandler):
             ):
                 raise NotFound(f"no tenant '{tenant}' for app '{app_id}'")
         except HubError as exc:
-            self.set_status(exc.status)
-            self.finish({"error": {"code": exc.code, "message": exc.message}})
+            self.refuse(exc)
             return
         self.tenant = tenant
         await super().get(app_id, tenant)
 
     def open(self, app_id: str, tenant: str) -> None:  # type: ignore[override]
         self.calls: dict[asyncio.Task[None], Any] = {}
-        self.loop = asyncio.get_running_loop()
-        self.hub.board.add_listener(self._on_event)
+        super().open()
 
     def on_close(self) -> None:
-        self.hub.board.remove_listener(self._on_event)
+        super().on_close()
         for task in list(getattr(self, "calls", {})):
             task.cancel()  # nobody is left to read the answer
 
-    def _on_event(self, event: Event) -> None:
-        """Board listener (router thread): push catalog and server changes of this tenant."""
-        if isinstance(event, CatalogChanged) and event.catalog.tenant == self.tenant:
-            self.loop.call_soon_threadsafe(
-                self._send,
-                "catalog_changed",
-                None,
-                {"server": event.catalog.server, "tools": [t.id for t in event.catalog.tools]},
-            )
-        elif isinstance(event, ServerStateChanged) and event.status.tenant == self.tenant:
-            self.loop.call_soon_threadsafe(self._send, "server_status", None, event.status.to_json())
+    def wants(self, tenant: str) -> bool:
+        """Only the events of the app's tenant (router thread)."""
+        return tenant == self.tenant
 
-    def _send(self, kind: str, frame_id: Any, data: Any) -> None:
-        if self.ws_connection is None or self.ws_connection.is_closing():
-            return
-        message: dict[str, Any] = {"type": kind, "data": data}
-        if frame_id is not None:
-            message["id"] = frame_id
-        self.write_message(json.dumps(message, default=str))
-
-    def _error(self, frame_id: Any, code: str, message: str) -> None:
-        self._send("error", frame_id, {"code": code, "message": message})
-
-    def on_message(self, raw: str | bytes) -> None:
-        if len(raw) > MAX_FRAME_BYTES:
-            self._error(None, "payload_too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
-            return
-        try:
-            frame = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._error(None, "bad_request", f"the frame is not JSON: {exc}")
-            return
-        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
-            self._error(None, "bad_request", 'a frame is a JSON object with a string "type"')
-            return
-        frame_id, kind, data = frame.get("id"), frame["type"], frame.get("data") or {}
-        if kind == "ping":
-            self._send("pong", frame_id, {})
-        elif kind == "app_ready":
+    def on_frame(self, frame_id: Any, kind: str, data: Any) -> None:
+        if kind == "app_ready":
             self._start(self._app_state(frame_id))
         elif kind == "tool_call":
             self._start(self._tool_call(frame_id, data))
         else:
-            self._error(frame_id, "bad_request", f"unknown frame type {kind!r}")
+            super().on_frame(frame_id, kind, data)
 
     def _start(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)

@@ -100,6 +100,15 @@ class Keys:
         return found
 
 
+def bearer_token(handler: tornado.web.RequestHandler, allow_query: bool = False) -> str | None:
+    """The key a request carries: `Authorization: Bearer <key>`, else, where `allow_query` (pages
+    and WebSockets a browser opens, which cannot send a header), the `?token=` query argument."""
+    scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return handler.get_query_argument("token", None) if allow_query else None
+
+
 _KEYS: tuple[HubConfig, Keys] | None = None
 
 
@@ -120,6 +129,7 @@ class ApiHandler(tornado.web.RequestHandler):
 
     route = "?"
     public = False  # True: no key needed (health, root, OpenAPI)
+    token_in_query = False  # True: the key may also come as `?token=` (pages a browser opens)
 
     @property
     def hub(self) -> Hub:
@@ -145,9 +155,8 @@ class ApiHandler(tornado.web.RequestHandler):
             self.caller = self.keys.authenticate(self._bearer())
 
     def _bearer(self) -> str | None:
-        header = self.request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
-        return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+        """The key this request carries (`?token=` too where `token_in_query`)."""
+        return bearer_token(self, allow_query=self.token_in_query)
 
     # ------------------------------------------------------------------ helpers for handlers
 

@@ -161,9 +161,7 @@ class UiHostHandler(ApiHandler):
     `?token=`, as browsers cannot send a header when they open a page)."""
 
     route = "/ui/{tenant}/{server}/{tool}"
-
-    def _bearer(self) -> str | None:
-        return super()._bearer() or self.get_query_argument("token", None)
+    token_in_query = True
 
     async def get(self, tenant: str, server: str, tool: str) -> None:
         tenant = self.tenant_for(tenant)

@@ -6,8 +6,9 @@ described (with the methods its handler implements) and that the document is val
 
 Conventions: every error answers `{"error": {"code", "message"}}` (the `Error` schema) through the
 reusable responses of `components.responses`; every operation needs a bearer key (`bearer`, applied
-globally) except the public ones (`/`, `/health`, `/openapi.json`), which override it with
-`security: []`. A tool that ran and reported failure is a 200 with `"is_error": true`, not an error.
+globally) except the public ones (`/`, `/health`, `/openapi.json`, the admin panel's script and
+style sheet), which override it with `security: []`. A tool that ran and reported failure is a
+200 with `"is_error": true`, not an error.
 """
 
 from __future__ import annotations
@@ -473,6 +474,58 @@ def _apps_paths() -> dict[str, Any]:
     }
 
 
+def _admin_paths() -> dict[str, Any]:
+    return {
+        "/admin": {
+            "get": _op(
+                "getAdminPanel",
+                "The admin panel",
+                "admin",
+                {
+                    "description": "The panel's page (HTML); it calls this API and `/ws/admin`.",
+                    "content": {"text/html": {"schema": {"type": "string"}}},
+                },
+                (404,),
+                [_TOKEN],
+                description="Admin keys only (a tenant key gets 404); a browser passes the key as "
+                "`?token=`. With no keys configured it is open like the rest of the API.",
+            )
+        },
+        "/admin/{path}": {
+            "get": _op(
+                "getAdminAsset",
+                "The admin panel's script, style sheet and icon",
+                "admin",
+                {
+                    "description": "The file (`admin.js`, `admin.css`, `favicon.svg`).",
+                    "content": {"*/*": {"schema": {"type": "string"}}},
+                },
+                (404,),
+                [_path_param("path", "A file name of the panel; nothing else is ever served.")],
+                public=True,
+                description="Public: shipped code with no data in it (a page load cannot attach a key).",
+            )
+        },
+        "/ws/admin": {
+            "get": _op(
+                "adminEvents",
+                "Live events of every tenant, for the admin panel",
+                "admin",
+                {
+                    "description": "Switching to the WebSocket protocol (101): "
+                    "JSON text frames `{type, id?, data}`."
+                },
+                (404,),
+                [_TOKEN],
+                description="Admin keys only (a tenant key gets 404). hub -> client: `server_status` "
+                "(a server's state, pid, restarts, last error) and `catalog_changed` "
+                "`{tenant, server, tools}` of every tenant as they happen; `ping` -> `pong`. `Origin` "
+                "must be the hub's own or in `gateway.allowed_origins` (403).",
+            )
+        },
+    }
+
+
 def _paths() -> dict[str, Any]:
     tenant_list = _object({"tenants": _array(_ref("Tenant"))})
     tool_list = _object({"tools": _array(_ref("Tool"))})
@@ -541,6 +594,7 @@ def _paths() -> dict[str, Any]:
             )
         },
         **_apps_paths(),
+        **_admin_paths(),
         "/mcp": _mcp("Mcp", tenant=False),
         "/tenants/{tenant}/mcp": _mcp("TenantMcp", tenant=True),
         "/openapi.json": {
@@ -729,6 +783,7 @@ def document(version: str) -> dict[str, Any]:
             {"name": "prompts"},
             {"name": "mcp", "description": "The MCP facade over Streamable HTTP."},
             {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
+            {"name": "admin", "description": "The admin panel and its live events."},
         ],
         "security": [{"bearer": []}],
         "paths": _paths(),

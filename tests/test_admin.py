@@ -1,0 +1,355 @@
+"""The admin panel: its page and files (admin key, no way out of web/static/admin), its event socket,
+and the panel itself in headless Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tornado.httpclient
+import tornado.websocket
+from conftest import ROOT, server
+from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+from test_apps import raw_get
+from test_service import start_hub, stop_hub, write_config
+
+ADMIN = "admin-key-0123456789"
+ACME = "acme-key-0123456789"
+ENV_SECRET = "acme-env-secret-value"
+TYPED_SERVER = {"command": "python", "args": [str(ROOT / "tests" / "servers" / "typedserver.py")]}
+
+
+def keyed_config(tmp_path: Path, **more_acme_servers: Any) -> Path:
+    """An admin key, tenant `acme` (a key, a secret in its env, server `s`) and tenant `beta` (server `s`)."""
+    return write_config(
+        tmp_path,
+        {
+            "acme": {
+                "description": "<b>ACME</b> & co",
+                "api_keys": [ACME],
+                "env": {"SOME_TOKEN": ENV_SECRET},
+                "quotas": {"max_servers": 4},
+                "servers": {"s": server(), **more_acme_servers},
+            },
+            "beta": {"servers": {"s": server()}},
+        },
+        auth={"admin_keys": [ADMIN]},
+    )
+
+
+@pytest.fixture
+def keyed_hub(tmp_path: Path):
+    hub = start_hub(keyed_config(tmp_path), tmp_path)
+    yield hub
+    assert stop_hub(hub) == 0, hub.log()[-3000:]
+
+
+def json_error(status: int, headers: dict[str, str], body: bytes) -> tuple[int, str]:
+    """The status and error code of a JSON error answer."""
+    assert headers["content-type"].startswith("application/json"), headers
+    return status, json.loads(body)["error"]["code"]
+
+
+# --------------------------------------------------------------------------- the page and its files
+
+
+def test_the_page_needs_an_admin_key(keyed_hub) -> None:
+    for path, headers in (
+        ("/admin", {"Authorization": f"Bearer {ADMIN}"}),
+        (f"/admin?token={ADMIN}", {}),
+        (f"/admin/?token={ADMIN}", {}),
+    ):
+        status, head, page = raw_get(keyed_hub, path, headers)
+        assert status == 200, (path, page[:200])
+        assert head["content-type"] == "text/html; charset=utf-8"
+        assert b'<script src="/admin/admin.js"></script>' in page
+        assert ADMIN.encode() not in page  # the key is never echoed into the page
+        assert "frame-ancestors 'none'" in head["content-security-policy"]
+        assert head["referrer-policy"] == "no-referrer" and head["cache-control"] == "no-store"
+    # A tenant key is not told the panel exists; no key or a wrong one is asked for a key.
+    tenant_key = {"Authorization": f"Bearer {ACME}"}
+    assert json_error(*raw_get(keyed_hub, "/admin", tenant_key)) == (404, "not_found")
+    assert json_error(*raw_get(keyed_hub, f"/admin?token={ACME}")) == (404, "not_found")
+    status, head, body = raw_get(keyed_hub, "/admin")
+    assert json_error(status, head, body) == (401, "unauthorized")
+    assert head["www-authenticate"] == 'Bearer realm="mcp-hub"'
+    assert json_error(*raw_get(keyed_hub, "/admin?token=wrong")) == (401, "unauthorized")
+
+
+def test_the_panels_files_and_no_other(keyed_hub) -> None:
+    here = ROOT / "web" / "static" / "admin"
+    for name, kind in (
+        ("admin.js", "text/javascript; charset=utf-8"),
+        ("admin.css", "text/css; charset=utf-8"),
+        ("favicon.svg", "image/svg+xml"),
+    ):
+        status, head, body = raw_get(keyed_hub, f"/admin/{name}")  # shipped code: no key needed
+        assert status == 200 and head["content-type"] == kind
+        assert body == (here / name).read_bytes()
+    outside = (ROOT / "web" / "admin.py").read_bytes()[:60]
+    for trick in (
+        "/admin/index.html",  # the page only at /admin, with a key
+        "/admin/../admin.py",
+        "/admin/..%2fadmin.py",
+        "/admin/..%2f..%2fadmin.py",
+        "/admin/%2e%2e/%2e%2e/admin.py",
+        "/admin/%252e%252e%252fadmin.py",
+        "/admin/..%5c..%5cadmin.py",
+        "/admin/..\\..\\admin.py",
+        "/admin//etc/passwd",
+        "/admin/%2fetc%2fpasswd",
+        "/admin/../../../../../../etc/passwd",
+        "/admin/admin.js%00.html",
+        "/admin/admin.js/../../admin.py",
+        "/admin/./admin.js/..",
+        "/admin/static/admin/admin.js",
+    ):
+        status, head, body = raw_get(keyed_hub, trick, {"Authorization": f"Bearer {ADMIN}"})
+        assert status == 404 and json.loads(body)["error"]["code"] == "not_found", (trick, status)
+        assert outside not in body and b"root:" not in body and b"<html" not in body, trick
+
+
+def test_an_open_hub_opens_the_panel(tmp_path: Path) -> None:
+    hub = start_hub(write_config(tmp_path, {"default": {}}), tmp_path)
+    try:
+        status, _, page = raw_get(hub, "/admin")
+        assert status == 200 and b"/admin/admin.js" in page
+
+        async def scenario() -> None:
+            ws = await connect(hub)
+            ws.write_message(json.dumps({"type": "ping", "id": 1}))
+            assert await frame(ws) == {"type": "pong", "id": 1, "data": {}}
+            await close(ws)
+
+        asyncio.run(scenario())
+    finally:
+        assert stop_hub(hub) == 0
+
+
+# --------------------------------------------------------------------------- the event socket
+
+
+async def connect(hub: Any, key: str | None = None, origin: str | None = None):
+    url = hub.url.replace("http://", "ws://") + "/ws/admin" + (f"?token={key}" if key else "")
+    request = tornado.httpclient.HTTPRequest(url, headers={"Origin": origin} if origin else {})
+    return await tornado.websocket.websocket_connect(request)
+
+
+async def close(ws: Any) -> None:
+    """Close and wait for the server's close frame."""
+    ws.close()
+    with contextlib.suppress(TimeoutError):
+        while await asyncio.wait_for(ws.read_message(), 10) is not None:
+            pass
+
+
+async def frame(ws: Any) -> dict[str, Any]:
+    message = await asyncio.wait_for(ws.read_message(), 30)
+    assert message is not None, "the connection closed"
+    return json.loads(message)
+
+
+async def until(ws: Any, seen: list[dict[str, Any]], wanted: Any) -> dict[str, Any]:
+    """The first frame in `seen`, else read from `ws` (appended to `seen`), for which `wanted(frame)`."""
+    for message in seen:
+        if wanted(message):
+            return message
+    while True:
+        seen.append(message := await frame(ws))
+        if wanted(message):
+            return message
+
+
+def status(tenant: str, state: str, not_pid: int | None = None) -> Any:
+    """A `server_status` frame of `tenant` in `state` (and with another pid than `not_pid`)."""
+
+    def wanted(message: dict[str, Any]) -> bool:
+        data = message["data"]
+        return (
+            message["type"] == "server_status"
+            and (data["tenant"], data["state"]) == (tenant, state)
+            and (not_pid is None or data["pid"] != not_pid)
+        )
+
+    return wanted
+
+
+def test_the_event_socket_is_for_admins_and_carries_every_tenant(keyed_hub) -> None:
+    def post(path: str) -> Any:
+        answer = keyed_hub.post(path, key=ADMIN)
+        assert answer.status == 200, answer.text
+        return answer.body
+
+    async def refused(**kwargs: Any) -> int:
+        with pytest.raises(tornado.httpclient.HTTPClientError) as caught:
+            await connect(keyed_hub, **kwargs)
+        return caught.value.code
+
+    async def scenario() -> None:
+        assert await refused() == 401
+        assert await refused(key="wrong") == 401
+        assert await refused(key=ACME) == 404  # a tenant key is not told it exists
+        assert await refused(key=ADMIN, origin="http://evil.example") == 403
+        ws = await connect(keyed_hub, key=ADMIN, origin=keyed_hub.url)
+        try:
+            seen: list[dict[str, Any]] = []
+            pids = {}
+            for tenant in ("acme", "beta"):  # every tenant's servers are heard
+                await asyncio.to_thread(post, f"/api/tenants/{tenant}/start?wait=false")
+                pids[tenant] = (await until(ws, seen, status(tenant, "running")))["data"]["pid"]
+            assert all(pids.values())
+            # A restart through REST is pushed: the new process, as REST tells it, and its catalog.
+            seen.clear()
+            answer = await asyncio.to_thread(post, "/api/servers/acme/s/restart")
+            restarted = (await until(ws, seen, status("acme", "running", not_pid=pids["acme"])))["data"]
+            assert restarted["pid"] == answer["pid"]
+            assert set(restarted) == {
+                "tenant", "server", "state", "transport", "pid", "started_at", "restarts", "last_error",
+                "protocol_version", "tools",
+            }  # fmt: skip
+            catalog = await until(  # not the stop's empty catalog: the new process's
+                ws, seen, lambda m: m["type"] == "catalog_changed" and bool(m["data"]["tools"])
+            )
+            assert catalog["data"] == {
+                "tenant": "acme",
+                "server": "s",
+                "tools": [f"s.{t}" for t in ("echo", "pid", "env", "sleep", "fail", "log", "add")],
+            }
+            ws.write_message("not json")  # a bad frame is answered, and the connection stays open
+            assert (await until(ws, seen, lambda m: m["type"] == "error"))["data"]["code"] == "bad_request"
+            ws.write_message(json.dumps({"type": "ping", "id": "p"}))
+            assert (await until(ws, seen, lambda m: m["type"] == "pong"))["id"] == "p"
+        finally:
+            await close(ws)
+
+    asyncio.run(scenario())
+
+
+# --------------------------------------------------------------------------- the panel in a browser
+
+
+def test_the_panel_in_a_browser(tmp_path: Path, browser) -> None:
+    config = keyed_config(tmp_path, typed=TYPED_SERVER)
+    hub = start_hub(config, tmp_path)
+    try:
+        for tenant in ("acme", "beta"):
+            assert hub.post(f"/api/tenants/{tenant}/start", key=ADMIN).status == 200
+        browser.set_window_size(1280, 1600)
+        browser.get(f"{hub.url}/admin?token={ADMIN}")
+        wait = WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,))
+
+        def row(tenant: str, name: str) -> Any:
+            return browser.find_element(
+                By.CSS_SELECTOR, f'#servers tr[data-tenant="{tenant}"][data-server="{name}"]'
+            )
+
+        def shown(tenant: str, name: str) -> tuple[str, str]:
+            """The state and pid the row of a server shows."""
+            cells = row(tenant, name)
+            state = cells.find_element(By.CSS_SELECTOR, ".state").text
+            return state, cells.find_element(By.CSS_SELECTOR, ".pid").text
+
+        def tenant_rows() -> dict[str, str]:
+            """The text of each tenant's row (read in one go: the rows are redrawn on every change)."""
+            return browser.execute_script(
+                "return Object.fromEntries([...document.querySelectorAll('#tenants tbody tr')]"
+                ".map((row) => [row.dataset.tenant, row.innerText]))"
+            )
+
+        # Tenants with their quotas, and every server with its pid, as REST has them.
+        wait.until(
+            lambda _: all(
+                shown(*s)[0] == "running" for s in (("acme", "s"), ("acme", "typed"), ("beta", "s"))
+            )
+        )
+        tenants = tenant_rows()
+        assert list(tenants) == ["acme", "beta"]
+        assert "<b>ACME</b> & co" in tenants["acme"] and not browser.find_elements(
+            By.CSS_SELECTOR, "#tenants b"
+        )
+        assert "2 / 4" in tenants["acme"]  # two of its four servers' quota in use
+        for tenant, name in (("acme", "s"), ("beta", "s")):
+            assert shown(tenant, name)[1] == str(
+                hub.get(f"/api/servers/{tenant}/{name}", key=ADMIN).body["pid"]
+            )
+
+        # Restart from the panel: the row follows the new process.
+        old_pid = shown("acme", "s")[1]
+        row("acme", "s").find_element(By.CSS_SELECTOR, "button.restart").click()
+        wait.until(
+            lambda _: shown("acme", "s")[0] == "running" and shown("acme", "s")[1] not in (old_pid, "—")
+        )
+        assert shown("acme", "s")[1] == str(hub.get("/api/servers/acme/s", key=ADMIN).body["pid"])
+
+        # A change made elsewhere arrives live (the page does not poll the servers: /ws/admin tells it).
+        assert hub.post("/api/servers/beta/s/stop", key=ADMIN).body["state"] == "stopped"
+        wait.until(lambda _: shown("beta", "s") == ("stopped", "—"))
+        wait.until(lambda _: "0 of 1 running" in tenant_rows()["beta"])
+
+        # The log tail of a server.
+        row("acme", "s").find_element(By.CSS_SELECTOR, "button.log").click()
+        wait.until(lambda d: "serving" in d.find_element(By.ID, "log-lines").text)
+        assert browser.find_element(By.ID, "log-title").text == "acme/s"
+
+        # "Try it": the echo tool of acme's s.
+        echo = browser.find_element(By.CSS_SELECTOR, '#tools details[data-tenant="acme"][data-tool="s.echo"]')
+        echo.find_element(By.TAG_NAME, "summary").click()
+        text = echo.find_element(By.NAME, "text")
+        assert echo.find_element(By.CSS_SELECTOR, "label .required").text == "*"
+        text.send_keys("hello from the panel")
+        echo.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda _: "hello from the panel" in echo.find_element(By.CSS_SELECTOR, "pre.result").text)
+        assert echo.find_element(By.CSS_SELECTOR, "pre.result").text.startswith("ok")
+
+        # Every kind of field: string, integer, number, boolean, object as JSON, enum, optional array.
+        typed = browser.find_element(
+            By.CSS_SELECTOR, '#tools details[data-tenant="acme"][data-tool="typed.typed"]'
+        )
+        typed.find_element(By.TAG_NAME, "summary").click()
+        required = [
+            label.text.rstrip(" *")
+            for label in typed.find_elements(By.TAG_NAME, "label")
+            if label.find_elements(By.CLASS_NAME, "required")
+        ]
+        assert required == ["text", "count", "ratio", "flag", "options"]
+        result = typed.find_element(By.CSS_SELECTOR, "pre.result")
+        typed.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda _: result.text == "count is required")  # checked before any call
+        field = {
+            name: typed.find_element(By.NAME, name)
+            for name in ("text", "count", "ratio", "flag", "options", "tags")
+        }
+        assert field["count"].get_attribute("step") == "1" and field["ratio"].get_attribute("step") == "any"
+        assert field["flag"].get_attribute("type") == "checkbox"
+        field["text"].send_keys("x")
+        field["count"].send_keys("3")
+        field["ratio"].send_keys("0.5")
+        field["flag"].click()
+        field["options"].send_keys('{"deep": [1, {"a": null}]}')
+        Select(typed.find_element(By.NAME, "mode")).select_by_visible_text("slow")
+        field["tags"].send_keys('["t1"]')
+        typed.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+        wait.until(lambda _: result.text.startswith("ok"))
+        answer = json.loads(result.text.split("structured_content: ", 1)[1])
+        assert answer == {
+            "text": "x", "count": 3, "ratio": 0.5, "flag": True, "options": {"deep": [1, {"a": None}]},
+            "mode": "slow", "tags": ["t1"],
+        }  # fmt: skip
+
+        # Nothing secret on the page; a picture of it for people.
+        assert ADMIN not in browser.page_source and ACME not in browser.page_source
+        assert ENV_SECRET not in browser.page_source
+        assert browser.find_element(By.ID, "live").text == "live"
+        assert not browser.find_element(By.ID, "notice").is_displayed()
+        assert [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
+        browser.execute_script("window.scrollTo(0, 0)")
+        browser.save_screenshot(str(tmp_path / "admin.png"))
+        assert (tmp_path / "admin.png").stat().st_size > 30_000
+    finally:
+        assert stop_hub(hub) == 0, hub.log()[-3000:]

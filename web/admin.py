@@ -1,0 +1,102 @@
+"""The admin panel: a static page at `/admin` over the REST API, and its live events at `WS /ws/admin`.
+
+The page (`web/static/admin/index.html`) and the socket need an admin key when keys are
+configured; a browser opening them passes it as `?token=` (the page's script then sends it as
+`Authorization: Bearer` on every REST call and as `?token=` on the socket). A tenant key gets 404,
+as for the other admin routes. The page's script, style sheet and icon (`/admin/{file}`) are
+shipped code with no data in them, and are public like `/openapi.json`: a page load cannot attach
+a key to them. Only the files of `web/static/admin` are served, by exact name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hub.errors import HubError, NotFound
+from web.base import ApiHandler
+from web.sockets import HubSocket
+
+STATIC = Path(__file__).resolve().parent / "static" / "admin"
+PAGE = "index.html"
+
+# What the page's scripts may do: talk to this hub only, run no inline code, never be framed.
+_PAGE_POLICY = (
+    "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+}
+
+
+def _assets() -> dict[str, Path]:
+    """The public files of the panel, by name: every file of `STATIC` except the page."""
+    return {p.name: p for p in STATIC.iterdir() if p.is_file() and p.name != PAGE}
+
+
+_ASSETS = _assets()
+
+
+class AdminPageHandler(ApiHandler):
+    """`GET /admin`: the admin panel's page (admin key, as a header or `?token=`)."""
+
+    route = "/admin"
+    token_in_query = True
+
+    def get(self) -> None:
+        assert self.caller is not None
+        if not self.caller.admin:
+            raise NotFound("no route /admin")
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", _PAGE_POLICY)
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")  # the URL may carry the key
+        self.finish((STATIC / PAGE).read_bytes())
+
+
+class AdminAssetHandler(ApiHandler):
+    """`GET /admin/{file}`: the panel's script, style sheet and icon (public: shipped code, no data)."""
+
+    route = "/admin/{path}"
+    public = True
+
+    def get(self, path: str) -> None:
+        target = _ASSETS.get(path)  # an exact name: no path of any shape leads elsewhere
+        if target is None:
+            raise NotFound("no such file")
+        self.set_header("Content-Type", _TYPES.get(target.suffix, "application/octet-stream"))
+        self.set_header("Cache-Control", "no-cache")
+        self.finish(target.read_bytes())
+
+
+class AdminSocket(HubSocket):
+    """`WS /ws/admin`: `server_status` and `catalog_changed` of every tenant (admin key). Web loop."""
+
+    route = "/ws/admin"
+
+    async def get(self) -> None:  # type: ignore[override]
+        try:
+            self.caller = self.authenticate()
+            if not self.caller.admin:
+                raise NotFound("no route /ws/admin")
+        except HubError as exc:
+            self.refuse(exc)
+            return
+        await super().get()
+
+    def wants(self, tenant: str) -> bool:
+        """Every tenant's events (router thread)."""
+        return True
+
+
+ROUTES: list[tuple[str, Any]] = [
+    (r"/admin/?", AdminPageHandler),
+    (r"/admin/(.+)", AdminAssetHandler),
+    (r"/ws/admin", AdminSocket),
+]

@@ -1,0 +1,123 @@
+"""What the hub's WebSockets share: the key and `Origin` checks, JSON frames, and live hub events.
+
+`HubSocket` is the base of the app gateway (`web/apps.py`) and the admin panel's event socket
+(`web/admin.py`). A connection hears the hub's `EventBoard` and pushes `server_status` and
+`catalog_changed` frames for the tenants it `wants`; keep-alive pings come from the application's
+`websocket_ping_interval`. Frames are JSON text `{"type", "id"?, "data"}`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import tornado.websocket
+
+from actors.models import CatalogChanged, Event, ServerStateChanged
+from hub.errors import HubError
+from hub.runtime import Hub
+from web.base import Caller, bearer_token, keys_for
+
+log = logging.getLogger(__name__)
+
+MAX_FRAME_BYTES = 1024 * 1024
+
+
+class HubSocket(tornado.websocket.WebSocketHandler):
+    """Base of the hub's WebSockets. Runs on the web loop, except `_on_event` (router thread).
+
+    A subclass authenticates in `get` (with `authenticate`, answering a refusal with `refuse`)
+    before calling `super().get(...)`, says which tenants' events it gets in `wants`, and answers
+    its own frame types in `on_frame`. `ping` is answered here.
+    """
+
+    route = "?"
+    public = False
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP method of the upgrade request."""
+        return ["GET"]
+
+    @property
+    def hub(self) -> Hub:
+        return self.application.settings["hub"]
+
+    def check_origin(self, origin: str) -> bool:
+        """The hub's own origin, or one of `gateway.allowed_origins`."""
+        allowed = self.hub.config.gateway.allowed_origins
+        own = {f"http://{self.request.host}", f"https://{self.request.host}"}
+        return origin in own or origin in allowed
+
+    def authenticate(self) -> Caller:
+        """The caller of the upgrade request (key as `Authorization: Bearer` or `?token=`).
+
+        Raises:
+            Unauthorized: keys are configured and the key is missing or wrong.
+        """
+        return keys_for(self.hub.config).authenticate(bearer_token(self, allow_query=True))
+
+    def refuse(self, exc: HubError) -> None:
+        """Answer the upgrade request with `exc` as the usual JSON error (no WebSocket)."""
+        self.set_status(exc.status)
+        self.finish({"error": {"code": exc.code, "message": exc.message}})
+
+    def wants(self, tenant: str) -> bool:
+        """Whether this connection gets the events of `tenant` (called on the router thread)."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ connection and events
+
+    def open(self, *args: str) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.hub.board.add_listener(self._on_event)
+
+    def on_close(self) -> None:
+        self.hub.board.remove_listener(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        """Board listener (router thread): hand catalog and server changes to the web loop."""
+        if isinstance(event, CatalogChanged) and self.wants(event.catalog.tenant):
+            catalog = event.catalog
+            tools = [t.id for t in catalog.tools]
+            data = {"tenant": catalog.tenant, "server": catalog.server, "tools": tools}
+            self.loop.call_soon_threadsafe(self._send, "catalog_changed", None, data)
+        elif isinstance(event, ServerStateChanged) and self.wants(event.status.tenant):
+            self.loop.call_soon_threadsafe(self._send, "server_status", None, event.status.to_json())
+
+    # ------------------------------------------------------------------ frames
+
+    def _send(self, kind: str, frame_id: Any, data: Any) -> None:
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        message: dict[str, Any] = {"type": kind, "data": data}
+        if frame_id is not None:
+            message["id"] = frame_id
+        self.write_message(json.dumps(message, default=str))
+
+    def _error(self, frame_id: Any, code: str, message: str) -> None:
+        self._send("error", frame_id, {"code": code, "message": message})
+
+    def on_message(self, raw: str | bytes) -> None:
+        if len(raw) > MAX_FRAME_BYTES:
+            self._error(None, "payload_too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
+            return
+        try:
+            frame = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._error(None, "bad_request", f"the frame is not JSON: {exc}")
+            return
+        if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
+            self._error(None, "bad_request", 'a frame is a JSON object with a string "type"')
+            return
+        frame_id, kind, data = frame.get("id"), frame["type"], frame.get("data") or {}
+        if kind == "ping":
+            self._send("pong", frame_id, {})
+        else:
+            self.on_frame(frame_id, kind, data)
+
+    def on_frame(self, frame_id: Any, kind: str, data: Any) -> None:
+        """Answer a well-formed frame other than `ping`; by default every type is unknown."""
+        self._error(frame_id, "bad_request", f"unknown frame type {kind!r}")
