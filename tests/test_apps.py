@@ -311,3 +311,22 @@ def test_disconnect_during_a_call_cancels_it(apps_hub, tmp_path: Path) -> None:
     log = tmp_path / "data" / "logs" / "acme" / "s.log"
     assert wait_until(lambda: "sleep cancelled" in log.read_text(), 10)
     assert apps_hub.post("/api/tools/s.echo?tenant=acme", {"text": "fine"}, key=ADMIN).status == 200
+
+
+def test_an_app_opened_with_a_token_gets_its_files_by_a_cookie_that_holds_no_key(apps_hub) -> None:
+    # A browser opens /apps/hello/?token=KEY, then fetches app.js with no key: a signed cookie,
+    # scoped to the app's path, carries the key's id.
+    status, headers, _ = raw_get(apps_hub, f"/apps/hello/?token={ACME}")
+    assert status == 200
+    cookie = headers["set-cookie"]
+    assert "HttpOnly" in cookie and "Path=/apps/hello/" in cookie and "SameSite=Strict" in cookie
+    assert ACME not in cookie
+    value = cookie.split(";", 1)[0]
+    status, _, body = raw_get(apps_hub, "/apps/hello/app.js", {"Cookie": value})
+    assert status == 200 and body == b"console.log('hello');"
+    name, _, signed = value.partition("=")
+    forged = f"{name}={signed[:-4]}{'0000' if not signed.endswith('0000') else '1111'}"
+    assert raw_get(apps_hub, "/apps/hello/app.js", {"Cookie": forged})[0] == 401
+    assert raw_get(apps_hub, "/apps/hello/app.js")[0] == 401
+    # The cookie is no key for the API.
+    assert raw_get(apps_hub, "/api/tenants", {"Cookie": value})[0] == 401

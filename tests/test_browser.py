@@ -4,24 +4,28 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import ROOT
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
 from test_service import start_hub, stop_hub, write_config
 
+KEY = "default-tenant-key-0123"
 
-def test_sql_console_runs_a_query_and_shows_the_rows(tmp_path: Path, browser) -> None:
+
+@pytest.mark.parametrize("keyed", [False, True], ids=["open hub", "keyed hub"])
+def test_sql_console_runs_a_query_and_shows_the_rows(tmp_path: Path, browser, keyed: bool) -> None:
     demo = {"command": "python", "args": ["-m", "hub.demo_sqlite", "--db-path", str(tmp_path / "demo.db")]}
-    config = write_config(
-        tmp_path,
-        {"default": {"servers": {"sqlite-demo": demo}}},
-        gateway={"plugins_dir": str(ROOT / "plugins")},
-    )
+    tenant: dict[str, object] = {"servers": {"sqlite-demo": demo}, **({"api_keys": [KEY]} if keyed else {})}
+    config = write_config(tmp_path, {"default": tenant}, gateway={"plugins_dir": str(ROOT / "plugins")})
     hub = start_hub(config, tmp_path)
     try:
-        assert hub.post("/api/tenants/default/start").body["servers"] == {"sqlite-demo": "running"}
-        browser.get(hub.url + "/apps/sql-console/")
+        started = hub.post("/api/tenants/default/start", key=KEY if keyed else None)
+        assert started.body["servers"] == {"sqlite-demo": "running"}
+        # With keys, the browser opens the page with ?token=; its script and style sheet come
+        # with the app's cookie, the WebSocket with the token in ws_url.
+        browser.get(hub.url + "/apps/sql-console/" + (f"?token={KEY}" if keyed else ""))
         wait = WebDriverWait(browser, 30)
         wait.until(expected_conditions.element_to_be_clickable((By.ID, "run")))
         assert "sqlite-demo.query" in browser.find_element(By.ID, "tools").text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -76,5 +77,6 @@ def make_app(
         websocket_ping_timeout=60,
         websocket_max_message_size=16 * 1024 * 1024,
         compress_response=True,
+        cookie_secret=secrets.token_hex(32),  # per process: app cookies do not outlive the hub
         **settings,
     )

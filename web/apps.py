@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from hub.config import validation_problems
 from hub.errors import BadRequest, HubError, NotFound
@@ -195,6 +196,28 @@ class AppFileHandler(ApiHandler):
 
     route = "/apps/{app_id}/{path}"
     token_in_query = True
+    COOKIE = "mcp_hub_app"
+
+    def authenticate(self) -> Caller:
+        """The key (header or `?token=`), else the app's cookie.
+
+        A browser opens the entry page with `?token=`, then fetches the app's other files with no
+        key: the page's answer sets a signed, HttpOnly, SameSite=Strict cookie scoped to
+        `/apps/{id}/` that names the key's id (never the key), valid while that key is configured.
+        """
+        token = self._bearer()
+        path = f"/apps/{quote(self.path_args[0], safe='')}/"
+        if token is None and not self.keys.open:
+            signed = self.get_signed_cookie(self.COOKIE, max_age_days=1)
+            caller = self.keys.by_key_id(signed.decode()) if signed else None
+            if caller is not None:
+                return caller
+        caller = self.keys.authenticate(token)
+        if token is not None and caller.key_id and self.get_query_argument("token", None):
+            self.set_signed_cookie(
+                self.COOKIE, caller.key_id, expires_days=1, path=path, httponly=True, samesite="Strict"
+            )
+        return caller
 
     def get(self, app_id: str, path: str | None = None) -> None:
         assert self.caller is not None

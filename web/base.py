@@ -81,6 +81,10 @@ class Keys:
                 for k in tenant.api_keys
             ]
 
+    def by_key_id(self, wanted: str) -> Caller | None:
+        """The caller of a configured key, by its id (`None` once the key is gone)."""
+        return next((c for _, c in self._entries if c.key_id == wanted), None)
+
     def authenticate(self, token: str | None) -> Caller:
         """The caller a bearer token acts as.
 
@@ -152,7 +156,15 @@ class ApiHandler(tornado.web.RequestHandler):
             raise PayloadTooLarge(f"the body is larger than {limit} bytes (gateway.max_body_bytes)")
         self.caller = Caller(admin=True) if self.public and self.keys.open else None
         if not self.public:
-            self.caller = self.keys.authenticate(self._bearer())
+            self.caller = self.authenticate()
+
+    def authenticate(self) -> Caller:
+        """Who this request acts as (a hook: some handlers also accept other credentials).
+
+        Raises:
+            Unauthorized: keys are configured and the request carries none that matches.
+        """
+        return self.keys.authenticate(self._bearer())
 
     def _bearer(self) -> str | None:
         """The key this request carries (`?token=` too where `token_in_query`)."""
