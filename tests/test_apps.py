@@ -330,3 +330,31 @@ def test_an_app_opened_with_a_token_gets_its_files_by_a_cookie_that_holds_no_key
     assert raw_get(apps_hub, "/apps/hello/app.js")[0] == 401
     # The cookie is no key for the API.
     assert raw_get(apps_hub, "/api/tenants", {"Cookie": value})[0] == 401
+
+
+def test_a_reload_that_removes_a_key_closes_its_connections(apps_hub, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        tenant_ws = await connect(apps_hub, "hello", "acme")
+        admin_ws = await connect(apps_hub, "hello", "acme", key=ADMIN)
+        write_config(  # the same hub, with acme's key replaced
+            tmp_path,
+            {
+                "acme": {"api_keys": ["acme-new-key-0123456789"], "servers": {"s": server()}},
+                "default": {"servers": {"s": server()}},
+            },
+            auth={"admin_keys": [ADMIN]},
+            gateway={"plugins_dir": str(tmp_path / "plugins")},
+        )
+        assert apps_hub.post("/api/admin/reload", key=ADMIN).status == 200
+        tenant_ws.write_message(json.dumps({"type": "ping", "id": 1}))
+        assert await asyncio.wait_for(tenant_ws.read_message(), 10) is None  # closed, nothing answered
+        assert tenant_ws.close_code == 1008
+        tenant_ws.close()
+        admin_ws.write_message(json.dumps({"type": "ping", "id": 2}))
+        assert (await until(admin_ws, "pong"))["id"] == 2
+        # Events close the connection as well: a removed key hears nothing more.
+        idle = await connect(apps_hub, "hello", "acme", key="acme-new-key-0123456789")
+        await close(idle)
+        await close(admin_ws)
+
+    asyncio.run(scenario())

@@ -77,8 +77,23 @@ class HubSocket(tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         self.hub.board.remove_listener(self._on_event)
 
+    def revoked(self) -> bool:
+        """Whether the key this connection opened with is no longer configured (a reload took it
+        away): the connection then hears nothing more and is closed. Any thread."""
+        caller: Caller | None = getattr(self, "caller", None)
+        if caller is None or caller.key_id is None:
+            return False  # an open hub: no key to revoke
+        return keys_for(self.hub.config).by_key_id(caller.key_id) is None
+
+    def _close_revoked(self) -> None:
+        if self.ws_connection is not None and not self.ws_connection.is_closing():
+            self.close(1008, "the key of this connection is no longer configured")
+
     def _on_event(self, event: Event) -> None:
         """Board listener (router thread): hand catalog and server changes to the web loop."""
+        if self.revoked():
+            self.loop.call_soon_threadsafe(self._close_revoked)
+            return
         if isinstance(event, CatalogChanged) and self.wants(event.catalog.tenant):
             catalog = event.catalog
             tools = [t.id for t in catalog.tools]
@@ -101,6 +116,9 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         self._send("error", frame_id, {"code": code, "message": message})
 
     def on_message(self, raw: str | bytes) -> None:
+        if self.revoked():
+            self._close_revoked()
+            return
         if len(raw) > MAX_FRAME_BYTES:
             self._error(None, "payload_too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
             return
