@@ -352,9 +352,10 @@ def test_a_reload_that_removes_a_key_closes_its_connections(apps_hub, tmp_path: 
         tenant_ws.close()
         admin_ws.write_message(json.dumps({"type": "ping", "id": 2}))
         assert (await until(admin_ws, "pong"))["id"] == 2
-        # Events close the connection as well: a removed key hears nothing more.
-        idle = await connect(apps_hub, "hello", "acme", key="acme-new-key-0123456789")
-        await close(idle)
+        fresh = await connect(apps_hub, "hello", "acme", key="acme-new-key-0123456789")  # the new key works
+        fresh.write_message(json.dumps({"type": "ping", "id": 3}))
+        assert (await until(fresh, "pong"))["id"] == 3
+        await close(fresh)
         await close(admin_ws)
 
     asyncio.run(scenario())
