@@ -721,7 +721,8 @@ class Hub:
         elif status.state is ServerState.STOPPED:
             outcome = NotRunning(f"{where} was stopped while it was starting")
         else:  # backoff or failed after the start: the attempt failed
-            outcome = UpstreamError(f"{where} failed to start: {status.last_error or status.state.value}")
+            reason = (status.last_error or status.state.value).removeprefix("failed to start: ")
+            outcome = UpstreamError(f"{where} failed to start: {reason}")
         self._settle(key, outcome)
 
     def _settle(self, key: tuple[str, str], outcome: ServerStatus | HubError) -> None:
