@@ -137,6 +137,15 @@ class ServerCatalog:
         """Whether it offers nothing at all."""
         return not (self.tools or self.resources or self.resource_templates or self.prompts)
 
+    def same_offer(self, other: ServerCatalog) -> bool:
+        """Whether `other` offers exactly the same (whether cached, and `seq`, aside)."""
+        return (self.tools, self.resources, self.resource_templates, self.prompts) == (
+            other.tools,
+            other.resources,
+            other.resource_templates,
+            other.prompts,
+        )
+
 
 @dataclass(frozen=True)
 class ToolResult:

@@ -246,8 +246,10 @@ class ServerSupervisor:
             if cached != self._cached:  # the last discovery, listed while an on_demand server is stopped
                 self._cache.save(cached)
                 self._cached = cached
+        changed = not catalog.same_offer(self._catalog)
         self._catalog = replace(catalog, seq=next(_SEQ))
-        tell(self._listener, CatalogChanged(self._catalog))
+        if changed:  # (an on_demand server going from cached to live and back changes nothing)
+            tell(self._listener, CatalogChanged(self._catalog))
         self._set(self.status.state, tools=len(catalog.tools), catalog=kind)
 
     # ------------------------------------------------------------------ lifecycle

@@ -17,7 +17,7 @@ from conftest import TEST_SERVER, config_of, marked_pids, process_gone, server, 
 from test_service import start_hub, stop_hub, write_config
 
 from actors.catalog_cache import cache_path
-from actors.models import ServerState, ServerStateChanged, StoppedReason
+from actors.models import CatalogChanged, ServerState, ServerStateChanged, StoppedReason
 from hub.errors import NotFound, QuotaExceeded, UpstreamError
 from hub.runtime import Hub
 
@@ -202,6 +202,10 @@ def test_idle_timeout_stops_it_and_the_next_call_starts_it_again(make_hub) -> No
     second = pid_of(hub, "t", "lazy.pid")
     assert second != first and hub.server("t", "lazy").state is ServerState.RUNNING
     assert cold < 10
+    # Its offer never changed: one catalog event (the first discovery), so MCP clients are not
+    # told `list_changed` at every idle stop and start.
+    changes = [e for e in hub.board.events if isinstance(e, CatalogChanged) and e.catalog.server == "lazy"]
+    assert len(changes) == 1
 
 
 def test_a_server_whose_command_fails_answers_the_first_call_with_the_reason(make_hub, tmp_path) -> None:
