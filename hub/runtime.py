@@ -173,7 +173,7 @@ class Hub:
             if self._router is not None:
                 self._router.actor_ref.stop(timeout=120)
         finally:
-            self._abandon_wakes(lambda key: True, ShuttingDown("the hub is shutting down"))
+            self._abandon_wakes(ShuttingDown("the hub is shutting down"))
             if self._registry is not None:
                 self._registry.close()
             self.audit.close()
@@ -205,7 +205,7 @@ class Hub:
             for name in [t for t in old.tenants if t not in config.tenants]:
                 router.remove_tenant(name).get(timeout=120)
                 summary["tenants"][name] = "removed"
-                self._abandon_wakes(lambda key, t=name: key[0] == t, NotFound(f"no tenant '{name}'"))
+                self._abandon_wakes(NotFound(f"no tenant '{name}'"), tenant=name)
             for name, tenant in config.tenants.items():
                 if name not in old.tenants:
                     router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
@@ -216,10 +216,10 @@ class Hub:
                 router.update_tenant(lease, tuple(tenant.servers)).get(timeout=_ASK_TIMEOUT)
                 summary["tenants"][name] = "updated"
                 summary["servers"][name] = outcome
-                replaced = {s for s, what in outcome.items() if what not in ("added", "unchanged")}
                 self._abandon_wakes(
-                    lambda key, t=name, r=replaced: key[0] == t and key[1] in r,
                     NotRunning("the server was reconfigured while it was starting: try again"),
+                    tenant=name,
+                    servers={s for s, what in outcome.items() if what not in ("added", "unchanged")},
                 )
             if old.gateway != config.gateway:
                 summary["restart_needed"].append("gateway")
@@ -735,10 +735,17 @@ class Hub:
         else:
             pending.future.set_result(outcome)
 
-    def _abandon_wakes(self, which: Callable[[tuple[str, str]], bool], error: HubError) -> None:
-        """Fail the pending starts of the servers `which` selects (stopped, reconfigured, removed)."""
+    def _abandon_wakes(
+        self, error: HubError, tenant: str | None = None, servers: set[str] | None = None
+    ) -> None:
+        """Fail the pending starts of `servers` of `tenant` (None: all of them): the hub stops, or
+        they were removed or reconfigured."""
         with self._wake_lock:
-            keys = [key for key in self._wakes if which(key)]
+            keys = [
+                key
+                for key in self._wakes
+                if (tenant is None or key[0] == tenant) and (servers is None or key[1] in servers)
+            ]
         for key in keys:
             self._settle(key, error)
 
