@@ -21,6 +21,15 @@ class ServerState(enum.StrEnum):
     FAILED = "failed"
 
 
+class StoppedReason(enum.StrEnum):
+    """Why a server is stopped or failed (`ServerStatus.stopped_reason`; None while it runs)."""
+
+    NEVER_USED = "never_used"  # an on_demand server that has not run since the hub started
+    IDLE = "idle"  # an on_demand server stopped after `idle_timeout` without a call
+    STOPPED = "stopped"  # by request: stop, tenant stop, reload, shutdown
+    CRASHED = "crashed"  # it failed after its retries (state `failed`)
+
+
 @dataclass(frozen=True)
 class ServerStatus:
     """A snapshot of one server, as the API shows it."""
@@ -35,6 +44,9 @@ class ServerStatus:
     last_error: str | None = None
     protocol_version: str | None = None
     tools: int = 0
+    lifecycle: str = "always"
+    catalog: str | None = None  # "live" (discovered by this run), "cached" (from disk), None: none
+    stopped_reason: StoppedReason | None = None
     seq: int = 0  # increases with every change of this server's status: orders snapshots
 
     def to_json(self) -> dict[str, Any]:
@@ -50,6 +62,9 @@ class ServerStatus:
             "last_error": self.last_error,
             "protocol_version": self.protocol_version,
             "tools": self.tools,
+            "lifecycle": self.lifecycle,
+            "catalog": self.catalog,
+            "stopped_reason": self.stopped_reason.value if self.stopped_reason else None,
         }
 
 
@@ -102,7 +117,11 @@ class NamedEntry:
 
 @dataclass(frozen=True)
 class ServerCatalog:
-    """Everything one server offers, as last discovered."""
+    """Everything one server offers, as last discovered.
+
+    `cached` is True for the catalog of a stopped on_demand server, read from its cache of the
+    last discovery rather than discovered by a running process.
+    """
 
     tenant: str
     server: str
@@ -110,6 +129,22 @@ class ServerCatalog:
     resources: tuple[NamedEntry, ...] = ()
     resource_templates: tuple[NamedEntry, ...] = ()
     prompts: tuple[NamedEntry, ...] = ()
+    cached: bool = False
+    seq: int = 0  # like `ServerStatus.seq`: a catalog of a replaced server never overrides a newer one
+
+    @property
+    def empty(self) -> bool:
+        """Whether it offers nothing at all."""
+        return not (self.tools or self.resources or self.resource_templates or self.prompts)
+
+    def same_offer(self, other: ServerCatalog) -> bool:
+        """Whether `other` offers exactly the same (whether cached, and `seq`, aside)."""
+        return (self.tools, self.resources, self.resource_templates, self.prompts) == (
+            other.tools,
+            other.resources,
+            other.resource_templates,
+            other.prompts,
+        )
 
 
 @dataclass(frozen=True)

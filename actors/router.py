@@ -6,6 +6,9 @@ date by the events its tenants tell it; it relays every event to its subscribers
 
 Unknown names and names of other tenants are the same `NotFound`: a tenant cannot learn what
 another tenant has.
+
+A stopped on_demand server's catalog (from its cache) resolves like any other; its route says
+`on_demand`, and the caller starts the server before the call (see `Hub`).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class Route:
     endpoint: ServerEndpoint
     gate: CallGate
     call_timeout: float
+    on_demand: bool = False  # the caller starts the server if it is stopped
 
     @property
     def server(self) -> str:
@@ -71,12 +75,17 @@ class RouterActor(pykka.ThreadingActor):
     """
 
     def __init__(
-        self, orchestrator: OrchestratorConfig, registry: ProcessRegistry | None, log_dir: Path
+        self,
+        orchestrator: OrchestratorConfig,
+        registry: ProcessRegistry | None,
+        log_dir: Path,
+        cache_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self._orch = orchestrator
         self._registry = registry
         self._log_dir = log_dir
+        self._cache_dir = cache_dir
         self._tenants: dict[str, pykka.ActorProxy[TenantActor]] = {}
         self._leases: dict[str, TenantLease] = {}
         self._catalogs: dict[tuple[str, str], ServerCatalog] = {}
@@ -94,12 +103,19 @@ class RouterActor(pykka.ThreadingActor):
 
     def add_tenant(self, config: TenantConfig) -> None:
         """Start a tenant actor (its servers stay stopped) and keep its lease."""
-        ref = TenantActor.start(config, self._orch, self.actor_ref, self._registry, self._log_dir)
+        ref = TenantActor.start(
+            config, self._orch, self.actor_ref, self._registry, self._log_dir, self._cache_dir
+        )
         proxy = ref.proxy()
         self._tenants[config.name] = proxy
         self._leases[config.name] = proxy.lease().get(timeout=30)
         for server in config.servers:
             self._statuses[(config.name, server)] = proxy.status(server).get(timeout=30)
+        for server in config.servers:  # on_demand servers' cached catalogs: listed from the start
+            catalog = proxy.listed(server).get(timeout=30)
+            if catalog is not None:
+                self._install(catalog)
+                self._relay(CatalogChanged(catalog))
 
     def remove_tenant(self, name: str) -> None:
         """Stop a tenant, its servers and their processes; forget its catalog."""
@@ -114,15 +130,26 @@ class RouterActor(pykka.ThreadingActor):
             del self._statuses[key]
 
     def update_tenant(self, lease: TenantLease, servers: tuple[str, ...]) -> None:
-        """A tenant was reconfigured: its new lease; forget servers it no longer has."""
+        """A tenant was reconfigured: its new lease; forget servers it no longer has, and take the
+        status of those it added or replaced (newer than anything their predecessors said)."""
         self._leases[lease.tenant] = lease
         for key in [k for k in self._statuses if k[0] == lease.tenant and k[1] not in servers]:
             del self._statuses[key]
             self._drop_catalog(key)
+        tenant = self._tenants[lease.tenant]
         for server in servers:
-            self._statuses.setdefault(
-                (lease.tenant, server), ServerStatus(lease.tenant, server, ServerState.STOPPED)
-            )
+            key = (lease.tenant, server)
+            status = tenant.status(server).get(timeout=30)
+            known = self._statuses.get(key)
+            if known is None or status.seq > known.seq:  # added or replaced: its own catalog, if any
+                self._statuses[key] = status
+                had = key in self._catalogs
+                self._drop_catalog(key)
+                catalog = tenant.listed(server).get(timeout=30)
+                if catalog is not None:
+                    self._install(catalog)
+                if had or catalog is not None:
+                    self._relay(CatalogChanged(catalog or ServerCatalog(lease.tenant, server)))
 
     def tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
         """The tenant's proxy, for lifecycle asks that may block (they must not block the router)."""
@@ -150,19 +177,27 @@ class RouterActor(pykka.ThreadingActor):
         if isinstance(message, CatalogChanged):
             catalog = message.catalog
             key = (catalog.tenant, catalog.server)
-            if key not in self._statuses:
-                return  # a tenant or server that is gone
-            self._drop_catalog(key)
-            self._catalogs[key] = catalog
-            for tool in catalog.tools:
-                self._tools[(catalog.tenant, tool.id)] = tool
-                self._known[(catalog.tenant, tool.id)] = catalog.server
+            known_catalog = self._catalogs.get(key)
+            if key not in self._statuses or (known_catalog is not None and catalog.seq < known_catalog.seq):
+                return  # a tenant or server that is gone, or an older catalog
+            self._install(catalog)
         elif isinstance(message, ServerStateChanged):
             status = message.status
             known = self._statuses.get((status.tenant, status.server))
             if known is None or status.seq < known.seq:
                 return  # a tenant or server that is gone, or an older status
             self._statuses[(status.tenant, status.server)] = status
+        self._relay(message)
+
+    def _install(self, catalog: ServerCatalog) -> None:
+        key = (catalog.tenant, catalog.server)
+        self._drop_catalog(key)
+        self._catalogs[key] = catalog
+        for tool in catalog.tools:
+            self._tools[(catalog.tenant, tool.id)] = tool
+            self._known[(catalog.tenant, tool.id)] = catalog.server
+
+    def _relay(self, message: Any) -> None:
         for subscriber in list(self._subscribers):
             try:
                 alive = tell(subscriber, message)
@@ -197,15 +232,24 @@ class RouterActor(pykka.ThreadingActor):
             lease.endpoints[entry.server],
             lease.gate,
             lease.call_timeouts[entry.server],
+            lease.on_demand[entry.server],
         )
 
-    def server_route(self, tenant: str, server: str) -> tuple[ServerEndpoint, CallGate, float]:
-        """A server's endpoint, its tenant's gate and its call timeout (for resources and prompts)."""
+    def server_route(self, tenant: str, server: str) -> tuple[ServerEndpoint, CallGate, float, bool]:
+        """A server's endpoint, its tenant's gate, its call timeout, and whether it starts on
+        demand (for resources and prompts).
+
+        Raises:
+            NotFound: no such server in the tenant.
+            NotRunning: it is not running, and not an on_demand server.
+        """
         lease = self._leases.get(tenant)
         if lease is None or server not in lease.endpoints:
             raise NotFound(f"no server '{server}' in tenant '{tenant}'")
-        self._require_running(tenant, server)
-        return lease.endpoints[server], lease.gate, lease.call_timeouts[server]
+        on_demand = lease.on_demand[server]
+        if not on_demand:
+            self._require_running(tenant, server)
+        return lease.endpoints[server], lease.gate, lease.call_timeouts[server], on_demand
 
     def _require_running(self, tenant: str, server: str | None) -> None:
         status = self._statuses.get((tenant, server)) if server else None

@@ -8,6 +8,10 @@ through a `ServerEndpoint` (thread-safe), so a slow call never blocks any actor'
 
 Events go up as tells to the `listener` (the tenant): `ServerStateChanged`, `ServerCrashed`,
 `CatalogChanged`.
+
+Every server caches its catalog on disk at each live discovery (`actors.catalog_cache`); an
+on_demand server (`lifecycle: on_demand`) lists that cache while it is stopped, and stops itself
+after `idle_timeout` seconds without a call: a timer on its own loop, re-armed as calls end.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -34,6 +38,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 import hub
+from actors.catalog_cache import CatalogCache, spec_key
 from actors.models import (
     CatalogChanged,
     NamedEntry,
@@ -42,6 +47,7 @@ from actors.models import (
     ServerState,
     ServerStateChanged,
     ServerStatus,
+    StoppedReason,
     ToolEntry,
     ToolResult,
 )
@@ -113,6 +119,20 @@ class ServerSpec:
     tenant_env: SecretMap  # the tenant's credentials; the server's own `env` overrides them
     orchestrator: OrchestratorConfig
     log_path: Path  # the server's stderr log file
+    cache_path: Path | None = None  # its catalog cache file (None: no cache)
+
+
+def initial_status(tenant: str, config: ServerConfig) -> ServerStatus:
+    """The status of a server that has not run yet (newer than any status of a server it replaces)."""
+    return ServerStatus(
+        tenant,
+        config.name,
+        ServerState.STOPPED,
+        transport=config.transport,
+        lifecycle=config.lifecycle,
+        stopped_reason=StoppedReason.NEVER_USED if config.on_demand else None,
+        seq=next(_SEQ),
+    )
 
 
 class ServerEndpoint:
@@ -161,7 +181,7 @@ class ServerSupervisor:
         self._registry = registry
         self.log_path = spec.log_path
         tenant, config = spec.tenant, spec.config
-        self.status = ServerStatus(tenant, config.name, ServerState.STOPPED, transport=config.transport)
+        self.status = initial_status(tenant, config)
         self._client: Client | None = None
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -173,6 +193,26 @@ class ServerSupervisor:
         self._refreshing: asyncio.Task[None] | None = None
         self._dirty = False
         self._catalog = ServerCatalog(tenant, config.name)
+        self._crash_reason: str | None = None
+        self._stop_reason = StoppedReason.STOPPED
+        # The cache file (every server writes it, so a switch to on_demand keeps the catalog), the
+        # last live catalog as cached, and the idle timer (on_demand only).
+        self._cache = (
+            CatalogCache(spec.cache_path, tenant, config.name, spec_key(config, spec.tenant_env))
+            if spec.cache_path is not None
+            else None
+        )
+        self._lists_cached = config.on_demand and config.enabled  # a disabled server lists nothing
+        self._cached: ServerCatalog | None = None  # (with seq 0: compared by content)
+        if self._cache is not None and self._lists_cached:
+            # Read here, on the tenant's thread, so the tenant has it before anyone can ask.
+            self._cached = self._cache.load()
+            if self._cached is not None:
+                self._catalog = replace(self._cached, seq=next(_SEQ))
+                self.status = replace(self.status, catalog="cached", tools=len(self._cached.tools))
+        self._idle_handle: asyncio.TimerHandle | None = None
+        self._idle_stop: asyncio.Task[None] | None = None
+        self._last_used = 0.0
 
     # ------------------------------------------------------------------ state
 
@@ -181,6 +221,12 @@ class ServerSupervisor:
         fields = {**old.__dict__, "state": state, **changes}
         if state in (ServerState.STOPPED, ServerState.FAILED, ServerState.BACKOFF):
             fields.update(pid=None, started_at=None, protocol_version=None)
+            if fields["catalog"] == "live":
+                fields["catalog"] = None
+        if state is ServerState.FAILED:
+            fields["stopped_reason"] = StoppedReason.CRASHED
+        elif state is not ServerState.STOPPED:
+            fields["stopped_reason"] = None
         new = ServerStatus(**fields)
         if new != old:
             # One counter for the whole process: a replaced server's statuses stay ordered too.
@@ -188,10 +234,23 @@ class ServerSupervisor:
             self.status = new
             tell(self._listener, ServerStateChanged(new))
 
-    def _publish_catalog(self, catalog: ServerCatalog) -> None:
-        self._catalog = catalog
-        tell(self._listener, CatalogChanged(catalog))
-        self._set(self.status.state, tools=len(catalog.tools))
+    @property
+    def catalog(self) -> ServerCatalog:
+        """The catalog last published (any thread may read it: it is replaced, never mutated)."""
+        return self._catalog
+
+    def _publish_catalog(self, catalog: ServerCatalog, kind: str | None) -> None:
+        """Tell the tenant the catalog; `kind` is what the status shows: live, cached or None."""
+        if kind == "live" and self._cache is not None:
+            cached = replace(catalog, cached=True, seq=0)
+            if cached != self._cached:  # the last discovery, listed while an on_demand server is stopped
+                self._cache.save(cached)
+                self._cached = cached
+        changed = not catalog.same_offer(self._catalog)
+        self._catalog = replace(catalog, seq=next(_SEQ))
+        if changed:  # (an on_demand server going from cached to live and back changes nothing)
+            tell(self._listener, CatalogChanged(self._catalog))
+        self._set(self.status.state, tools=len(catalog.tools), catalog=kind)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,21 +259,46 @@ class ServerSupervisor:
         if self._task is not None and not self._task.done():
             return
         self._stop = asyncio.Event()
+        self._stop_reason = StoppedReason.STOPPED
+        self._crash_reason = None
         self._set(ServerState.STARTING, last_error=None, restarts=0)
         self._task = asyncio.get_running_loop().create_task(
             self._supervise(), name=f"supervise-{self.config.name}"
         )
 
-    async def stop(self) -> None:
-        """Stop the server (calls in flight fail with an upstream error) and wait until it is down."""
+    async def wake(self) -> ServerStatus:
+        """Start, first letting a stop in progress (an idle stop) finish; the status afterwards."""
+        task = self._task
+        if task is not None and not task.done() and self._stop.is_set():
+            await asyncio.wait({task})
+        self.start()
+        return self.status
+
+    async def stop(self, reason: StoppedReason = StoppedReason.STOPPED, retire: bool = False) -> None:
+        """Stop the server (calls in flight fail with an upstream error) and wait until it is down.
+
+        `retire`: the server is being removed or replaced, so its cached catalog is withdrawn too.
+        """
+        if retire:
+            self._lists_cached = False
+        task = self._task
+        if task is None and self.status.state is ServerState.STOPPED:
+            if retire and not self._catalog.empty:
+                self._publish_catalog(ServerCatalog(self.tenant, self.config.name), None)
+            return  # never started (keeps `never_used`), or already stopped
+        self._stop_reason = reason
         self._stop.set()
-        if self._task is not None:
+        self._cancel_idle()
+        if task is not None:
             if self.status.state is ServerState.STARTING:
-                self._task.cancel()  # do not wait out startup_timeout to stop a server still starting
+                task.cancel()  # do not wait out startup_timeout to stop a server still starting
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._task = None
-        self._set(ServerState.STOPPED)
+                await task
+        if self._task is task:  # else a wake started a new run meanwhile: that one stands
+            self._task = None
+            self._set(ServerState.STOPPED, stopped_reason=reason)
+        if retire and not self._catalog.empty:
+            self._publish_catalog(ServerCatalog(self.tenant, self.config.name), None)
 
     async def _supervise(self) -> None:
         """Connect, run until a crash or a stop, and restart with backoff until `max_retries`."""
@@ -252,11 +336,15 @@ class ServerSupervisor:
             log.exception("supervisor of %s/%s failed", self.tenant, self.config.name)
             self._set(ServerState.FAILED, last_error=f"internal error: {_describe(exc)}")
             return
-        self._set(ServerState.STOPPED)
+        self._set(ServerState.STOPPED, stopped_reason=self._stop_reason)
 
     async def _backoff(self, seconds: float) -> None:
         """Tenacity's sleep: wait in state `backoff`, or leave at once when a stop is requested."""
-        self._set(ServerState.BACKOFF, restarts=self.status.restarts + 1)
+        self._set(
+            ServerState.BACKOFF,
+            restarts=self.status.restarts + 1,
+            last_error=self._crash_reason or self.status.last_error,
+        )
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), seconds)
         if self._stop.is_set():
@@ -285,10 +373,15 @@ class ServerSupervisor:
                 reason = _describe(exc)
         finally:
             self._client = None
-            if self._catalog.tools or self._catalog.resources or self._catalog.prompts:
-                self._publish_catalog(ServerCatalog(self.tenant, self.config.name))
+            self._cancel_idle()
+            if self._lists_cached and self._cached is not None:
+                if not self._catalog.cached:
+                    self._publish_catalog(self._cached, "cached")
+            elif not self._catalog.empty:
+                self._publish_catalog(ServerCatalog(self.tenant, self.config.name), None)
         if reason is None:
             return False
+        self._crash_reason = reason
         stable = time.monotonic() - began >= max(self._orch.backoff_max, 10.0)
         tell(self._listener, ServerCrashed(self.tenant, self.config.name, reason, self.status.restarts))
         log.warning("%s/%s crashed: %s", self.tenant, self.config.name, reason)
@@ -311,13 +404,15 @@ class ServerSupervisor:
             await self._await_exit()
             return f"failed to start: {self._lost_reason or _describe(exc)}"
         # Catalog first: whoever sees `running` can already resolve the server's tools.
-        self._publish_catalog(catalog)
+        self._publish_catalog(catalog, "live")
         self._set(
             ServerState.RUNNING,
             started_at=time.time(),
             protocol_version=client.protocol_version,
             last_error=None,
         )
+        self._last_used = asyncio.get_running_loop().time()
+        self._arm_idle(self.config.idle_seconds)
         log.info(
             "%s/%s running (pid %s, %d tools)",
             self.tenant,
@@ -525,7 +620,43 @@ class ServerSupervisor:
                 )
                 return
             if self._client is client:
-                self._publish_catalog(catalog)
+                self._publish_catalog(catalog, "live")
+
+    # ------------------------------------------------------------------ idle stop (on_demand)
+
+    def _arm_idle(self, delay: float) -> None:
+        """Check for idleness in `delay` seconds (an on_demand server that runs, with an idle_timeout)."""
+        if not self.config.on_demand or self.config.idle_seconds <= 0:
+            return
+        if self.status.state is not ServerState.RUNNING or self._stop.is_set():
+            return
+        self._idle_handle = asyncio.get_running_loop().call_later(delay, self._idle_check)
+
+    def _cancel_idle(self) -> None:
+        if self._idle_handle is not None:
+            self._idle_handle.cancel()
+            self._idle_handle = None
+
+    def _touch(self) -> None:
+        """A call ended: restart the idle clock (the timer re-arms itself for the time left)."""
+        self._last_used = asyncio.get_running_loop().time()
+        if self._idle_handle is None:
+            self._arm_idle(self.config.idle_seconds)
+
+    def _idle_check(self) -> None:
+        """The idle timer fired (on this loop): stop the server if no call came for idle_timeout."""
+        self._idle_handle = None
+        if self._inflight or self.status.state is not ServerState.RUNNING or self._stop.is_set():
+            return  # a call in flight re-arms the timer when it ends
+        loop = asyncio.get_running_loop()
+        idle = loop.time() - self._last_used
+        if idle < self.config.idle_seconds:
+            self._arm_idle(self.config.idle_seconds - idle)
+            return
+        log.info(
+            "%s/%s: no call for %g s (idle_timeout): stopping", self.tenant, self.config.name, round(idle, 3)
+        )
+        self._idle_stop = loop.create_task(self.stop(StoppedReason.IDLE), name=f"idle-{self.config.name}")
 
     # ------------------------------------------------------------------ calls
 
@@ -536,6 +667,8 @@ class ServerSupervisor:
         client = self._client
         if client is None or self.status.state is not ServerState.RUNNING:
             raise NotRunning(f"server '{self.config.name}' is {self.status.state.value}")
+        if self._stop.is_set():
+            raise NotRunning(f"server '{self.config.name}' is stopping")
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
@@ -578,6 +711,7 @@ class ServerSupervisor:
             self._inflight.discard(task)
             self._aborted.discard(task)
             self._requesters.pop(task, None)
+            self._touch()
 
     async def call_tool(
         self, name: str, arguments: dict[str, Any], requester: Requester | None = None
@@ -709,17 +843,17 @@ class ServerActor(pykka.ThreadingActor):
         return self.endpoint
 
     def launch(self) -> ServerStatus:
-        """Begin supervising (returns at once; watch `ServerStateChanged` for `running`)."""
+        """Begin supervising (returns at once, or once a stop in progress is done; watch
+        `ServerStateChanged` for `running`). Idempotent: a running server is left alone."""
+        return self._on_loop(self.supervisor.wake(), _STOP_TIMEOUT + self.supervisor._orch.shutdown_grace)
 
-        async def go() -> None:
-            self.supervisor.start()
+    def halt(self, retire: bool = False) -> ServerStatus:
+        """Stop the server and wait until its process is gone.
 
-        self._on_loop(go(), 5)
-        return self.supervisor.status
-
-    def halt(self) -> ServerStatus:
-        """Stop the server and wait until its process is gone."""
-        self._on_loop(self.supervisor.stop(), _STOP_TIMEOUT + self.supervisor._orch.shutdown_grace)
+        `retire`: it is being removed or replaced (a reload), so its cached catalog is withdrawn.
+        """
+        stop = self.supervisor.stop(retire=retire)
+        self._on_loop(stop, _STOP_TIMEOUT + self.supervisor._orch.shutdown_grace)
         return self.supervisor.status
 
     def relaunch(self) -> ServerStatus:
@@ -730,3 +864,7 @@ class ServerActor(pykka.ThreadingActor):
     def status(self) -> ServerStatus:
         """The latest status snapshot."""
         return self.supervisor.status
+
+    def catalog(self) -> ServerCatalog:
+        """The catalog last published (an on_demand server's cached one from the start)."""
+        return self.supervisor.catalog

@@ -4,6 +4,9 @@ Quotas: `max_servers` (servers started at once) is checked when a server starts;
 the catalog the router sees (tools past the quota, in configuration order, are left out and
 logged); `max_concurrent_calls` and `max_calls_per_minute` are enforced per call by the tenant's
 `CallGate`, which routes carry, so a call never waits in the tenant's inbox.
+
+Servers with `lifecycle: on_demand` are not started with their tenant; the hub's call path asks
+`wake_server` when a call finds one stopped.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from typing import Any
 
 import pykka
 
+from actors.catalog_cache import cache_path
 from actors.models import CatalogChanged, ServerCatalog, ServerState, ServerStateChanged, ServerStatus
 from actors.reaper import ProcessRegistry
 from actors.server import Listener, ServerActor, ServerEndpoint, ServerSpec, tell
 from hub.config import OrchestratorConfig, Quotas, TenantConfig
-from hub.errors import NotFound, QuotaExceeded
+from hub.errors import NotFound, NotRunning, QuotaExceeded
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +109,7 @@ class TenantLease:
     gate: CallGate
     endpoints: Mapping[str, ServerEndpoint]
     call_timeouts: Mapping[str, float]
+    on_demand: Mapping[str, bool]  # started by a call when stopped (on_demand and enabled)
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,7 @@ class TenantActor(pykka.ThreadingActor):
         listener: Listener,
         registry: ProcessRegistry | None,
         log_dir: Path,
+        cache_dir: Path | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -158,6 +164,7 @@ class TenantActor(pykka.ThreadingActor):
         self._listener = listener
         self._registry = registry
         self._log_dir = log_dir
+        self._cache_dir = cache_dir
         self._gate = CallGate(config.quotas)
         self._servers: dict[str, pykka.ActorProxy[ServerActor]] = {}
         self._statuses: dict[str, ServerStatus] = {}
@@ -171,15 +178,18 @@ class TenantActor(pykka.ThreadingActor):
     def _add_server(self, name: str) -> None:
         server = self.config.servers[name]
         log_path = self._log_dir / self.config.name / f"{name}.log"
-        spec = ServerSpec(self.config.name, server, self.config.env, self._orch, log_path)
-        self._servers[name] = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
-        self._statuses[name] = ServerStatus(
-            self.config.name, name, ServerState.STOPPED, transport=server.transport
-        )
+        cached = cache_path(self._cache_dir, self.config.name, name) if self._cache_dir else None
+        spec = ServerSpec(self.config.name, server, self.config.env, self._orch, log_path, cached)
+        proxy = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
+        self._servers[name] = proxy
+        self._statuses[name] = proxy.status().get(timeout=_ASK_TIMEOUT)
+        catalog = proxy.catalog().get(timeout=_ASK_TIMEOUT)  # an on_demand server's cached catalog
+        if not catalog.empty:
+            self._within_tool_quota(catalog)
 
     def _remove_server(self, name: str) -> None:
         proxy = self._servers.pop(name)
-        proxy.halt().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+        proxy.halt(retire=True).get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
         proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
         self._statuses.pop(name, None)
         self._catalogs.pop(name, None)
@@ -192,7 +202,8 @@ class TenantActor(pykka.ThreadingActor):
 
         Servers removed are stopped; servers whose configuration (or the tenant's env) changed are
         replaced by a new process; unchanged ones keep their process and calls in flight; new ones
-        are started if the tenant's servers run or `auto_start`. Quotas apply at once.
+        are started if the tenant's servers run or `auto_start`. Quotas apply at once. An
+        on_demand server (new or changed) is left for its next call to start.
 
         Returns:
             The new lease, and per server what happened: added, removed, restarted, unchanged.
@@ -209,7 +220,9 @@ class TenantActor(pykka.ThreadingActor):
             for n in config.servers
             if n in old.servers and (env_changed or old.servers[n] != config.servers[n])
         ]
-        restart = {n for n in changed if self._statuses[n].state in _ACTIVE}
+        restart = {
+            n for n in changed if self._statuses[n].state in _ACTIVE and not config.servers[n].on_demand
+        }
         for name in changed:
             self._remove_server(name)
         self.config = config
@@ -225,7 +238,8 @@ class TenantActor(pykka.ThreadingActor):
             elif name not in old.servers:
                 self._add_server(name)
                 outcome[name] = "added"
-                if (was_running or auto_start) and config.servers[name].enabled:
+                added = config.servers[name]
+                if (was_running or auto_start) and added.enabled and not added.on_demand:
                     self.start_server(name)
             else:
                 outcome[name] = "unchanged"
@@ -252,6 +266,9 @@ class TenantActor(pykka.ThreadingActor):
                 return  # older than what is known (a replaced server's last status)
             self._statuses[server] = message.status
         elif isinstance(message, CatalogChanged):
+            known = self._catalogs.get(server)
+            if known is not None and message.catalog.seq < known.seq:
+                return  # older than what is known (a replaced server's last catalog)
             message = CatalogChanged(self._within_tool_quota(message.catalog))
         tell(self._listener, message)
 
@@ -284,10 +301,24 @@ class TenantActor(pykka.ThreadingActor):
         endpoints = {
             name: proxy.get_endpoint().get(timeout=_ASK_TIMEOUT) for name, proxy in self._servers.items()
         }
-        timeouts = {name: s.call_timeout for name, s in self.config.servers.items()}
+        servers = self.config.servers
+        timeouts = {name: s.call_timeout for name, s in servers.items()}
+        on_demand = {name: s.on_demand and s.enabled for name, s in servers.items()}
         return TenantLease(
-            self.config.name, self._gate, MappingProxyType(endpoints), MappingProxyType(timeouts)
+            self.config.name,
+            self._gate,
+            MappingProxyType(endpoints),
+            MappingProxyType(timeouts),
+            MappingProxyType(on_demand),
         )
+
+    def listed(self, server: str) -> ServerCatalog | None:
+        """The server's catalog as the router should list it (within `max_tools`), if any."""
+        catalog = self._catalogs.get(server)
+        if catalog is None or catalog.empty:
+            return None
+        hidden = self._hidden.get(server, 0)
+        return replace(catalog, tools=catalog.tools[: len(catalog.tools) - hidden]) if hidden else catalog
 
     def _proxy(self, server: str) -> pykka.ActorProxy[ServerActor]:
         if server not in self._servers:
@@ -303,25 +334,51 @@ class TenantActor(pykka.ThreadingActor):
         """
         proxy = self._proxy(server)
         status = self._statuses[server]
-        if status.state in _ACTIVE:
-            return status
+        if status.state in _ACTIVE and not self.config.servers[server].on_demand:
+            return status  # (an on_demand server may be stopping for idleness: ask it)
+        self._check_max_servers(server)
+        status = proxy.launch().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+        if status.seq >= self._statuses[server].seq:
+            self._statuses[server] = status
+        return status
+
+    def _check_max_servers(self, server: str) -> None:
         limit = self.config.quotas.max_servers
-        active = sum(1 for s in self._statuses.values() if s.state in _ACTIVE)
+        active = sum(1 for name, s in self._statuses.items() if s.state in _ACTIVE and name != server)
         if limit is not None and active >= limit:
             raise QuotaExceeded(
                 f"tenant '{self.config.name}' already runs {active} servers (max_servers {limit})",
                 retry_after=60.0,
             )
-        status = proxy.launch().get(timeout=_ASK_TIMEOUT)
-        self._statuses[server] = status
-        return status
+
+    def wake_server(self, server: str) -> ServerStatus:
+        """Start an on_demand server for a call that found it stopped (idempotent).
+
+        The server is asked even when its last known state is active: the caller saw it stopped,
+        and the server knows best (it may be stopping for idleness, which the launch waits out).
+        Returns at once; the caller waits for `running` on the events.
+
+        Raises:
+            NotFound: no such server.
+            NotRunning: it is not an enabled on_demand server.
+            QuotaExceeded: `max_servers` servers already run.
+        """
+        self._proxy(server)
+        config = self.config.servers[server]
+        if not (config.on_demand and config.enabled):
+            raise NotRunning(f"server '{server}' of tenant '{self.config.name}' is not running")
+        return self.start_server(server)
 
     def start_servers(self) -> dict[str, ServerStatus | str]:
-        """Start every enabled server; per server, its status, or why it was not started."""
+        """Start every enabled server that is not on_demand; per server, its status, or why it was
+        not started (`disabled`, `on_demand`, `quota_exceeded: ...`)."""
         outcome: dict[str, ServerStatus | str] = {}
         for name, config in self.config.servers.items():
             if not config.enabled:
                 outcome[name] = "disabled"
+                continue
+            if config.on_demand:
+                outcome[name] = "on_demand"
                 continue
             try:
                 outcome[name] = self.start_server(name)

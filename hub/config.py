@@ -39,6 +39,7 @@ CONFIG_ENV_VAR = "MCP_HUB_CONFIG"
 _SECRET_KEYS = frozenset({"env", "headers", "api_keys", "admin_keys"})
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+DEFAULT_IDLE_TIMEOUT = 300.0  # seconds an on_demand server may sit without a call before it is stopped
 
 
 # --------------------------------------------------------------------------- secrets
@@ -157,6 +158,18 @@ class ServerConfig:
     tools: ToolFilter = field(default_factory=ToolFilter)
     call_timeout: float = 60.0
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    lifecycle: str = "always"  # "always" or "on_demand"
+    idle_timeout: float | None = None  # None: not configured (`idle_seconds` applies the default)
+
+    @property
+    def on_demand(self) -> bool:
+        """Whether the server is started by its first call rather than with its tenant."""
+        return self.lifecycle == "on_demand"
+
+    @property
+    def idle_seconds(self) -> float:
+        """Seconds without a call after which an on_demand server is stopped (0: never)."""
+        return DEFAULT_IDLE_TIMEOUT if self.idle_timeout is None else self.idle_timeout
 
 
 @dataclass(frozen=True)
@@ -250,16 +263,25 @@ class HubConfig:
                 "configured: `serve` refuses to expose an open hub (set auth.admin_keys or tenant "
                 "api_keys, or use --host 127.0.0.1)"
             )
+        for tenant in self.tenants.values():
+            for server in tenant.servers.values():
+                if server.idle_timeout is not None and not server.on_demand:
+                    out.append(
+                        f"tenants.{tenant.name}.servers.{server.name}.idle_timeout: has no effect "
+                        "unless lifecycle is 'on_demand'"
+                    )
         return out
 
     def summary(self) -> str:
         """One line: counts of tenants, servers, enabled servers and the auth mode."""
         servers = [s for t in self.tenants.values() for s in t.servers.values()]
         enabled = sum(1 for s in servers if s.enabled)
+        on_demand = sum(1 for s in servers if s.on_demand)
+        lazy = f", {on_demand} on demand" if on_demand else ""
         auth = "keys" if self.has_keys else "open (no keys)"
         return (
             f"{_plural(len(self.tenants), 'tenant')}, {_plural(len(servers), 'server')} "
-            f"({enabled} enabled), auth: {auth}"
+            f"({enabled} enabled{lazy}), auth: {auth}"
         )
 
 
@@ -550,6 +572,7 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
                 ),
                 metadata=MappingProxyType(dict(s.get("metadata", {}))),
                 call_timeout=float(s.get("call_timeout", ServerConfig.call_timeout)),
+                idle_timeout=float(s["idle_timeout"]) if "idle_timeout" in s else None,
                 cwd=_absolute(base, s.get("cwd")),
             )
             servers[name] = ServerConfig(**plain)

@@ -6,9 +6,11 @@ Updated from the call path (any thread; prometheus-client is thread-safe), from 
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from actors.models import Event, ServerCrashed, ServerState, ServerStateChanged
+from actors.models import Event, ServerCrashed, ServerState, ServerStateChanged, ServerStatus
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -52,6 +54,20 @@ class HubMetrics:
             ["method", "route", "status"],
             registry=self.registry,
         )
+        self.on_demand = Gauge(
+            "mcp_hub_on_demand_servers",
+            "on_demand servers by state, and why the stopped ones are stopped.",
+            ["tenant", "state", "stopped_reason"],
+            registry=self.registry,
+        )
+        self.on_demand_starts = Counter(
+            "mcp_hub_on_demand_starts",
+            "Starts of on_demand servers caused by a call that found them stopped.",
+            ["tenant", "server"],
+            registry=self.registry,
+        )
+        self._lock = threading.Lock()
+        self._on_demand: dict[tuple[str, str], ServerStatus] = {}  # the last status counted, per server
 
     def on_event(self, event: Event) -> None:
         """Board listener (router thread): server states and crashes."""
@@ -61,9 +77,28 @@ class HubMetrics:
                 self.state.labels(status.tenant, status.server, state.value).set(
                     1 if state is status.state else 0
                 )
+            self.count_on_demand(status)
         elif isinstance(event, ServerCrashed):
             self.restarts.labels(event.tenant, event.server).inc()
+
+    def count_on_demand(self, status: ServerStatus) -> None:
+        """Count an on_demand server in `mcp_hub_on_demand_servers` (any thread; newest status wins)."""
+        key = (status.tenant, status.server)
+        with self._lock:
+            old = self._on_demand.get(key)
+            if old is not None:
+                if old.seq >= status.seq:
+                    return
+                del self._on_demand[key]
+                self.on_demand.labels(old.tenant, old.state.value, _reason(old)).dec()
+            if status.lifecycle == "on_demand":  # (a reload may have made it `always`)
+                self._on_demand[key] = status
+                self.on_demand.labels(status.tenant, status.state.value, _reason(status)).inc()
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
         return generate_latest(self.registry)
+
+
+def _reason(status: ServerStatus) -> str:
+    return status.stopped_reason.value if status.stopped_reason else ""

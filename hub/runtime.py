@@ -12,12 +12,19 @@ with Hub(load_config("config/hub.yaml")) as hub:
 ```
 
 Every method is called from the user's thread (any thread); they ask the actors with timeouts.
+
+On demand servers: a call (tool, resource, prompt) that finds its on_demand server stopped asks
+the tenant to start it and waits, on the caller's thread or loop, for the server's `running`
+status on the `EventBoard`. Concurrent first calls share one start (one `concurrent.futures`
+future per server); a start that fails answers them all with its reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import copy
 import logging
 import threading
 import time
@@ -46,13 +53,14 @@ from actors.server import Requester
 from actors.tenant import TenantActor, TenantInfo
 from hub.audit import AuditLog
 from hub.config import HubConfig, dotted_path, load_config
-from hub.errors import BadRequest, CallTimeout, HubError, NotFound, ShuttingDown
+from hub.errors import BadRequest, CallTimeout, HubError, NotFound, NotRunning, ShuttingDown, UpstreamError
 from hub.metrics import HubMetrics
 
 log = logging.getLogger(__name__)
 
 _ASK_TIMEOUT = 30.0
 _SETTLED = (ServerState.RUNNING, ServerState.FAILED, ServerState.STOPPED)
+_WAKE_MARGIN = 5.0  # beyond startup_timeout, for spawning and the events to arrive
 
 
 class EventBoard:
@@ -126,8 +134,12 @@ class Hub:
         self._calls_in_flight = 0
         self.metrics = HubMetrics()
         self.audit = AuditLog(config.audit)
+        # Starts of on_demand servers that calls wait for, by (tenant, server).
+        self._wakes: dict[tuple[str, str], _Waking] = {}
+        self._wake_lock = threading.Lock()
         self.board.add_listener(self._forget_routes)
         self.board.add_listener(self.metrics.on_event)
+        self.board.add_listener(self._on_status)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -135,10 +147,14 @@ class Hub:
         """Start the watchdog, the router and every tenant; start servers if `auto_start`."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._registry = ProcessRegistry()
-        self._router = RouterActor.start(self.config.orchestrator, self._registry, self.log_dir).proxy()
+        self._router = RouterActor.start(
+            self.config.orchestrator, self._registry, self.log_dir, self.cache_dir
+        ).proxy()
         self._router.subscribe(self.board).get(timeout=_ASK_TIMEOUT)
         for tenant in self.config.tenants.values():
             self._router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
+        for status in self.servers():
+            self.metrics.count_on_demand(status)  # never-used ones have told no event yet
         self.started_at = time.time()
         if self.config.orchestrator.auto_start:
             for name in self.config.tenants:
@@ -157,6 +173,7 @@ class Hub:
             if self._router is not None:
                 self._router.actor_ref.stop(timeout=120)
         finally:
+            self._abandon_wakes(ShuttingDown("the hub is shutting down"))
             if self._registry is not None:
                 self._registry.close()
             self.audit.close()
@@ -188,6 +205,7 @@ class Hub:
             for name in [t for t in old.tenants if t not in config.tenants]:
                 router.remove_tenant(name).get(timeout=120)
                 summary["tenants"][name] = "removed"
+                self._abandon_wakes(NotFound(f"no tenant '{name}'"), tenant=name)
             for name, tenant in config.tenants.items():
                 if name not in old.tenants:
                     router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
@@ -198,6 +216,11 @@ class Hub:
                 router.update_tenant(lease, tuple(tenant.servers)).get(timeout=_ASK_TIMEOUT)
                 summary["tenants"][name] = "updated"
                 summary["servers"][name] = outcome
+                self._abandon_wakes(
+                    NotRunning("the server was reconfigured while it was starting: try again"),
+                    tenant=name,
+                    servers={s for s, what in outcome.items() if what not in ("added", "unchanged")},
+                )
             if old.gateway != config.gateway:
                 summary["restart_needed"].append("gateway")
             if old.orchestrator != config.orchestrator:
@@ -232,6 +255,12 @@ class Hub:
     def log_dir(self) -> Path:
         """Where each server's stderr log lives: `<data_dir>/logs/<tenant>/<server>.log`."""
         return self.data_dir / "logs"
+
+    @property
+    def cache_dir(self) -> Path:
+        """Where servers' catalogs are cached (an on_demand one lists its own while it is stopped):
+        `<data_dir>/catalogs/<tenant>/<server>.json`."""
+        return self.data_dir / "catalogs"
 
     @property
     def router(self) -> pykka.ActorProxy[RouterActor]:
@@ -376,14 +405,27 @@ class Hub:
         return self._server_request(tenant, server, lambda e: e.get_prompt(name, dict(arguments)))
 
     def _server_request(self, tenant: str, server: str, submit: Callable[[Any], Any]) -> dict[str, Any]:
-        endpoint, gate, timeout = self.router.server_route(tenant, server).get(timeout=_ASK_TIMEOUT)
+        route = self.router.server_route(tenant, server).get(timeout=_ASK_TIMEOUT)
+        endpoint, gate, timeout, on_demand = route
         with self._in_flight(), gate.admit(tenant):
-            future = submit(endpoint)
+            if on_demand and not self._running(tenant, server):
+                self._wake(tenant, server)
+
+            def once() -> dict[str, Any]:
+                future = submit(endpoint)
+                try:
+                    return future.result(timeout=timeout + 5)
+                except TimeoutError:
+                    future.cancel()
+                    raise CallTimeout(f"server '{server}' did not answer in time") from None
+
             try:
-                return future.result(timeout=timeout + 5)
-            except TimeoutError:
-                future.cancel()
-                raise CallTimeout(f"server '{server}' did not answer in time") from None
+                return once()
+            except NotRunning:
+                if not on_demand:
+                    raise
+                self._wake(tenant, server)  # it stopped for idleness just before the request: once more
+                return once()
 
     def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
         """The last `tail` lines of a server's stderr log (its rotated file included if needed)."""
@@ -497,16 +539,28 @@ class Hub:
             self.audit.record(tenant, key, tool_id, 0.0, exc.code, arguments)
             raise
         with self._call(prepared, arguments, key) as call:
-            future = prepared.route.call_tool(arguments)
+            route = prepared.route
+            if route.on_demand and not self._running(route.tenant, route.server):
+                self._wake(route.tenant, route.server)
             try:
-                # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
-                result = future.result(timeout=prepared.route.call_timeout + 5)
-            except TimeoutError:
-                future.cancel()
-                raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+                result = self._call_once(route, arguments, tool_id)
+            except NotRunning:
+                if not route.on_demand:
+                    raise
+                self._wake(route.tenant, route.server)  # it stopped for idleness just before the call
+                result = self._call_once(route, arguments, tool_id)
             if result.is_error:
                 call["outcome"] = "tool_error"
             return result
+
+    def _call_once(self, route: Route, arguments: dict[str, Any], tool_id: str) -> ToolResult:
+        future = route.call_tool(arguments)
+        try:
+            # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
+            return future.result(timeout=route.call_timeout + 5)
+        except TimeoutError:
+            future.cancel()
+            raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
 
     async def call_tool_async(
         self,
@@ -535,14 +589,176 @@ class Hub:
                 self.audit.record(tenant, key, tool_id, 0.0, exc.code, arguments)
                 raise
         with self._call(prepared, arguments, key) as call:
-            future = prepared.route.call_tool(arguments, requester)
+            route = prepared.route
+            if route.on_demand and not self._running(route.tenant, route.server):
+                await self._wake_async(route.tenant, route.server)
             try:
-                result = await asyncio.wait_for(asyncio.wrap_future(future), prepared.route.call_timeout + 5)
-            except TimeoutError:
-                raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+                result = await self._call_once_async(route, arguments, requester, tool_id)
+            except NotRunning:
+                if not route.on_demand:
+                    raise
+                await self._wake_async(route.tenant, route.server)  # it stopped for idleness meanwhile
+                result = await self._call_once_async(route, arguments, requester, tool_id)
             if result.is_error:
                 call["outcome"] = "tool_error"
             return result
+
+    async def _call_once_async(
+        self, route: Route, arguments: dict[str, Any], requester: Requester | None, tool_id: str
+    ) -> ToolResult:
+        future = route.call_tool(arguments, requester)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), route.call_timeout + 5)
+        except TimeoutError:
+            raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+
+    # ------------------------------------------------------------------ on_demand servers
+
+    def _running(self, tenant: str, server: str) -> bool:
+        """Whether the latest status told of the server is `running` (any thread, never blocks)."""
+        status = self.board.status(tenant, server)
+        return status is not None and status.state is ServerState.RUNNING
+
+    def _wake(self, tenant: str, server: str) -> None:
+        """Start an on_demand server for a call and wait until it runs (caller's thread, not a loop's).
+
+        Raises:
+            UpstreamError: it failed to start (the message says why).
+            NotRunning: it is restarting after a crash, or was stopped or reconfigured meanwhile.
+            QuotaExceeded: the tenant's `max_servers` servers already run.
+            CallTimeout: it did not start within `startup_timeout` (plus a margin).
+        """
+        future, first = self._pending_wake(tenant, server)
+        if first:
+            self._ask_wake(tenant, server)
+        timeout = self.config.orchestrator.startup_timeout + _WAKE_MARGIN
+        try:
+            future.result(timeout=timeout)
+        except TimeoutError:
+            raise CallTimeout(f"server '{server}' did not start within {timeout:g} s") from None
+        except HubError as exc:
+            raise copy.copy(exc) from None  # one exception per waiter: they run in different threads
+
+    async def _wake_async(self, tenant: str, server: str) -> None:
+        """`_wake` for code on an asyncio loop: the ask runs in an executor, the wait on the loop."""
+        future, first = self._pending_wake(tenant, server)
+        if first:
+            await asyncio.get_running_loop().run_in_executor(None, self._ask_wake, tenant, server)
+        timeout = self.config.orchestrator.startup_timeout + _WAKE_MARGIN
+        waiter = asyncio.wrap_future(future)
+        try:
+            done, _ = await asyncio.wait({waiter}, timeout=timeout)
+        finally:
+            waiter.cancel()  # only this waiter's view: the shared start cannot be cancelled
+        if not done:
+            raise CallTimeout(f"server '{server}' did not start within {timeout:g} s")
+        try:
+            waiter.result()
+        except HubError as exc:
+            raise copy.copy(exc) from None
+
+    def _pending_wake(self, tenant: str, server: str) -> tuple[concurrent.futures.Future[ServerStatus], bool]:
+        """The start of `server` that calls wait for, and whether this caller must ask for it.
+
+        Any thread; never blocks (safe on a loop). Concurrent first calls share one start.
+        """
+        key = (tenant, server)
+        with self._wake_lock:
+            pending = self._wakes.get(key)
+            if pending is not None:
+                return pending.future, False
+            future: concurrent.futures.Future[ServerStatus] = concurrent.futures.Future()
+            future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it for the others
+            self._wakes[key] = _Waking(future)
+            return future, True
+
+    def _ask_wake(self, tenant: str, server: str) -> None:
+        """Ask the tenant to start the server, then settle the start if its outcome is already known.
+
+        Blocks on the ask: runs on a caller's thread or in an executor, never on a loop.
+        """
+        key = (tenant, server)
+        try:
+            status = self._tenant(tenant).wake_server(server).get(timeout=_ASK_TIMEOUT)
+        except HubError as exc:
+            self._settle(key, exc)
+            return
+        except Exception as exc:  # isolation: an ask that timed out or an actor that died; calls must hear
+            log.exception("starting %s/%s on demand failed", tenant, server)
+            self._settle(key, UpstreamError(f"server '{server}' could not be started: {exc}"))
+            return
+        if status.state is ServerState.STARTING:
+            self.metrics.on_demand_starts.labels(tenant, server).inc()
+            log.info("%s/%s: starting on demand", tenant, server)
+        with self._wake_lock:
+            pending = self._wakes.get(key)
+            if pending is None:
+                return
+            pending.since = status
+        # The outcome may already be known: from the answer itself, or from events told meanwhile.
+        self._check_wake(status)
+        latest = self.board.status(tenant, server)
+        if latest is not None:
+            self._check_wake(latest)
+
+    def _on_status(self, event: Event) -> None:
+        """Board listener (router thread): a server's status may settle a start that calls wait for."""
+        if self._wakes and isinstance(event, ServerStateChanged):
+            self._check_wake(event.status)
+
+    def _check_wake(self, status: ServerStatus) -> None:
+        """Settle the pending start of the status's server if `status` decides it (any thread)."""
+        key = (status.tenant, status.server)
+        with self._wake_lock:
+            pending = self._wakes.get(key)
+            since = pending.since if pending is not None else None
+        if since is None or status.seq < since.seq or status.state is ServerState.STARTING:
+            return  # not asked yet, an older status, or still starting
+        where = f"server '{status.server}' of tenant '{status.tenant}'"
+        outcome: ServerStatus | HubError
+        if status.state is ServerState.RUNNING:
+            outcome = status
+        elif status.state is ServerState.BACKOFF and status.seq == since.seq:
+            outcome = NotRunning(f"{where} is restarting after a crash: {status.last_error or 'unknown'}")
+        elif status.state is ServerState.STOPPED:
+            outcome = NotRunning(f"{where} was stopped while it was starting")
+        else:  # backoff or failed after the start: the attempt failed
+            reason = (status.last_error or status.state.value).removeprefix("failed to start: ")
+            outcome = UpstreamError(f"{where} failed to start: {reason}")
+        self._settle(key, outcome)
+
+    def _settle(self, key: tuple[str, str], outcome: ServerStatus | HubError) -> None:
+        with self._wake_lock:
+            pending = self._wakes.pop(key, None)
+        if pending is None:
+            return  # settled already
+        if isinstance(outcome, HubError):
+            pending.future.set_exception(outcome)
+        else:
+            pending.future.set_result(outcome)
+
+    def _abandon_wakes(
+        self, error: HubError, tenant: str | None = None, servers: set[str] | None = None
+    ) -> None:
+        """Fail the pending starts of `servers` of `tenant` (None: all of them): the hub stops, or
+        they were removed or reconfigured."""
+        with self._wake_lock:
+            keys = [
+                key
+                for key in self._wakes
+                if (tenant is None or key[0] == tenant) and (servers is None or key[1] in servers)
+            ]
+        for key in keys:
+            self._settle(key, error)
+
+
+@dataclass
+class _Waking:
+    """A start of an on_demand server that calls wait for; `since` is the status its ask was
+    answered with (None until then). Mutable, guarded by `Hub._wake_lock`; never crosses actors."""
+
+    future: concurrent.futures.Future[ServerStatus]
+    since: ServerStatus | None = None
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,35 @@ def test_defaults_of_the_contract_are_applied() -> None:
     assert config.tenants["t"].quotas.max_servers is None
 
 
+def test_lifecycle_and_idle_timeout(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+    tenants:
+      t:
+        servers:
+          lazy: {command: x, lifecycle: on_demand}
+          quick: {command: x, lifecycle: on_demand, idle_timeout: 0.5}
+          eager: {command: x, idle_timeout: 10}
+    """,
+    )
+    config = load_config(path)
+    servers = config.tenants["t"].servers
+    assert servers["lazy"].on_demand and servers["lazy"].idle_seconds == 300
+    assert servers["quick"].idle_seconds == 0.5
+    assert servers["eager"].lifecycle == "always" and not servers["eager"].on_demand
+    result = run_hub("check", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "1 tenant, 3 servers (3 enabled, 2 on demand)" in result.stdout
+    warning = "tenants.t.servers.eager.idle_timeout: has no effect unless lifecycle is 'on_demand'"
+    assert warning in result.stderr
+    bad = write(tmp_path, "tenants: {t: {servers: {s: {command: x, lifecycle: lazy, idle_timeout: -1}}}}")
+    result = run_hub("check", "--config", str(bad))
+    assert result.returncode == 2
+    assert "tenants.t.servers.s.lifecycle: must be one of 'always', 'on_demand', got 'lazy'" in result.stderr
+    assert "tenants.t.servers.s.idle_timeout: must be >= 0 (got -1)" in result.stderr
+
+
 def test_config_lookup_order(tmp_path: Path) -> None:
     assert find_config_path("a.yaml", {"MCP_HUB_CONFIG": "b.yaml"}) == Path("a.yaml")
     assert find_config_path(None, {"MCP_HUB_CONFIG": "b.yaml"}) == Path("b.yaml")

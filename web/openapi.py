@@ -187,6 +187,23 @@ _SNAPSHOT = {
     "last_error": _nullable("string", "Why it last failed or crashed."),
     "protocol_version": _nullable("string", "MCP protocol version negotiated."),
     "tools": {"type": "integer", "minimum": 0, "description": "Number of tools it offers."},
+    "lifecycle": _string(
+        "`always`: started with its tenant; `on_demand`: started by its first call, stopped when idle.",
+        enum=["always", "on_demand"],
+    ),
+    "catalog": {
+        "type": ["string", "null"],
+        "enum": ["live", "cached", None],
+        "description": "Where its catalog comes from: `live` (discovered by the running process), "
+        "`cached` (a stopped on_demand server, from its last discovery), null (none listed).",
+    },
+    "stopped_reason": {
+        "type": ["string", "null"],
+        "enum": ["idle", "never_used", "crashed", "stopped", None],
+        "description": "Why it is stopped or failed: `idle` (on_demand, no call for idle_timeout), "
+        "`never_used` (on_demand, not run since the hub started), `crashed` (failed after its "
+        "retries), `stopped` (by request); null while it runs or starts.",
+    },
 }
 
 _STATUS_EXTRA = {
@@ -293,7 +310,8 @@ def _tenant_action(action: str, summary: str, wait: bool) -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": _string(),
                 "description": (
-                    "Per server: its state, or why not (`disabled`, `quota_exceeded: ...`, `error: ...`)."
+                    "Per server: its state, or why not (`disabled`, `on_demand`, `quota_exceeded: ...`, "
+                    "`error: ...`)."
                 ),
             },
         }
