@@ -23,6 +23,7 @@ from typing import Any
 
 import mcp.types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -154,6 +155,11 @@ class Facade:
             on_get_prompt=self.get_prompt,
             on_subscriptions_listen=ListenHandler(self.bus),
         )
+        # The SDK wraps every message in an OpenTelemetry span by default; the hub reports through
+        # Prometheus metrics and its audit log instead, and the span costs each call's hot path.
+        self.server.middleware = [
+            m for m in self.server.middleware if not isinstance(m, OpenTelemetryMiddleware)
+        ]
 
     def init_options(self) -> Any:
         """Initialization options that advertise list_changed for tools, prompts and resources."""

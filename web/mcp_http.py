@@ -10,6 +10,7 @@ one task of the web loop for the service's whole life (`McpEndpoint.run`).
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -33,6 +34,36 @@ def tenant_of(ctx: Ctx) -> str:
     request = ctx.request
     scope = getattr(request, "scope", None) or {}
     return scope["mcp_hub_tenant"]
+
+
+def request_id_of(body: bytes | None) -> Any:
+    """The id of the JSON-RPC request in a POST body (`None` for a notification, a batch, junk)."""
+    try:
+        message = json.loads(body or b"")
+    except ValueError:
+        return None
+    return message.get("id") if isinstance(message, dict) and "method" in message else None
+
+
+def answer_of(chunk: bytes, request_id: Any) -> bytes | None:
+    """The JSON of an SSE chunk that is the response to request `request_id`, else `None`."""
+    if request_id is None or not chunk.startswith(b"event: message"):
+        return None
+    for line in chunk.splitlines():
+        if line.startswith(b"data: "):
+            try:
+                message = json.loads(line[6:])
+            except ValueError:
+                return None
+            if (
+                isinstance(message, dict)
+                and message.get("id") == request_id
+                and "method" not in message
+                and ("result" in message or "error" in message)
+            ):
+                return line[6:]
+            return None
+    return None
 
 
 class McpEndpoint:
@@ -104,6 +135,9 @@ class McpHandler(ApiHandler):
         return self.tenant_for(self.caller.tenant or "")
 
     async def _bridge(self, tenant: str | None) -> None:
+        # No gzip here: the SSE events of a call are small and each is flushed at once, so
+        # compressing them costs CPU and latency and saves nothing.
+        self._transforms = []
         endpoint: McpEndpoint | None = self.application.settings.get("mcp")
         if endpoint is None:
             raise NotFound("the MCP endpoint is not running")
@@ -128,6 +162,7 @@ class McpHandler(ApiHandler):
             "mcp_hub_key": self.caller.key_id if self.caller else None,
         }
         body_sent = False
+        request_id = request_id_of(request.body) if request.method == "POST" else None
 
         async def receive() -> dict[str, Any]:
             nonlocal body_sent
@@ -139,6 +174,12 @@ class McpHandler(ApiHandler):
 
         async def send(message: dict[str, Any]) -> None:
             if message["type"] == "http.response.start":
+                # Each SSE event must leave at once: with Nagle's algorithm on (Tornado's default
+                # until a response finishes), an event written right after the headers waits for
+                # the client's delayed ACK, tens of milliseconds.
+                stream = getattr(self.request.connection, "stream", None)
+                if stream is not None:
+                    stream.set_nodelay(True)
                 self.clear()
                 self.clear_header("Content-Type")  # the SDK says what this response is, not our default
                 self.set_status(message["status"])
@@ -151,10 +192,26 @@ class McpHandler(ApiHandler):
                         self.set_header(name, value)
                         seen.add(name.lower())
             elif message["type"] == "http.response.body":
-                if message.get("body"):
-                    self.write(message["body"])
+                if self._finished:
+                    return
+                body = message.get("body") or b""
+                if message.get("more_body") and not self._headers_written:
+                    answer = answer_of(body, request_id)
+                    if answer is not None:
+                        # The first event of the stream is already the answer: send it as a plain
+                        # JSON response (the protocol allows either). A client reads a JSON body to
+                        # its end and keeps the connection; it drops an SSE stream it stops reading,
+                        # which cost a new TCP connection for every call.
+                        self.set_header("Content-Type", "application/json")
+                        self.clear_header("X-Accel-Buffering")
+                        self.finish(answer)
+                        return
+                if body:
+                    self.write(body)
                 if message.get("more_body"):
                     await self.flush()  # SSE: each event leaves at once
+                else:
+                    self.finish()  # now, not when the SDK's request task winds down
 
         await endpoint.manager.handle_request(scope, receive, send)
         if not self._finished:
