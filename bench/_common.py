@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import signal
+import socket
 import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -23,3 +37,74 @@ def marked(tag: str) -> list[int]:
             except OSError:
                 continue
     return found
+
+
+async def timed_calls(client: Any, tool: str, calls: int, warm: int = 30) -> list[float]:
+    """Seconds of each of `calls` sequential `echo`-style calls of `tool` on an open `mcp.Client`,
+    after `warm` calls that are not counted."""
+    for _ in range(warm):
+        await client.call_tool(tool, {"text": "warm"})
+    samples = []
+    for _ in range(calls):
+        began = time.perf_counter()
+        await client.call_tool(tool, {"text": "hello"})
+        samples.append(time.perf_counter() - began)
+    return samples
+
+
+def write_hub_config(path: Path, tenants: dict[str, Any], data_dir: str | Path, **orchestrator: Any) -> Path:
+    """A hub configuration of `tenants` at `path`: no extra listeners, data under `data_dir`."""
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "tenants": tenants,
+                "gateway": {"mcp_port": None, "websocket_port": None},
+                "orchestrator": {**orchestrator, "data_dir": str(data_dir)},
+            }
+        )
+    )
+    return path
+
+
+@contextlib.contextmanager
+def served_hub(config: Path, stderr: Any = subprocess.DEVNULL) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`python -m hub serve` of `config` on an ephemeral port (log level WARNING): the process and
+    its base URL. On the way out it gets SIGTERM (unless it already ended) and is waited for."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )
+    assert proc.stdout
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"(http://\S+)", line)
+        if match is None:
+            raise RuntimeError(f"the hub did not start (it printed {line!r})")
+        yield proc, match.group(1)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        proc.stdout.close()
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    """Wait until something listens on `port` of 127.0.0.1."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port}")

@@ -23,10 +23,7 @@ import json
 import os
 import platform
 import random
-import re
 import signal
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -35,8 +32,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import yaml
-from _common import marked, percentiles
+from _common import marked, percentiles, served_hub, write_hub_config
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO_STDLIB = str(ROOT / "bench" / "servers" / "echo_stdlib.py")
@@ -143,41 +139,29 @@ def chaos(clients: int, seconds: float, calm: float, kill_every: float) -> dict[
     targets = [(t, f"s{i}") for t, count in LAYOUT.items() for i in range(count)]
     tally, phase, kills = Tally(), ["calm"], 0
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "hub.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "tenants": tenants,
-                    "gateway": {"mcp_port": None, "websocket_port": None},
-                    "orchestrator": {
-                        "auto_start": True,
-                        "backoff_initial": 0.2,
-                        "backoff_max": 2,
-                        "max_retries": 1000,
-                        "data_dir": f"{tmp}/data",
-                    },
-                }
-            )
+        config = write_hub_config(
+            Path(tmp) / "hub.yaml",
+            tenants,
+            f"{tmp}/data",
+            auto_start=True,
+            backoff_initial=0.2,
+            backoff_max=2,
+            max_retries=1000,
         )
         log_path = Path(tmp) / "hub.log"
-        with log_path.open("w") as log:
-            hub = subprocess.Popen(
-                [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0"],
-                stdout=subprocess.PIPE,
-                stderr=log,
-                text=True,
-                cwd=ROOT,
-            )
-        assert hub.stdout
-        try:
-            host, port = re.search(r"http://([\d.]+):(\d+)", hub.stdout.readline()).groups()  # type: ignore[union-attr]
+        with log_path.open("w") as log, served_hub(config, stderr=log) as (hub, url):
+            host, port = url.removeprefix("http://").rsplit(":", 1)
             port_n = int(port)
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                states = [s["state"] for s in get(host, port_n, "/api/servers")["servers"]]
-                if states.count("running") == len(targets):
-                    break
-                time.sleep(0.2)
+
+            def every_server_running(timeout: float) -> bool:
+                deadline = time.monotonic() + timeout
+                while True:
+                    states = [s["state"] for s in get(host, port_n, "/api/servers")["servers"]]
+                    if states.count("running") == len(targets) or time.monotonic() > deadline:
+                        return states.count("running") == len(targets)
+                    time.sleep(0.2)
+
+            every_server_running(60)
             threads = [
                 threading.Thread(target=client, args=(host, port_n, targets, phase, tally), daemon=True)
                 for _ in range(clients)
@@ -201,18 +185,10 @@ def chaos(clients: int, seconds: float, calm: float, kill_every: float) -> dict[
             for thread in threads:
                 thread.join(HUNG_AFTER + 5)
             began = time.monotonic()
-            while time.monotonic() - began < 60:
-                states = [s["state"] for s in get(host, port_n, "/api/servers")["servers"]]
-                if states.count("running") == len(targets):
-                    break
-                time.sleep(0.2)
+            all_running = every_server_running(60)
             recovered = time.monotonic() - began
-            all_running = states.count("running") == len(targets)
             restarts = sum(s["restarts"] for s in get(host, port_n, "/api/servers?tenant=victim")["servers"])
-        finally:
-            hub.send_signal(signal.SIGTERM)
-            code = hub.wait(60)
-            hub.stdout.close()
+        code = hub.returncode
         text = log_path.read_text()
         tracebacks = text.count("Traceback")
         left = marked(tag)

@@ -18,42 +18,24 @@ import asyncio
 import json
 import os
 import platform
-import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
-import yaml
-from _common import percentiles
+from _common import ROOT, free_port, percentiles, served_hub, timed_calls, wait_port, write_hub_config
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
 
 
 async def measure(target: object, mode: str, tool: str, calls: int) -> list[float]:
     """Latency of `calls` echo calls through one client."""
     async with Client(target, mode=mode, cache=None) as client:  # type: ignore[arg-type]
-        for _ in range(30):
-            await client.call_tool(tool, {"text": "warm"})
-        samples = []
-        for _ in range(calls):
-            began = time.perf_counter()
-            await client.call_tool(tool, {"text": "hello"})
-            samples.append(time.perf_counter() - began)
-        return samples
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        return await timed_calls(client, tool, calls)
 
 
 def main() -> None:
@@ -67,18 +49,9 @@ def main() -> None:
     )
     results: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull:
-        config = Path(tmp) / "hub.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "tenants": {
-                        "default": {"servers": {"echo": {"command": "python", "args": [TEST_SERVER]}}}
-                    },
-                    "gateway": {"mcp_port": None, "websocket_port": None},
-                    "orchestrator": {"data_dir": str(Path(tmp) / "data")},
-                }
-            )
-        )
+        server = {"command": "python", "args": [TEST_SERVER]}
+        tenants = {"default": {"servers": {"echo": server}}}
+        config = write_hub_config(Path(tmp) / "hub.yaml", tenants, f"{tmp}/data")
         direct = StdioServerParameters(command=sys.executable, args=[TEST_SERVER])
         results["direct stdio"] = asyncio.run(
             measure(stdio_client(direct, errlog=devnull), args.mode, "echo", args.calls)
@@ -93,39 +66,25 @@ def main() -> None:
             measure(stdio_client(facade, errlog=devnull), args.mode, "echo__echo", args.calls)
         )
         port = free_port()
-        server = subprocess.Popen(
+        server_proc = subprocess.Popen(
             [sys.executable, TEST_SERVER, "--http", str(port)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "LOG_LEVEL": "WARNING"},
-        )
         try:
-            url = re.search(r"(http://\S+)", hub.stdout.readline()).group(1)
-            request = urllib.request.Request(url + "/api/tenants/default/start", data=b"", method="POST")
-            with urllib.request.urlopen(request) as answer:
-                assert json.load(answer)["servers"] == {"echo": "running"}
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                with socket.socket() as s:
-                    if s.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.1)
-            results["direct HTTP"] = asyncio.run(
-                measure(f"http://127.0.0.1:{port}/mcp", args.mode, "echo", args.calls)
-            )
-            results["HTTP facade"] = asyncio.run(measure(url + "/mcp", args.mode, "echo__echo", args.calls))
+            with served_hub(config) as (_, url):
+                request = urllib.request.Request(url + "/api/tenants/default/start", data=b"", method="POST")
+                with urllib.request.urlopen(request) as answer:
+                    assert json.load(answer)["servers"] == {"echo": "running"}
+                wait_port(port)
+                results["direct HTTP"] = asyncio.run(
+                    measure(f"http://127.0.0.1:{port}/mcp", args.mode, "echo", args.calls)
+                )
+                facade_url = url + "/mcp"
+                results["HTTP facade"] = asyncio.run(measure(facade_url, args.mode, "echo__echo", args.calls))
         finally:
-            for proc in (hub, server):
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
-            hub.stdout.close()
+            server_proc.send_signal(signal.SIGTERM)
+            server_proc.wait(30)
     print(f"\necho call, {args.calls} sequential calls (p50 / p99 ms):")
     for name, samples in results.items():
         p50, p99 = percentiles(samples)

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import percentiles
+from _common import percentiles, timed_calls
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -70,18 +70,11 @@ async def direct_cold(spec: dict[str, Any], times: int) -> list[float]:
 async def direct_warm(spec: dict[str, Any], calls: int) -> list[float]:
     """Warm `echo` calls on one direct mcp.Client."""
     params = StdioServerParameters(command=sys.executable, args=spec["args"])
-    samples = []
     with open(os.devnull, "w") as devnull:
         async with Client(
             stdio_client(params, errlog=devnull), mode=spec.get("protocol", "auto"), cache=None
         ) as client:
-            for _ in range(50):
-                await client.call_tool("echo", {"text": "warm"})
-            for _ in range(calls):
-                began = time.perf_counter()
-                await client.call_tool("echo", {"text": "hello"})
-                samples.append(time.perf_counter() - began)
-    return samples
+            return await timed_calls(client, "echo", calls, warm=50)
 
 
 def cold_and_warm(spec: dict[str, Any], times: int, calls: int, data_dir: str) -> dict[str, list[float]]:

@@ -20,9 +20,7 @@ import asyncio
 import json
 import os
 import platform
-import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,12 +29,10 @@ import venv
 from pathlib import Path
 from typing import Any
 
-import yaml
-from _common import percentiles
+from _common import ROOT, free_port, percentiles, served_hub, timed_calls, wait_port, write_hub_config
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-ROOT = Path(__file__).resolve().parent.parent
 ECHO_STDLIB = str(ROOT / "bench" / "servers" / "echo_stdlib.py")
 PROXY_VENV = ROOT / "bench" / ".venv-mcp-proxy"
 MCP_PROXY = "mcp-proxy==0.13.0"
@@ -52,33 +48,10 @@ def proxy_executable() -> Path:
     return exe
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port: int, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on port {port}")
-
-
 async def sequential(target: Any, tool: str, calls: int) -> list[float]:
     async with Client(target, mode="legacy", cache=None) as client:
-        for _ in range(30):
-            await client.call_tool(tool, {"text": "warm"})
-        samples = []
-        for _ in range(calls):
-            began = time.perf_counter()
-            result = await client.call_tool(tool, {"text": "hello"})
-            samples.append(time.perf_counter() - began)
-            assert result.content[0].text == "hello"  # type: ignore[union-attr]
-        return samples
+        assert (await client.call_tool(tool, {"text": "hello"})).content[0].text == "hello"  # type: ignore[union-attr]
+        return await timed_calls(client, tool, calls)
 
 
 async def concurrent(make_target: Any, tool: str, clients: int, seconds: float = 5.0) -> float:
@@ -121,24 +94,8 @@ def main() -> None:
                 concurrent(lambda: stdio_client(direct, errlog=devnull), "echo", args.concurrency)
             ),
         }
-        config = Path(tmp) / "hub.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "tenants": {"default": {"servers": {"echo": {"command": server[0], "args": server[1:]}}}},
-                    "gateway": {"mcp_port": None, "websocket_port": None},
-                    "orchestrator": {"auto_start": True, "data_dir": f"{tmp}/data"},
-                }
-            )
-        )
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "LOG_LEVEL": "WARNING"},
-        )
+        tenants = {"default": {"servers": {"echo": {"command": server[0], "args": server[1:]}}}}
+        config = write_hub_config(Path(tmp) / "hub.yaml", tenants, f"{tmp}/data", auto_start=True)
         port = free_port()
         peer = subprocess.Popen(
             [str(proxy), "--port", str(port), "--log-level", "WARNING", "--", *server],
@@ -146,24 +103,19 @@ def main() -> None:
             stderr=subprocess.DEVNULL,
         )
         try:
-            assert hub.stdout
-            url = re.search(r"(http://\S+)", hub.stdout.readline()).group(1) + "/mcp"  # type: ignore[union-attr]
-            wait_port(port)
-            peer_url = f"http://127.0.0.1:{port}/mcp"
-            for name, target, tool in (
-                ("MCP Hub HTTP facade", url, "echo__echo"),
-                ("mcp-proxy", peer_url, "echo"),
-            ):
-                results[name] = {
-                    "samples": asyncio.run(sequential(target, tool, args.calls)),
-                    "concurrent": asyncio.run(concurrent(lambda t=target: t, tool, args.concurrency)),
-                }
+            with served_hub(config) as (_, url):
+                wait_port(port)
+                for name, target, tool in (
+                    ("MCP Hub HTTP facade", url + "/mcp", "echo__echo"),
+                    ("mcp-proxy", f"http://127.0.0.1:{port}/mcp", "echo"),
+                ):
+                    results[name] = {
+                        "samples": asyncio.run(sequential(target, tool, args.calls)),
+                        "concurrent": asyncio.run(concurrent(lambda t=target: t, tool, args.concurrency)),
+                    }
         finally:
-            for proc in (hub, peer):
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(30)
-            assert hub.stdout
-            hub.stdout.close()
+            peer.send_signal(signal.SIGTERM)
+            peer.wait(30)
     figures = report(results, args.concurrency)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))

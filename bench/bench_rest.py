@@ -21,22 +21,17 @@ import contextlib
 import json
 import os
 import platform
-import re
-import signal
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import yaml
-from _common import percentiles
+from _common import ROOT, percentiles, served_hub, timed_calls, write_hub_config
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-ROOT = Path(__file__).resolve().parent.parent
 TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
 
 
@@ -85,31 +80,16 @@ async def direct_clients(count: int) -> AsyncIterator[list[Client]]:
 
 
 @contextlib.contextmanager
-def served_hub(servers: int, data_dir: str):
-    """A `python -m hub serve` process with `servers` test servers in tenant `bench`, all running."""
-    config = {
-        "tenants": {
-            "bench": {
-                "quotas": {"max_concurrent_calls": None},
-                "servers": {f"echo{i}": {"command": "python", "args": [TEST_SERVER]} for i in range(servers)},
-            }
-        },
-        "gateway": {"mcp_port": None, "websocket_port": None},
-        "orchestrator": {"auto_start": True, "data_dir": data_dir},
+def bench_hub(servers: int, data_dir: str) -> Iterator[str]:
+    """A served hub with `servers` test servers in tenant `bench`, all running: its URL."""
+    tenants = {
+        "bench": {
+            "quotas": {"max_concurrent_calls": None},
+            "servers": {f"echo{i}": {"command": "python", "args": [TEST_SERVER]} for i in range(servers)},
+        }
     }
-    path = Path(data_dir) / "bench.yaml"
-    path.write_text(yaml.safe_dump(config))
-    env = {**os.environ, "LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub", "serve", "--config", str(path), "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env=env,
-        cwd=ROOT,
-    )
-    try:
-        url = re.search(r"(http://\S+)", proc.stdout.readline()).group(1)
+    config = write_hub_config(Path(data_dir) / "bench.yaml", tenants, data_dir, auto_start=True)
+    with served_hub(config) as (_, url):
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             with urllib.request.urlopen(url + "/api/servers") as answer:
@@ -118,22 +98,11 @@ def served_hub(servers: int, data_dir: str):
                 break
             time.sleep(0.2)
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(60)
-        proc.stdout.close()
 
 
 async def latency_direct(calls: int) -> list[float]:
     async with direct_clients(1) as (client,):
-        for _ in range(50):
-            await client.call_tool("echo", {"text": "warm"})
-        samples = []
-        for _ in range(calls):
-            began = time.perf_counter()
-            await client.call_tool("echo", {"text": "hello"})
-            samples.append(time.perf_counter() - began)
-        return samples
+        return await timed_calls(client, "echo", calls, warm=50)
 
 
 async def latency_rest(url: str, calls: int) -> list[float]:
@@ -197,7 +166,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     direct = asyncio.run(latency_direct(args.calls))
     direct_done, direct_errors = asyncio.run(throughput_direct(args.clients, args.servers, args.seconds))
-    with tempfile.TemporaryDirectory() as data_dir, served_hub(args.servers, data_dir) as url:
+    with tempfile.TemporaryDirectory() as data_dir, bench_hub(args.servers, data_dir) as url:
         rest = asyncio.run(latency_rest(url, args.calls))
         rest_done, rest_errors = asyncio.run(throughput_rest(url, args.clients, args.servers, args.seconds))
     d50, d99 = percentiles(direct)

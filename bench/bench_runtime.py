@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import percentiles
+from _common import percentiles, timed_calls
 from mcp import Client, StdioServerParameters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,18 +40,11 @@ ECHO_STDLIB = str(ROOT / "bench" / "servers" / "echo_stdlib.py")
 async def direct_calls(calls: int) -> list[float]:
     """Latency of `echo` through a direct mcp.Client over stdio (the baseline)."""
     params = StdioServerParameters(command=sys.executable, args=[TEST_SERVER])
-    samples = []
     with open(os.devnull, "w") as devnull:
         from mcp.client.stdio import stdio_client
 
         async with Client(stdio_client(params, errlog=devnull), cache=None) as client:
-            for _ in range(50):
-                await client.call_tool("echo", {"text": "warm"})
-            for _ in range(calls):
-                began = time.perf_counter()
-                await client.call_tool("echo", {"text": "hello"})
-                samples.append(time.perf_counter() - began)
-    return samples
+            return await timed_calls(client, "echo", calls, warm=50)
 
 
 def hub_calls(calls: int, data_dir: str) -> list[float]:

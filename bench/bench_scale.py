@@ -23,9 +23,7 @@ import asyncio
 import json
 import os
 import platform
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,12 +32,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import yaml
-from _common import marked, percentiles
+from _common import ROOT, marked, percentiles, served_hub, timed_calls, write_hub_config
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-ROOT = Path(__file__).resolve().parent.parent
 ECHO_STDLIB = str(ROOT / "bench" / "servers" / "echo_stdlib.py")
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -95,14 +91,7 @@ async def direct_calls(count: int, tag: str) -> list[float]:
     """Calls of a direct `mcp.Client` to one echo server over stdio (the baseline of the ratio)."""
     params = StdioServerParameters(command=sys.executable, args=["-S", ECHO_STDLIB, tag])
     async with Client(stdio_client(params), mode="legacy", cache=None) as client:
-        for _ in range(10):
-            await client.call_tool("echo", {"text": "warm"})
-        samples = []
-        for _ in range(count):
-            began = time.perf_counter()
-            await client.call_tool("echo", {"text": "x"})
-            samples.append(time.perf_counter() - began)
-        return samples
+        return await timed_calls(client, "echo", count, warm=10)
 
 
 def main() -> None:
@@ -129,28 +118,11 @@ def main() -> None:
         }
     figures: dict[str, Any] = {"servers": args.servers, "tenants": len(tenants)}
     with tempfile.TemporaryDirectory() as tmp:
-        config = Path(tmp) / "hub.yaml"
-        config.write_text(
-            yaml.safe_dump(
-                {
-                    "tenants": tenants,
-                    "gateway": {"mcp_port": None, "websocket_port": None},
-                    "orchestrator": {"auto_start": True, "startup_timeout": 120, "data_dir": f"{tmp}/data"},
-                }
-            )
+        config = write_hub_config(
+            Path(tmp) / "hub.yaml", tenants, f"{tmp}/data", auto_start=True, startup_timeout=120
         )
         began = time.perf_counter()
-        hub = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-            env={**os.environ, "LOG_LEVEL": "WARNING"},
-        )
-        assert hub.stdout
-        try:
-            url = re.search(r"(http://\S+)", hub.stdout.readline()).group(1)  # type: ignore[union-attr]
+        with served_hub(config) as (hub, url):
             running = 0
             while time.perf_counter() - began < 600:
                 servers = get(url + "/api/servers")["servers"]
@@ -189,11 +161,6 @@ def main() -> None:
             figures["children_left_after_kill"] = len(left)
             for pid in left:
                 os.kill(pid, signal.SIGKILL)
-        finally:
-            if hub.poll() is None:
-                hub.send_signal(signal.SIGTERM)
-                hub.wait(60)
-            hub.stdout.close()
     report(figures)
     if args.json:
         Path(args.json).write_text(json.dumps(figures, indent=2))
