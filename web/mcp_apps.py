@@ -86,8 +86,9 @@ class UiApp:
 
 def ui_apps(hub_: Hub, tenants: list[str]) -> list[UiApp]:
     """The MCP Apps of `tenants`' running servers (blocking: asks the router)."""
-    tools = [tool for tenant in tenants for tool in hub_.tools(tenant)]
-    return [UiApp(tool, uri) for tool in tools if (uri := view_uri(tool)) is not None]
+    wanted = set(tenants)
+    tools = hub_.tools(tenants[0]) if len(tenants) == 1 else hub_.tools(None)  # one ask either way
+    return [UiApp(t, uri) for t in tools if t.tenant in wanted and (uri := view_uri(t)) is not None]
 
 
 def sandbox_csp(csp: Any) -> str:
