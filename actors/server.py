@@ -51,6 +51,7 @@ from actors.models import (
     ToolEntry,
     ToolResult,
 )
+from actors.rawcall import ErrorAnswer, RawChannel, modern_envelope
 from actors.reaper import ProcessRegistry
 from actors.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
 from hub.config import OrchestratorConfig, SecretMap, ServerConfig
@@ -183,6 +184,8 @@ class ServerSupervisor:
         tenant, config = spec.tenant, spec.config
         self.status = initial_status(tenant, config)
         self._client: Client | None = None
+        self._spawned: RawChannel | None = None  # the hub's own channel to the child last spawned
+        self._channel: RawChannel | None = None  # ... once its connection is up: tools/call goes there
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._lost = asyncio.Event()
@@ -396,6 +399,7 @@ class ServerSupervisor:
                 client = await stack.enter_async_context(await self._client_for(errlog, stack))
                 self._client = client
                 catalog = await self._discover(client)
+                self._channel = self._open_channel(client)
         except TimeoutError:
             return f"did not start within {self._orch.startup_timeout:g} s"
         except Exception as exc:
@@ -432,6 +436,7 @@ class ServerSupervisor:
             with contextlib.suppress(asyncio.CancelledError):
                 await listening
             self._client = None
+            self._channel = None
         if self._stop.is_set():
             self._abort_inflight(f"server '{self.config.name}' is stopping")
             return None
@@ -468,6 +473,15 @@ class ServerSupervisor:
             client_info=types.Implementation(name="mcp-hub", version=hub.__version__),
         )
 
+    def _open_channel(self, client: Client) -> RawChannel | None:
+        """The hub's own channel for tool calls to a stdio server, set up for the era just negotiated."""
+        channel = self._spawned if self.config.transport == "stdio" else None
+        if channel is not None:
+            modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
+            channel.envelope = modern_envelope(client.protocol_version) if modern else None
+            channel.on_log = self._on_raw_log
+        return channel
+
     async def _ping(self, client: Client) -> None:
         """Liveness of a remote (http/sse) server on a handshake-era connection: a failed ping is a crash.
 
@@ -494,6 +508,7 @@ class ServerSupervisor:
 
     def _on_spawn(self, child: StdioProcess) -> None:
         self._set(ServerState.STARTING, pid=child.pid)
+        self._spawned = child.channel
 
         async def watch() -> None:
             await child.exited.wait()
@@ -686,7 +701,7 @@ class ServerSupervisor:
                 raise UpstreamError(str(cancelled.args[0]) if cancelled.args else "server stopped") from None
             raise
         except MCPError as exc:
-            if exc.code == types.CONNECTION_CLOSED:
+            if exc.code == types.CONNECTION_CLOSED and not isinstance(exc, ErrorAnswer):
                 if self.config.transport != "stdio":
                     self._mark_lost("connection closed")
                 await self._await_exit()
@@ -716,8 +731,19 @@ class ServerSupervisor:
     async def call_tool(
         self, name: str, arguments: dict[str, Any], requester: Requester | None = None
     ) -> ToolResult:
-        """Call tool `name` of this server and return its result in the REST shape."""
+        """Call tool `name` of this server and return its result in the REST shape.
+
+        A stdio server is called through the hub's own channel (`actors.rawcall`); others through
+        the SDK client.
+        """
         progress = requester.progress if requester is not None else None
+        channel = self._channel
+        if channel is not None:
+            params = {"name": name, "arguments": arguments}
+            raw = await self._guarded(
+                f"tool '{name}'", lambda c: channel.request("tools/call", params, progress), requester
+            )
+            return self._raw_tool_result(name, raw)
         result = await self._guarded(
             f"tool '{name}'", lambda c: c.call_tool(name, arguments, progress_callback=progress), requester
         )
@@ -728,6 +754,27 @@ class ServerSupervisor:
                 b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in result.content
             ),
             structured_content=result.structured_content,
+        )
+
+    def _raw_tool_result(self, name: str, raw: dict[str, Any]) -> ToolResult:
+        """A `tools/call` result read off the wire, checked for the shape every client relies on."""
+        where = f"server '{self.config.name}' answered tool '{name}'"
+        kind = raw.get("resultType", "complete")
+        if kind != "complete":
+            raise UpstreamError(f"{where} with a '{kind}' result, which the hub cannot relay")
+        content = raw.get("content")
+        if not isinstance(content, list) or not all(
+            isinstance(block, dict) and isinstance(block.get("type"), str) for block in content
+        ):
+            raise UpstreamError(f"{where} without a valid 'content' list")
+        structured = raw.get("structuredContent")
+        if structured is not None and not isinstance(structured, dict):
+            raise UpstreamError(f"{where} with 'structuredContent' that is not an object")
+        return ToolResult(
+            tool=f"{self.config.name}.{name}",
+            is_error=bool(raw.get("isError")),
+            content=tuple(content),
+            structured_content=structured,
         )
 
     # ------------------------------------------------------------------ the server's own requests
@@ -770,6 +817,15 @@ class ServerSupervisor:
                 await requester.log(params)
             except Exception as exc:  # a log that cannot be delivered is not worth failing a call
                 log.debug("%s/%s: log message dropped: %s", self.tenant, self.config.name, _describe(exc))
+
+    async def _on_raw_log(self, params: dict[str, Any]) -> None:
+        """A log message taken off a stdio server's wire by the hub's own channel."""
+        try:
+            parsed = types.LoggingMessageNotificationParams.model_validate(params, by_name=False)
+        except ValueError:
+            log.debug("%s/%s: malformed log message dropped", self.tenant, self.config.name)
+            return
+        await self._on_log(parsed)
 
     async def request(self, method: str, *args: Any) -> dict[str, Any]:
         """Another request of the client (`read_resource`, `get_prompt`), its result as JSON."""

@@ -23,6 +23,7 @@ import anyio
 import mcp.types as types
 from mcp.shared.message import SessionMessage
 
+from actors.rawcall import RawChannel
 from actors.reaper import ProcessRegistry, set_parent_death_signal
 
 log = logging.getLogger(__name__)
@@ -93,10 +94,11 @@ class CappedLog:
 
 @dataclass
 class StdioProcess:
-    """A running child: its process and the reason it ended, once it has."""
+    """A running child: its process, whether it ended, and the hub's own channel to it."""
 
     process: asyncio.subprocess.Process
     exited: asyncio.Event
+    channel: RawChannel
 
     @property
     def pid(self) -> int:
@@ -135,7 +137,8 @@ async def stdio_transport(
         preexec_fn=set_parent_death_signal,
         limit=_LINE_LIMIT,
     )
-    child = StdioProcess(process, asyncio.Event())
+    assert process.stdin is not None
+    child = StdioProcess(process, asyncio.Event(), RawChannel(process.stdin.write, process.stdin.drain))
     if registry is not None:
         registry.add(process.pid)
     on_spawn(child)
@@ -146,28 +149,31 @@ async def stdio_transport(
         assert process.stdout is not None
         junk = 0
         async with read_writer:
-            while True:
-                try:
-                    line = await process.stdout.readline()
-                except (ValueError, asyncio.LimitOverrunError):
-                    errlog.note(f"stdout line longer than {_LINE_LIMIT} bytes: connection dropped")
-                    return
-                if not line:
-                    return
-                if not line.strip():
-                    continue
-                try:
-                    message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                except ValueError:
-                    # Junk on stdout (a stray print): skipped, so the session survives it.
-                    junk += 1
-                    if junk <= 20:
-                        errlog.note(f"ignored a stdout line that is not JSON-RPC: {line[:200]!r}")
-                    continue
-                try:
-                    await read_writer.send(SessionMessage(message))
-                except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                    return
+            try:
+                while True:
+                    try:
+                        line = await process.stdout.readline()
+                    except (ValueError, asyncio.LimitOverrunError):
+                        errlog.note(f"stdout line longer than {_LINE_LIMIT} bytes: connection dropped")
+                        return
+                    if not line:
+                        return
+                    if not line.strip() or await child.channel.take(line):
+                        continue
+                    try:
+                        message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+                    except ValueError:
+                        # Junk on stdout (a stray print): skipped, so the session survives it.
+                        junk += 1
+                        if junk <= 20:
+                            errlog.note(f"ignored a stdout line that is not JSON-RPC: {line[:200]!r}")
+                        continue
+                    try:
+                        await read_writer.send(SessionMessage(message))
+                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                        return
+            finally:
+                child.channel.close()  # the hub's own calls in flight fail as the SDK's do
 
     async def pump_stdin() -> None:
         assert process.stdin is not None

@@ -1,19 +1,26 @@
 """`python -m hub stdio --tenant T`: a hub in-process, serving one tenant as MCP on stdin/stdout.
 
-For Claude Desktop, Cursor and other stdio clients. The SDK's `stdio_server` claims the process's
-stdin and stdout first (while it serves, fd 1 points at stderr, so a stray print cannot corrupt
-the protocol); then the hub starts and the tenant's enabled servers are started; the facade
-serves until stdin closes or SIGTERM/SIGINT, then every server and child process is stopped.
-Runs on the main thread's asyncio loop.
+For Claude Desktop, Cursor and other stdio clients. The process's stdin and stdout are claimed
+first: the wire moves to private duplicates and, while the facade serves, fd 0 reads the null
+device and fd 1 points at stderr, so a stray print cannot corrupt the protocol. The wire is read
+and written by asyncio pipe transports on the serving loop (the SDK's own `stdio_server` reads
+and writes through worker threads, three thread hops per call); stdin or stdout that is not a
+pipe, socket or terminal (a regular file) falls back to the SDK's path. Then the hub starts and
+the tenant's enabled servers are started; the facade serves until stdin closes or SIGTERM/SIGINT,
+then every server and child process is stopped. Runs on the main thread's asyncio loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
+import os
 import signal
+import stat
 import sys
+from collections.abc import AsyncIterator
 
 from mcp.server.stdio import stdio_server
 
@@ -21,6 +28,81 @@ from hub.config import HubConfig
 from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
+
+_LINE_LIMIT = 64 * 1024 * 1024  # the longest JSON-RPC line accepted from the client
+
+
+class _LineReader:
+    """The client's lines as `str`, for the SDK's `stdio_server` (`async for line in stdin`)."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self._reader = reader
+
+    async def __aiter__(self) -> AsyncIterator[str]:
+        while True:
+            try:
+                line = await self._reader.readline()
+            except (ValueError, asyncio.LimitOverrunError):
+                log.error("a line from the client is longer than %d bytes: closing", _LINE_LIMIT)
+                return
+            if not line:
+                return
+            yield line.decode("utf-8", errors="replace")
+
+
+class _LineWriter:
+    """Writes to the client, for the SDK's `stdio_server`; `flush` waits out back-pressure."""
+
+    def __init__(self, writer: asyncio.StreamWriter) -> None:
+        self._writer = writer
+
+    async def write(self, text: str) -> None:
+        self._writer.write(text.encode())
+
+    async def flush(self) -> None:
+        await self._writer.drain()
+
+
+def _divert(fd: int, diversion: int) -> int:
+    """Move the wire of `fd` to a private close-on-exec duplicate (returned); `fd` gets `diversion`."""
+    private = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.dup2(diversion, fd)
+    os.close(diversion)
+    return private
+
+
+@contextlib.asynccontextmanager
+async def claimed_stdio() -> AsyncIterator[tuple[_LineReader, _LineWriter] | None]:
+    """Claim fds 0 and 1 and serve the wire with asyncio pipe transports; yields None (nothing
+    claimed) when either is not a pipe, socket or character device, for the SDK's own path.
+    Both descriptors are restored on the way out. Runs on the serving loop."""
+    if not all(
+        stat.S_ISFIFO(m) or stat.S_ISSOCK(m) or stat.S_ISCHR(m)
+        for m in (os.fstat(0).st_mode, os.fstat(1).st_mode)
+    ):
+        yield None
+        return
+    loop = asyncio.get_running_loop()
+    private_in = _divert(0, os.open(os.devnull, os.O_RDONLY))
+    private_out = _divert(1, os.dup(2))
+    reader = asyncio.StreamReader(limit=_LINE_LIMIT)
+    # The transports close these file objects; the descriptors stay open (closefd=False) until
+    # they have been put back on fds 0 and 1 below.
+    wire_in = open(private_in, "rb", buffering=0, closefd=False)  # noqa: SIM115
+    wire_out = open(private_out, "wb", buffering=0, closefd=False)  # noqa: SIM115
+    read_transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), wire_in)
+    write_transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin, wire_out)
+    writer = asyncio.StreamWriter(write_transport, protocol, None, loop)
+    try:
+        yield _LineReader(reader), _LineWriter(writer)
+    finally:
+        read_transport.close()
+        write_transport.close()
+        for fd, private in ((0, private_in), (1, private_out)):
+            with contextlib.suppress(OSError):
+                os.set_blocking(private, True)
+                os.dup2(private, fd)
+            os.close(private)
 
 
 def run(config: HubConfig, tenant: str) -> int:
@@ -45,7 +127,7 @@ async def _serve(config: HubConfig, tenant: str) -> int:
         loop.add_signal_handler(sig, main.cancel)
     hub_ = Hub(config)
     facade = Facade(hub_, lambda ctx: tenant, lambda ctx: "stdio")
-    async with stdio_server() as (read_stream, write_stream):
+    async with claimed_stdio() as claimed, stdio_server(*(claimed or ())) as (read_stream, write_stream):
         try:
             try:
                 await loop.run_in_executor(None, hub_.start)

@@ -174,6 +174,52 @@ def test_unknown_tenant_and_bad_config_exit_non_zero(tmp_path: Path) -> None:
     assert broken.returncode == 2 and "'command' is required" in broken.stderr and broken.stdout == ""
 
 
+async def test_while_serving_stray_output_goes_to_stderr(tmp_path: Path) -> None:
+    """The wire moved to private descriptors: fd 1 of the facade is its stderr, fd 0 the null device."""
+    config = two_servers(tmp_path)
+    async with facade(config, "t", "legacy") as client:
+        await client.call_tool("a__echo", {"text": "up"})
+        (pid,) = [
+            int(p.name)
+            for p in Path("/proc").iterdir()
+            if p.name.isdigit() and str(config).encode() in (p / "cmdline").read_bytes()
+        ]
+        assert os.readlink(f"/proc/{pid}/fd/1") == os.readlink(f"/proc/{pid}/fd/2")
+        assert os.readlink(f"/proc/{pid}/fd/0") == os.devnull
+
+
+def test_stdin_from_a_regular_file_is_served_too(tmp_path: Path) -> None:
+    """A file is no pipe for asyncio: the SDK's own stdio transport serves it instead. (At the
+    end of stdin the SDK stops serving, so only the first request is sure to be answered.)"""
+    config = two_servers(tmp_path)
+    requests = tmp_path / "requests.jsonl"
+    lines = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "file", "version": "1"},
+            },
+        },
+    ]
+    requests.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with open(requests) as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "hub", "stdio", "--config", str(config), "--tenant", "t"],
+            stdin=stdin,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+    answers = {m["id"]: m for m in map(json.loads, done.stdout.splitlines())}
+    assert done.returncode == 0, done.stderr
+    assert answers[1]["result"]["serverInfo"]["name"] == "mcp-hub"
+
+
 def test_names_are_safe_short_unique_and_map_back() -> None:
     assert facade_name("github", "create_issue") == "github__create_issue"
     assert facade_name("db", "run.query") != facade_name("db", "run_query")
