@@ -327,6 +327,38 @@ async def test_http_facade_tenant_comes_from_the_key(served) -> None:
     assert evil.status == 403
 
 
+async def test_http_facade_checks_mcp_param_headers_against_the_tenants_schema(served) -> None:
+    """2026-07-28: a tool's `x-mcp-header` arguments travel as `Mcp-Param-*` headers too, and a
+    header that disagrees with the body is a 400 (the SDK asks the facade for the schema)."""
+    wire = {"command": "python", "args": [str(ROOT / "tests" / "servers" / "wireserver.py")]}
+    hub = served({"default": {"servers": {"w": wire}}})
+    async with http_facade(hub.url + "/mcp", "2026-07-28") as client:
+        schema = {t.name: t.input_schema for t in (await client.list_tools()).tools}["w__region"]
+        assert schema["properties"]["region"]["x-mcp-header"] == "Region"
+        assert (await client.call_tool("w__region", {"region": "eu-west"})).content[0].text == "eu-west"
+    envelope = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+    }
+    call = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "method": "tools/call",
+        "params": {"name": "w__region", "arguments": {"region": "eu-west"}, "_meta": envelope},
+    }
+    headers = {
+        "Accept": "application/json, text/event-stream",
+        "MCP-Protocol-Version": "2026-07-28",
+        "Mcp-Method": "tools/call",
+        "Mcp-Name": "w__region",
+    }
+    agreed = hub.request("POST", "/mcp", call, headers={**headers, "Mcp-Param-Region": "eu-west"})
+    assert agreed.status == 200, agreed.body
+    lied = hub.request("POST", "/mcp", call, headers={**headers, "Mcp-Param-Region": "us-east"})
+    assert lied.status == 400, lied.body
+
+
 # --------------------------------------------------------------------------- passthrough
 
 

@@ -15,10 +15,12 @@ look for the `ui://` scheme), any other URI `U` becomes `mcp-hub://<server>/U`.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import mcp.types as types
@@ -86,6 +88,20 @@ def mcp_error(exc: HubError) -> MCPError:
     return MCPError(code=types.INTERNAL_ERROR, message=f"{exc.code}: {exc.message}")
 
 
+# The tenant of the HTTP request being served: the SDK asks for a tool's input schema (to check
+# `Mcp-Param-*` headers) without the request's context, so the bridge sets this first.
+CURRENT_TENANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcp_hub_tenant", default=None)
+
+
+@dataclass(frozen=True)
+class ToolView:
+    """One tenant's tools as the facade shows them, built once per catalog change."""
+
+    ids: Mapping[str, str]  # facade name → catalog id
+    tools: tuple[types.Tool, ...]
+    schemas: Mapping[str, Mapping[str, Any]]  # facade name → input schema
+
+
 class ClientOfCall:
     """The facade session a tool call came from, as the server's loop sees it (`actors.server.Requester`).
 
@@ -138,8 +154,8 @@ class Facade:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._sessions: dict[str, set[Any]] = {}  # tenant → 2025-era sessions that have listed
         self._tasks: set[asyncio.Future[None]] = set()
-        # Facade tool name → catalog id, per tenant; dropped on each catalog change (router thread).
-        self._names: dict[str, dict[str, str]] = {}
+        # Each tenant's tools as shown here; dropped on each catalog change (router thread).
+        self._views: dict[str, ToolView] = {}
         self._generation = 0
         self.server = Server(
             "mcp-hub",
@@ -154,6 +170,7 @@ class Facade:
             on_list_prompts=self.list_prompts,
             on_get_prompt=self.get_prompt,
             on_subscriptions_listen=ListenHandler(self.bus),
+            get_tool_input_schema=self.input_schema,
         )
         # The SDK wraps every message in an OpenTelemetry span by default; the hub reports through
         # Prometheus metrics and its audit log instead, and the span costs each call's hot path.
@@ -182,7 +199,7 @@ class Facade:
         """Board listener (router thread): hand catalog changes to the serving loop."""
         if isinstance(event, CatalogChanged):
             self._generation += 1
-            self._names.pop(event.catalog.tenant, None)
+            self._views.pop(event.catalog.tenant, None)
             if self.loop is not None and not self.loop.is_closed():
                 self.loop.call_soon_threadsafe(self._schedule_changed, event.catalog.tenant)
 
@@ -220,29 +237,13 @@ class Facade:
         self._remember(ctx, tenant)
         return tenant, await self._blocking(self.hub.catalogs, tenant)
 
-    async def _tool_names(self, ctx: Ctx) -> tuple[str, dict[str, str]]:
-        """The tenant, and facade tool name → catalog id (cached until the tenant's catalog changes)."""
-        tenant = self.tenant_of(ctx)
-        self._remember(ctx, tenant)
-        names = self._names.get(tenant)
-        if names is None:
-            generation = self._generation
-            tenant, catalogs = await self._catalogs(ctx)
-            names = {facade_name(c.server, t.name, self.sep): t.id for c in catalogs for t in c.tools}
-            if generation == self._generation:
-                self._names[tenant] = names
-        return tenant, names
-
-    # ------------------------------------------------------------------ handlers
-
-    async def list_tools(
-        self, ctx: Ctx, params: types.PaginatedRequestParams | None
-    ) -> types.ListToolsResult:
-        """Every tool of the tenant's running servers, under its facade name."""
-        _, catalogs = await self._catalogs(ctx)
-        tools = []
+    def _view_of(self, catalogs: tuple[ServerCatalog, ...]) -> ToolView:
+        ids: dict[str, str] = {}
+        tools: list[types.Tool] = []
         for catalog in catalogs:
             for entry in catalog.tools:
+                name = facade_name(catalog.server, entry.name, self.sep)
+                ids[name] = entry.id
                 meta = dict(entry.meta) if entry.meta else None
                 ui = (meta or {}).get("ui")
                 if isinstance(ui, dict) and isinstance(ui.get("resourceUri"), str):
@@ -253,7 +254,7 @@ class Facade:
                 tools.append(
                     types.Tool.model_validate(
                         {
-                            "name": facade_name(catalog.server, entry.name, self.sep),
+                            "name": name,
                             "title": entry.title,
                             "description": f"[{catalog.server}] {entry.description or ''}".strip(),
                             "inputSchema": entry.input_schema or {"type": "object"},
@@ -263,12 +264,51 @@ class Facade:
                         }
                     )
                 )
-        return types.ListToolsResult(tools=tools)
+        return ToolView(ids, tuple(tools), {t.name: t.input_schema for t in tools})
+
+    async def _tools(self, ctx: Ctx) -> tuple[str, ToolView]:
+        """The tenant, and its tools as shown here (cached until the tenant's catalog changes)."""
+        tenant = self.tenant_of(ctx)
+        self._remember(ctx, tenant)
+        view = self._views.get(tenant)
+        if view is None:
+            generation = self._generation
+            view = self._view_of(await self._blocking(self.hub.catalogs, tenant))
+            if generation == self._generation:
+                self._views[tenant] = view
+        return tenant, view
+
+    def input_schema(self, name: str) -> Mapping[str, Any] | None:
+        """The input schema of facade tool `name` of the tenant being served over HTTP (the SDK checks
+        `Mcp-Param-*` headers against it); None when unknown, then the SDK checks nothing.
+
+        Runs on the web loop, inside the bridge's request; the first lookup after a catalog change
+        asks the router (a blocking ask of well under a millisecond), later ones are a dict lookup.
+        """
+        tenant = CURRENT_TENANT.get()
+        if tenant is None:
+            return None
+        view = self._views.get(tenant)
+        if view is None:
+            generation = self._generation
+            view = self._view_of(self.hub.catalogs(tenant))
+            if generation == self._generation:
+                self._views[tenant] = view
+        return view.schemas.get(name)
+
+    # ------------------------------------------------------------------ handlers
+
+    async def list_tools(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListToolsResult:
+        """Every tool of the tenant's running servers, under its facade name."""
+        _, view = await self._tools(ctx)
+        return types.ListToolsResult(tools=list(view.tools))
 
     async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         """Route a call to its server; progress comes back to the caller as it happens."""
-        tenant, names = await self._tool_names(ctx)
-        tool_id = names.get(params.name)
+        tenant, view = await self._tools(ctx)
+        tool_id = view.ids.get(params.name)
         if tool_id is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
         client = ClientOfCall(ctx, asyncio.get_running_loop())

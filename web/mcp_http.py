@@ -19,7 +19,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from hub.errors import NotFound
 from hub.runtime import Hub
 from web.base import ApiHandler
-from web.facade import Ctx, Facade
+from web.facade import CURRENT_TENANT, Ctx, Facade
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -213,6 +213,7 @@ class McpHandler(ApiHandler):
                 else:
                     self.finish()  # now, not when the SDK's request task winds down
 
+        CURRENT_TENANT.set(scope["mcp_hub_tenant"])  # this request's task only
         await endpoint.manager.handle_request(scope, receive, send)
         if not self._finished:
             self.finish()

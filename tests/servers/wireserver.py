@@ -15,6 +15,8 @@ Tools (each answers as its name says):
   wait              never answers; when a `notifications/cancelled` names its request it writes
                     "cancelled <id>" to stderr.
   log {text}        a log message (level warning) before the normal result.
+  region {region}   answers the region; its schema mirrors `region` into the `Mcp-Param-Region`
+                    header of 2026-07-28 HTTP requests (`x-mcp-header`).
 """
 
 import json
@@ -32,6 +34,11 @@ TOOLS = [
     "wait",
     "log",
 ]
+REGION_SCHEMA = {
+    "type": "object",
+    "properties": {"region": {"type": "string", "x-mcp-header": "Region"}},
+    "required": ["region"],
+}
 
 
 def send(message):
@@ -74,6 +81,8 @@ def call(request_id, name, arguments):
         result(request_id, text("logged"))
     elif name == "wait":
         pass
+    elif name == "region":
+        result(request_id, text(str(arguments.get("region"))))
     else:
         send(
             {"jsonrpc": "2.0", "id": request_id, "error": {"code": -32602, "message": f"unknown tool {name}"}}
@@ -103,7 +112,8 @@ def handle(message):
         result(request_id, {})
     elif method == "tools/list":
         schema = {"type": "object"}
-        result(request_id, {"tools": [{"name": name, "inputSchema": schema} for name in TOOLS]})
+        tools = [{"name": name, "inputSchema": schema} for name in TOOLS]
+        result(request_id, {"tools": [*tools, {"name": "region", "inputSchema": REGION_SCHEMA}]})
     elif method == "tools/call":
         call(request_id, params.get("name"), params.get("arguments") or {})
     else:
