@@ -608,7 +608,8 @@ class Hub:
     ) -> ToolResult:
         future = route.call_tool(arguments, requester)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), route.call_timeout + 5)
+            async with asyncio.timeout(route.call_timeout + 5):  # no extra task, unlike wait_for
+                return await asyncio.wrap_future(future)
         except TimeoutError:
             raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
 
