@@ -610,6 +610,9 @@ class ServerSupervisor:
             return
         try:
             async with client.listen(**wanted) as subscription:
+                # The stream has no replay, and the server was `running` (callable) before the
+                # ack: look once more, or a change made meanwhile would go unseen until the next.
+                self._schedule_refresh()
                 async for _event in subscription:
                     self._schedule_refresh()
         except Exception as exc:  # the catalog then only refreshes on restart; say so once
