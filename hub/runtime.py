@@ -966,8 +966,10 @@ class Hub:
         for tenant in tenants:
             try:
                 stopped += self._tenant(tenant).end_session(session).get(timeout=120)
-            except (NotFound, ShuttingDown):
+            except (NotFound, ShuttingDown, pykka.ActorDeadError):
                 continue  # the tenant was removed, or the hub stops (and stops every instance)
+        # Their `stopped` events are on their way up: once told, `instances()` no longer has them.
+        self.board.wait_for(lambda: not any(i.session == session for i in self.board.instances()), 5)
         return stopped
 
     def instances(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
