@@ -315,8 +315,8 @@ class TenantActor(pykka.ThreadingActor):
             return
         status = message.status
         key = (status.server, status.session or "")
-        known = self._instance_statuses.get(key)
-        if known is not None and status.seq < known.seq:
+        last = self._instance_statuses.get(key)
+        if last is not None and status.seq < last.seq:
             return  # older than what is known (e.g. the idle stop of an instance woken since)
         if key in self._instances:
             self._instance_statuses[key] = status

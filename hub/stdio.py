@@ -56,7 +56,7 @@ async def _serve(config: HubConfig, tenant: str) -> int:
                 return 1
             outcome = await loop.run_in_executor(None, hub_.start_tenant, tenant)
             for server, state in outcome.items():
-                if state not in ("running", "on_demand"):
+                if state not in ("running", "on_demand", "per_session"):
                     log.warning("server %s of tenant %s is %s", server, tenant, state)
             facade.attach(loop)
             with contextlib.suppress(asyncio.CancelledError):

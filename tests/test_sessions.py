@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tornado.websocket
 from conftest import config_of, marked_pids, process_gone, server, wait_until
 from test_apps import close, connect, until
 from test_facade import facade
@@ -321,11 +322,17 @@ def test_each_websocket_app_connection_is_a_session(tmp_path: Path) -> None:
             return answer["data"]["structured_content"]["pid"]
 
         async def scenario() -> None:
+            admin_url = hub.url.replace("http://", "ws://") + "/ws/admin?token=admin-key-0123456789"
+            admin = await tornado.websocket.websocket_connect(admin_url)
             one = await connect(hub, "hello", "acme")
             two = await connect(hub, "hello", "acme")
             try:
                 a, b = await ws_pid(one, 1), await ws_pid(two, 2)
                 assert a != b and await ws_pid(one, 3) == a
+                # The admin panel hears each instance start (never the session id, only its hash).
+                seen = await until(admin, "instance_status")
+                assert seen["data"]["server"] == "ps" and seen["data"]["session_kind"] == "ws"
+                await close(admin)
                 shown = hub.get("/api/servers/acme/ps", key="admin-key-0123456789").body["instances"]
                 assert sorted(i["pid"] for i in shown) == sorted([a, b])
                 assert {i["session_kind"] for i in shown} == {"ws"}

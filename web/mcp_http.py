@@ -126,7 +126,12 @@ class McpEndpoint:
 
     def _session_ended(self, session_id: str) -> None:
         """A 2025-11-25 session ended (web loop): stop its instances, off the loop."""
-        future = asyncio.get_running_loop().run_in_executor(None, self.hub.end_session, f"http:{session_id}")
+        try:
+            future = asyncio.get_running_loop().run_in_executor(
+                None, self.hub.end_session, f"http:{session_id}"
+            )
+        except RuntimeError:  # shutting down (no executor, no loop): the hub stops every instance
+            return
         self._ending.add(future)
         future.add_done_callback(self._ended)
 
