@@ -7,13 +7,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import tornado.websocket
-from conftest import config_of, marked_pids, process_gone, server, wait_until
+from conftest import TEST_SERVER, config_of, marked_pids, process_gone, server, wait_until
 from test_apps import close, connect, until
 from test_facade import facade
 from test_facade import write_config as write_stdio_config
@@ -176,6 +178,37 @@ def test_concurrent_first_calls_of_one_session_start_one_instance(make_hub) -> N
 
     pids = asyncio.run(many())
     assert len(pids) == 1 and hub.metrics.instance_starts.labels("t", "ps")._value.get() == 1
+
+
+def test_a_session_that_ends_while_its_instance_starts_leaves_no_process(make_hub, tmp_path: Path) -> None:
+    gate = tmp_path / "slow"  # while this file exists, the server takes 1.5 s to start
+    slow = {
+        "command": "sh",
+        "args": ["-c", f"test -e {gate} && sleep 1.5; exec {sys.executable} {TEST_SERVER}"],
+        "per_session": True,
+    }
+    hub = make_hub({"t": {"servers": {"ps": slow}}})
+    hub.start_tenant("t")  # fast: the catalog is discovered
+    gate.touch()
+    outcome: list[BaseException | int] = []
+
+    def first_call() -> None:
+        try:
+            outcome.append(pid(hub, "s:short"))
+        except BaseException as exc:  # the assertion below shows it
+            outcome.append(exc)
+
+    caller = threading.Thread(target=first_call)
+    caller.start()
+    assert hub.board.wait_for(lambda: hub.instances("t") != (), 10)  # its instance is starting
+    starting = hub.instances("t")[0]
+    assert starting.state is ServerState.STARTING
+    assert hub.end_session("s:short") == 1
+    caller.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], NotRunning), outcome
+    assert hub.instances("t") == ()
+    assert starting.pid is None or gone(starting.pid)
+    assert wait_until(lambda: len(marked_pids()) == 1, 10)  # only the shared instance is left
 
 
 # --------------------------------------------------------------------------- the HTTP facade and REST
