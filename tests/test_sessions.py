@@ -166,6 +166,20 @@ def test_an_idle_instance_stops_and_its_session_gets_a_new_one(make_hub) -> None
     assert second != first and hub.instances("t")[0].pid == second
 
 
+def test_a_reload_that_changes_the_server_stops_its_instances(make_hub) -> None:
+    hub = make_hub({"t": {"servers": {"ps": per_session()}}})
+    hub.start_tenant("t")
+    first = pid(hub, "s:r")
+    outcome = hub.reload(config_of({"t": {"servers": {"ps": per_session(idle_timeout=30)}}}))
+    assert outcome["servers"]["t"] == {"ps": "changed"}
+    assert gone(first) and hub.board.wait_for(lambda: hub.instances("t") == (), 5)
+    second = pid(hub, "s:r")  # the session gets an instance of the new configuration
+    assert second != first
+    # No longer per_session: the session's instance stops, and its calls go to the server itself.
+    outcome = hub.reload(config_of({"t": {"servers": {"ps": server(lifecycle="on_demand")}}}))
+    assert gone(second) and pid(hub, "s:r") == pid(hub, None) == hub.server("t", "ps").pid
+
+
 def test_concurrent_first_calls_of_one_session_start_one_instance(make_hub) -> None:
     hub = make_hub({"t": {"servers": {"ps": per_session()}}})
     hub.start_tenant("t")
