@@ -7,6 +7,7 @@ straight from the SDK's parsed models and are treated as read-only by every read
 from __future__ import annotations
 
 import enum
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,26 @@ class ServerStatus:
     catalog: str | None = None  # "live" (discovered by this run), "cached" (from disk), None: none
     stopped_reason: StoppedReason | None = None
     seq: int = 0  # increases with every change of this server's status: orders snapshots
+    session: str | None = None  # set on a per_session server's instance: the session it serves
+
+    @property
+    def instance_key(self) -> tuple[str, str, str | None]:
+        """`(tenant, server, session)`: which process this is (session None: the server's own)."""
+        return (self.tenant, self.server, self.session)
+
+    def instance_json(self) -> dict[str, Any]:
+        """A session instance as the API shows it: the session only as a short hash (a session
+        id is a credential of its client), with its kind (`http`, `header`, `ws`, `stdio`)."""
+        session = self.session or ""
+        return {
+            "session": session_label(session),
+            "session_kind": session.partition(":")[0] or None,
+            "state": self.state.value,
+            "pid": self.pid,
+            "started_at": self.started_at,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+        }
 
     def to_json(self) -> dict[str, Any]:
         """The status as a JSON-ready dict."""
@@ -66,6 +87,11 @@ class ServerStatus:
             "catalog": self.catalog,
             "stopped_reason": self.stopped_reason.value if self.stopped_reason else None,
         }
+
+
+def session_label(session: str) -> str:
+    """A short, stable, non-reversible label of a session id, safe to show and log."""
+    return hashlib.sha256(session.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)
@@ -193,4 +219,22 @@ class CatalogChanged:
     catalog: ServerCatalog
 
 
-Event = ServerStateChanged | ServerCrashed | CatalogChanged
+@dataclass(frozen=True)
+class InstanceStateChanged:
+    """A session instance of a per_session server moved to another state (`status.session` is
+    set). Told by the instance, relayed by its tenant and the router; a `stopped` or `failed`
+    instance is gone (its tenant drops it)."""
+
+    status: ServerStatus
+
+
+@dataclass(frozen=True)
+class InstanceCatalogChanged:
+    """A session instance discovered a catalog (told to its tenant only: the tenant lists it as the
+    server's catalog when the server has none yet, e.g. no cache)."""
+
+    session: str
+    catalog: ServerCatalog
+
+
+Event = ServerStateChanged | ServerCrashed | CatalogChanged | InstanceStateChanged

@@ -8,7 +8,9 @@ Unknown names and names of other tenants are the same `NotFound`: a tenant canno
 another tenant has.
 
 A stopped on_demand server's catalog (from its cache) resolves like any other; its route says
-`on_demand`, and the caller starts the server before the call (see `Hub`).
+`on_demand`, and the caller starts the server before the call (see `Hub`). A per_session server's
+route says `per_session` too: a caller with a session calls its own instance instead, which it gets
+from the tenant. Instance events (`InstanceStateChanged`) are relayed as they come.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ class Route:
     gate: CallGate
     call_timeout: float
     on_demand: bool = False  # the caller starts the server if it is stopped
+    per_session: bool = False  # a caller with a session calls its own instance (`Hub`)
 
     @property
     def server(self) -> str:
@@ -233,11 +236,12 @@ class RouterActor(pykka.ThreadingActor):
             lease.gate,
             lease.call_timeouts[entry.server],
             lease.on_demand[entry.server],
+            lease.per_session[entry.server],
         )
 
-    def server_route(self, tenant: str, server: str) -> tuple[ServerEndpoint, CallGate, float, bool]:
-        """A server's endpoint, its tenant's gate, its call timeout, and whether it starts on
-        demand (for resources and prompts).
+    def server_route(self, tenant: str, server: str) -> tuple[ServerEndpoint, CallGate, float, bool, bool]:
+        """A server's endpoint, its tenant's gate, its call timeout, whether it starts on demand,
+        and whether it runs per session (for resources and prompts).
 
         Raises:
             NotFound: no such server in the tenant.
@@ -249,7 +253,13 @@ class RouterActor(pykka.ThreadingActor):
         on_demand = lease.on_demand[server]
         if not on_demand:
             self._require_running(tenant, server)
-        return lease.endpoints[server], lease.gate, lease.call_timeouts[server], on_demand
+        return (
+            lease.endpoints[server],
+            lease.gate,
+            lease.call_timeouts[server],
+            on_demand,
+            lease.per_session[server],
+        )
 
     def _require_running(self, tenant: str, server: str | None) -> None:
         status = self._statuses.get((tenant, server)) if server else None

@@ -41,6 +41,8 @@ import hub
 from actors.catalog_cache import CatalogCache, spec_key
 from actors.models import (
     CatalogChanged,
+    InstanceCatalogChanged,
+    InstanceStateChanged,
     NamedEntry,
     ServerCatalog,
     ServerCrashed,
@@ -50,6 +52,7 @@ from actors.models import (
     StoppedReason,
     ToolEntry,
     ToolResult,
+    session_label,
 )
 from actors.rawcall import ErrorAnswer, RawChannel, modern_envelope
 from actors.reaper import ProcessRegistry
@@ -121,9 +124,10 @@ class ServerSpec:
     orchestrator: OrchestratorConfig
     log_path: Path  # the server's stderr log file
     cache_path: Path | None = None  # its catalog cache file (None: no cache)
+    session: str | None = None  # a per_session server's instance: the session it serves
 
 
-def initial_status(tenant: str, config: ServerConfig) -> ServerStatus:
+def initial_status(tenant: str, config: ServerConfig, session: str | None = None) -> ServerStatus:
     """The status of a server that has not run yet (newer than any status of a server it replaces)."""
     return ServerStatus(
         tenant,
@@ -133,6 +137,7 @@ def initial_status(tenant: str, config: ServerConfig) -> ServerStatus:
         lifecycle=config.lifecycle,
         stopped_reason=StoppedReason.NEVER_USED if config.on_demand else None,
         seq=next(_SEQ),
+        session=session,
     )
 
 
@@ -148,8 +153,17 @@ class ServerEndpoint:
         self._loop = loop
 
     def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
-        """Run `coro` on the server's loop."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+        """Run `coro` on the server's loop.
+
+        Raises:
+            NotRunning: the server's actor has stopped (a session instance that was removed).
+        """
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+        except RuntimeError:  # the loop is closed
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            raise NotRunning(f"server '{self._supervisor.config.name}' is gone") from None
 
     def call_tool(
         self, name: str, arguments: dict[str, Any], requester: Requester | None = None
@@ -176,13 +190,14 @@ class ServerSupervisor:
     def __init__(self, spec: ServerSpec, listener: Listener, registry: ProcessRegistry | None) -> None:
         self.tenant = spec.tenant
         self.config = spec.config
+        self.session = spec.session
         self._tenant_env = spec.tenant_env
         self._orch = spec.orchestrator
         self._listener = listener
         self._registry = registry
         self.log_path = spec.log_path
         tenant, config = spec.tenant, spec.config
-        self.status = initial_status(tenant, config)
+        self.status = initial_status(tenant, config, spec.session)
         self._client: Client | None = None
         self._spawned: RawChannel | None = None  # the hub's own channel to the child last spawned
         self._channel: RawChannel | None = None  # ... once its connection is up: tools/call goes there
@@ -235,7 +250,7 @@ class ServerSupervisor:
             # One counter for the whole process: a replaced server's statuses stay ordered too.
             new = ServerStatus(**{**fields, "seq": next(_SEQ)})
             self.status = new
-            tell(self._listener, ServerStateChanged(new))
+            tell(self._listener, InstanceStateChanged(new) if self.session else ServerStateChanged(new))
 
     @property
     def catalog(self) -> ServerCatalog:
@@ -251,7 +266,9 @@ class ServerSupervisor:
                 self._cached = cached
         changed = not catalog.same_offer(self._catalog)
         self._catalog = replace(catalog, seq=next(_SEQ))
-        if changed:  # (an on_demand server going from cached to live and back changes nothing)
+        if changed and self.session is not None:  # an instance's offer: its tenant decides
+            tell(self._listener, InstanceCatalogChanged(self.session, self._catalog))
+        elif changed:  # (an on_demand server going from cached to live and back changes nothing)
             tell(self._listener, CatalogChanged(self._catalog))
         self._set(self.status.state, tools=len(catalog.tools), catalog=kind)
 
@@ -868,8 +885,9 @@ class ServerActor(pykka.ThreadingActor):
         self.supervisor = ServerSupervisor(spec, listener, registry)
         self._loop = asyncio.new_event_loop()
         self.endpoint = ServerEndpoint(self.supervisor, self._loop)
+        label = f"-{session_label(spec.session)}" if spec.session else ""
         self._thread = threading.Thread(
-            target=self._run_loop, name=f"server-{spec.tenant}-{spec.config.name}", daemon=True
+            target=self._run_loop, name=f"server-{spec.tenant}-{spec.config.name}{label}", daemon=True
         )
 
     def _run_loop(self) -> None:
@@ -887,6 +905,10 @@ class ServerActor(pykka.ThreadingActor):
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=5)
             if not self._thread.is_alive():
+                # Calls submitted while the loop stopped (through an endpoint a caller still held)
+                # run now and fail at once (the server is stopped); later ones fail in `submit`.
+                self._loop.run_until_complete(asyncio.sleep(0))
+                self._loop.run_until_complete(asyncio.sleep(0))
                 self._loop.close()
 
     def _on_loop(self, coro: Awaitable[T], timeout: float) -> T:

@@ -7,6 +7,15 @@ logged); `max_concurrent_calls` and `max_calls_per_minute` are enforced per call
 
 Servers with `lifecycle: on_demand` are not started with their tenant; the hub's call path asks
 `wake_server` when a call finds one stopped.
+
+Servers with `per_session: true` run one *instance* per client session: the hub's call path asks
+`session_instance(server, session)`, and the tenant starts (or wakes) a `ServerActor` of its own
+for that `(server, session)`, keyed by both and owned here, so no instance is ever shared with
+another tenant. `max_sessions_per_server` bounds how many run at once. `end_session` stops a
+session's instances; an instance that stops by itself (idle, failed) is dropped when its
+`InstanceStateChanged` says so. The server's own actor (the *shared* instance) still serves calls
+that come without a session, and lists the catalog (from its cache, or from the first discovery of
+any instance).
 """
 
 from __future__ import annotations
@@ -17,15 +26,24 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import pykka
 
-from actors.catalog_cache import cache_path
-from actors.models import CatalogChanged, ServerCatalog, ServerState, ServerStateChanged, ServerStatus
+from actors.catalog_cache import cache_path, safe_name
+from actors.models import (
+    CatalogChanged,
+    InstanceCatalogChanged,
+    InstanceStateChanged,
+    ServerCatalog,
+    ServerState,
+    ServerStateChanged,
+    ServerStatus,
+    session_label,
+)
 from actors.reaper import ProcessRegistry
 from actors.server import Listener, ServerActor, ServerEndpoint, ServerSpec, tell
 from hub.config import OrchestratorConfig, Quotas, TenantConfig
@@ -110,6 +128,7 @@ class TenantLease:
     endpoints: Mapping[str, ServerEndpoint]
     call_timeouts: Mapping[str, float]
     on_demand: Mapping[str, bool]  # started by a call when stopped (on_demand and enabled)
+    per_session: Mapping[str, bool]  # one instance per session (per_session and enabled)
 
 
 @dataclass(frozen=True)
@@ -124,6 +143,7 @@ class TenantInfo:
     hidden_tools: int
     calls_in_flight: int
     calls_last_minute: int
+    instances: Mapping[str, int] = field(default_factory=dict)  # per_session server → instances
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict: quotas with their usage, and the servers."""
@@ -133,6 +153,7 @@ class TenantInfo:
             "max_tools": self.tools,
             "max_concurrent_calls": self.calls_in_flight,
             "max_calls_per_minute": self.calls_last_minute,
+            "max_sessions_per_server": max(self.instances.values(), default=0),
         }
         return {
             "name": self.name,
@@ -170,6 +191,9 @@ class TenantActor(pykka.ThreadingActor):
         self._statuses: dict[str, ServerStatus] = {}
         self._catalogs: dict[str, ServerCatalog] = {}
         self._hidden: dict[str, int] = {}
+        # Session instances of per_session servers, by (server, session), and their last status.
+        self._instances: dict[tuple[str, str], pykka.ActorProxy[ServerActor]] = {}
+        self._instance_statuses: dict[tuple[str, str], ServerStatus] = {}
 
     def on_start(self) -> None:
         for name in self.config.servers:
@@ -188,6 +212,7 @@ class TenantActor(pykka.ThreadingActor):
             self._within_tool_quota(catalog)
 
     def _remove_server(self, name: str) -> None:
+        self._stop_instances(lambda server, session: server == name)
         proxy = self._servers.pop(name)
         proxy.halt(retire=True).get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
         proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
@@ -254,6 +279,9 @@ class TenantActor(pykka.ThreadingActor):
 
     def on_receive(self, message: Any) -> None:
         """Events told by the servers (on this actor's thread): record, apply quotas, relay up."""
+        if isinstance(message, InstanceStateChanged | InstanceCatalogChanged):
+            self._on_instance_event(message)
+            return
         server = (
             message.status.server
             if isinstance(message, ServerStateChanged)
@@ -271,6 +299,40 @@ class TenantActor(pykka.ThreadingActor):
                 return  # older than what is known (a replaced server's last catalog)
             message = CatalogChanged(self._within_tool_quota(message.catalog))
         tell(self._listener, message)
+
+    def _on_instance_event(self, message: InstanceStateChanged | InstanceCatalogChanged) -> None:
+        """An event of a session instance (this actor's thread)."""
+        if isinstance(message, InstanceCatalogChanged):
+            catalog = message.catalog
+            known = self._catalogs.get(catalog.server)
+            if catalog.server not in self._servers or catalog.empty:
+                return  # a removed server; or an instance that stopped (its server keeps its listing)
+            if known is not None and (known.same_offer(catalog) or catalog.seq < known.seq):
+                return
+            # The server had no catalog (no cache yet), or a session's discovery found a new offer:
+            # list it as the server's (it is also in the cache file now).
+            tell(self._listener, CatalogChanged(self._within_tool_quota(replace(catalog, cached=True))))
+            return
+        status = message.status
+        key = (status.server, status.session or "")
+        last = self._instance_statuses.get(key)
+        if last is not None and status.seq < last.seq:
+            return  # older than what is known (e.g. the idle stop of an instance woken since)
+        if key in self._instances:
+            self._instance_statuses[key] = status
+            if status.state in (ServerState.STOPPED, ServerState.FAILED):
+                # It stopped by itself (idle, or failed after its retries): it is gone.
+                proxy = self._instances.pop(key)
+                self._instance_statuses.pop(key, None)
+                proxy.actor_ref.stop(block=False)
+                log.info(
+                    "%s/%s: instance of session %s %s",
+                    self.config.name,
+                    status.server,
+                    session_label(key[1]),
+                    status.stopped_reason.value if status.stopped_reason else status.state.value,
+                )
+        tell(self._listener, message)  # (also for instances already dropped: their last words)
 
     def _within_tool_quota(self, catalog: ServerCatalog) -> ServerCatalog:
         self._catalogs[catalog.server] = catalog
@@ -304,12 +366,14 @@ class TenantActor(pykka.ThreadingActor):
         servers = self.config.servers
         timeouts = {name: s.call_timeout for name, s in servers.items()}
         on_demand = {name: s.on_demand and s.enabled for name, s in servers.items()}
+        per_session = {name: s.per_session and s.enabled for name, s in servers.items()}
         return TenantLease(
             self.config.name,
             self._gate,
             MappingProxyType(endpoints),
             MappingProxyType(timeouts),
             MappingProxyType(on_demand),
+            MappingProxyType(per_session),
         )
 
     def listed(self, server: str) -> ServerCatalog | None:
@@ -377,6 +441,17 @@ class TenantActor(pykka.ThreadingActor):
             if not config.enabled:
                 outcome[name] = "disabled"
                 continue
+            if config.per_session and self.listed(name) is None:
+                # No catalog yet (no cache): run the shared instance once to discover it; it stops
+                # when idle like any on_demand server. Sessions then start their own instances.
+                try:
+                    outcome[name] = self.start_server(name)
+                except QuotaExceeded as exc:
+                    outcome[name] = f"quota_exceeded: {exc.message}"
+                continue
+            if config.per_session:
+                outcome[name] = "per_session"
+                continue
             if config.on_demand:
                 outcome[name] = "on_demand"
                 continue
@@ -387,7 +462,8 @@ class TenantActor(pykka.ThreadingActor):
         return outcome
 
     def stop_server(self, server: str) -> ServerStatus:
-        """Stop one server and wait until its process is gone."""
+        """Stop one server (and its session instances) and wait until its processes are gone."""
+        self._stop_instances(lambda name, session: name == server)
         status = self._proxy(server).halt().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
         self._statuses[server] = status
         return status
@@ -398,7 +474,9 @@ class TenantActor(pykka.ThreadingActor):
         return self.start_server(server)
 
     def stop_servers(self) -> dict[str, str]:
-        """Stop every server at once (in parallel) and wait for all; per-server final state."""
+        """Stop every server and session instance at once (in parallel) and wait for all;
+        per-server final state."""
+        self._stop_instances(lambda server, session: True)
         futures = {name: proxy.halt() for name, proxy in self._servers.items()}
         outcome = {}
         for name, future in futures.items():
@@ -419,6 +497,11 @@ class TenantActor(pykka.ThreadingActor):
         """The tenant with its quotas, usage and servers."""
         statuses = tuple(self._statuses[name] for name in self.config.servers)
         tools = sum(len(c.tools) for c in self._catalogs.values()) - sum(self._hidden.values())
+        instances = {
+            name: sum(1 for server, _ in self._instances if server == name)
+            for name, config in self.config.servers.items()
+            if config.per_session
+        }
         return TenantInfo(
             self.config.name,
             self.config.description,
@@ -428,4 +511,74 @@ class TenantActor(pykka.ThreadingActor):
             sum(self._hidden.values()),
             self._gate.in_flight,
             self._gate.calls_last_minute(),
+            MappingProxyType(instances),
         )
+
+    # ------------------------------------------------------------------ session instances
+
+    def session_instance(self, server: str, session: str) -> tuple[ServerEndpoint, ServerStatus]:
+        """The instance of per_session `server` for `session`: started if new, woken if it is
+        stopping for idleness. Returns at once; the caller waits for `running` on the events.
+
+        Raises:
+            NotFound: no such server.
+            NotRunning: it is not an enabled per_session server.
+            QuotaExceeded: `max_sessions_per_server` instances of it already run.
+        """
+        self._proxy(server)
+        config = self.config.servers[server]
+        if not (config.per_session and config.enabled):
+            raise NotRunning(f"server '{server}' of tenant '{self.config.name}' is not a per_session server")
+        key = (server, session)
+        proxy = self._instances.get(key)
+        if proxy is None:
+            limit = self.config.quotas.max_sessions_per_server
+            running = sum(1 for name, _ in self._instances if name == server)
+            if limit is not None and running >= limit:
+                raise QuotaExceeded(
+                    f"server '{server}' of tenant '{self.config.name}' already runs {running} session "
+                    f"instances (max_sessions_per_server {limit}): end a session, or wait until one "
+                    f"is idle for {config.idle_seconds:g} s",
+                    retry_after=max(1.0, min(config.idle_seconds or 60.0, 60.0)),
+                )
+            label = session_label(session)
+            log_path = self._log_dir / self.config.name / f"{server}.sessions" / f"{safe_name(label)}.log"
+            cached = cache_path(self._cache_dir, self.config.name, server) if self._cache_dir else None
+            spec = ServerSpec(
+                self.config.name, config, self.config.env, self._orch, log_path, cached, session
+            )
+            proxy = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
+            self._instances[key] = proxy
+            log.info("%s/%s: new instance for session %s", self.config.name, server, label)
+        endpoint = proxy.get_endpoint().get(timeout=_ASK_TIMEOUT)
+        status = proxy.launch().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+        self._instance_statuses[key] = status
+        return endpoint, status
+
+    def end_session(self, session: str) -> int:
+        """Stop every instance of `session` (its client went away) and wait until their processes
+        are gone; how many there were."""
+        return self._stop_instances(lambda server, owner: owner == session)
+
+    def instances(self) -> tuple[ServerStatus, ...]:
+        """The latest status of every session instance, in configuration order of their servers."""
+        order = {name: i for i, name in enumerate(self.config.servers)}
+        keys = sorted(self._instance_statuses, key=lambda k: (order.get(k[0], 0), k[1]))
+        return tuple(self._instance_statuses[k] for k in keys)
+
+    def _stop_instances(self, which: Any) -> int:
+        """Stop the instances for which `which(server, session)` holds, in parallel; remove them."""
+        keys = [key for key in self._instances if which(*key)]
+        proxies = [self._instances.pop(key) for key in keys]
+        for key in keys:
+            self._instance_statuses.pop(key, None)
+        futures = [proxy.halt() for proxy in proxies]
+        for key, proxy, future in zip(keys, proxies, futures, strict=True):
+            try:
+                future.get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+            except Exception:  # isolation: one stuck instance must not keep the others running
+                log.exception(
+                    "stopping %s/%s of session %s failed", self.config.name, key[0], session_label(key[1])
+                )
+            proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
+        return len(keys)

@@ -10,6 +10,9 @@ Prints, in one run:
   measured in the same run, for the SDK-built test server and for the standard-library echo
   server (`bench/servers/echo_stdlib.py`), and a warm call through the hub against a direct warm
   call; p50 of `--cold` cold calls and `--calls` warm ones;
+- the first call of a new session to a `per_session` server (its own instance: spawn, handshake,
+  discovery, then the call), each right after a direct cold call, and ending that session (until
+  its process is gone);
 - the resident memory (RSS) of a hub process plus all its child processes with `--servers`
   configured echo servers of which `--busy` are called continuously, once with every server
   `always` (all running) and once `on_demand` (the other servers stopped, listed from the cache
@@ -99,6 +102,26 @@ def cold_and_warm(spec: dict[str, Any], times: int, calls: int, data_dir: str) -
             hub.call_tool("bench", "lazy.echo", {"text": "hello"})
             out["hub_warm"].append(time.perf_counter() - began)
     out["direct_warm"] = asyncio.run(direct_warm(spec, calls))
+    return out
+
+
+def session_cold(spec: dict[str, Any], times: int, data_dir: str) -> dict[str, list[float]]:
+    """First calls of `times` new sessions to a per_session server, each right after a direct cold
+    call; and `Hub.end_session` of each (returns once its process is gone)."""
+    config = parse_config(
+        yaml.safe_dump({"tenants": {"bench": {"servers": {"ps": {**spec, "per_session": True}}}}})
+    )
+    out: dict[str, list[float]] = {"direct_cold": [], "session_cold": [], "end_session": []}
+    with Hub(config, data_dir=data_dir) as hub:
+        hub.start_tenant("bench")  # the shared instance discovers the catalog once
+        for i in range(times):
+            out["direct_cold"] += asyncio.run(direct_cold(spec, 1))
+            began = time.perf_counter()
+            hub.call_tool("bench", "ps.echo", {"text": "cold"}, session=f"bench:{i}")
+            out["session_cold"].append(time.perf_counter() - began)
+            began = time.perf_counter()
+            hub.end_session(f"bench:{i}")
+            out["end_session"].append(time.perf_counter() - began)
     return out
 
 
@@ -238,6 +261,14 @@ def main() -> None:
             print(f"    warm, Hub.call_tool                                {h_warm:8.3f}")
             print(f"    ratio hub/direct, warm                             {h_warm / d_warm:8.2f}")
             print(f"    cold / warm through the hub                        {h_cold / h_warm:8.0f}x")
+            sessions = session_cold(spec, args.cold, str(Path(data_dir) / f"{name}-sessions"))
+            d_cold, s_cold, s_end = (
+                percentiles(sessions[k])[0] for k in ("direct_cold", "session_cold", "end_session")
+            )
+            print(f"    cold, direct mcp.Client (same run)                 {d_cold:8.1f}")
+            print(f"    cold, first call of a new session (per_session)    {s_cold:8.1f}")
+            print(f"    ratio hub/direct, new session                      {s_cold / d_cold:8.2f}")
+            print(f"    Hub.end_session until its process is gone          {s_end:8.1f}")
 
         shared = str(Path(data_dir) / "scale")
         eager = run_scenario("always", args, shared)  # also writes every server's catalog cache

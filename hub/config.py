@@ -158,8 +158,9 @@ class ServerConfig:
     tools: ToolFilter = field(default_factory=ToolFilter)
     call_timeout: float = 60.0
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
-    lifecycle: str = "always"  # "always" or "on_demand"
+    lifecycle: str = "always"  # "always" or "on_demand" (always "on_demand" when `per_session`)
     idle_timeout: float | None = None  # None: not configured (`idle_seconds` applies the default)
+    per_session: bool = False  # one instance per client session (see `actors.tenant`)
 
     @property
     def on_demand(self) -> bool:
@@ -180,6 +181,7 @@ class Quotas:
     max_tools: int | None = None
     max_concurrent_calls: int | None = None
     max_calls_per_minute: int | None = None
+    max_sessions_per_server: int | None = None  # instances of each per_session server at once
 
 
 @dataclass(frozen=True)
@@ -277,7 +279,9 @@ class HubConfig:
         servers = [s for t in self.tenants.values() for s in t.servers.values()]
         enabled = sum(1 for s in servers if s.enabled)
         on_demand = sum(1 for s in servers if s.on_demand)
+        per_session = sum(1 for s in servers if s.per_session)
         lazy = f", {on_demand} on demand" if on_demand else ""
+        lazy += f" ({per_session} per session)" if per_session else ""
         auth = "keys" if self.has_keys else "open (no keys)"
         return (
             f"{_plural(len(self.tenants), 'tenant')}, {_plural(len(servers), 'server')} "
@@ -526,7 +530,8 @@ def _describe(error: jsonschema.ValidationError) -> Iterator[str]:
 
 
 def _semantic_problems(data: dict[str, Any]) -> Iterator[str]:
-    """Checks JSON Schema cannot express: a server's `name` must equal its key."""
+    """Checks JSON Schema cannot express: a server's `name` must equal its key; a per_session
+    server starts on demand."""
     tenants = data.get("tenants")
     for tenant_id, tenant in tenants.items() if isinstance(tenants, dict) else ():
         servers = tenant.get("servers") if isinstance(tenant, dict) else None
@@ -535,6 +540,12 @@ def _semantic_problems(data: dict[str, Any]) -> Iterator[str]:
                 yield (
                     f"tenants.{tenant_id}.servers.{key}.name: {server['name']!r} differs from the "
                     f"server's key {key!r} (omit 'name' or make them equal)"
+                )
+            per_session = isinstance(server, dict) and server.get("per_session") is True
+            if per_session and server.get("lifecycle", "on_demand") != "on_demand":
+                yield (
+                    f"tenants.{tenant_id}.servers.{key}.lifecycle: a per_session server is started "
+                    "by each session's first call (on_demand): omit 'lifecycle' or set it to 'on_demand'"
                 )
 
 
@@ -573,6 +584,7 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
                 metadata=MappingProxyType(dict(s.get("metadata", {}))),
                 call_timeout=float(s.get("call_timeout", ServerConfig.call_timeout)),
                 idle_timeout=float(s["idle_timeout"]) if "idle_timeout" in s else None,
+                lifecycle="on_demand" if s.get("per_session") else s.get("lifecycle", "always"),
                 cwd=_absolute(base, s.get("cwd")),
             )
             servers[name] = ServerConfig(**plain)

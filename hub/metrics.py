@@ -10,7 +10,14 @@ import threading
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from actors.models import Event, ServerCrashed, ServerState, ServerStateChanged, ServerStatus
+from actors.models import (
+    Event,
+    InstanceStateChanged,
+    ServerCrashed,
+    ServerState,
+    ServerStateChanged,
+    ServerStatus,
+)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -66,8 +73,21 @@ class HubMetrics:
             ["tenant", "server"],
             registry=self.registry,
         )
+        self.instances = Gauge(
+            "mcp_hub_session_instances",
+            "Session instances of per_session servers that run or start now.",
+            ["tenant", "server"],
+            registry=self.registry,
+        )
+        self.instance_starts = Counter(
+            "mcp_hub_session_instance_starts",
+            "Session instances of per_session servers started by a session's call.",
+            ["tenant", "server"],
+            registry=self.registry,
+        )
         self._lock = threading.Lock()
         self._on_demand: dict[tuple[str, str], ServerStatus] = {}  # the last status counted, per server
+        self._live: set[tuple[str, str, str | None]] = set()  # session instances counted
 
     def on_event(self, event: Event) -> None:
         """Board listener (router thread): server states and crashes."""
@@ -78,6 +98,17 @@ class HubMetrics:
                     1 if state is status.state else 0
                 )
             self.count_on_demand(status)
+        elif isinstance(event, InstanceStateChanged):
+            status = event.status
+            key = status.instance_key
+            with self._lock:
+                gone = status.state in (ServerState.STOPPED, ServerState.FAILED)
+                if gone and key in self._live:
+                    self._live.discard(key)
+                    self.instances.labels(status.tenant, status.server).dec()
+                elif not gone and key not in self._live:
+                    self._live.add(key)
+                    self.instances.labels(status.tenant, status.server).inc()
         elif isinstance(event, ServerCrashed):
             self.restarts.labels(event.tenant, event.server).inc()
 

@@ -17,11 +17,19 @@ On demand servers: a call (tool, resource, prompt) that finds its on_demand serv
 the tenant to start it and waits, on the caller's thread or loop, for the server's `running`
 status on the `EventBoard`. Concurrent first calls share one start (one `concurrent.futures`
 future per server); a start that fails answers them all with its reason.
+
+Per-session servers: a call that comes with a session (`session=`: the MCP facade's session, a
+WebSocket app connection, an `Mcp-Hub-Session` header) and whose route says `per_session` goes to
+that session's own instance, which the tenant starts on the first such call (`session_instance`)
+and which is waited for like an on_demand start, keyed by `(tenant, server, session)`.
+`end_session` stops a session's instances when its client goes away. Calls without a session use
+the server's own entry, the tenant's shared instance (an on_demand server).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
 import copy
@@ -40,6 +48,7 @@ from mcp import InvalidUriTemplate, UriTemplate
 from actors.models import (
     CatalogChanged,
     Event,
+    InstanceStateChanged,
     ServerCatalog,
     ServerState,
     ServerStateChanged,
@@ -49,7 +58,7 @@ from actors.models import (
 )
 from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor
-from actors.server import Requester
+from actors.server import Requester, ServerEndpoint
 from actors.tenant import TenantActor, TenantInfo
 from hub.audit import AuditLog
 from hub.config import HubConfig, dotted_path, load_config
@@ -61,6 +70,10 @@ log = logging.getLogger(__name__)
 _ASK_TIMEOUT = 30.0
 _SETTLED = (ServerState.RUNNING, ServerState.FAILED, ServerState.STOPPED)
 _WAKE_MARGIN = 5.0  # beyond startup_timeout, for spawning and the events to arrive
+_ENDED_SESSIONS = 10_000  # sessions remembered as ended (an instance asked for one is stopped at once)
+_GONE = (ServerState.STOPPED, ServerState.FAILED)
+
+WakeKey = tuple[str, str, str | None]  # (tenant, server, session): session None is the server itself
 
 
 class EventBoard:
@@ -72,6 +85,7 @@ class EventBoard:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._statuses: dict[tuple[str, str], ServerStatus] = {}
+        self._instances: dict[WakeKey, ServerStatus] = {}  # live session instances
         self.events: list[Event] = []
         self._listeners: list[Callable[[Event], None]] = []
 
@@ -80,6 +94,13 @@ class EventBoard:
         with self._cond:
             if isinstance(event, ServerStateChanged):
                 self._statuses[(event.status.tenant, event.status.server)] = event.status
+            elif isinstance(event, InstanceStateChanged):
+                key = event.status.instance_key
+                known = self._instances.get(key)
+                if event.status.state in _GONE:
+                    self._instances.pop(key, None)
+                elif known is None or event.status.seq >= known.seq:
+                    self._instances[key] = event.status
             self.events.append(event)
             del self.events[:-1000]
             self._cond.notify_all()
@@ -102,6 +123,16 @@ class EventBoard:
         """The latest status told for a server, if any."""
         with self._cond:
             return self._statuses.get((tenant, server))
+
+    def instance_status(self, key: WakeKey) -> ServerStatus | None:
+        """The latest status told for a live session instance, if any."""
+        with self._cond:
+            return self._instances.get(key)
+
+    def instances(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
+        """Every live session instance (of `tenant`), as last told."""
+        with self._cond:
+            return tuple(s for (t, _, _), s in self._instances.items() if tenant is None or t == tenant)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
         """Wait until `predicate()` holds (re-checked on every event); False on timeout."""
@@ -134,9 +165,14 @@ class Hub:
         self._calls_in_flight = 0
         self.metrics = HubMetrics()
         self.audit = AuditLog(config.audit)
-        # Starts of on_demand servers that calls wait for, by (tenant, server).
-        self._wakes: dict[tuple[str, str], _Waking] = {}
+        # Starts of on_demand servers and session instances that calls wait for.
+        self._wakes: dict[WakeKey, _Waking] = {}
         self._wake_lock = threading.Lock()
+        # Session instances: their endpoints (dropped when they stop), the tenants each session has
+        # instances in, and sessions that ended (guarded by `_wake_lock`).
+        self._endpoints: dict[WakeKey, ServerEndpoint] = {}
+        self._session_tenants: dict[str, set[str]] = {}
+        self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
         self.board.add_listener(self._forget_routes)
         self.board.add_listener(self.metrics.on_event)
         self.board.add_listener(self._on_status)
@@ -371,9 +407,11 @@ class Hub:
             out += [{**r.raw, "server": catalog.server} for r in catalog.resource_templates]
         return out
 
-    def read_resource(self, tenant: str, uri: str, server: str | None = None) -> dict[str, Any]:
+    def read_resource(
+        self, tenant: str, uri: str, server: str | None = None, session: str | None = None
+    ) -> dict[str, Any]:
         """Read `uri` from `server`, else from the server that offers it (as a resource, else by a
-        template).
+        template); from `session`'s own instance of a per_session server.
 
         Raises:
             NotFound: no server of the tenant offers it.
@@ -390,24 +428,31 @@ class Hub:
             raise NotFound(f"no resource {uri!r} in tenant '{tenant}'")
         if len(owners) > 1:
             raise BadRequest(f"resource {uri!r} is offered by servers {', '.join(owners)}: pass server=")
-        return self._server_request(tenant, owners[0], lambda e: e.read_resource(uri))
+        return self._server_request(tenant, owners[0], lambda e: e.read_resource(uri), session)
 
     def prompts(self, tenant: str) -> list[dict[str, Any]]:
         """Prompts of a tenant's running servers, each with its catalog id as `name`."""
         return [{**p.raw, "name": p.id, "server": p.server} for c in self.catalogs(tenant) for p in c.prompts]
 
-    def get_prompt(self, tenant: str, prompt_id: str, arguments: Mapping[str, str]) -> dict[str, Any]:
-        """Get prompt `server.name` of `tenant` with `arguments`."""
+    def get_prompt(
+        self, tenant: str, prompt_id: str, arguments: Mapping[str, str], session: str | None = None
+    ) -> dict[str, Any]:
+        """Get prompt `server.name` of `tenant` with `arguments` (from `session`'s own instance of a
+        per_session server)."""
         server, _, name = prompt_id.partition(".")
         known = any(p.name == name for c in self.catalogs(tenant) if c.server == server for p in c.prompts)
         if not known:
             raise NotFound(f"no prompt '{prompt_id}' in tenant '{tenant}'")
-        return self._server_request(tenant, server, lambda e: e.get_prompt(name, dict(arguments)))
+        return self._server_request(tenant, server, lambda e: e.get_prompt(name, dict(arguments)), session)
 
-    def _server_request(self, tenant: str, server: str, submit: Callable[[Any], Any]) -> dict[str, Any]:
+    def _server_request(
+        self, tenant: str, server: str, submit: Callable[[Any], Any], session: str | None = None
+    ) -> dict[str, Any]:
         route = self.router.server_route(tenant, server).get(timeout=_ASK_TIMEOUT)
-        endpoint, gate, timeout, on_demand = route
+        endpoint, gate, timeout, on_demand, per_session = route
         with self._in_flight(), gate.admit(tenant):
+            if per_session and session is not None:
+                return self._instance_request(tenant, server, session, submit, timeout)
             if on_demand and not self._running(tenant, server):
                 self._wake(tenant, server)
 
@@ -426,6 +471,25 @@ class Hub:
                     raise
                 self._wake(tenant, server)  # it stopped for idleness just before the request: once more
                 return once()
+
+    def _instance_request(
+        self, tenant: str, server: str, session: str, submit: Callable[[Any], Any], timeout: float
+    ) -> dict[str, Any]:
+        """A resource read or prompt get on `session`'s instance (caller's thread, not a loop's)."""
+        for attempt in (1, 2):
+            endpoint = self._instance(tenant, server, session)
+            try:
+                future = submit(endpoint)
+                try:
+                    return future.result(timeout=timeout + 5)
+                except TimeoutError:
+                    future.cancel()
+                    raise CallTimeout(f"server '{server}' did not answer in time") from None
+            except NotRunning:
+                self._drop_endpoint((tenant, server, session), endpoint)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
         """The last `tail` lines of a server's stderr log (its rotated file included if needed)."""
@@ -519,9 +583,18 @@ class Hub:
                 self._calls.notify_all()
 
     def call_tool(
-        self, tenant: str, tool_id: str, arguments: Mapping[str, Any] | None = None, key: str | None = None
+        self,
+        tenant: str,
+        tool_id: str,
+        arguments: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        session: str | None = None,
     ) -> ToolResult:
         """Call catalog tool `server.tool` of `tenant` and wait for its result (any thread but a loop's).
+
+        `session`: the client session the call belongs to; a per_session server's tool then runs
+        on that session's own instance (started by its first call). Without it, the server's
+        shared instance answers.
 
         Raises:
             NotFound: no such tool in the tenant's catalog.
@@ -540,6 +613,11 @@ class Hub:
             raise
         with self._call(prepared, arguments, key) as call:
             route = prepared.route
+            if route.per_session and session is not None:
+                result = self._session_call(route, arguments, tool_id, session)
+                if result.is_error:
+                    call["outcome"] = "tool_error"
+                return result
             if route.on_demand and not self._running(route.tenant, route.server):
                 self._wake(route.tenant, route.server)
             try:
@@ -553,8 +631,24 @@ class Hub:
                 call["outcome"] = "tool_error"
             return result
 
-    def _call_once(self, route: Route, arguments: dict[str, Any], tool_id: str) -> ToolResult:
-        future = route.call_tool(arguments)
+    def _session_call(
+        self, route: Route, arguments: dict[str, Any], tool_id: str, session: str
+    ) -> ToolResult:
+        key = (route.tenant, route.server, session)
+        for attempt in (1, 2):
+            endpoint = self._instance(route.tenant, route.server, session)
+            try:
+                return self._call_once(route, arguments, tool_id, endpoint)
+            except NotRunning:  # it stopped for idleness (or its session ended) just before the call
+                self._drop_endpoint(key, endpoint)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _call_once(
+        self, route: Route, arguments: dict[str, Any], tool_id: str, endpoint: ServerEndpoint | None = None
+    ) -> ToolResult:
+        future = (endpoint or route.endpoint).call_tool(route.name, arguments)
         try:
             # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
             return future.result(timeout=route.call_timeout + 5)
@@ -569,6 +663,7 @@ class Hub:
         arguments: Mapping[str, Any] | None = None,
         requester: Requester | None = None,
         key: str | None = None,
+        session: str | None = None,
     ) -> ToolResult:
         """`call_tool` for code on an asyncio loop (the web frontend): never blocks the loop.
 
@@ -590,6 +685,11 @@ class Hub:
                 raise
         with self._call(prepared, arguments, key) as call:
             route = prepared.route
+            if route.per_session and session is not None:
+                result = await self._session_call_async(route, arguments, requester, tool_id, session)
+                if result.is_error:
+                    call["outcome"] = "tool_error"
+                return result
             if route.on_demand and not self._running(route.tenant, route.server):
                 await self._wake_async(route.tenant, route.server)
             try:
@@ -603,10 +703,34 @@ class Hub:
                 call["outcome"] = "tool_error"
             return result
 
-    async def _call_once_async(
-        self, route: Route, arguments: dict[str, Any], requester: Requester | None, tool_id: str
+    async def _session_call_async(
+        self,
+        route: Route,
+        arguments: dict[str, Any],
+        requester: Requester | None,
+        tool_id: str,
+        session: str,
     ) -> ToolResult:
-        future = route.call_tool(arguments, requester)
+        key = (route.tenant, route.server, session)
+        for attempt in (1, 2):
+            endpoint = await self._instance_async(route.tenant, route.server, session)
+            try:
+                return await self._call_once_async(route, arguments, requester, tool_id, endpoint)
+            except NotRunning:  # it stopped for idleness (or its session ended) just before the call
+                self._drop_endpoint(key, endpoint)
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    async def _call_once_async(
+        self,
+        route: Route,
+        arguments: dict[str, Any],
+        requester: Requester | None,
+        tool_id: str,
+        endpoint: ServerEndpoint | None = None,
+    ) -> ToolResult:
+        future = (endpoint or route.endpoint).call_tool(route.name, arguments, requester)
         try:
             async with asyncio.timeout(route.call_timeout + 5):  # no extra task, unlike wait_for
                 return await asyncio.wrap_future(future)
@@ -620,18 +744,20 @@ class Hub:
         status = self.board.status(tenant, server)
         return status is not None and status.state is ServerState.RUNNING
 
-    def _wake(self, tenant: str, server: str) -> None:
-        """Start an on_demand server for a call and wait until it runs (caller's thread, not a loop's).
+    def _wake(self, tenant: str, server: str, session: str | None = None) -> None:
+        """Start an on_demand server (or `session`'s instance of a per_session one) for a call and
+        wait until it runs (caller's thread, not a loop's).
 
         Raises:
             UpstreamError: it failed to start (the message says why).
             NotRunning: it is restarting after a crash, or was stopped or reconfigured meanwhile.
-            QuotaExceeded: the tenant's `max_servers` servers already run.
+            QuotaExceeded: the tenant's `max_servers` servers (or `max_sessions_per_server`
+                instances) already run.
             CallTimeout: it did not start within `startup_timeout` (plus a margin).
         """
-        future, first = self._pending_wake(tenant, server)
+        future, first = self._pending_wake((tenant, server, session))
         if first:
-            self._ask_wake(tenant, server)
+            self._ask_wake((tenant, server, session))
         timeout = self.config.orchestrator.startup_timeout + _WAKE_MARGIN
         try:
             future.result(timeout=timeout)
@@ -640,11 +766,12 @@ class Hub:
         except HubError as exc:
             raise copy.copy(exc) from None  # one exception per waiter: they run in different threads
 
-    async def _wake_async(self, tenant: str, server: str) -> None:
+    async def _wake_async(self, tenant: str, server: str, session: str | None = None) -> None:
         """`_wake` for code on an asyncio loop: the ask runs in an executor, the wait on the loop."""
-        future, first = self._pending_wake(tenant, server)
+        key = (tenant, server, session)
+        future, first = self._pending_wake(key)
         if first:
-            await asyncio.get_running_loop().run_in_executor(None, self._ask_wake, tenant, server)
+            await asyncio.get_running_loop().run_in_executor(None, self._ask_wake, key)
         timeout = self.config.orchestrator.startup_timeout + _WAKE_MARGIN
         waiter = asyncio.wrap_future(future)
         try:
@@ -658,12 +785,11 @@ class Hub:
         except HubError as exc:
             raise copy.copy(exc) from None
 
-    def _pending_wake(self, tenant: str, server: str) -> tuple[concurrent.futures.Future[ServerStatus], bool]:
-        """The start of `server` that calls wait for, and whether this caller must ask for it.
+    def _pending_wake(self, key: WakeKey) -> tuple[concurrent.futures.Future[ServerStatus], bool]:
+        """The start of `key` that calls wait for, and whether this caller must ask for it.
 
         Any thread; never blocks (safe on a loop). Concurrent first calls share one start.
         """
-        key = (tenant, server)
         with self._wake_lock:
             pending = self._wakes.get(key)
             if pending is not None:
@@ -673,14 +799,30 @@ class Hub:
             self._wakes[key] = _Waking(future)
             return future, True
 
-    def _ask_wake(self, tenant: str, server: str) -> None:
-        """Ask the tenant to start the server, then settle the start if its outcome is already known.
+    def _ask_wake(self, key: WakeKey) -> None:
+        """Ask the tenant to start the server (or the session's instance), then settle the start if
+        its outcome is already known.
 
         Blocks on the ask: runs on a caller's thread or in an executor, never on a loop.
         """
-        key = (tenant, server)
+        tenant, server, session = key
         try:
-            status = self._tenant(tenant).wake_server(server).get(timeout=_ASK_TIMEOUT)
+            if session is None:
+                status = self._tenant(tenant).wake_server(server).get(timeout=_ASK_TIMEOUT)
+            else:
+                with self._wake_lock:
+                    if session in self._ended:
+                        raise NotRunning(f"the session of this call has ended (server '{server}')")
+                    self._session_tenants.setdefault(session, set()).add(tenant)
+                proxy = self._tenant(tenant)
+                endpoint, status = proxy.session_instance(server, session).get(timeout=_ASK_TIMEOUT)
+                with self._wake_lock:
+                    ended = session in self._ended
+                    if not ended:
+                        self._endpoints[key] = endpoint
+                if ended:  # it ended while its instance started: stop that at once
+                    proxy.end_session(session).get(timeout=120)
+                    raise NotRunning(f"the session of this call has ended (server '{server}')")
         except HubError as exc:
             self._settle(key, exc)
             return
@@ -689,8 +831,11 @@ class Hub:
             self._settle(key, UpstreamError(f"server '{server}' could not be started: {exc}"))
             return
         if status.state is ServerState.STARTING:
-            self.metrics.on_demand_starts.labels(tenant, server).inc()
-            log.info("%s/%s: starting on demand", tenant, server)
+            if session is None:
+                self.metrics.on_demand_starts.labels(tenant, server).inc()
+                log.info("%s/%s: starting on demand", tenant, server)
+            else:
+                self.metrics.instance_starts.labels(tenant, server).inc()
         with self._wake_lock:
             pending = self._wakes.get(key)
             if pending is None:
@@ -698,24 +843,30 @@ class Hub:
             pending.since = status
         # The outcome may already be known: from the answer itself, or from events told meanwhile.
         self._check_wake(status)
-        latest = self.board.status(tenant, server)
+        latest = self.board.status(tenant, server) if session is None else self.board.instance_status(key)
         if latest is not None:
             self._check_wake(latest)
 
     def _on_status(self, event: Event) -> None:
-        """Board listener (router thread): a server's status may settle a start that calls wait for."""
-        if self._wakes and isinstance(event, ServerStateChanged):
+        """Board listener (router thread): a server's status may settle a start that calls wait for;
+        a session instance that stopped is no longer called."""
+        if isinstance(event, InstanceStateChanged) and event.status.state in _GONE:
+            with self._wake_lock:
+                self._endpoints.pop(event.status.instance_key, None)
+        if self._wakes and isinstance(event, ServerStateChanged | InstanceStateChanged):
             self._check_wake(event.status)
 
     def _check_wake(self, status: ServerStatus) -> None:
         """Settle the pending start of the status's server if `status` decides it (any thread)."""
-        key = (status.tenant, status.server)
+        key = status.instance_key
         with self._wake_lock:
             pending = self._wakes.get(key)
             since = pending.since if pending is not None else None
         if since is None or status.seq < since.seq or status.state is ServerState.STARTING:
             return  # not asked yet, an older status, or still starting
         where = f"server '{status.server}' of tenant '{status.tenant}'"
+        if status.session is not None:
+            where = f"the instance of {where} for this session"
         outcome: ServerStatus | HubError
         if status.state is ServerState.RUNNING:
             outcome = status
@@ -728,7 +879,7 @@ class Hub:
             outcome = UpstreamError(f"{where} failed to start: {reason}")
         self._settle(key, outcome)
 
-    def _settle(self, key: tuple[str, str], outcome: ServerStatus | HubError) -> None:
+    def _settle(self, key: WakeKey, outcome: ServerStatus | HubError) -> None:
         with self._wake_lock:
             pending = self._wakes.pop(key, None)
         if pending is None:
@@ -739,18 +890,93 @@ class Hub:
             pending.future.set_result(outcome)
 
     def _abandon_wakes(
-        self, error: HubError, tenant: str | None = None, servers: set[str] | None = None
+        self,
+        error: HubError,
+        tenant: str | None = None,
+        servers: set[str] | None = None,
+        session: str | None = None,
     ) -> None:
-        """Fail the pending starts of `servers` of `tenant` (None: all of them): the hub stops, or
-        they were removed or reconfigured."""
+        """Fail the pending starts of `servers` of `tenant` (None: all of them), or of `session`'s
+        instances: the hub stops, they were removed or reconfigured, or the session ended."""
         with self._wake_lock:
             keys = [
                 key
                 for key in self._wakes
-                if (tenant is None or key[0] == tenant) and (servers is None or key[1] in servers)
+                if (tenant is None or key[0] == tenant)
+                and (servers is None or key[1] in servers)
+                and (session is None or key[2] == session)
             ]
         for key in keys:
             self._settle(key, error)
+
+    # ------------------------------------------------------------------ session instances
+
+    def _instance(self, tenant: str, server: str, session: str) -> ServerEndpoint:
+        """The endpoint of `session`'s running instance of `server`, started and waited for if need
+        be (caller's thread, not a loop's). Raises what `_wake` raises."""
+        key = (tenant, server, session)
+        endpoint = self._live_endpoint(key)
+        if endpoint is None:
+            self._wake(tenant, server, session)
+            endpoint = self._live_endpoint(key, fresh=True)
+        return endpoint
+
+    async def _instance_async(self, tenant: str, server: str, session: str) -> ServerEndpoint:
+        """`_instance` for code on an asyncio loop."""
+        key = (tenant, server, session)
+        endpoint = self._live_endpoint(key)
+        if endpoint is None:
+            await self._wake_async(tenant, server, session)
+            endpoint = self._live_endpoint(key, fresh=True)
+        return endpoint
+
+    def _live_endpoint(self, key: WakeKey, fresh: bool = False) -> Any:
+        """The endpoint of a running instance (None if there is none); `fresh`: it was just started,
+        so its absence means it stopped meanwhile (`NotRunning`). Any thread, never blocks."""
+        status = self.board.instance_status(key)
+        with self._wake_lock:
+            endpoint = self._endpoints.get(key)
+        if endpoint is not None and (fresh or (status is not None and status.state is ServerState.RUNNING)):
+            return endpoint
+        if fresh:
+            raise NotRunning(f"the instance of server '{key[1]}' for this session stopped meanwhile")
+        return None
+
+    def _drop_endpoint(self, key: WakeKey, endpoint: ServerEndpoint) -> None:
+        with self._wake_lock:
+            if self._endpoints.get(key) is endpoint:
+                del self._endpoints[key]
+
+    def end_session(self, session: str) -> int:
+        """A client session ended (an MCP facade session closed, a WebSocket closed): stop its
+        instances of per_session servers, in every tenant, and wait until their processes are gone.
+        Calls waiting for one of its instances to start fail. Blocks: any thread but a loop's.
+
+        Returns:
+            How many instances were stopped.
+        """
+        with self._wake_lock:
+            self._ended[session] = None
+            while len(self._ended) > _ENDED_SESSIONS:
+                self._ended.popitem(last=False)
+            tenants = self._session_tenants.pop(session, set())
+            for key in [k for k in self._endpoints if k[2] == session]:
+                del self._endpoints[key]
+        self._abandon_wakes(NotRunning("the session of this call has ended"), session=session)
+        stopped = 0
+        for tenant in tenants:
+            try:
+                stopped += self._tenant(tenant).end_session(session).get(timeout=120)
+            except (NotFound, ShuttingDown, pykka.ActorDeadError):
+                continue  # the tenant was removed, or the hub stops (and stops every instance)
+        # Their `stopped` events are on their way up: once told, `instances()` no longer has them.
+        self.board.wait_for(lambda: not any(i.session == session for i in self.board.instances()), 5)
+        return stopped
+
+    def instances(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
+        """Session instances of per_session servers that run or start now (of `tenant`), as last
+        told; never blocks."""
+        return self.board.instances(tenant)
 
 
 @dataclass

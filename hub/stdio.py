@@ -126,7 +126,8 @@ async def _serve(config: HubConfig, tenant: str) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
     hub_ = Hub(config)
-    facade = Facade(hub_, lambda ctx: tenant, lambda ctx: "stdio")
+    # The stdio client is one session: its instances of per_session servers live until it exits.
+    facade = Facade(hub_, lambda ctx: tenant, lambda ctx: "stdio", lambda ctx: "stdio")
     async with claimed_stdio() as claimed, stdio_server(*(claimed or ())) as (read_stream, write_stream):
         try:
             try:
@@ -137,12 +138,15 @@ async def _serve(config: HubConfig, tenant: str) -> int:
                 return 1
             outcome = await loop.run_in_executor(None, hub_.start_tenant, tenant)
             for server, state in outcome.items():
-                if state not in ("running", "on_demand"):
+                if state not in ("running", "on_demand", "per_session"):
                     log.warning("server %s of tenant %s is %s", server, tenant, state)
             facade.attach(loop)
             with contextlib.suppress(asyncio.CancelledError):
                 await facade.server.run(read_stream, write_stream, facade.init_options())
         finally:
             facade.detach()
+            # (Stopping the hub stops every instance too; ending the session first says why.)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(loop.run_in_executor(None, hub_.end_session, "stdio"))
             await asyncio.shield(loop.run_in_executor(None, hub_.stop))
     return 0

@@ -76,9 +76,11 @@ class AdminAssetHandler(ApiHandler):
 
 
 class AdminSocket(HubSocket):
-    """`WS /ws/admin`: `server_status` and `catalog_changed` of every tenant (admin key). Web loop."""
+    """`WS /ws/admin`: `server_status`, `instance_status` (session instances of per_session
+    servers) and `catalog_changed` of every tenant (admin key). Web loop."""
 
     route = "/ws/admin"
+    instance_events = True
 
     async def get(self) -> None:  # type: ignore[override]
         try:

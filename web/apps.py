@@ -7,7 +7,8 @@ reported and skipped, the rest are served) directly under `plugins_dir` or one l
 
 The gateway, `WS /ws/app/{app_id}/{tenant_id}`, speaks JSON text frames `{"type", "id"?, "data"}`.
 Handlers run on the web loop; tool calls run on the servers' loops through `Hub.call_tool_async`,
-concurrently, each cancelled if its connection closes.
+concurrently, each cancelled if its connection closes. Each connection is a client session: its
+calls of per_session servers run on its own instances, which stop when it closes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 import mimetypes
 import os
 import re
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -282,12 +284,15 @@ class AppSocket(HubSocket):
 
     def open(self, app_id: str, tenant: str) -> None:  # type: ignore[override]
         self.calls: dict[asyncio.Task[None], Any] = {}
+        self.session = f"ws:{uuid.uuid4().hex}"
         super().open()
 
     def on_close(self) -> None:
         super().on_close()
         for task in list(getattr(self, "calls", {})):
             task.cancel()  # nobody is left to read the answer
+        if hasattr(self, "session"):  # its instances of per_session servers stop (off the loop)
+            self.loop.run_in_executor(None, self.hub.end_session, self.session)
 
     def wants(self, tenant: str) -> bool:
         """Only the events of the app's tenant (router thread)."""
@@ -327,7 +332,12 @@ class AppSocket(HubSocket):
             if not isinstance(arguments, dict):
                 raise BadRequest("arguments must be a JSON object")
             result = await self.hub.call_tool_async(
-                self.tenant, data["tool_name"], arguments, _Progress(self, frame_id), key=self.caller.key_id
+                self.tenant,
+                data["tool_name"],
+                arguments,
+                _Progress(self, frame_id),
+                key=self.caller.key_id,
+                session=self.session,
             )
         except HubError as exc:
             self._error(frame_id, exc.code, exc.message)

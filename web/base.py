@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -47,6 +48,25 @@ _HTTP_CODES = {
     500: "internal_error",
     503: "shutting_down",
 }
+
+
+SESSION_HEADER = "Mcp-Hub-Session"
+_SESSION_VALUE = re.compile(r"[\x21-\x7e]{1,128}")
+
+
+def header_session(value: str | None, caller: Caller | None) -> str | None:
+    """The hub's session id for an `Mcp-Hub-Session` header value (None without one), scoped to
+    the caller's key, so one key cannot reach another key's instances.
+
+    Raises:
+        BadRequest: the value is not 1 to 128 visible ASCII characters.
+    """
+    if value is None:
+        return None
+    if not _SESSION_VALUE.fullmatch(value):
+        raise BadRequest(f"the {SESSION_HEADER} header must be 1 to 128 visible ASCII characters")
+    owner = caller.key_id if caller is not None and caller.key_id else "open"
+    return f"header:{owner}:{value}"
 
 
 @dataclass(frozen=True)
@@ -178,6 +198,11 @@ class ApiHandler(tornado.web.RequestHandler):
         if not self.caller.sees(tenant) or tenant not in self.hub.config.tenants:
             raise NotFound(f"no tenant '{tenant}'")
         return tenant
+
+    def session(self) -> str | None:
+        """The client session this request belongs to: its `Mcp-Hub-Session` header, if any (a
+        per_session server's tools then run on that session's own instance)."""
+        return header_session(self.request.headers.get(SESSION_HEADER), self.caller)
 
     def visible_tenants(self) -> list[str]:
         """Tenants this caller may see, in configuration order."""

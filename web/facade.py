@@ -3,7 +3,9 @@
 Built on the `mcp` SDK's low-level `Server`, which serves both protocol eras (2025-11-25
 sessions and 2026-07-28). Handlers run on the serving loop (stdio: the main thread's loop; HTTP:
 the web loop); calls go to the servers' loops through `Hub.call_tool_async`, other hub asks to a
-thread. One facade object serves any number of sessions; `tenant_of(ctx)` says whose they are.
+thread. One facade object serves any number of sessions; `tenant_of(ctx)` says whose they are,
+and `session_of(ctx)` which client session a request belongs to (the key of its own instances of
+per_session servers: see `hub.runtime`).
 
 Names (contract section 4): a tool or prompt is `<server><sep><name>` (`sep` is
 `gateway.tool_name_separator`, default `__`), only `[A-Za-z0-9_-]`, at most 64 characters; a name
@@ -138,6 +140,8 @@ class Facade:
         hub_: the running hub.
         tenant_of: the tenant of a request (fixed for stdio; from the HTTP request for HTTP).
         key_of: the key id of a request, for the audit log.
+        session_of: the client session of a request (None: none; calls of per_session servers
+            then use the shared instance).
     """
 
     def __init__(
@@ -145,10 +149,12 @@ class Facade:
         hub_: Hub,
         tenant_of: Callable[[Ctx], str],
         key_of: Callable[[Ctx], str | None] = lambda ctx: None,
+        session_of: Callable[[Ctx], str | None] = lambda ctx: None,
     ) -> None:
         self.hub = hub_
         self.tenant_of = tenant_of
         self.key_of = key_of
+        self.session_of = session_of
         self.sep = hub_.config.gateway.tool_name_separator
         self.bus = InMemorySubscriptionBus()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -314,7 +320,12 @@ class Facade:
         client = ClientOfCall(ctx, asyncio.get_running_loop())
         try:
             result = await self.hub.call_tool_async(
-                tenant, tool_id, params.arguments or {}, client, key=self.key_of(ctx)
+                tenant,
+                tool_id,
+                params.arguments or {},
+                client,
+                key=self.key_of(ctx),
+                session=self.session_of(ctx),
             )
         except (NotFound, BadRequest) as exc:
             raise mcp_error(exc) from None
@@ -366,7 +377,7 @@ class Facade:
             server, uri = upstream_uri(str(params.uri))
         except NotFound as exc:
             raise mcp_error(exc) from None
-        result = await self._blocking(self.hub.read_resource, tenant, uri, server)
+        result = await self._blocking(self.hub.read_resource, tenant, uri, server, self.session_of(ctx))
         for content in result.get("contents", []):
             if "uri" in content:
                 content["uri"] = facade_uri(server, content["uri"])
@@ -390,5 +401,7 @@ class Facade:
         ids = {facade_name(c.server, p.name, self.sep): p.id for c in catalogs for p in c.prompts}
         if params.name not in ids:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
-        result = await self._blocking(self.hub.get_prompt, tenant, ids[params.name], params.arguments or {})
+        result = await self._blocking(
+            self.hub.get_prompt, tenant, ids[params.name], params.arguments or {}, self.session_of(ctx)
+        )
         return types.GetPromptResult.model_validate(result)

@@ -5,21 +5,32 @@ or `?tenant=` for an admin) and `/tenants/{t}/mcp` a named one (another tenant's
 SDK's `StreamableHTTPSessionManager` speaks the protocol (both eras); `McpHandler` bridges a
 Tornado request to its ASGI entry point. The manager runs inside `async with manager.run()` in
 one task of the web loop for the service's whole life (`McpEndpoint.run`).
+
+Sessions (the key of a client's own instances of per_session servers): a 2025-11-25 client's
+`Mcp-Session-Id` (its instances stop when the SDK discards the session: `DELETE`, the SDK's idle
+timeout, shutdown); a 2026-07-28 client has no session unless it sends an `Mcp-Hub-Session`
+header (scoped to its key, shared with REST requests carrying the same header; its instances stop
+after `idle_timeout`, or on `DELETE /api/sessions/{id}`). Without either, the shared instance.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+from collections.abc import Callable
 from typing import Any
 
+from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
 from hub.errors import NotFound
 from hub.runtime import Hub
-from web.base import ApiHandler
+from web.base import SESSION_HEADER, ApiHandler, header_session
 from web.facade import CURRENT_TENANT, Ctx, Facade
+
+log = logging.getLogger(__name__)
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
@@ -34,6 +45,30 @@ def tenant_of(ctx: Ctx) -> str:
     request = ctx.request
     scope = getattr(request, "scope", None) or {}
     return scope["mcp_hub_tenant"]
+
+
+def session_of(ctx: Ctx) -> str | None:
+    """The client session the bridge put in the ASGI scope (None: the request has none)."""
+    return (getattr(ctx.request, "scope", None) or {}).get("mcp_hub_session")
+
+
+class SessionManager(StreamableHTTPSessionManager):
+    """The SDK's session manager, which also says when a 2025-11-25 session ends, however it ends
+    (`DELETE`, its idle timeout, a crash, shutdown). Thread: the web loop.
+
+    It hooks `_discard_session`, the one place the SDK forgets a session (checked against `mcp`
+    2.3.0; a later SDK without it would leave a session's instances to their `idle_timeout`).
+    """
+
+    def __init__(self, on_end: Callable[[str], None], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._on_end = on_end
+
+    async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
+        try:
+            await super()._discard_session(session_id, transport)
+        finally:
+            self._on_end(session_id)
 
 
 def request_id_of(body: bytes | None) -> Any:
@@ -70,7 +105,9 @@ class McpEndpoint:
     """The facade and its session manager, shared by every HTTP listener. Thread: the web loop."""
 
     def __init__(self, hub_: Hub, host: str) -> None:
-        self.facade = Facade(hub_, tenant_of, key_of)
+        self.hub = hub_
+        self.facade = Facade(hub_, tenant_of, key_of, session_of)
+        self._ending: set[asyncio.Future[int]] = set()
         gateway = hub_.config.gateway
         loopback = host in _LOOPBACK
         security = TransportSecuritySettings(
@@ -83,9 +120,25 @@ class McpEndpoint:
                 *gateway.allowed_origins,
             ],
         )
-        self.manager = StreamableHTTPSessionManager(app=self.facade.server, security_settings=security)
+        self.manager = SessionManager(self._session_ended, app=self.facade.server, security_settings=security)
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
+
+    def _session_ended(self, session_id: str) -> None:
+        """A 2025-11-25 session ended (web loop): stop its instances, off the loop."""
+        try:
+            future = asyncio.get_running_loop().run_in_executor(
+                None, self.hub.end_session, f"http:{session_id}"
+            )
+        except RuntimeError:  # shutting down (no executor, no loop): the hub stops every instance
+            return
+        self._ending.add(future)
+        future.add_done_callback(self._ended)
+
+    def _ended(self, future: asyncio.Future[int]) -> None:
+        self._ending.discard(future)
+        if not future.cancelled() and future.exception() is not None:
+            log.error("stopping the instances of an ended session failed", exc_info=future.exception())
 
     async def run(self) -> None:
         """Run the session manager until `stop` (enter and exit in this one task)."""
@@ -134,6 +187,14 @@ class McpHandler(ApiHandler):
             return self.tenant_for(self.get_query_argument("tenant", "default"))
         return self.tenant_for(self.caller.tenant or "")
 
+    def _session(self) -> str | None:
+        """The session of this request: the SDK's `Mcp-Session-Id` (2025-11-25), else the
+        `Mcp-Hub-Session` header, else None."""
+        sdk_session = self.request.headers.get("Mcp-Session-Id")
+        if sdk_session:
+            return f"http:{sdk_session}"
+        return header_session(self.request.headers.get(SESSION_HEADER), self.caller)
+
     async def _bridge(self, tenant: str | None) -> None:
         # No gzip here: the SSE events of a call are small and each is flushed at once, so
         # compressing them costs CPU and latency and saves nothing.
@@ -160,6 +221,7 @@ class McpHandler(ApiHandler):
             "server": (host or request.host, int(port) if port.isdigit() else 80),
             "mcp_hub_tenant": self._tenant(tenant),
             "mcp_hub_key": self.caller.key_id if self.caller else None,
+            "mcp_hub_session": self._session(),
         }
         body_sent = False
         request_id = request_id_of(request.body) if request.method == "POST" else None

@@ -109,6 +109,16 @@ SERVER = _path_param("server", "Server name within the tenant.")
 TENANT_QUERY = _query(
     "tenant", {"type": "string"}, "Only this tenant (must be visible to the key, else 404)."
 )
+SESSION = {
+    "name": "Mcp-Hub-Session",
+    "in": "header",
+    "required": False,
+    "description": "A client session id of your choice (1-128 visible ASCII characters), scoped to the key: "
+    "calls of a `per_session` server then run on that session's own instance (started by its first call, "
+    "stopped after `idle_timeout` or by `DELETE /api/sessions/{session}`). Without it, the server's "
+    "shared instance answers.",
+    "schema": {"type": "string"},
+}
 WAIT = _query(
     "wait",
     {"type": "string", "enum": ["true", "false"], "default": "true"},
@@ -211,6 +221,27 @@ _STATUS_EXTRA = {
     "enabled": {"type": "boolean", "description": "Whether tenant-wide start starts it."},
     "description": _nullable("string", "The configured description (`metadata.description`)."),
     "tool_names": _array(_string(), "Its tools' names (only on `GET /api/servers/{tenant}/{server}`)."),
+    "per_session": {
+        "type": "boolean",
+        "description": "One instance per client session (this entry is then the tenant's shared instance).",
+    },
+    "instances": _array(
+        _object(
+            {
+                "session": _string("A hash of the session id (the id itself is never shown)."),
+                "session_kind": _string(
+                    "`http` (an MCP facade session), `header` (`Mcp-Hub-Session`), `ws` (an app "
+                    "connection), `stdio`."
+                ),
+                "state": _string("Lifecycle state.", enum=["starting", "running", "backoff"]),
+                "pid": _nullable("integer", "Process id."),
+                "started_at": _nullable("number", "Unix time it started."),
+                "restarts": {"type": "integer", "minimum": 0},
+                "last_error": _nullable("string"),
+            }
+        ),
+        "A `per_session` server's session instances that run or start now.",
+    ),
 }
 
 
@@ -268,6 +299,8 @@ def _schemas() -> dict[str, Any]:
                         "max_tools": _ref("Quota"),
                         "max_concurrent_calls": _ref("Quota"),
                         "max_calls_per_minute": _ref("Quota"),
+                        # `used`: the most session instances any one per_session server runs.
+                        "max_sessions_per_server": _ref("Quota"),
                     },
                     description="Each quota with its current usage.",
                 ),
@@ -310,8 +343,8 @@ def _tenant_action(action: str, summary: str, wait: bool) -> dict[str, Any]:
                 "type": "object",
                 "additionalProperties": _string(),
                 "description": (
-                    "Per server: its state, or why not (`disabled`, `on_demand`, `quota_exceeded: ...`, "
-                    "`error: ...`)."
+                    "Per server: its state, or why not (`disabled`, `on_demand`, `per_session`, "
+                    "`quota_exceeded: ...`, `error: ...`)."
                 ),
             },
         }
@@ -329,6 +362,7 @@ def _tool_call(operation_id: str, summary: str) -> dict[str, Any]:
             {"type": "string", "default": "default"},
             "Admin keys only: the tenant to call in (a tenant key always calls in its own).",
         ),
+        SESSION,
     ]
     ok = _json_response("The tool ran (check `is_error`).", _ref("ToolResult"))
     body = _arguments_body("The tool's arguments (an empty body is `{}`).")
@@ -694,6 +728,7 @@ def _paths() -> dict[str, Any]:
                         {"type": "string"},
                         "The server to read from, when several offer the URI (else 400).",
                     ),
+                    SESSION,
                 ],
             )
         },
@@ -714,7 +749,7 @@ def _paths() -> dict[str, Any]:
                 "prompts",
                 _json_response("The MCP `GetPromptResult`.", _any_object("Has `messages`.")),
                 (404, *_UPSTREAM),
-                [TENANT, _path_param("name", "Prompt catalog id, `<server>.<name>`.")],
+                [TENANT, _path_param("name", "Prompt catalog id, `<server>.<name>`."), SESSION],
                 _arguments_body("The prompt's arguments (strings only).", {"type": "string"}),
             )
         },
@@ -776,6 +811,26 @@ def _paths() -> dict[str, Any]:
         },
         "/api/tools/{name}/call": _tool_call("callTool", "Call a tool"),
         "/api/tools/{name}": _tool_call("callToolShort", "Call a tool (short form of `.../call`)"),
+        "/api/sessions/{session}": {
+            "delete": _op(
+                "endSession",
+                "End an `Mcp-Hub-Session` session",
+                "tools",
+                _json_response(
+                    "How many instances were stopped (0: none ran).",
+                    _object(
+                        {
+                            "session": _string(),
+                            "instances_stopped": {"type": "integer", "minimum": 0},
+                        }
+                    ),
+                ),
+                (400,),
+                [_path_param("session", "The `Mcp-Hub-Session` value, as this key sent it.")],
+                description="Stops this key's session instances of `per_session` servers at once "
+                "(otherwise they stop after `idle_timeout`).",
+            )
+        },
     }
 
 

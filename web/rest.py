@@ -13,7 +13,7 @@ import hub
 from actors.models import ServerStatus
 from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
-from web.base import ApiHandler
+from web.base import ApiHandler, header_session
 
 _SEGMENT = r"([^/]+)"
 
@@ -22,6 +22,10 @@ def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> dict[
     data = status.to_json()
     config = hub_.config.tenants[status.tenant].servers[status.server]
     data.update(type=config.type, enabled=config.enabled, description=config.metadata.get("description"))
+    data["per_session"] = config.per_session
+    if config.per_session:  # its sessions' own instances (this entry is the shared one)
+        instances = [i for i in hub_.instances(status.tenant) if i.server == status.server]
+        data["instances"] = [i.instance_json() for i in instances]
     if detail:
         data["tool_names"] = [t.name for t in hub_.tools(status.tenant) if t.server == status.server]
     return data
@@ -203,7 +207,9 @@ class ToolCallHandler(ApiHandler):
         else:
             tenant = self.tenant_for(self.caller.tenant or "")
         arguments = self.json_object()
-        result = await self.hub.call_tool_async(tenant, name, arguments, key=self.caller.key_id)
+        result = await self.hub.call_tool_async(
+            tenant, name, arguments, key=self.caller.key_id, session=self.session()
+        )
         self.reply(result.to_json())
 
 
@@ -233,7 +239,7 @@ class ResourceReadHandler(ApiHandler):
         if not uri:
             raise BadRequest("the query parameter 'uri' is required")
         server = self.get_query_argument("server", None)
-        self.reply(await self.blocking(self.hub.read_resource, tenant, uri, server))
+        self.reply(await self.blocking(self.hub.read_resource, tenant, uri, server, self.session()))
 
 
 class PromptsHandler(ApiHandler):
@@ -256,7 +262,20 @@ class PromptGetHandler(ApiHandler):
         bad = [k for k, v in arguments.items() if not isinstance(v, str)]
         if bad:
             raise BadRequest(f"prompt arguments must be strings: {', '.join(sorted(bad))}")
-        self.reply(await self.blocking(self.hub.get_prompt, tenant, name, arguments))
+        self.reply(await self.blocking(self.hub.get_prompt, tenant, name, arguments, self.session()))
+
+
+class SessionHandler(ApiHandler):
+    """`DELETE /api/sessions/{id}`: end the caller's `Mcp-Hub-Session` session `id` now: its
+    instances of per_session servers are stopped (else they stop after `idle_timeout`)."""
+
+    route = "/api/sessions/{session}"
+
+    async def delete(self, session: str) -> None:
+        ended = header_session(session, self.caller)
+        assert ended is not None
+        stopped = await self.blocking(self.hub.end_session, ended)
+        self.reply({"session": session, "instances_stopped": stopped})
 
 
 class MetricsHandler(ApiHandler):
@@ -307,4 +326,5 @@ ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (r"/api/tools", ToolsHandler),
     (rf"/api/tools/{_SEGMENT}/call", ToolCallHandler),
     (rf"/api/tools/{_SEGMENT}", ToolCallShortHandler),
+    (rf"/api/sessions/{_SEGMENT}", SessionHandler),
 ]

@@ -15,7 +15,7 @@ from typing import Any
 
 import tornado.websocket
 
-from actors.models import CatalogChanged, Event, ServerStateChanged
+from actors.models import CatalogChanged, Event, InstanceStateChanged, ServerStateChanged
 from hub.errors import HubError
 from hub.runtime import Hub
 from web.base import Caller, bearer_token, keys_for
@@ -35,6 +35,7 @@ class HubSocket(tornado.websocket.WebSocketHandler):
 
     route = "?"
     public = False
+    instance_events = False  # whether it gets `instance_status` frames (session instances)
 
     @classmethod
     def allowed_methods(cls) -> list[str]:
@@ -101,6 +102,14 @@ class HubSocket(tornado.websocket.WebSocketHandler):
             self.loop.call_soon_threadsafe(self._send, "catalog_changed", None, data)
         elif isinstance(event, ServerStateChanged) and self.wants(event.status.tenant):
             self.loop.call_soon_threadsafe(self._send, "server_status", None, event.status.to_json())
+        elif (
+            isinstance(event, InstanceStateChanged)
+            and self.instance_events
+            and self.wants(event.status.tenant)
+        ):
+            status = event.status
+            data = {"tenant": status.tenant, "server": status.server, **status.instance_json()}
+            self.loop.call_soon_threadsafe(self._send, "instance_status", None, data)
 
     # ------------------------------------------------------------------ frames
 

@@ -167,6 +167,12 @@
     badge.textContent = s.state;
     badge.className = `state ${s.state}`;
     entry.cells.pid.textContent = show(s.pid);
+    if (s.per_session) {
+      // The shared instance's pid, then how many sessions have their own instance (pids on hover).
+      const own = s.instances || [];
+      entry.cells.pid.textContent += ` + ${own.length} session${own.length === 1 ? "" : "s"}`;
+      entry.cells.pid.title = own.map((i) => `${i.session_kind} ${i.session}: ${i.state} ${show(i.pid)}`).join("\n");
+    }
     entry.cells.restarts.textContent = show(s.restarts);
     entry.cells.tools.textContent = show(s.tools);
     entry.cells.error.textContent = s.last_error || "";
@@ -548,6 +554,8 @@
         scheduleRefresh(!known);
       } else if (frame.type === "catalog_changed") {
         scheduleRefresh(true);
+      } else if (frame.type === "instance_status") {
+        scheduleRefresh(false); // a session instance started or stopped: the servers' rows follow
       }
     });
     socket.addEventListener("close", () => {
