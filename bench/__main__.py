@@ -23,6 +23,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {  # name -> (full arguments, 
     "scale": ([], ["--servers", "100", "--tenants", "10", "--idle", "5", "--requests", "30"]),
     "chaos": ([], ["--clients", "16", "--seconds", "10", "--calm", "5"]),
     "peer": ([], ["--calls", "200"]),
+    "lazy": ([], ["--cold", "3", "--calls", "50", "--servers", "40", "--busy", "3"]),
 }
 
 

@@ -8,9 +8,11 @@ Run from the repository root after the README's install command:
 `mcp-proxy` (PyPI, the most used Python MCP proxy) requires `mcp<2`, so it is installed into its
 own virtualenv, `bench/.venv-mcp-proxy` (made on first use: needs PyPI). Both proxies expose the
 same stdio server (`bench/servers/echo_stdlib.py`) over Streamable HTTP; the client is the `mcp`
-SDK's `Client` in every case (`legacy` mode: the era both proxies and the server speak). Printed:
-p50/p99 of sequential calls, calls/s of one sequential client and of `--concurrency` clients at
-once, and each proxy's ratio to the direct call. Target: MCP Hub at least as fast as `mcp-proxy`.
+SDK's `Client` in every case, in `legacy` mode (2025-11-25: the era both proxies and the server
+speak), and once more to MCP Hub in `2026-07-28` mode (what an `mcp` 2.x client in its default
+`auto` mode speaks to the hub; `mcp-proxy` has no such era). Printed: p50/p99 of sequential
+calls, calls/s of one sequential client and of `--concurrency` clients at once, and each
+proxy's ratio to the direct call. Target: MCP Hub at least as fast as `mcp-proxy`.
 """
 
 from __future__ import annotations
@@ -48,20 +50,22 @@ def proxy_executable() -> Path:
     return exe
 
 
-async def sequential(target: Any, tool: str, calls: int) -> list[float]:
-    async with Client(target, mode="legacy", cache=None) as client:
+async def sequential(target: Any, tool: str, calls: int, mode: str = "legacy") -> list[float]:
+    async with Client(target, mode=mode, cache=None) as client:
         assert (await client.call_tool(tool, {"text": "hello"})).content[0].text == "hello"  # type: ignore[union-attr]
         return await timed_calls(client, tool, calls)
 
 
-async def concurrent(make_target: Any, tool: str, clients: int, seconds: float = 5.0) -> float:
+async def concurrent(
+    make_target: Any, tool: str, clients: int, seconds: float = 5.0, mode: str = "legacy"
+) -> float:
     """Calls per second of `clients` clients calling at once for `seconds`."""
     done = 0
     stop = time.monotonic() + seconds
 
     async def one() -> None:
         nonlocal done
-        async with Client(make_target(), mode="legacy", cache=None) as client:
+        async with Client(make_target(), mode=mode, cache=None) as client:
             await client.call_tool(tool, {"text": "warm"})
             while time.monotonic() < stop:
                 await client.call_tool(tool, {"text": "x"})
@@ -105,13 +109,16 @@ def main() -> None:
         try:
             with served_hub(config) as (_, url):
                 wait_port(port)
-                for name, target, tool in (
-                    ("MCP Hub HTTP facade", url + "/mcp", "echo__echo"),
-                    ("mcp-proxy", f"http://127.0.0.1:{port}/mcp", "echo"),
+                for name, target, tool, mode in (
+                    ("MCP Hub HTTP facade", url + "/mcp", "echo__echo", "legacy"),
+                    ("MCP Hub, 2026-07-28", url + "/mcp", "echo__echo", "2026-07-28"),
+                    ("mcp-proxy", f"http://127.0.0.1:{port}/mcp", "echo", "legacy"),
                 ):
                     results[name] = {
-                        "samples": asyncio.run(sequential(target, tool, args.calls)),
-                        "concurrent": asyncio.run(concurrent(lambda t=target: t, tool, args.concurrency)),
+                        "samples": asyncio.run(sequential(target, tool, args.calls, mode)),
+                        "concurrent": asyncio.run(
+                            concurrent(lambda t=target: t, tool, args.concurrency, mode=mode)
+                        ),
                     }
         finally:
             peer.send_signal(signal.SIGTERM)
@@ -135,15 +142,17 @@ def report(results: dict[str, dict[str, Any]], concurrency: int) -> dict[str, An
         }
         print(f"  {name:20} {p50:7.2f} / {p99:7.2f}   {rate:7.0f}/s   {r['concurrent']:7.0f}/s")
     base = figures["direct (stdio)"]
-    for name in ("MCP Hub HTTP facade", "mcp-proxy"):
+    for name in ("MCP Hub HTTP facade", "MCP Hub, 2026-07-28", "mcp-proxy"):
         p50, p99 = figures[name]["p50_ms"] / base["p50_ms"], figures[name]["p99_ms"] / base["p99_ms"]
         print(f"  ratio {name} / direct: p50 {p50:.2f}, p99 {p99:.2f}")
-    hub, peer = figures["MCP Hub HTTP facade"], figures["mcp-proxy"]
-    print(
-        f"  MCP Hub / mcp-proxy: p50 {hub['p50_ms'] / peer['p50_ms']:.2f}, "
-        f"throughput {hub['concurrent_calls_per_s'] / peer['concurrent_calls_per_s']:.2f}x   "
-        "(target: p50 ratio <= 1, throughput >= 1)"
-    )
+    peer = figures["mcp-proxy"]
+    for name, era in (("MCP Hub HTTP facade", "both legacy"), ("MCP Hub, 2026-07-28", "hub 2026-07-28")):
+        hub = figures[name]
+        print(
+            f"  MCP Hub / mcp-proxy ({era}): p50 {hub['p50_ms'] / peer['p50_ms']:.2f}, "
+            f"throughput {hub['concurrent_calls_per_s'] / peer['concurrent_calls_per_s']:.2f}x   "
+            "(target: p50 ratio <= 1, throughput >= 1)"
+        )
     return figures
 
 
