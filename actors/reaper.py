@@ -2,11 +2,12 @@
 
 Every stdio server runs in its own process group and gets `PR_SET_PDEATHSIG(SIGKILL)` (set by the
 `setpriv` exec shim, see `actors.stdio`), so a direct child dies with the thread that spawned it.
-Grandchildren (``npx`` → ``node``, shell wrappers)
-would survive that, so the hub also starts one small watchdog process, `python -m actors.reaper`,
-holding the read end of a pipe. The hub writes `+PGID` when a server's group starts and `-PGID`
-when it is gone; when the pipe reaches end-of-file (the hub exited, however it died), the watchdog
-sends SIGTERM to every group still listed, SIGKILL a second later, and exits.
+Grandchildren (``npx`` → ``node``, shell wrappers) would survive that, and so would every child
+where `setpriv` is missing, so the hub also starts one small watchdog process,
+`python -m actors.reaper`, holding the read end of a pipe. The hub writes `+PGID` when a server's
+group starts and `-PGID` when it is gone; when the pipe reaches end-of-file (the hub exited,
+however it died), the watchdog sends SIGTERM to every group still listed, SIGKILL a second later,
+and exits.
 """
 
 from __future__ import annotations
