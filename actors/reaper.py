@@ -1,17 +1,17 @@
 """No orphans, even when the hub is SIGKILLed.
 
-Every stdio server runs in its own process group and gets `PR_SET_PDEATHSIG(SIGKILL)`, so a direct
-child dies with the thread that spawned it. Grandchildren (``npx`` → ``node``, shell wrappers)
-would survive that, so the hub also starts one small watchdog process, `python -m actors.reaper`,
-holding the read end of a pipe. The hub writes `+PGID` when a server's group starts and `-PGID`
-when it is gone; when the pipe reaches end-of-file (the hub exited, however it died), the watchdog
-sends SIGTERM to every group still listed, SIGKILL a second later, and exits.
+Every stdio server runs in its own process group and gets `PR_SET_PDEATHSIG(SIGKILL)` (set by the
+`setpriv` exec shim, see `actors.stdio`), so a direct child dies with the thread that spawned it.
+Grandchildren (``npx`` → ``node``, shell wrappers) would survive that, and so would every child
+where `setpriv` is missing, so the hub also starts one small watchdog process,
+`python -m actors.reaper`, holding the read end of a pipe. The hub writes `+PGID` when a server's
+group starts and `-PGID` when it is gone; when the pipe reaches end-of-file (the hub exited,
+however it died), the watchdog sends SIGTERM to every group still listed, SIGKILL a second later,
+and exits.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import logging
 import os
 import signal
@@ -21,20 +21,6 @@ import threading
 import time
 
 log = logging.getLogger(__name__)
-
-_PR_SET_PDEATHSIG = 1
-_libc = None
-
-
-def set_parent_death_signal() -> None:
-    """In a freshly forked child: ask the kernel to SIGKILL us when our parent thread dies.
-
-    Runs in the child between fork and exec (a `preexec_fn`), so it must stay async-signal-light.
-    """
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 class ProcessRegistry:

@@ -111,11 +111,15 @@ class RouterActor(pykka.ThreadingActor):
         )
         proxy = ref.proxy()
         self._tenants[config.name] = proxy
-        self._leases[config.name] = proxy.lease().get(timeout=30)
-        for server in config.servers:
-            self._statuses[(config.name, server)] = proxy.status(server).get(timeout=30)
-        for server in config.servers:  # on_demand servers' cached catalogs: listed from the start
-            catalog = proxy.listed(server).get(timeout=30)
+        # All asked at once, then awaited: the tenant answers them back to back.
+        lease = proxy.lease()
+        statuses = [(server, proxy.status(server)) for server in config.servers]
+        listed = [proxy.listed(server) for server in config.servers]
+        self._leases[config.name] = lease.get(timeout=30)
+        for server, status in statuses:
+            self._statuses[(config.name, server)] = status.get(timeout=30)
+        for future in listed:  # on_demand servers' cached catalogs: listed from the start
+            catalog = future.get(timeout=30)
             if catalog is not None:
                 self._install(catalog)
                 self._relay(CatalogChanged(catalog))

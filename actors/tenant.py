@@ -196,20 +196,34 @@ class TenantActor(pykka.ThreadingActor):
         self._instance_statuses: dict[tuple[str, str], ServerStatus] = {}
 
     def on_start(self) -> None:
-        for name in self.config.servers:
-            self._add_server(name)
+        # Every server actor started, then every first status and catalog asked, then awaited:
+        # the asks overlap instead of waiting for each other (it matters with many servers).
+        asked = [(name, self._start_server_actor(name)) for name in self.config.servers]
+        for name, (status, catalog) in asked:
+            self._record_server(name, status, catalog)
 
     def _add_server(self, name: str) -> None:
+        self._record_server(name, *self._start_server_actor(name))
+
+    def _start_server_actor(
+        self, name: str
+    ) -> tuple[pykka.Future[ServerStatus], pykka.Future[ServerCatalog]]:
+        """Start the server's actor (not the server); ask its status and its first catalog."""
         server = self.config.servers[name]
         log_path = self._log_dir / self.config.name / f"{name}.log"
         cached = cache_path(self._cache_dir, self.config.name, name) if self._cache_dir else None
         spec = ServerSpec(self.config.name, server, self.config.env, self._orch, log_path, cached)
         proxy = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
         self._servers[name] = proxy
-        self._statuses[name] = proxy.status().get(timeout=_ASK_TIMEOUT)
-        catalog = proxy.catalog().get(timeout=_ASK_TIMEOUT)  # an on_demand server's cached catalog
-        if not catalog.empty:
-            self._within_tool_quota(catalog)
+        return proxy.status(), proxy.catalog()  # (an on_demand server's catalog: its cached one)
+
+    def _record_server(
+        self, name: str, status: pykka.Future[ServerStatus], catalog: pykka.Future[ServerCatalog]
+    ) -> None:
+        self._statuses[name] = status.get(timeout=_ASK_TIMEOUT)
+        first = catalog.get(timeout=_ASK_TIMEOUT)
+        if not first.empty:
+            self._within_tool_quota(first)
 
     def _remove_server(self, name: str) -> None:
         self._stop_instances(lambda server, session: server == name)

@@ -7,7 +7,8 @@ Run from the repository root after the README's install command:
 Starts `python -m hub serve` (a real process on an ephemeral port, `auto_start`) over N servers
 of `bench/servers/echo_stdlib.py` (standard library only, one tool) spread evenly over T tenants,
 then measures, in one run:
-- seconds until every server is `running` (target <= 60 s for 1,000), and the RSS of one server;
+- seconds until every server is `running` (target <= 60 s for 1,000), the hub's CPU seconds spent
+  until then (per server start), the most threads it had meanwhile, and the RSS of one server;
 - the hub's RSS without its children (target <= 1 GiB) and its thread count;
 - the hub's CPU while idle over `--idle` seconds (target <= 2 % of one core);
 - p50/p99 of `GET /api/tools?tenant=` (one tenant), `GET /api/tools` (an admin: every tenant) and a
@@ -123,14 +124,17 @@ def main() -> None:
         )
         began = time.perf_counter()
         with served_hub(config) as (hub, url):
-            running = 0
+            running = peak_threads = 0
             while time.perf_counter() - began < 600:
+                peak_threads = max(peak_threads, int(proc_status(hub.pid)["Threads"]))
                 servers = get(url + "/api/servers")["servers"]
                 running = sum(1 for s in servers if s["state"] == "running")
                 if running == args.servers:
                     break
                 time.sleep(0.5)
             figures["ready_s"] = time.perf_counter() - began
+            figures["hub_cpu_ready_s"] = cpu_seconds(hub.pid)  # since its start, imports included
+            figures["hub_peak_threads"] = peak_threads
             figures["running"] = running
             children = marked(tag)
             figures["server_rss_mib"] = sorted(rss_mib(p) for p in children)[len(children) // 2]
@@ -171,6 +175,9 @@ def report(f: dict[str, Any]) -> None:
         return f"{pair[0]:7.2f} / {pair[1]:7.2f} ms"
 
     print(f"\n{f['running']}/{f['servers']} servers running after {f['ready_s']:.1f} s   (target <= 60 s)")
+    cpu = f["hub_cpu_ready_s"]
+    print(f"hub CPU until then: {cpu:.1f} s ({1000 * cpu / f['servers']:.1f} ms per server start)")
+    print(f"hub threads at most while starting: {f['hub_peak_threads']}")
     print(f"one echo server: {f['server_rss_mib']:.1f} MiB RSS")
     rss, threads = f["hub_rss_mib"], f["hub_threads"]
     print(f"hub RSS (children excluded): {rss:.0f} MiB, {threads} threads   (target <= 1024 MiB)")

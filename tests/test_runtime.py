@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MARK, ROOT, config_of, marked_pids, process_gone, server, wait_until
+from conftest import MARK, ROOT, TEST_SERVER, config_of, marked_pids, process_gone, server, wait_until
 
 from actors.models import CatalogChanged, ServerCrashed, ServerState, ServerStateChanged
 from actors.stdio import BASE_ENV_KEYS
@@ -111,6 +112,45 @@ def test_missing_command_fails_clearly(make_hub) -> None:
     )
     assert hub.start_tenant("t") == {"ghost": "failed"}
     assert "command not found: /nonexistent/mcp-server" in hub.server("t", "ghost").last_error
+
+
+def test_command_not_executable_or_bad_cwd_fails_clearly(make_hub, tmp_path: Path) -> None:
+    script = tmp_path / "server.py"
+    script.write_text("print('never runs')\n")  # not executable
+    hub = make_hub(
+        {
+            "t": {
+                "servers": {
+                    "noexec": {"command": str(script)},
+                    "nocwd": {"command": "python", "args": [TEST_SERVER], "cwd": str(tmp_path / "gone")},
+                }
+            }
+        },
+        orchestrator={"max_retries": 0},
+    )
+    assert hub.start_tenant("t") == {"noexec": "failed", "nocwd": "failed"}
+    assert "Permission denied" in hub.server("t", "noexec").last_error
+    assert str(tmp_path / "gone") in hub.server("t", "nocwd").last_error  # (named as it always was)
+
+
+def test_children_get_their_own_session_and_no_watcher_thread(make_hub) -> None:
+    hub = make_hub({"t": {"servers": {f"s{i}": server() for i in range(3)}}})
+    threads = threading.active_count()  # actor and loop threads exist before any server starts
+    assert hub.start_tenant("t") == {"s0": "running", "s1": "running", "s2": "running"}
+    pids = [s.pid for s in hub.servers("t")]
+    for pid in pids:
+        assert os.getpgid(pid) == pid and os.getsid(pid) == pid  # group and session of its own
+    assert threading.active_count() == threads, [t.name for t in threading.enumerate()]
+    os.kill(pids[0], signal.SIGKILL)  # its exit is seen from the loop, through a pidfd
+    assert hub.board.wait_for(
+        lambda: any(
+            isinstance(e, ServerCrashed)
+            and e.server == "s0"
+            and f"process {pids[0]} exited with code -9" in e.reason
+            for e in hub.board.events
+        ),
+        10,
+    )
 
 
 def test_junk_on_stdout_is_skipped_and_logged(make_hub) -> None:
@@ -367,6 +407,50 @@ def test_sigkill_of_the_hub_leaves_no_child(tmp_path: Path) -> None:
     killed_at = time.monotonic()
     assert wait_until(lambda: not marked_pids(), 5), f"orphans: {marked_pids()}"
     assert time.monotonic() - killed_at < 5
+
+
+_HUB_SCRIPT_SLEEPER = """
+import sys
+from hub.config import parse_config
+from hub.runtime import Hub
+hub = Hub(parse_config(sys.stdin.read()), data_dir=sys.argv[1]).start()
+hub.start_tenant("t", wait=False)
+hub.board.wait_for(lambda: getattr(hub.board.status("t", "sleeper"), "pid", None) is not None, 30)
+print(hub.board.status("t", "sleeper").pid, hub._registry.pid, flush=True)
+import time
+time.sleep(600)
+"""
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_children_die_with_the_hub_even_if_the_watchdog_died_first(tmp_path: Path) -> None:
+    import yaml
+
+    # `sleep` ignores its stdin closing: only a signal ends it.
+    sleeper = {"command": "sleep", "args": ["600"]}
+    text = yaml.safe_dump(
+        {
+            "tenants": {"t": {"env": {"MCP_HUB_TEST_MARK": MARK}, "servers": {"sleeper": sleeper}}},
+            "orchestrator": {"startup_timeout": 120},
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HUB_SCRIPT_SLEEPER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    proc.stdin.write(text)
+    proc.stdin.close()
+    child, watchdog = (int(pid) for pid in proc.stdout.readline().split())
+    os.kill(watchdog, signal.SIGKILL)
+    assert wait_until(lambda: process_gone(watchdog), 5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(5)
+    proc.stdout.close()
+    # The parent-death signal alone kills the server (a grandchild would need the watchdog).
+    assert wait_until(lambda: process_gone(child), 5), f"orphan: {child}"
 
 
 def test_stop_while_starting_does_not_wait_for_the_startup_timeout(make_hub) -> None:
