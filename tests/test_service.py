@@ -200,8 +200,14 @@ def test_tenant_server_tool_resource_prompt_endpoints(serve) -> None:
     old_pid = detail["pid"]
     restarted = hub.post("/api/servers/t/s/restart").body
     assert restarted["state"] == "running" and restarted["pid"] != old_pid
+    listed = lambda: {t["name"] for t in hub.get("/api/tools").body["tools"]}  # noqa: E731
+    assert "off.echo" not in listed() and "s.echo" in listed()  # (kept encoded until a change)
     assert hub.post("/api/servers/t/off/start").body["state"] == "running"
+    assert "off.echo" in listed() and "off.echo" in {
+        t["name"] for t in hub.get("/api/tools?tenant=t").body["tools"]
+    }
     assert hub.post("/api/servers/t/off/stop").body["state"] == "stopped"
+    assert "off.echo" not in listed() and "s.echo" in listed()
     resources = hub.get("/api/tenants/t/resources").body["resources"]
     assert any(r["uri"] == "test://info" and r["server"] == "s" for r in resources)
     read = hub.get("/api/tenants/t/resources/read?uri=test://info")

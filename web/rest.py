@@ -6,13 +6,17 @@ only its tenant: anything of another tenant is "not found".
 
 from __future__ import annotations
 
+import json
+import threading
 import time
+import weakref
 from typing import Any
 
 import hub
-from actors.models import ServerStatus
+from actors.models import CatalogChanged, Event, ServerStatus, ToolEntry
 from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
+from hub.runtime import Hub
 from web.base import ApiHandler, header_session
 
 _SEGMENT = r"([^/]+)"
@@ -179,6 +183,59 @@ class ServerLogsHandler(ApiHandler):
         self.reply({"tenant": tenant, "server": server, "lines": lines})
 
 
+class ToolListing:
+    """The JSON of each tenant's tools as `GET /api/tools` shows them, kept until that tenant's
+    catalog changes: at 1,000 servers, encoding the whole catalog was most of an admin's listing.
+
+    `parts` runs on a web handler's worker thread; `_on_event` on the router thread.
+    """
+
+    def __init__(self, hub_: Hub) -> None:
+        self._hub = hub_
+        self._parts: dict[str, bytes] = {}  # tenant → its entries, encoded, comma-separated
+        self._generation = 0  # a listing fetched before a change is never kept after it
+        self._lock = threading.Lock()
+        hub_.board.add_listener(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, CatalogChanged):
+            with self._lock:
+                self._generation += 1
+                self._parts.pop(event.catalog.tenant, None)
+
+    def parts(self, tenants: list[str]) -> list[bytes]:
+        """The encoded entries of `tenants` (in that order); one router ask if any is not kept."""
+        with self._lock:
+            parts, generation = dict(self._parts), self._generation
+        missing = [t for t in tenants if t not in parts]
+        if missing:
+            by_tenant: dict[str, list[ToolEntry]] = {t: [] for t in missing}
+            for entry in self._hub.tools(missing[0] if len(missing) == 1 else None):
+                if entry.tenant in by_tenant:
+                    by_tenant[entry.tenant].append(entry)
+            for tenant, entries in by_tenant.items():
+                parts[tenant] = ", ".join(
+                    json.dumps(e.to_json(), ensure_ascii=False, default=str) for e in entries
+                ).encode()
+            with self._lock:
+                if generation == self._generation:
+                    self._parts.update((t, parts[t]) for t in missing)
+        return [parts[t] for t in tenants]
+
+
+_LISTINGS: weakref.WeakKeyDictionary[Hub, ToolListing] = weakref.WeakKeyDictionary()
+_LISTINGS_LOCK = threading.Lock()
+
+
+def tool_listing(hub_: Hub) -> ToolListing:
+    """The hub's one `ToolListing` (made on first use)."""
+    with _LISTINGS_LOCK:
+        listing = _LISTINGS.get(hub_)
+        if listing is None:
+            listing = _LISTINGS[hub_] = ToolListing(hub_)
+        return listing
+
+
 class ToolsHandler(ApiHandler):
     """`GET /api/tools`: catalog entries of every tenant this caller sees (`?tenant=` narrows)."""
 
@@ -186,12 +243,10 @@ class ToolsHandler(ApiHandler):
 
     async def get(self) -> None:
         wanted = self.get_query_argument("tenant", None)
-        if wanted:
-            entries = await self.blocking(self.hub.tools, self.tenant_for(wanted))
-        else:  # one ask for every tenant, not one per tenant (50 tenants: 70 ms -> a few)
-            visible = set(self.visible_tenants())
-            entries = tuple(t for t in await self.blocking(self.hub.tools, None) if t.tenant in visible)
-        self.reply({"tools": [t.to_json() for t in entries]})
+        tenants = [self.tenant_for(wanted)] if wanted else self.visible_tenants()
+        parts = await self.blocking(tool_listing(self.hub).parts, tenants)
+        self.set_status(200)
+        self.finish(b'{"tools": [' + b", ".join(p for p in parts if p) + b"]}")
 
 
 class ToolCallHandler(ApiHandler):
