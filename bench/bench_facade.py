@@ -8,6 +8,8 @@ Prints p50/p99 of an `echo` call (the SDK-built test server) four ways, and the 
 - direct `mcp.Client` over stdio, and through the hub's stdio facade (`python -m hub stdio`);
 - direct `mcp.Client` over Streamable HTTP to the server served by the SDK (uvicorn), and through
   the hub's HTTP facade (`python -m hub serve`, `/mcp`), the hub reaching the server over stdio.
+Each pair is measured interleaved: both clients are open at once and take turns, 20 calls at a
+time, so that a change in the machine's speed during the run (a shared VM) falls on both alike.
 Targets: each facade at most 2 times its direct baseline.
 """
 
@@ -32,10 +34,23 @@ from mcp.client.stdio import stdio_client
 TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
 
 
-async def measure(target: object, mode: str, tool: str, calls: int) -> list[float]:
-    """Latency of `calls` echo calls through one client."""
-    async with Client(target, mode=mode, cache=None) as client:  # type: ignore[arg-type]
-        return await timed_calls(client, tool, calls)
+async def measure_pair(
+    base: object, facade: object, mode: str, calls: int, batch: int = 20
+) -> tuple[list[float], list[float]]:
+    """Latency of `calls` echo calls through each of two clients, taking turns `batch` at a time."""
+    async with (
+        Client(base, mode=mode, cache=None) as direct,  # type: ignore[arg-type]
+        Client(facade, mode=mode, cache=None) as hub,  # type: ignore[arg-type]
+    ):
+        await timed_calls(direct, "echo", 0)
+        await timed_calls(hub, "echo__echo", 0)
+        direct_samples: list[float] = []
+        hub_samples: list[float] = []
+        while len(direct_samples) < calls:
+            n = min(batch, calls - len(direct_samples))
+            direct_samples += await timed_calls(direct, "echo", n, warm=0)
+            hub_samples += await timed_calls(hub, "echo__echo", n, warm=0)
+        return direct_samples, hub_samples
 
 
 def main() -> None:
@@ -53,17 +68,19 @@ def main() -> None:
         tenants = {"default": {"servers": {"echo": server}}}
         config = write_hub_config(Path(tmp) / "hub.yaml", tenants, f"{tmp}/data")
         direct = StdioServerParameters(command=sys.executable, args=[TEST_SERVER])
-        results["direct stdio"] = asyncio.run(
-            measure(stdio_client(direct, errlog=devnull), args.mode, "echo", args.calls)
-        )
         facade = StdioServerParameters(
             command=sys.executable,
             args=["-m", "hub", "stdio", "--config", str(config), "--tenant", "default"],
             env={**os.environ, "LOG_LEVEL": "WARNING"},
             cwd=str(ROOT),
         )
-        results["stdio facade"] = asyncio.run(
-            measure(stdio_client(facade, errlog=devnull), args.mode, "echo__echo", args.calls)
+        results["direct stdio"], results["stdio facade"] = asyncio.run(
+            measure_pair(
+                stdio_client(direct, errlog=devnull),
+                stdio_client(facade, errlog=devnull),
+                args.mode,
+                args.calls,
+            )
         )
         port = free_port()
         server_proc = subprocess.Popen(
@@ -77,11 +94,9 @@ def main() -> None:
                 with urllib.request.urlopen(request) as answer:
                     assert json.load(answer)["servers"] == {"echo": "running"}
                 wait_port(port)
-                results["direct HTTP"] = asyncio.run(
-                    measure(f"http://127.0.0.1:{port}/mcp", args.mode, "echo", args.calls)
+                results["direct HTTP"], results["HTTP facade"] = asyncio.run(
+                    measure_pair(f"http://127.0.0.1:{port}/mcp", url + "/mcp", args.mode, args.calls)
                 )
-                facade_url = url + "/mcp"
-                results["HTTP facade"] = asyncio.run(measure(facade_url, args.mode, "echo__echo", args.calls))
         finally:
             server_proc.send_signal(signal.SIGTERM)
             server_proc.wait(30)
