@@ -312,6 +312,8 @@ def test_the_panel_in_a_browser(tmp_path: Path, browser) -> None:
             By.CSS_SELECTOR, '#tools details[data-tenant="acme"][data-tool="typed.typed"]'
         )
         typed.find_element(By.TAG_NAME, "summary").click()
+        # The form is built by the details' toggle event, which the browser fires after the click.
+        wait.until(lambda _: typed.find_elements(By.CSS_SELECTOR, "form label .required"))
         required = [
             label.text.rstrip(" *")
             for label in typed.find_elements(By.TAG_NAME, "label")
