@@ -39,7 +39,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import jsonschema
 import pykka
@@ -65,6 +65,7 @@ from hub.config import HubConfig, dotted_path, load_config
 from hub.errors import BadRequest, CallTimeout, HubError, NotFound, NotRunning, ShuttingDown, UpstreamError
 from hub.metrics import HubMetrics
 
+T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 _ASK_TIMEOUT = 30.0
@@ -456,21 +457,14 @@ class Hub:
             if on_demand and not self._running(tenant, server):
                 self._wake(tenant, server)
 
-            def once() -> dict[str, Any]:
-                future = submit(endpoint)
-                try:
-                    return future.result(timeout=timeout + 5)
-                except TimeoutError:
-                    future.cancel()
-                    raise CallTimeout(f"server '{server}' did not answer in time") from None
-
+            what = f"server '{server}'"
             try:
-                return once()
+                return _answer(submit(endpoint), timeout, what)
             except NotRunning:
                 if not on_demand:
                     raise
                 self._wake(tenant, server)  # it stopped for idleness just before the request: once more
-                return once()
+                return _answer(submit(endpoint), timeout, what)
 
     def _instance_request(
         self, tenant: str, server: str, session: str, submit: Callable[[Any], Any], timeout: float
@@ -479,12 +473,7 @@ class Hub:
         for attempt in (1, 2):
             endpoint = self._instance(tenant, server, session)
             try:
-                future = submit(endpoint)
-                try:
-                    return future.result(timeout=timeout + 5)
-                except TimeoutError:
-                    future.cancel()
-                    raise CallTimeout(f"server '{server}' did not answer in time") from None
+                return _answer(submit(endpoint), timeout, f"server '{server}'")
             except NotRunning:
                 self._drop_endpoint((tenant, server, session), endpoint)
                 if attempt == 2:
@@ -649,12 +638,7 @@ class Hub:
         self, route: Route, arguments: dict[str, Any], tool_id: str, endpoint: ServerEndpoint | None = None
     ) -> ToolResult:
         future = (endpoint or route.endpoint).call_tool(route.name, arguments)
-        try:
-            # The loop bounds the call by call_timeout; this margin only guards a wedged loop.
-            return future.result(timeout=route.call_timeout + 5)
-        except TimeoutError:
-            future.cancel()
-            raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+        return _answer(future, route.call_timeout, f"tool '{tool_id}'")
 
     async def call_tool_async(
         self,
@@ -994,6 +978,16 @@ class _Prepared:
 
     route: Route
     validator: Any
+
+
+def _answer(future: concurrent.futures.Future[T], timeout: float, what: str) -> T:
+    """The result of a call submitted to a server's loop (caller's thread): the loop bounds it by
+    `timeout`; 5 s more only guard against a wedged loop, and then the call is cancelled."""
+    try:
+        return future.result(timeout=timeout + 5)
+    except TimeoutError:
+        future.cancel()
+        raise CallTimeout(f"{what} did not answer in time") from None
 
 
 def _matches(template: Mapping[str, Any], uri: str) -> bool:
