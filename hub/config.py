@@ -208,6 +208,7 @@ class GatewayConfig:
     allowed_origins: tuple[str, ...] = ()
     tool_name_separator: str = "__"
     max_body_bytes: int = 1024 * 1024
+    mcp_session_idle_timeout: float = 1800.0
 
 
 @dataclass(frozen=True)

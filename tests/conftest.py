@@ -157,3 +157,24 @@ __all__ = [
     "sys",
     "wait_until",
 ]
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start `python -m hub serve` on a configuration (its tenants started); stopped cleanly after."""
+    from test_service import start_hub, stop_hub
+    from test_service import write_config as write_service_config
+
+    started = []
+
+    def run(tenants: dict[str, Any], **sections: Any):
+        hub = start_hub(write_service_config(tmp_path, tenants, **sections), tmp_path)
+        started.append(hub)
+        for tenant in tenants:
+            key = sections.get("auth", {}).get("admin_keys", [None])[0]
+            assert hub.post(f"/api/tenants/{tenant}/start", key=key).status == 200
+        return hub
+
+    yield run
+    for hub in started:
+        assert stop_hub(hub) == 0

@@ -239,37 +239,18 @@ def test_names_are_safe_short_unique_and_map_back() -> None:
 
 
 @contextlib.asynccontextmanager
-async def http_facade(url: str, mode: str, key: str | None = None) -> AsyncIterator[Client]:
-    """A real MCP client of the hub's Streamable HTTP endpoint at `url`."""
+async def http_facade(url: str, mode: str, key: str | None = None, **more: Any) -> AsyncIterator[Client]:
+    """A real MCP client of the hub's Streamable HTTP endpoint at `url`; `more` are further
+    `mcp.Client` arguments (callbacks)."""
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
     headers = {"Authorization": f"Bearer {key}"} if key else None
     async with (
         create_mcp_http_client(headers=headers) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode, cache=None) as client,
+        Client(streamable_http_client(url, http_client=http), mode=mode, cache=None, **more) as client,
     ):
         yield client
-
-
-@pytest.fixture
-def served(tmp_path: Path):
-    from test_service import start_hub, stop_hub
-    from test_service import write_config as write_service_config
-
-    started = []
-
-    def run(tenants: dict[str, Any], **sections: Any):
-        hub = start_hub(write_service_config(tmp_path, tenants, **sections), tmp_path)
-        started.append(hub)
-        for tenant in tenants:
-            key = sections.get("auth", {}).get("admin_keys", [None])[0]
-            assert hub.post(f"/api/tenants/{tenant}/start", key=key).status == 200
-        return hub
-
-    yield run
-    for hub in started:
-        assert stop_hub(hub) == 0
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -38,7 +38,7 @@ from mcp.server.subscriptions import (
 from mcp.shared.exceptions import MCPError
 
 import hub
-from actors.models import CatalogChanged, Event, ServerCatalog
+from actors.models import CatalogChanged, Event, ServerCatalog, ToolResult
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
 
@@ -102,6 +102,14 @@ class ToolView:
     ids: Mapping[str, str]  # facade name → catalog id
     tools: tuple[types.Tool, ...]
     schemas: Mapping[str, Mapping[str, Any]]  # facade name → input schema
+
+
+def tool_result_json(result: ToolResult) -> dict[str, Any]:
+    """A tool result as the `result` of a `tools/call` answer (2025-11-25 shape)."""
+    answer: dict[str, Any] = {"content": list(result.content), "isError": result.is_error}
+    if result.structured_content is not None:
+        answer["structuredContent"] = result.structured_content
+    return answer
 
 
 class ClientOfCall:
@@ -273,27 +281,33 @@ class Facade:
         return ToolView(ids, tuple(tools), {t.name: t.input_schema for t in tools})
 
     async def _tools(self, ctx: Ctx) -> tuple[str, ToolView]:
-        """The tenant, and its tools as shown here (cached until the tenant's catalog changes)."""
+        """The tenant of a request, and its tools as shown here."""
         tenant = self.tenant_of(ctx)
         self._remember(ctx, tenant)
+        return tenant, await self.view(tenant)
+
+    async def view(self, tenant: str) -> ToolView:
+        """`tenant`'s tools as shown here (cached until the tenant's catalog changes)."""
         view = self._views.get(tenant)
         if view is None:
             generation = self._generation
             view = self._view_of(await self._blocking(self.hub.catalogs, tenant))
             if generation == self._generation:
                 self._views[tenant] = view
-        return tenant, view
+        return view
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
         """The input schema of facade tool `name` of the tenant being served over HTTP (the SDK checks
-        `Mcp-Param-*` headers against it); None when unknown, then the SDK checks nothing.
-
-        Runs on the web loop, inside the bridge's request; the first lookup after a catalog change
-        asks the router (a blocking ask of well under a millisecond), later ones are a dict lookup.
-        """
+        `Mcp-Param-*` headers against it); None when unknown, then the SDK checks nothing."""
         tenant = CURRENT_TENANT.get()
-        if tenant is None:
-            return None
+        return None if tenant is None else self.input_schema_of(tenant, name)
+
+    def input_schema_of(self, tenant: str, name: str) -> Mapping[str, Any] | None:
+        """The input schema of `tenant`'s facade tool `name`, None when unknown.
+
+        Runs on the web loop; the first lookup after a catalog change asks the router (a blocking
+        ask of well under a millisecond), later ones are a dict lookup.
+        """
         view = self._views.get(tenant)
         if view is None:
             generation = self._generation
@@ -313,34 +327,50 @@ class Facade:
 
     async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         """Route a call to its server; progress comes back to the caller as it happens."""
-        tenant, view = await self._tools(ctx)
-        tool_id = view.ids.get(params.name)
+        tenant = self.tenant_of(ctx)
+        self._remember(ctx, tenant)
+        result = await self.call(
+            tenant,
+            params.name,
+            params.arguments or {},
+            ClientOfCall(ctx, asyncio.get_running_loop()),
+            key=self.key_of(ctx),
+            session=self.session_of(ctx),
+        )
+        return types.CallToolResult.model_validate(tool_result_json(result))
+
+    async def call(
+        self,
+        tenant: str,
+        name: str,
+        arguments: Mapping[str, Any],
+        requester: Any,
+        key: str | None = None,
+        session: str | None = None,
+    ) -> ToolResult:
+        """Call facade tool `name` of `tenant` (the one tool call path of every facade transport).
+
+        A failure of the server (it failed, timed out, is down, or a quota is hit) is a tool result
+        with `isError`, so the model sees why.
+
+        Raises:
+            MCPError: an unknown tool, or arguments the tool's schema refuses (INVALID_PARAMS).
+        """
+        tool_id = (await self.view(tenant)).ids.get(name)
         if tool_id is None:
-            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {params.name}")
-        client = ClientOfCall(ctx, asyncio.get_running_loop())
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
-            result = await self.hub.call_tool_async(
-                tenant,
-                tool_id,
-                params.arguments or {},
-                client,
-                key=self.key_of(ctx),
-                session=self.session_of(ctx),
+            return await self.hub.call_tool_async(
+                tenant, tool_id, arguments, requester, key=key, session=session
             )
         except (NotFound, BadRequest) as exc:
             raise mcp_error(exc) from None
         except HubError as exc:
-            # The server failed, timed out, is down, or a quota is hit: the model should see why.
-            return types.CallToolResult(
-                content=[types.TextContent(text=f"{exc.code}: {exc.message}")], is_error=True
+            return ToolResult(
+                tool=tool_id,
+                is_error=True,
+                content=({"type": "text", "text": f"{exc.code}: {exc.message}"},),
             )
-        return types.CallToolResult.model_validate(
-            {
-                "content": list(result.content),
-                "structuredContent": result.structured_content,
-                "isError": result.is_error,
-            }
-        )
 
     async def list_resources(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None

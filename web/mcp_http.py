@@ -29,6 +29,7 @@ from hub.errors import NotFound
 from hub.runtime import Hub
 from web.base import SESSION_HEADER, ApiHandler, header_session
 from web.facade import CURRENT_TENANT, Ctx, Facade
+from web.mcp_calls import CallRequest, Lane
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,19 @@ class McpEndpoint:
                 *gateway.allowed_origins,
             ],
         )
-        self.manager = SessionManager(self._session_ended, app=self.facade.server, security_settings=security)
+        self.manager = SessionManager(
+            self._session_ended,
+            app=self.facade.server,
+            security_settings=security,
+            session_idle_timeout=gateway.mcp_session_idle_timeout,
+        )
+        self.lane = Lane(self.facade, self.manager, security)
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 
     def _session_ended(self, session_id: str) -> None:
-        """A 2025-11-25 session ended (web loop): stop its instances, off the loop."""
+        """A 2025-11-25 session ended (web loop): cancel its calls, stop its instances, off the loop."""
+        self.lane.ended(session_id)
         try:
             future = asyncio.get_running_loop().run_in_executor(
                 None, self.hub.end_session, f"http:{session_id}"
@@ -166,18 +174,39 @@ class McpHandler(ApiHandler):
 
     def initialize(self) -> None:
         self._disconnected = asyncio.Event()
+        self.lane_call: asyncio.Future[Any] | None = None  # a 2026-07-28 call served by `Lane`
 
     def on_connection_close(self) -> None:
         self._disconnected.set()  # an ASGI `http.disconnect`: cancels the request in 2026 sessions
+        if self.lane_call is not None:
+            self.lane_call.cancel()  # the same for a 2026-07-28 call served by `Lane`
 
     async def get(self, tenant: str | None = None) -> None:
         await self._bridge(tenant)
 
     async def post(self, tenant: str | None = None) -> None:
-        await self._bridge(tenant)
+        """A `tools/call` (or what belongs to one) that `Lane` takes, else the SDK's transport."""
+        endpoint = self._endpoint()
+        served = self._tenant(tenant)
+        key = self.caller.key_id if self.caller else None
+        taken = endpoint.lane.admit(self, key, served)
+        if isinstance(taken, CallRequest):
+            self._transforms = []  # no gzip (see `_bridge`)
+            await endpoint.lane.serve(self, taken, served, key, self._session())
+        elif taken is not None:  # a client's answer to a server request, or a cancellation
+            self.set_status(202)
+            self.finish()
+        else:
+            await self._bridge(tenant)
 
     async def delete(self, tenant: str | None = None) -> None:
         await self._bridge(tenant)
+
+    def _endpoint(self) -> McpEndpoint:
+        endpoint: McpEndpoint | None = self.application.settings.get("mcp")
+        if endpoint is None:
+            raise NotFound("the MCP endpoint is not running")
+        return endpoint
 
     def _tenant(self, tenant: str | None) -> str:
         assert self.caller is not None
@@ -199,10 +228,15 @@ class McpHandler(ApiHandler):
         # No gzip here: the SSE events of a call are small and each is flushed at once, so
         # compressing them costs CPU and latency and saves nothing.
         self._transforms = []
-        endpoint: McpEndpoint | None = self.application.settings.get("mcp")
-        if endpoint is None:
-            raise NotFound("the MCP endpoint is not running")
+        endpoint = self._endpoint()
         request = self.request
+        key = self.caller.key_id if self.caller else None
+        sdk_session = request.headers.get("Mcp-Session-Id")
+        if endpoint.lane.foreign(sdk_session, key):  # opened with another key: not found, as the SDK says
+            self.set_status(404)
+            self.set_header("Content-Type", "application/json")
+            self.finish(b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}')
+            return
         host, _, port = (request.host or "").rpartition(":")
         scope: dict[str, Any] = {
             "type": "http",
@@ -220,7 +254,7 @@ class McpHandler(ApiHandler):
             "client": (request.remote_ip, 0),
             "server": (host or request.host, int(port) if port.isdigit() else 80),
             "mcp_hub_tenant": self._tenant(tenant),
-            "mcp_hub_key": self.caller.key_id if self.caller else None,
+            "mcp_hub_key": key,
             "mcp_hub_session": self._session(),
         }
         body_sent = False
@@ -248,6 +282,8 @@ class McpHandler(ApiHandler):
                 seen = set()
                 for raw_name, raw_value in message.get("headers", []):
                     name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
+                    if name.lower() == "mcp-session-id" and not sdk_session:
+                        endpoint.lane.opened(value, key)  # a new session, which only `key` may use
                     if name.lower() in seen:
                         self.add_header(name, value)
                     else:
