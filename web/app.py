@@ -33,11 +33,12 @@ class OpenApiHandler(ApiHandler):
         self.finish(json.dumps(document(hub.__version__)))
 
 
+# Tornado tries each route's pattern in turn: the MCP endpoint, the busiest, comes first.
 ROUTES: list[tuple[str, Any]] = [
+    *mcp_http.ROUTES,
     *rest.ROUTES,
     *apps_module.ROUTES,
     *mcp_apps.ROUTES,
-    *mcp_http.ROUTES,
     *admin.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
