@@ -14,17 +14,24 @@ speak), and once more to MCP Hub in `2026-07-28` mode (what an `mcp` 2.x client 
 calls, calls/s of one sequential client and of `--concurrency` clients at once, and each
 proxy's ratio to the direct call. Target: MCP Hub at least as fast as `mcp-proxy`.
 
-Throughput is measured twice. `--concurrency` SDK clients in this one process cost more CPU per
-call than either proxy, so on a small machine they cap the rate near the same figure for both; so
-also `--concurrency` raw keep-alive HTTP connections that POST a pre-encoded call (`raw_rate`, a
-load generator far cheaper than the proxies), which shows what each proxy itself can carry.
+Every measure is taken by all paths in turn (latency 20 calls at a time, throughput one second
+at a time, five rounds), so that the drift of a shared machine falls on all of them alike.
+Throughput is measured twice: by `--concurrency` SDK clients spread over `--processes` processes
+(in one Python process they would be capped at one core and measure themselves), and by
+`--concurrency` raw keep-alive HTTP connections that POST a pre-encoded call (`RawConnection`, a
+load generator far cheaper per call than the proxies), which shows what each proxy itself can
+carry. The SDK clients cost more CPU per call than either proxy, so on a small machine their
+figure says as much about the client as about the proxy.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import json
+import multiprocessing
 import os
 import platform
 import signal
@@ -33,6 +40,8 @@ import sys
 import tempfile
 import time
 import venv
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,32 +62,6 @@ def proxy_executable() -> Path:
         venv.create(PROXY_VENV, with_pip=True)
         subprocess.run([str(PROXY_VENV / "bin" / "pip"), "install", "--quiet", MCP_PROXY], check=True)
     return exe
-
-
-async def sequential(target: Any, tool: str, calls: int, mode: str = "legacy") -> list[float]:
-    async with Client(target, mode=mode, cache=None) as client:
-        assert (await client.call_tool(tool, {"text": "hello"})).content[0].text == "hello"  # type: ignore[union-attr]
-        return await timed_calls(client, tool, calls)
-
-
-async def concurrent(
-    make_target: Any, tool: str, clients: int, seconds: float = 5.0, mode: str = "legacy"
-) -> float:
-    """Calls per second of `clients` clients calling at once for `seconds`."""
-    done = 0
-    stop = time.monotonic() + seconds
-
-    async def one() -> None:
-        nonlocal done
-        async with Client(make_target(), mode=mode, cache=None) as client:
-            await client.call_tool(tool, {"text": "warm"})
-            while time.monotonic() < stop:
-                await client.call_tool(tool, {"text": "x"})
-                done += 1
-
-    began = time.monotonic()
-    await asyncio.gather(*(one() for _ in range(clients)))
-    return done / (time.monotonic() - began)
 
 
 ENVELOPE = {
@@ -126,62 +109,172 @@ class RawConnection:
         return status, headers, b"".join(chunks)
 
 
-async def raw_rate(url: str, tool: str, connections: int, mode: str, seconds: float = 5.0) -> float:
-    """Calls per second of `connections` raw keep-alive connections calling at once for `seconds`."""
-    base = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+async def open_raw(url: str, tool: str, mode: str) -> tuple[RawConnection, bytes]:
+    """A raw connection ready to call `tool` (a 2025-11-25 session opened on it first), and the
+    encoded call it POSTs."""
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    meta: dict[str, Any] = {}
+    if mode == "legacy":
+        connection = await RawConnection(url, headers).__aenter__()
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 0,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-11-25",
+                "capabilities": {},
+                "clientInfo": {"name": "bench", "version": "1"},
+            },
+        }
+        _, answer, _ = await connection.post(json.dumps(initialize).encode())
+        connection.headers.update(
+            {"Mcp-Session-Id": answer["mcp-session-id"], "MCP-Protocol-Version": "2025-11-25"}
+        )
+        await connection.post(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
+    else:
+        headers.update({"MCP-Protocol-Version": mode, "Mcp-Method": "tools/call", "Mcp-Name": tool})
+        connection = await RawConnection(url, headers).__aenter__()
+        meta = {"_meta": ENVELOPE}
+    params = {"name": tool, "arguments": {"text": "x"}, **meta}
+    return connection, json.dumps(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+    ).encode()
+
+
+@dataclass(frozen=True)
+class Target:
+    """One way to call the echo tool: over HTTP at `url`, else by spawning `command` (stdio)."""
+
+    name: str
+    tool: str
+    mode: str
+    url: str | None = None
+    command: tuple[str, ...] = ()
+
+    def make(self, stack: contextlib.ExitStack) -> Any:
+        """An `mcp.Client` target."""
+        if self.url is not None:
+            return self.url
+        errlog = stack.enter_context(open(os.devnull, "w"))  # noqa: SIM115  (closed by the stack)
+        return stdio_client(
+            StdioServerParameters(command=self.command[0], args=list(self.command[1:])), errlog=errlog
+        )
+
+
+Caller = Callable[[], Awaitable[Any]]
+
+
+async def window(callers: list[Caller], seconds: float) -> tuple[int, float]:
+    """Calls made by `callers` calling at once for `seconds`, and the seconds it took."""
     done = 0
-
-    async def one(stop: float) -> None:
-        nonlocal done
-        if mode == "legacy":
-            headers = base
-            initialize = {
-                "jsonrpc": "2.0",
-                "id": 0,
-                "method": "initialize",
-                "params": {
-                    "protocolVersion": "2025-11-25",
-                    "capabilities": {},
-                    "clientInfo": ENVELOPE["io.modelcontextprotocol/clientInfo"],
-                },
-            }
-            async with RawConnection(url, headers) as opening:
-                _, answer, _ = await opening.post(json.dumps(initialize).encode())
-                headers = {
-                    **base,
-                    "Mcp-Session-Id": answer["mcp-session-id"],
-                    "MCP-Protocol-Version": "2025-11-25",
-                }
-                opening.headers = headers
-                await opening.post(b'{"jsonrpc":"2.0","method":"notifications/initialized"}')
-            meta: dict[str, Any] = {}
-        else:
-            headers = {**base, "MCP-Protocol-Version": mode, "Mcp-Method": "tools/call", "Mcp-Name": tool}
-            meta = {"_meta": ENVELOPE}
-        body = json.dumps(
-            {
-                "jsonrpc": "2.0",
-                "id": 1,
-                "method": "tools/call",
-                "params": {"name": tool, "arguments": {"text": "x"}, **meta},
-            }
-        ).encode()
-        async with RawConnection(url, headers) as connection:
-            while time.monotonic() < stop:
-                status, _, answer = await connection.post(body)
-                if status != 200 or b'"result"' not in answer:
-                    raise RuntimeError(f"{url}: {status} {answer[:200]!r}")
-                done += 1
-
     began = time.monotonic()
-    await asyncio.gather(*(one(began + seconds) for _ in range(connections)))
-    return done / (time.monotonic() - began)
+
+    async def one(call: Caller) -> None:
+        nonlocal done
+        while time.monotonic() < began + seconds:
+            await call()
+            done += 1
+
+    await asyncio.gather(*(one(c) for c in callers))
+    return done, time.monotonic() - began
+
+
+async def rotate(pools: dict[str, list[Caller]], rounds: int, seconds: float) -> dict[str, list[float]]:
+    """`[calls, seconds]` of each pool, the pools taking turns `seconds` at a time for `rounds`
+    rounds (so that the machine's drift falls on all of them)."""
+    totals = {name: [0.0, 0.0] for name in pools}
+    for _ in range(rounds):
+        for name, callers in pools.items():
+            calls, took = await window(callers, seconds)
+            totals[name][0] += calls
+            totals[name][1] += took
+    return totals
+
+
+def raw_caller(connection: RawConnection, body: bytes) -> Caller:
+    async def call() -> None:
+        status, _, answer = await connection.post(body)
+        if status != 200 or b'"result"' not in answer:
+            raise RuntimeError(f"{connection.path}: {status} {answer[:200]!r}")
+
+    return call
+
+
+async def opened_client(stack: contextlib.AsyncExitStack, sync: contextlib.ExitStack, t: Target) -> Any:
+    client = await stack.enter_async_context(Client(t.make(sync), mode=t.mode, cache=None))
+    assert (await client.call_tool(t.tool, {"text": "hello"})).content[0].text == "hello"
+    return client
+
+
+async def sdk_worker(targets: list[Target], clients: int, rounds: int, ready: Any) -> dict[str, list[float]]:
+    """One worker process's share of the SDK-client throughput: `clients` clients per target,
+    all targets in turn, starting when every worker is ready."""
+    with contextlib.ExitStack() as sync:
+        async with contextlib.AsyncExitStack() as stack:
+            pools: dict[str, list[Caller]] = {}
+            for t in targets:
+                opened = [await opened_client(stack, sync, t) for _ in range(clients)]
+                pools[t.name] = [functools.partial(c.call_tool, t.tool, {"text": "x"}) for c in opened]
+            await asyncio.to_thread(ready.wait)
+            return await rotate(pools, rounds, 1.0)
+
+
+def run_sdk_worker(targets: list[Target], clients: int, rounds: int, ready: Any, out: Any) -> None:
+    out.put(asyncio.run(sdk_worker(targets, clients, rounds, ready)))
+
+
+def sdk_rates(targets: list[Target], concurrency: int, processes: int, rounds: int = 5) -> dict[str, float]:
+    """Calls per second of `concurrency` SDK clients per target, spread over `processes` processes
+    (one Python process caps its clients at one core: it would measure itself, not the proxies)."""
+    context = multiprocessing.get_context("spawn")
+    ready, out = context.Barrier(processes), context.Queue()
+    shares = [concurrency // processes + (i < concurrency % processes) for i in range(processes)]
+    workers = [context.Process(target=run_sdk_worker, args=(targets, n, rounds, ready, out)) for n in shares]
+    for worker in workers:
+        worker.start()
+    totals = [out.get(timeout=600) for _ in workers]
+    for worker in workers:
+        worker.join(60)
+    # Each process's windows run at the same time as the others': add their calls, not their seconds.
+    return {
+        t.name: sum(r[t.name][0] for r in totals) / (sum(r[t.name][1] for r in totals) / processes)
+        for t in targets
+    }
+
+
+async def measure(
+    targets: list[Target], calls: int, concurrency: int, rounds: int = 5, batch: int = 20
+) -> dict[str, dict[str, Any]]:
+    """Latency and raw-connection throughput of every target, each measure taken by all in turn."""
+    results: dict[str, dict[str, Any]] = {t.name: {"samples": []} for t in targets}
+    with contextlib.ExitStack() as sync:
+        async with contextlib.AsyncExitStack() as stack:
+            # Latency: one client each, `batch` sequential calls at a time.
+            singles = [await opened_client(stack, sync, t) for t in targets]
+            for single, t in zip(singles, targets, strict=True):
+                await timed_calls(single, t.tool, 0)
+            while len(results[targets[0].name]["samples"]) < calls:
+                for single, t in zip(singles, targets, strict=True):
+                    results[t.name]["samples"] += await timed_calls(single, t.tool, batch, warm=0)
+            # Throughput of `concurrency` raw connections each.
+            raw_pools: dict[str, list[Caller]] = {}
+            for t in targets:
+                if t.url is not None:
+                    raw_pools[t.name] = []
+                    for _ in range(concurrency):
+                        connection, body = await open_raw(t.url, t.tool, t.mode)
+                        stack.push_async_callback(connection.__aexit__, None, None, None)
+                        raw_pools[t.name].append(raw_caller(connection, body))
+            for name, (done, took) in (await rotate(raw_pools, rounds, 1.0)).items():
+                results[name]["raw"] = done / took
+    return results
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--processes", type=int, default=2, help="processes the SDK clients run in")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     proxy = proxy_executable()
@@ -192,14 +285,7 @@ def main() -> None:
     )
     server = [sys.executable, "-S", ECHO_STDLIB]
     results: dict[str, dict[str, Any]] = {}
-    with tempfile.TemporaryDirectory() as tmp, open(os.devnull, "w") as devnull:
-        direct = StdioServerParameters(command=server[0], args=server[1:])
-        results["direct (stdio)"] = {
-            "samples": asyncio.run(sequential(stdio_client(direct, errlog=devnull), "echo", args.calls)),
-            "concurrent": asyncio.run(
-                concurrent(lambda: stdio_client(direct, errlog=devnull), "echo", args.concurrency)
-            ),
-        }
+    with tempfile.TemporaryDirectory() as tmp:
         tenants = {"default": {"servers": {"echo": {"command": server[0], "args": server[1:]}}}}
         config = write_hub_config(Path(tmp) / "hub.yaml", tenants, f"{tmp}/data", auto_start=True)
         port = free_port()
@@ -211,18 +297,16 @@ def main() -> None:
         try:
             with served_hub(config) as (_, url):
                 wait_port(port)
-                for name, target, tool, mode in (
-                    ("MCP Hub HTTP facade", url + "/mcp", "echo__echo", "legacy"),
-                    ("MCP Hub, 2026-07-28", url + "/mcp", "echo__echo", "2026-07-28"),
-                    ("mcp-proxy", f"http://127.0.0.1:{port}/mcp", "echo", "legacy"),
-                ):
-                    results[name] = {
-                        "samples": asyncio.run(sequential(target, tool, args.calls, mode)),
-                        "concurrent": asyncio.run(
-                            concurrent(lambda t=target: t, tool, args.concurrency, mode=mode)
-                        ),
-                        "raw": asyncio.run(raw_rate(target, tool, args.concurrency, mode)),
-                    }
+                proxy_url = f"http://127.0.0.1:{port}/mcp"
+                targets = [
+                    Target("direct (stdio)", "echo", "legacy", command=tuple(server)),
+                    Target("MCP Hub HTTP facade", "echo__echo", "legacy", url + "/mcp"),
+                    Target("MCP Hub, 2026-07-28", "echo__echo", "2026-07-28", url + "/mcp"),
+                    Target("mcp-proxy", "echo", "legacy", proxy_url),
+                ]
+                results = asyncio.run(measure(targets, args.calls, args.concurrency))
+                for name, rate in sdk_rates(targets, args.concurrency, args.processes).items():
+                    results[name]["concurrent"] = rate
         finally:
             peer.send_signal(signal.SIGTERM)
             peer.wait(30)
