@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import re
@@ -11,7 +12,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,33 @@ def wait_port(port: int, timeout: float = 30) -> None:
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on port {port}")
+
+
+Caller = Callable[[], Awaitable[Any]]
+
+
+async def window(callers: list[Caller], seconds: float) -> tuple[int, float]:
+    """Calls made by `callers` calling at once for `seconds`, and the seconds it took."""
+    done = 0
+    began = time.monotonic()
+
+    async def one(call: Caller) -> None:
+        nonlocal done
+        while time.monotonic() < began + seconds:
+            await call()
+            done += 1
+
+    await asyncio.gather(*(one(c) for c in callers))
+    return done, time.monotonic() - began
+
+
+async def rotate(pools: dict[str, list[Caller]], rounds: int, seconds: float) -> dict[str, list[float]]:
+    """`[calls, seconds]` of each pool, the pools taking turns `seconds` at a time for `rounds`
+    rounds (so that the machine's drift falls on all of them)."""
+    totals = {name: [0.0, 0.0] for name in pools}
+    for _ in range(rounds):
+        for name, callers in pools.items():
+            calls, took = await window(callers, seconds)
+            totals[name][0] += calls
+            totals[name][1] += took
+    return totals

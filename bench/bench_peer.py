@@ -38,14 +38,22 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import venv
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, free_port, percentiles, served_hub, timed_calls, wait_port, write_hub_config
+from _common import (
+    ROOT,
+    Caller,
+    free_port,
+    percentiles,
+    rotate,
+    served_hub,
+    timed_calls,
+    wait_port,
+    write_hub_config,
+)
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -159,36 +167,6 @@ class Target:
         return stdio_client(
             StdioServerParameters(command=self.command[0], args=list(self.command[1:])), errlog=errlog
         )
-
-
-Caller = Callable[[], Awaitable[Any]]
-
-
-async def window(callers: list[Caller], seconds: float) -> tuple[int, float]:
-    """Calls made by `callers` calling at once for `seconds`, and the seconds it took."""
-    done = 0
-    began = time.monotonic()
-
-    async def one(call: Caller) -> None:
-        nonlocal done
-        while time.monotonic() < began + seconds:
-            await call()
-            done += 1
-
-    await asyncio.gather(*(one(c) for c in callers))
-    return done, time.monotonic() - began
-
-
-async def rotate(pools: dict[str, list[Caller]], rounds: int, seconds: float) -> dict[str, list[float]]:
-    """`[calls, seconds]` of each pool, the pools taking turns `seconds` at a time for `rounds`
-    rounds (so that the machine's drift falls on all of them)."""
-    totals = {name: [0.0, 0.0] for name in pools}
-    for _ in range(rounds):
-        for name, callers in pools.items():
-            calls, took = await window(callers, seconds)
-            totals[name][0] += calls
-            totals[name][1] += took
-    return totals
 
 
 def raw_caller(connection: RawConnection, body: bytes) -> Caller:

@@ -11,6 +11,9 @@ Prints:
 - aggregate throughput of `--clients` concurrent HTTP clients spread over `--servers` echo servers
   behind the hub, against the same number of concurrent callers on direct clients of as many
   servers (target ≥ 0.7 of direct).
+
+Direct and REST calls take turns (latency 20 calls at a time, throughput one second at a time), so
+that the drift of a shared machine falls on both alike; a failed call stops the benchmark.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import platform
@@ -28,7 +32,7 @@ import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-from _common import ROOT, percentiles, served_hub, timed_calls, write_hub_config
+from _common import ROOT, Caller, percentiles, rotate, served_hub, timed_calls, write_hub_config
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -100,60 +104,54 @@ def bench_hub(servers: int, data_dir: str) -> Iterator[str]:
         yield url
 
 
-async def latency_direct(calls: int) -> list[float]:
-    async with direct_clients(1) as (client,):
-        return await timed_calls(client, "echo", calls, warm=50)
+async def latency(url: str, calls: int, batch: int = 20) -> tuple[list[float], list[float]]:
+    """p50-ready samples of `calls` sequential echo calls, direct and through REST, taking turns
+    `batch` calls at a time (so that the machine's drift falls on both)."""
+    async with direct_clients(1) as (client,), RawHttp(url) as http:
+        path = "/api/tools/echo0.echo?tenant=bench"
 
-
-async def latency_rest(url: str, calls: int) -> list[float]:
-    async with RawHttp(url) as http:
-        for _ in range(50):
-            await http.post("/api/tools/echo0.echo?tenant=bench", {"text": "warm"})
-        samples = []
-        for _ in range(calls):
-            began = time.perf_counter()
-            status, body = await http.post("/api/tools/echo0.echo?tenant=bench", {"text": "hello"})
-            samples.append(time.perf_counter() - began)
+        async def rest_call() -> None:
+            status, body = await http.post(path, {"text": "hello"})
             assert status == 200, body
-        return samples
+
+        for _ in range(50):
+            await client.call_tool("echo", {"text": "warm"})
+            await rest_call()
+        direct: list[float] = []
+        rest: list[float] = []
+        while len(direct) < calls:
+            direct += await timed_calls(client, "echo", min(batch, calls - len(direct)), warm=0)
+            for _ in range(min(batch, calls - len(rest))):
+                began = time.perf_counter()
+                await rest_call()
+                rest.append(time.perf_counter() - began)
+        return direct, rest
 
 
-async def throughput_direct(clients: int, servers: int, seconds: float) -> tuple[int, int]:
-    async with direct_clients(servers) as pool:
-        done = errors = 0
-        deadline = time.perf_counter() + seconds
+async def throughput(url: str, clients: int, servers: int, seconds: float) -> dict[str, list[float]]:
+    """`[calls, seconds]` of `clients` callers over `servers` servers, direct and through REST,
+    taking turns one second at a time for `seconds` rounds. A failed call raises."""
+    async with direct_clients(servers) as pool, contextlib.AsyncExitStack() as stack:
+        connections = [await stack.enter_async_context(RawHttp(url)) for _ in range(clients)]
 
-        async def worker(i: int) -> None:
-            nonlocal done, errors
-            client = pool[i % servers]
-            while time.perf_counter() < deadline:
-                try:
-                    await client.call_tool("echo", {"text": "x"})
-                    done += 1
-                except Exception:
-                    errors += 1
+        def rest_call(http: RawHttp, path: str) -> Caller:
+            async def call() -> None:
+                status, body = await http.post(path, {"text": "x"})
+                if status != 200:
+                    raise RuntimeError(f"REST call failed: {status} {body[:200]!r}")
 
-        await asyncio.gather(*(worker(i) for i in range(clients)))
-        return done, errors
+            return call
 
-
-async def throughput_rest(url: str, clients: int, servers: int, seconds: float) -> tuple[int, int]:
-    done = errors = 0
-    deadline = time.perf_counter() + seconds
-
-    async def worker(i: int) -> None:
-        nonlocal done, errors
-        path = f"/api/tools/echo{i % servers}.echo?tenant=bench"
-        async with RawHttp(url) as http:  # one keep-alive connection per client
-            while time.perf_counter() < deadline:
-                status, _ = await http.post(path, {"text": "x"})
-                if status == 200:
-                    done += 1
-                else:
-                    errors += 1
-
-    await asyncio.gather(*(worker(i) for i in range(clients)))
-    return done, errors
+        pools: dict[str, list[Caller]] = {
+            "direct": [
+                functools.partial(pool[i % servers].call_tool, "echo", {"text": "x"}) for i in range(clients)
+            ],
+            "rest": [
+                rest_call(http, f"/api/tools/echo{i % servers}.echo?tenant=bench")
+                for i, http in enumerate(connections)
+            ],
+        }
+        return await rotate(pools, max(1, round(seconds)), 1.0)
 
 
 def main() -> None:
@@ -164,21 +162,19 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=10)
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    direct = asyncio.run(latency_direct(args.calls))
-    direct_done, direct_errors = asyncio.run(throughput_direct(args.clients, args.servers, args.seconds))
     with tempfile.TemporaryDirectory() as data_dir, bench_hub(args.servers, data_dir) as url:
-        rest = asyncio.run(latency_rest(url, args.calls))
-        rest_done, rest_errors = asyncio.run(throughput_rest(url, args.clients, args.servers, args.seconds))
+        direct, rest = asyncio.run(latency(url, args.calls))
+        rates = asyncio.run(throughput(url, args.clients, args.servers, args.seconds))
     d50, d99 = percentiles(direct)
     r50, r99 = percentiles(rest)
     print(f"\necho call, {args.calls} sequential calls (p50 / p99 ms):")
     print(f"  direct mcp.Client (stdio)       {d50:7.3f} / {d99:7.3f}")
     print(f"  REST POST /api/tools/{{name}}     {r50:7.3f} / {r99:7.3f}")
     print(f"  ratio REST/direct               {r50 / d50:7.2f} / {r99 / d99:7.2f}   (target p50 <= 1.3)")
-    d_rate, r_rate = direct_done / args.seconds, rest_done / args.seconds
-    print(f"\nthroughput, {args.clients} concurrent callers over {args.servers} servers, {args.seconds:g} s:")
-    print(f"  direct mcp.Clients              {d_rate:9.0f} calls/s ({direct_errors} errors)")
-    print(f"  REST through the hub            {r_rate:9.0f} calls/s ({rest_errors} errors)")
+    d_rate, r_rate = (calls / took for calls, took in (rates["direct"], rates["rest"]))
+    print(f"\nthroughput, {args.clients} callers over {args.servers} servers, {args.seconds:g} s each:")
+    print(f"  direct mcp.Clients              {d_rate:9.0f} calls/s")
+    print(f"  REST through the hub            {r_rate:9.0f} calls/s")
     print(f"  ratio REST/direct               {r_rate / d_rate:9.2f}   (target >= 0.7)")
 
 
