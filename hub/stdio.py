@@ -5,9 +5,11 @@ first: the wire moves to private duplicates and, while the facade serves, fd 0 r
 device and fd 1 points at stderr, so a stray print cannot corrupt the protocol. The wire is read
 and written by asyncio pipe transports on the serving loop (the SDK's own `stdio_server` reads
 and writes through worker threads, three thread hops per call); stdin or stdout that is not a
-pipe, socket or terminal (a regular file) falls back to the SDK's path. Then the hub starts and
-the tenant's enabled servers are started; the facade serves until stdin closes or SIGTERM/SIGINT,
-then every server and child process is stopped. Runs on the main thread's asyncio loop.
+pipe, socket or terminal (a regular file) falls back to the SDK's path. On the claimed wire,
+`tools/call` lines are served by the facade's lane (`web.mcp_calls.StdioLane`), not the SDK.
+Then the hub starts and the tenant's enabled servers are started; the facade serves until stdin
+closes or SIGTERM/SIGINT, then every server and child process is stopped. Runs on the main
+thread's asyncio loop.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import os
 import signal
 import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from mcp.server.stdio import stdio_server
 
@@ -33,10 +35,12 @@ _LINE_LIMIT = 64 * 1024 * 1024  # the longest JSON-RPC line accepted from the cl
 
 
 class _LineReader:
-    """The client's lines as `str`, for the SDK's `stdio_server` (`async for line in stdin`)."""
+    """The client's lines as `str`, for the SDK's `stdio_server` (`async for line in stdin`);
+    a line `take` returns True for is served by the facade's lane instead (`web.mcp_calls`)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
+        self.take: Callable[[bytes], bool] = lambda line: False
 
     async def __aiter__(self) -> AsyncIterator[str]:
         while True:
@@ -47,7 +51,8 @@ class _LineReader:
                 return
             if not line:
                 return
-            yield line.decode("utf-8", errors="replace")
+            if not self.take(line):
+                yield line.decode("utf-8", errors="replace")
 
 
 class _LineWriter:
@@ -58,6 +63,10 @@ class _LineWriter:
 
     async def write(self, text: str) -> None:
         self._writer.write(text.encode())
+
+    def write_line(self, line: bytes) -> None:
+        """Write one whole line now (the lane's; lines written on one loop never interleave)."""
+        self._writer.write(line)
 
     async def flush(self) -> None:
         await self._writer.drain()
@@ -119,6 +128,7 @@ def run(config: HubConfig, tenant: str) -> int:
 
 async def _serve(config: HubConfig, tenant: str) -> int:
     from web.facade import Facade
+    from web.mcp_calls import StdioLane
 
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -129,6 +139,10 @@ async def _serve(config: HubConfig, tenant: str) -> int:
     # The stdio client is one session: its instances of per_session servers live until it exits.
     facade = Facade(hub_, lambda ctx: tenant, lambda ctx: "stdio", lambda ctx: "stdio")
     async with claimed_stdio() as claimed, stdio_server(*(claimed or ())) as (read_stream, write_stream):
+        lane = None
+        if claimed is not None:  # tools/call skips the SDK (web.mcp_calls), once the hub serves
+            lane = StdioLane(facade, tenant, claimed[1].write_line)
+            claimed[0].take = lane.take
         try:
             try:
                 await loop.run_in_executor(None, hub_.start)
@@ -141,9 +155,13 @@ async def _serve(config: HubConfig, tenant: str) -> int:
                 if state not in ("running", "on_demand", "per_session"):
                     log.warning("server %s of tenant %s is %s", server, tenant, state)
             facade.attach(loop)
+            if lane is not None:
+                lane.serving = True
             with contextlib.suppress(asyncio.CancelledError):
                 await facade.server.run(read_stream, write_stream, facade.init_options())
         finally:
+            if lane is not None:
+                lane.close()
             facade.detach()
             # (Stopping the hub stops every instance too; ending the session first says why.)
             with contextlib.suppress(Exception):

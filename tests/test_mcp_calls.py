@@ -4,7 +4,9 @@ belongs to (its key, its idle timer, its end). Real hub processes, real HTTP cli
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,7 @@ import mcp.types as types
 import pytest
 from conftest import server
 from mcp import MCPError
-from test_facade import MODES, everything_server, http_facade
+from test_facade import MODES, everything_server, http_facade, write_config
 from test_sessions import gone
 
 pytestmark = pytest.mark.anyio
@@ -271,3 +273,150 @@ async def test_a_call_in_flight_holds_its_session_and_idleness_ends_it(served) -
     # Then nothing for longer than the timeout: the session ends, and its instance with it.
     assert gone(pid)
     assert hub.request("POST", "/mcp", call(3, "ps__pid", {}), headers=headers).status == 404
+
+
+# --------------------------------------------------------------------------- the stdio lane
+
+
+async def test_the_stdio_lane_takes_calls_and_leaves_the_rest_to_the_sdk(make_hub, tmp_path: Path) -> None:
+    """`StdioLane.take` sees each line of a stdio client before the SDK: it serves `tools/call`
+    (and cancellations of its calls), the SDK everything else, including a call it cannot vouch for."""
+    from web.facade import Facade
+    from web.mcp_calls import StdioLane
+
+    hub = make_hub({"t": {"servers": {"a": server()}}})
+    hub.start_tenant("t")
+    written: list[dict[str, Any]] = []
+    arrived = anyio.Event()
+
+    def write(line: bytes) -> None:
+        nonlocal arrived
+        assert line.endswith(b"\n") and line.count(b"\n") == 1  # one whole line each
+        written.append(json.loads(line))
+        arrived.set()
+        arrived = anyio.Event()
+
+    async def answer_of(request_id: Any) -> dict[str, Any]:
+        with anyio.fail_after(10):
+            while not any(m.get("id") == request_id and "method" not in m for m in written):
+                await arrived.wait()
+        return next(m for m in written if m.get("id") == request_id and "method" not in m)
+
+    def line(message: dict[str, Any]) -> bytes:
+        return json.dumps(message).encode() + b"\n"
+
+    lane = StdioLane(Facade(hub, lambda ctx: "t"), "t", write)
+    lane.serving = True
+    echo = call(1, "a__echo", {"text": "hi"})
+    assert not lane.take(line(echo))  # before `initialize`: the SDK's (which refuses it)
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 0,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    assert not lane.take(line(initialize))
+    assert lane.take(line(echo))
+    assert (await answer_of(1))["result"]["structuredContent"] == {"text": "hi"}
+
+    assert lane.take(line(call(2, "a__sleep", {"seconds": 0.15}, {"progressToken": "p"})))
+    assert (await answer_of(2))["result"]["content"][0]["text"] == "slept"
+    progress = [m["params"]["progress"] for m in written if m.get("method") == "notifications/progress"]
+    assert progress == [0.1, 0.15]
+
+    assert lane.take(line(call(3, "a__echo", {"text": "x"}, ENVELOPE)))  # 2026-07-28
+    assert (await answer_of(3))["result"]["resultType"] == "complete"
+    assert lane.take(line(call(4, "nope", {})))
+    assert (await answer_of(4))["error"] == {"code": types.INVALID_PARAMS, "message": "Unknown tool: nope"}
+
+    # Not the lane's: another method, a call whose shape the SDK must judge, a stranger's answer.
+    assert not lane.take(line({"jsonrpc": "2.0", "id": 5, "method": "tools/list"}))
+    assert not lane.take(line({"jsonrpc": "2.0", "id": 6, "method": "tools/call", "params": {"name": 1}}))
+    assert not lane.take(line({"jsonrpc": "2.0", "id": "hub-r-99", "result": {}}))
+    assert not lane.take(b"{not json\n")
+
+    # A cancelled call gets no answer, and its upstream work is cancelled.
+    assert lane.take(line(call(7, "a__sleep", {"seconds": 30}, {"progressToken": "p7"})))
+    with anyio.fail_after(10):  # its first progress: the server is sleeping
+        while not any(m.get("params", {}).get("progressToken") == "p7" for m in written):
+            await arrived.wait()
+    assert lane.take(
+        line({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}})
+    )
+    server_log = tmp_path / "hub0" / "logs" / "t" / "a.log"
+    with anyio.fail_after(10):
+        while "sleep cancelled" not in server_log.read_text():
+            await anyio.sleep(0.05)
+    assert 7 not in lane.calls and not any(m.get("id") == 7 for m in written)
+
+
+async def test_a_raw_stdio_client_is_served_by_the_lane_sampling_included(tmp_path: Path) -> None:
+    """`python -m hub stdio` driven line by line: after `initialize`, a call is the lane's (its
+    server requests carry the lane's `hub-r-N` ids) and a sampling round trip completes."""
+    from conftest import ROOT
+
+    config = write_config(tmp_path, {"t": {"servers": {"every": everything_server()}}})
+    with open(tmp_path / "stderr", "w") as errlog:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "hub",
+            "stdio",
+            "--config",
+            str(config),
+            "--tenant",
+            "t",
+            cwd=ROOT,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=errlog,
+        )
+    assert process.stdin and process.stdout
+
+    async def send(message: dict[str, Any]) -> None:
+        process.stdin.write(json.dumps(message).encode() + b"\n")  # type: ignore[union-attr]
+        await process.stdin.drain()  # type: ignore[union-attr]
+
+    async def receive() -> dict[str, Any]:
+        with anyio.fail_after(30):
+            return json.loads(await process.stdout.readline())  # type: ignore[union-attr]
+
+    try:
+        await send(
+            {
+                "jsonrpc": "2.0",
+                "id": 0,
+                "method": "initialize",
+                "params": {
+                    "protocolVersion": "2025-11-25",
+                    "capabilities": {"sampling": {}},
+                    "clientInfo": {"name": "raw", "version": "1"},
+                },
+            }
+        )
+        assert (await receive())["result"]["serverInfo"]["name"] == "mcp-hub"
+        await send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        await send(call(1, "every__trigger-sampling-request", {"prompt": "Why?"}))
+        asked = await receive()
+        while asked.get("method") != "sampling/createMessage":  # (a log message may come first)
+            asked = await receive()
+        assert str(asked["id"]).startswith("hub-r-")
+        await send(
+            {
+                "jsonrpc": "2.0",
+                "id": asked["id"],
+                "result": {"role": "assistant", "content": {"type": "text", "text": "because"}, "model": "m"},
+            }
+        )
+        answer = await receive()
+        while answer.get("id") != 1:
+            answer = await receive()
+        assert not answer["result"]["isError"] and "because" in json.dumps(answer["result"]["content"])
+    finally:
+        process.stdin.close()
+        with anyio.fail_after(30):
+            assert await process.wait() == 0

@@ -29,7 +29,7 @@ from hub.errors import NotFound
 from hub.runtime import Hub
 from web.base import SESSION_HEADER, ApiHandler, header_session
 from web.facade import CURRENT_TENANT, Ctx, Facade
-from web.mcp_calls import CallRequest, Lane
+from web.mcp_calls import CallRequest, HttpLane
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class McpEndpoint:
             security_settings=security,
             session_idle_timeout=gateway.mcp_session_idle_timeout,
         )
-        self.lane = Lane(self.facade, self.manager, security)
+        self.lane = HttpLane(self.facade, self.manager, security)
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -174,18 +174,18 @@ class McpHandler(ApiHandler):
 
     def initialize(self) -> None:
         self._disconnected = asyncio.Event()
-        self.lane_call: asyncio.Future[Any] | None = None  # a 2026-07-28 call served by `Lane`
+        self.lane_call: asyncio.Future[Any] | None = None  # a 2026-07-28 call served by the lane
 
     def on_connection_close(self) -> None:
         self._disconnected.set()  # an ASGI `http.disconnect`: cancels the request in 2026 sessions
         if self.lane_call is not None:
-            self.lane_call.cancel()  # the same for a 2026-07-28 call served by `Lane`
+            self.lane_call.cancel()  # the same for a 2026-07-28 call served by the lane
 
     async def get(self, tenant: str | None = None) -> None:
         await self._bridge(tenant)
 
     async def post(self, tenant: str | None = None) -> None:
-        """A `tools/call` (or what belongs to one) that `Lane` takes, else the SDK's transport."""
+        """A `tools/call` (or what belongs to one) that the lane takes, else the SDK's transport."""
         endpoint = self._endpoint()
         served = self._tenant(tenant)
         key = self.caller.key_id if self.caller else None
@@ -193,7 +193,7 @@ class McpHandler(ApiHandler):
         if isinstance(taken, CallRequest):
             self._transforms = []  # no gzip (see `_bridge`)
             await endpoint.lane.serve(self, taken, served, key, self._session())
-        elif taken is not None:  # a client's answer to a server request, or a cancellation
+        elif taken:  # a client's answer to a server request, or a cancellation
             self.set_status(202)
             self.finish()
         else:
