@@ -301,7 +301,6 @@ class HttpLane:
         self.security = security
         self.sessions: dict[str, _Session] = {}
         self.asks = Asks()
-        self._modern_calls: dict[Any, asyncio.Future[Any]] = {}  # never found by a cancellation
 
     # ------------------------------------------------------------------ sessions
 
@@ -405,7 +404,7 @@ class HttpLane:
     ) -> None:
         """Serve one admitted call on `handler`'s response."""
         owner = self.sessions.get(call.owner) if call.owner else None
-        calls = owner.calls if owner is not None else self._modern_calls
+        calls = owner.calls if owner is not None else {}  # 2026-07-28: no cancellation finds a call
         stream = _HttpCall(handler, call, asyncio.get_running_loop())
         with _Hold(self.manager, call.owner):
             task = start_call(self.facade, stream, call, self.asks, tenant, key, session, calls)
