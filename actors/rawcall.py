@@ -38,7 +38,7 @@ _LOG = b'"notifications/message"'
 
 # What the hub's SDK client declares (it answers sampling and elicitation for the calling
 # session); a 2026-07-28 request carries its client's envelope in `_meta`.
-_CAPABILITIES = {"sampling": {}, "elicitation": {"form": {}, "url": {}}}
+_CAPABILITIES: dict[str, Any] = {"sampling": {}, "elicitation": {"form": {}, "url": {}}}
 
 
 class ErrorAnswer(MCPError):

@@ -626,7 +626,11 @@ class ServerSupervisor:
         if not any(wanted.values()):
             return
         try:
-            async with client.listen(**wanted) as subscription:
+            async with client.listen(
+                tools_list_changed=wanted["tools_list_changed"],
+                prompts_list_changed=wanted["prompts_list_changed"],
+                resources_list_changed=wanted["resources_list_changed"],
+            ) as subscription:
                 # The stream has no replay, and the server was `running` (callable) before the
                 # ack: look once more, or a change made meanwhile would go unseen until the next.
                 self._schedule_refresh()
@@ -765,7 +769,9 @@ class ServerSupervisor:
             )
             return self._raw_tool_result(name, raw)
         result = await self._guarded(
-            f"tool '{name}'", lambda c: c.call_tool(name, arguments, progress_callback=progress), requester
+            f"tool '{name}'",
+            lambda c: c.call_tool(name, arguments, progress_callback=progress),  # type: ignore[arg-type]
+            requester,
         )
         return ToolResult(
             tool=f"{self.config.name}.{name}",

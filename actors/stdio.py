@@ -292,8 +292,8 @@ async def stdio_transport(
 
         _watch_exit(popen, exited)
     except BaseException:
-        for transport in transports:
-            transport.close()
+        for opened in transports:
+            opened.close()
         _kill_now(popen)
         if registry is not None:
             registry.discard(popen.pid)
@@ -353,8 +353,8 @@ async def stdio_transport(
                         registry.discard(popen.pid)
                 tasks.cancel_scope.cancel()
     finally:
-        for transport in transports:
-            transport.close()
+        for opened in transports:
+            opened.close()
         if popen.returncode is None:
             # Only if stopping was cut short: kill it, and leave the exit watch to reap it.
             with contextlib.suppress(ProcessLookupError, PermissionError):

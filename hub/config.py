@@ -597,10 +597,10 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
             quotas=Quotas(**raw.get("quotas", {})),
             servers=MappingProxyType(servers),
         )
-    gateway = dict(data.get("gateway", {}))
+    gateway: dict[str, Any] = dict(data.get("gateway", {}))
     gateway["allowed_origins"] = tuple(gateway.get("allowed_origins", ()))
     gateway["plugins_dir"] = _absolute(base, gateway.get("plugins_dir", GatewayConfig.plugins_dir))
-    orchestrator = {
+    orchestrator: dict[str, Any] = {
         k: float(v) if isinstance(v, int) and not isinstance(v, bool) and k in _FLOAT_KEYS else v
         for k, v in data.get("orchestrator", {}).items()
     }

@@ -262,7 +262,7 @@ class Facade:
                 ui = (meta or {}).get("ui")
                 if isinstance(ui, dict) and isinstance(ui.get("resourceUri"), str):
                     meta = {
-                        **meta,
+                        **(meta or {}),
                         "ui": {**ui, "resourceUri": facade_uri(catalog.server, ui["resourceUri"])},
                     }
                 tools.append(

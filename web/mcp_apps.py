@@ -38,7 +38,7 @@ _SOURCE = re.compile(r"^(https?|wss?)://(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*(:
 def view_uri(tool: ToolEntry) -> str | None:
     """The `ui://` resource of a tool that a user opens (app-only tools are not entry points)."""
     meta = tool.meta or {}
-    ui = meta.get("ui") if isinstance(meta.get("ui"), dict) else {}
+    ui: dict[str, Any] = meta["ui"] if isinstance(meta.get("ui"), dict) else {}
     uri = ui.get("resourceUri") or meta.get("ui/resourceUri")
     visibility = ui.get("visibility")
     if isinstance(visibility, list) and "model" not in visibility:
@@ -141,7 +141,7 @@ def view_html(result: dict[str, Any], uri: str) -> tuple[str, dict[str, Any]]:
         if not kind.startswith("text/html"):
             continue
         meta = content.get("_meta") or {}
-        ui = meta.get("ui") if isinstance(meta.get("ui"), dict) else {}
+        ui: dict[str, Any] = meta["ui"] if isinstance(meta.get("ui"), dict) else {}
         if isinstance(content.get("text"), str):
             return content["text"], ui
         if isinstance(content.get("blob"), str):

@@ -312,7 +312,7 @@ class McpHandler(ApiHandler):
                     self.finish()  # now, not when the SDK's request task winds down
 
         CURRENT_TENANT.set(scope["mcp_hub_tenant"])  # this request's task only
-        await endpoint.manager.handle_request(scope, receive, send)
+        await endpoint.manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
         if not self._finished:
             self.finish()
 
