@@ -209,6 +209,7 @@ class GatewayConfig:
     tool_name_separator: str = "__"
     max_body_bytes: int = 1024 * 1024
     mcp_session_idle_timeout: float = 1800.0
+    mcp_keepalive_interval: float = 15.0
 
 
 @dataclass(frozen=True)

@@ -275,6 +275,22 @@ async def test_a_call_in_flight_holds_its_session_and_idleness_ends_it(served) -
     assert hub.request("POST", "/mcp", call(3, "ps__pid", {}), headers=headers).status == 404
 
 
+async def test_a_silent_call_turns_into_sse_with_keep_alive_comments(served) -> None:
+    """A call that sends nothing for `gateway.mcp_keepalive_interval` becomes an SSE stream that
+    carries a comment at each interval (proxies drop idle connections), then its answer."""
+    hub = served({"default": {"servers": {"a": server()}}}, gateway={"mcp_keepalive_interval": 0.3})
+    url = hub.url + "/mcp"
+    async with httpx.AsyncClient(timeout=30) as http:
+        legacy = await open_session(http, url)
+        for headers, meta in ((legacy, None), (modern("a__sleep"), ENVELOPE)):
+            answer = await http.post(url, json=call(1, "a__sleep", {"seconds": 1.0}, meta), headers=headers)
+            assert answer.status_code == 200 and answer.headers["content-type"] == "text/event-stream"
+            assert answer.text.count(": ping") >= 2
+            assert events(answer.text)[-1]["result"]["content"][0]["text"] == "slept"
+        quick = await http.post(url, json=call(2, "a__echo", {"text": "x"}), headers=legacy)
+        assert quick.headers["content-type"] == "application/json"  # nothing to keep alive
+
+
 # --------------------------------------------------------------------------- the stdio lane
 
 

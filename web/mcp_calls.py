@@ -22,8 +22,9 @@ the transport's private `_requests_in_flight` and `_idle_timeout`, checked again
 ending a session cancels its calls; a session serves only the key that opened it. A 2026-07-28
 call is cancelled when its client closes the connection (that era's cancellation), a 2025-11-25
 call only by `notifications/cancelled` (the spec: a disconnect is not a cancellation). A call
-that runs 15 s without anything to send commits to SSE and sends a comment every 15 s, so
-proxies with an idle-read timeout keep the connection, as the SDK does for 2026-07-28.
+that runs `keepalive` seconds (`gateway.mcp_keepalive_interval`, default 15) without anything to
+send commits to SSE and sends a comment as often, so proxies with an idle-read timeout keep the
+connection, as the SDK does for 2026-07-28 (every 15 s).
 
 stdio (`StdioLane`): one line in, lines out on the same writer as the SDK's (whole lines, written
 on one loop, never interleave). A 2025-11-25 call is taken once the client's `initialize` has
@@ -71,9 +72,6 @@ if TYPE_CHECKING:
     from tornado.web import RequestHandler
 
 log = logging.getLogger(__name__)
-
-PING_INTERVAL = 15.0
-"""Seconds before a silent HTTP call commits to SSE, and between its keep-alive comments."""
 
 _SERVER_INFO = {SERVER_INFO_META_KEY: {"name": "mcp-hub", "version": hub.__version__}}
 _PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
@@ -294,11 +292,16 @@ class HttpLane:
     """The `tools/call` path of every HTTP listener of one facade. Thread: the web loop."""
 
     def __init__(
-        self, facade: Facade, manager: StreamableHTTPSessionManager, security: TransportSecuritySettings
+        self,
+        facade: Facade,
+        manager: StreamableHTTPSessionManager,
+        security: TransportSecuritySettings,
+        keepalive: float = 15.0,
     ) -> None:
         self.facade = facade
         self.manager = manager
         self.security = security
+        self.keepalive = keepalive
         self.sessions: dict[str, _Session] = {}
         self.asks = Asks()
 
@@ -405,7 +408,7 @@ class HttpLane:
         """Serve one admitted call on `handler`'s response."""
         owner = self.sessions.get(call.owner) if call.owner else None
         calls = owner.calls if owner is not None else {}  # 2026-07-28: no cancellation finds a call
-        stream = _HttpCall(handler, call, asyncio.get_running_loop())
+        stream = _HttpCall(handler, call, asyncio.get_running_loop(), self.keepalive)
         with _Hold(self.manager, call.owner):
             task = start_call(self.facade, stream, call, self.asks, tenant, key, session, calls)
             if call.modern:
@@ -439,13 +442,16 @@ class _Hold:
 class _HttpCall:
     """The response of one HTTP call: a JSON body if the answer comes first, else an SSE stream."""
 
-    def __init__(self, handler: RequestHandler, call: CallRequest, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, handler: RequestHandler, call: CallRequest, loop: asyncio.AbstractEventLoop, keepalive: float
+    ) -> None:
         self.handler = handler
         self.call = call
         self.loop = loop
+        self.interval = keepalive
         self.streaming = False
         self.done = False
-        self._ping = loop.call_later(PING_INTERVAL, self._keepalive)
+        self._ping = loop.call_later(keepalive, self._keepalive)
 
     def _start_stream(self) -> None:
         handler = self.handler
@@ -475,7 +481,7 @@ class _HttpCall:
     def _keepalive(self) -> None:
         if self._open():
             self._write(b": ping\r\n\r\n")
-            self._ping = self.loop.call_later(PING_INTERVAL, self._keepalive)
+            self._ping = self.loop.call_later(self.interval, self._keepalive)
 
     def answer(self, message: Mapping[str, Any], code: int | None = None) -> None:
         handler = self.handler

@@ -127,7 +127,7 @@ class McpEndpoint:
             security_settings=security,
             session_idle_timeout=gateway.mcp_session_idle_timeout,
         )
-        self.lane = HttpLane(self.facade, self.manager, security)
+        self.lane = HttpLane(self.facade, self.manager, security, gateway.mcp_keepalive_interval)
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 
