@@ -27,6 +27,16 @@ ENVELOPE = {
     "io.modelcontextprotocol/clientCapabilities": {},
     "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
 }
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 0,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-11-25",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
 KEY_1 = "acme-key-one-1234567890"
 KEY_2 = "acme-key-two-1234567890"
 
@@ -48,17 +58,7 @@ def call(
 async def open_session(http: httpx.AsyncClient, url: str, key: str | None = None) -> dict[str, str]:
     """Initialize a 2025-11-25 session by hand; the headers its later requests carry."""
     auth = {"Authorization": f"Bearer {key}"} if key else {}
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
-    answer = await http.post(url, json=initialize, headers={**ACCEPT, **auth})
+    answer = await http.post(url, json=INITIALIZE, headers={**ACCEPT, **auth})
     assert answer.status_code == 200, answer.text
     headers = {
         **ACCEPT,
@@ -325,17 +325,7 @@ async def test_the_stdio_lane_takes_calls_and_leaves_the_rest_to_the_sdk(make_hu
     lane.serving = True
     echo = call(1, "a__echo", {"text": "hi"})
     assert not lane.take(line(echo))  # before `initialize`: the SDK's (which refuses it)
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 0,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
-    assert not lane.take(line(initialize))
+    assert not lane.take(line(INITIALIZE))
     assert lane.take(line(echo))
     assert (await answer_of(1))["result"]["structuredContent"] == {"text": "hi"}
 

@@ -291,9 +291,14 @@ class Facade:
         view = self._views.get(tenant)
         if view is None:
             generation = self._generation
-            view = self._view_of(await self._blocking(self.hub.catalogs, tenant))
-            if generation == self._generation:
-                self._views[tenant] = view
+            view = self._keep(tenant, generation, await self._blocking(self.hub.catalogs, tenant))
+        return view
+
+    def _keep(self, tenant: str, generation: int, catalogs: tuple[ServerCatalog, ...]) -> ToolView:
+        """The view of `catalogs`, kept for `tenant` unless a catalog changed since `generation`."""
+        view = self._view_of(catalogs)
+        if generation == self._generation:
+            self._views[tenant] = view
         return view
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
@@ -310,10 +315,7 @@ class Facade:
         """
         view = self._views.get(tenant)
         if view is None:
-            generation = self._generation
-            view = self._view_of(self.hub.catalogs(tenant))
-            if generation == self._generation:
-                self._views[tenant] = view
+            view = self._keep(tenant, self._generation, self.hub.catalogs(tenant))
         return view.schemas.get(name)
 
     # ------------------------------------------------------------------ handlers

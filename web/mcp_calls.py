@@ -86,6 +86,15 @@ def _encode(message: Mapping[str, Any]) -> bytes:
     return json.dumps(message, separators=(",", ":")).encode()
 
 
+def _message(data: bytes) -> dict[str, Any] | None:
+    """`data` as one JSON-RPC 2.0 message object, else None (the SDK judges it)."""
+    try:
+        message = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    return message if isinstance(message, dict) and message.get("jsonrpc") == "2.0" else None
+
+
 # --------------------------------------------------------------------------- what every lane shares
 
 
@@ -348,11 +357,8 @@ class HttpLane:
         body = request.body
         if not body or len(body) > self.manager.max_request_body_size or not self._secure(headers):
             return False
-        try:
-            message = json.loads(body)
-        except (ValueError, RecursionError):
-            return False
-        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        message = _message(body)
+        if message is None:
             return False
         version = headers.get("MCP-Protocol-Version")
         modern = version is not None and version not in HANDSHAKE_PROTOCOL_VERSIONS
@@ -539,13 +545,8 @@ class StdioLane:
             if self._version is None and b'"initialize"' in line:
                 self._initializing(line)
             return False
-        if not self.serving:
-            return False
-        try:
-            message = json.loads(line)
-        except (ValueError, RecursionError):
-            return False
-        if not isinstance(message, dict) or message.get("jsonrpc") != "2.0":
+        message = _message(line) if self.serving else None
+        if message is None:
             return False
         method = message.get("method")
         if method is None:
@@ -575,11 +576,8 @@ class StdioLane:
 
     def _initializing(self, line: bytes) -> None:
         """Note the version an `initialize` request will settle on (the SDK answers it)."""
-        try:
-            message = json.loads(line)
-        except (ValueError, RecursionError):
-            return
-        if isinstance(message, dict) and message.get("method") == "initialize":
+        message = _message(line)
+        if message is not None and message.get("method") == "initialize":
             params = message.get("params")
             asked = params.get("protocolVersion") if isinstance(params, dict) else None
             self._version = asked if asked in HANDSHAKE_PROTOCOL_VERSIONS else LATEST_HANDSHAKE_VERSION
