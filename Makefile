@@ -28,7 +28,7 @@ check:  ## validate the configuration
 	$(PYTHON) -m hub check
 
 test:  ## the README's test command
-	pip install -e '.[test]' && pytest
+	bash tests/setup.sh && pytest
 
 bench:  ## every benchmark (not part of the tests); figures to bench/RESULTS.md
 	$(PYTHON) -m bench

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pykka
 import pytest
@@ -108,7 +108,25 @@ def no_leaks() -> Iterator[None]:
     assert wait_until(lambda: not marked_pids(), 5), f"child processes outlived the test: {marked_pids()}"
 
 
-CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+SETUP = "bash tests/setup.sh"
+NODE_MODULES = Path(os.environ.get("MCP_HUB_NODE_MODULES") or ROOT / "tests" / ".deps" / "node_modules")
+CHROMIUM = os.environ.get("MCP_HUB_CHROMIUM", "/usr/bin/chromium")
+CHROMEDRIVER = os.environ.get("MCP_HUB_CHROMEDRIVER", "/usr/bin/chromedriver")
+
+
+def missing(what: str) -> NoReturn:
+    """Fail the test with one line naming what is missing and the step that installs it."""
+    pytest.fail(f"{what} is missing: `{SETUP}` installs it (see README, Tests)", pytrace=False)
+
+
+def node_package(name: str, *path: str) -> Path:
+    """A file of npm package `name` installed by tests/setup.sh (Node.js is needed to run it)."""
+    entry = NODE_MODULES.joinpath(name, *path)
+    if shutil.which("node") is None:
+        missing("Node.js (`node`)")
+    if not entry.exists():
+        missing(f"npm package {name} ({entry})")
+    return entry
 
 
 @pytest.fixture
@@ -117,9 +135,9 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    assert shutil.which(CHROMIUM) and shutil.which(CHROMEDRIVER), (
-        ".ci/run installs chromium and chromium-driver"
-    )
+    for binary in (CHROMIUM, CHROMEDRIVER):
+        if shutil.which(binary) is None:
+            missing(f"{binary} (Debian's chromium and chromium-driver)")
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # the console, for driver.get_log
@@ -148,10 +166,13 @@ def dedent(text: str) -> str:
 
 __all__ = [
     "MARK",
+    "NODE_MODULES",
     "ROOT",
     "TEST_SERVER",
     "config_of",
     "marked_pids",
+    "missing",
+    "node_package",
     "process_gone",
     "server",
     "sys",

@@ -79,7 +79,7 @@ def test_makefile_has_the_seeds_targets_and_true_commands() -> None:
         "bench",
     } <= targets
     readme = (ROOT / "README.md").read_text()
-    assert "pip install -e '.[test]' && pytest" in readme and "\tpip install -e '.[test]' && pytest" in text
+    assert "bash tests/setup.sh && pytest" in readme and "\tbash tests/setup.sh && pytest" in text
     for line in re.findall(r"^\t\$\(PYTHON\) (.*)$", text, re.M):
         words = shlex.split(line)
         if words[:2] == ["-m", "hub"]:

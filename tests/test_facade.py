@@ -15,7 +15,7 @@ import anyio
 import mcp.types as types
 import pytest
 import yaml
-from conftest import MARK, ROOT, server
+from conftest import MARK, ROOT, node_package, server
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -344,9 +344,7 @@ async def test_http_facade_checks_mcp_param_headers_against_the_tenants_schema(s
 
 
 def everything_server() -> dict[str, Any]:
-    modules = Path(os.environ.get("MCP_HUB_NODE_MODULES", str(ROOT / ".ci" / "node" / "node_modules")))
-    entry = modules / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
-    assert entry.exists(), f"{entry} missing: .ci/run installs @modelcontextprotocol/server-everything"
+    entry = node_package("@modelcontextprotocol/server-everything", "dist", "index.js")
     return {"command": "node", "args": [str(entry), "stdio"]}
 
 
@@ -419,11 +417,7 @@ async def test_cancelling_a_call_cancels_the_upstream_work(tmp_path: Path) -> No
 
 
 def test_the_mcp_inspector_cli_lists_and_calls_through_the_facade(tmp_path: Path) -> None:
-    modules = Path(os.environ.get("MCP_HUB_NODE_MODULES", str(ROOT / ".ci" / "node" / "node_modules")))
-    build = modules / "@modelcontextprotocol" / "inspector-cli" / "build"
-    assert (build / "index.js").exists(), (
-        f"{build} missing: .ci/run installs @modelcontextprotocol/inspector-cli"
-    )
+    build = node_package("@modelcontextprotocol/inspector-cli", "build", "index.js").parent
     config = two_servers(tmp_path)
     target = [sys.executable, "-m", "hub", "stdio", "--config", str(config), "--tenant", "t"]
 

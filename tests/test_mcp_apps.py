@@ -8,20 +8,24 @@ class), both as real subprocesses behind a real listening hub.
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, server, wait_until
+from conftest import ROOT, node_package, server, wait_until
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from test_service import ACME_KEY, ADMIN_KEY, BETA_KEY, serve  # noqa: F401  (the fixture)
 
 UI_SERVER = str(ROOT / "tests" / "servers" / "uiserver.py")
-MODULES = Path(os.environ.get("MCP_HUB_NODE_MODULES", str(ROOT / ".ci" / "node" / "node_modules")))
-VANILLA = MODULES / "@modelcontextprotocol" / "server-basic-vanillajs" / "dist" / "index.js"
+
+
+def vanilla() -> str:
+    """The MCP App server `@modelcontextprotocol/server-basic-vanillajs` (it needs `--stdio`)."""
+    return str(node_package("@modelcontextprotocol/server-basic-vanillajs", "dist", "index.js"))
+
+
 ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
@@ -135,8 +139,7 @@ def test_a_view_runs_in_the_browser_through_every_proxy_of_the_host(serve, brows
 
 
 def test_the_basic_vanillajs_app_renders_its_tool_result(serve, browser, tmp_path: Path) -> None:  # noqa: F811
-    assert VANILLA.is_file(), f"{VANILLA} is missing (.ci/run installs it)"
-    hub = serve({"default": {"servers": {"vanilla": {"command": "node", "args": [str(VANILLA), "--stdio"]}}}})
+    hub = serve({"default": {"servers": {"vanilla": {"command": "node", "args": [vanilla(), "--stdio"]}}}})
     assert hub.post("/api/tenants/default/start").body["servers"] == {"vanilla": "running"}
     app = next(a for a in hub.get("/api/apps").body["apps"] if a["kind"] == "mcp_app")
     assert (app["url"], app["resource_uri"]) == ("/ui/default/vanilla/get-time", "ui://get-time/mcp-app.html")
@@ -159,5 +162,5 @@ def test_the_basic_vanillajs_app_renders_its_tool_result(serve, browser, tmp_pat
 
 @pytest.mark.parametrize("path", ["/ui/default/vanilla/get-time", "/api/apps/ui:default:vanilla.get-time"])
 def test_no_view_while_its_server_is_stopped(serve, path: str) -> None:  # noqa: F811
-    hub = serve({"default": {"servers": {"vanilla": {"command": "node", "args": [str(VANILLA), "--stdio"]}}}})
+    hub = serve({"default": {"servers": {"vanilla": {"command": "node", "args": [vanilla(), "--stdio"]}}}})
     assert hub.get(path).status == 404

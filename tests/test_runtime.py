@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -13,7 +14,18 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import MARK, ROOT, TEST_SERVER, config_of, marked_pids, process_gone, server, wait_until
+from conftest import (
+    MARK,
+    ROOT,
+    TEST_SERVER,
+    config_of,
+    marked_pids,
+    missing,
+    node_package,
+    process_gone,
+    server,
+    wait_until,
+)
 
 from actors.models import CatalogChanged, ServerCrashed, ServerState, ServerStateChanged
 from actors.stdio import BASE_ENV_KEYS
@@ -332,21 +344,19 @@ def test_legacy_only_server_in_auto_mode(make_hub) -> None:
 
 
 def test_third_party_time_server(make_hub) -> None:
-    hub = make_hub({"t": {"servers": {"time": {"command": "python", "args": ["-m", "mcp_server_time"]}}}})
+    if importlib.util.find_spec("mcp_server_time") is None:
+        missing("PyPI package mcp-server-time (the `test` extra)")
+    hub = make_hub(
+        {"t": {"servers": {"time": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}}}}
+    )
     assert hub.start_tenant("t") == {"time": "running"}
     assert {"time.get_current_time", "time.convert_time"} <= {t.id for t in hub.tools("t")}
     result = hub.call_tool("t", "time.get_current_time", {"timezone": "UTC"})
     assert not result.is_error and "UTC" in result.content[0]["text"]
 
 
-def _everything_bin() -> str:
-    modules = os.environ.get("MCP_HUB_NODE_MODULES", str(ROOT / ".ci" / "node" / "node_modules"))
-    return str(Path(modules) / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js")
-
-
 def test_third_party_everything_server(make_hub) -> None:
-    entry = _everything_bin()
-    assert os.path.exists(entry), f"{entry} missing: .ci/run installs @modelcontextprotocol/server-everything"
+    entry = str(node_package("@modelcontextprotocol/server-everything", "dist", "index.js"))
     hub = make_hub({"t": {"servers": {"every": {"command": "node", "args": [entry, "stdio"]}}}})
     assert hub.start_tenant("t") == {"every": "running"}
     tools = {t.id for t in hub.tools("t")}
