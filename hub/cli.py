@@ -69,11 +69,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(path_arg: str | None) -> HubConfig | None:
-    """Load the config or print every problem to stderr and return None."""
+def _load(path_arg: str | None, tenant: str | None = None) -> HubConfig | None:
+    """Load the config (only `tenant`'s part, if given) or print every problem to stderr and return None."""
     path = find_config_path(path_arg)
     try:
-        return load_config(path)
+        return load_config(path, tenant=tenant)
     except ConfigError as exc:
         print(
             f"{path}: invalid configuration ({len(exc.problems)} problem"
@@ -95,14 +95,15 @@ def _check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _setup(args: argparse.Namespace) -> HubConfig | None:
-    """Logging, then the configuration; None (after saying why on stderr) if either is wrong."""
+def _setup(args: argparse.Namespace, tenant: str | None = None) -> HubConfig | None:
+    """Logging, then the configuration (only `tenant`'s part, if given); None (after saying why
+    on stderr) if either is wrong."""
     try:
         setup_logging(args.log_level)
     except ValueError as exc:
         print(f"mcp-hub: {exc}", file=sys.stderr)
         return None
-    return _load(args.config)
+    return _load(args.config, tenant)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -118,7 +119,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _stdio(args: argparse.Namespace) -> int:
     from hub import stdio
 
-    config = _setup(args)
+    config = _setup(args, tenant=args.tenant)
     return EXIT_USAGE if config is None else stdio.run(config, args.tenant)
 
 

@@ -310,12 +310,15 @@ def find_config_path(
     return DEFAULT_CONFIG_PATH
 
 
-def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> HubConfig:
+def load_config(
+    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, tenant: str | None = None
+) -> HubConfig:
     """Read and validate the configuration file at `path`.
 
     Args:
         path: a YAML or JSON file.
         environ: variables for `${VAR}` expansion; the process environment by default.
+        tenant: keep only this tenant (see `parse_config`).
 
     Raises:
         ConfigError: with every problem found, each as `path: message`.
@@ -325,7 +328,9 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigError([f"{path}: cannot read the configuration file: {reason}"]) from None
-    return parse_config(text, source=str(path), environ=environ, base=Path(path).resolve().parent)
+    return parse_config(
+        text, source=str(path), environ=environ, base=Path(path).resolve().parent, tenant=tenant
+    )
 
 
 def parse_config(
@@ -333,6 +338,7 @@ def parse_config(
     source: str = "<memory>",
     environ: Mapping[str, str] | None = None,
     base: Path | None = None,
+    tenant: str | None = None,
 ) -> HubConfig:
     """Validate configuration `text` (YAML or JSON) and return it frozen.
 
@@ -342,6 +348,8 @@ def parse_config(
         environ: variables for `${VAR}` expansion; the process environment by default.
         base: the folder relative paths (`data_dir`, `plugins_dir`, a server's `cwd`) are resolved
             against: the configuration file's folder; the working directory by default.
+        tenant: keep only this tenant, without keys (the stdio facade's view, `only_tenant`):
+            nothing of the other tenants or of `auth` is expanded or checked.
 
     Raises:
         ConfigError: with every problem found, each as `path: message`.
@@ -355,6 +363,8 @@ def parse_config(
     data = yaml.safe_load(text) if node is not None else None
     if not isinstance(data, dict):
         raise ConfigError([*problems, f"{source}: the configuration must be a mapping with a 'tenants' key"])
+    if tenant is not None:
+        data = only_tenant(data, tenant, source)
 
     unset: list[tuple[Any, ...]] = []
     data = _expand(data, (), environ, unset)
@@ -366,6 +376,24 @@ def parse_config(
     if problems:
         raise ConfigError(sorted(set(problems)))
     return _build(data, source, base or Path.cwd())
+
+
+def only_tenant(data: dict[str, Any], tenant: str, source: str) -> dict[str, Any]:
+    """The part of raw configuration `data` that a process serving only `tenant` reads.
+
+    That is tenant `tenant` and the shared sections, without `auth` and without the tenant's
+    `api_keys`: the stdio facade's client is that tenant by construction and shows no key, so
+    neither another tenant's variables nor any key's have to be set for it to start.
+
+    Raises:
+        ConfigError: `tenant` is not in the file (the message lists the tenants that are).
+    """
+    tenants = data.get("tenants")
+    if not isinstance(tenants, dict) or not isinstance(tenants.get(tenant), dict):
+        known = ", ".join(map(str, tenants)) if isinstance(tenants, dict) and tenants else "none"
+        raise ConfigError([f"{source}: no tenant {tenant!r} (tenants: {known})"])
+    kept = {key: value for key, value in tenants[tenant].items() if key != "api_keys"}
+    return {**{key: value for key, value in data.items() if key != "auth"}, "tenants": {tenant: kept}}
 
 
 def _yaml_problem(source: str, exc: yaml.YAMLError) -> str:

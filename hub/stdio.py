@@ -10,6 +10,10 @@ pipe, socket or terminal (a regular file) falls back to the SDK's path. On the c
 Then the hub starts and the tenant's enabled servers are started; the facade serves until stdin
 closes or SIGTERM/SIGINT, then every server and child process is stopped. Runs on the main
 thread's asyncio loop.
+
+The configuration it gets holds its tenant only (`hub.config.only_tenant`): no other tenant's
+server is started, nor are their variables or any key needed. Its data (server logs, catalog
+caches) lives apart from a service's on the same file, under `<data_dir>/stdio/`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import signal
 import stat
 import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 from mcp.server.stdio import stdio_server
 
@@ -114,8 +119,15 @@ async def claimed_stdio() -> AsyncIterator[tuple[_LineReader, _LineWriter] | Non
             os.close(private)
 
 
+def data_dir(config: HubConfig) -> Path:
+    """Where the stdio facade of `tenant` keeps server logs and catalog caches: shared by the
+    stdio clients of that tenant, apart from a service running on the same configuration."""
+    return Path(config.orchestrator.data_dir) / "stdio"
+
+
 def run(config: HubConfig, tenant: str) -> int:
-    """Serve `tenant` over stdio; the process exit code."""
+    """Serve `tenant` over stdio; the process exit code. `config` should hold `tenant` alone
+    (`load_config(..., tenant=tenant)`); other tenants in it would be started by `auto_start`."""
     if tenant not in config.tenants:
         known = ", ".join(config.tenants) or "none"
         print(f"mcp-hub: no tenant {tenant!r} in {config.source} (tenants: {known})", file=sys.stderr)
@@ -135,7 +147,7 @@ async def _serve(config: HubConfig, tenant: str) -> int:
     assert main is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
-    hub_ = Hub(config)
+    hub_ = Hub(config, data_dir=data_dir(config))
     # The stdio client is one session: its instances of per_session servers live until it exits.
     facade = Facade(hub_, lambda ctx: tenant, lambda ctx: "stdio", lambda ctx: "stdio")
     async with claimed_stdio() as claimed, stdio_server(*(claimed or ())) as (read_stream, write_stream):

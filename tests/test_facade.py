@@ -170,8 +170,59 @@ def test_unknown_tenant_and_bad_config_exit_non_zero(tmp_path: Path) -> None:
     assert unknown.returncode == 2 and "no tenant 'ghost'" in unknown.stderr and unknown.stdout == ""
     bad = tmp_path / "bad.yaml"
     bad.write_text("tenants: {t: {servers: {s: {}}}}\n")
-    broken = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=30)
+    broken = subprocess.run([*run, str(bad), "--tenant", "t"], capture_output=True, text=True, timeout=30)
     assert broken.returncode == 2 and "'command' is required" in broken.stderr and broken.stdout == ""
+
+
+async def test_stdio_serves_its_tenant_alone_without_other_tenants_variables_or_keys(tmp_path: Path) -> None:
+    """With auto_start, `stdio --tenant a` starts a's servers only; b's variables, the admin key and
+    a's own keys may be unset; its logs live under <data_dir>/stdio, apart from a service's."""
+    started = tmp_path / "b-started"
+    config = tmp_path / "hub.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "auth": {"admin_keys": ["${UNSET_ADMIN_KEY}"]},
+                "tenants": {
+                    "a": {
+                        "api_keys": ["${UNSET_A_KEY}"],
+                        "env": {"MCP_HUB_TEST_MARK": MARK},
+                        "servers": {"mine": server()},
+                    },
+                    "b": {
+                        "env": {"MCP_HUB_TEST_MARK": MARK, "B_TOKEN": "${UNSET_B_TOKEN}"},
+                        "servers": {
+                            "theirs": {
+                                "command": "sh",
+                                "args": [
+                                    "-c",
+                                    f'echo "$B_TOKEN" > {started}; exec "$0" "$@"',
+                                    *server()["args"],
+                                ],
+                            }
+                        },
+                    },
+                },
+                "orchestrator": {"data_dir": str(tmp_path / "data"), "auto_start": True},
+            }
+        )
+    )
+    for name in ("UNSET_ADMIN_KEY", "UNSET_A_KEY", "UNSET_B_TOKEN"):
+        assert name not in os.environ
+    async with facade(config, "a", "legacy") as client:
+        assert {t.name for t in (await client.list_tools()).tools} >= {"mine__echo"}
+        assert (await client.call_tool("mine__echo", {"text": "x"})).structured_content == {"text": "x"}
+    assert not started.exists(), "tenant b's server was started by tenant a's stdio facade"
+    assert (tmp_path / "data" / "stdio" / "logs" / "a" / "mine.log").exists()
+    assert not (tmp_path / "data" / "logs").exists(), "the stdio facade wrote into the service's log folder"
+    # The service on the same file still needs every variable, and says which.
+    check = subprocess.run(
+        [sys.executable, "-m", "hub", "check", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert check.returncode == 2 and "UNSET_B_TOKEN" in check.stderr and "UNSET_ADMIN_KEY" in check.stderr
 
 
 async def test_while_serving_stray_output_goes_to_stderr(tmp_path: Path) -> None:
@@ -416,22 +467,43 @@ async def test_cancelling_a_call_cancels_the_upstream_work(tmp_path: Path) -> No
         assert (await client.call_tool("a__echo", {"text": "after"})).structured_content == {"text": "after"}
 
 
-def test_the_mcp_inspector_cli_lists_and_calls_through_the_facade(tmp_path: Path) -> None:
+def inspector(*args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the MCP Inspector CLI (docs/clients.md's recipe: from its `build/` folder) and parse its answer."""
     build = node_package("@modelcontextprotocol/inspector-cli", "build", "index.js").parent
-    config = two_servers(tmp_path)
-    target = [sys.executable, "-m", "hub", "stdio", "--config", str(config), "--tenant", "t"]
+    result = subprocess.run(
+        ["node", "index.js", *args],
+        cwd=build,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout)
 
-    def inspect(*args: str) -> dict[str, Any]:
-        result = subprocess.run(
-            ["node", "index.js", *target, *args], cwd=build, capture_output=True, text=True, timeout=120
-        )
-        assert result.returncode == 0, result.stderr[-2000:]
-        return json.loads(result.stdout)
 
-    names = {t["name"] for t in inspect("--method", "tools/list")["tools"]}
+def test_the_mcp_inspector_cli_lists_and_calls_through_the_stdio_facade(tmp_path: Path) -> None:
+    """The recipe of docs/clients.md: the hub's configuration in MCP_HUB_CONFIG, not in a --config
+    that a launcher (npx's `inspector --cli`) would take for its own; no --config at all here."""
+    target = [sys.executable, "-m", "hub", "stdio", "--tenant", "t"]
+    env = {"MCP_HUB_CONFIG": str(two_servers(tmp_path))}
+    names = {t["name"] for t in inspector(*target, "--method", "tools/list", env=env)["tools"]}
     assert {"a__echo", "b__echo", "b__add_tool"} <= names
-    called = inspect("--method", "tools/call", "--tool-name", "b__echo", "--tool-arg", "text=inspected")
+    call = ("--method", "tools/call", "--tool-name", "b__echo", "--tool-arg", "text=inspected")
+    called = inspector(*target, *call, env=env)
     assert called["structuredContent"] == {"text": "inspected"} and called["isError"] is False
+
+
+def test_the_mcp_inspector_cli_lists_and_calls_through_the_http_facade(served) -> None:
+    """The other recipe of docs/clients.md: the service's URL, the key as a header."""
+    key = "inspector-admin-key-0123"
+    hub = served({"t": {"servers": {"a": server()}}}, auth={"admin_keys": [key]})
+    url = f"{hub.url}/tenants/t/mcp"
+    header = ("--header", f"Authorization: Bearer {key}")
+    names = {t["name"] for t in inspector(url, *header, "--method", "tools/list")["tools"]}
+    assert "a__echo" in names
+    call = ("--method", "tools/call", "--tool-name", "a__echo", "--tool-arg", "text=over http")
+    assert inspector(url, *header, *call)["structuredContent"] == {"text": "over http"}
 
 
 async def test_the_claude_desktop_entry_works_from_any_working_directory(tmp_path: Path) -> None:
@@ -460,5 +532,5 @@ async def test_the_claude_desktop_entry_works_from_any_working_directory(tmp_pat
             rows = await client.call_tool("sqlite-demo__query", {"sql": "SELECT * FROM users LIMIT 10"})
             assert rows.structured_content["row_count"] == 10
     assert (tmp_path / "repo" / "data" / "demo.db").exists()
-    assert (tmp_path / "repo" / ".mcp-hub" / "logs" / "default" / "sqlite-demo.log").exists()
+    assert (tmp_path / "repo" / ".mcp-hub" / "stdio" / "logs" / "default" / "sqlite-demo.log").exists()
     assert not any(elsewhere.iterdir())
