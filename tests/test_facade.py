@@ -225,16 +225,20 @@ async def test_stdio_serves_its_tenant_alone_without_other_tenants_variables_or_
     assert check.returncode == 2 and "UNSET_B_TOKEN" in check.stderr and "UNSET_ADMIN_KEY" in check.stderr
 
 
+def cmdline(proc: Path) -> bytes:
+    """The command line of process folder `proc` (b"" if it is not a process, or has just exited)."""
+    try:
+        return (proc / "cmdline").read_bytes() if proc.name.isdigit() else b""
+    except OSError:
+        return b""
+
+
 async def test_while_serving_stray_output_goes_to_stderr(tmp_path: Path) -> None:
     """The wire moved to private descriptors: fd 1 of the facade is its stderr, fd 0 the null device."""
     config = two_servers(tmp_path)
     async with facade(config, "t", "legacy") as client:
         await client.call_tool("a__echo", {"text": "up"})
-        (pid,) = [
-            int(p.name)
-            for p in Path("/proc").iterdir()
-            if p.name.isdigit() and str(config).encode() in (p / "cmdline").read_bytes()
-        ]
+        (pid,) = [int(p.name) for p in Path("/proc").iterdir() if str(config).encode() in cmdline(p)]
         assert os.readlink(f"/proc/{pid}/fd/1") == os.readlink(f"/proc/{pid}/fd/2")
         assert os.readlink(f"/proc/{pid}/fd/0") == os.devnull
 
