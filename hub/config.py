@@ -210,6 +210,8 @@ class GatewayConfig:
     max_body_bytes: int = 1024 * 1024
     mcp_session_idle_timeout: float = 1800.0
     mcp_keepalive_interval: float = 15.0
+    # The keys the file sets (the others are defaults): lets `serve` say which setting chose a port.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -599,6 +601,7 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
             servers=MappingProxyType(servers),
         )
     gateway: dict[str, Any] = dict(data.get("gateway", {}))
+    gateway["explicit"] = frozenset(gateway)
     gateway["allowed_origins"] = tuple(gateway.get("allowed_origins", ()))
     gateway["plugins_dir"] = _absolute(base, gateway.get("plugins_dir", GatewayConfig.plugins_dir))
     orchestrator: dict[str, Any] = {
