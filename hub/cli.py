@@ -11,8 +11,15 @@ import sys
 from collections.abc import Callable, Sequence
 
 import hub
-from hub.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, HubConfig, find_config_path, load_config
-from hub.errors import ConfigError
+from hub.config import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_PATH,
+    HubConfig,
+    config_path_origin,
+    find_config_path,
+    load_config,
+)
+from hub.errors import ConfigError, ConfigUnreadable
 from hub.listeners import ListenError, parse_port
 from hub.log import LEVELS, setup_logging
 
@@ -108,6 +115,11 @@ def _load(path_arg: str | None) -> HubConfig | None:
     path = find_config_path(path_arg)
     try:
         return load_config(path)
+    except ConfigUnreadable as exc:
+        print(f"mcp-hub: {exc.problems[0]}", file=sys.stderr)
+        print(f"  tried {path.absolute()}, from {config_path_origin(path_arg)}", file=sys.stderr)
+        print(f"  name the configuration file with --config PATH or {CONFIG_ENV_VAR}=PATH", file=sys.stderr)
+        return None
     except ConfigError as exc:
         print(
             f"{path}: invalid configuration ({len(exc.problems)} problem"

@@ -29,7 +29,7 @@ import jsonschema
 import yaml
 
 import schemas
-from hub.errors import ConfigError
+from hub.errors import ConfigError, ConfigUnreadable
 
 MASK = "********"
 DEFAULT_CONFIG_PATH = Path("config") / "hub.yaml"
@@ -312,6 +312,16 @@ def find_config_path(
     return DEFAULT_CONFIG_PATH
 
 
+def config_path_origin(explicit: object, environ: Mapping[str, str] | None = None) -> str:
+    """Why `find_config_path` chose its path (same arguments), for messages."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return "--config"
+    if environ.get(CONFIG_ENV_VAR):
+        return f"${CONFIG_ENV_VAR} (no --config given)"
+    return f"the default ./{DEFAULT_CONFIG_PATH} (no --config given, ${CONFIG_ENV_VAR} not set)"
+
+
 def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None = None) -> HubConfig:
     """Read and validate the configuration file at `path`.
 
@@ -320,13 +330,14 @@ def load_config(path: str | os.PathLike[str], environ: Mapping[str, str] | None 
         environ: variables for `${VAR}` expansion; the process environment by default.
 
     Raises:
-        ConfigError: with every problem found, each as `path: message`.
+        ConfigError: with every problem found, each as `path: message`; `ConfigUnreadable` when
+            the file cannot be read.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([f"{path}: cannot read the configuration file: {reason}"]) from None
+        raise ConfigUnreadable([f"{path}: cannot read the configuration file: {reason}"]) from None
     return parse_config(text, source=str(path), environ=environ, base=Path(path).resolve().parent)
 
 
