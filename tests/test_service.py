@@ -192,6 +192,25 @@ def test_root_and_openapi_and_metrics(serve) -> None:
     assert 'mcp_hub_http_requests_total{method="POST",route="/api/tools/{name}",status="200"}' in text
 
 
+def test_health_says_name_version_and_uptime_and_no_names(serve) -> None:
+    """Issue 16: only `/` said which hub answered and for how long; `/health` is what probes read."""
+    import jsonschema
+
+    from web.openapi import document
+
+    hub = serve({"secret-tenant": {"servers": {"hidden-server": server()}}})
+    hub.post("/api/tenants/secret-tenant/start")
+    health = hub.get("/health")
+    assert health.status == 200
+    assert health.body["name"] == "MCP Hub" and health.body["version"] == hub.get("/").body["version"]
+    assert 0 < health.body["uptime_seconds"] < 120
+    assert health.body["components"]["servers"] == {"running": 1}
+    assert "secret-tenant" not in health.text and "hidden-server" not in health.text
+    schema = document("0")["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
+    jsonschema.validate(health.body, schema["schema"])
+    assert set(health.body) == set(schema["schema"]["properties"])
+
+
 # --------------------------------------------------------------------------- every endpoint
 
 
