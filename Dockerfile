@@ -1,5 +1,6 @@
 # MCP Hub: multi-stage build, non-root user, health check on /health.
-FROM python:3.11-slim AS build
+# Debian 13 (trixie), whose nodejs is 20: what npm MCP servers (`npx ...`) need.
+FROM python:3.11-slim-trixie AS build
 WORKDIR /src
 COPY setup.cfg pyproject.toml README.md LICENSE ./
 COPY hub ./hub
@@ -8,7 +9,13 @@ COPY web ./web
 COPY schemas ./schemas
 RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
-FROM python:3.11-slim
+FROM python:3.11-slim-trixie
+# The commands MCP servers are started with: python (this image), node, npm and npx (Debian's
+# nodejs and npm), uv and uvx (from PyPI). tests/test_deploy.py reads these lines.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
+RUN pip install --no-cache-dir uv==0.13.8
 RUN useradd --create-home --uid 10001 hub && mkdir -p /data && chown hub /data
 COPY --from=build /wheels /wheels
 RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels

@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import hub
-from hub.config import CONFIG_ENV_VAR, DEFAULT_CONFIG_PATH, HubConfig, find_config_path, load_config
-from hub.errors import ConfigError
+from hub.config import (
+    CONFIG_ENV_VAR,
+    DEFAULT_CONFIG_PATH,
+    HubConfig,
+    config_path_origin,
+    find_config_path,
+    load_config,
+)
+from hub.errors import ConfigError, ConfigUnreadable
+from hub.listeners import ListenError, parse_port
 from hub.log import LEVELS, setup_logging
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
@@ -25,7 +33,8 @@ def _parser() -> argparse.ArgumentParser:
         prog="mcp-hub",
         description="MCP Hub: run and supervise many MCP servers for many tenants, and present each "
         "tenant's servers as one catalog over REST, WebSocket and MCP.",
-        epilog="With no command, `serve` runs. Environment: MCP_HUB_CONFIG, MCP_HUB_PLUGINS_DIR, LOG_LEVEL.",
+        epilog="With no command, `serve` runs. Environment: MCP_HUB_CONFIG, MCP_HUB_PLUGINS_DIR, LOG_LEVEL; "
+        "for `serve`, MCP_HUB_HOST, MCP_HUB_PORT, MCP_HUB_MCP_PORT, MCP_HUB_WS_PORT.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {hub.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -33,11 +42,31 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve",
         help="run the service (the default command)",
-        description="Run the hub: REST, WebSocket and MCP over HTTP.",
+        description="Run the hub: REST, WebSocket and MCP over HTTP. Each of --host and the ports "
+        "comes from its flag, else its environment variable, else the configuration file.",
     )
     _add_common(serve)
-    serve.add_argument("--host", help="address to bind (overrides gateway.host)")
-    serve.add_argument("--port", type=int, help="port to bind (overrides gateway.port)")
+    serve.add_argument("--host", help="address to bind (default $MCP_HUB_HOST, else gateway.host)")
+    serve.add_argument(
+        "--port",
+        metavar="N",
+        type=_port(extra=False),
+        help="port of every route; 0: any free port (default $MCP_HUB_PORT, else gateway.port)",
+    )
+    serve.add_argument(
+        "--mcp-port",
+        metavar="N|off",
+        type=_port(extra=True),
+        help="extra listener for /mcp and /health; 0 or off: none "
+        "(default $MCP_HUB_MCP_PORT, else gateway.mcp_port)",
+    )
+    serve.add_argument(
+        "--ws-port",
+        metavar="N|off",
+        type=_port(extra=True),
+        help="extra listener for the app WebSocket and /health; 0 or off: none "
+        "(default $MCP_HUB_WS_PORT, else gateway.websocket_port)",
+    )
     serve.add_argument("--reload", action="store_true", help="re-apply the config file when it changes")
 
     stdio = commands.add_parser(
@@ -59,6 +88,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(extra: bool) -> Callable[[str], int]:
+    """An argparse type: a port from 0 to 65535, or (`extra`) `off`, which is 0."""
+
+    def parse(text: str) -> int:
+        try:
+            return parse_port(text, extra)
+        except ListenError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return parse
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
     parser.add_argument(
@@ -74,6 +115,11 @@ def _load(path_arg: str | None, tenant: str | None = None) -> HubConfig | None:
     path = find_config_path(path_arg)
     try:
         return load_config(path, tenant=tenant)
+    except ConfigUnreadable as exc:
+        print(f"mcp-hub: {exc.problems[0]}", file=sys.stderr)
+        print(f"  tried {path.absolute()}, from {config_path_origin(path_arg)}", file=sys.stderr)
+        print(f"  name the configuration file with --config PATH or {CONFIG_ENV_VAR}=PATH", file=sys.stderr)
+        return None
     except ConfigError as exc:
         print(
             f"{path}: invalid configuration ({len(exc.problems)} problem"
@@ -109,9 +155,6 @@ def _setup(args: argparse.Namespace, tenant: str | None = None) -> HubConfig | N
 def _serve(args: argparse.Namespace) -> int:
     from hub import service
 
-    if args.port is not None and not 0 <= args.port <= 65535:
-        print(f"mcp-hub: --port must be from 0 to 65535 (got {args.port})", file=sys.stderr)
-        return EXIT_USAGE
     config = _setup(args)
     return EXIT_USAGE if config is None else service.run(args, config)
 

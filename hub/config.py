@@ -29,7 +29,7 @@ import jsonschema
 import yaml
 
 import schemas
-from hub.errors import ConfigError
+from hub.errors import ConfigError, ConfigUnreadable
 
 MASK = "********"
 DEFAULT_CONFIG_PATH = Path("config") / "hub.yaml"
@@ -210,6 +210,8 @@ class GatewayConfig:
     max_body_bytes: int = 1024 * 1024
     mcp_session_idle_timeout: float = 1800.0
     mcp_keepalive_interval: float = 15.0
+    # The keys the file sets (the others are defaults): lets `serve` say which setting chose a port.
+    explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
 
 @dataclass(frozen=True)
@@ -310,6 +312,16 @@ def find_config_path(
     return DEFAULT_CONFIG_PATH
 
 
+def config_path_origin(explicit: object, environ: Mapping[str, str] | None = None) -> str:
+    """Why `find_config_path` chose its path (same arguments), for messages."""
+    environ = os.environ if environ is None else environ
+    if explicit:
+        return "--config"
+    if environ.get(CONFIG_ENV_VAR):
+        return f"${CONFIG_ENV_VAR} (no --config given)"
+    return f"the default ./{DEFAULT_CONFIG_PATH} (no --config given, ${CONFIG_ENV_VAR} not set)"
+
+
 def load_config(
     path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, tenant: str | None = None
 ) -> HubConfig:
@@ -321,13 +333,14 @@ def load_config(
         tenant: keep only this tenant (see `parse_config`).
 
     Raises:
-        ConfigError: with every problem found, each as `path: message`.
+        ConfigError: with every problem found, each as `path: message`; `ConfigUnreadable` when
+            the file cannot be read.
     """
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ConfigError([f"{path}: cannot read the configuration file: {reason}"]) from None
+        raise ConfigUnreadable([f"{path}: cannot read the configuration file: {reason}"]) from None
     return parse_config(
         text, source=str(path), environ=environ, base=Path(path).resolve().parent, tenant=tenant
     )
@@ -627,6 +640,7 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
             servers=MappingProxyType(servers),
         )
     gateway: dict[str, Any] = dict(data.get("gateway", {}))
+    gateway["explicit"] = frozenset(gateway)
     gateway["allowed_origins"] = tuple(gateway.get("allowed_origins", ()))
     gateway["plugins_dir"] = _absolute(base, gateway.get("plugins_dir", GatewayConfig.plugins_dir))
     orchestrator: dict[str, Any] = {

@@ -36,6 +36,10 @@ class ConfigError(HubError):
         super().__init__("invalid configuration:\n" + "\n".join(self.problems))
 
 
+class ConfigUnreadable(ConfigError):
+    """The configuration file cannot be read at all (missing, a folder, no permission, not UTF-8)."""
+
+
 class BadRequest(HubError):
     """Malformed input: JSON, frames, or arguments that fail a tool's input schema."""
 

@@ -21,9 +21,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import tornado.httpserver
-import tornado.netutil
 
 import hub
+from hub import listeners
 from hub.config import HubConfig
 from hub.errors import ConfigError
 from hub.runtime import Hub
@@ -34,57 +34,32 @@ LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
 
 
-def _listeners(config: HubConfig, port: int) -> list[tuple[str | None, int]]:
-    """(route table, port) of each listener: the main one, then the extra ones that are enabled."""
-    out: list[tuple[str | None, int]] = [(None, port)]
-    for name, extra in (("mcp", config.gateway.mcp_port), ("websocket", config.gateway.websocket_port)):
-        if extra:
-            out.append((name, extra))
-    return out
-
-
-def _bind(host: str, listeners: list[tuple[str | None, int]]) -> list[list[socket.socket]] | str:
-    """Bind every listener, or return why one could not be bound (and bind none)."""
-    bound: list[list[socket.socket]] = []
-    for name, port in listeners:
-        try:
-            bound.append(tornado.netutil.bind_sockets(port, host))
-        except OSError as exc:
-            for sockets in bound:
-                for s in sockets:
-                    s.close()
-            what = f"{name} listener " if name else ""
-            return f"cannot listen on {host}:{port} ({what}port {port}): {exc.strerror or exc}"
-    return bound
-
-
-def serve(config: HubConfig, host: str, port: int, watch: bool = False) -> int:
-    """Run the service until a stop signal; the process exit code."""
+def serve(config: HubConfig, plan: listeners.Plan, watch: bool = False) -> int:
+    """Run the service on `plan`'s host and listeners until a stop signal; the process exit code."""
+    host = plan.host
     if not config.has_keys and host not in LOOPBACK:
         print(
             f"mcp-hub: refusing to serve on {host}: no keys are configured, so the hub would be open "
             "to anyone who can reach it. Configure auth.admin_keys or tenant api_keys, or listen on "
-            "127.0.0.1.",
+            f"127.0.0.1 (the host comes from {plan.host_origin}).",
             file=sys.stderr,
         )
         return EXIT_USAGE
-    listeners = _listeners(config, port)
-    bound = _bind(host, listeners)
+    bound = listeners.bind(plan)
     if isinstance(bound, str):
         print(f"mcp-hub: {bound}", file=sys.stderr)
         return EXIT_RUNTIME
     if not config.has_keys:
         log.warning("no keys configured: the hub is open to every local user (loopback only)")
     try:
-        return asyncio.run(_serve(config, host, listeners, bound, watch))
+        return asyncio.run(_serve(config, plan, bound, watch))
     except KeyboardInterrupt:
         return EXIT_OK
 
 
 async def _serve(
     config: HubConfig,
-    host: str,
-    listeners: list[tuple[str | None, int]],
+    plan: listeners.Plan,
     bound: list[list[socket.socket]],
     watch: bool = False,
 ) -> int:
@@ -102,6 +77,7 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(executor, _reload, hub_))
+    host = plan.host
     mcp = McpEndpoint(hub_, host)
     mcp_task = asyncio.create_task(mcp.run())
     try:
@@ -109,7 +85,8 @@ async def _serve(
         await mcp.ready()
         body_limit = max(2 * config.gateway.max_body_bytes, 1024 * 1024)
         apps_ = app_registry(hub_)
-        for (only, _), sockets in zip(listeners, bound, strict=True):
+        for listener, sockets in zip(plan.listeners, bound, strict=True):
+            only = listener.only
             app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only)
             server = tornado.httpserver.HTTPServer(app, max_body_size=body_limit)
             server.add_sockets(sockets)
@@ -181,7 +158,10 @@ def _url_host(host: str) -> str:
 
 
 def run(args: argparse.Namespace, config: HubConfig) -> int:
-    """`serve` with the command line's overrides of host and port."""
-    host = args.host or config.gateway.host
-    port = config.gateway.port if args.port is None else args.port
-    return serve(config, host, port, watch=args.reload)
+    """`serve` with the host and ports of the command line, else the environment, else `config`."""
+    try:
+        plan = listeners.plan(args, config, os.environ)
+    except listeners.ListenError as exc:
+        print(f"mcp-hub: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return serve(config, plan, watch=args.reload)

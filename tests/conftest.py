@@ -25,6 +25,9 @@ from hub.config import HubConfig, parse_config
 from hub.runtime import Hub
 
 ROOT = Path(__file__).resolve().parent.parent
+# Hubs under test listen where their test says, whatever the developer's shell exports.
+for _name in ("MCP_HUB_HOST", "MCP_HUB_PORT", "MCP_HUB_MCP_PORT", "MCP_HUB_WS_PORT"):
+    os.environ.pop(_name, None)
 TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
 MARK = f"mcp-hub-test-{uuid.uuid4().hex[:12]}"
 

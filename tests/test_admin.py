@@ -132,6 +132,28 @@ def test_an_open_hub_opens_the_panel(tmp_path: Path) -> None:
         assert stop_hub(hub) == 0
 
 
+def test_the_first_websocket_logs_no_tornado_warning(tmp_path: Path) -> None:
+    """Issue 16: Tornado warned at the first WebSocket that websocket_ping_timeout (60) exceeded
+    websocket_ping_interval (20). Tornado logs it once per process, so a fresh hub is used."""
+    hub = start_hub(write_config(tmp_path, {"default": {}}), tmp_path)
+    try:
+
+        async def scenario() -> None:
+            ws = await connect(hub)
+            # The server starts its ping task (where Tornado checks the settings) as it accepts
+            # the connection, before it can read this frame.
+            ws.write_message(json.dumps({"type": "ping", "id": 1}))
+            assert await frame(ws) == {"type": "pong", "id": 1, "data": {}}
+            await close(ws)
+
+        asyncio.run(scenario())
+    finally:
+        assert stop_hub(hub) == 0
+    log = hub.log()
+    assert "GET /ws/admin 101" in log, log[-2000:]
+    assert "websocket_ping" not in log and "WARNING tornado" not in log, log[-2000:]
+
+
 # --------------------------------------------------------------------------- the event socket
 
 

@@ -415,6 +415,19 @@ def test_unreadable_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "missing.yaml: cannot read the configuration file: No such file or directory" in result.stderr
 
 
+@pytest.mark.parametrize("command", ["check", "serve", "stdio"])
+def test_a_missing_config_says_where_it_looked_and_how_to_name_one(tmp_path: Path, command: str) -> None:
+    """Issue 16: outside the repository, the message named neither --config nor MCP_HUB_CONFIG."""
+    result = run_hub(command, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "config/hub.yaml: cannot read the configuration file: No such file or directory" in result.stderr
+    assert f"tried {tmp_path / 'config' / 'hub.yaml'}, from the default ./config/hub.yaml" in result.stderr
+    assert "--config PATH or MCP_HUB_CONFIG=PATH" in result.stderr
+    result = run_hub(command, cwd=tmp_path, env={"MCP_HUB_CONFIG": "elsewhere.yaml"})
+    assert result.returncode == 2
+    assert f"tried {tmp_path / 'elsewhere.yaml'}, from $MCP_HUB_CONFIG (no --config given)" in result.stderr
+
+
 def test_parse_config_raises_config_error_with_problems() -> None:
     with pytest.raises(ConfigError) as caught:
         parse_config("tenants: {a: {servers: {s: {}}}}")

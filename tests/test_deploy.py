@@ -41,6 +41,56 @@ def test_dockerfile_is_multi_stage_non_root_with_a_health_check_on_health() -> N
         assert (ROOT / source).exists(), source
 
 
+# What an installed package puts on the PATH: the image's base (`FROM python:...`), Debian's
+# packages (`apt-get install`) and PyPI's (`pip install`).
+BASE_COMMANDS = {"python": {"python", "python3", "pip"}}
+DEBIAN_COMMANDS = {"nodejs": {"node", "nodejs"}, "npm": {"npm", "npx"}}
+PYPI_COMMANDS = {"uv": {"uv", "uvx"}}
+
+
+def image_commands(dockerfile: str) -> set[str]:
+    """The commands the image's final stage provides, read from its FROM and install lines."""
+    final = dockerfile.replace("\\\n", " ").rsplit("\nFROM ", 1)[-1]
+    base = final.split(":", 1)[0].strip()
+    commands = set(BASE_COMMANDS.get(base, ()))
+    for run in re.findall(r"^RUN (.*)$", final, re.M):
+        for step in run.split("&&"):
+            words = shlex.split(step)
+            if words[:2] == ["apt-get", "install"]:
+                for package in (w for w in words[2:] if not w.startswith("-")):
+                    commands |= DEBIAN_COMMANDS.get(package, set())
+            elif words[:2] == ["pip", "install"]:
+                for package in (w for w in words[2:] if not w.startswith(("-", "/"))):
+                    commands |= PYPI_COMMANDS.get(re.split(r"[=<>~!\[]", package)[0], set())
+    return commands
+
+
+def example_configs() -> list[tuple[str, dict]]:
+    """Every example configuration: the files in config/, and the YAML or JSON blocks of README.md
+    and docs/ that configure tenants."""
+    out = [(path.name, yaml.safe_load(path.read_text())) for path in sorted((ROOT / "config").iterdir())]
+    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for block in re.findall(r"^```(?:yaml|json)\n(.*?)^```", path.read_text(), re.M | re.S):
+            data = yaml.safe_load(block)
+            if isinstance(data, dict) and "tenants" in data:
+                out.append((path.name, data))
+    return out
+
+
+def test_the_image_provides_every_command_the_example_configs_use() -> None:
+    """Issue 16: the image had no Node, so no `npx` server (the README's examples) could start."""
+    provided = image_commands((ROOT / "Dockerfile").read_text())
+    assert {"python", "node", "npx", "uvx"} <= provided
+    used = set()
+    for name, config in example_configs():
+        for tenant in config["tenants"].values():
+            for server_name, server in (tenant.get("servers") or {}).items():
+                if server.get("transport", "stdio") == "stdio":
+                    assert server["command"] in provided, (name, server_name, server["command"])
+                    used.add(server["command"])
+    assert {"python", "npx"} <= used
+
+
 def test_docker_config_requires_an_admin_key_and_listens_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HUB_ADMIN_KEY", raising=False)
     with pytest.raises(

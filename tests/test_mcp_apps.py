@@ -2,7 +2,7 @@
 
 Servers: `tests/servers/uiserver.py` (a hand-written view that exercises every proxy of the host)
 and `@modelcontextprotocol/server-basic-vanillajs` (the extension's own example, built on its `App`
-class), both as real subprocesses behind a real listening hub.
+class; it speaks stdio only with `--stdio`), both as real subprocesses behind a real listening hub.
 """
 
 from __future__ import annotations
@@ -164,3 +164,15 @@ def test_the_basic_vanillajs_app_renders_its_tool_result(serve, browser, tmp_pat
 def test_no_view_while_its_server_is_stopped(serve, path: str) -> None:  # noqa: F811
     hub = serve({"default": {"servers": {"vanilla": {"command": "node", "args": [vanilla(), "--stdio"]}}}})
     assert hub.get(path).status == 404
+
+
+def test_every_mention_of_the_vanillajs_server_says_it_needs_stdio() -> None:
+    """Issue 16: without `--stdio` it serves HTTP on port 3001, and its stdio start times out."""
+    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "config").iterdir()]
+    mentions = 0
+    for path in files:
+        for paragraph in re.split(r"\n\s*\n", path.read_text()):
+            if "server-basic-vanillajs" in paragraph:
+                mentions += 1
+                assert "--stdio" in paragraph, f"{path.name}: {paragraph[:300]}"
+    assert mentions

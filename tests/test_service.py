@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -19,6 +21,8 @@ from typing import Any
 import pytest
 import yaml
 from conftest import MARK, ROOT, marked_pids, process_gone, server, wait_until
+
+from hub.config import parse_config
 
 ADMIN_KEY = "admin-key-0123456789"
 ACME_KEY = "acme-key-abcdefghij"
@@ -104,15 +108,19 @@ def write_config(tmp_path: Path, tenants: dict[str, Any], **sections: Any) -> Pa
     return path
 
 
-def start_hub(config: Path, tmp_path: Path, *extra: str, cwd: Path | None = None) -> ServedHub:
+def start_hub(
+    config: Path, tmp_path: Path, *extra: str, cwd: Path | None = None, env: dict[str, str] | None = None
+) -> ServedHub:
     stderr_path = tmp_path / "hub.stderr"
+    port = [] if "--port" in extra or "MCP_HUB_PORT" in (env or {}) else ["--port", "0"]
     with stderr_path.open("w") as stderr:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0", *extra],
+            [sys.executable, "-m", "hub", "serve", "--config", str(config), *port, *extra],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
             cwd=cwd or tmp_path,
+            env={**os.environ, **env} if env else None,
         )
     line = proc.stdout.readline()
     match = re.search(r"listening on (http://\S+)", line)
@@ -182,6 +190,25 @@ def test_root_and_openapi_and_metrics(serve) -> None:
     assert 'mcp_hub_server_state{server="s",state="running",tenant="t"} 1.0' in text
     assert "mcp_hub_tool_call_duration_seconds_bucket" in text
     assert 'mcp_hub_http_requests_total{method="POST",route="/api/tools/{name}",status="200"}' in text
+
+
+def test_health_says_name_version_and_uptime_and_no_names(serve) -> None:
+    """Issue 16: only `/` said which hub answered and for how long; `/health` is what probes read."""
+    import jsonschema
+
+    from web.openapi import document
+
+    hub = serve({"secret-tenant": {"servers": {"hidden-server": server()}}})
+    hub.post("/api/tenants/secret-tenant/start")
+    health = hub.get("/health")
+    assert health.status == 200
+    assert health.body["name"] == "MCP Hub" and health.body["version"] == hub.get("/").body["version"]
+    assert 0 < health.body["uptime_seconds"] < 120
+    assert health.body["components"]["servers"] == {"running": 1}
+    assert "secret-tenant" not in health.text and "hidden-server" not in health.text
+    schema = document("0")["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
+    jsonschema.validate(health.body, schema["schema"])
+    assert set(health.body) == set(schema["schema"]["properties"])
 
 
 # --------------------------------------------------------------------------- every endpoint
@@ -394,6 +421,94 @@ def test_port_in_use_exits_1_naming_the_port(serve, tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr and "in use" in result.stderr
+
+
+@pytest.fixture
+def taken() -> Iterator[list[int]]:
+    """Three ports that something else listens on (on 127.0.0.1) for the whole test."""
+    sockets = [socket.create_server(("127.0.0.1", 0)) for _ in range(3)]
+    yield [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+
+
+def run_serve(config: Path, *extra: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m hub serve --config config ...` that is expected to exit at once."""
+    return subprocess.run(
+        [sys.executable, "-m", "hub", "serve", "--config", str(config), *extra],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, **env},
+    )
+
+
+def test_a_port_in_use_names_the_setting_that_chose_it(tmp_path: Path, taken: list[int]) -> None:
+    """Issue 16: anything on 8000 stopped `python -m hub`, and `--port` did not help."""
+    mcp, ws, _ = taken
+    config = write_config(tmp_path, {"t": {}}, gateway={"mcp_port": mcp})
+    result = run_serve(config, "--port", "0")
+    assert result.returncode == 1
+    assert f"port {mcp} (gateway.mcp_port in {config}) is in use: cannot listen on 127.0.0.1:{mcp}" in (
+        result.stderr
+    )
+    assert "use --mcp-port N or --mcp-port off" in result.stderr
+    # The same port chosen by the environment, then by a flag.
+    result = run_serve(write_config(tmp_path, {"t": {}}), "--port", "0", MCP_HUB_MCP_PORT=str(mcp))
+    assert result.returncode == 1 and f"port {mcp} (MCP_HUB_MCP_PORT) is in use" in result.stderr
+    result = run_serve(config, "--port", "0", "--mcp-port", "off", "--ws-port", str(ws))
+    assert result.returncode == 1 and f"port {ws} (--ws-port) is in use" in result.stderr
+    assert "use --ws-port N or --ws-port off" in result.stderr
+    result = run_serve(config, "--mcp-port", "0", MCP_HUB_PORT=str(ws))
+    assert result.returncode == 1 and f"port {ws} (MCP_HUB_PORT) is in use" in result.stderr
+    assert "use --port N\n" in result.stderr
+    # Values that are not ports are usage errors naming the flag or variable.
+    assert "argument --mcp-port: must be a port" in run_serve(config, "--mcp-port", "x").stderr
+    bad = run_serve(config, MCP_HUB_WS_PORT="8o81")
+    assert bad.returncode == 2 and "MCP_HUB_WS_PORT must be a port from 0 to 65535 or 'off'" in bad.stderr
+    clash = run_serve(config, "--port", "9", "--mcp-port", "off", "--ws-port", "9")
+    assert clash.returncode == 2 and "port 9 is chosen for two listeners" in clash.stderr
+
+
+def test_a_port_the_file_does_not_set_is_named_as_its_default() -> None:
+    from hub.listeners import plan
+
+    config = parse_config("tenants: {}\ngateway: {port: 8080}", source="hub.yaml")
+    chosen = plan(argparse.Namespace(), config, {"MCP_HUB_WS_PORT": ""})
+    assert [(x.port, x.origin) for x in chosen.listeners] == [
+        (8080, "gateway.port in hub.yaml"),
+        (8000, "gateway.mcp_port's default, not set in hub.yaml"),
+        (8081, "gateway.websocket_port's default, not set in hub.yaml"),  # an empty variable is unset
+    ]
+
+
+def test_flags_beat_the_environment_which_beats_the_file(tmp_path: Path, taken: list[int]) -> None:
+    """Every listener that the file puts on a taken port can be moved or turned off."""
+    main, mcp, ws = taken
+    config = write_config(tmp_path, {"t": {}}, gateway={"port": main, "mcp_port": mcp, "websocket_port": ws})
+    # The environment beats the file: a free main port, no extra listener.
+    off = {"MCP_HUB_MCP_PORT": "off", "MCP_HUB_WS_PORT": "0"}
+    hub = start_hub(config, tmp_path, env={"MCP_HUB_PORT": "0", **off})
+    assert hub.get("/health").status == 200
+    hub.proc.send_signal(signal.SIGTERM)
+    assert "listener" not in hub.proc.stdout.read()  # no other listening line
+    assert stop_hub(hub) == 0
+    # Flags beat the environment, which names the taken ports.
+    hub = start_hub(
+        config,
+        tmp_path,
+        "--port",
+        "0",
+        "--mcp-port",
+        "off",
+        "--ws-port",
+        "off",
+        env={"MCP_HUB_PORT": str(main), "MCP_HUB_MCP_PORT": str(mcp), "MCP_HUB_WS_PORT": str(ws)},
+    )
+    assert hub.get("/health").status == 200
+    assert stop_hub(hub) == 0
+    refused = run_serve(config, MCP_HUB_HOST="0.0.0.0", MCP_HUB_PORT="0")
+    assert refused.returncode == 2 and "(the host comes from MCP_HUB_HOST)" in refused.stderr
 
 
 # --------------------------------------------------------------------------- graceful stop

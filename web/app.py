@@ -74,8 +74,10 @@ def make_app(
         executor=executor,
         mcp=mcp,
         apps=apps if apps is not None else app_registry(hub_),
+        # A ping every 20 s; no pong within 20 s closes the connection. Tornado caps the timeout at
+        # the interval (and warns when it is longer), so it cannot be more.
         websocket_ping_interval=20,
-        websocket_ping_timeout=60,
+        websocket_ping_timeout=20,
         websocket_max_message_size=16 * 1024 * 1024,
         compress_response=True,
         cookie_secret=secrets.token_hex(32),  # per process: app cookies do not outlive the hub

@@ -607,13 +607,16 @@ def _paths() -> dict[str, Any]:
         "/health": {
             "get": _op(
                 "getHealth",
-                "Each component's state",
+                "Hub name, version, uptime and each component's state",
                 "meta",
                 _json_response(
-                    "The hub works.",
+                    "The hub works (no tenant or server names: public).",
                     _object(
                         {
                             "status": _string(enum=["ok"]),
+                            "name": _string(),
+                            "version": _string(),
+                            "uptime_seconds": {"type": "number"},
                             "components": _object(
                                 {
                                     "actors": _string(),

@@ -35,6 +35,12 @@ def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> dict[
     return data
 
 
+def _about(hub_: Hub) -> dict[str, Any]:
+    """What `/` and `/health` both say first: which hub this is, and for how long it has run."""
+    started = hub_.started_at or time.time()
+    return {"name": "MCP Hub", "version": hub.__version__, "uptime_seconds": round(time.time() - started, 3)}
+
+
 class RootHandler(ApiHandler):
     """`GET /`: name, version, uptime and counts (no names: it is public)."""
 
@@ -43,12 +49,9 @@ class RootHandler(ApiHandler):
 
     async def get(self) -> None:
         statuses = await self.blocking(self.hub.servers)
-        started = self.hub.started_at or time.time()
         self.reply(
             {
-                "name": "MCP Hub",
-                "version": hub.__version__,
-                "uptime_seconds": round(time.time() - started, 3),
+                **_about(self.hub),
                 "tenants": len(self.hub.config.tenants),
                 "servers": len(statuses),
                 "servers_running": sum(1 for s in statuses if s.state.value == "running"),
@@ -58,7 +61,8 @@ class RootHandler(ApiHandler):
 
 
 class HealthHandler(ApiHandler):
-    """`GET /health`: 200 while the hub works, with each component's state (public, no names)."""
+    """`GET /health`: 200 while the hub works, with its name, version, uptime and each component's
+    state (public: no tenant or server names)."""
 
     route = "/health"
     public = True
@@ -71,6 +75,7 @@ class HealthHandler(ApiHandler):
         self.reply(
             {
                 "status": "ok",
+                **_about(self.hub),
                 "components": {
                     "actors": "running",
                     "servers": by_state,
