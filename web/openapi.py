@@ -518,7 +518,9 @@ def _apps_paths() -> dict[str, Any]:
                 (404,),
                 [APP, _path_param("tenant_id", "The tenant the app acts in."), _TOKEN],
                 description="app -> hub: `app_ready`, `tool_call` `{tool_name, arguments}` with an `id`, "
-                "`ping`. hub -> app: `app_state`, `tool_result`, `tool_progress`, `catalog_changed`, "
+                "`ping`. hub -> app: `app_state` `{app_id, tenant_id, config, tools, servers}` "
+                "(`servers`: the tenant's servers as `server_status` carries them), `tool_result`, "
+                "`tool_progress`, `catalog_changed`, "
                 "`server_status`, `error` `{code, message}`, `pong`. `Origin` must be the hub's own or in "
                 "`gateway.allowed_origins` (403).",
             )
