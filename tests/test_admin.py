@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import tornado.httpclient
 import tornado.websocket
 from conftest import ROOT, server
 from selenium.common.exceptions import StaleElementReferenceException
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
 from test_apps import raw_get
@@ -59,7 +61,11 @@ def json_error(status: int, headers: dict[str, str], body: bytes) -> tuple[int, 
 # --------------------------------------------------------------------------- the page and its files
 
 
-def test_the_page_needs_an_admin_key(keyed_hub) -> None:
+def test_the_page_asks_for_a_key_and_checks_one(keyed_hub) -> None:
+    # No key: the page, which holds no data and asks for one (not a JSON 401 in the browser).
+    status, head, page = raw_get(keyed_hub, "/admin")
+    assert status == 200 and head["content-type"] == "text/html; charset=utf-8"
+    assert b'<form id="signin"' in page and b"acme" not in page
     for path, headers in (
         ("/admin", {"Authorization": f"Bearer {ADMIN}"}),
         (f"/admin?token={ADMIN}", {}),
@@ -72,11 +78,12 @@ def test_the_page_needs_an_admin_key(keyed_hub) -> None:
         assert ADMIN.encode() not in page  # the key is never echoed into the page
         assert "frame-ancestors 'none'" in head["content-security-policy"]
         assert head["referrer-policy"] == "no-referrer" and head["cache-control"] == "no-store"
-    # A tenant key is not told the panel exists; no key or a wrong one is asked for a key.
+    # A key is checked (the page's sign-in form relies on it): a tenant key is not an admin's, a
+    # wrong one is refused.
     tenant_key = {"Authorization": f"Bearer {ACME}"}
     assert json_error(*raw_get(keyed_hub, "/admin", tenant_key)) == (404, "not_found")
     assert json_error(*raw_get(keyed_hub, f"/admin?token={ACME}")) == (404, "not_found")
-    status, head, body = raw_get(keyed_hub, "/admin")
+    status, head, body = raw_get(keyed_hub, "/admin", {"Authorization": "Bearer wrong"})
     assert json_error(status, head, body) == (401, "unauthorized")
     assert head["www-authenticate"] == 'Bearer realm="mcp-hub"'
     assert json_error(*raw_get(keyed_hub, "/admin?token=wrong")) == (401, "unauthorized")
@@ -322,7 +329,7 @@ def test_the_panel_in_a_browser(tmp_path: Path, browser) -> None:
         # "Try it": the echo tool of acme's s.
         echo = browser.find_element(By.CSS_SELECTOR, '#tools details[data-tenant="acme"][data-tool="s.echo"]')
         echo.find_element(By.TAG_NAME, "summary").click()
-        text = echo.find_element(By.NAME, "text")
+        text = wait.until(lambda _: echo.find_element(By.NAME, "text"))  # built on the toggle event
         assert echo.find_element(By.CSS_SELECTOR, "label .required").text == "*"
         text.send_keys("hello from the panel")
         echo.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
@@ -377,3 +384,189 @@ def test_the_panel_in_a_browser(tmp_path: Path, browser) -> None:
         assert (tmp_path / "admin.png").stat().st_size > 30_000
     finally:
         assert stop_hub(hub) == 0, hub.log()[-3000:]
+
+
+# ------------------------------------------------------------------ the panel's bugs (issue 16, item 5)
+
+
+def contrast(foreground: str, background: str) -> float:
+    """The WCAG contrast ratio of two computed CSS colours (`rgb(...)` or `rgba(...)`, opaque)."""
+
+    def luminance(colour: str) -> float:
+        r, g, b = (int(v) / 255 for v in re.findall(r"[\d.]+", colour)[:3])
+        linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in (r, g, b)]
+        return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+    light, dark = sorted((luminance(foreground), luminance(background)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.fixture
+def open_hub(tmp_path: Path):
+    """An open hub (tenant `acme` with servers `s` and `typed`), its servers started."""
+    hub = start_hub(
+        write_config(tmp_path, {"acme": {"servers": {"s": server(), "typed": TYPED_SERVER}}}), tmp_path
+    )
+    assert hub.post("/api/tenants/acme/start").status == 200
+    yield hub
+    assert stop_hub(hub) == 0, hub.log()[-3000:]
+
+
+def panel(browser: Any, url: str) -> WebDriverWait:
+    """Open the panel at `url` and wait until its servers are listed; a wait for what follows."""
+    browser.set_window_size(1280, 1400)
+    browser.get(url)
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#servers tbody tr .state.running"))
+    return wait
+
+
+def open_tool(browser: Any, wait: WebDriverWait, tool: str) -> Any:
+    """The `<details>` of a tool of acme, opened, once its form is built."""
+    details = browser.find_element(By.CSS_SELECTOR, f'#tools details[data-tenant="acme"][data-tool="{tool}"]')
+    details.find_element(By.TAG_NAME, "summary").click()
+    wait.until(lambda _: details.find_elements(By.CSS_SELECTOR, "form button[type=submit]"))
+    return details
+
+
+def test_hovered_buttons_keep_their_text_readable(open_hub, browser) -> None:
+    wait = panel(browser, f"{open_hub.url}/admin")
+    row = browser.find_element(By.CSS_SELECTOR, '#servers tr[data-tenant="acme"][data-server="s"]')
+    log_button = row.find_element(By.CSS_SELECTOR, "button.log")
+    log_button.click()  # now pressed (filled with the accent colour)
+    wait.until(lambda _: log_button.get_attribute("aria-pressed") == "true")
+    call = open_tool(browser, wait, "s.echo").find_element(By.CSS_SELECTOR, "button.primary")
+    for name, button in (
+        ("restart", row.find_element(By.CSS_SELECTOR, "button.restart")),
+        ("pressed log", log_button),
+        ("primary call", call),
+    ):
+        ActionChains(browser).move_to_element(button).perform()
+        wait.until(lambda _, b=button: browser.execute_script("return arguments[0].matches(':hover')", b))
+        text, fill = browser.execute_script(
+            "const s = getComputedStyle(arguments[0]); return [s.color, s.backgroundColor]", button
+        )
+        assert text != fill and contrast(text, fill) >= 4.5, f"{name}: text {text} on {fill} when hovered"
+
+
+def test_the_log_button_lines_up_with_its_row(open_hub, browser) -> None:
+    panel(browser, f"{open_hub.url}/admin")
+    tops = browser.execute_script(
+        "const row = document.querySelector('#servers tr[data-server=\"s\"]');"
+        "return [...row.querySelectorAll('td.actions button')]"
+        ".map((b) => [b.className, b.getBoundingClientRect().top, getComputedStyle(b).marginTop])"
+    )
+    assert [name for name, _, _ in tops] == ["start", "stop", "restart", "log"]
+    assert {(round(top), margin) for _, top, margin in tops} == {(round(tops[0][1]), "0px")}, tops
+    # And they sit in the middle of their row, not pushed down by a stray margin.
+    above, below = browser.execute_script(
+        "const tr = document.querySelector('#servers tr[data-server=\"s\"]');"
+        "const row = tr.getBoundingClientRect(), b = tr.querySelector('button.log').getBoundingClientRect();"
+        "return [b.top - row.top, row.bottom - b.bottom]"
+    )
+    assert abs(above - below) <= 2, (above, below)
+
+
+def test_a_tool_shows_its_description_and_title_each_in_its_place(open_hub, browser) -> None:
+    panel(browser, f"{open_hub.url}/admin")
+    summary = browser.find_element(By.CSS_SELECTOR, '#tools details[data-tool="typed.picture"] summary')
+    assert (
+        summary.find_element(By.CLASS_NAME, "description").text
+        == "Answer a 16x16 PNG picture of a red square."
+    )
+    assert summary.find_element(By.CLASS_NAME, "title").text == "Red square"
+    # A tool without a title shows its name, tenant and description only.
+    echo = browser.find_element(By.CSS_SELECTOR, '#tools details[data-tool="typed.typed"] summary')
+    assert echo.text.splitlines() == ["typed.typed", "acme", "Answer the arguments back."]
+    assert summary.text.splitlines()[:3] == ["typed.picture", "Red square", "acme"]
+
+
+def test_an_image_result_is_shown_as_an_image(open_hub, browser) -> None:
+    wait = panel(browser, f"{open_hub.url}/admin")
+    picture = open_tool(browser, wait, "typed.picture")
+    picture.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+    result = picture.find_element(By.CSS_SELECTOR, "pre.result")
+    wait.until(lambda _: result.text.startswith("ok"))
+    image = wait.until(lambda _: result.find_element(By.TAG_NAME, "img"))
+    # The browser decoded it: a 16x16 picture, whose first pixel is the server's red.
+    size, pixel = browser.execute_script(
+        "const img = arguments[0]; const c = document.createElement('canvas');"
+        "c.width = img.naturalWidth; c.height = img.naturalHeight;"
+        "const g = c.getContext('2d'); g.drawImage(img, 0, 0);"
+        "return [[img.naturalWidth, img.naturalHeight], [...g.getImageData(0, 0, 1, 1).data]]",
+        image,
+    )
+    assert size == [16, 16] and pixel == [220, 30, 30, 255]
+    assert "iVBOR" not in result.text  # no base64 text on the page
+
+
+def test_the_panel_says_when_the_hub_is_unreachable_and_recovers(tmp_path: Path, browser) -> None:
+    config = write_config(tmp_path, {"acme": {"servers": {"s": server()}}})
+    hub = start_hub(config, tmp_path)
+    try:
+        assert hub.post("/api/tenants/acme/start").status == 200
+        wait = panel(browser, f"{hub.url}/admin")
+        wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
+
+        def states() -> list[str]:
+            return [e.text for e in browser.find_elements(By.CSS_SELECTOR, "#servers tbody .state")]
+
+        def banner() -> str:
+            element = browser.find_element(By.ID, "unreachable")
+            return element.text if element.is_displayed() else ""
+
+        assert stop_hub(hub) == 0
+        wait.until(lambda _: "unreachable" in banner())
+        wait.until(lambda _: states() == ["unknown"])  # not "running": nobody knows any more
+        body = browser.find_element(By.TAG_NAME, "body").text
+        assert "Failed to fetch" not in body and "running" not in body, body
+        assert "unreachable" in browser.find_element(By.ID, "live").text
+
+        # The hub comes back on the same address: the panel recovers by itself.
+        port = hub.url.rsplit(":", 1)[1]
+        hub = start_hub(config, tmp_path, "--port", port)
+        assert hub.post("/api/tenants/acme/start").status == 200
+        wait.until(lambda _: states() == ["running"] and banner() == "")
+        wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
+    finally:
+        if hub.proc.poll() is None:
+            assert stop_hub(hub) == 0
+
+
+def test_signing_in_with_a_key_kept_in_the_session(keyed_hub, browser) -> None:
+    browser.get(f"{keyed_hub.url}/admin")
+    wait = WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
+    form = browser.find_element(By.ID, "signin")
+    wait.until(lambda _: form.is_displayed())
+    assert "unauthorized" not in browser.find_element(By.TAG_NAME, "body").text  # no raw JSON 401
+    assert not browser.find_element(By.ID, "panel").is_displayed()
+    said = browser.find_element(By.ID, "signin-error")
+
+    def sign_in(key: str) -> None:
+        field = form.find_element(By.ID, "signin-key")
+        field.clear()
+        field.send_keys(key)
+        form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+
+    sign_in("wrong-key")
+    wait.until(lambda _: said.is_displayed() and "Wrong key" in said.text)
+    sign_in(ACME)
+    wait.until(lambda _: said.is_displayed() and "admin key" in said.text and "tenant" in said.text)
+    sign_in(ADMIN)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#servers tr[data-tenant="beta"]'))
+    assert not form.is_displayed() and ADMIN not in browser.current_url
+    stored = "return sessionStorage.getItem('mcp-hub-admin-key')"
+    assert browser.execute_script(stored) == ADMIN
+    # A reload of the tab stays signed in; the key is in no URL.
+    browser.refresh()
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#servers tr[data-tenant="beta"]'))
+    wait.until(lambda d: d.find_element(By.ID, "live").text == "live")
+    # Sign out: the form again, the key gone from the tab, no hub data left on the page.
+    browser.find_element(By.ID, "signout").click()
+    wait.until(lambda d: d.find_element(By.ID, "signin").is_displayed())
+    assert browser.execute_script(stored) is None
+    assert not browser.find_elements(By.CSS_SELECTOR, "#servers tbody tr, #tenants tbody tr, #tools details")
+    # An old /admin?token= link still signs in, and the key leaves the address bar.
+    browser.get(f"{keyed_hub.url}/admin?token={ADMIN}")
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, '#servers tr[data-tenant="beta"]'))
+    assert browser.current_url == f"{keyed_hub.url}/admin" and browser.execute_script(stored) == ADMIN

@@ -230,6 +230,28 @@ def test_gateway_messages(apps_hub) -> None:
     asyncio.run(scenario())
 
 
+def test_app_state_carries_the_tenants_servers(apps_hub) -> None:
+    """An app shows the servers' states at load, before any of them changes (issue 16, item 4)."""
+
+    async def scenario() -> None:
+        ws = await connect(apps_hub, "hello", "acme")
+        ws.write_message(json.dumps({"type": "app_ready", "id": "r1", "data": {}}))
+        servers = (await until(ws, "app_state", "r1"))["data"]["servers"]
+        rest = apps_hub.get("/api/servers/acme/s", key=ADMIN).body
+        assert [(s["server"], s["state"], s["pid"]) for s in servers] == [("s", "running", rest["pid"])]
+        # The same objects a server_status frame carries, so an app handles both alike.
+        assert apps_hub.post("/api/servers/acme/s/stop", key=ADMIN).status == 200
+        while (pushed := (await until(ws, "server_status"))["data"])["state"] != "stopped":
+            pass
+        assert set(servers[0]) == set(pushed)
+        ws.write_message(json.dumps({"type": "app_ready", "id": "r2", "data": {}}))
+        servers = (await until(ws, "app_state", "r2"))["data"]["servers"]
+        assert [(s["server"], s["state"], s["pid"]) for s in servers] == [("s", "stopped", None)]
+        await close(ws)
+
+    asyncio.run(scenario())
+
+
 def test_gateway_runs_100_calls_concurrently_on_one_connection(apps_hub) -> None:
     async def scenario() -> None:
         ws = await connect(apps_hub, "hello", "acme")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, server
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
@@ -49,5 +50,43 @@ def test_sql_console_runs_a_query_and_shows_the_rows(tmp_path: Path, browser, ke
         )
         browser.save_screenshot(str(tmp_path / "sql-console.png"))
         assert (tmp_path / "sql-console.png").stat().st_size > 1000
+    finally:
+        assert stop_hub(hub) == 0
+
+
+def test_sql_console_shows_one_line_per_server_updated_in_place(tmp_path: Path, browser) -> None:
+    """The Servers panel lists every server at load and keeps one line each through changes
+    (issue 16, item 4: it was empty at load, and a stop and start added a line per frame)."""
+    demo = {"command": "python", "args": ["-m", "hub.demo_sqlite", "--db-path", str(tmp_path / "demo.db")]}
+    tenant = {"servers": {"sqlite-demo": demo, "other": server()}}
+    config = write_config(tmp_path, {"default": tenant}, gateway={"plugins_dir": str(ROOT / "plugins")})
+    hub = start_hub(config, tmp_path)
+    try:
+        assert hub.post("/api/tenants/default/start").body["servers"] == {
+            "sqlite-demo": "running",
+            "other": "running",
+        }
+        browser.get(hub.url + "/apps/sql-console/")
+        wait = WebDriverWait(browser, 30)
+
+        seen: list[list[str]] = []
+
+        def shows(*expected: str) -> None:
+            """Wait until the Servers panel shows exactly these lines (in any order)."""
+
+            def lines(_: object) -> bool:
+                seen.append([li.text for li in browser.find_elements(By.CSS_SELECTOR, "#servers li")])
+                return sorted(seen[-1]) == sorted(expected)
+
+            try:
+                wait.until(lines)
+            except TimeoutException:
+                raise AssertionError(f"the panel shows {seen[-1]}, not {list(expected)}") from None
+
+        shows("sqlite-demo: running", "other: running")
+        assert hub.post("/api/servers/default/sqlite-demo/stop").body["state"] == "stopped"
+        shows("sqlite-demo: stopped", "other: running")
+        assert hub.post("/api/servers/default/sqlite-demo/start").body["state"] == "running"
+        shows("sqlite-demo: running", "other: running")
     finally:
         assert stop_hub(hub) == 0

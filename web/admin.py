@@ -1,11 +1,14 @@
 """The admin panel: a static page at `/admin` over the REST API, and its live events at `WS /ws/admin`.
 
-The page (`web/static/admin/index.html`) and the socket need an admin key when keys are
-configured; a browser opening them passes it as `?token=` (the page's script then sends it as
-`Authorization: Bearer` on every REST call and as `?token=` on the socket). A tenant key gets 404,
-as for the other admin routes. The page's script, style sheet and icon (`/admin/{file}`) are
-shipped code with no data in them, and are public like `/openapi.json`: a page load cannot attach
-a key to them. Only the files of `web/static/admin` are served, by exact name.
+The page (`web/static/admin/index.html`) holds no data: requested with no key it is served to
+anyone, and on a keyed hub its script shows a sign-in form. The key typed there is checked by
+asking for `/admin` again with it (an admin key gets the page, a wrong key 401, a tenant key 404,
+as for the other admin routes), kept in the tab's sessionStorage, and sent as
+`Authorization: Bearer` on every REST call and as `?token=` on the socket, which needs an admin key
+when keys are configured. `/admin?token=<key>` still works: the key is checked the same way and the
+script moves it out of the URL. The page's script, style sheet and icon (`/admin/{file}`) are
+shipped code with no data in them, and are public like `/openapi.json`. Only the files of
+`web/static/admin` are served, by exact name.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import HubError, NotFound
-from web.base import ApiHandler
+from web.base import ApiHandler, Caller
 from web.sockets import HubSocket
 
 STATIC = Path(__file__).resolve().parent / "static" / "admin"
@@ -44,14 +47,29 @@ _ASSETS = _assets()
 
 
 class AdminPageHandler(ApiHandler):
-    """`GET /admin`: the admin panel's page (admin key, as a header or `?token=`)."""
+    """`GET /admin`: the admin panel's page. Web loop.
+
+    With no key it is served to anyone (it asks for one); a key, as a header or `?token=`, must be
+    an admin key: a wrong one is 401 and a tenant's 404, which is how the page checks a key.
+    """
 
     route = "/admin"
     token_in_query = True
 
+    def authenticate(self) -> Caller:
+        """The caller of the key the request carries; with none on a keyed hub, an anonymous
+        caller (no tenant, not admin), who gets the page that asks for a key.
+
+        Raises:
+            Unauthorized: the key is wrong.
+        """
+        if self._bearer() is None and not self.keys.open:
+            return Caller(admin=False)
+        return super().authenticate()
+
     def get(self) -> None:
         assert self.caller is not None
-        if not self.caller.admin:
+        if self.caller.tenant is not None:
             raise NotFound("no route /admin")
         self.set_header("Content-Type", "text/html; charset=utf-8")
         self.set_header("Content-Security-Policy", _PAGE_POLICY)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from actors.models import ServerStatus
 from hub.config import validation_problems
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
@@ -312,7 +313,12 @@ class AppSocket(HubSocket):
         task.add_done_callback(lambda t: self.calls.pop(t, None))
 
     async def _app_state(self, frame_id: Any) -> None:
-        tools = await asyncio.get_running_loop().run_in_executor(None, self.hub.tools, self.tenant)
+        """Answer `app_ready` with the app, its config, the tenant's catalog and servers (web loop)."""
+        loop = asyncio.get_running_loop()
+        tools, statuses = await asyncio.gather(
+            loop.run_in_executor(None, self.hub.tools, self.tenant),
+            loop.run_in_executor(None, self.hub.servers, self.tenant),
+        )
         self._send(
             "app_state",
             frame_id,
@@ -321,8 +327,15 @@ class AppSocket(HubSocket):
                 "tenant_id": self.tenant,
                 "config": self.app.config,
                 "tools": [t.to_json() for t in tools],
+                "servers": [self._latest(s).to_json() for s in statuses],
             },
         )
+
+    def _latest(self, status: ServerStatus) -> ServerStatus:
+        """`status`, or a newer one already told: a `server_status` frame sent while the snapshot
+        was on its way must not be undone by this older state (web loop)."""
+        told = self.hub.board.status(status.tenant, status.server)
+        return told if told is not None and told.seq > status.seq else status
 
     async def _tool_call(self, frame_id: Any, data: Any) -> None:
         try:

@@ -518,7 +518,9 @@ def _apps_paths() -> dict[str, Any]:
                 (404,),
                 [APP, _path_param("tenant_id", "The tenant the app acts in."), _TOKEN],
                 description="app -> hub: `app_ready`, `tool_call` `{tool_name, arguments}` with an `id`, "
-                "`ping`. hub -> app: `app_state`, `tool_result`, `tool_progress`, `catalog_changed`, "
+                "`ping`. hub -> app: `app_state` `{app_id, tenant_id, config, tools, servers}` "
+                "(`servers`: the tenant's servers as `server_status` carries them), `tool_result`, "
+                "`tool_progress`, `catalog_changed`, "
                 "`server_status`, `error` `{code, message}`, `pong`. `Origin` must be the hub's own or in "
                 "`gateway.allowed_origins` (403).",
             )
@@ -539,8 +541,11 @@ def _admin_paths() -> dict[str, Any]:
                 },
                 (404,),
                 [_TOKEN],
-                description="Admin keys only (a tenant key gets 404); a browser passes the key as "
-                "`?token=`. With no keys configured it is open like the rest of the API.",
+                description="With no key, the page itself, which holds no data and asks for an admin "
+                "key (a sign-in form; the key is kept in the tab's sessionStorage). With a key (header, "
+                "or `?token=` for a browser): an admin key gets the page, a wrong key 401, a tenant key "
+                "404, which is how the page checks a key. With no keys configured it is open like the "
+                "rest of the API.",
             )
         },
         "/admin/{path}": {

@@ -1,6 +1,6 @@
 // SQL console: an MCP Hub app. It talks to the hub over the WebSocket gateway only:
-// app_ready -> app_state (config, catalog); tool_call -> tool_result | error; live
-// catalog_changed and server_status frames keep the side panel current.
+// app_ready -> app_state (config, catalog, servers); tool_call -> tool_result | error; live
+// catalog_changed and server_status frames keep the side panel current: one line per server.
 (function () {
   "use strict";
   const hub = window.MCP_HUB_CONFIG;
@@ -24,6 +24,27 @@
       item.textContent = name;
       return item;
     }));
+  }
+
+  /** The line of a server in the Servers panel, made on first sight and updated in place. */
+  function showServer(status) {
+    const list = $("servers");
+    let item = [...list.children].find((li) => li.dataset.server === status.server);
+    if (!item) {
+      item = document.createElement("li");
+      item.dataset.server = status.server;
+      list.append(item);
+    }
+    item.textContent = `${status.server}: ${status.state}`;
+  }
+
+  /** The whole Servers panel from app_state: servers no longer configured go away. */
+  function showServers(statuses) {
+    const names = new Set(statuses.map((s) => s.server));
+    for (const item of [...$("servers").children]) {
+      if (!names.has(item.dataset.server)) item.remove();
+    }
+    statuses.forEach(showServer);
   }
 
   function showRows(data) {
@@ -77,6 +98,7 @@
       switch (message.type) {
         case "app_state":
           showTools(message.data.tools.map((t) => t.name));
+          showServers(message.data.servers || []);
           $("run").disabled = false;
           break;
         case "tool_result":
@@ -89,12 +111,9 @@
         case "catalog_changed":
           ws.send(JSON.stringify({ type: "app_ready", data: {} }));
           break;
-        case "server_status": {
-          const item = document.createElement("li");
-          item.textContent = `${message.data.server}: ${message.data.state}`;
-          $("servers").prepend(item);
+        case "server_status":
+          showServer(message.data);
           break;
-        }
       }
     };
     ws.onclose = () => { setStatus("disconnected; retrying…"); $("run").disabled = true; setTimeout(connect, 2000); };

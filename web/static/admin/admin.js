@@ -1,27 +1,49 @@
 // MCP Hub admin panel: plain JavaScript over the REST API and the WebSocket /ws/admin.
 //
-// The key comes from the page's URL (/admin?token=...); it is sent as "Authorization: Bearer" on
-// every REST call and as ?token= on the socket, and shown nowhere. Every text that comes from the
-// hub reaches the DOM as text (textContent, text nodes), never as HTML.
+// The key is typed into the sign-in form (or comes once as /admin?token=..., then leaves the URL)
+// and is kept in the tab's sessionStorage until "sign out"; it is sent as "Authorization: Bearer"
+// on every REST call and as ?token= on the socket, and shown nowhere. Every text that comes from
+// the hub reaches the DOM as text (textContent, text nodes), never as HTML; images only as data:
+// URLs of an image type.
 "use strict";
 
 (() => {
-  const token = new URLSearchParams(location.search).get("token");
+  const KEY_ITEM = "mcp-hub-admin-key";
   const LOG_LINES = 200;
   const LOG_EVERY_MS = 2000;
+  const RETRY_MAX_MS = 10000;
   const STATES_UP = new Set(["running", "starting", "backoff"]);
 
   const servers = new Map(); // "tenant\nserver" -> {status, row, cells, buttons}
   const tools = new Map(); // "tenant\nname" -> {tool, schema, details}
+  let token = takeToken();
   let log = null; // {key, timer} of the open log tail
   let refreshTimer = null;
   let refreshTools = false;
+  let socket = null; // the live connection while signed in
+  let retryTimer = null;
+  let lastTenants = [];
+  let down = null; // why the hub cannot be reached, while it cannot: states are then unknown
+  let epoch = 0; // bumped at each sign-out: answers to an older epoch's requests are dropped
 
   const $ = (id) => document.getElementById(id);
   const keyOf = (a, b) => `${a}\n${b}`;
   const seg = encodeURIComponent;
 
   // ---------------------------------------------------------------------------- helpers
+
+  /** The key of this tab: a ?token= of the URL moves to sessionStorage (and out of the URL). */
+  function takeToken() {
+    const query = new URLSearchParams(location.search);
+    const fromUrl = query.get("token");
+    if (fromUrl) {
+      sessionStorage.setItem(KEY_ITEM, fromUrl);
+      query.delete("token");
+      const rest = query.toString();
+      history.replaceState(null, "", `${location.pathname}${rest ? `?${rest}` : ""}${location.hash}`);
+    }
+    return sessionStorage.getItem(KEY_ITEM);
+  }
 
   /** An element; options set attributes (`text` as text, `on*` as listeners); children as nodes or text. */
   function el(tag, options = {}, ...children) {
@@ -40,17 +62,30 @@
     return node;
   }
 
+  /** An error for a hub that did not answer, or answered that it is going away (`unreachable`). */
+  function unreachableError(reason) {
+    const failure = new Error(`the hub at ${location.host} is unreachable (${reason})`);
+    failure.unreachable = true;
+    return failure;
+  }
+
   /** A REST call; resolves to the JSON answer, rejects with the hub's error message. */
   async function api(method, path, body) {
     const headers = {};
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
-    const answer = await fetch(path, {
-      method,
-      headers,
-      cache: "no-store",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
+    let answer;
+    try {
+      answer = await fetch(path, {
+        method,
+        headers,
+        cache: "no-store",
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (_) {
+      // fetch says only "Failed to fetch": no connection, no answer.
+      throw unreachableError("no answer");
+    }
     let data = null;
     try {
       data = await answer.json();
@@ -59,6 +94,7 @@
     }
     if (!answer.ok) {
       const error = data && data.error ? data.error : { code: "http", message: `HTTP ${answer.status}` };
+      if (error.code === "shutting_down") throw unreachableError("it is shutting down");
       const failure = new Error(`${error.code}: ${error.message}`);
       failure.status = answer.status;
       throw failure;
@@ -72,10 +108,10 @@
     box.hidden = !message;
   }
 
+  /** What the page says about a failed call; a refused key also leads back to the sign-in form. */
   function explain(error) {
-    if (error.status === 401) {
-      return `${error.message}\nThis page needs an admin key: open /admin?token=<admin key>.`;
-    }
+    if (error.unreachable) hubDown(error.message);
+    if (error.status === 401) signIn(token ? "The hub no longer accepts this key: sign in again." : "");
     return error.message;
   }
 
@@ -93,15 +129,17 @@
   }
 
   function renderTenants(tenants) {
+    lastTenants = tenants;
     const rows = tenants.map((tenant) => {
       const running = tenant.servers.filter((s) => s.state === "running").length;
       const q = tenant.quotas;
+      const states = down ? "states unknown" : `${running} of ${tenant.servers.length} running`;
       return el(
         "tr",
         { "data-tenant": tenant.name },
         el("td", { class: "name", text: tenant.name }),
         el("td", { class: "description", text: tenant.description }),
-        quotaCell(q.max_servers, `${running} of ${tenant.servers.length} running`),
+        quotaCell(q.max_servers, states),
         quotaCell(q.max_tools, tenant.hidden_tools ? `${tenant.hidden_tools} hidden by the quota` : null),
         quotaCell(q.max_concurrent_calls),
         quotaCell(q.max_calls_per_minute),
@@ -162,10 +200,17 @@
   function applyStatus(status) {
     const entry = serverEntry(status);
     entry.status = { ...entry.status, ...status };
+    drawServer(entry);
+    return entry;
+  }
+
+  /** A server's row from its status; while the hub is unreachable its state is unknown. */
+  function drawServer(entry) {
     const s = entry.status;
     const badge = entry.cells.state.firstChild;
-    badge.textContent = s.state;
-    badge.className = `state ${s.state}`;
+    badge.textContent = down ? "unknown" : s.state;
+    badge.className = down ? "state unknown" : `state ${s.state}`;
+    badge.title = down ? `last known: ${s.state}` : "";
     entry.cells.pid.textContent = show(s.pid);
     if (s.per_session) {
       // The shared instance's pid, then how many sessions have their own instance (pids on hover).
@@ -177,16 +222,17 @@
     entry.cells.tools.textContent = show(s.tools);
     entry.cells.error.textContent = s.last_error || "";
     entry.cells.error.title = s.last_error || "";
+    entry.row.classList.toggle("stale", Boolean(down));
     setButtons(entry);
-    return entry;
   }
 
   function setButtons(entry) {
     const state = entry.status.state;
+    const off = entry.busy || Boolean(down);
     entry.row.classList.toggle("busy", entry.busy);
-    entry.buttons.start.disabled = entry.busy || state === "running" || state === "starting";
-    entry.buttons.stop.disabled = entry.busy || !STATES_UP.has(state);
-    entry.buttons.restart.disabled = entry.busy;
+    entry.buttons.start.disabled = off || state === "running" || state === "starting";
+    entry.buttons.stop.disabled = off || !STATES_UP.has(state);
+    entry.buttons.restart.disabled = off;
   }
 
   function renderServers(list) {
@@ -207,17 +253,23 @@
 
   async function act(entry, action) {
     const { tenant, server } = entry.status;
+    const mine = epoch;
     entry.busy = true;
     setButtons(entry);
     try {
-      applyStatus(await api("POST", `/api/servers/${seg(tenant)}/${seg(server)}/${action}`));
+      const status = await api("POST", `/api/servers/${seg(tenant)}/${seg(server)}/${action}`);
+      if (mine !== epoch) return;
+      applyStatus(status);
       notice("");
     } catch (error) {
-      notice(`${action} ${tenant}/${server}: ${explain(error)}`);
+      const message = explain(error);
+      if (mine === epoch) notice(`${action} ${tenant}/${server}: ${message}`);
     } finally {
       entry.busy = false;
-      setButtons(entry);
-      scheduleRefresh(false);
+      if (mine === epoch) {
+        setButtons(entry);
+        scheduleRefresh(false);
+      }
     }
   }
 
@@ -362,15 +414,27 @@
     return args;
   }
 
+  const IMAGE_TYPE = /^image\/[a-z0-9.+-]+$/i;
+  const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
+
+  /** An image content block as an <img> (a data: URL of an image type only), else null. */
+  function imageOf(block) {
+    if (block.type !== "image" || typeof block.data !== "string" || !BASE64.test(block.data)) return null;
+    if (typeof block.mimeType !== "string" || !IMAGE_TYPE.test(block.mimeType)) return null;
+    const src = `data:${block.mimeType};base64,${block.data}`;
+    return el("img", { class: "result-image", src, alt: block.mimeType });
+  }
+
   function showResult(pre, result) {
-    const parts = [];
+    const parts = [document.createTextNode(result.is_error ? "tool error" : "ok")];
     for (const block of result.content || []) {
-      parts.push(block.type === "text" ? block.text : JSON.stringify(block, null, 2));
+      const image = imageOf(block);
+      parts.push("\n", image || (block.type === "text" ? block.text : JSON.stringify(block, null, 2)));
     }
     if (result.structured_content !== null && result.structured_content !== undefined) {
-      parts.push(`structured_content: ${JSON.stringify(result.structured_content, null, 2)}`);
+      parts.push(`\nstructured_content: ${JSON.stringify(result.structured_content, null, 2)}`);
     }
-    pre.textContent = `${result.is_error ? "tool error" : "ok"}\n${parts.join("\n")}`;
+    pre.replaceChildren(...parts);
     pre.classList.toggle("error", result.is_error);
     pre.hidden = false;
   }
@@ -465,11 +529,13 @@
     entry.tool = tool;
     entry.schema = tool.input_schema || {};
     entry.schemaText = schemaText;
-    entry.summary.replaceChildren(
+    const parts = [
       el("span", { class: "name", text: tool.name }),
+      tool.title ? el("span", { class: "title", text: tool.title }) : null,
       el("span", { class: "tenant", text: tool.tenant }),
-      el("span", { class: "description", text: tool.title || tool.description || "" }),
-    );
+      el("span", { class: "description", text: tool.description || "" }),
+    ];
+    entry.summary.replaceChildren(...parts.filter(Boolean));
     if (entry.details.open && !entry.form) {
       entry.form = buildForm(entry);
       entry.details.append(entry.form);
@@ -494,7 +560,8 @@
   function filterTools() {
     const words = $("tool-filter").value.toLowerCase().split(/\s+/).filter(Boolean);
     for (const entry of tools.values()) {
-      const text = `${entry.tool.tenant} ${entry.tool.name} ${entry.tool.description || ""}`.toLowerCase();
+      const { tenant, name, title, description } = entry.tool;
+      const text = `${tenant} ${name} ${title || ""} ${description || ""}`.toLowerCase();
       entry.details.hidden = !words.every((w) => text.includes(w));
     }
   }
@@ -502,13 +569,21 @@
   // ---------------------------------------------------------------------------- refresh and events
 
   async function refresh(withTools) {
+    const mine = epoch;
     try {
       const [tenants, list] = await Promise.all([api("GET", "/api/tenants"), api("GET", "/api/servers")]);
+      if (mine !== epoch) return; // signed out meanwhile
+      hubUp();
       renderTenants(tenants.tenants);
       renderServers(list.servers);
-      if (withTools) renderTools((await api("GET", "/api/tools")).tools);
+      if (withTools) {
+        const catalog = await api("GET", "/api/tools");
+        if (mine === epoch) renderTools(catalog.tools);
+      }
     } catch (error) {
-      notice(explain(error));
+      if (mine !== epoch) return;
+      const message = explain(error);
+      if (!error.unreachable && error.status !== 401) notice(message);
     }
   }
 
@@ -530,18 +605,52 @@
     badge.className = `live ${on ? "on" : "off"}`;
   }
 
+  // ---------------------------------------------------------------------------- the hub unreachable
+
+  /** Show that the hub does not answer: a banner, and every state as unknown (the last known on hover). */
+  function hubDown(reason) {
+    const first = !down;
+    down = reason;
+    const banner = $("unreachable");
+    banner.textContent =
+      `${reason.charAt(0).toUpperCase()}${reason.slice(1)}. Server states are unknown until it ` +
+      "answers again; the page keeps trying and recovers by itself.";
+    banner.hidden = false;
+    live(false, "hub unreachable");
+    if (first) redraw();
+  }
+
+  /** The hub answered again: the banner goes, and the states drawn next are current. */
+  function hubUp() {
+    if (!down) return;
+    down = null;
+    $("unreachable").hidden = true;
+    redraw();
+  }
+
+  function redraw() {
+    for (const entry of servers.values()) drawServer(entry);
+    renderTenants(lastTenants);
+  }
+
+  // ---------------------------------------------------------------------------- live events
+
   let retryMs = 1000;
 
   function connect() {
+    retryTimer = null;
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     const url = `${scheme}://${location.host}/ws/admin${token ? `?token=${seg(token)}` : ""}`;
-    const socket = new WebSocket(url);
-    socket.addEventListener("open", () => {
+    const ws = new WebSocket(url);
+    socket = ws;
+    ws.addEventListener("open", () => {
+      if (socket !== ws) return;
       retryMs = 1000;
       live(true, "live");
       refresh(true); // whatever happened while disconnected
     });
-    socket.addEventListener("message", (message) => {
+    ws.addEventListener("message", (message) => {
+      if (socket !== ws) return;
       let frame;
       try {
         frame = JSON.parse(message.data);
@@ -558,12 +667,104 @@
         scheduleRefresh(false); // a session instance started or stopped: the servers' rows follow
       }
     });
-    socket.addEventListener("close", () => {
-      live(false, `disconnected; retrying in ${Math.round(retryMs / 1000)} s`);
-      setTimeout(connect, retryMs);
-      retryMs = Math.min(retryMs * 2, 30000);
+    ws.addEventListener("close", () => {
+      if (socket !== ws) return; // signed out, or replaced
+      socket = null;
+      const why = down ? "hub unreachable" : "disconnected";
+      live(false, `${why}; retrying in ${Math.round(retryMs / 1000)} s`);
+      refresh(false); // is the hub still there? If not, its states become unknown
+      retryTimer = setTimeout(connect, retryMs);
+      retryMs = Math.min(retryMs * 2, RETRY_MAX_MS);
     });
   }
+
+  /** Stop listening: no socket, no pending retry or refresh. */
+  function stopLive() {
+    clearTimeout(retryTimer);
+    clearTimeout(refreshTimer);
+    retryTimer = refreshTimer = null;
+    refreshTools = false;
+    const ws = socket;
+    socket = null;
+    if (ws) ws.close();
+  }
+
+  // ---------------------------------------------------------------------------- sign-in and sign-out
+
+  /** The panel with the tab's key (none on an open hub). */
+  function startPanel() {
+    $("signin").hidden = true;
+    $("panel").hidden = false;
+    $("signout").hidden = !token;
+    retryMs = 1000;
+    refresh(true);
+    connect();
+  }
+
+  /** The sign-in form instead of the panel; nothing of the hub's data stays on the page. */
+  function signIn(message, isError = true) {
+    epoch += 1;
+    stopLive();
+    closeLog();
+    servers.clear();
+    tools.clear();
+    lastTenants = [];
+    down = null;
+    for (const id of ["tenants", "servers"]) $(id).tBodies[0].replaceChildren();
+    $("tools").replaceChildren();
+    $("unreachable").hidden = true;
+    notice("");
+    $("panel").hidden = true;
+    $("signout").hidden = true;
+    $("signin").hidden = false;
+    const said = $("signin-error");
+    said.textContent = message;
+    said.classList.toggle("error", isError);
+    said.hidden = !message;
+    live(false, "signed out");
+    $("signin-key").focus();
+  }
+
+  /** Whether `key` is an admin key of this hub: `/admin` answers 200 to one, 401 or 404 to others. */
+  async function checkKey(key) {
+    try {
+      const headers = { Authorization: `Bearer ${key}` };
+      const answer = await fetch("/admin", { headers, cache: "no-store" });
+      if (answer.ok) return null;
+      if (answer.status === 401) return "Wrong key: no key of this hub matches it.";
+      if (answer.status === 404) return "This key is a tenant's: the admin panel needs an admin key.";
+      return `The hub answered HTTP ${answer.status}; try again.`;
+    } catch (_) {
+      return `The hub at ${location.host} is unreachable; try again when it runs.`;
+    }
+  }
+
+  $("signin").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = $("signin-key");
+    const button = $("signin").querySelector("button[type=submit]");
+    const key = input.value.trim();
+    if (!key) return;
+    button.disabled = true;
+    const problem = await checkKey(key);
+    button.disabled = false;
+    if (problem) {
+      signIn(problem);
+      input.value = key;
+      input.select();
+      return;
+    }
+    input.value = "";
+    token = key;
+    sessionStorage.setItem(KEY_ITEM, key);
+    startPanel();
+  });
+
+  $("signout").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY_ITEM);
+    token = null;
+    signIn("Signed out. The key is no longer kept in this tab.", false);
+  });
 
   // ---------------------------------------------------------------------------- start
 
@@ -575,6 +776,5 @@
       $("version").textContent = `version ${about.version}`;
     })
     .catch(() => {});
-  refresh(true);
-  connect();
+  startPanel();
 })();
