@@ -369,6 +369,46 @@ def test_keys_and_tenant_isolation(serve) -> None:
         assert secret not in hub.log()
 
 
+def test_tenant_query_is_one_rule_on_every_route_that_takes_it(serve) -> None:
+    """`?tenant=` with a tenant key: its own tenant works, any other (existing or not) is the same
+    404, on the REST routes and the MCP HTTP facade alike; an admin key may name any tenant."""
+    hub = serve(keyed_tenants(), auth={"admin_keys": [ADMIN_KEY]}, orchestrator={"max_retries": 0})
+    assert hub.post("/api/tenants/acme/start", key=ADMIN_KEY).status == 200
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    mcp_headers = {"Accept": "application/json, text/event-stream"}
+    routes = (
+        ("GET", "/api/tenants?tenant={}", None),
+        ("GET", "/api/servers?tenant={}", None),
+        ("GET", "/api/tools?tenant={}", None),
+        ("POST", "/api/tools/a.echo?tenant={}", {"text": "x"}),
+        ("POST", "/api/tools/a.echo/call?tenant={}", {"text": "x"}),
+        ("POST", "/mcp?tenant={}", initialize),
+    )
+    for method, path, body in routes:
+        own = hub.request(method, path.format("acme"), body, key=ACME_KEY, headers=mcp_headers)
+        assert own.status == 200, (path, own.text)
+        if own.body and "tenants" in own.body:
+            assert [t["name"] for t in own.body["tenants"]] == ["acme"]
+        answers = [
+            hub.request(method, path.format(other), body, key=ACME_KEY, headers=mcp_headers)
+            for other in ("beta", "nosuchtenant")
+        ]
+        assert [a.status for a in answers] == [404, 404], (path, [a.text for a in answers])
+        messages = [a.body["error"]["message"] for a in answers]
+        assert messages == ["no tenant 'beta'", "no tenant 'nosuchtenant'"]
+    assert hub.get("/api/tenants?tenant=beta", key=ADMIN_KEY).body["tenants"][0]["name"] == "beta"
+    assert hub.get("/api/tenants?tenant=nosuchtenant", key=ADMIN_KEY).status == 404
+
+
 def test_open_hub_refuses_a_non_loopback_host(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"t": {}})
     result = subprocess.run(

@@ -360,7 +360,8 @@ def _tool_call(operation_id: str, summary: str) -> dict[str, Any]:
         _query(
             "tenant",
             {"type": "string", "default": "default"},
-            "Admin keys only: the tenant to call in (a tenant key always calls in its own).",
+            "The tenant to call in: an admin key may name any; a tenant key calls in its own and may "
+            "name only that one (another, existing or not, is 404).",
         ),
         SESSION,
     ]
@@ -382,7 +383,14 @@ def _mcp(operation: str, tenant: bool) -> dict[str, Any]:
     params = (
         [TENANT]
         if tenant
-        else [_query("tenant", {"type": "string"}, "An admin key's tenant (default `default`).")]
+        else [
+            _query(
+                "tenant",
+                {"type": "string"},
+                "The tenant served: an admin key may name any (default `default`); a tenant key is "
+                "served its own and may name only that one (another, existing or not, is 404).",
+            )
+        ]
     )
     return {
         method: _op(
@@ -677,6 +685,8 @@ def _paths() -> dict[str, Any]:
                 "Tenants this key sees",
                 "tenants",
                 _json_response("Tenants with quotas, usage and servers.", tenant_list),
+                (404,),
+                [TENANT_QUERY],
             )
         },
         "/api/tenants/{tenant}": {
