@@ -232,8 +232,9 @@ class Hub:
         need a restart and are reported.
 
         Returns:
-            `{"tenants": {t: added|removed|updated}, "restart_needed": [...],
-            "servers": {t: {s: added|removed|restarted|changed|unchanged}}}`
+            `{"tenants": {t: added|removed|updated|unchanged}, "restart_needed": [...],
+            "servers": {t: {s: added|removed|restarted|changed|unchanged}}}`; a tenant is
+            `unchanged` when its configuration (description, keys, env, quotas, servers) is equal.
         """
         with self._reload_lock:
             old = self.config
@@ -251,7 +252,7 @@ class Hub:
                 proxy = router.tenant(name).get(timeout=_ASK_TIMEOUT)
                 lease, outcome = proxy.reconfigure(tenant, config.orchestrator).get(timeout=120)
                 router.update_tenant(lease, tuple(tenant.servers)).get(timeout=_ASK_TIMEOUT)
-                summary["tenants"][name] = "updated"
+                summary["tenants"][name] = "unchanged" if old.tenants[name] == tenant else "updated"
                 summary["servers"][name] = outcome
                 self._abandon_wakes(
                     NotRunning("the server was reconfigured while it was starting: try again"),
