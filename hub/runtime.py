@@ -528,18 +528,19 @@ class Hub:
 
     @contextlib.contextmanager
     def _call(
-        self, prepared: _Prepared, arguments: Mapping[str, Any], key: str | None
+        self, prepared: _Prepared, arguments: Mapping[str, Any], key: str | None, shown: str | None = None
     ) -> Iterator[dict[str, str]]:
         """Around one call: shutdown check, argument validation, quotas, metrics, audit.
 
         Yields a dict whose `outcome` the caller sets to `tool_error` for a tool that reported failure.
+        `shown`: the tool's name in error messages (default: its catalog id).
         """
         route = prepared.route
         in_flight = self.metrics.in_flight.labels(route.tenant)
         began = time.perf_counter()
         call = {"outcome": "ok"}
         try:
-            _validate(prepared, arguments)
+            _validate(prepared, arguments, shown)
             with self._in_flight(), route.gate.admit(route.tenant):
                 in_flight.inc()
                 try:
@@ -649,12 +650,15 @@ class Hub:
         requester: Requester | None = None,
         key: str | None = None,
         session: str | None = None,
+        shown_as: str | None = None,
     ) -> ToolResult:
         """`call_tool` for code on an asyncio loop (the web frontend): never blocks the loop.
 
         `requester`, if given (the MCP facade's session), takes progress and log messages and
         answers the server's sampling and elicitation requests. Cancelling the awaiting task
         cancels the call on the server's loop (and the server gets `notifications/cancelled`).
+        `shown_as`: the name the caller knows the tool by (the MCP facade's `<server>__<tool>`),
+        used in error messages instead of the catalog id; the audit log keeps the catalog id.
         """
         if self._stopping:
             raise ShuttingDown("the hub is shutting down")
@@ -668,22 +672,23 @@ class Hub:
             except HubError as exc:  # unknown tool, server down: audited too
                 self.audit.record(tenant, key, tool_id, 0.0, exc.code, arguments)
                 raise
-        with self._call(prepared, arguments, key) as call:
+        shown = shown_as or tool_id
+        with self._call(prepared, arguments, key, shown) as call:
             route = prepared.route
             if route.per_session and session is not None:
-                result = await self._session_call_async(route, arguments, requester, tool_id, session)
+                result = await self._session_call_async(route, arguments, requester, shown, session)
                 if result.is_error:
                     call["outcome"] = "tool_error"
                 return result
             if route.on_demand and not self._running(route.tenant, route.server):
                 await self._wake_async(route.tenant, route.server)
             try:
-                result = await self._call_once_async(route, arguments, requester, tool_id)
+                result = await self._call_once_async(route, arguments, requester, shown)
             except NotRunning:
                 if not route.on_demand:
                     raise
                 await self._wake_async(route.tenant, route.server)  # it stopped for idleness meanwhile
-                result = await self._call_once_async(route, arguments, requester, tool_id)
+                result = await self._call_once_async(route, arguments, requester, shown)
             if result.is_error:
                 call["outcome"] = "tool_error"
             return result
@@ -693,14 +698,14 @@ class Hub:
         route: Route,
         arguments: dict[str, Any],
         requester: Requester | None,
-        tool_id: str,
+        shown: str,
         session: str,
     ) -> ToolResult:
         key = (route.tenant, route.server, session)
         for attempt in (1, 2):
             endpoint = await self._instance_async(route.tenant, route.server, session)
             try:
-                return await self._call_once_async(route, arguments, requester, tool_id, endpoint)
+                return await self._call_once_async(route, arguments, requester, shown, endpoint)
             except NotRunning:  # it stopped for idleness (or its session ended) just before the call
                 self._drop_endpoint(key, endpoint)
                 if attempt == 2:
@@ -712,7 +717,7 @@ class Hub:
         route: Route,
         arguments: dict[str, Any],
         requester: Requester | None,
-        tool_id: str,
+        shown: str,
         endpoint: ServerEndpoint | None = None,
     ) -> ToolResult:
         future = (endpoint or route.endpoint).call_tool(route.name, arguments, requester)
@@ -720,7 +725,7 @@ class Hub:
             async with asyncio.timeout(route.call_timeout + 5):  # no extra task, unlike wait_for
                 return await asyncio.wrap_future(future)
         except TimeoutError:
-            raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+            raise CallTimeout(f"tool '{shown}' did not answer in time") from None
 
     # ------------------------------------------------------------------ on_demand servers
 
@@ -1014,8 +1019,9 @@ def _validator(route: Route) -> Any:
         return None
 
 
-def _validate(prepared: _Prepared, arguments: Mapping[str, Any]) -> None:
-    """Raise `BadRequest` naming each path where `arguments` break the tool's input schema."""
+def _validate(prepared: _Prepared, arguments: Mapping[str, Any], shown: str | None = None) -> None:
+    """Raise `BadRequest` naming each path where `arguments` break the tool's input schema (and the
+    tool as `shown`, else by its catalog id)."""
     if prepared.validator is None:
         return
     problems = sorted(
@@ -1024,5 +1030,5 @@ def _validate(prepared: _Prepared, arguments: Mapping[str, Any]) -> None:
     )
     if problems:
         raise BadRequest(
-            f"invalid arguments for tool '{prepared.route.entry.id}': " + "; ".join(problems[:10])
+            f"invalid arguments for tool '{shown or prepared.route.entry.id}': " + "; ".join(problems[:10])
         )
