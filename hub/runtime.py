@@ -61,7 +61,7 @@ from actors.router import Route, RouterActor
 from actors.server import Requester, ServerEndpoint
 from actors.tenant import TenantActor, TenantInfo
 from hub.audit import AuditLog
-from hub.config import HubConfig, dotted_path, load_config
+from hub.config import HubConfig, dotted_path, load_config, redact
 from hub.errors import BadRequest, CallTimeout, HubError, NotFound, NotRunning, ShuttingDown, UpstreamError
 from hub.metrics import HubMetrics
 
@@ -482,8 +482,11 @@ class Hub:
         raise AssertionError("unreachable")
 
     def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
-        """The last `tail` lines of a server's stderr log (its rotated file included if needed)."""
+        """The last `tail` lines of a server's stderr log (its rotated file included if needed),
+        with the values of the tenant's and the server's `env` shown as `********`."""
         self.server(tenant, server)  # NotFound for an unknown server or tenant
+        config = self.config.tenants[tenant]
+        secrets = (config.env, config.servers[server].env)
         path = self.log_dir / tenant / f"{server}.log"
         lines: list[str] = []
         for part in (path, path.with_name(path.name + ".1")):
@@ -494,7 +497,7 @@ class Hub:
             except FileNotFoundError:
                 continue
             lines = text.splitlines()[-(tail - len(lines)) :] + lines
-        return lines[-tail:] if tail else []
+        return [redact(line, *secrets) for line in lines[-tail:]] if tail else []
 
     def _forget_routes(self, event: Event) -> None:
         """Board listener (router thread): a catalog change invalidates the cached routes."""

@@ -279,6 +279,39 @@ def test_every_error_status_has_the_one_json_shape(serve) -> None:
     assert tool_error.status == 200 and tool_error.body["is_error"] is True
 
 
+def test_last_error_carries_the_last_stderr_lines_with_env_values_masked(serve) -> None:
+    """A server that exits says why only on stderr (npm's 404 for a mistyped package): its last
+    lines are in `last_error`, with the tenant's and the server's env values masked."""
+    script = (
+        'echo "npm error code E404" >&2; '
+        'echo "npm error 404 Not Found - GET https://registry.npmjs.org/@acme%2fmistyped" >&2; '
+        'echo "npm error auth $ACME_SECRET $S" >&2; exit 1'
+    )
+    hub = serve(
+        {
+            "acme": {
+                "env": {"ACME_SECRET": "acme-env-secret"},
+                "servers": {
+                    "npx": {"command": "sh", "args": ["-c", script], "env": {"S": "server-env-secret"}}
+                },
+            }
+        },
+        orchestrator={"max_retries": 0},
+    )
+    assert hub.post("/api/tenants/acme/start").body["servers"] == {"npx": "failed"}
+    error = hub.get("/api/servers/acme/npx").body["last_error"]
+    assert re.fullmatch(
+        r"failed to start: process \d+ exited with code 1; its last stderr lines: npm error code E404 \| "
+        r"npm error 404 Not Found - GET https://registry\.npmjs\.org/@acme%2fmistyped \| "
+        r"npm error auth \*{8} \*{8}",
+        error,
+    ), error
+    lines = hub.get("/api/servers/acme/npx/logs").body["lines"]  # the log itself: masked alike
+    assert "npm error auth ******** ********" in lines, lines
+    everything = "\n".join(hub.responses)
+    assert "acme-env-secret" not in everything and "server-env-secret" not in everything
+
+
 def test_rate_limit_is_429_with_retry_after(serve) -> None:
     hub = serve({"t": {"quotas": {"max_calls_per_minute": 2}, "servers": {"s": server()}}})
     hub.post("/api/tenants/t/start")
