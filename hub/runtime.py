@@ -402,12 +402,12 @@ class Hub:
         return self.router.catalogs(tenant).get(timeout=_ASK_TIMEOUT)
 
     def resources(self, tenant: str) -> list[dict[str, Any]]:
-        """Resources and resource templates of a tenant's running servers, each with its `server`."""
-        out = []
-        for catalog in self.catalogs(tenant):
-            out += [{**r.raw, "server": catalog.server} for r in catalog.resources]
-            out += [{**r.raw, "server": catalog.server} for r in catalog.resource_templates]
-        return out
+        """Resources of a tenant's running servers, each with its `server`."""
+        return [{**r.raw, "server": c.server} for c in self.catalogs(tenant) for r in c.resources]
+
+    def resource_templates(self, tenant: str) -> list[dict[str, Any]]:
+        """Resource templates of a tenant's running servers, each with its `server`."""
+        return [{**r.raw, "server": c.server} for c in self.catalogs(tenant) for r in c.resource_templates]
 
     def read_resource(
         self, tenant: str, uri: str, server: str | None = None, session: str | None = None

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from conftest import MARK, ROOT, marked_pids, process_gone, server, wait_until
@@ -220,6 +221,23 @@ def test_tenant_server_tool_resource_prompt_endpoints(serve) -> None:
     assert 0 < len(logs["lines"]) <= 5
     assert hub.post("/api/tenants/t/stop").body["servers"] == {"s": "stopped", "off": "stopped"}
     assert hub.get("/api/servers/t/s").body["state"] == "stopped"
+
+
+def test_resources_and_resource_templates_are_listed_apart(serve) -> None:
+    hub = serve({"t": {"servers": {"s": server("--template")}}})
+    hub.post("/api/tenants/t/start")
+    body = hub.get("/api/tenants/t/resources").body
+    assert [(r["uri"], r["server"]) for r in body["resources"]] == [("test://info", "s")]
+    assert [(r["uriTemplate"], r["server"]) for r in body["resource_templates"]] == [
+        ("test://echo/{text}", "s")
+    ]
+    # The answer is what GET /openapi.json says it is.
+    document = hub.get("/openapi.json").body
+    answer = document["paths"]["/api/tenants/{tenant}/resources"]["get"]["responses"]["200"]
+    schema = answer["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**schema, "components": document["components"]}).validate(body)
+    read = hub.get("/api/tenants/t/resources/read?uri=test://echo/hello")  # a URI the template matches
+    assert read.status == 200 and read.body["contents"][0]["text"] == "hello", read.text
 
 
 # --------------------------------------------------------------------------- errors

@@ -313,8 +313,17 @@ def _schemas() -> dict[str, Any]:
             description="A tenant (never its keys or credentials).",
         ),
         "Resource": _object(
-            {"server": _string("The server offering it.")},
-            description="An MCP resource or resource template as the server listed it, plus `server`.",
+            {"uri": _string(), "server": _string("The server offering it.")},
+            description="An MCP resource as the server listed it, plus `server`.",
+            additional=True,
+        ),
+        "ResourceTemplate": _object(
+            {
+                "uriTemplate": _string("An RFC 6570 URI template."),
+                "server": _string("The server offering it."),
+            },
+            description="An MCP resource template as the server listed it, plus `server`: read a URI "
+            "it matches with `resources/read`.",
             additional=True,
         ),
         "Prompt": _object(
@@ -718,7 +727,15 @@ def _paths() -> dict[str, Any]:
                 "listResources",
                 "Resources and resource templates of a tenant's running servers",
                 "resources",
-                _json_response("The resources.", _object({"resources": _array(_ref("Resource"))})),
+                _json_response(
+                    "The resources and, apart, the resource templates.",
+                    _object(
+                        {
+                            "resources": _array(_ref("Resource")),
+                            "resource_templates": _array(_ref("ResourceTemplate")),
+                        }
+                    ),
+                ),
                 (404,),
                 [TENANT],
             )

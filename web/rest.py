@@ -269,12 +269,15 @@ class ToolCallShortHandler(ToolCallHandler):
 
 
 class ResourcesHandler(ApiHandler):
-    """`GET /api/tenants/{t}/resources`: resources and templates of its running servers."""
+    """`GET /api/tenants/{t}/resources`: `{"resources", "resource_templates"}` of its running servers."""
 
     route = "/api/tenants/{tenant}/resources"
 
     async def get(self, tenant: str) -> None:
-        self.reply({"resources": await self.blocking(self.hub.resources, self.tenant_for(tenant))})
+        tenant = self.tenant_for(tenant)
+        resources = await self.blocking(self.hub.resources, tenant)
+        templates = await self.blocking(self.hub.resource_templates, tenant)
+        self.reply({"resources": resources, "resource_templates": templates})
 
 
 class ResourceReadHandler(ApiHandler):
