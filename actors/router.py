@@ -231,7 +231,7 @@ class RouterActor(pykka.ThreadingActor):
         entry = self._tools.get((tenant, tool_id))
         if entry is None:
             self._require_running(tenant, self._known.get((tenant, tool_id)))
-            raise NotFound(f"no tool '{tool_id}' in tenant '{tenant}'")
+            raise NotFound(f"no tool '{tool_id}' in tenant '{tenant}'{self._no_catalog(tenant, tool_id)}")
         lease = self._leases[tenant]
         return Route(
             tenant,
@@ -264,6 +264,28 @@ class RouterActor(pykka.ThreadingActor):
             on_demand,
             lease.per_session[server],
         )
+
+    def _no_catalog(self, tenant: str, tool_id: str) -> str:
+        """Why an unknown tool may exist after all: its server, of this same tenant, is not running
+        and has no catalog (an on_demand one that never ran lists nothing), so how to fill it;
+        else ''. Nothing of another tenant is ever looked at."""
+        server = tool_id.partition(".")[0]
+        status = self._statuses.get((tenant, server))
+        lease = self._leases.get(tenant)
+        if status is None or lease is None or status.state is ServerState.RUNNING:
+            return ""
+        if (tenant, server) in self._catalogs:
+            return ""
+        start = f"POST /api/servers/{tenant}/{server}/start"
+        if lease.on_demand.get(server):
+            return (
+                f": server '{server}' has no catalog yet (an on_demand server's tools are known once "
+                f"it has run): start it once with {start}"
+            )
+        state = status.state.value
+        if status.state in (ServerState.STARTING, ServerState.BACKOFF):
+            return f": server '{server}' is {state}: its tools are listed once it runs"
+        return f": server '{server}' is {state}, so its tools are not listed: start it with {start}"
 
     def _require_running(self, tenant: str, server: str | None) -> None:
         status = self._statuses.get((tenant, server)) if server else None

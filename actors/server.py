@@ -57,7 +57,7 @@ from actors.models import (
 from actors.rawcall import ErrorAnswer, RawChannel, modern_envelope
 from actors.reaper import ProcessRegistry
 from actors.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
-from hub.config import OrchestratorConfig, SecretMap, ServerConfig
+from hub.config import OrchestratorConfig, SecretMap, ServerConfig, redact
 from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
 
 log = logging.getLogger(__name__)
@@ -529,15 +529,21 @@ class ServerSupervisor:
 
         async def watch() -> None:
             await child.exited.wait()
-            self._mark_lost(f"process {child.pid} exited with code {child.process.returncode}")
+            reason = f"process {child.pid} exited with code {child.process.returncode}"
+            words = await child.last_words()
+            if words:  # (an npm 404, a Python traceback: often the only clue, and in the log alone)
+                said = redact(" | ".join(words), self._tenant_env, self.config.env)
+                reason += f"; its last stderr lines: {said}"
+            self._mark_lost(reason)
 
         asyncio.get_running_loop().create_task(watch())
 
     async def _await_exit(self) -> None:
-        """A connection just closed: give the child's exit up to 0.5 s to be recorded, to say why."""
+        """A connection just closed: give the child's exit (and its last stderr lines, for which
+        `watch` waits up to 0.5 s) up to 1 s to be recorded, to say why."""
         if self.status.pid is not None:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._lost.wait(), 0.5)
+                await asyncio.wait_for(self._lost.wait(), 1.0)
 
     def _abort_inflight(self, reason: str) -> None:
         """Fail every call in flight at once with an upstream error naming `reason`."""

@@ -17,6 +17,7 @@ import contextlib
 import functools
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -52,6 +53,7 @@ BASE_ENV_KEYS = (
 )
 _LINE_LIMIT = 64 * 1024 * 1024  # largest JSON-RPC line accepted from a server
 _CLOSE_GRACE = 2.0  # seconds between closing stdin, SIGTERM and SIGKILL
+_CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours, cursor moves, controls
 
 
 def child_environment(*layers: Mapping[str, str]) -> dict[str, str]:
@@ -102,16 +104,27 @@ class CappedLog:
 
 @dataclass
 class StdioProcess:
-    """A running child: its process, whether it ended, and the hub's own channel to it."""
+    """A running child: its process, whether it ended, the hub's own channel to it, its stderr."""
 
     process: subprocess.Popen[bytes]
     exited: asyncio.Event
     channel: RawChannel
+    stderr: _StderrProtocol
 
     @property
     def pid(self) -> int:
         """The child's pid (also its process group id)."""
         return self.process.pid
+
+    async def last_words(self, lines: int = 5, wait: float = 0.5) -> list[str]:
+        """The last `lines` non-blank lines the child wrote to stderr (control characters dropped,
+        each cut at 300 characters), once its stderr has closed or after `wait` seconds (a
+        grandchild may hold it open). For saying why an exited child exited."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stderr.closed.wait(), wait)
+        text = _CONTROL.sub("", bytes(self.stderr.tail).decode("utf-8", "replace"))
+        kept = [line.strip()[:300] for line in text.splitlines() if line.strip()]
+        return kept[-lines:] if lines else []
 
 
 @functools.cache
@@ -197,13 +210,23 @@ class _StdinProtocol(asyncio.BaseProtocol):
 
 
 class _StderrProtocol(asyncio.Protocol):
-    """The child's stderr, straight into its capped log (on the server's loop): no task needed."""
+    """The child's stderr, straight into its capped log (on the server's loop): no task needed.
+    Its last few KiB are kept too (`tail`), to say why the child exited."""
+
+    TAIL_BYTES = 4096
 
     def __init__(self, errlog: CappedLog) -> None:
         self._errlog = errlog
+        self.tail = bytearray()
+        self.closed = asyncio.Event()
 
     def data_received(self, data: bytes) -> None:
         self._errlog.write(data)
+        self.tail += data[-self.TAIL_BYTES :]
+        del self.tail[: -self.TAIL_BYTES]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed.set()
 
 
 def _watch_exit(popen: subprocess.Popen[bytes], on_exit: Callable[[], None]) -> None:
@@ -274,7 +297,7 @@ async def stdio_transport(
             lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout
         )
         transports.append(transport)
-        transport, _ = await loop.connect_read_pipe(lambda: _StderrProtocol(errlog), popen.stderr)
+        transport, stderr = await loop.connect_read_pipe(lambda: _StderrProtocol(errlog), popen.stderr)
         transports.append(transport)
         stdin_transport, stdin = await loop.connect_write_pipe(_StdinProtocol, popen.stdin)
         transports.append(stdin_transport)
@@ -283,7 +306,7 @@ async def stdio_transport(
             await stdin.writable.wait()  # (set again once the pipe is lost)
 
         channel = RawChannel(stdin_transport.write, drained)  # type: ignore[attr-defined]
-        child = StdioProcess(popen, asyncio.Event(), channel)
+        child = StdioProcess(popen, asyncio.Event(), channel, stderr)
 
         def exited() -> None:
             with contextlib.suppress(ValueError):  # (reaped after the transport ended: log closed)

@@ -120,6 +120,18 @@ class SecretMap(Mapping[str, str]):
         return hash(tuple(sorted(self._data.items())))
 
 
+_REDACT_MIN = 4  # shorter values are no secret, and masking them would garble ordinary words
+
+
+def redact(text: str, *maps: SecretMap) -> str:
+    """`text` with every value of `maps` (of 4 characters or more) shown as `********`: for text
+    the hub did not write itself, such as a server's stderr, which may echo its environment."""
+    values = {v for secrets in maps for v in secrets.values() if len(v) >= _REDACT_MIN}
+    for value in sorted(values, key=len, reverse=True):  # a value inside a longer one: the longer first
+        text = text.replace(value, MASK)
+    return text
+
+
 # --------------------------------------------------------------------------- frozen config
 
 

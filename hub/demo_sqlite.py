@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import difflib
 import logging
 import math
 import os
@@ -61,6 +62,30 @@ logger = logging.getLogger("hub.demo_sqlite")
 _NOT_INTERNAL = "name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
 
 _READ_KEYWORDS = frozenset({"SELECT", "WITH", "EXPLAIN", "PRAGMA", "VALUES"})
+# Every keyword an SQLite statement can start with (https://sqlite.org/lang.html): text starting
+# with anything else is no statement at all, which is a syntax error, not a forbidden write.
+_STATEMENT_KEYWORDS = _READ_KEYWORDS | frozenset(
+    {
+        "ALTER",
+        "ANALYZE",
+        "ATTACH",
+        "BEGIN",
+        "COMMIT",
+        "CREATE",
+        "DELETE",
+        "DETACH",
+        "DROP",
+        "END",
+        "INSERT",
+        "REINDEX",
+        "RELEASE",
+        "REPLACE",
+        "ROLLBACK",
+        "SAVEPOINT",
+        "UPDATE",
+        "VACUUM",
+    }
+)
 
 # PRAGMAs that may take an argument and still only read (``PRAGMA table_info(users)``). Any other PRAGMA
 # with an argument (``PRAGMA user_version = 5``, ``PRAGMA query_only(0)``) is refused.
@@ -319,16 +344,25 @@ def check_read_only_sql(sql: str) -> str:
         The statement to execute (leading comments and the trailing ``;`` removed).
 
     Raises:
-        ToolError: If the text is empty, holds several statements, or does not start with
-            SELECT, WITH, EXPLAIN, VALUES or PRAGMA.
+        ToolError: If the text is empty, holds several statements, does not start with an SQL
+            statement keyword (a syntax error), or starts with one other than SELECT, WITH,
+            EXPLAIN, VALUES or PRAGMA.
     """
     statement, more = _split_first_statement(_skip_separators(sql))
     if not statement.strip():
         raise ToolError("Empty query: provide one SELECT statement.")
     if more:
         raise ToolError("Only a single statement is allowed; remove the extra statements after ';'.")
-    match = re.match(r"[A-Za-z_]+", statement)
-    keyword = match.group(0).upper() if match else statement.split(None, 1)[0]
+    match = re.match(r"[A-Za-z_]+|\S", statement)
+    word = match.group(0) if match else statement.strip()[:1]
+    keyword = word.upper()
+    if keyword not in _STATEMENT_KEYWORDS:
+        close = difflib.get_close_matches(keyword, sorted(_READ_KEYWORDS), n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ToolError(
+            f'SQL error: near "{word[:40]}": syntax error: not the start of an SQL statement{hint}. '
+            "Only SELECT, WITH, EXPLAIN, VALUES and read-only PRAGMA statements can run."
+        )
     if keyword not in _READ_KEYWORDS:
         raise ToolError(
             f"Read-only server: {keyword} statements are not allowed. "

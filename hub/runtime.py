@@ -61,7 +61,7 @@ from actors.router import Route, RouterActor
 from actors.server import Requester, ServerEndpoint
 from actors.tenant import TenantActor, TenantInfo
 from hub.audit import AuditLog
-from hub.config import HubConfig, dotted_path, load_config
+from hub.config import HubConfig, dotted_path, load_config, redact
 from hub.errors import BadRequest, CallTimeout, HubError, NotFound, NotRunning, ShuttingDown, UpstreamError
 from hub.metrics import HubMetrics
 
@@ -232,8 +232,9 @@ class Hub:
         need a restart and are reported.
 
         Returns:
-            `{"tenants": {t: added|removed|updated}, "restart_needed": [...],
-            "servers": {t: {s: added|removed|restarted|changed|unchanged}}}`
+            `{"tenants": {t: added|removed|updated|unchanged}, "restart_needed": [...],
+            "servers": {t: {s: added|removed|restarted|changed|unchanged}}}`; a tenant is
+            `unchanged` when its configuration (description, keys, env, quotas, servers) is equal.
         """
         with self._reload_lock:
             old = self.config
@@ -251,7 +252,7 @@ class Hub:
                 proxy = router.tenant(name).get(timeout=_ASK_TIMEOUT)
                 lease, outcome = proxy.reconfigure(tenant, config.orchestrator).get(timeout=120)
                 router.update_tenant(lease, tuple(tenant.servers)).get(timeout=_ASK_TIMEOUT)
-                summary["tenants"][name] = "updated"
+                summary["tenants"][name] = "unchanged" if old.tenants[name] == tenant else "updated"
                 summary["servers"][name] = outcome
                 self._abandon_wakes(
                     NotRunning("the server was reconfigured while it was starting: try again"),
@@ -401,12 +402,12 @@ class Hub:
         return self.router.catalogs(tenant).get(timeout=_ASK_TIMEOUT)
 
     def resources(self, tenant: str) -> list[dict[str, Any]]:
-        """Resources and resource templates of a tenant's running servers, each with its `server`."""
-        out = []
-        for catalog in self.catalogs(tenant):
-            out += [{**r.raw, "server": catalog.server} for r in catalog.resources]
-            out += [{**r.raw, "server": catalog.server} for r in catalog.resource_templates]
-        return out
+        """Resources of a tenant's running servers, each with its `server`."""
+        return [{**r.raw, "server": c.server} for c in self.catalogs(tenant) for r in c.resources]
+
+    def resource_templates(self, tenant: str) -> list[dict[str, Any]]:
+        """Resource templates of a tenant's running servers, each with its `server`."""
+        return [{**r.raw, "server": c.server} for c in self.catalogs(tenant) for r in c.resource_templates]
 
     def read_resource(
         self, tenant: str, uri: str, server: str | None = None, session: str | None = None
@@ -481,8 +482,11 @@ class Hub:
         raise AssertionError("unreachable")
 
     def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
-        """The last `tail` lines of a server's stderr log (its rotated file included if needed)."""
+        """The last `tail` lines of a server's stderr log (its rotated file included if needed),
+        with the values of the tenant's and the server's `env` shown as `********`."""
         self.server(tenant, server)  # NotFound for an unknown server or tenant
+        config = self.config.tenants[tenant]
+        secrets = (config.env, config.servers[server].env)
         path = self.log_dir / tenant / f"{server}.log"
         lines: list[str] = []
         for part in (path, path.with_name(path.name + ".1")):
@@ -493,7 +497,7 @@ class Hub:
             except FileNotFoundError:
                 continue
             lines = text.splitlines()[-(tail - len(lines)) :] + lines
-        return lines[-tail:] if tail else []
+        return [redact(line, *secrets) for line in lines[-tail:]] if tail else []
 
     def _forget_routes(self, event: Event) -> None:
         """Board listener (router thread): a catalog change invalidates the cached routes."""
@@ -527,18 +531,19 @@ class Hub:
 
     @contextlib.contextmanager
     def _call(
-        self, prepared: _Prepared, arguments: Mapping[str, Any], key: str | None
+        self, prepared: _Prepared, arguments: Mapping[str, Any], key: str | None, shown: str | None = None
     ) -> Iterator[dict[str, str]]:
         """Around one call: shutdown check, argument validation, quotas, metrics, audit.
 
         Yields a dict whose `outcome` the caller sets to `tool_error` for a tool that reported failure.
+        `shown`: the tool's name in error messages (default: its catalog id).
         """
         route = prepared.route
         in_flight = self.metrics.in_flight.labels(route.tenant)
         began = time.perf_counter()
         call = {"outcome": "ok"}
         try:
-            _validate(prepared, arguments)
+            _validate(prepared, arguments, shown)
             with self._in_flight(), route.gate.admit(route.tenant):
                 in_flight.inc()
                 try:
@@ -648,12 +653,15 @@ class Hub:
         requester: Requester | None = None,
         key: str | None = None,
         session: str | None = None,
+        shown_as: str | None = None,
     ) -> ToolResult:
         """`call_tool` for code on an asyncio loop (the web frontend): never blocks the loop.
 
         `requester`, if given (the MCP facade's session), takes progress and log messages and
         answers the server's sampling and elicitation requests. Cancelling the awaiting task
         cancels the call on the server's loop (and the server gets `notifications/cancelled`).
+        `shown_as`: the name the caller knows the tool by (the MCP facade's `<server>__<tool>`),
+        used in error messages instead of the catalog id; the audit log keeps the catalog id.
         """
         if self._stopping:
             raise ShuttingDown("the hub is shutting down")
@@ -667,22 +675,23 @@ class Hub:
             except HubError as exc:  # unknown tool, server down: audited too
                 self.audit.record(tenant, key, tool_id, 0.0, exc.code, arguments)
                 raise
-        with self._call(prepared, arguments, key) as call:
+        shown = shown_as or tool_id
+        with self._call(prepared, arguments, key, shown) as call:
             route = prepared.route
             if route.per_session and session is not None:
-                result = await self._session_call_async(route, arguments, requester, tool_id, session)
+                result = await self._session_call_async(route, arguments, requester, shown, session)
                 if result.is_error:
                     call["outcome"] = "tool_error"
                 return result
             if route.on_demand and not self._running(route.tenant, route.server):
                 await self._wake_async(route.tenant, route.server)
             try:
-                result = await self._call_once_async(route, arguments, requester, tool_id)
+                result = await self._call_once_async(route, arguments, requester, shown)
             except NotRunning:
                 if not route.on_demand:
                     raise
                 await self._wake_async(route.tenant, route.server)  # it stopped for idleness meanwhile
-                result = await self._call_once_async(route, arguments, requester, tool_id)
+                result = await self._call_once_async(route, arguments, requester, shown)
             if result.is_error:
                 call["outcome"] = "tool_error"
             return result
@@ -692,14 +701,14 @@ class Hub:
         route: Route,
         arguments: dict[str, Any],
         requester: Requester | None,
-        tool_id: str,
+        shown: str,
         session: str,
     ) -> ToolResult:
         key = (route.tenant, route.server, session)
         for attempt in (1, 2):
             endpoint = await self._instance_async(route.tenant, route.server, session)
             try:
-                return await self._call_once_async(route, arguments, requester, tool_id, endpoint)
+                return await self._call_once_async(route, arguments, requester, shown, endpoint)
             except NotRunning:  # it stopped for idleness (or its session ended) just before the call
                 self._drop_endpoint(key, endpoint)
                 if attempt == 2:
@@ -711,7 +720,7 @@ class Hub:
         route: Route,
         arguments: dict[str, Any],
         requester: Requester | None,
-        tool_id: str,
+        shown: str,
         endpoint: ServerEndpoint | None = None,
     ) -> ToolResult:
         future = (endpoint or route.endpoint).call_tool(route.name, arguments, requester)
@@ -719,7 +728,7 @@ class Hub:
             async with asyncio.timeout(route.call_timeout + 5):  # no extra task, unlike wait_for
                 return await asyncio.wrap_future(future)
         except TimeoutError:
-            raise CallTimeout(f"tool '{tool_id}' did not answer in time") from None
+            raise CallTimeout(f"tool '{shown}' did not answer in time") from None
 
     # ------------------------------------------------------------------ on_demand servers
 
@@ -1013,8 +1022,9 @@ def _validator(route: Route) -> Any:
         return None
 
 
-def _validate(prepared: _Prepared, arguments: Mapping[str, Any]) -> None:
-    """Raise `BadRequest` naming each path where `arguments` break the tool's input schema."""
+def _validate(prepared: _Prepared, arguments: Mapping[str, Any], shown: str | None = None) -> None:
+    """Raise `BadRequest` naming each path where `arguments` break the tool's input schema (and the
+    tool as `shown`, else by its catalog id)."""
     if prepared.validator is None:
         return
     problems = sorted(
@@ -1023,5 +1033,5 @@ def _validate(prepared: _Prepared, arguments: Mapping[str, Any]) -> None:
     )
     if problems:
         raise BadRequest(
-            f"invalid arguments for tool '{prepared.route.entry.id}': " + "; ".join(problems[:10])
+            f"invalid arguments for tool '{shown or prepared.route.entry.id}': " + "; ".join(problems[:10])
         )

@@ -193,6 +193,12 @@ async def test_sql_errors_are_tool_errors_naming_the_problem(db_path: Path, tmp_
         assert 'near "AND": syntax error' in message
         message = await call_error(client, "query", {"sql": "SELECT * FROM missing_table"})
         assert "no such table: missing_table" in message
+        # A typo of a statement keyword is a syntax error, not a forbidden statement.
+        message = await call_error(client, "query", {"sql": "SELEC oops"})
+        assert 'near "SELEC": syntax error' in message and "did you mean SELECT?" in message, message
+        assert "not allowed" not in message
+        message = await call_error(client, "query", {"sql": "(SELECT 1)"})
+        assert 'near "(": syntax error' in message and "not allowed" not in message, message
         # The server keeps serving after errors.
         assert await user_count(client) == 10
 

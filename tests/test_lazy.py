@@ -315,6 +315,42 @@ def test_rest_shows_lifecycle_catalog_and_stopped_reason(tmp_path: Path) -> None
         stop_hub(hub)
 
 
+def test_a_tool_of_a_server_with_no_catalog_yet_says_how_to_start_it(tmp_path: Path) -> None:
+    """An on_demand server that never ran lists nothing: a call of one of its tools is a 404 that
+    says so and how to fill its catalog; another tenant learns nothing from the same name."""
+    acme, beta = "acme-key-0123456789", "beta-key-0123456789"
+    config = write_config(
+        tmp_path,
+        {
+            "acme": {"api_keys": [acme], "servers": {"lazy": lazy(), "eager": server()}},
+            "beta": {"api_keys": [beta], "servers": {"other": server()}},
+        },
+    )
+    hub = start_hub(config, tmp_path)
+    try:
+        answer = hub.post("/api/tools/lazy.echo", {"text": "hi"}, key=acme)
+        assert answer.status == 404 and answer.body["error"]["code"] == "not_found", answer.text
+        assert answer.body["error"]["message"] == (
+            "no tool 'lazy.echo' in tenant 'acme': server 'lazy' has no catalog yet (an on_demand "
+            "server's tools are known once it has run): start it once with POST /api/servers/acme/lazy/start"
+        )
+        stopped = hub.post("/api/tools/eager.echo", {"text": "hi"}, key=acme).body["error"]["message"]
+        assert stopped.endswith(
+            "server 'eager' is stopped, so its tools are not listed: start it with "
+            "POST /api/servers/acme/eager/start"
+        )
+        theirs = hub.post("/api/tools/lazy.echo", {"text": "hi"}, key=beta)
+        assert (
+            theirs.status == 404 and theirs.body["error"]["message"] == "no tool 'lazy.echo' in tenant 'beta'"
+        )
+        assert hub.post("/api/servers/acme/lazy/start", key=acme).body["state"] == "running"
+        assert hub.post("/api/tools/lazy.echo", {"text": "hi"}, key=acme).body["structured_content"] == {
+            "text": "hi"
+        }
+    finally:
+        assert stop_hub(hub) == 0
+
+
 def test_cache_file_is_one_json_file_per_server_written_atomically(make_hub) -> None:
     hub = make_hub({"t": {"servers": {"lazy": lazy(), "eager": server()}}})
     hub.start_tenant("t")

@@ -121,6 +121,12 @@ async def test_the_answer_is_json_unless_progress_comes_first_in_both_eras(serve
         assert unknown.status_code == 400 and unknown.json()["error"]["code"] == types.INVALID_PARAMS
         failed = await http.post(url, json=call(3, "a__fail", {}), headers=legacy)
         assert failed.json()["result"]["isError"] is True
+        # Arguments the schema refuses: the error names the tool as the client does, in both eras.
+        for headers, meta in ((legacy, None), (modern("a__add"), ENVELOPE)):
+            bad = await http.post(url, json=call(8, "a__add", {"a": "x", "b": 1}, meta), headers=headers)
+            error = bad.json()["error"]
+            assert error["code"] == types.INVALID_PARAMS, bad.text
+            assert error["message"].startswith("invalid arguments for tool 'a__add': arguments.a"), bad.text
         # What the SDK refuses, it still refuses: a header that disagrees with the body, no envelope.
         lying = await http.post(
             url, json=call(4, "a__echo", {"text": "x"}, ENVELOPE), headers=modern("a__fail")

@@ -128,7 +128,7 @@ def test_named_templates_and_queries(doc: dict[str, Any]) -> None:
     assert query("/api/tenants/{tenant}/resources/read", "get")["uri"]["required"] is True
     assert query("/api/tenants/{tenant}/resources/read", "get")["server"]["required"] is False
     assert "tail" in query("/api/servers/{tenant}/{server}/logs", "get")
-    for path in ("/api/tools", "/api/servers"):
+    for path in ("/api/tenants", "/api/tools", "/api/servers"):
         assert "tenant" in query(path, "get")
     for path in ("/api/tools/{name}/call", "/api/tools/{name}"):
         assert "tenant" in query(path, "post")

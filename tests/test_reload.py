@@ -87,6 +87,29 @@ def test_reload_adds_removes_changes_and_keeps_unchanged_servers(tmp_path: Path)
         assert stop_hub(hub) == 0
 
 
+def test_a_reload_reports_only_the_tenants_that_changed(tmp_path: Path) -> None:
+    config = write_config(
+        tmp_path,
+        {"t": {"servers": {"s": server()}}, "u": {"servers": {"s": server()}}},
+        auth={"admin_keys": [ADMIN]},
+    )
+    hub = start_hub(config, tmp_path)
+    try:
+        hub.post("/api/tenants/t/start", key=ADMIN)
+        before = pid(hub, "t", "s")
+        same = hub.post("/api/admin/reload", key=ADMIN)
+        assert same.status == 200, same.text
+        assert same.body["tenants"] == {"t": "unchanged", "u": "unchanged"}
+        assert same.body["servers"] == {"t": {"s": "unchanged"}, "u": {"s": "unchanged"}}
+        rewrite(config, lambda data: data["tenants"]["u"].update(quotas={"max_calls_per_minute": 5}))
+        quota = hub.post("/api/admin/reload", key=ADMIN).body
+        assert quota["tenants"] == {"t": "unchanged", "u": "updated"}
+        assert quota["servers"]["u"] == {"s": "unchanged"}  # a quota is no reason to restart
+        assert pid(hub, "t", "s") == before
+    finally:
+        assert stop_hub(hub) == 0
+
+
 def test_an_invalid_reload_changes_nothing(tmp_path: Path) -> None:
     config = write_config(tmp_path, {"t": {"servers": {"s": server()}}}, auth={"admin_keys": [ADMIN]})
     hub = start_hub(config, tmp_path)

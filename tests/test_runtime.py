@@ -95,6 +95,8 @@ def test_server_that_keeps_dying_backs_off_then_fails(make_hub) -> None:
     assert states_of(hub, "t", "dies") == ["starting", "backoff", "starting", "backoff", "starting", "failed"]
     status = hub.server("t", "dies")
     assert status.restarts == 2 and "exited with code 4" in status.last_error
+    assert "its last stderr lines: [testserver" in status.last_error  # why, from the server itself
+    assert status.last_error.endswith("exit-at-start: exiting with code 4")
     log = (hub.log_dir / "t" / "dies.log").read_text()
     assert "exit-at-start" in log or "exiting" in log.lower()
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from conftest import MARK, ROOT, marked_pids, process_gone, server, wait_until
@@ -249,6 +250,23 @@ def test_tenant_server_tool_resource_prompt_endpoints(serve) -> None:
     assert hub.get("/api/servers/t/s").body["state"] == "stopped"
 
 
+def test_resources_and_resource_templates_are_listed_apart(serve) -> None:
+    hub = serve({"t": {"servers": {"s": server("--template")}}})
+    hub.post("/api/tenants/t/start")
+    body = hub.get("/api/tenants/t/resources").body
+    assert [(r["uri"], r["server"]) for r in body["resources"]] == [("test://info", "s")]
+    assert [(r["uriTemplate"], r["server"]) for r in body["resource_templates"]] == [
+        ("test://echo/{text}", "s")
+    ]
+    # The answer is what GET /openapi.json says it is.
+    document = hub.get("/openapi.json").body
+    answer = document["paths"]["/api/tenants/{tenant}/resources"]["get"]["responses"]["200"]
+    schema = answer["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator({**schema, "components": document["components"]}).validate(body)
+    read = hub.get("/api/tenants/t/resources/read?uri=test://echo/hello")  # a URI the template matches
+    assert read.status == 200 and read.body["contents"][0]["text"] == "hello", read.text
+
+
 # --------------------------------------------------------------------------- errors
 
 
@@ -304,6 +322,39 @@ def test_every_error_status_has_the_one_json_shape(serve) -> None:
     error(hub.get("/api/tenants/t/resources/read"), 400, "bad_request")
     tool_error = hub.post("/api/tools/slow.fail?tenant=t", {})
     assert tool_error.status == 200 and tool_error.body["is_error"] is True
+
+
+def test_last_error_carries_the_last_stderr_lines_with_env_values_masked(serve) -> None:
+    """A server that exits says why only on stderr (npm's 404 for a mistyped package): its last
+    lines are in `last_error`, with the tenant's and the server's env values masked."""
+    script = (
+        'echo "npm error code E404" >&2; '
+        'echo "npm error 404 Not Found - GET https://registry.npmjs.org/@acme%2fmistyped" >&2; '
+        'echo "npm error auth $ACME_SECRET $S" >&2; exit 1'
+    )
+    hub = serve(
+        {
+            "acme": {
+                "env": {"ACME_SECRET": "acme-env-secret"},
+                "servers": {
+                    "npx": {"command": "sh", "args": ["-c", script], "env": {"S": "server-env-secret"}}
+                },
+            }
+        },
+        orchestrator={"max_retries": 0},
+    )
+    assert hub.post("/api/tenants/acme/start").body["servers"] == {"npx": "failed"}
+    error = hub.get("/api/servers/acme/npx").body["last_error"]
+    assert re.fullmatch(
+        r"failed to start: process \d+ exited with code 1; its last stderr lines: npm error code E404 \| "
+        r"npm error 404 Not Found - GET https://registry\.npmjs\.org/@acme%2fmistyped \| "
+        r"npm error auth \*{8} \*{8}",
+        error,
+    ), error
+    lines = hub.get("/api/servers/acme/npx/logs").body["lines"]  # the log itself: masked alike
+    assert "npm error auth ******** ********" in lines, lines
+    everything = "\n".join(hub.responses)
+    assert "acme-env-secret" not in everything and "server-env-secret" not in everything
 
 
 def test_rate_limit_is_429_with_retry_after(serve) -> None:
@@ -394,6 +445,46 @@ def test_keys_and_tenant_isolation(serve) -> None:
     stop_hub(hub)
     for secret in SECRETS:
         assert secret not in hub.log()
+
+
+def test_tenant_query_is_one_rule_on_every_route_that_takes_it(serve) -> None:
+    """`?tenant=` with a tenant key: its own tenant works, any other (existing or not) is the same
+    404, on the REST routes and the MCP HTTP facade alike; an admin key may name any tenant."""
+    hub = serve(keyed_tenants(), auth={"admin_keys": [ADMIN_KEY]}, orchestrator={"max_retries": 0})
+    assert hub.post("/api/tenants/acme/start", key=ADMIN_KEY).status == 200
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+    mcp_headers = {"Accept": "application/json, text/event-stream"}
+    routes = (
+        ("GET", "/api/tenants?tenant={}", None),
+        ("GET", "/api/servers?tenant={}", None),
+        ("GET", "/api/tools?tenant={}", None),
+        ("POST", "/api/tools/a.echo?tenant={}", {"text": "x"}),
+        ("POST", "/api/tools/a.echo/call?tenant={}", {"text": "x"}),
+        ("POST", "/mcp?tenant={}", initialize),
+    )
+    for method, path, body in routes:
+        own = hub.request(method, path.format("acme"), body, key=ACME_KEY, headers=mcp_headers)
+        assert own.status == 200, (path, own.text)
+        if own.body and "tenants" in own.body:
+            assert [t["name"] for t in own.body["tenants"]] == ["acme"]
+        answers = [
+            hub.request(method, path.format(other), body, key=ACME_KEY, headers=mcp_headers)
+            for other in ("beta", "nosuchtenant")
+        ]
+        assert [a.status for a in answers] == [404, 404], (path, [a.text for a in answers])
+        messages = [a.body["error"]["message"] for a in answers]
+        assert messages == ["no tenant 'beta'", "no tenant 'nosuchtenant'"]
+    assert hub.get("/api/tenants?tenant=beta", key=ADMIN_KEY).body["tenants"][0]["name"] == "beta"
+    assert hub.get("/api/tenants?tenant=nosuchtenant", key=ADMIN_KEY).status == 404
 
 
 def test_open_hub_refuses_a_non_loopback_host(tmp_path: Path) -> None:

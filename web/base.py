@@ -199,6 +199,23 @@ class ApiHandler(tornado.web.RequestHandler):
             raise NotFound(f"no tenant '{tenant}'")
         return tenant
 
+    def calling_tenant(self) -> str:
+        """The tenant a request acts in where it may name one with `?tenant=` (a tool call, the MCP
+        facade): the one it names, else a tenant key's own, else `default` (an admin key, an open
+        hub). `?tenant=` follows `tenant_for`: a tenant key may name its own tenant only.
+
+        Raises:
+            NotFound: the named tenant does not exist or is not this caller's (never told apart).
+        """
+        assert self.caller is not None
+        return self.tenant_for(self.get_query_argument("tenant", None) or self.caller.tenant or "default")
+
+    def listed_tenants(self) -> list[str]:
+        """The tenants a listing shows: the one `?tenant=` names (checked by `tenant_for`), else
+        every tenant this caller sees."""
+        wanted = self.get_query_argument("tenant", None)
+        return [self.tenant_for(wanted)] if wanted else self.visible_tenants()
+
     def session(self) -> str | None:
         """The client session this request belongs to: its `Mcp-Hub-Session` header, if any (a
         per_session server's tools then run on that session's own instance)."""

@@ -353,7 +353,8 @@ class Facade:
         """Call facade tool `name` of `tenant` (the one tool call path of every facade transport).
 
         A failure of the server (it failed, timed out, is down, or a quota is hit) is a tool result
-        with `isError`, so the model sees why.
+        with `isError`, so the model sees why. Messages name the tool as the client does (`name`),
+        never by its catalog id.
 
         Raises:
             MCPError: an unknown tool, or arguments the tool's schema refuses (INVALID_PARAMS).
@@ -363,9 +364,11 @@ class Facade:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
             return await self.hub.call_tool_async(
-                tenant, tool_id, arguments, requester, key=key, session=session
+                tenant, tool_id, arguments, requester, key=key, session=session, shown_as=name
             )
-        except (NotFound, BadRequest) as exc:
+        except NotFound:  # the catalog changed since the view: as unknown as a name never listed
+            raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}") from None
+        except BadRequest as exc:
             raise mcp_error(exc) from None
         except HubError as exc:
             return ToolResult(

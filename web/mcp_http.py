@@ -210,11 +210,7 @@ class McpHandler(ApiHandler):
 
     def _tenant(self, tenant: str | None) -> str:
         assert self.caller is not None
-        if tenant is not None:
-            return self.tenant_for(tenant)
-        if self.caller.admin:
-            return self.tenant_for(self.get_query_argument("tenant", "default"))
-        return self.tenant_for(self.caller.tenant or "")
+        return self.tenant_for(tenant) if tenant is not None else self.calling_tenant()
 
     def _session(self) -> str | None:
         """The session of this request: the SDK's `Mcp-Session-Id` (2025-11-25), else the

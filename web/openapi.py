@@ -313,8 +313,17 @@ def _schemas() -> dict[str, Any]:
             description="A tenant (never its keys or credentials).",
         ),
         "Resource": _object(
-            {"server": _string("The server offering it.")},
-            description="An MCP resource or resource template as the server listed it, plus `server`.",
+            {"uri": _string(), "server": _string("The server offering it.")},
+            description="An MCP resource as the server listed it, plus `server`.",
+            additional=True,
+        ),
+        "ResourceTemplate": _object(
+            {
+                "uriTemplate": _string("An RFC 6570 URI template."),
+                "server": _string("The server offering it."),
+            },
+            description="An MCP resource template as the server listed it, plus `server`: read a URI "
+            "it matches with `resources/read`.",
             additional=True,
         ),
         "Prompt": _object(
@@ -360,7 +369,8 @@ def _tool_call(operation_id: str, summary: str) -> dict[str, Any]:
         _query(
             "tenant",
             {"type": "string", "default": "default"},
-            "Admin keys only: the tenant to call in (a tenant key always calls in its own).",
+            "The tenant to call in: an admin key may name any; a tenant key calls in its own and may "
+            "name only that one (another, existing or not, is 404).",
         ),
         SESSION,
     ]
@@ -382,7 +392,14 @@ def _mcp(operation: str, tenant: bool) -> dict[str, Any]:
     params = (
         [TENANT]
         if tenant
-        else [_query("tenant", {"type": "string"}, "An admin key's tenant (default `default`).")]
+        else [
+            _query(
+                "tenant",
+                {"type": "string"},
+                "The tenant served: an admin key may name any (default `default`); a tenant key is "
+                "served its own and may name only that one (another, existing or not, is 404).",
+            )
+        ]
     )
     return {
         method: _op(
@@ -685,6 +702,8 @@ def _paths() -> dict[str, Any]:
                 "Tenants this key sees",
                 "tenants",
                 _json_response("Tenants with quotas, usage and servers.", tenant_list),
+                (404,),
+                [TENANT_QUERY],
             )
         },
         "/api/tenants/{tenant}": {
@@ -716,7 +735,15 @@ def _paths() -> dict[str, Any]:
                 "listResources",
                 "Resources and resource templates of a tenant's running servers",
                 "resources",
-                _json_response("The resources.", _object({"resources": _array(_ref("Resource"))})),
+                _json_response(
+                    "The resources and, apart, the resource templates.",
+                    _object(
+                        {
+                            "resources": _array(_ref("Resource")),
+                            "resource_templates": _array(_ref("ResourceTemplate")),
+                        }
+                    ),
+                ),
                 (404,),
                 [TENANT],
             )

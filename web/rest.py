@@ -86,12 +86,13 @@ class HealthHandler(ApiHandler):
 
 
 class TenantsHandler(ApiHandler):
-    """`GET /api/tenants`: the tenants this caller sees, with quotas, usage and servers."""
+    """`GET /api/tenants`: the tenants this caller sees (`?tenant=` narrows), with quotas, usage and
+    servers."""
 
     route = "/api/tenants"
 
     async def get(self) -> None:
-        infos = [await self.blocking(self.hub.tenant, t) for t in self.visible_tenants()]
+        infos = [await self.blocking(self.hub.tenant, t) for t in self.listed_tenants()]
         self.reply({"tenants": [i.to_json() for i in infos]})
 
 
@@ -139,10 +140,8 @@ class ServersHandler(ApiHandler):
     route = "/api/servers"
 
     async def get(self) -> None:
-        wanted = self.get_query_argument("tenant", None)
-        tenants = [self.tenant_for(wanted)] if wanted else self.visible_tenants()
         out = []
-        for tenant in tenants:
+        for tenant in self.listed_tenants():
             out += [_server_json(s, self.hub) for s in await self.blocking(self.hub.servers, tenant)]
         self.reply({"servers": out})
 
@@ -247,25 +246,20 @@ class ToolsHandler(ApiHandler):
     route = "/api/tools"
 
     async def get(self) -> None:
-        wanted = self.get_query_argument("tenant", None)
-        tenants = [self.tenant_for(wanted)] if wanted else self.visible_tenants()
-        parts = await self.blocking(tool_listing(self.hub).parts, tenants)
+        parts = await self.blocking(tool_listing(self.hub).parts, self.listed_tenants())
         self.set_status(200)
         self.finish(b'{"tools": [' + b", ".join(p for p in parts if p) + b"]}")
 
 
 class ToolCallHandler(ApiHandler):
     """`POST /api/tools/{name}[/call]`: body = arguments; a tenant key calls in its tenant, an admin
-    picks one with `?tenant=` (default `default`)."""
+    picks one with `?tenant=` (default `default`); see `calling_tenant`."""
 
     route = "/api/tools/{name}/call"
 
     async def post(self, name: str) -> None:
         assert self.caller is not None
-        if self.caller.admin:
-            tenant = self.tenant_for(self.get_query_argument("tenant", "default"))
-        else:
-            tenant = self.tenant_for(self.caller.tenant or "")
+        tenant = self.calling_tenant()
         arguments = self.json_object()
         result = await self.hub.call_tool_async(
             tenant, name, arguments, key=self.caller.key_id, session=self.session()
@@ -280,12 +274,15 @@ class ToolCallShortHandler(ToolCallHandler):
 
 
 class ResourcesHandler(ApiHandler):
-    """`GET /api/tenants/{t}/resources`: resources and templates of its running servers."""
+    """`GET /api/tenants/{t}/resources`: `{"resources", "resource_templates"}` of its running servers."""
 
     route = "/api/tenants/{tenant}/resources"
 
     async def get(self, tenant: str) -> None:
-        self.reply({"resources": await self.blocking(self.hub.resources, self.tenant_for(tenant))})
+        tenant = self.tenant_for(tenant)
+        resources = await self.blocking(self.hub.resources, tenant)
+        templates = await self.blocking(self.hub.resource_templates, tenant)
+        self.reply({"resources": resources, "resource_templates": templates})
 
 
 class ResourceReadHandler(ApiHandler):

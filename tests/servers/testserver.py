@@ -40,6 +40,7 @@ Flags:
                         ``mode="auto"`` client falls back to ``initialize``; any request carrying the
                         2026-07-28 ``_meta`` envelope gets -32600, so a pinned 2026-07-28 client fails.
   --print-env-at-start  first thing: one line on stderr, the whole environment as a JSON object.
+  --template            also a resource template test://echo/{text}, whose reads answer {text}.
   --http PORT           serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio (uvicorn).
   --sse PORT            serve the legacy SSE transport at http://127.0.0.1:PORT/sse instead of stdio.
 """
@@ -72,6 +73,7 @@ Ctx = ServerRequestContext[Any, Any]
 ToolFn = Callable[[Ctx, dict[str, Any]], Awaitable[types.CallToolResult]]
 
 INFO_URI = "test://info"
+ECHO_TEMPLATE = "test://echo/{text}"
 JUNK_LINES = ("this is not json\n", '{"not": "json-rpc"}\n')
 _NAME_SCHEMA = {
     "type": "object",
@@ -178,6 +180,7 @@ class TestServer:
             on_call_tool=self.call_tool,
             on_list_resources=self.list_resources,
             on_read_resource=self.read_resource,
+            on_list_resource_templates=self.list_resource_templates if self.args.template else None,
             on_list_prompts=self.list_prompts,
             on_get_prompt=self.get_prompt,
             on_subscriptions_listen=ListenHandler(self.bus) if self.args.list_changed else None,
@@ -221,11 +224,27 @@ class TestServer:
         info = types.Resource(name="info", uri=INFO_URI, mime_type="text/plain", description="Server info.")
         return types.ListResourcesResult(resources=[info])
 
+    async def list_resource_templates(
+        self, ctx: Ctx, params: types.PaginatedRequestParams | None
+    ) -> types.ListResourceTemplatesResult:
+        """The one template (with --template)."""
+        echo = types.ResourceTemplate(
+            name="echo", uri_template=ECHO_TEMPLATE, mime_type="text/plain", description="Reads back {text}."
+        )
+        return types.ListResourceTemplatesResult(resource_templates=[echo])
+
     async def read_resource(
         self, ctx: Ctx, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        """Read test://info."""
-        if str(params.uri) != INFO_URI:
+        """Read test://info, or (with --template) test://echo/{text}."""
+        uri = str(params.uri)
+        prefix = ECHO_TEMPLATE.removesuffix("{text}")
+        if self.args.template and uri.startswith(prefix):
+            text = uri.removeprefix(prefix)
+            return types.ReadResourceResult(
+                contents=[types.TextResourceContents(uri=uri, mime_type="text/plain", text=text)]
+            )
+        if uri != INFO_URI:
             raise MCPError(code=-32002, message=f"Resource not found: {params.uri}")
         text = f"testserver name={self.args.name} pid={os.getpid()}"
         return types.ReadResourceResult(
@@ -412,6 +431,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--flood-stderr", action="store_true", help="write ~1 MB/s to stderr")
     p.add_argument("--hang-init", action="store_true", help="read stdin, never answer")
     p.add_argument("--list-changed", action="store_true", help="add_tool/remove_tool + list_changed")
+    p.add_argument("--template", action="store_true", help="also the resource template test://echo/{text}")
     p.add_argument("--legacy-only", action="store_true", help="serve only the 2025-11-25 handshake era")
     p.add_argument("--print-env-at-start", action="store_true", help="environment as JSON on stderr")
     p.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
