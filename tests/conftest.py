@@ -162,6 +162,20 @@ def browser(tmp_path: Path) -> Iterator[Any]:
     driver.quit()
 
 
+def initialize_request(request_id: int = 1) -> dict[str, Any]:
+    """A 2025-11-25 `initialize` request, as a raw JSON-RPC client sends it."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
+    }
+
+
 def dedent(text: str) -> str:
     """`textwrap.dedent`, for inline YAML."""
     return textwrap.dedent(text)
@@ -173,6 +187,7 @@ __all__ = [
     "ROOT",
     "TEST_SERVER",
     "config_of",
+    "initialize_request",
     "marked_pids",
     "missing",
     "node_package",

@@ -122,19 +122,21 @@ def test_the_panels_files_and_no_other(keyed_hub) -> None:
         assert outside not in body and b"root:" not in body and b"<html" not in body, trick
 
 
+async def ping_the_admin_socket(hub: Any) -> None:
+    """Open the admin event socket (no key), ping it, see the pong, close it."""
+    ws = await connect(hub)
+    ws.write_message(json.dumps({"type": "ping", "id": 1}))
+    assert await frame(ws) == {"type": "pong", "id": 1, "data": {}}
+    await close(ws)
+
+
 def test_an_open_hub_opens_the_panel(tmp_path: Path) -> None:
     hub = start_hub(write_config(tmp_path, {"default": {}}), tmp_path)
     try:
         status, _, page = raw_get(hub, "/admin")
         assert status == 200 and b"/admin/admin.js" in page
 
-        async def scenario() -> None:
-            ws = await connect(hub)
-            ws.write_message(json.dumps({"type": "ping", "id": 1}))
-            assert await frame(ws) == {"type": "pong", "id": 1, "data": {}}
-            await close(ws)
-
-        asyncio.run(scenario())
+        asyncio.run(ping_the_admin_socket(hub))
     finally:
         assert stop_hub(hub) == 0
 
@@ -144,16 +146,9 @@ def test_the_first_websocket_logs_no_tornado_warning(tmp_path: Path) -> None:
     websocket_ping_interval (20). Tornado logs it once per process, so a fresh hub is used."""
     hub = start_hub(write_config(tmp_path, {"default": {}}), tmp_path)
     try:
-
-        async def scenario() -> None:
-            ws = await connect(hub)
-            # The server starts its ping task (where Tornado checks the settings) as it accepts
-            # the connection, before it can read this frame.
-            ws.write_message(json.dumps({"type": "ping", "id": 1}))
-            assert await frame(ws) == {"type": "pong", "id": 1, "data": {}}
-            await close(ws)
-
-        asyncio.run(scenario())
+        # The server starts its ping task (where Tornado checks the settings) as it accepts the
+        # connection, before it can read the ping.
+        asyncio.run(ping_the_admin_socket(hub))
     finally:
         assert stop_hub(hub) == 0
     log = hub.log()

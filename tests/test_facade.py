@@ -15,7 +15,7 @@ import anyio
 import mcp.types as types
 import pytest
 import yaml
-from conftest import MARK, ROOT, node_package, server
+from conftest import MARK, ROOT, initialize_request, node_package, server
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -347,16 +347,7 @@ async def test_http_facade_tenant_comes_from_the_key(served) -> None:
     # Another tenant's endpoint is a 404, no key a 401, a foreign Origin a 403.
     assert hub.post("/tenants/beta/mcp", {}, key="acme-key-1234567890").status == 404
     assert hub.post("/mcp", {}).status == 401
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
+    initialize = initialize_request()
     evil = hub.request(
         "POST",
         "/mcp",

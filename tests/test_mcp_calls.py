@@ -14,7 +14,7 @@ import anyio
 import httpx2 as httpx
 import mcp.types as types
 import pytest
-from conftest import server
+from conftest import initialize_request, server
 from mcp import MCPError
 from test_facade import MODES, everything_server, http_facade, write_config
 from test_sessions import gone
@@ -27,16 +27,7 @@ ENVELOPE = {
     "io.modelcontextprotocol/clientCapabilities": {},
     "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
 }
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 0,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-11-25",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INITIALIZE = initialize_request(0)
 KEY_1 = "acme-key-one-1234567890"
 KEY_2 = "acme-key-two-1234567890"
 

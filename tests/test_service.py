@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import MARK, ROOT, marked_pids, process_gone, server, wait_until
+from conftest import MARK, ROOT, initialize_request, marked_pids, process_gone, server, wait_until
 
 from hub.config import parse_config
 
@@ -452,16 +452,7 @@ def test_tenant_query_is_one_rule_on_every_route_that_takes_it(serve) -> None:
     404, on the REST routes and the MCP HTTP facade alike; an admin key may name any tenant."""
     hub = serve(keyed_tenants(), auth={"admin_keys": [ADMIN_KEY]}, orchestrator={"max_retries": 0})
     assert hub.post("/api/tenants/acme/start", key=ADMIN_KEY).status == 200
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-11-25",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
+    initialize = initialize_request()
     mcp_headers = {"Accept": "application/json, text/event-stream"}
     routes = (
         ("GET", "/api/tenants?tenant={}", None),
