@@ -458,7 +458,7 @@ async def test_cancelling_a_call_cancels_the_upstream_work(tmp_path: Path) -> No
     async with facade(config, "t", "legacy") as client:
         with anyio.move_on_after(1.0):
             await client.call_tool("a__sleep", {"seconds": 30})
-        log = tmp_path / "data" / "logs" / "t" / "a.log"
+        log = tmp_path / "data" / "stdio" / "logs" / "t" / "a.log"  # the stdio facade's own folder
         with anyio.fail_after(10):
             while "sleep cancelled" not in log.read_text():
                 await anyio.sleep(0.05)
