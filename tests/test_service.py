@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import MARK, ROOT, marked_pids, process_gone, server, wait_until
+from conftest import MARK, ROOT, marked_pids, needs_bwrap, process_gone, server, wait_until
 
 from hub.config import parse_config
 
@@ -542,6 +542,7 @@ def test_sigterm_drains_a_call_in_flight_then_exits_0_with_no_child(tmp_path: Pa
 
 def test_default_config_serves_out_of_the_box(tmp_path: Path) -> None:
     """`python -m hub` with no arguments, from a copy of the repository's config folder."""
+    needs_bwrap()
     (tmp_path / "config").mkdir()
     text = (ROOT / "config" / "hub.yaml").read_text().replace("mcp_port: 8000", "mcp_port: null")
     text = text.replace("websocket_port: 8081", "websocket_port: null")
@@ -561,7 +562,7 @@ def test_default_config_serves_out_of_the_box(tmp_path: Path) -> None:
         assert wait_until(lambda: hub.get("/api/servers").body["servers"][0]["state"] == "running", 30)
         rows = hub.post("/api/tools/sqlite-demo.query", {"sql": "SELECT * FROM users LIMIT 10"})
         assert rows.body["structured_content"]["row_count"] == 10
-        assert (tmp_path / "data" / "demo.db").exists()
+        assert (tmp_path / "state" / "homes" / "default" / "demo.db").exists()  # sandboxed: in its home
     finally:
         assert stop_hub(hub) == 0
 
