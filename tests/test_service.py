@@ -22,6 +22,7 @@ import pytest
 import yaml
 from conftest import MARK, ROOT, marked_pids, needs_bwrap, process_gone, server, wait_until
 
+from actors.sandbox import host_support
 from hub.config import parse_config
 
 ADMIN_KEY = "admin-key-0123456789"
@@ -205,6 +206,8 @@ def test_health_says_name_version_and_uptime_and_no_names(serve) -> None:
     assert health.body["name"] == "MCP Hub" and health.body["version"] == hub.get("/").body["version"]
     assert 0 < health.body["uptime_seconds"] < 120
     assert health.body["components"]["servers"] == {"running": 1}
+    sandbox = "available" if host_support().available else "unavailable"
+    assert health.body["components"]["sandbox"] == sandbox
     assert "secret-tenant" not in health.text and "hidden-server" not in health.text
     schema = document("0")["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
     jsonschema.validate(health.body, schema["schema"])
