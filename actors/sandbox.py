@@ -156,9 +156,17 @@ class SandboxSite:
         return cls(os.path.join(dirs[0], "homes"), tuple(dict.fromkeys(hidden)), tuple(dirs))
 
     def home(self, tenant: str) -> str:
-        """Tenant `tenant`'s home (created on first use, readable by the hub's user only)."""
+        """Tenant `tenant`'s home (created on first use, readable by the hub's user only).
+
+        Raises:
+            SandboxError: it cannot be created.
+        """
         path = os.path.join(self.homes, tenant)
-        os.makedirs(path, mode=0o700, exist_ok=True)
+        try:
+            os.makedirs(path, mode=0o700, exist_ok=True)
+        except OSError as exc:
+            why = f"cannot create the home of tenant {tenant!r}, {path}: {exc.strerror}"
+            raise SandboxError(why) from None
         return path
 
 

@@ -245,6 +245,16 @@ def test_what_cannot_be_sandboxed_fails_at_once_and_says_why(make_hub, tmp_path:
     assert "No such file or directory" in (hub.log_dir / "t" / "hidden.log").read_text()
 
 
+def test_a_home_that_cannot_be_made_is_named(make_hub) -> None:
+    needs_bwrap()
+    hub = make_hub({"t": {"servers": {"s": server()}}}, orchestrator={"max_retries": 0})
+    (hub.data_dir / "homes").write_text("not a folder")
+    assert hub.start_tenant("t") == {"s": "failed"}
+    assert hub.server("t", "s").last_error == (
+        f"cannot create the home of tenant 't', {hub.data_dir / 'homes' / 't'}: Not a directory"
+    )
+
+
 def test_a_command_outside_the_sandbox_is_named(make_hub, tmp_path: Path) -> None:
     needs_bwrap()
     script = tmp_path / "server.sh"
