@@ -11,9 +11,10 @@ RUN pip wheel --no-cache-dir --wheel-dir /wheels .
 
 FROM python:3.11-slim-trixie
 # The commands MCP servers are started with: python (this image), node, npm and npx (Debian's
-# nodejs and npm), uv and uvx (from PyPI). tests/test_deploy.py reads these lines.
+# nodejs and npm), uv and uvx (from PyPI). tests/test_deploy.py reads these lines. bubblewrap
+# sandboxes each stdio server (docs/security.md: a container needs namespaces allowed for it).
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends nodejs npm \
+    && apt-get install -y --no-install-recommends nodejs npm bubblewrap \
     && rm -rf /var/lib/apt/lists/*
 RUN pip install --no-cache-dir uv==0.13.8
 RUN useradd --create-home --uid 10001 hub && mkdir -p /data && chown hub /data

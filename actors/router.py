@@ -33,6 +33,7 @@ from actors.models import (
     ToolEntry,
 )
 from actors.reaper import ProcessRegistry
+from actors.sandbox import SandboxSite
 from actors.server import Listener, Requester, ServerEndpoint, tell
 from actors.tenant import CallGate, TenantActor, TenantLease
 from hub.config import OrchestratorConfig, TenantConfig
@@ -83,12 +84,14 @@ class RouterActor(pykka.ThreadingActor):
         registry: ProcessRegistry | None,
         log_dir: Path,
         cache_dir: Path | None = None,
+        sandbox_site: SandboxSite | None = None,
     ) -> None:
         super().__init__()
         self._orch = orchestrator
         self._registry = registry
         self._log_dir = log_dir
         self._cache_dir = cache_dir
+        self._sandbox_site = sandbox_site
         self._tenants: dict[str, pykka.ActorProxy[TenantActor]] = {}
         self._leases: dict[str, TenantLease] = {}
         self._catalogs: dict[tuple[str, str], ServerCatalog] = {}
@@ -107,7 +110,13 @@ class RouterActor(pykka.ThreadingActor):
     def add_tenant(self, config: TenantConfig) -> None:
         """Start a tenant actor (its servers stay stopped) and keep its lease."""
         ref = TenantActor.start(
-            config, self._orch, self.actor_ref, self._registry, self._log_dir, self._cache_dir
+            config,
+            self._orch,
+            self.actor_ref,
+            self._registry,
+            self._log_dir,
+            self._cache_dir,
+            self._sandbox_site,
         )
         proxy = ref.proxy()
         self._tenants[config.name] = proxy

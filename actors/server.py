@@ -56,6 +56,7 @@ from actors.models import (
 )
 from actors.rawcall import ErrorAnswer, RawChannel, modern_envelope
 from actors.reaper import ProcessRegistry
+from actors.sandbox import Sandbox, SandboxError, SandboxSite, host_support, sandbox_for
 from actors.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
 from hub.config import OrchestratorConfig, SecretMap, ServerConfig, redact
 from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
@@ -125,6 +126,7 @@ class ServerSpec:
     log_path: Path  # the server's stderr log file
     cache_path: Path | None = None  # its catalog cache file (None: no cache)
     session: str | None = None  # a per_session server's instance: the session it serves
+    sandbox_site: SandboxSite | None = None  # the hub's sandbox facts (None: run unsandboxed)
 
 
 def initial_status(tenant: str, config: ServerConfig, session: str | None = None) -> ServerStatus:
@@ -195,6 +197,7 @@ class ServerSupervisor:
         self._orch = spec.orchestrator
         self._listener = listener
         self._registry = registry
+        self._sandbox_site = spec.sandbox_site
         self.log_path = spec.log_path
         tenant, config = spec.tenant, spec.config
         self.status = initial_status(tenant, config, spec.session)
@@ -352,6 +355,10 @@ class ServerSupervisor:
                 await self._backoff(orch.backoff_initial)
         except _Stopped:
             pass
+        except SandboxError as exc:  # a configuration or host problem: retrying cannot help
+            self._set(ServerState.FAILED, last_error=str(exc))
+            log.error("%s/%s not started: %s", self.tenant, self.config.name, exc)
+            return
         except Exception as exc:  # isolation boundary: a supervisor bug must not kill the loop
             log.exception("supervisor of %s/%s failed", self.tenant, self.config.name)
             self._set(ServerState.FAILED, last_error=f"internal error: {_describe(exc)}")
@@ -378,6 +385,7 @@ class ServerSupervisor:
             False if it was stopped.
         """
         self._set(ServerState.STARTING)
+        sandbox = self._sandbox()
         self._lost = asyncio.Event()
         self._lost_reason = ""
         errlog = CappedLog(self.log_path, self._orch.log_max_bytes)
@@ -386,7 +394,7 @@ class ServerSupervisor:
         try:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(errlog.close)
-                reason = await self._serve(stack, errlog)
+                reason = await self._serve(stack, errlog, sandbox)
         except Exception as exc:  # tearing down a broken connection; why it broke is already known
             log.debug("%s/%s: teardown: %s", self.tenant, self.config.name, _describe(exc))
             if reason is None and not self._stop.is_set():
@@ -409,11 +417,13 @@ class ServerSupervisor:
             return True
         raise _Crash(reason)
 
-    async def _serve(self, stack: contextlib.AsyncExitStack, errlog: CappedLog) -> str | None:
+    async def _serve(
+        self, stack: contextlib.AsyncExitStack, errlog: CappedLog, sandbox: Sandbox | None
+    ) -> str | None:
         """Connect and serve until stopped (→ None) or the connection ends (→ why)."""
         try:
             async with asyncio.timeout(self._orch.startup_timeout):
-                client = await stack.enter_async_context(await self._client_for(errlog, stack))
+                client = await stack.enter_async_context(await self._client_for(errlog, stack, sandbox))
                 self._client = client
                 catalog = await self._discover(client)
                 self._channel = self._open_channel(client)
@@ -461,13 +471,27 @@ class ServerSupervisor:
         self._abort_inflight(f"server '{self.config.name}' crashed during the call: {reason}")
         return reason
 
-    async def _client_for(self, errlog: CappedLog, stack: contextlib.AsyncExitStack) -> Client:
+    def _sandbox(self) -> Sandbox | None:
+        """The sandbox of the next start of a stdio server (None: unsandboxed).
+
+        Raises:
+            SandboxError: it cannot be built, or is required and this host cannot give it.
+        """
+        if self.config.transport != "stdio":
+            return None
+        return sandbox_for(self._sandbox_site, self.tenant, self.config.sandbox, self.config.cwd)
+
+    async def _client_for(
+        self, errlog: CappedLog, stack: contextlib.AsyncExitStack, sandbox: Sandbox | None
+    ) -> Client:
         config = self.config
         if config.transport == "stdio":
             assert config.command is not None
-            env = child_environment(self._tenant_env, config.env)
+            env = child_environment(sandbox.environment if sandbox else {}, self._tenant_env, config.env)
+            if sandbox is None and self._sandbox_site is not None and config.sandbox.enabled:
+                errlog.note(f"running unsandboxed: {host_support().detail}")
             target: Any = stdio_transport(
-                config.command, config.args, env, config.cwd, errlog, self._registry, self._on_spawn
+                config.command, config.args, env, config.cwd, errlog, self._registry, self._on_spawn, sandbox
             )
         else:
             assert config.url is not None

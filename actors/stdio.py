@@ -6,14 +6,17 @@ module spawns the child itself and hands the SDK a pair of memory streams, which
 accepts as a transport. Everything here runs on the owning server's asyncio loop.
 
 Spawning costs the hub little however many servers it runs: `subprocess` uses vfork() (no
-`preexec_fn`), the parent-death signal comes from a tiny exec shim (`setpriv`), and the child's
-exit is seen through a pidfd on the loop, not by a waiting thread.
+`preexec_fn`), the parent-death signal comes from a tiny exec shim (`setpriv`, or bubblewrap's
+`--die-with-parent` when the server is sandboxed, see `actors.sandbox`), and the child's exit is
+seen through a pidfd on the loop, not by a waiting thread. Whatever else must wrap the command
+(a sandbox, limits) is an exec shim in its argv too, built in its own module.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import logging
 import os
@@ -34,6 +37,7 @@ from mcp.shared.message import SessionMessage
 
 from actors.rawcall import RawChannel
 from actors.reaper import ProcessRegistry
+from actors.sandbox import Sandbox, sandbox_group
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,7 @@ class StdioProcess:
     exited: asyncio.Event
     channel: RawChannel
     stderr: _StderrProtocol
+    sandboxed: bool = False  # `process` is bwrap, and the server runs in its namespaces
 
     @property
     def pid(self) -> int:
@@ -167,17 +172,34 @@ def _through_shim(executable: str, env: Mapping[str, str], cwd: str | None) -> s
     return found if found is not None and os.path.isabs(found) else None
 
 
+def _located(executable: str, env: Mapping[str, str], cwd: str | None) -> str:
+    """`executable` as a shim should exec it; where there is none, the `OSError` that `Popen`
+    would raise for it (a sandboxed command is never spawned directly, so `Popen` cannot)."""
+    found = _through_shim(executable, env, cwd)
+    if found is not None:
+        return found
+    if cwd is not None and not os.path.isdir(cwd):
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cwd)
+    path = os.path.join(cwd, executable) if cwd is not None and "/" in executable else executable
+    if "/" in executable and os.path.isfile(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), executable)
+    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), executable)
+
+
 def _spawn(
-    command: str, args: tuple[str, ...], env: dict[str, str], cwd: str | None
+    command: str, args: tuple[str, ...], env: dict[str, str], cwd: str | None, sandbox: Sandbox | None = None
 ) -> subprocess.Popen[bytes]:
     """Start the child in a new session (its own process group), with three pipes.
 
     No `preexec_fn`, so `subprocess` spawns with vfork(): cheap however big the hub is.
     """
     executable = resolve_command(command)
-    shim = _death_signal_shim()
-    target = _through_shim(executable, env, cwd) if shim else None
-    argv = [*shim, target, *args] if target is not None else [executable, *args]
+    if sandbox is not None:  # bwrap execs it, and dies with this thread (--die-with-parent)
+        argv = sandbox.wrap(_located(executable, env, cwd), args, cwd)
+    else:
+        shim = _death_signal_shim()
+        target = _through_shim(executable, env, cwd) if shim else None
+        argv = [*shim, target, *args] if target is not None else [executable, *args]
     return subprocess.Popen(
         argv,
         stdin=subprocess.PIPE,
@@ -275,6 +297,7 @@ async def stdio_transport(
     errlog: CappedLog,
     registry: ProcessRegistry | None,
     on_spawn: Callable[[StdioProcess], None],
+    sandbox: Sandbox | None = None,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Spawn the server and yield `(read_stream, write_stream)` for `mcp.Client` (on its loop).
 
@@ -284,8 +307,9 @@ async def stdio_transport(
 
     Raises:
         OSError: the command cannot be started (not found, not executable, bad cwd).
+        SandboxError: the command would not be visible in its sandbox.
     """
-    popen = _spawn(command, args, env, cwd)
+    popen = _spawn(command, args, env, cwd, sandbox)
     if registry is not None:
         registry.add(popen.pid)
     loop = asyncio.get_running_loop()
@@ -306,7 +330,7 @@ async def stdio_transport(
             await stdin.writable.wait()  # (set again once the pipe is lost)
 
         channel = RawChannel(stdin_transport.write, drained)  # type: ignore[attr-defined]
-        child = StdioProcess(popen, asyncio.Event(), channel, stderr)
+        child = StdioProcess(popen, asyncio.Event(), channel, stderr, sandbox is not None)
 
         def exited() -> None:
             with contextlib.suppress(ValueError):  # (reaped after the transport ended: log closed)
@@ -399,8 +423,11 @@ async def _stop(child: StdioProcess, stdin: asyncio.BaseTransport) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(child.exited.wait(), _CLOSE_GRACE)
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        # bwrap passes no signal on: SIGTERM goes to the sandbox's own group; SIGKILL to bwrap's
+        # kills the sandbox's init (--die-with-parent), and with it every process inside.
+        inside = sandbox_group(process.pid) if child.sandboxed and sig == signal.SIGTERM else None
         try:
-            os.killpg(process.pid, sig)  # the whole group: grandchildren too
+            os.killpg(inside or process.pid, sig)  # the whole group: grandchildren too
         except (ProcessLookupError, PermissionError):
             break
         if process.returncode is not None and sig == signal.SIGTERM:

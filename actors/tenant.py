@@ -45,6 +45,7 @@ from actors.models import (
     session_label,
 )
 from actors.reaper import ProcessRegistry
+from actors.sandbox import SandboxSite
 from actors.server import Listener, ServerActor, ServerEndpoint, ServerSpec, tell
 from hub.config import OrchestratorConfig, Quotas, TenantConfig
 from hub.errors import NotFound, NotRunning, QuotaExceeded
@@ -178,6 +179,7 @@ class TenantActor(pykka.ThreadingActor):
         registry: ProcessRegistry | None,
         log_dir: Path,
         cache_dir: Path | None = None,
+        sandbox_site: SandboxSite | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -186,6 +188,7 @@ class TenantActor(pykka.ThreadingActor):
         self._registry = registry
         self._log_dir = log_dir
         self._cache_dir = cache_dir
+        self._sandbox_site = sandbox_site  # None: stdio servers run unsandboxed
         self._gate = CallGate(config.quotas)
         self._servers: dict[str, pykka.ActorProxy[ServerActor]] = {}
         self._statuses: dict[str, ServerStatus] = {}
@@ -212,7 +215,9 @@ class TenantActor(pykka.ThreadingActor):
         server = self.config.servers[name]
         log_path = self._log_dir / self.config.name / f"{name}.log"
         cached = cache_path(self._cache_dir, self.config.name, name) if self._cache_dir else None
-        spec = ServerSpec(self.config.name, server, self.config.env, self._orch, log_path, cached)
+        spec = ServerSpec(
+            self.config.name, server, self.config.env, self._orch, log_path, cached, None, self._sandbox_site
+        )
         proxy = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
         self._servers[name] = proxy
         return proxy.status(), proxy.catalog()  # (an on_demand server's catalog: its cached one)
@@ -559,7 +564,14 @@ class TenantActor(pykka.ThreadingActor):
             log_path = self._log_dir / self.config.name / f"{server}.sessions" / f"{safe_name(label)}.log"
             cached = cache_path(self._cache_dir, self.config.name, server) if self._cache_dir else None
             spec = ServerSpec(
-                self.config.name, config, self.config.env, self._orch, log_path, cached, session
+                self.config.name,
+                config,
+                self.config.env,
+                self._orch,
+                log_path,
+                cached,
+                session,
+                self._sandbox_site,
             )
             proxy = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
             self._instances[key] = proxy

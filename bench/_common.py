@@ -19,6 +19,8 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+# What the benchmark servers run from, shown read-only in their sandboxes (see actors/sandbox.py).
+SANDBOX = {"binds": [{"path": str(ROOT / folder / "servers"), "mode": "ro"} for folder in ("bench", "tests")]}
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -60,7 +62,7 @@ def write_hub_config(path: Path, tenants: dict[str, Any], data_dir: str | Path, 
             {
                 "tenants": tenants,
                 "gateway": {"mcp_port": None, "websocket_port": None},
-                "orchestrator": {**orchestrator, "data_dir": str(data_dir)},
+                "orchestrator": {"sandbox": SANDBOX, **orchestrator, "data_dir": str(data_dir)},
             }
         )
     )

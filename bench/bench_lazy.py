@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import percentiles, timed_calls
+from _common import SANDBOX, percentiles, timed_calls
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -167,7 +167,7 @@ def scenario(lifecycle: str, count: int, busy: int, seconds: float, data_dir: st
         yaml.safe_dump(
             {
                 "tenants": {"bench": {"servers": servers}},
-                "orchestrator": {"startup_timeout": 60, "data_dir": data_dir},
+                "orchestrator": {"startup_timeout": 60, "data_dir": data_dir, "sandbox": SANDBOX},
             }
         )
     )

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import yaml
-from _common import percentiles, timed_calls
+from _common import SANDBOX, percentiles, timed_calls
 from mcp import Client, StdioServerParameters
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -51,7 +51,10 @@ def hub_calls(calls: int, data_dir: str) -> list[float]:
     """Latency of the same call through `Hub.call_tool` (router ask + gate + server loop)."""
     config = parse_config(
         yaml.safe_dump(
-            {"tenants": {"bench": {"servers": {"echo": {"command": "python", "args": [TEST_SERVER]}}}}}
+            {
+                "tenants": {"bench": {"servers": {"echo": {"command": "python", "args": [TEST_SERVER]}}}},
+                "orchestrator": {"sandbox": SANDBOX},
+            }
         )
     )
     samples = []
@@ -72,7 +75,12 @@ def start_many(count: int, data_dir: str) -> tuple[float, float, int]:
         f"echo{i}": {"command": "python", "args": [ECHO_STDLIB], "protocol": "legacy"} for i in range(count)
     }
     config = parse_config(
-        yaml.safe_dump({"tenants": {"bench": {"servers": servers}}, "orchestrator": {"startup_timeout": 60}})
+        yaml.safe_dump(
+            {
+                "tenants": {"bench": {"servers": servers}},
+                "orchestrator": {"startup_timeout": 60, "sandbox": SANDBOX},
+            }
+        )
     )
     hub = Hub(config, data_dir=data_dir).start()
     try:

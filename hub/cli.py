@@ -138,7 +138,26 @@ def _check(args: argparse.Namespace) -> int:
     for warning in config.warnings():
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.source}: OK: {config.summary()}")
+    print(_sandbox_line(config))
     return EXIT_OK
+
+
+def _sandbox_line(config: HubConfig) -> str:
+    """Whether this host can sandbox stdio servers, and what that means for this configuration's."""
+    from actors.sandbox import host_support
+
+    support = host_support()
+    if support.available:
+        return f"sandbox: available ({support.detail})"
+    servers = [
+        s for t in config.tenants.values() for s in t.servers.values() if s.transport == "stdio" and s.enabled
+    ]
+    required = sum(1 for s in servers if s.sandbox.enabled and s.sandbox.required)
+    unsandboxed = sum(1 for s in servers if s.sandbox.enabled and not s.sandbox.required)
+    return (
+        f"sandbox: UNAVAILABLE on this host: {support.detail}; {required} stdio server(s) require it "
+        f"and will not start, {unsandboxed} will run unsandboxed (docs/security.md)"
+    )
 
 
 def _setup(args: argparse.Namespace, tenant: str | None = None) -> HubConfig | None:

@@ -152,6 +152,40 @@ class ToolFilter:
 
 
 @dataclass(frozen=True)
+class SandboxBind:
+    """A host path shown inside a server's sandbox, at the same path: read-only or read-write."""
+
+    path: str  # absolute
+    mode: str = "ro"  # "ro" or "rw"
+
+
+@dataclass(frozen=True)
+class SandboxConfig:
+    """How a stdio server is sandboxed (`actors.sandbox`), as it applies to a server or a level.
+
+    At each level (orchestrator, tenant, server) the keys set override the level above, and
+    `binds` add to its binds (a later bind of the same path sets its mode).
+    """
+
+    enabled: bool = True
+    required: bool = False  # refuse to start the server where it cannot be sandboxed
+    network: str = "host"  # "host" or "none" (an empty network namespace)
+    binds: tuple[SandboxBind, ...] = ()
+
+    def merged(self, raw: Mapping[str, Any] | None, base: Path) -> SandboxConfig:
+        """This configuration overridden by `raw` (a `sandbox` mapping of the level below)."""
+        if not raw:
+            return self
+        binds = {b.path: b for b in self.binds}
+        for item in raw.get("binds", ()):
+            path = os.path.abspath(base / item["path"])  # (symlinks kept: the path the server is told)
+            binds.pop(path, None)  # (re-inserted last: the order says which bind wins)
+            binds[path] = SandboxBind(path, item.get("mode", "ro"))
+        plain = {k: raw[k] for k in ("enabled", "required", "network") if k in raw}
+        return dataclasses.replace(self, binds=tuple(binds.values()), **plain)
+
+
+@dataclass(frozen=True)
 class ServerConfig:
     """One MCP server of a tenant, as configured."""
 
@@ -173,6 +207,7 @@ class ServerConfig:
     lifecycle: str = "always"  # "always" or "on_demand" (always "on_demand" when `per_session`)
     idle_timeout: float | None = None  # None: not configured (`idle_seconds` applies the default)
     per_session: bool = False  # one instance per client session (see `actors.tenant`)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # in effect: all levels merged
 
     @property
     def on_demand(self) -> bool:
@@ -205,6 +240,7 @@ class TenantConfig:
     api_keys: tuple[Secret, ...] = ()
     env: SecretMap = field(default_factory=SecretMap)
     quotas: Quotas = field(default_factory=Quotas)
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # orchestrator's, then the tenant's
     servers: Mapping[str, ServerConfig] = field(default_factory=lambda: MappingProxyType({}))
 
 
@@ -238,6 +274,7 @@ class OrchestratorConfig:
     shutdown_grace: float = 5.0
     data_dir: str = ".mcp-hub"
     log_max_bytes: int = 1024 * 1024
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # the defaults of every stdio server
 
 
 @dataclass(frozen=True)
@@ -622,8 +659,10 @@ def _absolute(base: Path, path: str | None) -> str | None:
 
 
 def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
+    sandbox = SandboxConfig().merged(data.get("orchestrator", {}).get("sandbox"), base)
     tenants = {}
     for tenant_id, raw in data["tenants"].items():
+        tenant_sandbox = sandbox.merged(raw.get("sandbox"), base)
         servers = {}
         for name, s in (raw.get("servers") or {}).items():
             plain = _fields(ServerConfig, s)
@@ -641,6 +680,7 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
                 idle_timeout=float(s["idle_timeout"]) if "idle_timeout" in s else None,
                 lifecycle="on_demand" if s.get("per_session") else s.get("lifecycle", "always"),
                 cwd=_absolute(base, s.get("cwd")),
+                sandbox=tenant_sandbox.merged(s.get("sandbox"), base),
             )
             servers[name] = ServerConfig(**plain)
         tenants[tenant_id] = TenantConfig(
@@ -649,6 +689,7 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
             api_keys=_keys(raw.get("api_keys")),
             env=SecretMap(raw.get("env")),
             quotas=Quotas(**raw.get("quotas", {})),
+            sandbox=tenant_sandbox,
             servers=MappingProxyType(servers),
         )
     gateway: dict[str, Any] = dict(data.get("gateway", {}))
@@ -660,6 +701,7 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
         for k, v in data.get("orchestrator", {}).items()
     }
     orchestrator["data_dir"] = _absolute(base, orchestrator.get("data_dir", OrchestratorConfig.data_dir))
+    orchestrator["sandbox"] = sandbox
     return HubConfig(
         tenants=MappingProxyType(tenants),
         version=data.get("version", "1.0.0"),

@@ -58,6 +58,7 @@ from actors.models import (
 )
 from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor
+from actors.sandbox import SandboxSite, host_support
 from actors.server import Requester, ServerEndpoint
 from actors.tenant import TenantActor, TenantInfo
 from hub.audit import AuditLog
@@ -184,8 +185,13 @@ class Hub:
         """Start the watchdog, the router and every tenant; start servers if `auto_start`."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self._registry = ProcessRegistry()
+        sandbox = host_support()  # probed once per process, before any server needs it
+        if sandbox.available:
+            log.info("stdio servers can be sandboxed: %s", sandbox.detail)
+        else:
+            log.warning("stdio servers cannot be sandboxed on this host: %s", sandbox.detail)
         self._router = RouterActor.start(
-            self.config.orchestrator, self._registry, self.log_dir, self.cache_dir
+            self.config.orchestrator, self._registry, self.log_dir, self.cache_dir, self.sandbox_site
         ).proxy()
         self._router.subscribe(self.board).get(timeout=_ASK_TIMEOUT)
         for tenant in self.config.tenants.values():
@@ -293,6 +299,15 @@ class Hub:
     def log_dir(self) -> Path:
         """Where each server's stderr log lives: `<data_dir>/logs/<tenant>/<server>.log`."""
         return self.data_dir / "logs"
+
+    @property
+    def sandbox_site(self) -> SandboxSite:
+        """What every server's sandbox hides (the data directories, the configuration file, the
+        audit log, the hub's home), and where tenant homes live: `<data_dir>/homes/<tenant>`."""
+        config = self.config
+        return SandboxSite.of_hub(
+            [self.data_dir, config.orchestrator.data_dir], [config.source, config.audit.file]
+        )
 
     @property
     def cache_dir(self) -> Path:

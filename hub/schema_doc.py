@@ -19,6 +19,12 @@ _SECTIONS = [
     ("Tool filter: `...servers.<server>.tools`", "tool_filter", "...tools."),
     ("`gateway`", "gateway", "gateway."),
     ("`orchestrator`", "orchestrator", "orchestrator."),
+    (
+        "Sandbox: `orchestrator.sandbox`, `tenants.<tenant>.sandbox`, `...servers.<server>.sandbox`",
+        "sandbox",
+        "...sandbox.",
+    ),
+    ("A bind: `...sandbox.binds[]`", "bind", "...binds[]."),
     ("`audit`", "audit", "audit."),
 ]
 
@@ -35,8 +41,8 @@ A configuration is YAML or JSON. Validate one with `python -m hub check --config
 - Secrets (`env`, `headers`, `api_keys`, `admin_keys`) are shown as `********` in every output.
 - Unknown keys are errors. Relative paths in `data_dir`, `plugins_dir` and a server's `cwd` are
   relative to the folder of the configuration file, so a configuration works whatever folder the
-  hub starts in. A server without `cwd` runs in the hub's working directory, and its arguments
-  are passed as written.
+  hub starts in. A server without `cwd` runs in its tenant's home when sandboxed (the default),
+  else in the hub's working directory; its arguments are passed as written.
 - A server's `command` of `python` or `python3` means the interpreter running the hub, so servers
   written in Python run with the hub's packages whether or not its virtualenv is activated.
 """

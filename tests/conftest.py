@@ -13,7 +13,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Hubs under test listen where their test says, whatever the developer's shell exports.
 for _name in ("MCP_HUB_HOST", "MCP_HUB_PORT", "MCP_HUB_MCP_PORT", "MCP_HUB_WS_PORT"):
     os.environ.pop(_name, None)
-TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
+SERVERS_DIR = ROOT / "tests" / "servers"
+TEST_SERVER = str(SERVERS_DIR / "testserver.py")
 MARK = f"mcp-hub-test-{uuid.uuid4().hex[:12]}"
 
 
@@ -48,6 +49,19 @@ def marked_pids(mark: str = MARK) -> list[int]:
     return pids
 
 
+def server_pids(mark: str = MARK) -> list[int]:
+    """`marked_pids`, less the bwrap processes around sandboxed servers: the servers' own processes
+    (and their children)."""
+    pids = []
+    for pid in marked_pids(mark):
+        try:
+            if not os.readlink(f"/proc/{pid}/exe").endswith("/bwrap"):
+                pids.append(pid)
+        except OSError:
+            continue
+    return pids
+
+
 def process_gone(pid: int) -> bool:
     """Whether process `pid` has exited (a zombie not yet reaped by its parent counts as gone)."""
     try:
@@ -55,6 +69,38 @@ def process_gone(pid: int) -> bool:
             return f.read().split(") ", 1)[1].startswith("Z")
     except OSError:
         return True
+
+
+def host_pid(answer: Mapping[str, Any]) -> int:
+    """The pid, as this host sees it, of the test server that answered `answer` (its `pid` tool's
+    structured content): sandboxed, a server has its own pid namespace and pid."""
+    if answer["pid_namespace"] == os.readlink("/proc/self/ns/pid"):
+        return int(answer["pid"])
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.readlink(f"/proc/{entry}/ns/pid") == answer["pid_namespace"]:
+                with open(f"/proc/{entry}/status") as f:
+                    nspid = next(line for line in f if line.startswith("NSpid:")).split()
+                if int(nspid[-1]) == answer["pid"]:
+                    return int(entry)
+        except (OSError, StopIteration):
+            continue
+    raise LookupError(f"no process is {answer}")
+
+
+def server_process(pid: int) -> int:
+    """The pid of a stdio server's own process, given the pid the hub reports for it: bwrap's when
+    sandboxed (bwrap → its init → the server), else the server's."""
+    for _ in range(2):
+        try:
+            with open(f"/proc/{pid}/task/{pid}/children") as f:
+                children = f.read().split()
+        except OSError:
+            return pid
+        if not children or not os.readlink(f"/proc/{pid}/exe").endswith("bwrap"):
+            return pid
+        pid = int(children[0])
+    return pid
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
@@ -69,7 +115,13 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 
 def server(*flags: str, **settings: object) -> dict[str, object]:
     """The config of a test server run with `flags` (see tests/servers/testserver.py)."""
-    return {"command": "python", "args": [TEST_SERVER, *flags], **settings}
+    return {"command": "python", "args": [TEST_SERVER, *flags], "sandbox": binds(SERVERS_DIR), **settings}
+
+
+def binds(*paths: str | os.PathLike[str], mode: str = "ro", **sandbox: object) -> dict[str, object]:
+    """A server's `sandbox` setting that shows it `paths` (a sandboxed server sees only the system,
+    the hub's Python, its tenant's home and what its configuration binds)."""
+    return {"binds": [{"path": str(path), "mode": mode} for path in paths], **sandbox}
 
 
 def config_of(tenants: dict[str, dict[str, object]], **sections: object) -> HubConfig:
@@ -120,6 +172,16 @@ CHROMEDRIVER = os.environ.get("MCP_HUB_CHROMEDRIVER", "/usr/bin/chromedriver")
 def missing(what: str) -> NoReturn:
     """Fail the test with one line naming what is missing and the step that installs it."""
     pytest.fail(f"{what} is missing: `{SETUP}` installs it (see README, Tests)", pytrace=False)
+
+
+def needs_bwrap() -> None:
+    """Fail with one line unless this host can sandbox servers (bubblewrap, see docs/security.md):
+    for tests whose outcome depends on the sandbox, which is on by default."""
+    from actors.sandbox import host_support
+
+    support = host_support()
+    if not support.available:
+        missing(f"a working bubblewrap, `bwrap` ({support.detail})")
 
 
 def node_package(name: str, *path: str) -> Path:
@@ -185,14 +247,20 @@ __all__ = [
     "MARK",
     "NODE_MODULES",
     "ROOT",
+    "SERVERS_DIR",
     "TEST_SERVER",
+    "binds",
     "config_of",
+    "host_pid",
     "initialize_request",
     "marked_pids",
     "missing",
+    "needs_bwrap",
     "node_package",
     "process_gone",
     "server",
+    "server_pids",
+    "server_process",
     "sys",
     "wait_until",
 ]

@@ -5,7 +5,8 @@
 # - the project with its `test` extra (pytest, selenium, mcp-server-time, ...), editable;
 # - the npm MCP servers the tests run as real subprocesses, pinned, into tests/.deps/node_modules
 #   (the tests look there, or in $MCP_HUB_NODE_MODULES);
-# - Debian's chromium and chromium-driver for the browser tests (apt-get, as root or with sudo).
+# - Debian's chromium and chromium-driver for the browser tests, and bubblewrap (`bwrap`), the
+#   sandbox every stdio server runs in by default (apt-get, as root or with sudo).
 #
 # Running it again installs only what is missing. What it cannot install (no npm, no apt-get, no
 # root) it names at the end; the tests that need it then fail with one line naming this script.
@@ -41,17 +42,24 @@ else
   missing+=("Node.js 20 with npm (Debian: apt-get install nodejs npm), for the npm MCP servers")
 fi
 
+debian=()
 if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  debian+=(chromium chromium-driver)
+fi
+if ! command -v bwrap >/dev/null; then
+  debian+=(bubblewrap)
+fi
+if [ ${#debian[@]} -gt 0 ]; then
   sudo=()
   if [ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
     sudo=(sudo)
   fi
   if command -v apt-get >/dev/null && { [ "$(id -u)" -eq 0 ] || [ ${#sudo[@]} -gt 0 ]; }; then
-    say "installing Debian's chromium and chromium-driver (apt-get)"
+    say "installing Debian's ${debian[*]} (apt-get)"
     "${sudo[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq chromium chromium-driver >/dev/null
+    DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${debian[@]}" >/dev/null
   else
-    missing+=("Debian's chromium and chromium-driver (as root: apt-get install chromium chromium-driver)")
+    missing+=("Debian's ${debian[*]} (as root: apt-get install ${debian[*]})")
   fi
 fi
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import tornado.httpclient
 import tornado.websocket
-from conftest import ROOT, server
+from conftest import ROOT, SERVERS_DIR, binds, server
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
@@ -24,7 +24,11 @@ from test_service import start_hub, stop_hub, write_config
 ADMIN = "admin-key-0123456789"
 ACME = "acme-key-0123456789"
 ENV_SECRET = "acme-env-secret-value"
-TYPED_SERVER = {"command": "python", "args": [str(ROOT / "tests" / "servers" / "typedserver.py")]}
+TYPED_SERVER = {
+    "command": "python",
+    "args": [str(SERVERS_DIR / "typedserver.py")],
+    "sandbox": binds(SERVERS_DIR),
+}
 
 
 def keyed_config(tmp_path: Path, **more_acme_servers: Any) -> Path:

@@ -493,3 +493,52 @@ def test_relative_paths_are_relative_to_the_configuration_file(tmp_path: Path) -
     assert config.tenants["t"].servers["n"].cwd is None  # the hub's working directory
     assert config.gateway.plugins_dir == str(tmp_path / "etc" / "apps")
     assert config.orchestrator.data_dir == str(tmp_path / "state")
+
+
+def test_sandbox_settings_are_overridden_level_by_level_and_binds_add_up(tmp_path: Path) -> None:
+    from hub.config import SandboxBind, SandboxConfig
+
+    path = write(
+        tmp_path,
+        """
+    orchestrator: {sandbox: {network: none, binds: [{path: shared}]}}
+    tenants:
+      a:
+        sandbox: {required: true, binds: [{path: /srv/a, mode: rw}]}
+        servers:
+          s: {command: x, sandbox: {network: host, binds: [{path: shared, mode: rw}]}}
+          t: {command: x}
+      b: {servers: {u: {command: x, sandbox: {enabled: false}}}}
+      c: {servers: {v: {command: x}}}
+    """,
+    )
+    config = load_config(path)
+    shared = str(tmp_path / "shared")  # relative to the configuration file, as every path
+    a, b = config.tenants["a"].servers, config.tenants["b"].servers
+    assert a["s"].sandbox == SandboxConfig(
+        True, True, "host", (SandboxBind("/srv/a", "rw"), SandboxBind(shared, "rw"))
+    )
+    assert a["t"].sandbox == SandboxConfig(
+        True, True, "none", (SandboxBind(shared), SandboxBind("/srv/a", "rw"))
+    )
+    assert b["u"].sandbox == SandboxConfig(False, False, "none", (SandboxBind(shared),))
+    assert config.tenants["c"].servers["v"].sandbox == config.orchestrator.sandbox
+    assert parse_config("tenants: {t: {servers: {s: {command: x}}}}").orchestrator.sandbox == SandboxConfig()
+
+
+def test_sandbox_settings_are_checked(tmp_path: Path) -> None:
+    text = """
+    tenants:
+      t:
+        sandbox: {network: nowhere}
+        servers: {s: {command: x, sandbox: {binds: [{mode: rx}, {path: ""}], share: true}}}
+    """
+    with pytest.raises(ConfigError) as caught:
+        parse_config(textwrap.dedent(text))
+    assert caught.value.problems == (
+        "tenants.t.sandbox.network: must be one of 'host', 'none', got 'nowhere'",
+        "tenants.t.servers.s.sandbox.binds[0].mode: must be one of 'ro', 'rw', got 'rx'",
+        "tenants.t.servers.s.sandbox.binds[0].path: 'path' is required",
+        "tenants.t.servers.s.sandbox.binds[1].path: must not be empty",
+        "tenants.t.servers.s.sandbox.share: unknown key",
+    )

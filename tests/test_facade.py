@@ -15,7 +15,17 @@ import anyio
 import mcp.types as types
 import pytest
 import yaml
-from conftest import MARK, ROOT, initialize_request, node_package, server
+from conftest import (
+    MARK,
+    NODE_MODULES,
+    ROOT,
+    SERVERS_DIR,
+    binds,
+    initialize_request,
+    needs_bwrap,
+    node_package,
+    server,
+)
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -361,7 +371,7 @@ async def test_http_facade_tenant_comes_from_the_key(served) -> None:
 async def test_http_facade_checks_mcp_param_headers_against_the_tenants_schema(served) -> None:
     """2026-07-28: a tool's `x-mcp-header` arguments travel as `Mcp-Param-*` headers too, and a
     header that disagrees with the body is a 400 (the SDK asks the facade for the schema)."""
-    wire = {"command": "python", "args": [str(ROOT / "tests" / "servers" / "wireserver.py")]}
+    wire = {"command": "python", "args": [str(SERVERS_DIR / "wireserver.py")], "sandbox": binds(SERVERS_DIR)}
     hub = served({"default": {"servers": {"w": wire}}})
     async with http_facade(hub.url + "/mcp", "2026-07-28") as client:
         schema = {t.name: t.input_schema for t in (await client.list_tools()).tools}["w__region"]
@@ -395,7 +405,7 @@ async def test_http_facade_checks_mcp_param_headers_against_the_tenants_schema(s
 
 def everything_server() -> dict[str, Any]:
     entry = node_package("@modelcontextprotocol/server-everything", "dist", "index.js")
-    return {"command": "node", "args": [str(entry), "stdio"]}
+    return {"command": "node", "args": [str(entry), "stdio"], "sandbox": binds(NODE_MODULES)}
 
 
 async def test_sampling_and_elicitation_round_trip_through_the_facade(tmp_path: Path) -> None:
@@ -507,6 +517,7 @@ def test_the_mcp_inspector_cli_lists_and_calls_through_the_http_facade(served) -
 
 async def test_the_claude_desktop_entry_works_from_any_working_directory(tmp_path: Path) -> None:
     """The README's `mcpServers` entry: absolute --config, started from an unrelated folder."""
+    needs_bwrap()
     (tmp_path / "repo" / "config").mkdir(parents=True)
     text = (ROOT / "config" / "hub.yaml").read_text().replace("auto_start: true", "auto_start: false")
     (tmp_path / "repo" / "config" / "hub.yaml").write_text(text)
@@ -530,6 +541,6 @@ async def test_the_claude_desktop_entry_works_from_any_working_directory(tmp_pat
             assert "sqlite-demo__query" in {t.name for t in (await client.list_tools()).tools}
             rows = await client.call_tool("sqlite-demo__query", {"sql": "SELECT * FROM users LIMIT 10"})
             assert rows.structured_content["row_count"] == 10
-    assert (tmp_path / "repo" / "data" / "demo.db").exists()
+    assert (tmp_path / "repo" / ".mcp-hub" / "stdio" / "homes" / "default" / "demo.db").exists()
     assert (tmp_path / "repo" / ".mcp-hub" / "stdio" / "logs" / "default" / "sqlite-demo.log").exists()
     assert not any(elsewhere.iterdir())

@@ -13,7 +13,19 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TEST_SERVER, config_of, marked_pids, process_gone, server, wait_until
+from conftest import (
+    SERVERS_DIR,
+    TEST_SERVER,
+    binds,
+    config_of,
+    host_pid,
+    marked_pids,
+    process_gone,
+    server,
+    server_pids,
+    server_process,
+    wait_until,
+)
 from test_service import start_hub, stop_hub, write_config
 
 from actors.catalog_cache import cache_path
@@ -48,7 +60,7 @@ def stopped_for(hub: Hub, tenant: str, name: str, reason: StoppedReason, timeout
 
 
 def pid_of(hub: Hub, tenant: str, tool: str) -> int:
-    return hub.call_tool(tenant, tool, {}).structured_content["pid"]
+    return host_pid(hub.call_tool(tenant, tool, {}).structured_content)
 
 
 def test_on_demand_server_is_not_started_with_its_tenant_nor_by_auto_start(make_hub) -> None:
@@ -78,7 +90,7 @@ def test_on_demand_server_is_not_started_with_its_tenant_nor_by_auto_start(make_
     assert not [t for t in hub.tools("t") if t.server == "lazy"]
     with pytest.raises(NotFound):
         hub.call_tool("t", "lazy.echo", {"text": "x"})
-    assert len(marked_pids()) == 1  # only the eager server's process
+    assert len(server_pids()) == 1  # only the eager server's process
 
 
 def test_cached_catalog_is_listed_while_stopped_even_by_a_new_hub(tmp_path: Path) -> None:
@@ -151,7 +163,8 @@ def test_concurrent_first_calls_start_one_process(make_hub) -> None:
         caller.join(60)
     assert len(answers) == 20 and len(set(answers)) == 1, answers
     status = hub.server("t", "lazy")
-    assert status.state is ServerState.RUNNING and status.pid == answers[0] and status.restarts == 0
+    assert status.state is ServerState.RUNNING and server_process(status.pid) == answers[0]
+    assert status.restarts == 0
     assert len(starts_of(hub, "t", "lazy")) == before + 1
     assert hub.metrics.on_demand_starts.labels("t", "lazy")._value.get() == 1
 
@@ -174,7 +187,7 @@ def test_concurrent_first_calls_start_one_process(make_hub) -> None:
         finally:
             ticker.cancel()
         assert ticks > 10  # the loop kept running while the server started
-        return [r if isinstance(r, BaseException) else r.structured_content["pid"] for r in results]
+        return [r if isinstance(r, BaseException) else host_pid(r.structured_content) for r in results]
 
     pids = asyncio.run(many())
     assert len(set(pids)) == 1 and pids[0] != answers[0], pids
@@ -191,7 +204,7 @@ def test_idle_timeout_stops_it_and_the_next_call_starts_it_again(make_hub) -> No
     cold = time.monotonic() - began
     # A call in flight for longer than idle_timeout is never cut short.
     assert hub.call_tool("t", "lazy.sleep", {"seconds": 1.2}).content[0]["text"] == "slept"
-    assert hub.server("t", "lazy").pid == first
+    assert server_process(hub.server("t", "lazy").pid) == first
     idle_from = time.monotonic()
     assert stopped_for(hub, "t", "lazy", StoppedReason.IDLE, 10)
     assert time.monotonic() - idle_from >= 0.5
@@ -214,6 +227,7 @@ def test_a_server_whose_command_fails_answers_the_first_call_with_the_reason(mak
         "command": "sh",
         "args": ["-c", f"test -e {broken} && exit 4; exec {sys.executable} {TEST_SERVER}"],
         "lifecycle": "on_demand",
+        "sandbox": binds(SERVERS_DIR, tmp_path),  # (it must see `broken`)
     }
     hub = make_hub({"t": {"servers": {"lazy": command}}}, orchestrator={"max_retries": 0})
     hub.start_server("t", "lazy")

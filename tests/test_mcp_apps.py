@@ -13,24 +13,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, node_package, server, wait_until
+from conftest import NODE_MODULES, ROOT, SERVERS_DIR, binds, node_package, server, wait_until
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 from test_service import ACME_KEY, ADMIN_KEY, BETA_KEY, serve  # noqa: F401  (the fixture)
 
-UI_SERVER = str(ROOT / "tests" / "servers" / "uiserver.py")
+UI_SERVER = str(SERVERS_DIR / "uiserver.py")
 
 
-def vanilla() -> str:
+def vanilla() -> dict[str, Any]:
     """The MCP App server `@modelcontextprotocol/server-basic-vanillajs` (it needs `--stdio`)."""
-    return str(node_package("@modelcontextprotocol/server-basic-vanillajs", "dist", "index.js"))
+    entry = str(node_package("@modelcontextprotocol/server-basic-vanillajs", "dist", "index.js"))
+    return {"command": "node", "args": [entry, "--stdio"], "sandbox": binds(NODE_MODULES)}
 
 
 ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
 
 
 def greeter() -> dict[str, Any]:
-    return {"command": "python", "args": [UI_SERVER]}
+    return {"command": "python", "args": [UI_SERVER], "sandbox": binds(SERVERS_DIR)}
 
 
 def keyed() -> dict[str, Any]:
@@ -139,7 +140,7 @@ def test_a_view_runs_in_the_browser_through_every_proxy_of_the_host(serve, brows
 
 
 def test_the_basic_vanillajs_app_renders_its_tool_result(serve, browser, tmp_path: Path) -> None:  # noqa: F811
-    hub = serve({"default": {"servers": {"vanilla": {"command": "node", "args": [vanilla(), "--stdio"]}}}})
+    hub = serve({"default": {"servers": {"vanilla": vanilla()}}})
     assert hub.post("/api/tenants/default/start").body["servers"] == {"vanilla": "running"}
     app = next(a for a in hub.get("/api/apps").body["apps"] if a["kind"] == "mcp_app")
     assert (app["url"], app["resource_uri"]) == ("/ui/default/vanilla/get-time", "ui://get-time/mcp-app.html")
@@ -162,7 +163,7 @@ def test_the_basic_vanillajs_app_renders_its_tool_result(serve, browser, tmp_pat
 
 @pytest.mark.parametrize("path", ["/ui/default/vanilla/get-time", "/api/apps/ui:default:vanilla.get-time"])
 def test_no_view_while_its_server_is_stopped(serve, path: str) -> None:  # noqa: F811
-    hub = serve({"default": {"servers": {"vanilla": {"command": "node", "args": [vanilla(), "--stdio"]}}}})
+    hub = serve({"default": {"servers": {"vanilla": vanilla()}}})
     assert hub.get(path).status == 404
 
 

@@ -14,7 +14,7 @@ import anyio
 import httpx2 as httpx
 import mcp.types as types
 import pytest
-from conftest import initialize_request, server
+from conftest import host_pid, initialize_request, server
 from mcp import MCPError
 from test_facade import MODES, everything_server, http_facade, write_config
 from test_sessions import gone
@@ -266,7 +266,7 @@ async def test_a_call_in_flight_holds_its_session_and_idleness_ends_it(served) -
         answer = await http.post(url, json=call(1, "ps__sleep", {"seconds": 2.0}), headers=headers)
         assert answer.json()["result"]["content"][0]["text"] == "slept"
         answer = await http.post(url, json=call(2, "ps__pid", {}), headers=headers)
-        pid = answer.json()["result"]["structuredContent"]["pid"]
+        pid = host_pid(answer.json()["result"]["structuredContent"])
     # Then nothing for longer than the timeout: the session ends, and its instance with it.
     assert gone(pid)
     assert hub.request("POST", "/mcp", call(3, "ps__pid", {}), headers=headers).status == 404

@@ -6,11 +6,15 @@ from __future__ import annotations
 import sys
 
 import pytest
-from conftest import ROOT, server, wait_until
+from conftest import SERVERS_DIR, binds, server, wait_until
 
 from hub.errors import BadRequest, CallTimeout, UpstreamError
 
-WIRE = {"command": sys.executable, "args": [str(ROOT / "tests" / "servers" / "wireserver.py")]}
+WIRE = {
+    "command": sys.executable,
+    "args": [str(SERVERS_DIR / "wireserver.py")],
+    "sandbox": binds(SERVERS_DIR),
+}
 
 
 @pytest.fixture

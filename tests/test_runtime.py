@@ -16,14 +16,19 @@ from pathlib import Path
 import pytest
 from conftest import (
     MARK,
+    NODE_MODULES,
     ROOT,
+    SERVERS_DIR,
     TEST_SERVER,
+    binds,
     config_of,
+    host_pid,
     marked_pids,
     missing,
     node_package,
     process_gone,
     server,
+    server_process,
     wait_until,
 )
 
@@ -66,10 +71,10 @@ def test_lifecycle_states_and_a_call(make_hub) -> None:
 def test_restart_gives_a_new_process(make_hub) -> None:
     hub = make_hub({"t": {"servers": {"echo": server()}}})
     hub.start_tenant("t")
-    before = hub.call_tool("t", "echo.pid", {}).structured_content["pid"]
+    before = host_pid(hub.call_tool("t", "echo.pid", {}).structured_content)
     hub.restart_server("t", "echo")
-    after = hub.call_tool("t", "echo.pid", {}).structured_content["pid"]
-    assert before != after and hub.server("t", "echo").pid == after
+    after = host_pid(hub.call_tool("t", "echo.pid", {}).structured_content)
+    assert before != after and server_process(hub.server("t", "echo").pid) == after
 
 
 def test_crash_mid_call_fails_the_call_at_once_and_the_server_comes_back(make_hub) -> None:
@@ -309,7 +314,7 @@ def test_child_environment_is_minimal_and_per_tenant(make_hub, monkeypatch) -> N
     assert beta["TOKEN"] == "beta-secret" and "ONLY_S" not in beta
     assert "acme-secret" not in json.dumps(beta) and "beta-secret" not in json.dumps(acme)
     assert "HUB_OWN_SECRET" not in acme and "HUB_OWN_SECRET" not in beta
-    assert set(beta) <= {*BASE_ENV_KEYS, "TOKEN", "MCP_HUB_TEST_MARK"}
+    assert set(beta) <= {*BASE_ENV_KEYS, "TOKEN", "MCP_HUB_TEST_MARK", "PWD"}  # (bwrap sets PWD)
 
 
 # --------------------------------------------------------------------------- catalog
@@ -359,7 +364,8 @@ def test_third_party_time_server(make_hub) -> None:
 
 def test_third_party_everything_server(make_hub) -> None:
     entry = str(node_package("@modelcontextprotocol/server-everything", "dist", "index.js"))
-    hub = make_hub({"t": {"servers": {"every": {"command": "node", "args": [entry, "stdio"]}}}})
+    every = {"command": "node", "args": [entry, "stdio"], "sandbox": binds(NODE_MODULES)}
+    hub = make_hub({"t": {"servers": {"every": every}}})
     assert hub.start_tenant("t") == {"every": "running"}
     tools = {t.id for t in hub.tools("t")}
     assert "every.echo" in tools, tools
@@ -395,6 +401,7 @@ def test_sigkill_of_the_hub_leaves_no_child(tmp_path: Path) -> None:
                         "c": {
                             "command": "sh",
                             "args": ["-c", f"{sys.executable} {ROOT}/tests/servers/testserver.py; true"],
+                            "sandbox": binds(SERVERS_DIR),
                         },
                     },
                 }

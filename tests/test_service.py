@@ -21,8 +21,18 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from conftest import MARK, ROOT, initialize_request, marked_pids, process_gone, server, wait_until
+from conftest import (
+    MARK,
+    ROOT,
+    initialize_request,
+    marked_pids,
+    needs_bwrap,
+    process_gone,
+    server,
+    wait_until,
+)
 
+from actors.sandbox import host_support
 from hub.config import parse_config
 
 ADMIN_KEY = "admin-key-0123456789"
@@ -206,6 +216,8 @@ def test_health_says_name_version_and_uptime_and_no_names(serve) -> None:
     assert health.body["name"] == "MCP Hub" and health.body["version"] == hub.get("/").body["version"]
     assert 0 < health.body["uptime_seconds"] < 120
     assert health.body["components"]["servers"] == {"running": 1}
+    sandbox = "available" if host_support().available else "unavailable"
+    assert health.body["components"]["sandbox"] == sandbox
     assert "secret-tenant" not in health.text and "hidden-server" not in health.text
     schema = document("0")["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
     jsonschema.validate(health.body, schema["schema"])
@@ -624,6 +636,7 @@ def test_sigterm_drains_a_call_in_flight_then_exits_0_with_no_child(tmp_path: Pa
 
 def test_default_config_serves_out_of_the_box(tmp_path: Path) -> None:
     """`python -m hub` with no arguments, from a copy of the repository's config folder."""
+    needs_bwrap()
     (tmp_path / "config").mkdir()
     text = (ROOT / "config" / "hub.yaml").read_text().replace("mcp_port: 8000", "mcp_port: null")
     text = text.replace("websocket_port: 8081", "websocket_port: null")
@@ -643,7 +656,7 @@ def test_default_config_serves_out_of_the_box(tmp_path: Path) -> None:
         assert wait_until(lambda: hub.get("/api/servers").body["servers"][0]["state"] == "running", 30)
         rows = hub.post("/api/tools/sqlite-demo.query", {"sql": "SELECT * FROM users LIMIT 10"})
         assert rows.body["structured_content"]["row_count"] == 10
-        assert (tmp_path / "data" / "demo.db").exists()
+        assert (tmp_path / "state" / "homes" / "default" / "demo.db").exists()  # sandboxed: in its home
     finally:
         assert stop_hub(hub) == 0
 

@@ -15,7 +15,19 @@ from typing import Any
 
 import pytest
 import tornado.websocket
-from conftest import TEST_SERVER, config_of, marked_pids, process_gone, server, wait_until
+from conftest import (
+    SERVERS_DIR,
+    TEST_SERVER,
+    binds,
+    config_of,
+    host_pid,
+    marked_pids,
+    process_gone,
+    server,
+    server_pids,
+    server_process,
+    wait_until,
+)
 from test_apps import close, connect, until
 from test_facade import facade
 from test_facade import write_config as write_stdio_config
@@ -33,7 +45,7 @@ def per_session(*flags: str, **settings: object) -> dict[str, object]:
 
 
 def pid(hub: Hub, session: str | None, tenant: str = "t", tool: str = "ps.pid") -> int:
-    return hub.call_tool(tenant, tool, {}, session=session).structured_content["pid"]
+    return host_pid(hub.call_tool(tenant, tool, {}, session=session).structured_content)
 
 
 def gone(*pids: int) -> bool:
@@ -73,13 +85,13 @@ def test_each_session_gets_its_own_instance_and_ending_it_stops_that_process(mak
     # No catalog yet (no cache): starting the tenant runs the shared instance once to discover it.
     assert hub.start_tenant("t") == {"ps": "running", "plain": "running"}
     assert {"ps.pid", "ps.echo"} <= {t.id for t in hub.tools("t")}
-    shared = hub.server("t", "ps").pid
+    shared = server_process(hub.server("t", "ps").pid)
     a, b = pid(hub, "s:a"), pid(hub, "s:b")
     assert len({a, b, shared}) == 3  # two sessions, two processes; neither is the shared one
     assert pid(hub, "s:a") == a and pid(hub, "s:b") == b  # a session keeps its instance
     assert pid(hub, None) == shared  # no session: the shared instance
     assert pid(hub, "s:a", tool="plain.pid") == pid(hub, "s:b", tool="plain.pid")  # not per_session
-    assert {(i.session, i.state, i.pid) for i in hub.instances("t")} == {
+    assert {(i.session, i.state, server_process(i.pid)) for i in hub.instances("t")} == {
         ("s:a", ServerState.RUNNING, a),
         ("s:b", ServerState.RUNNING, b),
     }
@@ -121,7 +133,7 @@ def test_max_sessions_per_server_is_a_clear_quota_error(make_hub) -> None:
         QuotaExceeded, match=r"already runs 2 session instances \(max_sessions_per_server 2\)"
     ):
         pid(hub, "s:3")
-    assert pid(hub, None) == hub.server("t", "ps").pid  # the shared instance is not a session's
+    assert pid(hub, None) == server_process(hub.server("t", "ps").pid)  # the shared one is no session's
     assert pid(hub, "s:1") == first  # the sessions that have one keep it
     assert hub.tenant("t").to_json()["quotas"]["max_sessions_per_server"] == {"limit": 2, "used": 2}
     hub.end_session("s:1")
@@ -143,8 +155,8 @@ def test_two_tenants_never_share_an_instance(make_hub) -> None:
     env_t = hub.call_tool("t", "ps.env", {}, session="s:same").content[0]["text"]
     env_u = hub.call_tool("u", "ps.env", {}, session="s:same").content[0]["text"]
     assert json.loads(env_t)["WHO"] == "tenant-t" and json.loads(env_u)["WHO"] == "tenant-u"
-    assert {(i.tenant, i.pid) for i in hub.instances()} == {("t", in_t), ("u", in_u)}
-    assert {i.pid for i in hub.instances("u")} == {in_u}
+    assert {(i.tenant, server_process(i.pid)) for i in hub.instances()} == {("t", in_t), ("u", in_u)}
+    assert {server_process(i.pid) for i in hub.instances("u")} == {in_u}
 
 
 def test_an_idle_instance_stops_and_its_session_gets_a_new_one(make_hub) -> None:
@@ -163,7 +175,7 @@ def test_an_idle_instance_stops_and_its_session_gets_a_new_one(make_hub) -> None
     assert hub.board.wait_for(stopped_for_idleness, 10)
     assert gone(first) and hub.board.wait_for(lambda: hub.instances("t") == (), 5)
     second = pid(hub, "s:idle")
-    assert second != first and hub.instances("t")[0].pid == second
+    assert second != first and server_process(hub.instances("t")[0].pid) == second
 
 
 def test_a_reload_that_changes_the_server_stops_its_instances(make_hub) -> None:
@@ -177,7 +189,7 @@ def test_a_reload_that_changes_the_server_stops_its_instances(make_hub) -> None:
     assert second != first
     # No longer per_session: the session's instance stops, and its calls go to the server itself.
     outcome = hub.reload(config_of({"t": {"servers": {"ps": server(lifecycle="on_demand")}}}))
-    assert gone(second) and pid(hub, "s:r") == pid(hub, None) == hub.server("t", "ps").pid
+    assert gone(second) and pid(hub, "s:r") == pid(hub, None) == server_process(hub.server("t", "ps").pid)
 
 
 def test_concurrent_first_calls_of_one_session_start_one_instance(make_hub) -> None:
@@ -188,7 +200,7 @@ def test_concurrent_first_calls_of_one_session_start_one_instance(make_hub) -> N
         results = await asyncio.gather(
             *[hub.call_tool_async("t", "ps.pid", {}, session="s:x") for _ in range(10)]
         )
-        return {r.structured_content["pid"] for r in results}
+        return {host_pid(r.structured_content) for r in results}
 
     pids = asyncio.run(many())
     assert len(pids) == 1 and hub.metrics.instance_starts.labels("t", "ps")._value.get() == 1
@@ -200,6 +212,7 @@ def test_a_session_that_ends_while_its_instance_starts_leaves_no_process(make_hu
         "command": "sh",
         "args": ["-c", f"test -e {gate} && sleep 1.5; exec {sys.executable} {TEST_SERVER}"],
         "per_session": True,
+        "sandbox": binds(SERVERS_DIR, tmp_path),  # (it must see `gate`)
     }
     hub = make_hub({"t": {"servers": {"ps": slow}}})
     hub.start_tenant("t")  # fast: the catalog is discovered
@@ -222,7 +235,7 @@ def test_a_session_that_ends_while_its_instance_starts_leaves_no_process(make_hu
     assert len(outcome) == 1 and isinstance(outcome[0], NotRunning), outcome
     assert hub.instances("t") == ()
     assert starting.pid is None or gone(starting.pid)
-    assert wait_until(lambda: len(marked_pids()) == 1, 10)  # only the shared instance is left
+    assert wait_until(lambda: len(server_pids()) == 1, 10)  # only the shared instance is left
 
 
 # --------------------------------------------------------------------------- the HTTP facade and REST
@@ -244,7 +257,7 @@ async def http_client(url: str, mode: str, headers: dict[str, str] | None = None
 async def facade_pid(client: Any) -> int:
     result = await client.call_tool("ps__pid", {})
     assert not result.is_error, result
-    return result.structured_content["pid"]
+    return host_pid(result.structured_content)
 
 
 @pytest.fixture
@@ -264,7 +277,7 @@ def instances_shown(hub: Any) -> list[dict[str, Any]]:
 
 def test_http_facade_sessions_each_get_a_process_that_ends_with_the_session(served_sessions) -> None:
     hub = served_sessions
-    shared = hub.get("/api/servers/t/ps").body["pid"]
+    shared = server_process(hub.get("/api/servers/t/ps").body["pid"])
 
     async def scenario() -> None:
         # 2025-11-25: the SDK's Mcp-Session-Id is the session; leaving the client sends DELETE.
@@ -276,7 +289,7 @@ def test_http_facade_sessions_each_get_a_process_that_ends_with_the_session(serv
             assert len({a, b, shared}) == 3
             assert await facade_pid(one) == a and await facade_pid(two) == b
             shown = instances_shown(hub)
-            assert sorted(i["pid"] for i in shown) == sorted([a, b])
+            assert sorted(server_process(i["pid"]) for i in shown) == sorted([a, b])
             assert {i["session_kind"] for i in shown} == {"http"} and all(
                 len(i["session"]) == 12 for i in shown
             )
@@ -297,7 +310,7 @@ def test_http_facade_sessions_each_get_a_process_that_ends_with_the_session(serv
 
 def test_2026_clients_and_rest_use_an_mcp_hub_session_header(served_sessions) -> None:
     hub = served_sessions
-    shared = hub.get("/api/servers/t/ps").body["pid"]
+    shared = server_process(hub.get("/api/servers/t/ps").body["pid"])
 
     async def scenario() -> tuple[int, int]:
         url = hub.url + "/tenants/t/mcp"
@@ -313,11 +326,11 @@ def test_2026_clients_and_rest_use_an_mcp_hub_session_header(served_sessions) ->
 
     a, b = asyncio.run(scenario())
     # A 2026 client has no session end: its instances live until idle_timeout, or an explicit end.
-    assert sorted(i["pid"] for i in instances_shown(hub)) == sorted([a, b])
+    assert sorted(server_process(i["pid"]) for i in instances_shown(hub)) == sorted([a, b])
     # REST with the same header is the same session.
     call = hub.request("POST", "/api/tools/ps.pid?tenant=t", {}, headers={"Mcp-Hub-Session": "alpha"})
-    assert call.status == 200 and call.body["structured_content"]["pid"] == a
-    assert hub.post("/api/tools/ps.pid?tenant=t", {}).body["structured_content"]["pid"] == shared
+    assert call.status == 200 and host_pid(call.body["structured_content"]) == a
+    assert host_pid(hub.post("/api/tools/ps.pid?tenant=t", {}).body["structured_content"]) == shared
     # Past the quota: 429 with Retry-After and a message that says which quota.
     refused = hub.request("POST", "/api/tools/ps.pid?tenant=t", {}, headers={"Mcp-Hub-Session": "gamma"})
     assert refused.status == 429 and refused.headers["Retry-After"]
@@ -328,7 +341,7 @@ def test_2026_clients_and_rest_use_an_mcp_hub_session_header(served_sessions) ->
     ended = hub.request("DELETE", "/api/sessions/alpha")
     assert ended.status == 200 and ended.body == {"session": "alpha", "instances_stopped": 1}
     assert gone(a) and not process_gone(b)
-    assert [i["pid"] for i in instances_shown(hub)] == [b]
+    assert [server_process(i["pid"]) for i in instances_shown(hub)] == [b]
 
 
 def test_the_stdio_client_is_one_session_and_its_exit_stops_its_instance(tmp_path: Path) -> None:
@@ -338,7 +351,7 @@ def test_the_stdio_client_is_one_session_and_its_exit_stops_its_instance(tmp_pat
         async with facade(config, "t", "2026-07-28") as client:
             first = await facade_pid(client)
             assert await facade_pid(client) == first
-            assert len(marked_pids()) >= 2  # the shared instance (discovery) and this session's
+            assert len(server_pids()) >= 2  # the shared instance (discovery) and this session's
             return first
 
     first = asyncio.run(scenario())
@@ -366,7 +379,7 @@ def test_each_websocket_app_connection_is_a_session(tmp_path: Path) -> None:
                 json.dumps({"type": "tool_call", "id": frame_id, "data": {"tool_name": "ps.pid"}})
             )
             answer = await until(ws, "tool_result", frame_id)
-            return answer["data"]["structured_content"]["pid"]
+            return host_pid(answer["data"]["structured_content"])
 
         async def scenario() -> None:
             admin_url = hub.url.replace("http://", "ws://") + "/ws/admin?token=admin-key-0123456789"
@@ -381,7 +394,7 @@ def test_each_websocket_app_connection_is_a_session(tmp_path: Path) -> None:
                 assert seen["data"]["server"] == "ps" and seen["data"]["session_kind"] == "ws"
                 await close(admin)
                 shown = hub.get("/api/servers/acme/ps", key="admin-key-0123456789").body["instances"]
-                assert sorted(i["pid"] for i in shown) == sorted([a, b])
+                assert sorted(server_process(i["pid"]) for i in shown) == sorted([a, b])
                 assert {i["session_kind"] for i in shown} == {"ws"}
             finally:
                 await close(one)

@@ -648,6 +648,10 @@ def _paths() -> dict[str, Any]:
                                         "description": "Number of servers per state.",
                                     },
                                     "auth": _string(enum=["open", "keys"]),
+                                    "sandbox": _string(
+                                        "Whether this host can sandbox stdio servers (docs/security.md).",
+                                        enum=["available", "unavailable"],
+                                    ),
                                 }
                             ),
                         }

@@ -14,6 +14,7 @@ from typing import Any
 
 import hub
 from actors.models import CatalogChanged, Event, ServerStatus, ToolEntry
+from actors.sandbox import host_support
 from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
 from hub.runtime import Hub
@@ -80,6 +81,7 @@ class HealthHandler(ApiHandler):
                     "actors": "running",
                     "servers": by_state,
                     "auth": "open" if self.keys.open else "keys",
+                    "sandbox": "available" if host_support().available else "unavailable",
                 },
             }
         )

@@ -5,7 +5,8 @@ Run as a script, as a real subprocess: ``python tests/servers/testserver.py [fla
 Stdout carries only the protocol (except with ``--junk-stdout``); logs go to stderr.
 
 Always served:
-  tools      echo {text} -> text + structured {"text"}; pid -> text + structured {"pid"};
+  tools      echo {text} -> text + structured {"text"}; pid -> text + structured {"pid",
+             "pid_namespace"} (its pid namespace, as `readlink /proc/self/ns/pid` says);
              env -> JSON of os.environ as text; sleep {seconds} -> "slept", progress every 0.1 s
              (only if the caller sent a progress token); fail -> is_error result "failed on purpose";
              add {a, b: integer, no other keys} -> text + structured {"sum"};
@@ -133,7 +134,11 @@ class TestServer:
         self.tools: dict[str, tuple[types.Tool, ToolFn, jsonschema.protocols.Validator]] = {}
         text_schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
         self.add("echo", "Echo the text back.", text_schema, self._echo, output=text_schema)
-        pid_out = {"type": "object", "properties": {"pid": {"type": "integer"}}, "required": ["pid"]}
+        pid_out = {
+            "type": "object",
+            "properties": {"pid": {"type": "integer"}, "pid_namespace": {"type": "string"}},
+            "required": ["pid", "pid_namespace"],
+        }
         self.add("pid", "Return the server process id.", _EMPTY_SCHEMA, self._pid, output=pid_out)
         self.add("env", "Return the server environment as JSON text.", _EMPTY_SCHEMA, self._env)
         sleep_in = {
@@ -276,7 +281,9 @@ class TestServer:
         return text_result(args["text"], {"text": args["text"]})
 
     async def _pid(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
-        return text_result(str(os.getpid()), {"pid": os.getpid()})
+        # Sandboxed, the pid is the one of its own pid namespace: the namespace says which one.
+        namespace = os.readlink("/proc/self/ns/pid")
+        return text_result(str(os.getpid()), {"pid": os.getpid(), "pid_namespace": namespace})
 
     async def _env(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         return text_result(json.dumps(dict(os.environ), sort_keys=True))
