@@ -270,6 +270,8 @@ def _plan(bwrap: str, site: SandboxSite, tenant: str, policy: SandboxConfig, cwd
     readonly = _readonly_roots()
     mounts = list(readonly)
     mounts += [_Mount("proc", "/proc"), _Mount("dev", "/dev"), _Mount("tmpfs", "/tmp")]
+    # A hub installed under /tmp (a CI checkout, a throwaway venv) is seen again over the private /tmp.
+    mounts += [m for m in readonly if m.kind == "ro" and _under(m.dest, "/tmp")]
     binds = {b.path: b.mode for b in policy.binds}
     if cwd is not None and cwd not in binds and not any(_under(cwd, m.dest) for m in readonly):
         binds = {cwd: "rw", **binds}

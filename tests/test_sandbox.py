@@ -37,7 +37,7 @@ from conftest import (
 from actors import sandbox as sandbox_module
 from actors.models import ServerState
 from actors.sandbox import sandbox_group
-from hub.config import load_config
+from hub.config import SandboxConfig, load_config
 from hub.runtime import Hub
 
 ESCAPE_SERVER = str(SERVERS_DIR / "escapeserver.py")
@@ -382,3 +382,18 @@ def test_check_and_health_say_whether_this_host_can_sandbox(tmp_path: Path, bwra
         )
         assert health == "unavailable"
         assert "stdio servers cannot be sandboxed on this host" in hub.log()
+
+
+def test_a_hub_installed_under_tmp_is_seen_over_the_private_tmp(monkeypatch, tmp_path: Path) -> None:
+    """A checkout or virtualenv under /tmp (CI's clean clone, say) stays visible inside: its
+    read-only bind comes again after the sandbox's own /tmp, which would otherwise hide it."""
+    venv = "/tmp/some-ci-checkout/.venv"
+    roots = (sandbox_module._Mount("ro", "/usr", "/usr"), sandbox_module._Mount("ro", venv, venv))
+    monkeypatch.setattr(sandbox_module, "_readonly_roots", lambda: roots)
+    site = sandbox_module.SandboxSite.of_hub([tmp_path / "data"], [])
+    sandbox = sandbox_module._plan("bwrap", site, "t", SandboxConfig(), None)
+    assert sandbox.shows(f"{venv}/bin/python") and not sandbox.shows("/tmp/elsewhere")
+    options = list(sandbox.options)
+    private_tmp = next(i for i in range(len(options) - 1) if options[i : i + 2] == ["--tmpfs", "/tmp"])
+    binds = [i for i in range(len(options) - 2) if options[i : i + 3] == ["--ro-bind", venv, venv]]
+    assert binds and binds[-1] > private_tmp, options
