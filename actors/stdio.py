@@ -338,9 +338,12 @@ async def stdio_transport(
             child.exited.set()
 
         _watch_exit(popen, exited)
-    except BaseException:
+    except BaseException:  # (a stop while it starts cancels this): nothing may stay open
         for opened in transports:
             opened.close()
+        for pipe in (popen.stdin, popen.stdout, popen.stderr):  # those no transport took yet
+            if pipe is not None:
+                pipe.close()
         _kill_now(popen)
         if registry is not None:
             registry.discard(popen.pid)
