@@ -375,6 +375,22 @@ def test_third_party_everything_server(make_hub) -> None:
 
 # --------------------------------------------------------------------------- no orphans
 
+
+def hub_in_a_process(script: str, tmp_path: Path, config: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """Run a hub `script` (config on stdin, data dir `tmp_path`) in a child; the words of its first line."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    proc.stdin.write(config)
+    proc.stdin.close()
+    return proc, proc.stdout.readline().split()
+
+
 _HUB_SCRIPT = """
 import sys
 from hub.config import parse_config
@@ -408,16 +424,7 @@ def test_sigkill_of_the_hub_leaves_no_child(tmp_path: Path) -> None:
             }
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HUB_SCRIPT, str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    proc.stdin.write(text)
-    proc.stdin.close()
-    pids = proc.stdout.readline().split()
+    proc, pids = hub_in_a_process(_HUB_SCRIPT, tmp_path, text)
     assert len(pids) == 3, pids
     assert len(marked_pids()) >= 4  # three servers and the shell's child
     proc.send_signal(signal.SIGKILL)
@@ -453,16 +460,8 @@ def test_children_die_with_the_hub_even_if_the_watchdog_died_first(tmp_path: Pat
             "orchestrator": {"startup_timeout": 120},
         }
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HUB_SCRIPT_SLEEPER, str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    proc.stdin.write(text)
-    proc.stdin.close()
-    child, watchdog = (int(pid) for pid in proc.stdout.readline().split())
+    proc, words = hub_in_a_process(_HUB_SCRIPT_SLEEPER, tmp_path, text)
+    child, watchdog = (int(word) for word in words)
     os.kill(watchdog, signal.SIGKILL)
     assert wait_until(lambda: process_gone(watchdog), 5)
     proc.send_signal(signal.SIGKILL)

@@ -33,6 +33,7 @@ from conftest import (
     server,
     wait_until,
 )
+from test_runtime import hub_in_a_process
 
 from actors import sandbox as sandbox_module
 from actors.models import ServerState
@@ -319,17 +320,8 @@ def test_sigkill_of_the_hub_leaves_no_sandboxed_process(tmp_path: Path, watchdog
     text = yaml.safe_dump(
         {"tenants": {"t": {"env": {"MCP_HUB_TEST_MARK": MARK}, "servers": {"a": server(), "sh": shell}}}}
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _HUB_SCRIPT, str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(text)
-    proc.stdin.close()
-    *pids, reaper = (int(pid) for pid in proc.stdout.readline().split())
+    proc, words = hub_in_a_process(_HUB_SCRIPT, tmp_path, text)
+    *pids, reaper = (int(word) for word in words)
     assert len(pids) == 2 and all(runs_sandboxed(pid) for pid in pids)
     # Two servers (bwrap, its init, the server), the shell's python and its setsid sleep.
     assert wait_until(lambda: len(marked_pids()) >= 8, 10), marked_pids()
