@@ -43,9 +43,10 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from actors.limits import CgroupTree
 from hub.config import SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -144,16 +145,23 @@ class SandboxSite:
     homes: str
     hidden: tuple[str, ...]
     private: tuple[str, ...] = ()  # of `hidden`, the data directories
+    cgroups: CgroupTree | None = field(default=None, compare=False)  # None: rlimits only
 
     @classmethod
-    def of_hub(cls, data_dirs: Iterable[str | os.PathLike[str]], files: Iterable[str | None]) -> SandboxSite:
-        """The site of a hub whose data lives in `data_dirs` (the first holds the homes) and
-        whose `files` (configuration, audit log; None: none) servers must not read."""
+    def of_hub(
+        cls,
+        data_dirs: Iterable[str | os.PathLike[str]],
+        files: Iterable[str | None],
+        cgroups: CgroupTree | None = None,
+    ) -> SandboxSite:
+        """The site of a hub whose data lives in `data_dirs` (the first holds the homes), whose
+        `files` (configuration, audit log; None: none) servers must not read, and whose servers'
+        resource limits are held by `cgroups` (`actors.limits`)."""
         dirs = [os.path.abspath(d) for d in data_dirs]
         others = [os.path.abspath(f) for f in files if f and os.path.exists(f)]
         home = os.path.expanduser("~")
         hidden = [*dirs, *others, *([home] if home != "/" else [])]
-        return cls(os.path.join(dirs[0], "homes"), tuple(dict.fromkeys(hidden)), tuple(dirs))
+        return cls(os.path.join(dirs[0], "homes"), tuple(dict.fromkeys(hidden)), tuple(dirs), cgroups)
 
     def home(self, tenant: str) -> str:
         """Tenant `tenant`'s home (created on first use, readable by the hub's user only).

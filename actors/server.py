@@ -39,6 +39,8 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 import hub
 from actors.catalog_cache import CatalogCache, spec_key
+from actors.limits import LimitError, ServerCgroup
+from actors.limits import shim as limits_shim
 from actors.models import (
     CatalogChanged,
     InstanceCatalogChanged,
@@ -203,6 +205,7 @@ class ServerSupervisor:
         self.status = initial_status(tenant, config, spec.session)
         self._client: Client | None = None
         self._spawned: RawChannel | None = None  # the hub's own channel to the child last spawned
+        self._cgroup: ServerCgroup | None = None  # the cgroup of the child last spawned (`actors.limits`)
         self._channel: RawChannel | None = None  # ... once its connection is up: tools/call goes there
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
@@ -355,7 +358,7 @@ class ServerSupervisor:
                 await self._backoff(orch.backoff_initial)
         except _Stopped:
             pass
-        except SandboxError as exc:  # a configuration or host problem: retrying cannot help
+        except (SandboxError, LimitError) as exc:  # a configuration or host problem: retrying cannot help
             self._set(ServerState.FAILED, last_error=str(exc))
             log.error("%s/%s not started: %s", self.tenant, self.config.name, exc)
             return
@@ -490,8 +493,19 @@ class ServerSupervisor:
             env = child_environment(sandbox.environment if sandbox else {}, self._tenant_env, config.env)
             if sandbox is None and self._sandbox_site is not None and config.sandbox.enabled:
                 errlog.note(f"running unsandboxed: {host_support().detail}")
+            self._cgroup = self._confinement()
+            if self._cgroup is not None:
+                stack.callback(self._cgroup.remove)  # (once the process is gone: the stack unwinds)
             target: Any = stdio_transport(
-                config.command, config.args, env, config.cwd, errlog, self._registry, self._on_spawn, sandbox
+                config.command,
+                config.args,
+                env,
+                config.cwd,
+                errlog,
+                self._registry,
+                self._on_spawn,
+                sandbox,
+                limits_shim(self._cgroup, config.sandbox.limits),
             )
         else:
             assert config.url is not None
@@ -547,13 +561,44 @@ class ServerSupervisor:
             self._lost_reason = reason
             self._lost.set()
 
+    def _confinement(self) -> ServerCgroup | None:
+        """The cgroup of the next start of this stdio server (None: it needs none, or the host
+        gives the hub no cgroups: see `actors.limits`).
+
+        Raises:
+            LimitError: it cannot be made or its limits set.
+        """
+        cgroups = self._sandbox_site.cgroups if self._sandbox_site is not None else None
+        limits = self.config.sandbox.limits
+        if cgroups is None or not cgroups.needed(self.tenant, limits):
+            return None
+        return cgroups.server(self.tenant, self.config.name, limits)
+
+    def _killed_for_memory(self, group: ServerCgroup | None) -> str | None:
+        """ "killed: out of memory (limit 256 MB)" if the kernel's OOM killer killed a process of
+        this start's cgroup, naming the limit reached (its own, its tenant's, or the host's)."""
+        if group is None or not group.out_of_memory():
+            return None
+        own = self.config.sandbox.limits.memory_mb
+        cgroups = self._sandbox_site.cgroups if self._sandbox_site is not None else None
+        quotas = cgroups.quotas(self.tenant) if cgroups is not None else None
+        if own is not None and group.hit_own_memory_limit():
+            return f"killed: out of memory (limit {own} MB)"
+        if quotas is not None and quotas.max_memory_mb is not None:
+            return f"killed: out of memory (tenant limit {quotas.max_memory_mb} MB, quotas.max_memory_mb)"
+        return "killed: out of memory"
+
     def _on_spawn(self, child: StdioProcess) -> None:
         self._set(ServerState.STARTING, pid=child.pid)
         self._spawned = child.channel
+        group = self._cgroup
 
         async def watch() -> None:
             await child.exited.wait()
             reason = f"process {child.pid} exited with code {child.process.returncode}"
+            killed = self._killed_for_memory(group)
+            if killed is not None:
+                reason = f"{killed}: {reason}"
             words = await child.last_words()
             if words:  # (an npm 404, a Python traceback: often the only clue, and in the log alone)
                 said = redact(" | ".join(words), self._tenant_env, self.config.env)

@@ -26,7 +26,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -187,9 +187,15 @@ def _located(executable: str, env: Mapping[str, str], cwd: str | None) -> str:
 
 
 def _spawn(
-    command: str, args: tuple[str, ...], env: dict[str, str], cwd: str | None, sandbox: Sandbox | None = None
+    command: str,
+    args: tuple[str, ...],
+    env: dict[str, str],
+    cwd: str | None,
+    sandbox: Sandbox | None = None,
+    limits: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
-    """Start the child in a new session (its own process group), with three pipes.
+    """Start the child in a new session (its own process group), with three pipes; `limits` is
+    the argv prefix of `actors.limits.shim` (it execs the rest once in its cgroup).
 
     No `preexec_fn`, so `subprocess` spawns with vfork(): cheap however big the hub is.
     """
@@ -198,10 +204,13 @@ def _spawn(
         argv = sandbox.wrap(_located(executable, env, cwd), args, cwd)
     else:
         shim = _death_signal_shim()
-        target = _through_shim(executable, env, cwd) if shim else None
-        argv = [*shim, target, *args] if target is not None else [executable, *args]
+        if limits:  # (the limits shim execs the command: Popen never sees it, so check it here)
+            argv = [*shim, _located(executable, env, cwd), *args]
+        else:
+            target = _through_shim(executable, env, cwd) if shim else None
+            argv = [*shim, target, *args] if target is not None else [executable, *args]
     return subprocess.Popen(
-        argv,
+        [*limits, *argv],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -298,6 +307,7 @@ async def stdio_transport(
     registry: ProcessRegistry | None,
     on_spawn: Callable[[StdioProcess], None],
     sandbox: Sandbox | None = None,
+    limits: Sequence[str] = (),
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Spawn the server and yield `(read_stream, write_stream)` for `mcp.Client` (on its loop).
 
@@ -309,7 +319,7 @@ async def stdio_transport(
         OSError: the command cannot be started (not found, not executable, bad cwd).
         SandboxError: the command would not be visible in its sandbox.
     """
-    popen = _spawn(command, args, env, cwd, sandbox)
+    popen = _spawn(command, args, env, cwd, sandbox, limits)
     if registry is not None:
         registry.add(popen.pid)
     loop = asyncio.get_running_loop()

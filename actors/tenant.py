@@ -34,6 +34,7 @@ from typing import Any
 import pykka
 
 from actors.catalog_cache import cache_path, safe_name
+from actors.limits import LimitError
 from actors.models import (
     CatalogChanged,
     InstanceCatalogChanged,
@@ -199,11 +200,22 @@ class TenantActor(pykka.ThreadingActor):
         self._instance_statuses: dict[tuple[str, str], ServerStatus] = {}
 
     def on_start(self) -> None:
+        self._confine()
         # Every server actor started, then every first status and catalog asked, then awaited:
         # the asks overlap instead of waiting for each other (it matters with many servers).
         asked = [(name, self._start_server_actor(name)) for name in self.config.servers]
         for name, (status, catalog) in asked:
             self._record_server(name, status, catalog)
+
+    def _confine(self) -> None:
+        """Make (or update) the tenant's cgroup, which bounds its servers' memory and processes
+        together (`max_memory_mb`, `max_processes`; on this actor's thread)."""
+        cgroups = self._sandbox_site.cgroups if self._sandbox_site is not None else None
+        if cgroups is not None:
+            try:
+                cgroups.tenant(self.config.name, self.config.quotas)
+            except LimitError as exc:
+                log.error("%s: max_memory_mb and max_processes are not enforced: %s", self.config.name, exc)
 
     def _add_server(self, name: str) -> None:
         self._record_server(name, *self._start_server_actor(name))
@@ -273,6 +285,7 @@ class TenantActor(pykka.ThreadingActor):
         self._orch = orchestrator  # for the servers (re)started from now on
         auto_start = orchestrator.auto_start
         self._gate.update(config.quotas)
+        self._confine()
         for name in config.servers:
             if name in changed:
                 self._add_server(name)

@@ -139,7 +139,20 @@ def _check(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
     print(f"{config.source}: OK: {config.summary()}")
     print(_sandbox_line(config))
+    print(_limits_line(config))
     return EXIT_OK
+
+
+def _limits_line(config: HubConfig) -> str:
+    """What enforces servers' resource limits on this host, and which of this configuration's it
+    cannot."""
+    from actors.limits import limit_support
+
+    support = limit_support()
+    unenforced = support.unenforced(config)
+    if not unenforced:
+        return f"limits: {support.detail}"
+    return f"limits: {support.detail}; NOT enforced on this host: {', '.join(unenforced)} (docs/security.md)"
 
 
 def _sandbox_line(config: HubConfig) -> str:

@@ -160,6 +160,27 @@ class SandboxBind:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Resource limits of one stdio server (`actors.limits`); None: unlimited."""
+
+    memory_mb: int | None = None  # its processes' memory together (MiB)
+    processes: int | None = None  # its processes and threads at once
+    cpu: float | None = None  # CPUs' worth of time (0.5: half of one)
+
+    @property
+    def any(self) -> bool:
+        """Whether any limit is set."""
+        return any(v is not None for v in (self.memory_mb, self.processes, self.cpu))
+
+    def describe(self) -> str:
+        """ "memory 256 MB, 64 processes, 0.5 CPU" (only the limits set)."""
+        parts = [f"memory {self.memory_mb} MB"] if self.memory_mb is not None else []
+        parts += [f"{self.processes} processes"] if self.processes is not None else []
+        parts += [f"{self.cpu:g} CPU"] if self.cpu is not None else []
+        return ", ".join(parts) or "none"
+
+
+@dataclass(frozen=True)
 class SandboxConfig:
     """How a stdio server is sandboxed (`actors.sandbox`), as it applies to a server or a level.
 
@@ -171,6 +192,7 @@ class SandboxConfig:
     required: bool = False  # refuse to start the server where it cannot be sandboxed
     network: str = "host"  # "host" or "none" (an empty network namespace)
     binds: tuple[SandboxBind, ...] = ()
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
 
     def merged(self, raw: Mapping[str, Any] | None, base: Path) -> SandboxConfig:
         """This configuration overridden by `raw` (a `sandbox` mapping of the level below)."""
@@ -182,7 +204,8 @@ class SandboxConfig:
             binds.pop(path, None)  # (re-inserted last: the order says which bind wins)
             binds[path] = SandboxBind(path, item.get("mode", "ro"))
         plain = {k: raw[k] for k in ("enabled", "required", "network") if k in raw}
-        return dataclasses.replace(self, binds=tuple(binds.values()), **plain)
+        limits = dataclasses.replace(self.limits, **raw.get("limits", {}))
+        return dataclasses.replace(self, binds=tuple(binds.values()), limits=limits, **plain)
 
 
 @dataclass(frozen=True)
@@ -229,6 +252,8 @@ class Quotas:
     max_concurrent_calls: int | None = None
     max_calls_per_minute: int | None = None
     max_sessions_per_server: int | None = None  # instances of each per_session server at once
+    max_memory_mb: int | None = None  # all its stdio servers' memory together (MiB; a cgroup)
+    max_processes: int | None = None  # all its stdio servers' processes and threads (a cgroup)
 
 
 @dataclass(frozen=True)

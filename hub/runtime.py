@@ -45,6 +45,7 @@ import jsonschema
 import pykka
 from mcp import InvalidUriTemplate, UriTemplate
 
+from actors.limits import CgroupTree, limit_support
 from actors.models import (
     CatalogChanged,
     Event,
@@ -155,6 +156,7 @@ class Hub:
         self.data_dir = Path(data_dir or config.orchestrator.data_dir)
         self.board = EventBoard()
         self._registry: ProcessRegistry | None = None
+        self._cgroups: CgroupTree | None = None  # the servers' cgroups (`actors.limits`), from start
         self._router: pykka.ActorProxy[RouterActor] | None = None
         self._stopping = False
         self.started_at: float | None = None
@@ -190,6 +192,10 @@ class Hub:
             log.info("stdio servers can be sandboxed: %s", sandbox.detail)
         else:
             log.warning("stdio servers cannot be sandboxed on this host: %s", sandbox.detail)
+        self._cgroups = CgroupTree.create()  # (None where the host gives the hub no cgroups)
+        log.info("resource limits: %s", limit_support().detail)
+        for path in limit_support().unenforced(self.config):
+            log.warning("resource limits: %s is not enforced on this host", path)
         self._router = RouterActor.start(
             self.config.orchestrator, self._registry, self.log_dir, self.cache_dir, self.sandbox_site
         ).proxy()
@@ -219,6 +225,8 @@ class Hub:
             self._abandon_wakes(ShuttingDown("the hub is shutting down"))
             if self._registry is not None:
                 self._registry.close()
+            if self._cgroups is not None:
+                self._cgroups.remove()
             self.audit.close()
             leftover = [
                 a
@@ -306,7 +314,7 @@ class Hub:
         audit log, the hub's home), and where tenant homes live: `<data_dir>/homes/<tenant>`."""
         config = self.config
         return SandboxSite.of_hub(
-            [self.data_dir, config.orchestrator.data_dir], [config.source, config.audit.file]
+            [self.data_dir, config.orchestrator.data_dir], [config.source, config.audit.file], self._cgroups
         )
 
     @property

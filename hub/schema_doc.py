@@ -25,6 +25,7 @@ _SECTIONS = [
         "...sandbox.",
     ),
     ("A bind: `...sandbox.binds[]`", "bind", "...binds[]."),
+    ("Resource limits: `...sandbox.limits`", "limits", "...limits."),
     ("`audit`", "audit", "audit."),
 ]
 

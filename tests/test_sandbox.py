@@ -357,7 +357,7 @@ def test_check_and_health_say_whether_this_host_can_sandbox(tmp_path: Path, bwra
         [sys.executable, "-m", "hub", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert check.returncode == 0, check.stderr
-    said = check.stdout.splitlines()[-1]
+    said = next(line for line in check.stdout.splitlines() if line.startswith("sandbox: "))
     config = write_config(tmp_path, {"t": {"servers": {"s": server()}}})
     hub = start_hub(config, tmp_path, env={sandbox_module.BWRAP_ENV_VAR: bwrap})
     try:

@@ -652,6 +652,11 @@ def _paths() -> dict[str, Any]:
                                         "Whether this host can sandbox stdio servers (docs/security.md).",
                                         enum=["available", "unavailable"],
                                     ),
+                                    "limits": _string(
+                                        "What enforces servers' resource limits here: cgroups (each limit), "
+                                        "or rlimit (the memory limit only, per process; docs/security.md).",
+                                        enum=["cgroup v1", "cgroup v2", "rlimit"],
+                                    ),
                                 }
                             ),
                         }

@@ -13,6 +13,7 @@ import weakref
 from typing import Any
 
 import hub
+from actors.limits import limit_support
 from actors.models import CatalogChanged, Event, ServerStatus, ToolEntry
 from actors.sandbox import host_support
 from hub.errors import BadRequest, NotFound
@@ -82,6 +83,7 @@ class HealthHandler(ApiHandler):
                     "servers": by_state,
                     "auth": "open" if self.keys.open else "keys",
                     "sandbox": "available" if host_support().available else "unavailable",
+                    "limits": limit_support().mechanism,
                 },
             }
         )
