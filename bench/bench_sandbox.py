@@ -9,7 +9,8 @@ Prints, in one run:
   library only) `running`, with the sandbox off and on (a fresh hub each time, the same
   configuration but `sandbox.enabled`), the two taking turns for `--rounds` rounds; the median of
   each and their ratio sandboxed / unsandboxed; the hub's CPU per start, the servers' own CPU, their
-  processes and memory, and the seconds to stop them;
+  processes and memory (RSS, and PSS: shared pages divided among the processes sharing them), and
+  the seconds to stop them;
 - p50/p99 of sequential `echo` calls through `Hub.call_tool` to an unsandboxed and to a sandboxed
   server of the same hub, and through a direct `mcp.Client` to the same server (the baseline of the
   other benchmarks), the three taking turns 20 calls at a time so that the machine's drift falls on
@@ -65,9 +66,10 @@ def rusage_s(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+def memory_mib(pid: int, field: str) -> float:
+    """`Rss` or `Pss` (shared pages divided among their sharers) of process `pid`, in MiB."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return 0.0
 
@@ -115,8 +117,11 @@ def start_many(count: int, sandboxed: bool, data_dir: str) -> dict[str, float]:
         round_["processes"] = len(pids) / count
         # Their CPU until running (with a sandbox: bwrap's two processes and python).
         round_["server_cpu_ms"] = sum(cpu_ms(p) for p in pids) / count
-        round_["server_rss_mib"] = statistics.median(rss_mib(p) for p in python) if python else 0.0
-        round_["bwrap_rss_mib"] = sum(rss_mib(p) for p in pids if comm(p) == "bwrap") / count
+        bwrap = [p for p in pids if comm(p) == "bwrap"]
+        for field in ("Rss", "Pss"):
+            key = field.lower()
+            round_[f"server_{key}_mib"] = statistics.median(memory_mib(p, field) for p in python)
+            round_[f"bwrap_{key}_mib"] = sum(memory_mib(p, field) for p in bwrap) / count
     finally:
         began = time.perf_counter()
         hub.stop()
@@ -193,8 +198,9 @@ def report_starts(count: int, rounds: list[dict[str, dict[str, float]]]) -> None
     print(f"    hub CPU per start                  {both('hub_cpu_ms')} ms")
     print(f"    its processes' CPU until running   {both('server_cpu_ms')} ms")
     print(f"    its processes                      {both('processes')}")
-    print(f"    RSS of python                      {both('server_rss_mib')} MiB")
-    print(f"    RSS of bwrap's two processes       {both('bwrap_rss_mib')} MiB")
+    for key, what in (("rss", "RSS"), ("pss", "PSS")):
+        print(f"    {what} of python                      {both(f'server_{key}_mib')} MiB")
+        print(f"    {what} of bwrap's two processes       {both(f'bwrap_{key}_mib')} MiB")
     left = max(int(r[side]["left"]) for r in rounds for side in r)
     print(f"  all stopped in {both('stopped_s', '.2f')} s; processes left after the hub stopped: {left}")
 
@@ -205,21 +211,24 @@ def report_calls(calls: int, turns: dict[str, list[list[float]]], kinds: dict[st
     halves = [percentiles([s for turn in plain[i::2] for s in turn])[0] for i in (0, 1)]
 
     def ratio(a: str, b: str) -> str:
-        return f"{figures[a][0] / figures[b][0]:5.2f} / {figures[a][1] / figures[b][1]:7.2f}"
+        return f"{figures[a][0] / figures[b][0]:7.2f} / {figures[a][1] / figures[b][1]:7.2f}"
 
     print(f"\necho call, {calls} sequential calls per path, {TURN} at a time in turn (p50 / p99 ms):")
-    for path, label in (
-        ("direct", "direct mcp.Client (stdio)"),
-        ("unsandboxed", f"Hub.call_tool, unsandboxed ({kinds['plain']})"),
-        ("sandboxed", f"Hub.call_tool, sandboxed ({kinds['boxed']})"),
-    ):
+    rows = [
+        ("direct mcp.Client (stdio)", "direct"),
+        (f"Hub.call_tool, unsandboxed ({kinds['plain']})", "unsandboxed"),
+        (f"Hub.call_tool, sandboxed ({kinds['boxed']})", "sandboxed"),
+    ]
+    for label, path in rows:
         print(f"  {label:<38} {figures[path][0]:7.3f} / {figures[path][1]:7.3f}")
     noise = halves[0] / halves[1]
-    boxed = ratio("sandboxed", "unsandboxed")
-    print(f"  ratio sandboxed/unsandboxed         {boxed}   (target p50: 1 in noise)")
-    print(f"  noise: unsandboxed, alternate turns {noise:5.2f}             (p50, one half / the other)")
-    print(f"  ratio unsandboxed/direct            {ratio('unsandboxed', 'direct')}")
-    print(f"  ratio sandboxed/direct              {ratio('sandboxed', 'direct')}")
+    for label, text in (
+        ("ratio sandboxed/unsandboxed", f"{ratio('sandboxed', 'unsandboxed')}   (target p50: 1 in noise)"),
+        ("noise: unsandboxed, alternate turns", f"{noise:7.2f}             (p50, one half / the other)"),
+        ("ratio unsandboxed/direct", ratio("unsandboxed", "direct")),
+        ("ratio sandboxed/direct", ratio("sandboxed", "direct")),
+    ):
+        print(f"  {label:<38} {text}")
 
 
 def main() -> int:
