@@ -2,7 +2,8 @@
 
 Each benchmark runs as its own process (as `python bench/<name>.py` would), one after the other;
 its output is kept verbatim under a heading, after a line naming the machine and the date.
-`--only NAME` (repeatable) runs some of them; `--quick` passes each its short settings.
+`--only NAME` (repeatable) runs some of them and keeps the other sections of an existing output
+file (its heading then gains this run's line); `--quick` passes each its short settings.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {  # name -> (full arguments, 
     "chaos": ([], ["--clients", "16", "--seconds", "10", "--calm", "5"]),
     "peer": ([], ["--calls", "200"]),
     "lazy": ([], ["--cold", "3", "--calls", "50", "--servers", "40", "--busy", "3"]),
+    "sandbox": ([], ["--servers", "20", "--rounds", "1", "--calls", "200"]),
 }
 
 
@@ -48,14 +50,13 @@ def main() -> int:
         if Path("/proc/cpuinfo").exists()
         else platform.processor()
     )
-    lines = [
-        "# Benchmark results",
-        "",
+    run_line = (
         f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, {os.cpu_count()} cores "
         f"({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
-        + ("; --quick settings" if args.quick else ""),
-        "",
-    ]
+        + ("; --quick settings" if args.quick else "")
+        + (f"; only {', '.join(names)}" if args.only else "")
+    )
+    sections: dict[str, list[str]] = {}
     failed = []
     for name in names:
         full, quick = BENCHES[name]
@@ -67,13 +68,32 @@ def main() -> int:
         if run.returncode:
             failed.append(name)
             print(run.stderr[-3000:], file=sys.stderr)
-        lines += [f"## bench_{name}.py ({time.monotonic() - began:.0f} s)", "", "```", run.stdout.strip()]
+        section = [f"## bench_{name}.py ({time.monotonic() - began:.0f} s)", "", "```", run.stdout.strip()]
         if run.returncode:
-            lines.append(f"(exit code {run.returncode})")
-        lines += ["```", ""]
-    Path(args.out).write_text("\n".join(lines))
+            section.append(f"(exit code {run.returncode})")
+        sections[name] = [*section, "```", ""]
+    out = Path(args.out)
+    old = out.read_text() if args.only and out.exists() else None
+    out.write_text("\n".join(merged(old, run_line, sections)))
     print(f"written: {args.out}" + (f"; failed: {', '.join(failed)}" if failed else ""))
     return 1 if failed else 0
+
+
+def merged(old: str | None, run_line: str, sections: dict[str, list[str]]) -> list[str]:
+    """The lines of the results file: `sections` (by benchmark name) replace their namesakes in
+    `old` (the file as it was, or None: a fresh file), whose other sections stay, in `BENCHES` order;
+    `run_line` joins the lines of `old`'s heading that say when and where it ran."""
+    heading = ["# Benchmark results"]
+    kept: dict[str, list[str]] = {}
+    if old is not None:
+        first, *rest = old.split("\n## bench_")
+        heading = first.rstrip("\n").split("\n")
+        for text in rest:
+            kept[text.split(".py", 1)[0]] = [*f"## bench_{text}".rstrip("\n").split("\n"), ""]
+    heading += ["", run_line, ""]
+    kept.update(sections)
+    order = [*BENCHES, *(name for name in kept if name not in BENCHES)]
+    return [*heading, *(line for name in order if name in kept for line in kept[name])]
 
 
 if __name__ == "__main__":

@@ -2,13 +2,15 @@
 
 Run from the repository root after the README's install command:
 
-    python bench/bench_scale.py [--servers 1000] [--tenants 50] [--idle 30] [--json FILE]
+    python bench/bench_scale.py [--servers 1000] [--tenants 50] [--idle 30] [--no-sandbox] [--json FILE]
 
 Starts `python -m hub serve` (a real process on an ephemeral port, `auto_start`) over N servers
 of `bench/servers/echo_stdlib.py` (standard library only, one tool) spread evenly over T tenants,
-then measures, in one run:
+each in its own sandbox (`sandbox.required: true`: on a host that cannot sandbox, it says so and
+exits 1; `--no-sandbox` measures them unsandboxed), then measures, in one run:
 - seconds until every server is `running` (target <= 60 s for 1,000), the hub's CPU seconds spent
-  until then (per server start), the most threads it had meanwhile, and the RSS of one server;
+  until then (per server start), the most threads it had meanwhile, the RSS of one server (its
+  python; sandboxed, also its two bwrap processes) and how many servers run in bwrap;
 - the hub's RSS without its children (target <= 1 GiB) and its thread count;
 - the hub's CPU while idle over `--idle` seconds (target <= 2 % of one core);
 - p50/p99 of `GET /api/tools?tenant=` (one tenant), `GET /api/tools` (an admin: every tenant) and a
@@ -33,9 +35,13 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from _common import ROOT, marked, percentiles, served_hub, timed_calls, write_hub_config
+from _common import ROOT, SANDBOX, marked, percentiles, served_hub, timed_calls, write_hub_config
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
+
+sys.path.insert(0, str(ROOT))
+
+from actors.sandbox import host_support
 
 ECHO_STDLIB = str(ROOT / "bench" / "servers" / "echo_stdlib.py")
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -49,6 +55,13 @@ def proc_status(pid: int) -> dict[str, str]:
 
 def rss_mib(pid: int) -> float:
     return int(proc_status(pid)["VmRSS"].split()[0]) / 1024
+
+
+def comm(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return "?"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -101,13 +114,22 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=50)
     parser.add_argument("--idle", type=float, default=30.0, help="seconds of idle CPU measurement")
     parser.add_argument("--requests", type=int, default=100, help="requests per latency figure")
+    parser.add_argument("--no-sandbox", action="store_true", help="run the servers unsandboxed")
     parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args()
     tag = f"bench-scale-{uuid.uuid4().hex[:12]}"
+    support = host_support()
+    sandboxed = not args.no_sandbox
+    detail = support.detail if support.available else "UNAVAILABLE"
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"{args.servers} servers over {args.tenants} tenants"
+        f"{args.servers} servers over {args.tenants} tenants, "
+        + (f"sandboxed ({detail})" if sandboxed else "unsandboxed (--no-sandbox)")
     )
+    if sandboxed and not support.available:
+        print(f"\nthis host cannot sandbox stdio servers, so nothing was measured: {support.detail}")
+        print("(--no-sandbox measures them unsandboxed)")
+        sys.exit(1)
     per_tenant = -(-args.servers // args.tenants)
     tenants: dict[str, Any] = {}
     for n in range(args.servers):
@@ -117,10 +139,16 @@ def main() -> None:
             "args": ["-S", ECHO_STDLIB, tag],  # -S: no site import, a smaller process
             "protocol": "legacy",
         }
-    figures: dict[str, Any] = {"servers": args.servers, "tenants": len(tenants)}
+    figures: dict[str, Any] = {"servers": args.servers, "tenants": len(tenants), "sandboxed": sandboxed}
+    policy = {**SANDBOX, "enabled": sandboxed, "required": sandboxed}
     with tempfile.TemporaryDirectory() as tmp:
         config = write_hub_config(
-            Path(tmp) / "hub.yaml", tenants, f"{tmp}/data", auto_start=True, startup_timeout=120
+            Path(tmp) / "hub.yaml",
+            tenants,
+            f"{tmp}/data",
+            auto_start=True,
+            startup_timeout=120,
+            sandbox=policy,
         )
         began = time.perf_counter()
         with served_hub(config) as (hub, url):
@@ -136,8 +164,13 @@ def main() -> None:
             figures["hub_cpu_ready_s"] = cpu_seconds(hub.pid)  # since its start, imports included
             figures["hub_peak_threads"] = peak_threads
             figures["running"] = running
-            children = marked(tag)
-            figures["server_rss_mib"] = sorted(rss_mib(p) for p in children)[len(children) // 2]
+            children = marked(tag)  # sandboxed, each server is bwrap, its init (bwrap too) and python
+            pythons = sorted(rss_mib(p) for p in children if comm(p) != "bwrap")
+            bwraps = [rss_mib(p) for p in children if comm(p) == "bwrap"]
+            figures["server_rss_mib"] = pythons[len(pythons) // 2]
+            figures["bwrap_rss_mib"] = sum(bwraps) / max(1, running)  # per server
+            figures["in_bwrap"] = sum(1 for s in servers if s.get("pid") and comm(s["pid"]) == "bwrap")
+            figures["processes"] = len(children)
             status = proc_status(hub.pid)
             figures["hub_rss_mib"] = rss_mib(hub.pid)
             figures["hub_threads"] = int(status["Threads"])
@@ -178,7 +211,10 @@ def report(f: dict[str, Any]) -> None:
     cpu = f["hub_cpu_ready_s"]
     print(f"hub CPU until then: {cpu:.1f} s ({1000 * cpu / f['servers']:.1f} ms per server start)")
     print(f"hub threads at most while starting: {f['hub_peak_threads']}")
-    print(f"one echo server: {f['server_rss_mib']:.1f} MiB RSS")
+    print(f"servers whose process is bwrap (sandboxed): {f['in_bwrap']}; their processes: {f['processes']}")
+    print(
+        f"one echo server: {f['server_rss_mib']:.1f} MiB RSS (python), bwrap's {f['bwrap_rss_mib']:.1f} MiB"
+    )
     rss, threads = f["hub_rss_mib"], f["hub_threads"]
     print(f"hub RSS (children excluded): {rss:.0f} MiB, {threads} threads   (target <= 1024 MiB)")
     print(f"hub idle CPU: {f['idle_cpu_pct']:.2f} % of one core   (target <= 2 %)")
