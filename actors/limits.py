@@ -233,6 +233,23 @@ class CgroupTree:
         else:
             self._quotas.pop(tenant, None)
 
+    def usage(self, tenant: str) -> dict[str, int | None]:
+        """What tenant `tenant`'s servers use now: `max_memory_mb` (MiB, rounded up) and
+        `max_processes` (processes and threads), None where no cgroup counts it (nor for a tenant
+        with neither quota, whose servers without limits run in no cgroup of the hub's)."""
+        out: dict[str, int | None] = {"max_memory_mb": None, "max_processes": None}
+        if tenant not in self._quotas:
+            return out
+        memory = "memory.current" if self.support.version == 2 else "memory.usage_in_bytes"
+        files = {"max_memory_mb": ("memory", memory), "max_processes": ("pids", "pids.current")}
+        for quota, (controller, name) in files.items():
+            root = self._roots.get(controller)
+            if root is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    value = _number(os.path.join(root, _safe(tenant), name))
+                    out[quota] = -(-value // (1 << 20)) if controller == "memory" else value
+        return out
+
     def quotas(self, tenant: str) -> Quotas | None:
         """Tenant `tenant`'s quotas, if its cgroup bounds its memory or processes."""
         return self._quotas.get(tenant)

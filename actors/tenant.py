@@ -146,6 +146,7 @@ class TenantInfo:
     calls_in_flight: int
     calls_last_minute: int
     instances: Mapping[str, int] = field(default_factory=dict)  # per_session server → instances
+    resources: Mapping[str, int | None] = field(default_factory=dict)  # max_memory_mb, max_processes used
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict: quotas with their usage, and the servers."""
@@ -156,6 +157,8 @@ class TenantInfo:
             "max_concurrent_calls": self.calls_in_flight,
             "max_calls_per_minute": self.calls_last_minute,
             "max_sessions_per_server": max(self.instances.values(), default=0),
+            "max_memory_mb": self.resources.get("max_memory_mb"),  # (None: no cgroup counts it)
+            "max_processes": self.resources.get("max_processes"),
         }
         return {
             "name": self.name,
@@ -534,6 +537,7 @@ class TenantActor(pykka.ThreadingActor):
             for name, config in self.config.servers.items()
             if config.per_session
         }
+        cgroups = self._sandbox_site.cgroups if self._sandbox_site is not None else None
         return TenantInfo(
             self.config.name,
             self.config.description,
@@ -544,6 +548,7 @@ class TenantActor(pykka.ThreadingActor):
             self._gate.in_flight,
             self._gate.calls_last_minute(),
             MappingProxyType(instances),
+            MappingProxyType(cgroups.usage(self.config.name) if cgroups is not None else {}),
         )
 
     # ------------------------------------------------------------------ session instances

@@ -111,6 +111,11 @@ def test_a_tenant_quota_bounds_its_servers_together(make_hub, caplog) -> None:
         hub.start_tenant(tenant)
     caplog.set_level(logging.WARNING, logger="actors.server")
     hub.call_tool("a", "one.allocate", {"mb": 120})
+    # What the tenant's servers use is reported beside its quotas (GET /api/tenants/a).
+    quotas = hub.tenant("a").to_json()["quotas"]
+    assert quotas["max_memory_mb"]["limit"] == 300 and 120 < quotas["max_memory_mb"]["used"] < 300, quotas
+    assert quotas["max_processes"]["limit"] == 60 and 2 <= quotas["max_processes"]["used"] < 60, quotas
+    assert hub.tenant("b").to_json()["quotas"]["max_memory_mb"] == {"limit": None, "used": None}
     # The kernel kills the biggest process of the tenant: `one` (and `two`'s call succeeds), or
     # `two` (and its call fails).
     with contextlib.suppress(UpstreamError):

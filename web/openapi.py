@@ -245,10 +245,9 @@ _STATUS_EXTRA = {
 }
 
 
-def _quota() -> dict[str, Any]:
-    return _object(
-        {"limit": _nullable("integer", "The limit; null means unlimited."), "used": {"type": "integer"}}
-    )
+def _quota(used: str | None = None) -> dict[str, Any]:
+    count = _nullable("integer", used) if used else {"type": "integer"}
+    return _object({"limit": _nullable("integer", "The limit; null means unlimited."), "used": count})
 
 
 def _schemas() -> dict[str, Any]:
@@ -301,6 +300,14 @@ def _schemas() -> dict[str, Any]:
                         "max_calls_per_minute": _ref("Quota"),
                         # `used`: the most session instances any one per_session server runs.
                         "max_sessions_per_server": _ref("Quota"),
+                        "max_memory_mb": _quota(
+                            "MiB the tenant's stdio servers use now; null where no memory cgroup counts it "
+                            "(nor without max_memory_mb or max_processes)."
+                        ),
+                        "max_processes": _quota(
+                            "Processes and threads of its stdio servers now; null where no pids cgroup "
+                            "counts it."
+                        ),
                     },
                     description="Each quota with its current usage.",
                 ),
