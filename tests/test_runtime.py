@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -24,7 +23,6 @@ from conftest import (
     config_of,
     host_pid,
     marked_pids,
-    missing,
     node_package,
     process_gone,
     server,
@@ -348,18 +346,6 @@ def test_legacy_only_server_in_auto_mode(make_hub) -> None:
     status = hub.server("t", "old")
     assert status.state is ServerState.RUNNING and status.protocol_version != "2026-07-28"
     assert hub.call_tool("t", "old.echo", {"text": "x"}).structured_content == {"text": "x"}
-
-
-def test_third_party_time_server(make_hub) -> None:
-    if importlib.util.find_spec("mcp_server_time") is None:
-        missing("PyPI package mcp-server-time (the `test` extra)")
-    hub = make_hub(
-        {"t": {"servers": {"time": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}}}}
-    )
-    assert hub.start_tenant("t") == {"time": "running"}
-    assert {"time.get_current_time", "time.convert_time"} <= {t.id for t in hub.tools("t")}
-    result = hub.call_tool("t", "time.get_current_time", {"timezone": "UTC"})
-    assert not result.is_error and "UTC" in result.content[0]["text"]
 
 
 def test_third_party_everything_server(make_hub) -> None:

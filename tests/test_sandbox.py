@@ -172,21 +172,6 @@ def test_a_server_cannot_reach_other_tenants_or_the_hub(
         assert outcome[f"write:{home}/mine.txt"] and (Path(home) / "mine.txt").read_text() == "escaped"
 
 
-def test_the_default_configuration_runs_the_demo_server_sandboxed(tmp_path: Path) -> None:
-    """config/hub.yaml as shipped: its demo keeps its database in its tenant's home."""
-    needs_bwrap()
-    config = load_config(ROOT / "config" / "hub.yaml")
-    hub = Hub(config, data_dir=tmp_path).start()
-    try:
-        assert hub.start_tenant("default") == {"sqlite-demo": "running"}
-        assert runs_sandboxed(hub.server("default", "sqlite-demo").pid)
-        rows = hub.call_tool("default", "sqlite-demo.query", {"sql": "SELECT * FROM users LIMIT 10"})
-        assert rows.structured_content["row_count"] == 10
-    finally:
-        hub.stop()
-    assert (tmp_path / "homes" / "default" / "demo.db").stat().st_size > 0
-
-
 def test_server_everything_runs_sandboxed_without_network(make_hub) -> None:
     needs_bwrap()
     entry = str(node_package("@modelcontextprotocol/server-everything", "dist", "index.js"))
