@@ -113,11 +113,16 @@ def test_memory_server_keeps_its_graph_in_the_tenant_home(make_hub, tmp_path: Pa
 
 
 def test_time_server_answers_sandboxed(make_hub) -> None:
-    """`mcp-server-time` from PyPI, run by the hub's own Python (visible read-only inside)."""
+    """`mcp-server-time` from PyPI, run by the hub's own Python (visible read-only inside), with no
+    network."""
     needs_bwrap()
     if importlib.util.find_spec("mcp_server_time") is None:
         missing("PyPI package mcp-server-time (the `test` extra)")
-    time_server = {"command": sys.executable, "args": ["-m", "mcp_server_time"]}
+    time_server = {
+        "command": sys.executable,
+        "args": ["-m", "mcp_server_time"],
+        "sandbox": {"network": "none"},
+    }
     hub = started(make_hub({"t": {"servers": {"time": time_server}}}), "t")
     assert {"time.get_current_time", "time.convert_time"} <= {t.id for t in hub.tools("t")}
     result = hub.call_tool("t", "time.get_current_time", {"timezone": "Asia/Tokyo"})
