@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,6 +26,7 @@ from conftest import (
     missing,
     needs_bwrap,
     node_package,
+    process_gone,
     server,
     server_pids,
     wait_until,
@@ -171,9 +175,8 @@ def test_npx_downloads_into_the_tenant_home_and_then_runs_offline(
     result = hub.call_tool("t", "every.echo", {"message": "fetched by npx"})
     assert not result.is_error and "fetched by npx" in text_of(result), text_of(result)
     npx_cache = tmp_path / "hub0" / "homes" / "t" / ".npm" / "_npx"
-    assert list(npx_cache.glob(f"*/node_modules/{EVERYTHING}/package.json")), sorted(npx_cache.rglob("*"))[
-        :20
-    ]
+    downloaded = list(npx_cache.glob(f"*/node_modules/{EVERYTHING}/package.json"))
+    assert downloaded, sorted(npx_cache.rglob("*"))[:20]
     assert list(hub_home.iterdir()) == []
     status = hub.start_server("t", "offline", timeout=30)
     assert status.state.value == "running" and runs_sandboxed(status.pid), status
@@ -192,10 +195,19 @@ def grandchildren(pids: list[int]) -> list[int]:
     return [pid for pid, up in parent.items() if up in parent and parent[up] in parent]
 
 
+def with_a_stubborn_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Server `spec` run by a shell that first starts a `sleep` in the background: a process that
+    does not end when the hub's pipes close (the server does, at EOF) and keeps its sandbox up."""
+    command = " ".join(shlex.quote(word) for word in [spec["command"], *spec["args"]])
+    return {**spec, "command": "sh", "args": ["-c", f"sleep 600 & exec {command}"]}
+
+
 @pytest.mark.slow
-def test_sigkill_of_a_hub_of_20_sandboxed_servers_leaves_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize("watchdog", ["watchdog", "watchdog-killed-first"])
+def test_sigkill_of_a_hub_of_20_sandboxed_servers_leaves_nothing(tmp_path: Path, watchdog: str) -> None:
     """14 Python servers and 6 server-everything started by `npx` (found in the local node_modules:
-    no download; node runs npm, which runs the server: grandchildren), then SIGKILL of the hub."""
+    no download, no network; `npm exec` runs `sh -c`, which runs the server's node: grandchildren),
+    then SIGKILL of the hub; with its watchdog killed first, the sandboxes alone must end them."""
     needs_bwrap()
     node_package(EVERYTHING, "dist", "index.js")
     deps = NODE_MODULES.parent  # npx finds mcp-server-everything in its node_modules/.bin
@@ -206,9 +218,14 @@ def test_sigkill_of_a_hub_of_20_sandboxed_servers_leaves_nothing(tmp_path: Path)
         "sandbox": binds(deps, network="none"),
     }
     servers = {f"py{i}": server() for i in range(14)} | {f"npx{i}": npx for i in range(6)}
-    proc, (*pids, _) = hub_in_a_process(tmp_path, servers, startup_timeout=60)
+    for name in ("py0", "py1", "py2", "npx0", "npx1"):  # and a child that outlives their stdin
+        servers[name] = with_a_stubborn_child(servers[name])
+    proc, (*pids, reaper) = hub_in_a_process(tmp_path, servers, startup_timeout=60)
     assert len(pids) == 20 and all(runs_sandboxed(pid) for pid in pids), pids
     inside = server_pids()
     assert len(inside) >= 14 + 2 * 6 and len(grandchildren(inside)) >= 6, inside
+    if watchdog == "watchdog-killed-first":
+        os.kill(reaper, signal.SIGKILL)
+        assert wait_until(lambda: process_gone(reaper), 5)
     sigkill(proc)
     assert wait_until(lambda: not marked_pids(), 10), f"orphans: {marked_pids()}"
