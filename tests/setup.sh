@@ -19,6 +19,8 @@ NODE_PACKAGES=(
   "@modelcontextprotocol/server-everything@2026.8.31"
   "@modelcontextprotocol/inspector-cli@1.0.3"
   "@modelcontextprotocol/server-basic-vanillajs@2.0.3"
+  "@modelcontextprotocol/server-filesystem@2026.8.31"
+  "@modelcontextprotocol/server-memory@2026.8.31"
 )
 missing=()
 

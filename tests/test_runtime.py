@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -24,7 +23,6 @@ from conftest import (
     config_of,
     host_pid,
     marked_pids,
-    missing,
     node_package,
     process_gone,
     server,
@@ -350,18 +348,6 @@ def test_legacy_only_server_in_auto_mode(make_hub) -> None:
     assert hub.call_tool("t", "old.echo", {"text": "x"}).structured_content == {"text": "x"}
 
 
-def test_third_party_time_server(make_hub) -> None:
-    if importlib.util.find_spec("mcp_server_time") is None:
-        missing("PyPI package mcp-server-time (the `test` extra)")
-    hub = make_hub(
-        {"t": {"servers": {"time": {"command": sys.executable, "args": ["-m", "mcp_server_time"]}}}}
-    )
-    assert hub.start_tenant("t") == {"time": "running"}
-    assert {"time.get_current_time", "time.convert_time"} <= {t.id for t in hub.tools("t")}
-    result = hub.call_tool("t", "time.get_current_time", {"timezone": "UTC"})
-    assert not result.is_error and "UTC" in result.content[0]["text"]
-
-
 def test_third_party_everything_server(make_hub) -> None:
     entry = str(node_package("@modelcontextprotocol/server-everything", "dist", "index.js"))
     every = {"command": "node", "args": [entry, "stdio"], "sandbox": binds(NODE_MODULES)}
@@ -376,8 +362,28 @@ def test_third_party_everything_server(make_hub) -> None:
 # --------------------------------------------------------------------------- no orphans
 
 
-def hub_in_a_process(script: str, tmp_path: Path, config: str) -> tuple[subprocess.Popen[str], list[str]]:
-    """Run a hub `script` (config on stdin, data dir `tmp_path`) in a child; the words of its first line."""
+HUB_SCRIPT = """
+import sys
+from hub.config import parse_config
+from hub.runtime import Hub
+hub = Hub(parse_config(sys.stdin.read()), data_dir=sys.argv[1]).start()
+hub.start_tenant("t")
+print(*(s.pid for s in hub.servers("t")), hub._registry.pid, flush=True)
+import time
+time.sleep(600)
+"""  # prints the pids of tenant t's servers, then the watchdog's
+
+
+def hub_in_a_process(
+    tmp_path: Path, servers: dict[str, object], script: str = HUB_SCRIPT, **orchestrator: object
+) -> tuple[subprocess.Popen[str], list[int]]:
+    """Run a hub `script` in a child (data dir `tmp_path`) on a configuration of tenant `t` with
+    `servers` (and the leak marker); the numbers of its first line (`HUB_SCRIPT`: the pids of the
+    servers, then the watchdog's)."""
+    import yaml
+
+    tenant = {"env": {"MCP_HUB_TEST_MARK": MARK}, "servers": servers}
+    config = yaml.safe_dump({"tenants": {"t": tenant}, "orchestrator": orchestrator})
     proc = subprocess.Popen(
         [sys.executable, "-c", script, str(tmp_path)],
         stdin=subprocess.PIPE,
@@ -388,48 +394,27 @@ def hub_in_a_process(script: str, tmp_path: Path, config: str) -> tuple[subproce
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(config)
     proc.stdin.close()
-    return proc, proc.stdout.readline().split()
+    return proc, [int(word) for word in proc.stdout.readline().split()]
 
 
-_HUB_SCRIPT = """
-import sys
-from hub.config import parse_config
-from hub.runtime import Hub
-hub = Hub(parse_config(sys.stdin.read()), data_dir=sys.argv[1]).start()
-hub.start_tenant("t")
-print(" ".join(str(s.pid) for s in hub.servers("t")), flush=True)
-import time
-time.sleep(600)
-"""
+def sigkill(proc: subprocess.Popen[str]) -> None:
+    """SIGKILL a hub of `hub_in_a_process` and reap it (its children are left to their fate)."""
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(5)
+    assert proc.stdout is not None
+    proc.stdout.close()
 
 
 def test_sigkill_of_the_hub_leaves_no_child(tmp_path: Path) -> None:
-    import yaml
-
-    text = yaml.safe_dump(
-        {
-            "tenants": {
-                "t": {
-                    "env": {"MCP_HUB_TEST_MARK": MARK},
-                    "servers": {
-                        "a": server(),
-                        "b": server(),
-                        "c": {
-                            "command": "sh",
-                            "args": ["-c", f"{sys.executable} {ROOT}/tests/servers/testserver.py; true"],
-                            "sandbox": binds(SERVERS_DIR),
-                        },
-                    },
-                }
-            }
-        }
-    )
-    proc, pids = hub_in_a_process(_HUB_SCRIPT, tmp_path, text)
+    shell = {
+        "command": "sh",
+        "args": ["-c", f"{sys.executable} {ROOT}/tests/servers/testserver.py; true"],
+        "sandbox": binds(SERVERS_DIR),
+    }
+    proc, (*pids, _) = hub_in_a_process(tmp_path, {"a": server(), "b": server(), "c": shell})
     assert len(pids) == 3, pids
     assert len(marked_pids()) >= 4  # three servers and the shell's child
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(5)
-    proc.stdout.close()
+    sigkill(proc)
     killed_at = time.monotonic()
     assert wait_until(lambda: not marked_pids(), 5), f"orphans: {marked_pids()}"
     assert time.monotonic() - killed_at < 5
@@ -450,23 +435,14 @@ time.sleep(600)
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
 def test_children_die_with_the_hub_even_if_the_watchdog_died_first(tmp_path: Path) -> None:
-    import yaml
-
     # `sleep` ignores its stdin closing: only a signal ends it.
     sleeper = {"command": "sleep", "args": ["600"]}
-    text = yaml.safe_dump(
-        {
-            "tenants": {"t": {"env": {"MCP_HUB_TEST_MARK": MARK}, "servers": {"sleeper": sleeper}}},
-            "orchestrator": {"startup_timeout": 120},
-        }
+    proc, (child, watchdog) = hub_in_a_process(
+        tmp_path, {"sleeper": sleeper}, _HUB_SCRIPT_SLEEPER, startup_timeout=120
     )
-    proc, words = hub_in_a_process(_HUB_SCRIPT_SLEEPER, tmp_path, text)
-    child, watchdog = (int(word) for word in words)
     os.kill(watchdog, signal.SIGKILL)
     assert wait_until(lambda: process_gone(watchdog), 5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(5)
-    proc.stdout.close()
+    sigkill(proc)
     # The parent-death signal alone kills the server (a grandchild would need the watchdog).
     assert wait_until(lambda: process_gone(child), 5), f"orphan: {child}"
 

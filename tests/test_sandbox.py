@@ -33,7 +33,7 @@ from conftest import (
     server,
     wait_until,
 )
-from test_runtime import hub_in_a_process
+from test_runtime import hub_in_a_process, sigkill
 
 from actors import sandbox as sandbox_module
 from actors.models import ServerState
@@ -172,21 +172,6 @@ def test_a_server_cannot_reach_other_tenants_or_the_hub(
         assert outcome[f"write:{home}/mine.txt"] and (Path(home) / "mine.txt").read_text() == "escaped"
 
 
-def test_the_default_configuration_runs_the_demo_server_sandboxed(tmp_path: Path) -> None:
-    """config/hub.yaml as shipped: its demo keeps its database in its tenant's home."""
-    needs_bwrap()
-    config = load_config(ROOT / "config" / "hub.yaml")
-    hub = Hub(config, data_dir=tmp_path).start()
-    try:
-        assert hub.start_tenant("default") == {"sqlite-demo": "running"}
-        assert runs_sandboxed(hub.server("default", "sqlite-demo").pid)
-        rows = hub.call_tool("default", "sqlite-demo.query", {"sql": "SELECT * FROM users LIMIT 10"})
-        assert rows.structured_content["row_count"] == 10
-    finally:
-        hub.stop()
-    assert (tmp_path / "homes" / "default" / "demo.db").stat().st_size > 0
-
-
 def test_server_everything_runs_sandboxed_without_network(make_hub) -> None:
     needs_bwrap()
     entry = str(node_package("@modelcontextprotocol/server-everything", "dist", "index.js"))
@@ -297,18 +282,6 @@ def test_required_sandbox_on_a_host_without_one(
     assert "[mcp-hub] running unsandboxed: bubblewrap" in (hub.log_dir / "t" / "lax2.log").read_text()
 
 
-_HUB_SCRIPT = """
-import sys
-from hub.config import parse_config
-from hub.runtime import Hub
-hub = Hub(parse_config(sys.stdin.read()), data_dir=sys.argv[1]).start()
-hub.start_tenant("t")
-print(" ".join(str(s.pid) for s in hub.servers("t")), hub._registry.pid, flush=True)
-import time
-time.sleep(600)
-"""
-
-
 @pytest.mark.parametrize("watchdog", ["watchdog", "watchdog-killed-first"])
 def test_sigkill_of_the_hub_leaves_no_sandboxed_process(tmp_path: Path, watchdog: str) -> None:
     """Grandchildren included, even one that left the server's session and process group (which
@@ -317,20 +290,14 @@ def test_sigkill_of_the_hub_leaves_no_sandboxed_process(tmp_path: Path, watchdog
     needs_bwrap()
     wrapper = f"setsid sleep 600 & {sys.executable} {ROOT}/tests/servers/testserver.py; true"
     shell = {"command": "sh", "args": ["-c", wrapper], "sandbox": binds(SERVERS_DIR)}
-    text = yaml.safe_dump(
-        {"tenants": {"t": {"env": {"MCP_HUB_TEST_MARK": MARK}, "servers": {"a": server(), "sh": shell}}}}
-    )
-    proc, words = hub_in_a_process(_HUB_SCRIPT, tmp_path, text)
-    *pids, reaper = (int(word) for word in words)
+    proc, (*pids, reaper) = hub_in_a_process(tmp_path, {"a": server(), "sh": shell})
     assert len(pids) == 2 and all(runs_sandboxed(pid) for pid in pids)
     # Two servers (bwrap, its init, the server), the shell's python and its setsid sleep.
     assert wait_until(lambda: len(marked_pids()) >= 8, 10), marked_pids()
     if watchdog == "watchdog-killed-first":
         os.kill(reaper, signal.SIGKILL)
         assert wait_until(lambda: process_gone(reaper), 5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(5)
-    proc.stdout.close()
+    sigkill(proc)
     assert wait_until(lambda: not marked_pids(), 5), f"orphans: {marked_pids()}"
 
 
