@@ -89,13 +89,23 @@ def test_a_fork_bomb_stops_at_processes(make_hub, sandboxed: bool) -> None:
 
 
 def test_cpu_is_throttled_to_its_share(make_hub) -> None:
+    """The kernel throttles the server (its cgroup's cpu.stat counts it) to about 0.2 CPU; how much
+    an unthrottled one would get depends on the machine's load, so the kernel's count decides."""
     needs_cgroups("cpu")
-    hub = make_hub({"t": {"servers": {"slow": hog(cpu=0.2), "free": hog()}}})
+    hub = make_hub({"t": {"servers": {"slow": hog(cpu=0.2)}}})
     hub.start_tenant("t")
     throttled = hub.call_tool("t", "slow.spin", {"seconds": 1.5}).structured_content
-    free = hub.call_tool("t", "free.spin", {"seconds": 1.5}).structured_content
-    assert throttled["cpu"] < 0.5 * throttled["wall"], throttled
-    assert free["cpu"] > 0.5 * free["wall"], free
+    assert throttled["cpu"] < 0.35 * throttled["wall"], throttled
+    tree = hub.sandbox_site.cgroups
+    assert tree is not None
+    (stat,) = [
+        p / "cpu.stat"
+        for f in tree.folders()
+        for p in Path(f, "t").glob("slow.*")
+        if (p / "cpu.stat").exists()
+    ]
+    counts = dict(line.split() for line in stat.read_text().splitlines())
+    assert int(counts["nr_throttled"]) > 0, counts
 
 
 def test_a_tenant_quota_bounds_its_servers_together(make_hub, caplog) -> None:
