@@ -36,6 +36,7 @@ from conftest import (
 from test_runtime import hub_in_a_process, sigkill
 
 from actors import sandbox as sandbox_module
+from actors.limits import limit_support
 from actors.models import ServerState
 from actors.sandbox import sandbox_group
 from hub.config import SandboxConfig, load_config
@@ -328,7 +329,10 @@ def test_check_and_health_say_whether_this_host_can_sandbox(tmp_path: Path, bwra
     config = write_config(tmp_path, {"t": {"servers": {"s": server()}}})
     hub = start_hub(config, tmp_path, env={sandbox_module.BWRAP_ENV_VAR: bwrap})
     try:
-        health = hub.get("/health").body["components"]["sandbox"]
+        components = hub.get("/health").body["components"]
+        health = components["sandbox"]
+        # (Resource limits do not depend on bwrap: what enforces them is said either way.)
+        assert components["limits"] == limit_support().mechanism
     finally:
         assert stop_hub(hub) == 0
     if bwrap == "bwrap":
