@@ -278,11 +278,19 @@ class GatewayConfig:
     mcp_port: int | None = 8000
     websocket_port: int | None = 8081
     plugins_dir: str = "plugins"
+    allowed_hosts: tuple[str, ...] = ()
     allowed_origins: tuple[str, ...] = ()
     tool_name_separator: str = "__"
     max_body_bytes: int = 1024 * 1024
     mcp_session_idle_timeout: float = 1800.0
     mcp_keepalive_interval: float = 15.0
+    mcp_unused_session_timeout: float = 60.0
+    mcp_max_sessions_per_key: int = 100
+    mcp_max_sessions_per_tenant: int = 1000
+    idle_connection_timeout: float = 60.0
+    body_timeout: float = 60.0
+    max_connections: int = 4096
+    max_connections_per_client: int | None = 256
     # The keys the file sets (the others are defaults): lets `serve` say which setting chose a port.
     explicit: frozenset[str] = field(default=frozenset(), compare=False)
 
@@ -719,6 +727,7 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
         )
     gateway: dict[str, Any] = dict(data.get("gateway", {}))
     gateway["explicit"] = frozenset(gateway)
+    gateway["allowed_hosts"] = tuple(gateway.get("allowed_hosts", ()))
     gateway["allowed_origins"] = tuple(gateway.get("allowed_origins", ()))
     gateway["plugins_dir"] = _absolute(base, gateway.get("plugins_dir", GatewayConfig.plugins_dir))
     orchestrator: dict[str, Any] = {

@@ -105,3 +105,23 @@ class PayloadTooLarge(HubError):
 
     code = "payload_too_large"
     status = 413
+
+
+class HostNotAllowed(HubError):
+    """The request's `Host` is not one the hub answers to (a guard against DNS rebinding)."""
+
+    code = "host_not_allowed"
+    status = 421
+
+
+class OriginNotAllowed(HubError):
+    """A browser request from an origin that is neither the hub's own nor in `gateway.allowed_origins`."""
+
+    code = "origin_not_allowed"
+    status = 403
+
+
+class TooManySessions(QuotaExceeded):
+    """A key or tenant holds as many MCP sessions as the gateway allows."""
+
+    code = "too_many_sessions"

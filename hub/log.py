@@ -3,6 +3,11 @@
 `LOG_FORMAT=json` writes one JSON object per line (`time`, `level`, `logger`, `message`, and
 `exception` when there is one) instead of text. Stdout is never used for logs: the stdio facade
 owns it for protocol bytes.
+
+No key ever reaches the log, whoever logs it (the hub, Tornado, the MCP SDK): `KeyScrubber`, a
+filter on the root handler, rewrites every record's message, traceback and stack before it is
+written, replacing the configured keys (`hide_keys`; as written and URL-encoded), the value of
+any `Authorization` header or `Bearer` credential, and `token=` query values with `********`.
 """
 
 from __future__ import annotations
@@ -10,11 +15,78 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
+from collections.abc import Callable, Iterable
+from urllib.parse import quote, quote_plus
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+MASK = "********"
+# An Authorization header's value (as `Name: value`, in a dict's repr or in JSON), a Bearer or
+# Basic credential anywhere, and a `token=` query value.
+_PATTERNS = (
+    re.compile(r"""(?i)(authorization['"]?\s*[:=]\s*['"]?)([^'"\r\n,}]+)"""),
+    re.compile(r"""(?i)\b((?:bearer|basic)(?:\s|%20|\+)+)([^\s'",;&}]+)"""),
+    re.compile(r"""(?i)([?&;]token=)([^&\s'"#;]+)"""),
+)
+
+
+class KeyScrubber(logging.Filter):
+    """Rewrites every record so that no key is in it (see the module docstring). Any thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._source: Callable[[], Iterable[str]] = tuple
+        self._keys: tuple[Iterable[str] | None, tuple[str, ...]] = (None, ())
+
+    def hide(self, source: Callable[[], Iterable[str]]) -> None:
+        """Also replace the keys `source` returns (called for each record; it should return the
+        same object while the keys do not change, which keeps this cheap)."""
+        self._source = source
+
+    def _secrets(self) -> tuple[str, ...]:
+        keys = self._source()
+        if self._keys[0] is not keys:
+            variants = {v for k in keys if k for v in (k, quote(k, safe=""), quote_plus(k))}
+            self._keys = (keys, tuple(sorted(variants, key=len, reverse=True)))
+        return self._keys[1]
+
+    def scrub(self, text: str) -> str:
+        """`text` with every key in it masked."""
+        for secret in self._secrets():
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for pattern in _PATTERNS:
+            text = pattern.sub(lambda m: m.group(1) + MASK, text)
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format: let the handler report it as usual
+            return True
+        clean = self.scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.scrub(record.stack_info)
+        return True
+
+
+SCRUBBER = KeyScrubber()
+
+
+def hide_keys(source: Callable[[], Iterable[str]]) -> None:
+    """Mask the keys `source` returns in every log line from now on (see `KeyScrubber.hide`)."""
+    SCRUBBER.hide(source)
 
 
 class JsonFormatter(logging.Formatter):
@@ -28,7 +100,9 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        if record.exc_info:
+        if record.exc_text:
+            line["exception"] = record.exc_text
+        elif record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return json.dumps(line, ensure_ascii=False, default=str)
 
@@ -51,6 +125,7 @@ def setup_logging(level: str | None = None) -> None:
     handler = logging.StreamHandler(sys.stderr)
     json_format = os.environ.get("LOG_FORMAT", "text").lower() == "json"
     handler.setFormatter(JsonFormatter() if json_format else logging.Formatter(_FORMAT))
+    handler.addFilter(SCRUBBER)
     root.addHandler(handler)
     root.setLevel(name)
     # pykka logs every exception an actor returns to its caller, traceback included, at INFO; for

@@ -18,7 +18,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import tornado.httpserver
 
@@ -26,6 +28,7 @@ import hub
 from hub import listeners
 from hub.config import HubConfig
 from hub.errors import ConfigError
+from hub.log import hide_keys
 from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,11 @@ def serve(config: HubConfig, plan: listeners.Plan, watch: bool = False) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    from web.connections import raise_open_files_limit
+
+    before, after = raise_open_files_limit()  # before binding: each connection is a descriptor
+    if after != before:
+        log.info("open files limit raised from %d to %d", before, after)
     bound = listeners.bind(plan)
     if isinstance(bound, str):
         print(f"mcp-hub: {bound}", file=sys.stderr)
@@ -64,11 +72,13 @@ async def _serve(
     watch: bool = False,
 ) -> int:
     from web.app import app_registry, make_app
+    from web.connections import ConnectionBudget, EdgeServer
     from web.mcp_http import McpEndpoint
 
     seen = _stamp(config.source)  # before anything else: a change from now on is a change
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="web-blocking")
     hub_ = Hub(config)
+    hide_keys(_key_values(hub_))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     servers: list[tornado.httpserver.HTTPServer] = []
@@ -83,12 +93,20 @@ async def _serve(
     try:
         await loop.run_in_executor(executor, hub_.start)
         await mcp.ready()
-        body_limit = max(2 * config.gateway.max_body_bytes, 1024 * 1024)
+        gateway = config.gateway
+        body_limit = max(2 * gateway.max_body_bytes, 1024 * 1024)
         apps_ = app_registry(hub_)
+        budget = ConnectionBudget.of(gateway.max_connections, gateway.max_connections_per_client)
         for listener, sockets in zip(plan.listeners, bound, strict=True):
             only = listener.only
-            app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only)
-            server = tornado.httpserver.HTTPServer(app, max_body_size=body_limit)
+            app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only, bound_host=host)
+            server: tornado.httpserver.HTTPServer = EdgeServer(
+                app,
+                max_body_size=body_limit,
+                idle_connection_timeout=gateway.idle_connection_timeout,
+                body_timeout=gateway.body_timeout,
+                budget=budget,
+            )
             server.add_sockets(sockets)
             servers.append(server)
             apps.append(app)
@@ -114,8 +132,25 @@ async def _serve(
             await server.close_all_connections()
         await mcp_task
         executor.shutdown(wait=False, cancel_futures=True)
+        if servers:
+            budget.close()
     log.info("stopped")
     return EXIT_OK
+
+
+def _key_values(hub_: Hub) -> Callable[[], tuple[str, ...]]:
+    """The keys of `hub_`'s configuration as it is now (after a reload too), for the log to hide;
+    the same tuple while the configuration does not change."""
+    cache: list[Any] = [None, ()]
+
+    def keys() -> tuple[str, ...]:
+        config = hub_.config
+        if cache[0] is not config:
+            tenant_keys = (k for t in config.tenants.values() for k in t.api_keys)
+            cache[:] = [config, tuple(k.reveal() for k in (*config.auth.admin_keys, *tenant_keys))]
+        return cache[1]
+
+    return keys
 
 
 def _stamp(path: str) -> tuple[float, int] | None:

@@ -12,13 +12,16 @@ import secrets
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import tornado.httputil
 import tornado.web
 
 import hub
+from hub.errors import HubError
 from hub.runtime import Hub
 from web import admin, mcp_apps, mcp_http, rest
 from web import apps as apps_module
 from web.base import ApiHandler, NotFoundHandler, log_request
+from web.edge import policy_for
 
 
 class OpenApiHandler(ApiHandler):
@@ -31,6 +34,33 @@ class OpenApiHandler(ApiHandler):
         from web.openapi import document
 
         self.finish(json.dumps(document(hub.__version__)))
+
+
+class RefusedHandler(ApiHandler):
+    """The answer to a request the edge refuses (a `Host` or `Origin` it does not serve), whatever
+    its route and method."""
+
+    route = "(refused)"
+    public = True
+
+    def initialize(self, error: HubError) -> None:
+        self.error = error
+
+    def prepare(self) -> None:
+        raise self.error
+
+
+class HubApplication(tornado.web.Application):
+    """The route table behind the edge: a request to a `Host` or from an `Origin` the hub does not
+    serve never reaches a route (`web/edge.py`). Web loop."""
+
+    def find_handler(self, request: tornado.httputil.HTTPServerRequest, **kwargs: Any) -> Any:
+        host = request.headers.get("Host")
+        policy = policy_for(self.settings["hub"].config.gateway, self.settings["bound_host"])
+        refusal = policy.refusal(host, request.headers.get("Origin")) if host is not None else None
+        if refusal is not None:
+            return self.get_handler_delegate(request, RefusedHandler, {"error": refusal})
+        return super().find_handler(request, **kwargs)
 
 
 # Tornado tries each route's pattern in turn: the MCP endpoint, the busiest, comes first.
@@ -61,13 +91,16 @@ def make_app(
     mcp: mcp_http.McpEndpoint | None = None,
     apps: apps_module.AppRegistry | None = None,
     only: str | None = None,
+    bound_host: str | None = None,
     **settings: Any,
 ) -> tornado.web.Application:
     """The application for `hub_`; `only` names an extra listener's restricted route table;
-    `mcp` is the running MCP endpoint (its routes answer 404 without one)."""
+    `mcp` is the running MCP endpoint (its routes answer 404 without one); `bound_host` is the
+    address the hub listens on (default `gateway.host`)."""
     routes = LISTENER_ROUTES[only] if only else ROUTES
-    return tornado.web.Application(
+    return HubApplication(
         routes,
+        bound_host=bound_host or hub_.config.gateway.host,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         hub=hub_,

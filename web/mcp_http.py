@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -25,15 +26,14 @@ from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
-from hub.errors import NotFound
+from hub.errors import HubError, NotFound, QuotaExceeded
 from hub.runtime import Hub
 from web.base import SESSION_HEADER, ApiHandler, header_session
-from web.facade import CURRENT_TENANT, Ctx, Facade
+from web.facade import CURRENT_TENANT, Ctx, Facade, mcp_error
 from web.mcp_calls import CallRequest, HttpLane
+from web.mcp_sessions import SessionLimits, is_initialized_notice, opens_session
 
 log = logging.getLogger(__name__)
-
-_LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def key_of(ctx: Ctx) -> str | None:
@@ -70,6 +70,13 @@ class SessionManager(StreamableHTTPSessionManager):
             await super()._discard_session(session_id, transport)
         finally:
             self._on_end(session_id)
+
+    def end(self, session_id: str) -> None:
+        """End `session_id` now, as its idle timeout would (reads `_server_instances`, the SDK's
+        table of sessions, checked against `mcp` 2.3.0)."""
+        transport = self._server_instances.get(session_id)
+        if transport is not None and transport.idle_scope is not None:  # set: the hub gives an idle timeout
+            transport.idle_scope.cancel()  # its task ends and discards it
 
 
 def request_id_of(body: bytes | None) -> Any:
@@ -110,17 +117,9 @@ class McpEndpoint:
         self.facade = Facade(hub_, tenant_of, key_of, session_of)
         self._ending: set[asyncio.Future[int]] = set()
         gateway = hub_.config.gateway
-        loopback = host in _LOOPBACK
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=loopback,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"] if loopback else [],
-            allowed_origins=[
-                "http://127.0.0.1:*",
-                "http://localhost:*",
-                "http://[::1]:*",
-                *gateway.allowed_origins,
-            ],
-        )
+        # Host and Origin are checked, exactly, for every route before a request gets here
+        # (`web/edge.py`); the SDK's own check matched by prefix and only on loopback.
+        security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
         self.manager = SessionManager(
             self._session_ended,
             app=self.facade.server,
@@ -128,12 +127,14 @@ class McpEndpoint:
             session_idle_timeout=gateway.mcp_session_idle_timeout,
         )
         self.lane = HttpLane(self.facade, self.manager, security, gateway.mcp_keepalive_interval)
+        self.limits = SessionLimits(gateway, self.manager.end)
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 
     def _session_ended(self, session_id: str) -> None:
         """A 2025-11-25 session ended (web loop): cancel its calls, stop its instances, off the loop."""
         self.lane.ended(session_id)
+        self.limits.ended(session_id)
         try:
             future = asyncio.get_running_loop().run_in_executor(
                 None, self.hub.end_session, f"http:{session_id}"
@@ -175,6 +176,16 @@ class McpHandler(ApiHandler):
     def initialize(self) -> None:
         self._disconnected = asyncio.Event()
         self.lane_call: asyncio.Future[Any] | None = None  # a 2026-07-28 call served by the lane
+
+    def prepare(self) -> None:
+        super().prepare()
+        endpoint: McpEndpoint | None = self.application.settings.get("mcp")
+        sdk_session = self.request.headers.get("Mcp-Session-Id")
+        key = self.caller.key_id if self.caller else None
+        if endpoint is None or not sdk_session or endpoint.lane.foreign(sdk_session, key):
+            return
+        if not (self.request.method == "POST" and is_initialized_notice(self.request.body)):
+            endpoint.limits.used(sdk_session)
 
     def on_connection_close(self) -> None:
         self._disconnected.set()  # an ASGI `http.disconnect`: cancels the request in 2026 sessions
@@ -233,6 +244,52 @@ class McpHandler(ApiHandler):
             self.set_header("Content-Type", "application/json")
             self.finish(b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}')
             return
+        served = self._tenant(tenant)
+        opening = opens_session(request.method, sdk_session, request.headers.get("MCP-Protocol-Version"))
+        if opening:
+            refusal = endpoint.limits.refusal(key, served)
+            if refusal is not None:
+                self._refuse_jsonrpc(refusal)
+                return
+            endpoint.limits.opening(key, served, 1)
+
+        def answered() -> None:
+            """The response starts: the session is open (and counted) or will not be."""
+            nonlocal opening
+            if opening:
+                opening = False
+                endpoint.limits.opening(key, served, -1)
+
+        try:
+            await self._serve(endpoint, served, key, sdk_session, answered)
+        finally:
+            answered()
+
+    def _refuse_jsonrpc(self, exc: HubError) -> None:
+        """Answer with `exc`'s status and a JSON-RPC error body (what an MCP client reads)."""
+        error = mcp_error(exc).error
+        body = {
+            "jsonrpc": "2.0",
+            "id": request_id_of(self.request.body),
+            "error": {"code": error.code, "message": error.message},
+        }
+        self.set_status(exc.status)
+        if isinstance(exc, QuotaExceeded):
+            self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    async def _serve(
+        self,
+        endpoint: McpEndpoint,
+        served: str,
+        key: str | None,
+        sdk_session: str | None,
+        answered: Callable[[], None],
+    ) -> None:
+        """Hand the request to the SDK's session manager, as ASGI; `answered` is called when
+        its response starts."""
+        request = self.request
         host, _, port = (request.host or "").rpartition(":")
         scope: dict[str, Any] = {
             "type": "http",
@@ -249,7 +306,7 @@ class McpHandler(ApiHandler):
             ],
             "client": (request.remote_ip, 0),
             "server": (host or request.host, int(port) if port.isdigit() else 80),
-            "mcp_hub_tenant": self._tenant(tenant),
+            "mcp_hub_tenant": served,
             "mcp_hub_key": key,
             "mcp_hub_session": self._session(),
         }
@@ -280,11 +337,13 @@ class McpHandler(ApiHandler):
                     name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
                     if name.lower() == "mcp-session-id" and not sdk_session:
                         endpoint.lane.opened(value, key)  # a new session, which only `key` may use
+                        endpoint.limits.opened(value, key, served)
                     if name.lower() in seen:
                         self.add_header(name, value)
                     else:
                         self.set_header(name, value)
                         seen.add(name.lower())
+                answered()
             elif message["type"] == "http.response.body":
                 if self._finished:
                     return

@@ -19,6 +19,7 @@ from actors.models import CatalogChanged, Event, InstanceStateChanged, ServerSta
 from hub.errors import HubError
 from hub.runtime import Hub
 from web.base import Caller, bearer_token, keys_for
+from web.edge import policy_for
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +48,10 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         return self.application.settings["hub"]
 
     def check_origin(self, origin: str) -> bool:
-        """The hub's own origin, or one of `gateway.allowed_origins`."""
-        allowed = self.hub.config.gateway.allowed_origins
-        own = {f"http://{self.request.host}", f"https://{self.request.host}"}
-        return origin in own or origin in allowed
+        """The hub's own origin, or one of `gateway.allowed_origins` (as the edge checks every
+        request, `web/edge.py`; this is Tornado's own check of the upgrade)."""
+        policy = policy_for(self.hub.config.gateway, self.settings["bound_host"])
+        return policy.origin_allowed(origin, self.request.headers.get("Host") or self.request.host)
 
     def authenticate(self) -> Caller:
         """The caller of the upgrade request (key as `Authorization: Bearer` or `?token=`).
