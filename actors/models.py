@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +51,13 @@ class ServerStatus:
     stopped_reason: StoppedReason | None = None
     seq: int = 0  # increases with every change of this server's status: orders snapshots
     session: str | None = None  # set on a per_session server's instance: the session it serves
+    retry_at: float | None = None  # Unix time of the next automatic restart (backoff, failed)
+
+    def retry_in_seconds(self) -> float | None:
+        """Seconds until the next automatic restart, from now (None: none is due)."""
+        if self.retry_at is None:
+            return None
+        return round(max(0.0, self.retry_at - time.time()), 1)
 
     @property
     def instance_key(self) -> tuple[str, str, str | None]:
@@ -68,6 +76,8 @@ class ServerStatus:
             "started_at": self.started_at,
             "restarts": self.restarts,
             "last_error": self.last_error,
+            "retry_at": self.retry_at,
+            "retry_in_seconds": self.retry_in_seconds(),
         }
 
     def to_json(self) -> dict[str, Any]:
@@ -86,6 +96,8 @@ class ServerStatus:
             "lifecycle": self.lifecycle,
             "catalog": self.catalog,
             "stopped_reason": self.stopped_reason.value if self.stopped_reason else None,
+            "retry_at": self.retry_at,
+            "retry_in_seconds": self.retry_in_seconds(),
         }
 
 
@@ -213,6 +225,16 @@ class ServerCrashed:
 
 
 @dataclass(frozen=True)
+class NotificationsDropped:
+    """A server sent more notifications than `orchestrator.notification_rate` allows: `count` were
+    dropped in the last interval (told once per interval, not per notification)."""
+
+    tenant: str
+    server: str
+    count: int
+
+
+@dataclass(frozen=True)
 class CatalogChanged:
     """A server's catalog changed (started, stopped, or it sent a list_changed notification)."""
 
@@ -237,4 +259,4 @@ class InstanceCatalogChanged:
     catalog: ServerCatalog
 
 
-Event = ServerStateChanged | ServerCrashed | CatalogChanged | InstanceStateChanged
+Event = ServerStateChanged | ServerCrashed | CatalogChanged | InstanceStateChanged | NotificationsDropped

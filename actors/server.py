@@ -2,12 +2,15 @@
 
 The actor's own thread only answers lifecycle asks (`launch`, `halt`, `relaunch`, `status`); the
 upstream connection lives on the server's loop, owned by one long-lived supervisor task that
-connects, discovers, waits for a crash or a stop, and restarts with exponential backoff
-(`tenacity`, sleeping on the loop, never on an actor thread). Calls reach the loop directly
+connects, discovers, waits for a crash or a stop, and restarts with exponential backoff (waiting
+on the loop, never on an actor thread; after `max_retries` crashes in a row the server is `failed`
+and, unless `restart: limited`, still retried ever less often, like Kubernetes' CrashLoopBackOff).
+A broken stdout (a line over the limit, closed while the child runs) is a crash too, and each
+server's notifications pass a token bucket (`actors.notification_gate`). Calls reach the loop directly
 through a `ServerEndpoint` (thread-safe), so a slow call never blocks any actor's inbox.
 
 Events go up as tells to the `listener` (the tenant): `ServerStateChanged`, `ServerCrashed`,
-`CatalogChanged`.
+`CatalogChanged`, `NotificationsDropped`.
 
 Every server caches its catalog on disk at each live discovery (`actors.catalog_cache`); an
 on_demand server (`lifecycle: on_demand`) lists that cache while it is stopped, and stops itself
@@ -30,7 +33,6 @@ from typing import Any, Protocol, TypeVar
 
 import mcp.types as types
 import pykka
-import tenacity
 from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
@@ -46,6 +48,7 @@ from actors.models import (
     InstanceCatalogChanged,
     InstanceStateChanged,
     NamedEntry,
+    NotificationsDropped,
     ServerCatalog,
     ServerCrashed,
     ServerState,
@@ -56,10 +59,11 @@ from actors.models import (
     ToolResult,
     session_label,
 )
+from actors.notification_gate import NotificationGate
 from actors.rawcall import ErrorAnswer, RawChannel, modern_envelope
 from actors.reaper import ProcessRegistry
 from actors.sandbox import Sandbox, SandboxError, SandboxSite, host_support, sandbox_for
-from actors.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
+from actors.stdio import CappedLog, SpawnError, StdioProcess, child_environment, stdio_transport
 from hub.config import OrchestratorConfig, SecretMap, ServerConfig, redact
 from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
 
@@ -71,6 +75,7 @@ _SEQ = itertools.count(1)
 _STOP_TIMEOUT = 10.0
 _PING_INTERVAL = 10.0  # seconds between liveness pings of a remote handshake-era server
 _PING_TIMEOUT = 5.0  # an upper bound for one server's stop: stdin, SIGTERM, SIGKILL graces
+_EXIT_GRACE = 1.0  # seconds a child whose stdout closed has to exit before that is its crash
 
 
 class Listener(Protocol):
@@ -107,11 +112,31 @@ class _Stopped(Exception):
     """A stop was requested while backing off."""
 
 
+class _Misconfigured(Exception):
+    """The server cannot start whatever the retries (its command cannot be spawned): fail at once."""
+
+
+def _configuration_problem(exc: BaseException) -> Exception | None:
+    """The problem inside `exc` (an exception group too) that retrying cannot fix, if any."""
+    if isinstance(exc, SandboxError | LimitError | _Misconfigured):
+        return exc
+    if isinstance(exc, SpawnError):
+        return _Misconfigured(f"failed to start: {_describe(exc.error)}")
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = _configuration_problem(inner)
+            if found is not None:
+                return found
+    return None
+
+
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, MCPError):
         return f"MCP error {exc.code}: {exc.message}"
     if isinstance(exc, FileNotFoundError):
         return f"command not found: {exc.filename}"
+    if isinstance(exc, SpawnError):
+        return _describe(exc.error)
     if isinstance(exc, BaseExceptionGroup):
         return "; ".join(_describe(e) for e in exc.exceptions)
     return str(exc) or type(exc).__name__
@@ -209,9 +234,11 @@ class ServerSupervisor:
         self._channel: RawChannel | None = None  # ... once its connection is up: tools/call goes there
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
+        self._retry_now = asyncio.Event()  # a start by hand while failed: retry without waiting
         self._lost = asyncio.Event()
         self._lost_reason = ""
         self._inflight: set[asyncio.Task[Any]] = set()
+        self._watches: set[asyncio.Task[None]] = set()  # of the children spawned: exit, stdout
         self._aborted: set[asyncio.Task[Any]] = set()
         self._requesters: dict[asyncio.Task[Any], Requester] = {}  # calls in flight from a facade
         self._refreshing: asyncio.Task[None] | None = None
@@ -219,6 +246,8 @@ class ServerSupervisor:
         self._catalog = ServerCatalog(tenant, config.name)
         self._crash_reason: str | None = None
         self._stop_reason = StoppedReason.STOPPED
+        orch = spec.orchestrator
+        self._gate = NotificationGate(orch.notification_rate, orch.notification_burst, self._report_drops)
         # The cache file (every server writes it, so a switch to on_demand keeps the catalog), the
         # last live catalog as cached, and the idle timer (on_demand only).
         self._cache = (
@@ -247,6 +276,8 @@ class ServerSupervisor:
             fields.update(pid=None, started_at=None, protocol_version=None)
             if fields["catalog"] == "live":
                 fields["catalog"] = None
+        if state not in (ServerState.FAILED, ServerState.BACKOFF):
+            fields["retry_at"] = None
         if state is ServerState.FAILED:
             fields["stopped_reason"] = StoppedReason.CRASHED
         elif state is not ServerState.STOPPED:
@@ -281,8 +312,12 @@ class ServerSupervisor:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
-        """Start supervising unless already started (idempotent)."""
+        """Start supervising unless already started (idempotent); a server `failed` and waiting
+        for its next automatic restart is restarted now, with a fresh count."""
         if self._task is not None and not self._task.done():
+            if self.status.state is ServerState.FAILED and not self._stop.is_set():
+                self._set(ServerState.STARTING, last_error=None, restarts=0)
+                self._retry_now.set()
             return
         self._stop = asyncio.Event()
         self._stop_reason = StoppedReason.STOPPED
@@ -327,38 +362,35 @@ class ServerSupervisor:
             self._publish_catalog(ServerCatalog(self.tenant, self.config.name), None)
 
     async def _supervise(self) -> None:
-        """Connect, run until a crash or a stop, and restart with backoff until `max_retries`."""
+        """Connect, run until a crash or a stop, and restart after a backoff that doubles with each
+        crash in a row, up to `backoff_max`: `max_retries` times in state `backoff`, then in state
+        `failed` (like Kubernetes' CrashLoopBackOff), unless `restart: limited` stops there."""
         orch = self._orch
+        crashes = 0  # in a row: a run that lasted, or a start by hand, begins a fresh count
         try:
-            while not self._stop.is_set():
-                retrying = tenacity.AsyncRetrying(
-                    stop=tenacity.stop_after_attempt(orch.max_retries + 1),
-                    wait=tenacity.wait_exponential(multiplier=orch.backoff_initial, max=orch.backoff_max),
-                    retry=tenacity.retry_if_exception_type(_Crash),
-                    sleep=self._backoff,
-                    reraise=True,
-                )
+            while True:
                 try:
-                    async for attempt in retrying:
-                        with attempt:
-                            stable = await self._run_once()
+                    if not await self._run_once():
+                        break  # stopped
+                    crashes = 0  # it crashed after running stably
                 except _Crash as crash:
-                    self._set(ServerState.FAILED, last_error=str(crash))
-                    log.error(
-                        "%s/%s failed after %d restarts: %s",
-                        self.tenant,
-                        self.config.name,
-                        self.status.restarts,
-                        crash,
-                    )
-                    return
-                if not stable:
-                    break
-                # It crashed after running stably: a fresh retry budget, after the first backoff.
-                await self._backoff(orch.backoff_initial)
+                    crashes += 1
+                    if crashes > orch.max_retries and orch.restart == "limited":
+                        self._set(ServerState.FAILED, last_error=str(crash))
+                        log.error(
+                            "%s/%s failed after %d restarts: %s",
+                            self.tenant,
+                            self.config.name,
+                            self.status.restarts,
+                            crash,
+                        )
+                        return
+                delay = min(orch.backoff_initial * 2.0 ** min(max(crashes - 1, 0), 60), orch.backoff_max)
+                if await self._backoff(delay, crashes if crashes > orch.max_retries else 0):
+                    crashes = 0
         except _Stopped:
             pass
-        except (SandboxError, LimitError) as exc:  # a configuration or host problem: retrying cannot help
+        except (SandboxError, LimitError, _Misconfigured) as exc:  # retrying cannot help
             self._set(ServerState.FAILED, last_error=str(exc))
             log.error("%s/%s not started: %s", self.tenant, self.config.name, exc)
             return
@@ -368,17 +400,41 @@ class ServerSupervisor:
             return
         self._set(ServerState.STOPPED, stopped_reason=self._stop_reason)
 
-    async def _backoff(self, seconds: float) -> None:
-        """Tenacity's sleep: wait in state `backoff`, or leave at once when a stop is requested."""
+    async def _backoff(self, seconds: float, failed: int = 0) -> bool:
+        """Wait `seconds` before the next restart, in state `backoff` (or `failed`: it crashed
+        `failed` times in a row, more than `max_retries`), its status saying when (`retry_at`).
+
+        Returns:
+            True if a start by hand cut the wait short (a fresh count).
+
+        Raises:
+            _Stopped: a stop was requested meanwhile.
+        """
+        self._retry_now.clear()
         self._set(
-            ServerState.BACKOFF,
+            ServerState.FAILED if failed else ServerState.BACKOFF,
             restarts=self.status.restarts + 1,
             last_error=self._crash_reason or self.status.last_error,
+            retry_at=time.time() + seconds,
         )
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), seconds)
+        if failed:
+            log.error(
+                "%s/%s crashed %d times in a row (%s): retrying in %g s",
+                self.tenant,
+                self.config.name,
+                failed,
+                self.status.last_error,
+                round(seconds, 1),
+            )
+        waits = {asyncio.ensure_future(self._stop.wait()), asyncio.ensure_future(self._retry_now.wait())}
+        try:
+            await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waits:
+                waiter.cancel()
         if self._stop.is_set():
             raise _Stopped
+        return self._retry_now.is_set()
 
     async def _run_once(self) -> bool:
         """One connection: start, discover, serve until stop (→ True/False) or crash (→ `_Crash`).
@@ -398,6 +454,8 @@ class ServerSupervisor:
             async with contextlib.AsyncExitStack() as stack:
                 stack.callback(errlog.close)
                 reason = await self._serve(stack, errlog, sandbox)
+        except (SandboxError, LimitError, _Misconfigured):
+            raise
         except Exception as exc:  # tearing down a broken connection; why it broke is already known
             log.debug("%s/%s: teardown: %s", self.tenant, self.config.name, _describe(exc))
             if reason is None and not self._stop.is_set():
@@ -405,6 +463,7 @@ class ServerSupervisor:
         finally:
             self._client = None
             self._cancel_idle()
+            self._gate.flush()
             if self._lists_cached and self._cached is not None:
                 if not self._catalog.cached:
                     self._publish_catalog(self._cached, "cached")
@@ -435,6 +494,9 @@ class ServerSupervisor:
         except Exception as exc:
             if self._stop.is_set():
                 return None
+            problem = _configuration_problem(exc)
+            if problem is not None:
+                raise problem from None
             await self._await_exit()
             return f"failed to start: {self._lost_reason or _describe(exc)}"
         # Catalog first: whoever sees `running` can already resolve the server's tools.
@@ -506,6 +568,7 @@ class ServerSupervisor:
                 self._on_spawn,
                 sandbox,
                 limits_shim(self._cgroup, config.sandbox.limits),
+                self._gate,
             )
         else:
             assert config.url is not None
@@ -605,7 +668,35 @@ class ServerSupervisor:
                 reason += f"; its last stderr lines: {said}"
             self._mark_lost(reason)
 
-        asyncio.get_running_loop().create_task(watch())
+        async def watch_stdout() -> None:
+            """The hub reads no more of the child's stdout: unless the child exits (then `watch`
+            says why), the channel is broken while it runs, which is a crash too."""
+            await child.stdout_closed.wait()
+            if child.broken is None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(child.exited.wait(), _EXIT_GRACE)
+                if child.exited.is_set():
+                    return
+            if self._spawned is child.channel:
+                self._mark_lost(child.broken or "closed its stdout but kept running")
+
+        loop = asyncio.get_running_loop()
+        for task in (loop.create_task(watch()), loop.create_task(watch_stdout())):
+            self._watches.add(task)
+            task.add_done_callback(self._watches.discard)
+
+    def _report_drops(self, count: int) -> None:
+        """The notification gate dropped `count` notifications in its last interval (on this loop)."""
+        log.warning(
+            "%s/%s: dropped %d notifications in %g s (over orchestrator.notification_rate %g/s, burst %d)",
+            self.tenant,
+            self.config.name,
+            count,
+            self._gate.interval,
+            self._gate.rate or 0,
+            self._gate.burst,
+        )
+        tell(self._listener, NotificationsDropped(self.tenant, self.config.name, count))
 
     async def _await_exit(self) -> None:
         """A connection just closed: give the child's exit (and its last stderr lines, for which

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,7 @@ import anyio
 import mcp.types as types
 from mcp.shared.message import SessionMessage
 
+from actors.notification_gate import NotificationGate
 from actors.rawcall import RawChannel
 from actors.reaper import ProcessRegistry
 from actors.sandbox import Sandbox, sandbox_group
@@ -58,6 +59,15 @@ BASE_ENV_KEYS = (
 _LINE_LIMIT = 64 * 1024 * 1024  # largest JSON-RPC line accepted from a server
 _CLOSE_GRACE = 2.0  # seconds between closing stdin, SIGTERM and SIGKILL
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours, cursor moves, controls
+
+
+class SpawnError(Exception):
+    """The command could not be started (not found, not executable, a missing cwd): a problem of
+    the configuration or the host, which retrying cannot fix. `error` is the `OSError`."""
+
+    def __init__(self, error: OSError) -> None:
+        super().__init__(str(error))
+        self.error = error
 
 
 def child_environment(*layers: Mapping[str, str]) -> dict[str, str]:
@@ -115,6 +125,8 @@ class StdioProcess:
     channel: RawChannel
     stderr: _StderrProtocol
     sandboxed: bool = False  # `process` is bwrap, and the server runs in its namespaces
+    stdout_closed: asyncio.Event = field(default_factory=asyncio.Event)  # the hub reads no more of it
+    broken: str | None = None  # why the hub stopped reading stdout while the child may still run
 
     @property
     def pid(self) -> int:
@@ -308,18 +320,24 @@ async def stdio_transport(
     on_spawn: Callable[[StdioProcess], None],
     sandbox: Sandbox | None = None,
     limits: Sequence[str] = (),
+    gate: NotificationGate | None = None,
 ) -> AsyncIterator[tuple[Any, Any]]:
     """Spawn the server and yield `(read_stream, write_stream)` for `mcp.Client` (on its loop).
 
-    The read stream ends when the child's stdout closes (it exited or closed it), which the SDK
-    turns into "connection closed" for every request in flight. On exit the child is stopped the
-    spec's way: stdin closed, then SIGTERM to its group, then SIGKILL.
+    The read stream ends when the child's stdout closes (it exited or closed it) or breaks (a
+    line over `_LINE_LIMIT`: `StdioProcess.broken` says so), which the SDK turns into "connection
+    closed" for every request in flight; `StdioProcess.stdout_closed` is set then, for the owner
+    to restart a child that is still alive. Notifications past `gate` are dropped unparsed. On
+    exit the child is stopped the spec's way: stdin closed, then SIGTERM to its group, then SIGKILL.
 
     Raises:
-        OSError: the command cannot be started (not found, not executable, bad cwd).
+        SpawnError: the command cannot be started (not found, not executable, bad cwd).
         SandboxError: the command would not be visible in its sandbox.
     """
-    popen = _spawn(command, args, env, cwd, sandbox, limits)
+    try:
+        popen = _spawn(command, args, env, cwd, sandbox, limits)
+    except OSError as exc:
+        raise SpawnError(exc) from exc
     if registry is not None:
         registry.add(popen.pid)
     loop = asyncio.get_running_loop()
@@ -370,10 +388,15 @@ async def stdio_transport(
                     try:
                         line = await stdout.readline()
                     except (ValueError, asyncio.LimitOverrunError):
-                        errlog.note(f"stdout line longer than {_LINE_LIMIT} bytes: connection dropped")
+                        # The protocol is broken from here on (the rest of the line would read
+                        # as junk, its answer is lost): a crash, which the owner restarts.
+                        child.broken = f"wrote a line over {_LINE_LIMIT // 2**20} MiB to stdout"
+                        errlog.note(f"{child.broken}: connection dropped")
                         return
                     if not line:
                         return
+                    if gate is not None and not gate.admit_line(line):
+                        continue
                     if not line.strip() or await child.channel.take(line):
                         continue
                     try:
@@ -390,6 +413,7 @@ async def stdio_transport(
                         return
             finally:
                 child.channel.close()  # the hub's own calls in flight fail as the SDK's do
+                child.stdout_closed.set()
 
     async def pump_stdin() -> None:
         async with write_reader:

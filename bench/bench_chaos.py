@@ -12,7 +12,9 @@ seconds. Counted: calls sent; answered successfully; answered 502 (in flight on 
 the only failure allowed); answered 409 (the server was restarting: refused at once); anything
 else (must be 0); hung past 30 s (must be 0); tracebacks in the hub's log (must be 0). The calm
 tenants' p99 during chaos against their p99 without (target <= 1.5x). Then every killed server
-must be `running` again.
+must be `running` again. The hub runs with the default supervision settings: a server killed more
+than `max_retries` times in a row is `failed` and retried ever less often (up to `backoff_max`),
+so the wait for it is bounded by the next retry its status announces (`retry_at`), plus 60 s.
 """
 
 from __future__ import annotations
@@ -144,9 +146,6 @@ def chaos(clients: int, seconds: float, calm: float, kill_every: float) -> dict[
             tenants,
             f"{tmp}/data",
             auto_start=True,
-            backoff_initial=0.2,
-            backoff_max=2,
-            max_retries=1000,
         )
         log_path = Path(tmp) / "hub.log"
         with log_path.open("w") as log, served_hub(config, stderr=log) as (hub, url):
@@ -154,9 +153,13 @@ def chaos(clients: int, seconds: float, calm: float, kill_every: float) -> dict[
             port_n = int(port)
 
             def every_server_running(timeout: float) -> bool:
+                """Whether every server runs within `timeout` s of the last retry announced."""
                 deadline = time.monotonic() + timeout
                 while True:
-                    states = [s["state"] for s in get(host, port_n, "/api/servers")["servers"]]
+                    servers = get(host, port_n, "/api/servers")["servers"]
+                    states = [s["state"] for s in servers]
+                    due = max((s.get("retry_in_seconds") or 0.0 for s in servers), default=0.0)
+                    deadline = max(deadline, time.monotonic() + due + timeout)
                     if states.count("running") == len(targets) or time.monotonic() > deadline:
                         return states.count("running") == len(targets)
                     time.sleep(0.2)
@@ -188,6 +191,7 @@ def chaos(clients: int, seconds: float, calm: float, kill_every: float) -> dict[
             all_running = every_server_running(60)
             recovered = time.monotonic() - began
             restarts = sum(s["restarts"] for s in get(host, port_n, "/api/servers?tenant=victim")["servers"])
+            failed = marked_failed(log_path.read_text())
         code = hub.returncode
         text = log_path.read_text()
         tracebacks = text.count("Traceback")
@@ -196,8 +200,15 @@ def chaos(clients: int, seconds: float, calm: float, kill_every: float) -> dict[
             first = text.index("Traceback")
             print("first traceback in the hub's log:\n" + text[text.rfind("\n", 0, first - 1) + 1 :][:3000])
     figures = report(tally, kills, restarts, all_running, recovered, tracebacks, code)
+    print(f"times a victim server was failed (retried later, restart: always): {failed}")
+    figures["failed"] = failed
     print(f"servers left after the hub stopped: {len(left)}   (target 0)")
     return {**figures, "children_left": len(left)}
+
+
+def marked_failed(log: str) -> int:
+    """How many times the hub's log says a server was failed and would be retried."""
+    return log.count("times in a row (")
 
 
 def report(

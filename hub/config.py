@@ -300,10 +300,13 @@ class OrchestratorConfig:
     """Supervision settings shared by every server."""
 
     auto_start: bool = False
-    max_retries: int = 3
+    max_retries: int = 3  # restarts in a row in state `backoff`; then `failed` (retrying, or not: `restart`)
+    restart: str = "always"  # always: a failed server keeps being retried; limited: it stays failed
     startup_timeout: float = 30.0
     backoff_initial: float = 1.0
-    backoff_max: float = 30.0
+    backoff_max: float = 300.0
+    notification_rate: float | None = 100.0  # notifications per second per server (None: no limit)
+    notification_burst: int = 500
     shutdown_grace: float = 5.0
     data_dir: str = ".mcp-hub"
     log_max_bytes: int = 1024 * 1024
@@ -750,4 +753,6 @@ def _build(data: dict[str, Any], source: str, base: Path) -> HubConfig:
     )
 
 
-_FLOAT_KEYS = frozenset({"startup_timeout", "backoff_initial", "backoff_max", "shutdown_grace"})
+_FLOAT_KEYS = frozenset(
+    {"startup_timeout", "backoff_initial", "backoff_max", "shutdown_grace", "notification_rate"}
+)

@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from actors.models import (
     Event,
     InstanceStateChanged,
+    NotificationsDropped,
     ServerCrashed,
     ServerState,
     ServerStateChanged,
@@ -52,6 +53,13 @@ class HubMetrics:
         self.restarts = Counter(
             "mcp_hub_server_crashes",
             "Server crashes (each is followed by a restart or `failed`).",
+            ["tenant", "server"],
+            registry=self.registry,
+        )
+        self.notifications_dropped = Counter(
+            "mcp_hub_notifications_dropped",
+            "Notifications of a server dropped past orchestrator.notification_rate (counted once per "
+            "interval, as the server's log line says).",
             ["tenant", "server"],
             registry=self.registry,
         )
@@ -111,6 +119,8 @@ class HubMetrics:
                     self.instances.labels(status.tenant, status.server).inc()
         elif isinstance(event, ServerCrashed):
             self.restarts.labels(event.tenant, event.server).inc()
+        elif isinstance(event, NotificationsDropped):
+            self.notifications_dropped.labels(event.tenant, event.server).inc(event.count)
 
     def count_on_demand(self, status: ServerStatus) -> None:
         """Count an on_demand server in `mcp_hub_on_demand_servers` (any thread; newest status wins)."""

@@ -400,8 +400,10 @@ class Hub:
         The default timeout covers every retry timing out plus every backoff.
         """
         orch = self.config.orchestrator
-        if timeout is None:
-            timeout = (orch.max_retries + 1) * (orch.startup_timeout + orch.backoff_max) + 5
+        if timeout is None:  # (past max_retries a server is `failed`: settled, though still retried)
+            initial, cap = orch.backoff_initial, orch.backoff_max
+            waits = sum(min(initial * 2.0 ** min(i, 60), cap) for i in range(orch.max_retries))
+            timeout = (orch.max_retries + 1) * (orch.startup_timeout + 5) + waits + 5  # (+ stop graces)
         since = list(since)
 
         def settled() -> bool:

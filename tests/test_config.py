@@ -87,7 +87,8 @@ def test_defaults_of_the_contract_are_applied() -> None:
         "__",
     )
     assert (orch.auto_start, orch.max_retries, orch.startup_timeout) == (False, 3, 30)
-    assert (orch.backoff_initial, orch.backoff_max, orch.shutdown_grace) == (1, 30, 5)
+    assert (orch.backoff_initial, orch.backoff_max, orch.shutdown_grace) == (1, 300, 5)
+    assert (orch.restart, orch.notification_rate, orch.notification_burst) == ("always", 100, 500)
     assert server.capabilities == ("tools", "resources", "prompts")
     assert (server.transport, server.protocol, server.enabled, server.call_timeout) == (
         "stdio",

@@ -97,7 +97,8 @@ def test_server_that_keeps_dying_backs_off_then_fails(make_hub) -> None:
     assert hub.start_tenant("t") == {"dies": "failed"}
     assert states_of(hub, "t", "dies") == ["starting", "backoff", "starting", "backoff", "starting", "failed"]
     status = hub.server("t", "dies")
-    assert status.restarts == 2 and "exited with code 4" in status.last_error
+    # `failed` after max_retries, still retried (restart: always): the third restart is due then.
+    assert status.restarts == 3 and status.retry_at is not None and "exited with code 4" in status.last_error
     assert "its last stderr lines: [testserver" in status.last_error  # why, from the server itself
     assert status.last_error.endswith("exit-at-start: exiting with code 4")
     log = (hub.log_dir / "t" / "dies.log").read_text()

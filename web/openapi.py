@@ -214,6 +214,15 @@ _SNAPSHOT = {
         "`never_used` (on_demand, not run since the hub started), `crashed` (failed after its "
         "retries), `stopped` (by request); null while it runs or starts.",
     },
+    "retry_at": _nullable(
+        "number",
+        "Unix time of its next automatic restart: set while it waits in `backoff`, or `failed` "
+        "(it crashed more than `orchestrator.max_retries` times in a row and, with `restart: "
+        "always`, is still retried, each wait twice the last up to `backoff_max`); null otherwise "
+        "(a `failed` server with null is retried no more: a configuration problem, or "
+        "`restart: limited`).",
+    ),
+    "retry_in_seconds": _nullable("number", "Seconds from this answer to `retry_at` (null: none due)."),
 }
 
 _STATUS_EXTRA = {
@@ -238,6 +247,8 @@ _STATUS_EXTRA = {
                 "started_at": _nullable("number", "Unix time it started."),
                 "restarts": {"type": "integer", "minimum": 0},
                 "last_error": _nullable("string"),
+                "retry_at": _nullable("number", "Unix time of its next automatic restart."),
+                "retry_in_seconds": _nullable("number", "Seconds from this answer to `retry_at`."),
             }
         ),
         "A `per_session` server's session instances that run or start now.",

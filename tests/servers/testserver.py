@@ -27,6 +27,12 @@ Flags:
                         fd 1 at stderr while serving, so this mode hands it an explicit writer on the
                         real fd 1 and sends junk through the same lock (junk never tears a frame).
   --flood-stderr        a daemon thread writes about 1 MB/s of lines to stderr while serving.
+  --oversized-line      tool oversize: first writes one stdout line of 65 MiB (a log notification:
+                        valid JSON, over the hub's 64 MiB line limit), then answers "oversized".
+  --flood-notifications once it has answered its first tools/list, writes notifications to stdout
+                        as fast as the pipe takes them, forever (batches of log messages, progress
+                        of an unknown token and tools/list_changed, between the SDK's own frames:
+                        a frame is never torn).
   --hang-init           read stdin forever and never answer (EOF is ignored: keeps sleeping);
                         SIGTERM kills it (default disposition).
   --list-changed        tools add_tool {name} and remove_tool {name} (any tool) change the tool list at
@@ -131,6 +137,8 @@ class TestServer:
         self.completed_calls = 0
         self.bus = InMemorySubscriptionBus()
         self.junk: WireWriter | None = None
+        self.wire: WireWriter | None = None  # the protocol fd, when the server writes to it itself
+        self.tasks: anyio.abc.TaskGroup | None = None  # (--flood-notifications)
         self.tools: dict[str, tuple[types.Tool, ToolFn, jsonschema.protocols.Validator]] = {}
         text_schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
         self.add("echo", "Echo the text back.", text_schema, self._echo, output=text_schema)
@@ -148,6 +156,8 @@ class TestServer:
         }
         self.add("sleep", "Sleep, reporting progress every 0.1 s.", sleep_in, self._sleep)
         self.add("fail", "Always return a tool error.", _EMPTY_SCHEMA, self._fail)
+        if args.oversized_line:
+            self.add("oversize", "Write a 65 MiB stdout line, then answer.", _EMPTY_SCHEMA, self._oversize)
         self.add("log", "Send a log message to the client, then answer.", text_schema, self._log)
         add_in = {
             "type": "object",
@@ -199,7 +209,10 @@ class TestServer:
     async def list_tools(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        """All tools, one page."""
+        """All tools, one page (the first, with --flood-notifications, starts the flood)."""
+        if self.args.flood_notifications and self.tasks is not None and self.wire is not None:
+            self.tasks.start_soon(flood_notifications, self.wire)
+            self.tasks = None
         return types.ListToolsResult(tools=[tool for tool, _, _ in self.tools.values()])
 
     async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -309,6 +322,12 @@ class TestServer:
     async def _fail(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         return error_result("failed on purpose")
 
+    async def _oversize(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        assert self.wire is not None
+        head = '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"'
+        await self.wire.write(head + "x" * OVERSIZED_BYTES + '"}}\n')
+        return text_result("oversized")
+
     async def _add(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         total = int(args["a"]) + int(args["b"])
         return text_result(str(total), {"sum": total})
@@ -351,6 +370,24 @@ async def legacy_only_middleware(ctx: Ctx, call_next: CallNext) -> HandlerResult
     return await call_next(ctx)
 
 
+OVERSIZED_BYTES = 65 * 1024 * 1024
+FLOOD_BATCH = "".join(
+    line + "\n"
+    for line in (
+        '{"jsonrpc":"2.0","method":"notifications/message","params":{"level":"info","data":"flood"}}',
+        '{"jsonrpc":"2.0","method":"notifications/progress","params":{"progressToken":"none","progress":1}}',
+        '{"jsonrpc":"2.0","method":"notifications/tools/list_changed"}',
+    )
+    * 100
+)
+
+
+async def flood_notifications(wire: WireWriter) -> None:
+    """Write notifications to stdout as fast as the pipe takes them, forever."""
+    while True:
+        await wire.write(FLOOD_BATCH)
+
+
 def flood_stderr() -> None:
     """Write about 1 MB/s of lines to stderr forever."""
     line = b"flood " + b"x" * 93 + b"\n"
@@ -377,17 +414,24 @@ async def serve(args: argparse.Namespace) -> None:
     app = TestServer(args)
     server = app.build()
     init = server.create_initialization_options(NotificationOptions(tools_changed=args.list_changed))
+    if args.junk_stdout or args.oversized_line or args.flood_notifications:
+        app.wire = WireWriter(1)
     if args.junk_stdout:
-        app.junk = WireWriter(1)
+        app.junk = app.wire
         for junk in JUNK_LINES:
-            await app.junk.write(junk)
-    async with stdio_server(stdout=cast(Any, app.junk)) as (read_stream, write_stream):
+            await app.wire.write(junk)
+    async with (
+        stdio_server(stdout=cast(Any, app.wire)) as (read_stream, write_stream),
+        anyio.create_task_group() as tg,
+    ):
         log(f"serving {args.name!r} ({'legacy only' if args.legacy_only else 'both eras'})")
+        app.tasks = tg
         if args.legacy_only:
             async with write_stream, server.lifespan(server) as state:
                 await serve_loop(server, read_stream, write_stream, lifespan_state=state, init_options=init)
         else:
             await server.run(read_stream, write_stream, init)
+        tg.cancel_scope.cancel()
     log("stdin closed; exiting")
 
 
@@ -436,6 +480,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--exit-at-start", action="store_true", help="exit with code 4 before serving")
     p.add_argument("--junk-stdout", action="store_true", help="write non-JSON junk to stdout")
     p.add_argument("--flood-stderr", action="store_true", help="write ~1 MB/s to stderr")
+    p.add_argument("--oversized-line", action="store_true", help="tool oversize: a 65 MiB stdout line")
+    p.add_argument("--flood-notifications", action="store_true", help="flood stdout with notifications")
     p.add_argument("--hang-init", action="store_true", help="read stdin, never answer")
     p.add_argument("--list-changed", action="store_true", help="add_tool/remove_tool + list_changed")
     p.add_argument("--template", action="store_true", help="also the resource template test://echo/{text}")
