@@ -33,6 +33,7 @@ from typing import Any, Protocol, TypeVar
 
 import mcp.types as types
 import pykka
+import tenacity
 from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
@@ -110,6 +111,10 @@ class _Crash(Exception):
 
 class _Stopped(Exception):
     """A stop was requested while backing off."""
+
+
+class _RetryNow(Exception):
+    """A start by hand while backing off (or failed): restart at once, with a fresh count."""
 
 
 class _Misconfigured(Exception):
@@ -235,6 +240,7 @@ class ServerSupervisor:
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._retry_now = asyncio.Event()  # a start by hand while failed: retry without waiting
+        self._crashes = 0  # crashes in a row, as tenacity counted them before its sleep
         self._lost = asyncio.Event()
         self._lost_reason = ""
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -363,31 +369,44 @@ class ServerSupervisor:
 
     async def _supervise(self) -> None:
         """Connect, run until a crash or a stop, and restart after a backoff that doubles with each
-        crash in a row, up to `backoff_max`: `max_retries` times in state `backoff`, then in state
-        `failed` (like Kubernetes' CrashLoopBackOff), unless `restart: limited` stops there."""
+        crash in a row, up to `backoff_max` (tenacity's exponential wait): `max_retries` times in
+        state `backoff`, then in state `failed` (like Kubernetes' CrashLoopBackOff), unless
+        `restart: limited` stops there. A run that lasted, or a start by hand, begins a fresh count."""
         orch = self._orch
-        crashes = 0  # in a row: a run that lasted, or a start by hand, begins a fresh count
         try:
             while True:
+                limited = orch.restart == "limited"
+                retrying = tenacity.AsyncRetrying(
+                    stop=tenacity.stop_after_attempt(orch.max_retries + 1)
+                    if limited
+                    else tenacity.stop_never,
+                    wait=tenacity.wait_exponential(multiplier=orch.backoff_initial, max=orch.backoff_max),
+                    retry=tenacity.retry_if_exception_type(_Crash),
+                    before_sleep=self._count_crash,
+                    sleep=self._backoff,
+                    reraise=True,
+                )
                 try:
-                    if not await self._run_once():
-                        break  # stopped
-                    crashes = 0  # it crashed after running stably
-                except _Crash as crash:
-                    crashes += 1
-                    if crashes > orch.max_retries and orch.restart == "limited":
-                        self._set(ServerState.FAILED, last_error=str(crash))
-                        log.error(
-                            "%s/%s failed after %d restarts: %s",
-                            self.tenant,
-                            self.config.name,
-                            self.status.restarts,
-                            crash,
-                        )
-                        return
-                delay = min(orch.backoff_initial * 2.0 ** min(max(crashes - 1, 0), 60), orch.backoff_max)
-                if await self._backoff(delay, crashes if crashes > orch.max_retries else 0):
-                    crashes = 0
+                    async for attempt in retrying:
+                        with attempt:
+                            stable = await self._run_once()
+                except _Crash as crash:  # (`restart: limited`, and `max_retries` used up)
+                    self._set(ServerState.FAILED, last_error=str(crash))
+                    log.error(
+                        "%s/%s failed after %d restarts: %s",
+                        self.tenant,
+                        self.config.name,
+                        self.status.restarts,
+                        crash,
+                    )
+                    return
+                except _RetryNow:
+                    continue
+                if not stable:
+                    break  # stopped
+                self._crashes = 0  # it crashed after running stably: a fresh count
+                with contextlib.suppress(_RetryNow):
+                    await self._backoff(orch.backoff_initial)
         except _Stopped:
             pass
         except (SandboxError, LimitError, _Misconfigured) as exc:  # retrying cannot help
@@ -400,16 +419,21 @@ class ServerSupervisor:
             return
         self._set(ServerState.STOPPED, stopped_reason=self._stop_reason)
 
-    async def _backoff(self, seconds: float, failed: int = 0) -> bool:
-        """Wait `seconds` before the next restart, in state `backoff` (or `failed`: it crashed
-        `failed` times in a row, more than `max_retries`), its status saying when (`retry_at`).
+    def _count_crash(self, state: tenacity.RetryCallState) -> None:
+        """Tenacity's before_sleep: how many times in a row it crashed, for `_backoff`."""
+        self._crashes = state.attempt_number
 
-        Returns:
-            True if a start by hand cut the wait short (a fresh count).
+    async def _backoff(self, seconds: float) -> None:
+        """Tenacity's sleep: wait `seconds` before the next restart, in state `backoff` (or
+        `failed`: it crashed more than `max_retries` times in a row), its status saying when
+        (`retry_at`).
 
         Raises:
             _Stopped: a stop was requested meanwhile.
+            _RetryNow: a start by hand cut the wait short (a fresh count).
         """
+        failed = self._crashes if self._crashes > self._orch.max_retries else 0
+        self._crashes = 0
         self._retry_now.clear()
         self._set(
             ServerState.FAILED if failed else ServerState.BACKOFF,
@@ -434,7 +458,8 @@ class ServerSupervisor:
                 waiter.cancel()
         if self._stop.is_set():
             raise _Stopped
-        return self._retry_now.is_set()
+        if self._retry_now.is_set():
+            raise _RetryNow
 
     async def _run_once(self) -> bool:
         """One connection: start, discover, serve until stop (→ True/False) or crash (→ `_Crash`).
