@@ -105,3 +105,20 @@ class PayloadTooLarge(HubError):
 
     code = "payload_too_large"
     status = 413
+
+
+class MalformedJson(BadRequest):
+    """Text that is not JSON the hub takes: a syntax error, not UTF-8, `NaN` or `Infinity`, a number
+    out of range, nesting too deep (a JSON-RPC parse error on the MCP facade)."""
+
+
+class InvalidText(BadRequest):
+    """A string that is not valid Unicode text (a lone surrogate, JSON `"\\ud800"`): no UTF-8 writer,
+    the hub's own write to a server included, can encode it."""
+
+
+class HeadersTooLarge(HubError):
+    """The request's header block is larger than the hub reads (`web.sizes.MAX_HEADER_BYTES`)."""
+
+    code = "headers_too_large"
+    status = 431
