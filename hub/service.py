@@ -65,6 +65,7 @@ async def _serve(
 ) -> int:
     from web.app import app_registry, make_app
     from web.mcp_http import McpEndpoint
+    from web.sizes import HEADER_READ_BYTES, SizeGuard
 
     seen = _stamp(config.source)  # before anything else: a change from now on is a change
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="web-blocking")
@@ -88,7 +89,9 @@ async def _serve(
         for listener, sockets in zip(plan.listeners, bound, strict=True):
             only = listener.only
             app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only)
-            server = tornado.httpserver.HTTPServer(app, max_body_size=body_limit)
+            server = tornado.httpserver.HTTPServer(
+                SizeGuard(app, body_limit), max_body_size=body_limit, max_header_size=HEADER_READ_BYTES
+            )
             server.add_sockets(sockets)
             servers.append(server)
             apps.append(app)
