@@ -112,6 +112,10 @@ class MalformedJson(BadRequest):
     out of range, nesting too deep (a JSON-RPC parse error on the MCP facade)."""
 
 
+class NotJson(MalformedJson):
+    """Not JSON at all: a syntax error, or bytes that are not UTF-8."""
+
+
 class InvalidText(BadRequest):
     """A string that is not valid Unicode text (a lone surrogate, JSON `"\\ud800"`): no UTF-8 writer,
     the hub's own write to a server included, can encode it."""

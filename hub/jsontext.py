@@ -21,7 +21,7 @@ import math
 import re
 from typing import Any
 
-from hub.errors import InvalidText, MalformedJson
+from hub.errors import InvalidText, MalformedJson, NotJson
 
 MAX_DEPTH = 128  # levels of nesting taken (serde_json's default; Python's own limit is ~1,000)
 
@@ -46,15 +46,16 @@ def parse(data: bytes | str, what: str = "body") -> Any:
     """`data` parsed as JSON, with numbers and constants checked (not yet its text: see `check`).
 
     Raises:
-        MalformedJson: not JSON, not UTF-8, `NaN`/`Infinity`, a number out of range or of more
-            than 4,300 digits, nested beyond what the parser can take.
+        NotJson: not JSON at all (a syntax error), or not UTF-8.
+        MalformedJson: `NaN`/`Infinity`, a number out of range or of more than 4,300 digits,
+            nested beyond what the parser can take.
     """
     try:
         return json.loads(data, parse_constant=_no_constant, parse_float=_finite)
     except UnicodeDecodeError:
-        raise MalformedJson(f"the {what} is not UTF-8 text") from None
+        raise NotJson(f"the {what} is not UTF-8 text") from None
     except json.JSONDecodeError as exc:
-        raise MalformedJson(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise NotJson(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise MalformedJson(f"the {what} is nested too deeply (at most {MAX_DEPTH} levels)") from None
     except ValueError as exc:  # (an integer past sys.get_int_max_str_digits() says so in its text)

@@ -65,7 +65,7 @@ from pydantic import ValidationError
 
 import hub
 from hub import jsontext
-from hub.errors import InvalidText, MalformedJson
+from hub.errors import InvalidText, MalformedJson, NotJson
 from web.facade import Facade, tool_result_json
 
 if TYPE_CHECKING:
@@ -91,13 +91,16 @@ def _encode(message: Mapping[str, Any]) -> bytes:
 def refusal(data: bytes) -> tuple[dict[str, Any], bool] | None:
     """The JSON-RPC error that answers a message from a client at the edge, before a lane or the
     SDK sees it, and whether it is owed an answer (a notification is not); None if it is fine.
-    Text the hub cannot take (`hub.jsontext`) is a parse error (-32700, id null); a string that is
-    not valid Unicode text is invalid params (-32602, with the request's id)."""
+    JSON the hub cannot take (`hub.jsontext`: too deep, `NaN`, too many digits) is a parse error
+    (-32700, id null); a string that is not valid Unicode text is invalid params (-32602, with the
+    request's id). What is not JSON at all the SDK answers, as it does every protocol error."""
     if not data.strip():
         return None  # (the SDK says what an empty body is)
     try:
         message = jsontext.parse(data, "message")
         jsontext.check(message, "message", data)
+    except NotJson:
+        return None
     except InvalidText as exc:
         request_id = message.get("id") if isinstance(message, dict) else None
         valid = isinstance(request_id, str | int) and not isinstance(request_id, bool)
