@@ -28,6 +28,8 @@ import mcp.types as types
 from mcp import MCPError
 
 import hub
+from hub import jsontext
+from hub.errors import BadRequest
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,25 @@ def modern_envelope(protocol_version: str) -> dict[str, Any]:
         "io.modelcontextprotocol/clientCapabilities": _CAPABILITIES,
         "io.modelcontextprotocol/logLevel": "debug",  # servers of this era log only when asked
     }
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    """`message` as one line of UTF-8 JSON.
+
+    Raises:
+        BadRequest: the caller's arguments cannot be written as JSON (`InvalidText`: a lone
+            surrogate; else `NaN`, or what is no JSON type): the call fails, the server is fine.
+    """
+    try:
+        return (
+            json.dumps(message, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode() + b"\n"
+        )
+    except UnicodeEncodeError:
+        jsontext.check(message["params"].get("arguments"), "arguments")
+        jsontext.check(message["params"], "params")
+        raise BadRequest("the request is not valid Unicode text") from None
+    except (ValueError, TypeError, RecursionError) as exc:
+        raise BadRequest(f"the arguments cannot be sent as JSON: {exc}") from None
 
 
 class RawChannel:
@@ -94,11 +115,9 @@ class RawChannel:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
         try:
-            line = json.dumps(
-                {"jsonrpc": "2.0", "id": rid, "method": method, "params": params}, separators=(",", ":")
-            )
+            line = _line({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
             try:
-                self._write(line.encode() + b"\n")
+                self._write(line)
                 await self._drain()
             except (BrokenPipeError, ConnectionResetError, RuntimeError):
                 pass  # the child is gone: its stdout closing answers the future
@@ -125,10 +144,12 @@ class RawChannel:
             return False
         try:
             message = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):
             return False
         if not isinstance(message, dict):
             return False
+        if jsontext.has_lone_escape(line):  # a lone surrogate answered: U+FFFD, as UTF-8 can carry it
+            message = jsontext.scrub(message)
         rid = message.get("id")
         if isinstance(rid, str) and "method" not in message:
             future = self._pending.get(rid)

@@ -65,6 +65,7 @@ from actors.rawcall import ErrorAnswer, RawChannel, modern_envelope
 from actors.reaper import ProcessRegistry
 from actors.sandbox import Sandbox, SandboxError, SandboxSite, host_support, sandbox_for
 from actors.stdio import CappedLog, SpawnError, StdioProcess, child_environment, stdio_transport
+from hub import jsontext
 from hub.config import OrchestratorConfig, SecretMap, ServerConfig, redact
 from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
 
@@ -959,6 +960,7 @@ class ServerSupervisor:
                 f"tool '{name}'", lambda c: channel.request("tools/call", params, progress), requester
             )
             return self._raw_tool_result(name, raw)
+        jsontext.check(arguments)  # (BadRequest: what the SDK could not write must not reach it)
         result = await self._guarded(
             f"tool '{name}'",
             lambda c: c.call_tool(name, arguments, progress_callback=progress),  # type: ignore[arg-type]
@@ -1045,7 +1047,14 @@ class ServerSupervisor:
         await self._on_log(parsed)
 
     async def request(self, method: str, *args: Any) -> dict[str, Any]:
-        """Another request of the client (`read_resource`, `get_prompt`), its result as JSON."""
+        """Another request of the client (`read_resource`, `get_prompt`), its result as JSON.
+
+        Raises:
+            BadRequest: an argument holds text that is not valid Unicode (the SDK could not write
+                it: the request fails here, and the server is never blamed for it).
+        """
+        for arg in args:
+            jsontext.check(arg, "arguments" if isinstance(arg, dict) else "the request")
         result = await self._guarded(method, lambda c: getattr(c, method)(*args))
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)
 

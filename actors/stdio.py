@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import errno
 import functools
+import json
 import logging
 import os
 import re
@@ -39,6 +40,7 @@ from actors.notification_gate import NotificationGate
 from actors.rawcall import RawChannel
 from actors.reaper import ProcessRegistry
 from actors.sandbox import Sandbox, sandbox_group
+from hub import jsontext
 
 log = logging.getLogger(__name__)
 
@@ -402,6 +404,8 @@ async def stdio_transport(
                     try:
                         message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
                     except ValueError:
+                        message = _repaired(line)
+                    if message is None:
                         # Junk on stdout (a stray print): skipped, so the session survives it.
                         junk += 1
                         if junk <= 20:
@@ -418,7 +422,7 @@ async def stdio_transport(
     async def pump_stdin() -> None:
         async with write_reader:
             async for session_message in write_reader:
-                data = session_message.message.model_dump_json(by_alias=True, exclude_unset=True)
+                data = _serialized(session_message.message)
                 if stdin.lost or stdin_transport.is_closing():
                     return
                 stdin_transport.write(data.encode() + b"\n")  # type: ignore[attr-defined]
@@ -443,6 +447,29 @@ async def stdio_transport(
             # Only if stopping was cut short: kill it, and leave the exit watch to reap it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(popen.pid, signal.SIGKILL)
+
+
+def _repaired(line: bytes) -> Any:
+    """A JSON-RPC message the SDK refused only for a lone surrogate in it (`"\\ud800"`, which
+    pydantic does not parse), with U+FFFD in its place; None for anything else (junk)."""
+    if not jsontext.has_lone_escape(line):
+        return None
+    try:
+        return types.jsonrpc_message_adapter.validate_python(jsontext.scrub(json.loads(line)), by_name=False)
+    except (ValueError, RecursionError):
+        return None
+
+
+def _serialized(message: Any) -> str:
+    """A message of the hub's SDK client as a JSON line. Text no UTF-8 writer can encode (a lone
+    surrogate, say in a client's answer to the server's sampling request) is the hub's problem,
+    not the server's: it is written as U+FFFD rather than ending the connection. (Arguments of
+    calls never get here with one: `ServerSupervisor` refuses them first.)"""
+    try:
+        return message.model_dump_json(by_alias=True, exclude_unset=True)
+    except ValueError as exc:  # pydantic's PydanticSerializationError
+        log.warning("a message to the server held text that is not valid Unicode (%s): replaced", exc)
+        return jsontext.dumps(message.model_dump(mode="json", by_alias=True, exclude_unset=True))
 
 
 def _kill_now(popen: subprocess.Popen[bytes]) -> None:

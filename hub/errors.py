@@ -125,3 +125,24 @@ class TooManySessions(QuotaExceeded):
     """A key or tenant holds as many MCP sessions as the gateway allows."""
 
     code = "too_many_sessions"
+
+
+class MalformedJson(BadRequest):
+    """Text that is not JSON the hub takes: a syntax error, not UTF-8, `NaN` or `Infinity`, a number
+    out of range, nesting too deep (a JSON-RPC parse error on the MCP facade)."""
+
+
+class NotJson(MalformedJson):
+    """Not JSON at all: a syntax error, or bytes that are not UTF-8."""
+
+
+class InvalidText(BadRequest):
+    """A string that is not valid Unicode text (a lone surrogate, JSON `"\\ud800"`): no UTF-8 writer,
+    the hub's own write to a server included, can encode it."""
+
+
+class HeadersTooLarge(HubError):
+    """The request's header block is larger than the hub reads (`web.sizes.MAX_HEADER_BYTES`)."""
+
+    code = "headers_too_large"
+    status = 431

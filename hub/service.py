@@ -74,6 +74,7 @@ async def _serve(
     from web.app import app_registry, make_app
     from web.connections import ConnectionBudget, EdgeServer
     from web.mcp_http import McpEndpoint
+    from web.sizes import HEADER_READ_BYTES, SizeGuard
 
     seen = _stamp(config.source)  # before anything else: a change from now on is a change
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="web-blocking")
@@ -101,8 +102,9 @@ async def _serve(
             only = listener.only
             app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only, bound_host=host)
             server: tornado.httpserver.HTTPServer = EdgeServer(
-                app,
+                SizeGuard(app, body_limit),
                 max_body_size=body_limit,
+                max_header_size=HEADER_READ_BYTES,
                 idle_connection_timeout=gateway.idle_connection_timeout,
                 body_timeout=gateway.body_timeout,
                 budget=budget,

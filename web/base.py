@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import tornado.web
 
+from hub import jsontext
 from hub.config import HubConfig
 from hub.errors import (
     BadRequest,
@@ -227,16 +228,11 @@ class ApiHandler(tornado.web.RequestHandler):
         return [t for t in self.hub.config.tenants if self.caller.sees(t)]
 
     def json_body(self) -> Any:
-        """The request body parsed as JSON (an empty body is `{}`)."""
+        """The request body parsed as JSON (an empty body is `{}`), checked by `hub.jsontext`."""
         body = self.request.body
         if not body or not body.strip():
             return {}
-        try:
-            return json.loads(body)
-        except UnicodeDecodeError:
-            raise BadRequest("the body is not UTF-8 text") from None
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        return jsontext.loads(body)  # (BadRequest: not JSON, too deep, not valid Unicode text)
 
     def json_object(self) -> dict[str, Any]:
         """The body, which must be a JSON object."""
@@ -248,7 +244,7 @@ class ApiHandler(tornado.web.RequestHandler):
     def reply(self, data: Any, status: int = 200) -> None:
         """Finish with `data` as JSON."""
         self.set_status(status)
-        self.finish(json.dumps(data, ensure_ascii=False, default=str))
+        self.finish(jsontext.dumps(data))  # (a server's lone surrogate is U+FFFD: never a 500)
 
     async def blocking(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking Hub call off the web loop."""

@@ -64,6 +64,8 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from pydantic import ValidationError
 
 import hub
+from hub import jsontext
+from hub.errors import InvalidText, MalformedJson, NotJson
 from web.facade import Facade, tool_result_json
 
 if TYPE_CHECKING:
@@ -83,7 +85,37 @@ _SSE_HEADERS = (
 
 
 def _encode(message: Mapping[str, Any]) -> bytes:
-    return json.dumps(message, separators=(",", ":")).encode()
+    return jsontext.dumps(message).encode()  # always JSON, whatever a server answered
+
+
+def refusal(data: bytes) -> tuple[dict[str, Any], bool] | None:
+    """The JSON-RPC error that answers a message from a client at the edge, before a lane or the
+    SDK sees it, and whether it is owed an answer (a notification is not); None if it is fine.
+    JSON the hub cannot take (`hub.jsontext`: too deep, `NaN`, too many digits) is a parse error
+    (-32700, id null); a string that is not valid Unicode text is invalid params (-32602, with the
+    request's id). What is not JSON at all the SDK answers, as it does every protocol error."""
+    if not data.strip():
+        return None  # (the SDK says what an empty body is)
+    try:
+        message = jsontext.parse(data, "message")
+        jsontext.check(message, "message", data)
+    except NotJson:
+        return None
+    except InvalidText as exc:
+        request_id = message.get("id") if isinstance(message, dict) else None
+        valid = isinstance(request_id, str | int) and not isinstance(request_id, bool)
+        if not valid or jsontext.scrub(request_id) != request_id:  # (a lone surrogate in the id too)
+            request_id = None
+        owed = not (isinstance(message, dict) and "method" in message and "id" not in message)
+        error = {"code": types.INVALID_PARAMS, "message": exc.message}
+        return {"jsonrpc": "2.0", "id": request_id, "error": error}, owed
+    except MalformedJson as exc:
+        return {
+            "jsonrpc": "2.0",
+            "id": None,
+            "error": {"code": types.PARSE_ERROR, "message": exc.message},
+        }, True
+    return None
 
 
 def _message(data: bytes) -> dict[str, Any] | None:
@@ -540,7 +572,13 @@ class StdioLane:
         self.serving = False  # set once the hub runs: until then every line is the SDK's
 
     def take(self, line: bytes) -> bool:
-        """Serve `line` if it is this lane's; False: the SDK reads it."""
+        """Serve `line` if it is this lane's, or refuse it (`refusal`); False: the SDK reads it."""
+        refused = refusal(line)
+        if refused is not None:
+            answer, owed = refused
+            if owed:
+                self.write(_encode(answer) + b"\n")
+            return True
         if b'"tools/call"' not in line and b"hub-r-" not in line and b'"notifications/cancelled"' not in line:
             if self._version is None and b'"initialize"' in line:
                 self._initializing(line)

@@ -26,11 +26,12 @@ from mcp.server.streamable_http import StreamableHTTPServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
+from hub import jsontext
 from hub.errors import HubError, NotFound, QuotaExceeded
 from hub.runtime import Hub
 from web.base import SESSION_HEADER, ApiHandler, header_session
 from web.facade import CURRENT_TENANT, Ctx, Facade, mcp_error
-from web.mcp_calls import CallRequest, HttpLane
+from web.mcp_calls import CallRequest, HttpLane, refusal
 from web.mcp_sessions import SessionLimits, is_initialized_notice, opens_session
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,7 @@ def request_id_of(body: bytes | None) -> Any:
     """The id of the JSON-RPC request in a POST body (`None` for a notification, a batch, junk)."""
     try:
         message = json.loads(body or b"")
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return message.get("id") if isinstance(message, dict) and "method" in message else None
 
@@ -199,6 +200,12 @@ class McpHandler(ApiHandler):
         """A `tools/call` (or what belongs to one) that the lane takes, else the SDK's transport."""
         endpoint = self._endpoint()
         served = self._tenant(tenant)
+        refused = refusal(self.request.body or b"")  # bad JSON or text: answered here, at the edge
+        if refused is not None:
+            self.set_status(400)
+            self.set_header("Content-Type", "application/json")
+            self.finish(jsontext.dumps(refused[0]))
+            return
         key = self.caller.key_id if self.caller else None
         taken = endpoint.lane.admit(self, key, served)
         if isinstance(taken, CallRequest):

@@ -19,7 +19,12 @@ JSON = "application/json"
 
 # status -> (component name, description); every one answers the `Error` schema
 _ERRORS: dict[int, tuple[str, str]] = {
-    400: ("BadRequest", "Malformed JSON, a bad parameter, or arguments that fail the tool's `inputSchema`."),
+    400: (
+        "BadRequest",
+        "Malformed JSON (also: nested over 128 levels, `NaN`, an integer over 4,300 digits), text "
+        "that is not valid Unicode (a lone surrogate), a bad parameter, or arguments that fail the "
+        "tool's `inputSchema`.",
+    ),
     401: ("Unauthorized", "Missing or wrong key (`Authorization: Bearer <key>`)."),
     404: ("NotFound", "Unknown, or belongs to another tenant (never told apart)."),
     409: ("NotRunning", "The server exists but is not running."),

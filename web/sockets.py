@@ -9,14 +9,14 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from typing import Any
 
 import tornado.websocket
 
 from actors.models import CatalogChanged, Event, InstanceStateChanged, ServerStateChanged
-from hub.errors import HubError
+from hub import jsontext
+from hub.errors import BadRequest, HubError
 from hub.runtime import Hub
 from web.base import Caller, bearer_token, keys_for
 from web.edge import policy_for
@@ -120,7 +120,7 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         message: dict[str, Any] = {"type": kind, "data": data}
         if frame_id is not None:
             message["id"] = frame_id
-        self.write_message(json.dumps(message, default=str))
+        self.write_message(jsontext.dumps(message))  # always JSON, whatever a server answered
 
     def _error(self, frame_id: Any, code: str, message: str) -> None:
         self._send("error", frame_id, {"code": code, "message": message})
@@ -132,10 +132,14 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         if len(raw) > MAX_FRAME_BYTES:
             self._error(None, "payload_too_large", f"frames are limited to {MAX_FRAME_BYTES} bytes")
             return
+        frame_id = None
         try:
-            frame = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._error(None, "bad_request", f"the frame is not JSON: {exc}")
+            frame = jsontext.parse(raw, "frame")
+            if isinstance(frame, dict):
+                frame_id = _echoable(frame.get("id"))
+            jsontext.check(frame, "frame", raw)
+        except BadRequest as exc:  # not JSON, too deep, NaN, not valid Unicode text: the sender's error
+            self._error(frame_id, exc.code, exc.message)
             return
         if not isinstance(frame, dict) or not isinstance(frame.get("type"), str):
             self._error(None, "bad_request", 'a frame is a JSON object with a string "type"')
@@ -149,3 +153,12 @@ class HubSocket(tornado.websocket.WebSocketHandler):
     def on_frame(self, frame_id: Any, kind: str, data: Any) -> None:
         """Answer a well-formed frame other than `ping`; by default every type is unknown."""
         self._error(frame_id, "bad_request", f"unknown frame type {kind!r}")
+
+
+def _echoable(frame_id: Any) -> Any:
+    """A frame's id, if an answer can carry it back (else None: it is itself invalid text)."""
+    try:
+        jsontext.check(frame_id, "id")
+    except BadRequest:
+        return None
+    return frame_id

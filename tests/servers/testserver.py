@@ -48,6 +48,9 @@ Flags:
                         2026-07-28 ``_meta`` envelope gets -32600, so a pinned 2026-07-28 client fails.
   --print-env-at-start  first thing: one line on stderr, the whole environment as a JSON object.
   --template            also a resource template test://echo/{text}, whose reads answer {text}.
+  --lone-surrogate      answer with lone surrogates: every ``@@lone@@`` in a line the server writes
+                        becomes the JSON escape ``\\ud800`` (a lone surrogate once parsed; the SDK itself
+                        cannot write one), e.g. echo {"text": "@@lone@@"} or greet {"name": "@@lone@@"}.
   --http PORT           serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio (uvicorn).
   --sse PORT            serve the legacy SSE transport at http://127.0.0.1:PORT/sse instead of stdio.
 """
@@ -107,15 +110,22 @@ def error_result(text: str) -> types.CallToolResult:
     return types.CallToolResult(content=[types.TextContent(text=text)], is_error=True)
 
 
-class WireWriter:
-    """Async text sink on the protocol fd: whole-string writes under a lock (``--junk-stdout`` only)."""
+LONE_MARK = "@@lone@@"
 
-    def __init__(self, fd: int) -> None:
+
+class WireWriter:
+    """Async text sink on the protocol fd: whole-string writes under a lock (``--junk-stdout`` and
+    ``--lone-surrogate`` only)."""
+
+    def __init__(self, fd: int, lone: bool = False) -> None:
         self._fd = fd
         self._lock = anyio.Lock()
+        self._lone = lone
 
     async def write(self, text: str) -> None:
         """Write all of ``text`` before any other writer may start."""
+        if self._lone:
+            text = text.replace(LONE_MARK, "\\ud800")
         data = text.encode()
         async with self._lock:
             await anyio.to_thread.run_sync(self._write_all, data)
@@ -420,8 +430,9 @@ async def serve(args: argparse.Namespace) -> None:
         app.junk = app.wire
         for junk in JUNK_LINES:
             await app.wire.write(junk)
+    wire = WireWriter(1, lone=True) if args.lone_surrogate else app.wire
     async with (
-        stdio_server(stdout=cast(Any, app.wire)) as (read_stream, write_stream),
+        stdio_server(stdout=cast(Any, wire)) as (read_stream, write_stream),
         anyio.create_task_group() as tg,
     ):
         log(f"serving {args.name!r} ({'legacy only' if args.legacy_only else 'both eras'})")
@@ -487,6 +498,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--template", action="store_true", help="also the resource template test://echo/{text}")
     p.add_argument("--legacy-only", action="store_true", help="serve only the 2025-11-25 handshake era")
     p.add_argument("--print-env-at-start", action="store_true", help="environment as JSON on stderr")
+    p.add_argument("--lone-surrogate", action="store_true", help="@@lone@@ in answers becomes \\ud800")
     p.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
     p.add_argument("--sse", type=int, metavar="PORT", help="serve SSE on 127.0.0.1:PORT/sse")
     return p.parse_args(argv)
