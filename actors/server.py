@@ -114,6 +114,9 @@ class _Stopped(Exception):
     """A stop was requested while backing off."""
 
 
+_STABLE_AFTER = 10.0  # seconds in `running` (at least backoff_max) after which a crash starts a fresh count
+
+
 class _RetryNow(Exception):
     """A start by hand while backing off (or failed): restart at once, with a fresh count."""
 
@@ -242,6 +245,7 @@ class ServerSupervisor:
         self._stop = asyncio.Event()
         self._retry_now = asyncio.Event()  # a start by hand while failed: retry without waiting
         self._crashes = 0  # crashes in a row, as tenacity counted them before its sleep
+        self._running_since: float | None = None  # (monotonic) when this connection reached running
         self._lost = asyncio.Event()
         self._lost_reason = ""
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -474,7 +478,7 @@ class ServerSupervisor:
         self._lost = asyncio.Event()
         self._lost_reason = ""
         errlog = CappedLog(self.log_path, self._orch.log_max_bytes)
-        began = time.monotonic()
+        self._running_since = None
         reason: str | None = None
         try:
             async with contextlib.AsyncExitStack() as stack:
@@ -498,7 +502,10 @@ class ServerSupervisor:
         if reason is None:
             return False
         self._crash_reason = reason
-        stable = time.monotonic() - began >= max(self._orch.backoff_max, 10.0)
+        # Stable: it ran (reached `running`) for a while. A start that fails slowly (npx retrying
+        # an unreachable registry for a minute) never earns a fresh retry budget.
+        ran = time.monotonic() - self._running_since if self._running_since is not None else 0.0
+        stable = ran >= max(self._orch.backoff_max, _STABLE_AFTER)
         tell(self._listener, ServerCrashed(self.tenant, self.config.name, reason, self.status.restarts))
         log.warning("%s/%s crashed: %s", self.tenant, self.config.name, reason)
         if stable:
@@ -527,6 +534,7 @@ class ServerSupervisor:
             return f"failed to start: {self._lost_reason or _describe(exc)}"
         # Catalog first: whoever sees `running` can already resolve the server's tools.
         self._publish_catalog(catalog, "live")
+        self._running_since = time.monotonic()
         self._set(
             ServerState.RUNNING,
             started_at=time.time(),

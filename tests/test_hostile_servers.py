@@ -12,6 +12,7 @@ import time
 import pytest
 from conftest import process_gone, server, server_process
 
+import actors.server as server_module
 from actors.models import NotificationsDropped, ServerCrashed, ServerState, ServerStateChanged, ServerStatus
 from hub.errors import UpstreamError
 from hub.runtime import Hub
@@ -164,6 +165,21 @@ def test_restart_limited_is_a_hard_stop(make_hub) -> None:
     assert status.retry_at is None and "exited with code 4" in status.last_error
     # No further start within several of its backoffs (0.1 s each).
     assert not hub.board.wait_for(lambda: states_of(hub, "dies")[-1] != "failed", 1.5)
+
+
+def test_a_start_that_fails_slowly_still_uses_up_its_retries(make_hub, monkeypatch) -> None:
+    """Only time spent `running` earns a fresh count: a start that takes long to fail (npx retrying
+    an unreachable registry for a minute) is a crash in a row like any other. (Stability is
+    scaled down here: 0.3 s, where each start takes 0.6 s to fail.)"""
+    monkeypatch.setattr(server_module, "_STABLE_AFTER", 0.3)
+    slow = {"command": "sh", "args": ["-c", "sleep 0.6; exit 5"]}
+    hub = make_hub(
+        {"t": {"servers": {"slow": slow}}},
+        orchestrator={"max_retries": 1, "restart": "limited", "backoff_max": 0.1},
+    )
+    assert hub.start_tenant("t", timeout=20) == {"slow": "failed"}
+    status = hub.server("t", "slow")
+    assert "exited with code 5" in status.last_error and status.restarts == 1
 
 
 def test_a_configuration_problem_fails_at_once_without_retrying(make_hub) -> None:
