@@ -58,6 +58,7 @@ BASE_ENV_KEYS = (
     "TZ",
     "TMPDIR",
 )
+_FLOOD_PAUSE = 0.1  # seconds a flooding server's stdout is not read, after each notification dropped
 _LINE_LIMIT = 64 * 1024 * 1024  # largest JSON-RPC line accepted from a server
 _CLOSE_GRACE = 2.0  # seconds between closing stdin, SIGTERM and SIGKILL
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours, cursor moves, controls
@@ -347,10 +348,10 @@ async def stdio_transport(
     try:
         stdout = asyncio.StreamReader(limit=_LINE_LIMIT)
         assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
-        transport, _ = await loop.connect_read_pipe(
+        stdout_transport, _ = await loop.connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout
         )
-        transports.append(transport)
+        transports.append(stdout_transport)
         transport, stderr = await loop.connect_read_pipe(lambda: _StderrProtocol(errlog), popen.stderr)
         transports.append(transport)
         stdin_transport, stdin = await loop.connect_write_pipe(_StdinProtocol, popen.stdin)
@@ -382,6 +383,24 @@ async def stdio_transport(
     read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](16)
     write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](16)
 
+    flooding = False
+
+    def read_again() -> None:
+        nonlocal flooding
+        flooding = False
+        if not stdout_transport.is_closing():
+            stdout_transport.resume_reading()
+
+    def hold_back() -> None:
+        """A notification was dropped: the server sends faster than its gate lets through. Stop
+        reading its stdout for a while (what is buffered is still read): the pipe fills and the
+        server's writes wait, so a flood costs the hub what it reads, not what the server writes."""
+        nonlocal flooding
+        if not flooding:
+            flooding = True
+            stdout_transport.pause_reading()
+            loop.call_later(_FLOOD_PAUSE, read_again)
+
     async def pump_stdout() -> None:
         junk = 0
         async with read_writer:
@@ -398,6 +417,7 @@ async def stdio_transport(
                     if not line:
                         return
                     if gate is not None and not gate.admit_line(line):
+                        hold_back()
                         continue
                     if not line.strip() or await child.channel.take(line):
                         continue
