@@ -37,7 +37,10 @@ import tornado.httputil
 import tornado.iostream
 from tornado.ioloop import IOLoop
 
+from web import sizes
+
 log = logging.getLogger(__name__)
+access_log = logging.getLogger("mcp_hub.access")
 
 REPORT_INTERVAL = 60.0  # seconds between two log lines about refused connections
 _EXHAUSTED = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
@@ -201,6 +204,31 @@ class _Watched(tornado.httputil.HTTPMessageDelegate):
         self.inner.on_connection_close()
 
 
+class _EdgeStream(tornado.iostream.IOStream):
+    """An accepted connection. Tornado closes one whose header block runs past its read limit (its
+    `max_header_size`) unanswered, which the client sees as a reset: this one first answers 431,
+    then lingers (what the client still sends is read and dropped) before its socket closes. Web
+    loop."""
+
+    _refused = False
+
+    def close(self, exc_info: Any = False) -> None:
+        if isinstance(exc_info, tornado.iostream.UnsatisfiableReadError) and not self.closed():
+            self._refused = True
+            with contextlib.suppress(OSError):
+                self.socket.send(sizes.too_long_headers())  # (small: one non-blocking write)
+                self.socket.shutdown(socket.SHUT_WR)
+            access_log.info("(header block too large) 431 key=-")
+        super().close(exc_info)
+
+    def close_fd(self) -> None:
+        if self._refused and self.socket is not None:
+            sock, self.socket = self.socket, None  # type: ignore[assignment]
+            sizes.linger(sock)
+            return
+        super().close_fd()
+
+
 class EdgeServer(tornado.httpserver.HTTPServer):
     """Tornado's HTTP server, with the hub's connection limits and its own accept loop (which
     survives running out of descriptors). Web loop."""
@@ -265,7 +293,7 @@ class EdgeServer(tornado.httpserver.HTTPServer):
             IOLoop.current().add_handler(sock, self._on_readable, IOLoop.READ)
 
     def _connected(self, connection: socket.socket, address: Any) -> None:
-        stream = tornado.iostream.IOStream(
+        stream = _EdgeStream(
             connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
         )
         client = address[0] if isinstance(address, tuple) else "local"

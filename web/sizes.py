@@ -9,7 +9,8 @@ still sends is read and dropped for a little while (a "lingering close", as ngin
 closing the socket does not reset the connection before the client has read the answer.
 
 Tornado still reads a header block up to `HEADER_READ_BYTES` before any of this can see it: one
-larger than that is still a closed connection. Bodies declared with `Transfer-Encoding: chunked`
+larger than that is answered by the stream itself (`web.connections`, with `too_long_headers` and
+`linger`). Bodies declared with `Transfer-Encoding: chunked`
 are still cut by Tornado (400, then closed) once past the limit. Runs on the web loop.
 """
 
@@ -22,6 +23,7 @@ import socket
 from collections.abc import Awaitable
 
 from tornado import httputil, iostream
+from tornado.ioloop import IOLoop
 
 from hub.errors import HeadersTooLarge, HubError, PayloadTooLarge
 
@@ -91,20 +93,66 @@ class _Guarded(httputil.HTTPMessageDelegate):
         method = getattr(start_line, "method", "?")
         access_log.info("%s (too large) %d key=-", method, exc.status)
         stream = self.connection.detach()  # type: ignore[attr-defined]  # (HTTP1Connection)
-        body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
-        head = (
-            f"HTTP/1.1 {exc.status} {_REASONS[exc.status]}\r\n"
-            "Content-Type: application/json; charset=utf-8\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-        ).encode()
         try:
-            await stream.write(head + body)
+            await stream.write(refusal(exc))
             stream.socket.shutdown(socket.SHUT_WR)  # the answer is whole: the client may read it
             await _drain(stream)
         except (iostream.StreamClosedError, OSError):
             pass
         finally:
             stream.close()
+
+
+def refusal(exc: HubError) -> bytes:
+    """The whole answer refusing a request too large (`exc`: 413 or 431), closing the connection."""
+    body = json.dumps({"error": {"code": exc.code, "message": exc.message}}).encode()
+    head = (
+        f"HTTP/1.1 {exc.status} {_REASONS[exc.status]}\r\n"
+        "Content-Type: application/json; charset=utf-8\r\n"
+        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+def too_long_headers() -> bytes:
+    """The 431 for a header block longer than even Tornado reads (`HEADER_READ_BYTES`)."""
+    limit = f"{MAX_HEADER_BYTES // 1024} KiB"
+    return refusal(HeadersTooLarge(f"the request's header block is larger than {limit}"))
+
+
+def linger(sock: socket.socket) -> None:
+    """Read and drop what the client still sends on `sock` (its answer sent, writing shut down)
+    until it stops, is quiet for `_LINGER_QUIET` s or `_LINGER_SECONDS` pass; then close it. Takes
+    `sock` over. Web loop."""
+    loop = IOLoop.current()
+    done = False
+
+    def finish() -> None:
+        nonlocal done
+        if not done:
+            done = True
+            loop.remove_handler(sock)
+            loop.remove_timeout(quiet[0])
+            loop.remove_timeout(ending)
+            sock.close()
+
+    def readable(fd: object, events: int) -> None:
+        try:
+            data = sock.recv(256 * 1024)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            finish()
+            return
+        loop.remove_timeout(quiet[0])
+        quiet[0] = loop.call_later(_LINGER_QUIET, finish)
+
+    sock.setblocking(False)
+    quiet = [loop.call_later(_LINGER_QUIET, finish)]
+    ending = loop.call_later(_LINGER_SECONDS, finish)
+    loop.add_handler(sock, readable, IOLoop.READ)
 
 
 async def _drain(stream: iostream.IOStream) -> None:
