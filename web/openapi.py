@@ -31,13 +31,30 @@ _ERRORS: dict[int, tuple[str, str]] = {
     413: ("PayloadTooLarge", "The body is larger than `gateway.max_body_bytes`."),
     429: ("QuotaExceeded", "A tenant quota or rate limit was hit; retry after `Retry-After` seconds."),
     502: ("UpstreamError", "The MCP server failed, died or broke the protocol."),
-    503: ("ShuttingDown", "The hub is shutting down and takes no new work."),
+    503: (
+        "Unavailable",
+        "The hub is shutting down and takes no new work (`shutting_down`), or holds as many "
+        "connections as `gateway.max_connections` / `max_connections_per_client` allow "
+        "(`too_many_connections`).",
+    ),
+    403: (
+        "OriginNotAllowed",
+        "A request with an `Origin` that is neither the hub's own nor in `gateway.allowed_origins`.",
+    ),
+    421: (
+        "HostNotAllowed",
+        "A `Host` the hub does not answer to: not loopback, the bound address or in "
+        "`gateway.allowed_hosts` (a guard against DNS rebinding).",
+    ),
+    431: ("HeadersTooLarge", "The request's header block is larger than 64 KiB."),
     504: ("Timeout", "The MCP server did not answer within the call timeout."),
 }
 
 # errors every authenticated operation can answer, and what the MCP servers add when asked
 _AUTH = (401, 503)
 _UPSTREAM = (409, 429, 502, 504)
+# what the edge answers on every route before any handler (web/edge.py, web/sizes.py)
+_EDGE = (403, 421, 431)
 
 
 # --------------------------------------------------------------------------- schema helpers
@@ -143,7 +160,7 @@ def _op(
     description: str | None = None,
 ) -> dict[str, Any]:
     """One operation: a 200 answer `ok`, the listed error statuses, and (unless `public`) 401."""
-    codes = set(errors) | ({503} if public else set(_AUTH))
+    codes = set(errors) | set(_EDGE) | ({503} if public else set(_AUTH))
     if body is not None:
         codes |= {400, 413}
     op: dict[str, Any] = {"operationId": operation_id, "summary": summary, "tags": [tag]}
