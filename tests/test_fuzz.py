@@ -10,6 +10,7 @@ derandomized so that CI runs the same inputs each time.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -225,8 +226,11 @@ def test_websocket_answers_are_strict_json(fuzz_hub: ServedHub) -> None:
                 answer = await asyncio.wait_for(ws.read_message(), 30)
                 assert answer is not None, f"the connection closed after {frame[:200]!r}"
                 answers.append(answer)
-        finally:
+        finally:  # (closed both ways, so no socket is left to the garbage collector)
             ws.close()
+            with contextlib.suppress(TimeoutError):
+                while await asyncio.wait_for(ws.read_message(), 10) is not None:
+                    pass
         return answers
 
     def strict(text: str) -> Any:
