@@ -37,7 +37,6 @@ import tenacity
 from mcp import Client, MCPError
 from mcp.client.sse import sse_client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 import hub
@@ -65,7 +64,7 @@ from actors.rawcall import ErrorAnswer, RawChannel, modern_envelope
 from actors.reaper import ProcessRegistry
 from actors.sandbox import Sandbox, SandboxError, SandboxSite, host_support, sandbox_for
 from actors.stdio import CappedLog, SpawnError, StdioProcess, child_environment, stdio_transport
-from hub import jsontext
+from hub import jsontext, seams
 from hub.config import OrchestratorConfig, SecretMap, ServerConfig, redact
 from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
 
@@ -611,7 +610,7 @@ class ServerSupervisor:
             if config.transport == "sse":
                 target = sse_client(config.url, headers=headers)
             else:
-                http = await stack.enter_async_context(create_mcp_http_client(headers=headers))
+                http = await stack.enter_async_context(seams.mcp_http_client(headers))
                 target = streamable_http_client(config.url, http_client=http)
         return Client(
             target,

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import tornado.web
 
-from hub import jsontext
+from hub import jsontext, seams
 from hub.config import HubConfig
 from hub.errors import (
     BadRequest,
@@ -266,7 +266,7 @@ class ApiHandler(tornado.web.RequestHandler):
         elif isinstance(exc, tornado.web.HTTPError):
             status = exc.status_code
             code = _HTTP_CODES.get(status, "http_error")
-            message = exc.log_message or self._reason
+            message = exc.log_message or seams.reason(self)
             if status == 405:
                 self.set_header("Allow", ", ".join(self.allowed_methods()))
                 message = (

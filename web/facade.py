@@ -27,7 +27,6 @@ from typing import Any
 
 import mcp.types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
-from mcp.server._otel import OpenTelemetryMiddleware
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
     ListenHandler,
@@ -39,6 +38,7 @@ from mcp.shared.exceptions import MCPError
 
 import hub
 from actors.models import CatalogChanged, Event, ServerCatalog, ToolResult
+from hub import seams
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
 
@@ -188,9 +188,7 @@ class Facade:
         )
         # The SDK wraps every message in an OpenTelemetry span by default; the hub reports through
         # Prometheus metrics and its audit log instead, and the span costs each call's hot path.
-        self.server.middleware = [
-            m for m in self.server.middleware if not isinstance(m, OpenTelemetryMiddleware)
-        ]
+        seams.drop_otel_middleware(self.server)
 
     def init_options(self) -> Any:
         """Initialization options that advertise list_changed for tools, prompts and resources."""

@@ -17,8 +17,8 @@ belongs to its calls: a client's answer to a server request it sent (ids `hub-r-
 `notifications/cancelled` for one of its calls.
 
 HTTP (`HttpLane`): the answer is one JSON body when nothing precedes it, else an SSE stream. A
-call holds its 2025-11-25 session's idle timer as the SDK's own requests do (`_Hold`, which reads
-the transport's private `_requests_in_flight` and `_idle_timeout`, checked against `mcp` 2.3.0);
+call holds its 2025-11-25 session's idle timer as the SDK's own requests do (`IdleHold`, one of
+the seams around the SDK's private names in `hub/seams.py`);
 ending a session cancels its calls; a session serves only the key that opened it. A 2026-07-28
 call is cancelled when its client closes the connection (that era's cancellation), a 2025-11-25
 call only by `notifications/cancelled` (the spec: a disconnect is not a cancellation). A call
@@ -40,12 +40,10 @@ import asyncio
 import itertools
 import json
 import logging
-import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-import anyio
 import mcp.types as types
 from mcp.server.connection import allowed_log_levels
 from mcp.server.streamable_http import check_accept_headers
@@ -64,7 +62,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERS
 from pydantic import ValidationError
 
 import hub
-from hub import jsontext
+from hub import jsontext, seams
 from hub.errors import InvalidText, MalformedJson, NotJson
 from web.facade import Facade, tool_result_json
 
@@ -416,7 +414,7 @@ class HttpLane:
         session = self.sessions.get(session_id) if session_id else None
         if session is None or session.key != key:
             return None
-        transport = self.manager._server_instances.get(session_id)  # type: ignore[arg-type]
+        transport = seams.session_transport(self.manager, session_id)
         if transport is None or transport.is_terminated:
             return None
         if transport.idle_scope is not None and transport.idle_scope.cancel_called:
@@ -447,34 +445,11 @@ class HttpLane:
         owner = self.sessions.get(call.owner) if call.owner else None
         calls = owner.calls if owner is not None else {}  # 2026-07-28: no cancellation finds a call
         stream = _HttpCall(handler, call, asyncio.get_running_loop(), self.keepalive)
-        with _Hold(self.manager, call.owner):
+        with seams.IdleHold(self.manager, call.owner):
             task = start_call(self.facade, stream, call, self.asks, tenant, key, session, calls)
             if call.modern:
                 handler.lane_call = task  # type: ignore[attr-defined]  # its client closing cancels it
             await answer_call(stream, call, task, calls)
-
-
-class _Hold:
-    """Holds a 2025-11-25 session's idle timer while one of its calls runs, as the SDK's
-    `StreamableHTTPServerTransport.handle_request` does for its own requests."""
-
-    def __init__(self, manager: StreamableHTTPSessionManager, session_id: str | None) -> None:
-        transport = manager._server_instances.get(session_id) if session_id else None  # type: ignore[arg-type]
-        self.transport = transport if transport is not None and transport.idle_scope is not None else None
-
-    def __enter__(self) -> None:
-        transport = self.transport
-        if transport is not None:
-            transport._requests_in_flight += 1
-            transport.idle_scope.deadline = math.inf  # type: ignore[union-attr]
-
-    def __exit__(self, *exc: Any) -> None:
-        transport = self.transport
-        if transport is not None:
-            transport._requests_in_flight -= 1
-            if not transport._requests_in_flight and transport._idle_timeout is not None:
-                deadline = anyio.current_time() + transport._idle_timeout
-                transport.idle_scope.deadline = deadline  # type: ignore[union-attr]
 
 
 class _HttpCall:
@@ -498,9 +473,7 @@ class _HttpCall:
             handler.set_header(name, value)
         if self.call.owner:
             handler.set_header("Mcp-Session-Id", self.call.owner)
-        stream = getattr(handler.request.connection, "stream", None)
-        if stream is not None:
-            stream.set_nodelay(True)  # each event leaves at once (see web.mcp_http)
+        seams.set_nodelay(handler)  # each event leaves at once (see web.mcp_http)
         self.streaming = True
 
     def _write(self, chunk: bytes) -> None:
@@ -510,7 +483,7 @@ class _HttpCall:
         self.handler.flush().add_done_callback(_quiet)
 
     def _open(self) -> bool:
-        return not self.done and not self.handler._finished
+        return not self.done and not seams.is_finished(self.handler)
 
     def emit(self, message: Mapping[str, Any]) -> None:
         if self._open():

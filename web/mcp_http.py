@@ -22,11 +22,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from mcp.server.streamable_http import StreamableHTTPServerTransport
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 
-from hub import jsontext
+from hub import jsontext, seams
 from hub.errors import HubError, NotFound, QuotaExceeded
 from hub.runtime import Hub
 from web.base import SESSION_HEADER, ApiHandler, header_session
@@ -52,32 +50,6 @@ def tenant_of(ctx: Ctx) -> str:
 def session_of(ctx: Ctx) -> str | None:
     """The client session the bridge put in the ASGI scope (None: the request has none)."""
     return (getattr(ctx.request, "scope", None) or {}).get("mcp_hub_session")
-
-
-class SessionManager(StreamableHTTPSessionManager):
-    """The SDK's session manager, which also says when a 2025-11-25 session ends, however it ends
-    (`DELETE`, its idle timeout, a crash, shutdown). Thread: the web loop.
-
-    It hooks `_discard_session`, the one place the SDK forgets a session (checked against `mcp`
-    2.3.0; a later SDK without it would leave a session's instances to their `idle_timeout`).
-    """
-
-    def __init__(self, on_end: Callable[[str], None], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._on_end = on_end
-
-    async def _discard_session(self, session_id: str, transport: StreamableHTTPServerTransport) -> None:
-        try:
-            await super()._discard_session(session_id, transport)
-        finally:
-            self._on_end(session_id)
-
-    def end(self, session_id: str) -> None:
-        """End `session_id` now, as its idle timeout would (reads `_server_instances`, the SDK's
-        table of sessions, checked against `mcp` 2.3.0)."""
-        transport = self._server_instances.get(session_id)
-        if transport is not None and transport.idle_scope is not None:  # set: the hub gives an idle timeout
-            transport.idle_scope.cancel()  # its task ends and discards it
 
 
 def request_id_of(body: bytes | None) -> Any:
@@ -121,7 +93,7 @@ class McpEndpoint:
         # Host and Origin are checked, exactly, for every route before a request gets here
         # (`web/edge.py`); the SDK's own check matched by prefix and only on loopback.
         security = TransportSecuritySettings(enable_dns_rebinding_protection=False)
-        self.manager = SessionManager(
+        self.manager = seams.EndAwareSessionManager(
             self._session_ended,
             app=self.facade.server,
             security_settings=security,
@@ -209,7 +181,7 @@ class McpHandler(ApiHandler):
         key = self.caller.key_id if self.caller else None
         taken = endpoint.lane.admit(self, key, served)
         if isinstance(taken, CallRequest):
-            self._transforms = []  # no gzip (see `_bridge`)
+            seams.no_transforms(self)  # no gzip (see `_bridge`)
             await endpoint.lane.serve(self, taken, served, key, self._session())
         elif taken:  # a client's answer to a server request, or a cancellation
             self.set_status(202)
@@ -241,7 +213,7 @@ class McpHandler(ApiHandler):
     async def _bridge(self, tenant: str | None) -> None:
         # No gzip here: the SSE events of a call are small and each is flushed at once, so
         # compressing them costs CPU and latency and saves nothing.
-        self._transforms = []
+        seams.no_transforms(self)
         endpoint = self._endpoint()
         request = self.request
         key = self.caller.key_id if self.caller else None
@@ -333,9 +305,7 @@ class McpHandler(ApiHandler):
                 # Each SSE event must leave at once: with Nagle's algorithm on (Tornado's default
                 # until a response finishes), an event written right after the headers waits for
                 # the client's delayed ACK, tens of milliseconds.
-                stream = getattr(self.request.connection, "stream", None)
-                if stream is not None:
-                    stream.set_nodelay(True)
+                seams.set_nodelay(self)
                 self.clear()
                 self.clear_header("Content-Type")  # the SDK says what this response is, not our default
                 self.set_status(message["status"])
@@ -352,10 +322,10 @@ class McpHandler(ApiHandler):
                         seen.add(name.lower())
                 answered()
             elif message["type"] == "http.response.body":
-                if self._finished:
+                if seams.is_finished(self):
                     return
                 body = message.get("body") or b""
-                if message.get("more_body") and not self._headers_written:
+                if message.get("more_body") and not seams.headers_written(self):
                     answer = answer_of(body, request_id)
                     if answer is not None:
                         # The first event of the stream is already the answer: send it as a plain
@@ -375,7 +345,7 @@ class McpHandler(ApiHandler):
 
         CURRENT_TENANT.set(scope["mcp_hub_tenant"])  # this request's task only
         await endpoint.manager.handle_request(scope, receive, send)  # type: ignore[arg-type]
-        if not self._finished:
+        if not seams.is_finished(self):
             self.finish()
 
 
