@@ -20,10 +20,10 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 from conftest import server
+from helpers.apps import make_plugins
+from helpers.served import ADMIN_KEY, SECRETS, ServedHub, keyed_tenants, start_hub, stop_hub, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_apps import make_plugins
-from test_service import ADMIN_KEY, SECRETS, ServedHub, keyed_tenants, start_hub, stop_hub, write_config
 
 ACME_KEY, BETA_KEY = keyed_tenants()["acme"]["api_keys"][0], keyed_tenants()["beta"]["api_keys"][0]
 FUZZ = settings(
