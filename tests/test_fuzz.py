@@ -20,7 +20,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 from conftest import server
-from helpers.apps import make_plugins
+from helpers.apps import close, make_plugins
 from helpers.served import ADMIN_KEY, SECRETS, ServedHub, keyed_tenants, start_hub, stop_hub, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -226,7 +226,7 @@ def test_websocket_answers_are_strict_json(fuzz_hub: ServedHub) -> None:
                 assert answer is not None, f"the connection closed after {frame[:200]!r}"
                 answers.append(answer)
         finally:
-            ws.close()
+            await close(ws)  # and wait for the hub's close frame: no socket is left to the collector
         return answers
 
     def strict(text: str) -> Any:
