@@ -589,3 +589,24 @@ def test_log_format_json(tmp_path: Path) -> None:
     records = [json.loads(line) for line in stderr.read_text().splitlines()]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any(r["logger"] == "hub.service" and r["message"] == "stopped" for r in records)
+
+
+# --------------------------------------------------------------------------- SIGUSR1: a stack dump
+
+
+def test_sigusr1_logs_every_threads_stack_and_the_hub_carries_on(serve) -> None:
+    hub = serve({"t": {"servers": {"s": server()}}})
+    assert hub.post("/api/tenants/t/start").body["servers"] == {"s": "running"}
+    hub.proc.send_signal(signal.SIGUSR1)
+    assert wait_until(lambda: "stack dump on SIGUSR1" in hub.log(), 10), hub.log()[-3000:]
+    dump = hub.log().split("stack dump on SIGUSR1: ", 1)[1]
+    sections = re.findall(r"thread (.+?) \(ident \d+(?: daemon)?\):\n((?:  .*\n?)+)", dump)
+    threads = dict(sections)  # name: its frames
+    assert next(iter(threads)) == "MainThread", list(threads)  # the web loop's thread comes first
+    assert "asyncio.run(_serve(config, plan, bound, watch))" in threads["MainThread"]  # the web loop
+    actor = next(name for name in threads if name.startswith("TenantActor-"))
+    assert "pykka" in threads[actor] and 'File "' in threads[actor]
+    assert any(name.startswith("server-t-s") for name in threads), list(threads)
+    # A dump is all SIGUSR1 does: the hub still serves (SIGUSR1's default action would end it).
+    assert hub.post("/api/tools/s.echo?tenant=t", {"text": "still here"}).status == 200
+    assert hub.proc.poll() is None
