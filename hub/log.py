@@ -4,6 +4,9 @@
 `exception` when there is one) instead of text. Stdout is never used for logs: the stdio facade
 owns it for protocol bytes.
 
+`install_stack_dump` makes a signal (SIGUSR1 for `serve`) log every thread's stack: the way to
+see where a hub that hangs is stuck, without stopping it.
+
 No key ever reaches the log, whoever logs it (the hub, Tornado, the MCP SDK): `KeyScrubber`, a
 filter on the root handler, rewrites every record's message, traceback and stack before it is
 written, replacing the configured keys (`hide_keys`; as written and URL-encoded), the value of
@@ -16,9 +19,13 @@ import json
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable
+from types import FrameType
 from urllib.parse import quote, quote_plus
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -132,3 +139,47 @@ def setup_logging(level: str | None = None) -> None:
     # the hub those are answers (a 404, a 409 while a server restarts), not failures. Actor crashes
     # are still logged at ERROR.
     logging.getLogger("pykka").setLevel(max(logging.WARNING, root.level))
+
+
+def thread_stacks(interrupted: FrameType | None = None) -> str:
+    """Every thread's name, ident and stack (innermost frame last), as text.
+
+    Args:
+        interrupted: the calling thread's frame to start from (a signal handler's `frame`: where
+            the signal interrupted it); by default the caller's own stack.
+    """
+    names = {thread.ident: thread for thread in threading.enumerate()}
+    frames = sys._current_frames()
+    if interrupted is not None:
+        frames[threading.get_ident()] = interrupted
+    parts = [f"{len(frames)} threads"]
+    for ident, frame in sorted(frames.items(), key=lambda item: item[0] != threading.main_thread().ident):
+        thread = names.get(ident)
+        name = thread.name if thread is not None else "(unknown)"
+        daemon = " daemon" if thread is not None and thread.daemon else ""
+        stack = "".join(traceback.format_stack(frame)).rstrip()
+        parts.append(f"thread {name} (ident {ident}{daemon}):\n{stack}")
+    return "\n".join(parts)
+
+
+def install_stack_dump(signum: int = signal.SIGUSR1) -> Callable[[], None]:
+    """On `signum`, log every thread's stack at WARNING (logger `hub.stacks`), then carry on.
+
+    A plain signal handler, not the event loop's: it runs on the main thread between two bytecodes
+    even when the loop is stuck in a long call, which is when a dump is wanted. Call on the main
+    thread.
+
+    Returns:
+        A function that puts the previous handler back.
+    """
+    logger = logging.getLogger("hub.stacks")
+
+    def dump(signo: int, frame: FrameType | None) -> None:
+        logger.warning("stack dump on %s: %s", signal.Signals(signo).name, thread_stacks(frame))
+
+    previous = signal.signal(signum, dump)
+
+    def restore() -> None:
+        signal.signal(signum, previous)
+
+    return restore

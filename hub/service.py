@@ -5,7 +5,7 @@ listener (a port in use exits 1 before any server starts), start the actor tree,
 SIGTERM or SIGINT, then drain: new requests get 503, calls in flight get up to
 `orchestrator.shutdown_grace` to finish, every server and child process is stopped, exit 0.
 SIGHUP (and, with `--reload`, any change of the file) re-reads the configuration file and
-applies it; an invalid one changes nothing.
+applies it; an invalid one changes nothing. SIGUSR1 logs every thread's stack (`hub.log`).
 Runs on the main thread, which also runs the web loop.
 """
 
@@ -28,7 +28,7 @@ import hub
 from hub import listeners
 from hub.config import HubConfig
 from hub.errors import ConfigError
-from hub.log import hide_keys
+from hub.log import hide_keys, install_stack_dump
 from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
@@ -88,6 +88,7 @@ async def _serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(executor, _reload, hub_))
+    restore_sigusr1 = install_stack_dump(signal.SIGUSR1)
     host = plan.host
     mcp = McpEndpoint(hub_, host)
     mcp_task = asyncio.create_task(mcp.run())
@@ -136,6 +137,7 @@ async def _serve(
         executor.shutdown(wait=False, cancel_futures=True)
         if servers:
             budget.close()
+        restore_sigusr1()
     log.info("stopped")
     return EXIT_OK
 

@@ -3,6 +3,10 @@
 Every test's hub gives its tenants an environment marker (`MCP_HUB_TEST_MARK`), which every
 child process inherits; after each test, no process carrying the marker may be left, and no
 actor may be alive.
+
+Helpers that more than one test file uses are here or in the `helpers` package (tests/helpers/,
+one module per concern); the fixtures here import it lazily, since it imports this module. A test
+file never imports from another test file (tests/test_setup.py checks).
 """
 
 from __future__ import annotations
@@ -269,8 +273,8 @@ __all__ = [
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Start `python -m hub serve` on a configuration (its tenants started); stopped cleanly after."""
-    from test_service import start_hub, stop_hub
-    from test_service import write_config as write_service_config
+    from helpers.served import start_hub, stop_hub
+    from helpers.served import write_config as write_service_config
 
     started = []
 
@@ -285,3 +289,21 @@ def served(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     yield run
     for hub in started:
         assert stop_hub(hub) == 0
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Start `python -m hub serve` on a configuration (see `helpers.served.write_config`) with
+    further command-line arguments; each must exit 0 on SIGTERM at the end of the test."""
+    from helpers.served import ServedHub, start_hub, stop_hub, write_config
+
+    started: list[ServedHub] = []
+
+    def run(tenants: dict[str, Any], *extra: str, **sections: Any) -> ServedHub:
+        served = start_hub(write_config(tmp_path, tenants, **sections), tmp_path, *extra)
+        started.append(served)
+        return served
+
+    yield run
+    for served in started:
+        assert stop_hub(served) == 0, served.log()[-3000:]

@@ -14,12 +14,12 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 from conftest import ROOT, SERVERS_DIR, binds, server
+from helpers.apps import raw_get
+from helpers.served import start_hub, stop_hub, write_config
 from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
-from test_apps import raw_get
-from test_service import start_hub, stop_hub, write_config
 
 ADMIN = "admin-key-0123456789"
 ACME = "acme-key-0123456789"

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, server
+from helpers.served import start_hub, stop_hub, write_config
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions
 from selenium.webdriver.support.ui import WebDriverWait
-from test_service import start_hub, stop_hub, write_config
 
 KEY = "default-tenant-key-0123"
 

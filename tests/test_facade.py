@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,6 @@ import pytest
 import yaml
 from conftest import (
     MARK,
-    NODE_MODULES,
     ROOT,
     SERVERS_DIR,
     binds,
@@ -26,58 +23,18 @@ from conftest import (
     node_package,
     server,
 )
+from helpers.facade import MODES, everything_server, facade, http_facade, write_config
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from web.facade import facade_name, facade_uri, upstream_uri
 
 pytestmark = pytest.mark.anyio
-MODES = ["legacy", "2026-07-28"]
 
 
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-def write_config(tmp_path: Path, tenants: dict[str, Any], **orchestrator: Any) -> Path:
-    data = {
-        "tenants": {
-            name: {**t, "env": {**t.get("env", {}), "MCP_HUB_TEST_MARK": MARK}} for name, t in tenants.items()
-        },
-        "orchestrator": {
-            "data_dir": str(tmp_path / "data"),
-            "backoff_initial": 0.1,
-            "backoff_max": 0.3,
-            **orchestrator,
-        },
-    }
-    path = tmp_path / "hub.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-@contextlib.asynccontextmanager
-async def facade(
-    config: Path, tenant: str, mode: str, events: list[Any] | None = None, **more: Any
-) -> AsyncIterator[Client]:
-    """A real MCP client of `python -m hub stdio` (the way Claude Desktop runs it); `more` are
-    further `mcp.Client` arguments (callbacks)."""
-
-    async def on_message(message: Any) -> None:
-        if events is not None:
-            events.append(message)
-
-    params = StdioServerParameters(
-        command=sys.executable,
-        args=["-m", "hub", "stdio", "--config", str(config), "--tenant", tenant],
-        cwd=ROOT,
-    )
-    with open(config.with_suffix(".stderr"), "w") as errlog:
-        async with Client(
-            stdio_client(params, errlog=errlog), mode=mode, cache=None, message_handler=on_message, **more
-        ) as client:
-            yield client
 
 
 def two_servers(tmp_path: Path) -> Path:
@@ -307,21 +264,6 @@ def test_names_are_safe_short_unique_and_map_back() -> None:
 # --------------------------------------------------------------------------- Streamable HTTP
 
 
-@contextlib.asynccontextmanager
-async def http_facade(url: str, mode: str, key: str | None = None, **more: Any) -> AsyncIterator[Client]:
-    """A real MCP client of the hub's Streamable HTTP endpoint at `url`; `more` are further
-    `mcp.Client` arguments (callbacks)."""
-    from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
-
-    headers = {"Authorization": f"Bearer {key}"} if key else None
-    async with (
-        create_mcp_http_client(headers=headers) as http,
-        Client(streamable_http_client(url, http_client=http), mode=mode, cache=None, **more) as client,
-    ):
-        yield client
-
-
 @pytest.mark.parametrize("mode", MODES)
 async def test_http_facade_lists_and_calls_tools_of_two_servers(served, mode: str) -> None:
     hub = served({"default": {"servers": {"a": server(), "b": server()}}})
@@ -401,11 +343,6 @@ async def test_http_facade_checks_mcp_param_headers_against_the_tenants_schema(s
 
 
 # --------------------------------------------------------------------------- passthrough
-
-
-def everything_server() -> dict[str, Any]:
-    entry = node_package("@modelcontextprotocol/server-everything", "dist", "index.js")
-    return {"command": "node", "args": [str(entry), "stdio"], "sandbox": binds(NODE_MODULES)}
 
 
 async def test_sampling_and_elicitation_round_trip_through_the_facade(tmp_path: Path) -> None:

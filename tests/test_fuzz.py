@@ -10,7 +10,6 @@ derandomized so that CI runs the same inputs each time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import socket
 from collections.abc import Iterator
@@ -21,10 +20,10 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 from conftest import server
+from helpers.apps import close, make_plugins
+from helpers.served import ADMIN_KEY, SECRETS, ServedHub, keyed_tenants, start_hub, stop_hub, write_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_apps import make_plugins
-from test_service import ADMIN_KEY, SECRETS, ServedHub, keyed_tenants, start_hub, stop_hub, write_config
 
 ACME_KEY, BETA_KEY = keyed_tenants()["acme"]["api_keys"][0], keyed_tenants()["beta"]["api_keys"][0]
 FUZZ = settings(
@@ -226,11 +225,8 @@ def test_websocket_answers_are_strict_json(fuzz_hub: ServedHub) -> None:
                 answer = await asyncio.wait_for(ws.read_message(), 30)
                 assert answer is not None, f"the connection closed after {frame[:200]!r}"
                 answers.append(answer)
-        finally:  # (closed both ways, so no socket is left to the garbage collector)
-            ws.close()
-            with contextlib.suppress(TimeoutError):
-                while await asyncio.wait_for(ws.read_message(), 10) is not None:
-                    pass
+        finally:
+            await close(ws)  # and wait for the hub's close frame: no socket is left to the collector
         return answers
 
     def strict(text: str) -> Any:

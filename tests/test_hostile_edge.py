@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 from conftest import initialize_request, wait_until
-from test_service import ServedHub, start_hub, stop_hub, write_config
+from helpers.served import ServedHub, start_hub, stop_hub, write_config
 
 ADMIN = "admin-key-edge-0123456789"
 ACME = "acme-key-edge-abcdefghij"

@@ -26,7 +26,7 @@ import pytest
 import tornado.httpclient
 import tornado.websocket
 from conftest import ROOT, server
-from test_service import ServedHub, start_hub, stop_hub, write_config
+from helpers.served import ServedHub, start_hub, stop_hub, write_config
 
 ADMIN = "admin-key-0123456789"
 LONE = b'"\\ud800"'  # JSON text of a lone surrogate

@@ -26,7 +26,7 @@ from conftest import (
     server_process,
     wait_until,
 )
-from test_service import start_hub, stop_hub, write_config
+from helpers.served import start_hub, stop_hub, write_config
 
 from actors.catalog_cache import cache_path
 from actors.models import CatalogChanged, ServerState, ServerStateChanged, StoppedReason

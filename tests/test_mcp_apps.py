@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 from conftest import NODE_MODULES, ROOT, SERVERS_DIR, binds, node_package, server, wait_until
+from helpers.served import ACME_KEY, ADMIN_KEY, BETA_KEY
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
-from test_service import ACME_KEY, ADMIN_KEY, BETA_KEY, serve  # noqa: F401  (the fixture)
 
 UI_SERVER = str(SERVERS_DIR / "uiserver.py")
 
@@ -46,7 +46,7 @@ def running(hub: Any, tenant: str, name: str) -> None:
     assert wait_until(lambda: hub.get(path, key=ADMIN_KEY).body.get("state") == "running", 30, 0.1)
 
 
-def test_mcp_apps_are_listed_per_tenant_and_hosted_with_a_sandbox_policy(serve) -> None:  # noqa: F811
+def test_mcp_apps_are_listed_per_tenant_and_hosted_with_a_sandbox_policy(serve) -> None:
     hub = serve(keyed(), auth={"admin_keys": [ADMIN_KEY]}, orchestrator={"auto_start": True})
     running(hub, "acme", "greeter")
     running(hub, "beta", "plain")
@@ -100,7 +100,7 @@ def test_mcp_apps_are_listed_per_tenant_and_hosted_with_a_sandbox_policy(serve) 
         assert hub.get(path).status == 404, path
 
 
-def test_a_view_runs_in_the_browser_through_every_proxy_of_the_host(serve, browser, tmp_path: Path) -> None:  # noqa: F811
+def test_a_view_runs_in_the_browser_through_every_proxy_of_the_host(serve, browser, tmp_path: Path) -> None:
     hub = serve(keyed(), auth={"admin_keys": [ADMIN_KEY]}, orchestrator={"auto_start": True})
     running(hub, "acme", "greeter")
     browser.get(f"{hub.url}/ui/acme/greeter/greet?token={ACME_KEY}")
@@ -139,7 +139,7 @@ def test_a_view_runs_in_the_browser_through_every_proxy_of_the_host(serve, brows
     browser.save_screenshot(str(tmp_path / "greeter.png"))
 
 
-def test_the_basic_vanillajs_app_renders_its_tool_result(serve, browser, tmp_path: Path) -> None:  # noqa: F811
+def test_the_basic_vanillajs_app_renders_its_tool_result(serve, browser, tmp_path: Path) -> None:
     hub = serve({"default": {"servers": {"vanilla": vanilla()}}})
     assert hub.post("/api/tenants/default/start").body["servers"] == {"vanilla": "running"}
     app = next(a for a in hub.get("/api/apps").body["apps"] if a["kind"] == "mcp_app")
@@ -162,7 +162,7 @@ def test_the_basic_vanillajs_app_renders_its_tool_result(serve, browser, tmp_pat
 
 
 @pytest.mark.parametrize("path", ["/ui/default/vanilla/get-time", "/api/apps/ui:default:vanilla.get-time"])
-def test_no_view_while_its_server_is_stopped(serve, path: str) -> None:  # noqa: F811
+def test_no_view_while_its_server_is_stopped(serve, path: str) -> None:
     hub = serve({"default": {"servers": {"vanilla": vanilla()}}})
     assert hub.get(path).status == 404
 

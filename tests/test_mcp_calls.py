@@ -15,9 +15,9 @@ import httpx2 as httpx
 import mcp.types as types
 import pytest
 from conftest import host_pid, initialize_request, server
+from helpers.facade import MODES, everything_server, http_facade, write_config
+from helpers.processes import gone
 from mcp import MCPError
-from test_facade import MODES, everything_server, http_facade, write_config
-from test_sessions import gone
 
 pytestmark = pytest.mark.anyio
 

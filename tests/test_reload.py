@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 from conftest import server, wait_until
-from test_service import Response, start_hub, stop_hub, write_config
+from helpers.served import Response, start_hub, stop_hub, write_config
 
 ADMIN = "admin-key-0123456789"
 

@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -14,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from conftest import (
-    MARK,
     NODE_MODULES,
     ROOT,
     SERVERS_DIR,
@@ -29,6 +27,7 @@ from conftest import (
     server_process,
     wait_until,
 )
+from helpers.processes import hub_in_a_process, sigkill
 
 from actors.models import CatalogChanged, ServerCrashed, ServerState, ServerStateChanged
 from actors.stdio import BASE_ENV_KEYS
@@ -361,49 +360,6 @@ def test_third_party_everything_server(make_hub) -> None:
 
 
 # --------------------------------------------------------------------------- no orphans
-
-
-HUB_SCRIPT = """
-import sys
-from hub.config import parse_config
-from hub.runtime import Hub
-hub = Hub(parse_config(sys.stdin.read()), data_dir=sys.argv[1]).start()
-hub.start_tenant("t")
-print(*(s.pid for s in hub.servers("t")), hub._registry.pid, flush=True)
-import time
-time.sleep(600)
-"""  # prints the pids of tenant t's servers, then the watchdog's
-
-
-def hub_in_a_process(
-    tmp_path: Path, servers: dict[str, object], script: str = HUB_SCRIPT, **orchestrator: object
-) -> tuple[subprocess.Popen[str], list[int]]:
-    """Run a hub `script` in a child (data dir `tmp_path`) on a configuration of tenant `t` with
-    `servers` (and the leak marker); the numbers of its first line (`HUB_SCRIPT`: the pids of the
-    servers, then the watchdog's)."""
-    import yaml
-
-    tenant = {"env": {"MCP_HUB_TEST_MARK": MARK}, "servers": servers}
-    config = yaml.safe_dump({"tenants": {"t": tenant}, "orchestrator": orchestrator})
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script, str(tmp_path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(config)
-    proc.stdin.close()
-    return proc, [int(word) for word in proc.stdout.readline().split()]
-
-
-def sigkill(proc: subprocess.Popen[str]) -> None:
-    """SIGKILL a hub of `hub_in_a_process` and reap it (its children are left to their fate)."""
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(5)
-    assert proc.stdout is not None
-    proc.stdout.close()
 
 
 def test_sigkill_of_the_hub_leaves_no_child(tmp_path: Path) -> None:

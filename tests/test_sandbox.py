@@ -33,27 +33,15 @@ from conftest import (
     server,
     wait_until,
 )
-from test_runtime import hub_in_a_process, sigkill
+from helpers.processes import hub_in_a_process, runs_sandboxed, sigkill
 
 from actors import sandbox as sandbox_module
 from actors.limits import limit_support
 from actors.models import ServerState
-from actors.sandbox import sandbox_group
 from hub.config import SandboxConfig, load_config
 from hub.runtime import Hub
 
 ESCAPE_SERVER = str(SERVERS_DIR / "escapeserver.py")
-
-
-def pid_namespace(pid: int) -> str:
-    return os.readlink(f"/proc/{pid}/ns/pid")
-
-
-def runs_sandboxed(pid: int) -> bool:
-    """Whether the server whose process (as the hub reports it) is `pid` runs in a pid namespace of
-    its own: `pid` is bwrap, whose child (the sandbox's init) is in another namespace than ours."""
-    inside = sandbox_group(pid)
-    return inside is not None and pid_namespace(inside) != pid_namespace(os.getpid())
 
 
 @pytest.fixture
@@ -316,7 +304,7 @@ def test_stopping_a_sandboxed_server_sends_it_sigterm(make_hub) -> None:
 
 @pytest.mark.parametrize("bwrap", ["bwrap", "/nonexistent/bwrap"])
 def test_check_and_health_say_whether_this_host_can_sandbox(tmp_path: Path, bwrap: str) -> None:
-    from test_service import start_hub, stop_hub, write_config
+    from helpers.served import start_hub, stop_hub, write_config
 
     if bwrap == "bwrap":
         needs_bwrap()

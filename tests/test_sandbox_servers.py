@@ -31,8 +31,7 @@ from conftest import (
     server_pids,
     wait_until,
 )
-from test_runtime import hub_in_a_process, sigkill
-from test_sandbox import runs_sandboxed
+from helpers.processes import hub_in_a_process, runs_sandboxed, sigkill
 
 from hub.config import load_config
 from hub.runtime import Hub

@@ -11,16 +11,11 @@ import socket
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import jsonschema
 import pytest
-import yaml
 from conftest import (
     MARK,
     ROOT,
@@ -31,135 +26,21 @@ from conftest import (
     server,
     wait_until,
 )
+from helpers.served import (
+    ACME_KEY,
+    ADMIN_KEY,
+    BETA_KEY,
+    SECRETS,
+    Response,
+    ServedHub,
+    keyed_tenants,
+    start_hub,
+    stop_hub,
+    write_config,
+)
 
 from actors.sandbox import host_support
 from hub.config import parse_config
-
-ADMIN_KEY = "admin-key-0123456789"
-ACME_KEY = "acme-key-abcdefghij"
-BETA_KEY = "beta-key-klmnopqrst"
-SECRETS = (ADMIN_KEY, ACME_KEY, BETA_KEY, "acme-env-secret", "beta-header-secret", "server-env-secret")
-
-
-@dataclass
-class Response:
-    status: int
-    headers: Any  # an http.client.HTTPMessage: names are case-insensitive
-    body: Any
-    text: str
-
-
-@dataclass
-class ServedHub:
-    """A hub process serving HTTP on an ephemeral port."""
-
-    proc: subprocess.Popen[str]
-    url: str
-    stderr_path: Path
-    responses: list[str] = field(default_factory=list)
-
-    def request(
-        self,
-        method: str,
-        path: str,
-        body: Any = None,
-        key: str | None = None,
-        raw: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Response:
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-        if method == "POST" and data is None:
-            data = b""
-        request = urllib.request.Request(self.url + path, data=data, method=method)
-        request.add_header("Content-Type", "application/json")
-        if key:
-            request.add_header("Authorization", f"Bearer {key}")
-        for name, value in (headers or {}).items():
-            request.add_header(name, value)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as answer:
-                status, head, text = answer.status, answer.headers, answer.read().decode()
-        except urllib.error.HTTPError as error:
-            status, head, text = error.code, error.headers, error.read().decode()
-        self.responses.append(text)
-        try:
-            parsed = json.loads(text)
-        except ValueError:
-            parsed = None
-        return Response(status, head, parsed, text)
-
-    def get(self, path: str, key: str | None = None) -> Response:
-        return self.request("GET", path, key=key)
-
-    def post(self, path: str, body: Any = None, key: str | None = None) -> Response:
-        return self.request("POST", path, body, key=key)
-
-    def log(self) -> str:
-        return self.stderr_path.read_text()
-
-
-def write_config(tmp_path: Path, tenants: dict[str, Any], **sections: Any) -> Path:
-    data: dict[str, Any] = {"tenants": {}}
-    for name, tenant in tenants.items():
-        tenant = dict(tenant)
-        tenant["env"] = {**tenant.get("env", {}), "MCP_HUB_TEST_MARK": MARK}
-        data["tenants"][name] = tenant
-    gateway = {"mcp_port": None, "websocket_port": None, **sections.pop("gateway", {})}
-    orchestrator = {
-        "startup_timeout": 20,
-        "backoff_initial": 0.1,
-        "backoff_max": 0.5,
-        "shutdown_grace": 5,
-        "data_dir": str(tmp_path / "data"),
-        **sections.pop("orchestrator", {}),
-    }
-    data.update(gateway=gateway, orchestrator=orchestrator, **sections)
-    path = tmp_path / "hub.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
-
-
-def start_hub(
-    config: Path, tmp_path: Path, *extra: str, cwd: Path | None = None, env: dict[str, str] | None = None
-) -> ServedHub:
-    stderr_path = tmp_path / "hub.stderr"
-    port = [] if "--port" in extra or "MCP_HUB_PORT" in (env or {}) else ["--port", "0"]
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hub", "serve", "--config", str(config), *port, *extra],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-            cwd=cwd or tmp_path,
-            env={**os.environ, **env} if env else None,
-        )
-    line = proc.stdout.readline()
-    match = re.search(r"listening on (http://\S+)", line)
-    assert match, f"no listening line: {line!r}; stderr: {stderr_path.read_text()}"
-    return ServedHub(proc, match.group(1), stderr_path)
-
-
-def stop_hub(served: ServedHub) -> int:
-    if served.proc.poll() is None:
-        served.proc.send_signal(signal.SIGTERM)
-    code = served.proc.wait(30)
-    served.proc.stdout.close()
-    return code
-
-
-@pytest.fixture
-def serve(tmp_path: Path) -> Iterator[Any]:
-    started: list[ServedHub] = []
-
-    def run(tenants: dict[str, Any], *extra: str, **sections: Any) -> ServedHub:
-        served = start_hub(write_config(tmp_path, tenants, **sections), tmp_path, *extra)
-        started.append(served)
-        return served
-
-    yield run
-    for served in started:
-        assert stop_hub(served) == 0, served.log()[-3000:]
-
 
 # --------------------------------------------------------------------------- the seed's quick start
 
@@ -380,27 +261,6 @@ def test_rate_limit_is_429_with_retry_after(serve) -> None:
 
 
 # --------------------------------------------------------------------------- auth and isolation
-
-
-def keyed_tenants() -> dict[str, Any]:
-    return {
-        "acme": {
-            "api_keys": [ACME_KEY],
-            "env": {"ACME_SECRET": "acme-env-secret"},
-            "servers": {"a": server(env={"S": "server-env-secret"})},
-        },
-        "beta": {
-            "api_keys": [BETA_KEY],
-            "servers": {
-                "b": {
-                    "transport": "http",
-                    "url": "http://127.0.0.1:9/mcp",
-                    "headers": {"X-Key": "beta-header-secret"},
-                },
-                "b2": server(),
-            },
-        },
-    }
 
 
 def test_keys_and_tenant_isolation(serve) -> None:
@@ -729,3 +589,24 @@ def test_log_format_json(tmp_path: Path) -> None:
     records = [json.loads(line) for line in stderr.read_text().splitlines()]
     assert records and all({"time", "level", "logger", "message"} <= set(r) for r in records)
     assert any(r["logger"] == "hub.service" and r["message"] == "stopped" for r in records)
+
+
+# --------------------------------------------------------------------------- SIGUSR1: a stack dump
+
+
+def test_sigusr1_logs_every_threads_stack_and_the_hub_carries_on(serve) -> None:
+    hub = serve({"t": {"servers": {"s": server()}}})
+    assert hub.post("/api/tenants/t/start").body["servers"] == {"s": "running"}
+    hub.proc.send_signal(signal.SIGUSR1)
+    assert wait_until(lambda: "stack dump on SIGUSR1" in hub.log(), 10), hub.log()[-3000:]
+    dump = hub.log().split("stack dump on SIGUSR1: ", 1)[1]
+    sections = re.findall(r"thread (.+?) \(ident \d+(?: daemon)?\):\n((?:  .*\n?)+)", dump)
+    threads = dict(sections)  # name: its frames
+    assert next(iter(threads)) == "MainThread", list(threads)  # the web loop's thread comes first
+    assert "asyncio.run(_serve(config, plan, bound, watch))" in threads["MainThread"]  # the web loop
+    actor = next(name for name in threads if name.startswith("TenantActor-"))
+    assert "pykka" in threads[actor] and 'File "' in threads[actor]
+    assert any(name.startswith("server-t-s") for name in threads), list(threads)
+    # A dump is all SIGUSR1 does: the hub still serves (SIGUSR1's default action would end it).
+    assert hub.post("/api/tools/s.echo?tenant=t", {"text": "still here"}).status == 200
+    assert hub.proc.poll() is None

@@ -28,10 +28,11 @@ from conftest import (
     server_process,
     wait_until,
 )
-from test_apps import close, connect, until
-from test_facade import facade
-from test_facade import write_config as write_stdio_config
-from test_service import start_hub, stop_hub, write_config
+from helpers.apps import close, connect, make_plugins, until
+from helpers.facade import facade
+from helpers.facade import write_config as write_stdio_config
+from helpers.processes import gone
+from helpers.served import start_hub, stop_hub, write_config
 
 from actors.models import InstanceStateChanged, ServerState, StoppedReason
 from hub.config import parse_config
@@ -46,11 +47,6 @@ def per_session(*flags: str, **settings: object) -> dict[str, object]:
 
 def pid(hub: Hub, session: str | None, tenant: str = "t", tool: str = "ps.pid") -> int:
     return host_pid(hub.call_tool(tenant, tool, {}, session=session).structured_content)
-
-
-def gone(*pids: int) -> bool:
-    """Wait (with a deadline) until every process is gone: an outside fact with no event."""
-    return wait_until(lambda: all(process_gone(p) for p in pids), 10)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -362,8 +358,6 @@ def test_the_stdio_client_is_one_session_and_its_exit_stops_its_instance(tmp_pat
 
 
 def test_each_websocket_app_connection_is_a_session(tmp_path: Path) -> None:
-    from test_apps import make_plugins
-
     config = write_config(
         tmp_path,
         {"acme": {"api_keys": ["acme-key-0123456789"], "servers": {"ps": per_session()}}},

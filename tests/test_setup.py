@@ -3,6 +3,7 @@ a test whose external tool is missing fails with one line that names the install
 
 from __future__ import annotations
 
+import ast
 import os
 import re
 import subprocess
@@ -37,7 +38,8 @@ def test_ci_and_make_run_exactly_the_readme_test_command() -> None:
     setup = (ROOT / "tests" / "setup.sh").read_text()
     # Every npm package a test names is one that tests/setup.sh installs.
     named = set()
-    for test in Path(ROOT / "tests").glob("test_*.py"):
+    tests = Path(ROOT / "tests")
+    for test in [*tests.glob("test_*.py"), *tests.glob("helpers/*.py")]:
         named |= set(re.findall(r'node_package\(\s*"(@[^"]+)"', test.read_text()))
     assert named, "no test uses node_package()"
     for package in named:
@@ -79,3 +81,25 @@ def test_a_missing_browser_fails_its_test_with_one_line_naming_the_install_step(
     missing = MISSING_LINE.findall(result.stdout)
     assert missing and set(missing) == {f"{tmp_path}/no-chromium (Debian's chromium and chromium-driver)"}
     assert "Traceback" not in result.stdout and "assert" not in result.stdout, result.stdout
+
+
+def test_no_test_file_imports_from_another_test_file() -> None:
+    """Helpers that several test files use live in conftest.py or tests/helpers/: importing a test
+    file from another collects and runs its tests twice over and ties unrelated files together."""
+    tests = ROOT / "tests"
+    files = [*tests.glob("*.py"), *tests.glob("helpers/*.py")]
+    assert len(files) > 20, files
+    offenders = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            offenders += [f"{path.name}:{node.lineno}: {name}" for name in names if name.startswith("test_")]
+    assert not offenders, (
+        "test files import from other test files (move the helper to conftest.py or tests/helpers/):\n"
+        + "\n".join(offenders)
+    )
