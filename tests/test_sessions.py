@@ -241,7 +241,8 @@ def test_a_session_that_ends_while_its_instance_starts_leaves_no_process(make_hu
 async def http_client(url: str, mode: str, headers: dict[str, str] | None = None) -> AsyncIterator[Any]:
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    from hub.seams import mcp_http_client as create_mcp_http_client
 
     async with (
         create_mcp_http_client(headers=headers) as http,

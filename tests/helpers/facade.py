@@ -61,7 +61,8 @@ async def http_facade(url: str, mode: str, key: str | None = None, **more: Any) 
     """A real MCP client of the hub's Streamable HTTP endpoint at `url`; `more` are further
     `mcp.Client` arguments (callbacks)."""
     from mcp.client.streamable_http import streamable_http_client
-    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    from hub.seams import mcp_http_client as create_mcp_http_client
 
     headers = {"Authorization": f"Bearer {key}"} if key else None
     async with (
