@@ -22,7 +22,7 @@ from actors.models import NamedEntry, ServerCatalog, ToolEntry
 if TYPE_CHECKING:
     from actors.server import ServerSupervisor
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
 
 _MAX_PAGES = 1000  # bound on pagination, against a server that returns cursors forever
 

@@ -15,7 +15,7 @@ from actors.models import ServerState, StoppedReason
 if TYPE_CHECKING:
     from actors.server import ServerSupervisor
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
 
 
 class IdleTimer:

@@ -16,7 +16,7 @@ from mcp import MCPError
 
 from actors.describe import describe
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
 
 
 class Requester(Protocol):

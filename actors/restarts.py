@@ -26,7 +26,7 @@ from actors.stdio import SpawnError
 if TYPE_CHECKING:
     from actors.server import ServerSupervisor
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
 
 
 class Crash(Exception):
