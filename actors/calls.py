@@ -1,0 +1,212 @@
+"""The calls a client makes to one server (tools, resources, prompts): `ServerEndpoint`, the
+thread-safe way in to the server's loop that routes hold, and `ServerCalls`, the calls guarded.
+
+Each call is a call in flight: bounded by `call_timeout`, failed at once with an upstream error
+when the server crashes or stops, its errors mapped onto the hub's (`hub.errors`). A stdio
+server's tools are called through the hub's own channel (`actors.rawcall`), others through the SDK
+client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import mcp.types as types
+from mcp import Client, MCPError
+
+from actors.describe import describe
+from actors.models import ServerState, ToolResult
+from actors.rawcall import ErrorAnswer
+from actors.relay import Requester
+from hub import jsontext
+from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
+
+if TYPE_CHECKING:
+    from actors.server import ServerSupervisor
+
+T = TypeVar("T")
+
+
+class ServerEndpoint:
+    """The thread-safe way in to a server's loop; held by routes.
+
+    Every method may be called from any thread; each returns a `concurrent.futures.Future` whose
+    work runs on the server's loop.
+    """
+
+    def __init__(self, supervisor: ServerSupervisor, loop: asyncio.AbstractEventLoop) -> None:
+        self._supervisor = supervisor
+        self._loop = loop
+
+    def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
+        """Run `coro` on the server's loop.
+
+        Raises:
+            NotRunning: the server's actor has stopped (a session instance that was removed).
+        """
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+        except RuntimeError:  # the loop is closed
+            if asyncio.iscoroutine(coro):
+                coro.close()
+            raise NotRunning(f"server '{self._supervisor.config.name}' is gone") from None
+
+    def call_tool(
+        self, name: str, arguments: dict[str, Any], requester: Requester | None = None
+    ) -> concurrent.futures.Future[ToolResult]:
+        """Call the server's tool `name` (its own name, not the catalog id)."""
+        return self.submit(self._supervisor.calls.call_tool(name, arguments, requester))
+
+    def read_resource(self, uri: str) -> concurrent.futures.Future[dict[str, Any]]:
+        """Read a resource of the server; the result is the MCP `ReadResourceResult` as JSON."""
+        return self.submit(self._supervisor.calls.request("read_resource", uri))
+
+    def get_prompt(self, name: str, arguments: dict[str, str]) -> concurrent.futures.Future[dict[str, Any]]:
+        """Get a prompt of the server; the result is the MCP `GetPromptResult` as JSON."""
+        return self.submit(self._supervisor.calls.request("get_prompt", name, arguments))
+
+
+class ServerCalls:
+    """The calls in flight to one server.
+
+    Every method runs on the server's loop (thread `server-<tenant>-<name>`).
+    """
+
+    def __init__(self, supervisor: ServerSupervisor) -> None:
+        self._supervisor = supervisor
+        self._inflight: set[asyncio.Task[Any]] = set()
+        self._aborted: set[asyncio.Task[Any]] = set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a call is in flight."""
+        return bool(self._inflight)
+
+    def abort_all(self, reason: str) -> None:
+        """Fail every call in flight at once with an upstream error naming `reason`."""
+        for task in list(self._inflight):
+            self._aborted.add(task)
+            task.cancel(reason)
+
+    async def _guarded(
+        self, what: str, run: Callable[[Client], Awaitable[T]], requester: Requester | None = None
+    ) -> T:
+        """Run `run(client)` as a call in flight: bounded by `call_timeout`, failed at once on a crash."""
+        supervisor = self._supervisor
+        config = supervisor.config
+        client = supervisor.client
+        if client is None or supervisor.status.state is not ServerState.RUNNING:
+            raise NotRunning(f"server '{config.name}' is {supervisor.status.state.value}")
+        if supervisor.stopping:
+            raise NotRunning(f"server '{config.name}' is stopping")
+        task = asyncio.current_task()
+        assert task is not None
+        self._inflight.add(task)
+        if requester is not None:
+            supervisor.relay.add(task, requester)
+        try:
+            async with asyncio.timeout(config.call_timeout):
+                return await run(client)
+        except TimeoutError:
+            raise CallTimeout(
+                f"{what} on server '{config.name}' timed out after {config.call_timeout:g} s"
+            ) from None
+        except asyncio.CancelledError as cancelled:
+            if task in self._aborted:
+                raise UpstreamError(str(cancelled.args[0]) if cancelled.args else "server stopped") from None
+            raise
+        except MCPError as exc:
+            raise await self._mcp_error(exc) from None
+        except HubError:
+            raise
+        except Exception as exc:  # a response that broke the protocol (validation), a transport error
+            if config.transport != "stdio" and not isinstance(exc, ValueError):
+                supervisor.mark_lost(f"transport error: {describe(exc)}")
+            raise UpstreamError(f"server '{config.name}' failed: {describe(exc)}") from None
+        finally:
+            self._inflight.discard(task)
+            self._aborted.discard(task)
+            supervisor.relay.discard(task)
+            supervisor.idle.touch()
+
+    async def _mcp_error(self, exc: MCPError) -> HubError:
+        """The hub's error for an MCP error a call met: a closed connection (a crash), bad arguments,
+        or the server's error answer."""
+        supervisor = self._supervisor
+        name = supervisor.config.name
+        if exc.code == types.CONNECTION_CLOSED and not isinstance(exc, ErrorAnswer):
+            if supervisor.config.transport != "stdio":
+                supervisor.mark_lost("connection closed")
+            await supervisor.await_exit()
+            reason = supervisor.lost_reason or "connection closed"
+            return UpstreamError(f"server '{name}' crashed during the call: {reason}")
+        if exc.code == types.INVALID_PARAMS:
+            return BadRequest(f"server '{name}' rejected the arguments: {exc.message}")
+        return UpstreamError(f"server '{name}' answered with an error: {exc.message}")
+
+    async def call_tool(
+        self, name: str, arguments: dict[str, Any], requester: Requester | None = None
+    ) -> ToolResult:
+        """Call tool `name` of this server and return its result in the REST shape.
+
+        A stdio server is called through the hub's own channel (`actors.rawcall`); others through
+        the SDK client.
+        """
+        progress = requester.progress if requester is not None else None
+        channel = self._supervisor.channel
+        if channel is not None:
+            params = {"name": name, "arguments": arguments}
+            raw = await self._guarded(
+                f"tool '{name}'", lambda c: channel.request("tools/call", params, progress), requester
+            )
+            return self._raw_tool_result(name, raw)
+        jsontext.check(arguments)  # (BadRequest: what the SDK could not write must not reach it)
+        result = await self._guarded(
+            f"tool '{name}'",
+            lambda c: c.call_tool(name, arguments, progress_callback=progress),  # type: ignore[arg-type]
+            requester,
+        )
+        return ToolResult(
+            tool=f"{self._supervisor.config.name}.{name}",
+            is_error=bool(result.is_error),
+            content=tuple(
+                b.model_dump(mode="json", by_alias=True, exclude_none=True) for b in result.content
+            ),
+            structured_content=result.structured_content,
+        )
+
+    def _raw_tool_result(self, name: str, raw: dict[str, Any]) -> ToolResult:
+        """A `tools/call` result read off the wire, checked for the shape every client relies on."""
+        where = f"server '{self._supervisor.config.name}' answered tool '{name}'"
+        kind = raw.get("resultType", "complete")
+        if kind != "complete":
+            raise UpstreamError(f"{where} with a '{kind}' result, which the hub cannot relay")
+        content = raw.get("content")
+        if not isinstance(content, list) or not all(
+            isinstance(block, dict) and isinstance(block.get("type"), str) for block in content
+        ):
+            raise UpstreamError(f"{where} without a valid 'content' list")
+        structured = raw.get("structuredContent")
+        if structured is not None and not isinstance(structured, dict):
+            raise UpstreamError(f"{where} with 'structuredContent' that is not an object")
+        return ToolResult(
+            tool=f"{self._supervisor.config.name}.{name}",
+            is_error=bool(raw.get("isError")),
+            content=tuple(content),
+            structured_content=structured,
+        )
+
+    async def request(self, method: str, *args: Any) -> dict[str, Any]:
+        """Another request of the client (`read_resource`, `get_prompt`), its result as JSON.
+
+        Raises:
+            BadRequest: an argument holds text that is not valid Unicode (the SDK could not write
+                it: the request fails here, and the server is never blamed for it).
+        """
+        for arg in args:
+            jsontext.check(arg, "arguments" if isinstance(arg, dict) else "the request")
+        result = await self._guarded(method, lambda c: getattr(c, method)(*args))
+        return result.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -1,0 +1,98 @@
+"""`RequestRelay`: the server's own requests and log messages, relayed to the calling client.
+
+An upstream server may ask for an LLM completion (sampling) or for the user's input
+(elicitation), and sends log messages; none of them says which call it belongs to, so each goes to
+the client (a facade session, a `Requester`) of the most recent call in flight that came with one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+import mcp.types as types
+from mcp import MCPError
+
+from actors.describe import describe
+
+log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
+
+
+class Requester(Protocol):
+    """The client a call came from (a facade session): takes the call's progress and log messages,
+    and answers the server's own requests (sampling, elicitation). Called on the server's loop."""
+
+    async def progress(self, value: float, total: float | None, message: str | None) -> None: ...
+
+    async def ask(self, request: Any, result_type: type[Any]) -> Any: ...
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None: ...
+
+
+class RequestRelay:
+    """The relay of one server's requests to its callers.
+
+    Every method runs on the server's loop (thread `server-<tenant>-<name>`).
+    """
+
+    def __init__(self, tenant: str, server: str) -> None:
+        self._tenant = tenant
+        self._server = server
+        self._requesters: dict[asyncio.Task[Any], Requester] = {}  # calls in flight from a facade
+
+    def add(self, task: asyncio.Task[Any], requester: Requester) -> None:
+        """A call came in from `requester`, running as `task`."""
+        self._requesters[task] = requester
+
+    def discard(self, task: asyncio.Task[Any]) -> None:
+        """The call running as `task` ended."""
+        self._requesters.pop(task, None)
+
+    def _requester(self) -> Requester | None:
+        """The client of the most recent call in flight that came with one (a legacy server does
+        not say which call its request belongs to)."""
+        return next(reversed(self._requesters.values()), None)
+
+    async def _ask_client(self, request: Any, result_type: type[Any]) -> Any:
+        requester = self._requester()
+        if requester is None:
+            return types.ErrorData(
+                code=types.INVALID_REQUEST,
+                message="no client can answer: only a call in flight from an MCP facade session can",
+            )
+        try:
+            return await requester.ask(request, result_type)
+        except MCPError as exc:
+            return exc.error
+        except Exception as exc:  # the client went away or cannot answer in its protocol era
+            return types.ErrorData(
+                code=types.INTERNAL_ERROR, message=f"the client could not answer: {describe(exc)}"
+            )
+
+    async def on_sampling(self, context: Any, params: types.CreateMessageRequestParams) -> Any:
+        """The server asks for an LLM completion: ask the client whose call is in flight."""
+        result_type = types.CreateMessageResultWithTools if params.tools else types.CreateMessageResult
+        return await self._ask_client(types.CreateMessageRequest(params=params), result_type)
+
+    async def on_elicitation(self, context: Any, params: types.ElicitRequestParams) -> Any:
+        """The server asks the user for input: ask the client whose call is in flight."""
+        return await self._ask_client(types.ElicitRequest(params=params), types.ElicitResult)
+
+    async def on_log(self, params: types.LoggingMessageNotificationParams) -> None:
+        """A log message of the server: to the client of the call in flight, if any."""
+        requester = self._requester()
+        if requester is not None:
+            try:
+                await requester.log(params)
+            except Exception as exc:  # a log that cannot be delivered is not worth failing a call
+                log.debug("%s/%s: log message dropped: %s", self._tenant, self._server, describe(exc))
+
+    async def on_raw_log(self, params: dict[str, Any]) -> None:
+        """A log message taken off a stdio server's wire by the hub's own channel."""
+        try:
+            parsed = types.LoggingMessageNotificationParams.model_validate(params, by_name=False)
+        except ValueError:
+            log.debug("%s/%s: malformed log message dropped", self._tenant, self._server)
+            return
+        await self.on_log(parsed)
