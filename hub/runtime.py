@@ -13,134 +13,48 @@ with Hub(load_config("config/hub.yaml")) as hub:
 
 Every method is called from the user's thread (any thread); they ask the actors with timeouts.
 
-On demand servers: a call (tool, resource, prompt) that finds its on_demand server stopped asks
-the tenant to start it and waits, on the caller's thread or loop, for the server's `running`
-status on the `EventBoard`. Concurrent first calls share one start (one `concurrent.futures`
-future per server); a start that fails answers them all with its reason.
-
-Per-session servers: a call that comes with a session (`session=`: the MCP facade's session, a
-WebSocket app connection, an `Mcp-Hub-Session` header) and whose route says `per_session` goes to
-that session's own instance, which the tenant starts on the first such call (`session_instance`)
-and which is waited for like an on_demand start, keyed by `(tenant, server, session)`.
-`end_session` stops a session's instances when its client goes away. Calls without a session use
-the server's own entry, the tenant's shared instance (an on_demand server).
+The concerns live in modules named after them, and `Hub` hands work to one object per concern:
+`hub.events` (the `EventBoard` that threads wait on), `hub.routes` (the route cache),
+`hub.calls` (the call path: validation, quotas, metrics, audit), `hub.wakes` (on_demand servers
+started for a call and waited for) and `hub.instances` (per_session servers: each session's own
+instance, stopped by `end_session` when its client goes away).
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
-import concurrent.futures
-import contextlib
-import copy
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import jsonschema
 import pykka
 from mcp import InvalidUriTemplate, UriTemplate
 
 from actors.limits import CgroupTree, limit_support
-from actors.models import (
-    CatalogChanged,
-    Event,
-    InstanceStateChanged,
-    ServerCatalog,
-    ServerState,
-    ServerStateChanged,
-    ServerStatus,
-    ToolEntry,
-    ToolResult,
-)
+from actors.models import ServerCatalog, ServerState, ServerStatus, ToolEntry, ToolResult
 from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor
 from actors.sandbox import SandboxSite, host_support
-from actors.server import Requester, ServerEndpoint
+from actors.server import Requester
 from actors.tenant import TenantActor, TenantInfo
 from hub.audit import AuditLog
-from hub.config import HubConfig, dotted_path, load_config, redact
-from hub.errors import BadRequest, CallTimeout, HubError, NotFound, NotRunning, ShuttingDown, UpstreamError
+from hub.calls import CallPath, InFlight
+from hub.config import HubConfig, load_config, redact
+from hub.errors import BadRequest, NotFound, NotRunning, ShuttingDown
+from hub.events import EventBoard, WakeKey
+from hub.instances import SessionInstances
 from hub.metrics import HubMetrics
+from hub.routes import RouteCache
+from hub.wakes import Wakes
 
-T = TypeVar("T")
+__all__ = ["EventBoard", "Hub", "WakeKey"]
+
 log = logging.getLogger(__name__)
 
 _ASK_TIMEOUT = 30.0
 _SETTLED = (ServerState.RUNNING, ServerState.FAILED, ServerState.STOPPED)
-_WAKE_MARGIN = 5.0  # beyond startup_timeout, for spawning and the events to arrive
-_ENDED_SESSIONS = 10_000  # sessions remembered as ended (an instance asked for one is stopped at once)
-_GONE = (ServerState.STOPPED, ServerState.FAILED)
-
-WakeKey = tuple[str, str, str | None]  # (tenant, server, session): session None is the server itself
-
-
-class EventBoard:
-    """Collects the router's events and lets threads wait on them.
-
-    `tell` runs on the router thread (it must stay quick); `wait_for` on any other thread.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._statuses: dict[tuple[str, str], ServerStatus] = {}
-        self._instances: dict[WakeKey, ServerStatus] = {}  # live session instances
-        self.events: list[Event] = []
-        self._listeners: list[Callable[[Event], None]] = []
-
-    def tell(self, event: Event) -> None:
-        """Record one event and wake the waiters (router thread)."""
-        with self._cond:
-            if isinstance(event, ServerStateChanged):
-                self._statuses[(event.status.tenant, event.status.server)] = event.status
-            elif isinstance(event, InstanceStateChanged):
-                key = event.status.instance_key
-                known = self._instances.get(key)
-                if event.status.state in _GONE:
-                    self._instances.pop(key, None)
-                elif known is None or event.status.seq >= known.seq:
-                    self._instances[key] = event.status
-            self.events.append(event)
-            del self.events[:-1000]
-            self._cond.notify_all()
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # isolation: a broken listener must not take the router down
-                log.exception("event listener %r failed", listener)
-
-    def add_listener(self, listener: Callable[[Event], None]) -> None:
-        """Call `listener(event)` for every event, on the router thread (it must be quick)."""
-        self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[Event], None]) -> None:
-        """Stop calling `listener`."""
-        if listener in self._listeners:
-            self._listeners.remove(listener)
-
-    def status(self, tenant: str, server: str) -> ServerStatus | None:
-        """The latest status told for a server, if any."""
-        with self._cond:
-            return self._statuses.get((tenant, server))
-
-    def instance_status(self, key: WakeKey) -> ServerStatus | None:
-        """The latest status told for a live session instance, if any."""
-        with self._cond:
-            return self._instances.get(key)
-
-    def instances(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
-        """Every live session instance (of `tenant`), as last told."""
-        with self._cond:
-            return tuple(s for (t, _, _), s in self._instances.items() if tenant is None or t == tenant)
-
-    def wait_for(self, predicate: Callable[[], bool], timeout: float) -> bool:
-        """Wait until `predicate()` holds (re-checked on every event); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(predicate, timeout)
 
 
 class Hub:
@@ -149,6 +63,14 @@ class Hub:
     Args:
         config: a validated configuration.
         data_dir: where server logs go; `config.orchestrator.data_dir` by default.
+
+    Attributes:
+        board: the router's events and the latest statuses (`hub.events`).
+        routes: the route cache (`hub.routes`).
+        calls: the call path that `call_tool` and friends delegate to (`hub.calls`).
+        wakes: starts of on_demand servers that calls wait for (`hub.wakes`).
+        sessions: the session instances of per_session servers (`hub.instances`).
+        in_flight: the requests in flight, which `stop` lets finish.
     """
 
     def __init__(self, config: HubConfig, data_dir: str | Path | None = None) -> None:
@@ -158,28 +80,39 @@ class Hub:
         self._registry: ProcessRegistry | None = None
         self._cgroups: CgroupTree | None = None  # the servers' cgroups (`actors.limits`), from start
         self._router: pykka.ActorProxy[RouterActor] | None = None
-        self._stopping = False
         self.started_at: float | None = None
-        # Routes resolved by the router, reused until the catalog changes (saves two thread hops
-        # per call); `_generation` keeps a route resolved before a change from being cached after it.
-        self._routes: dict[tuple[str, str], _Prepared] = {}
-        self._generation = 0
-        self._calls = threading.Condition()
         self._reload_lock = threading.Lock()
-        self._calls_in_flight = 0
         self.metrics = HubMetrics()
         self.audit = AuditLog(config.audit)
-        # Starts of on_demand servers and session instances that calls wait for.
-        self._wakes: dict[WakeKey, _Waking] = {}
-        self._wake_lock = threading.Lock()
-        # Session instances: their endpoints (dropped when they stop), the tenants each session has
-        # instances in, and sessions that ended (guarded by `_wake_lock`).
-        self._endpoints: dict[WakeKey, ServerEndpoint] = {}
-        self._session_tenants: dict[str, set[str]] = {}
-        self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
-        self.board.add_listener(self._forget_routes)
+        # Routes resolved by the router, reused until the catalog changes (saves two thread hops per call).
+        self.routes = RouteCache()
+        self.in_flight = InFlight()
+        # The lambdas look `_tenant` and `config` up at each use: a reload replaces the configuration.
+        self.wakes = Wakes(
+            self.board,
+            self.metrics,
+            tenant=lambda name: self._tenant(name),
+            start_instance=lambda key: self.sessions.start(key),
+            startup_timeout=lambda: self.config.orchestrator.startup_timeout,
+            ask_timeout=_ASK_TIMEOUT,
+        )
+        self.sessions = SessionInstances(
+            self.board, self.wakes, lambda name: self._tenant(name), _ASK_TIMEOUT
+        )
+        self.calls = CallPath(
+            lambda: self.router,
+            self.routes,
+            self.wakes,
+            self.sessions,
+            self.metrics,
+            lambda: self.audit,
+            self.in_flight,
+            _ASK_TIMEOUT,
+        )
+        self.board.add_listener(self.routes.on_event)
         self.board.add_listener(self.metrics.on_event)
-        self.board.add_listener(self._on_status)
+        self.board.add_listener(self.sessions.on_event)  # before the wakes: a gone instance is not called
+        self.board.add_listener(self.wakes.on_event)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -214,15 +147,14 @@ class Hub:
         """Refuse new calls, let calls in flight finish (up to `shutdown_grace`), then stop every
         server (calls still in flight get an error), every actor, and the watchdog."""
         grace = self.config.orchestrator.shutdown_grace
-        with self._calls:
-            self._stopping = True
-            if not self._calls.wait_for(lambda: self._calls_in_flight == 0, grace):
-                log.warning("stopping with %d calls still in flight after %g s", self._calls_in_flight, grace)
+        still = self.in_flight.drain(grace)
+        if still:
+            log.warning("stopping with %d calls still in flight after %g s", still, grace)
         try:
             if self._router is not None:
                 self._router.actor_ref.stop(timeout=120)
         finally:
-            self._abandon_wakes(ShuttingDown("the hub is shutting down"))
+            self.wakes.abandon(ShuttingDown("the hub is shutting down"))
             if self._registry is not None:
                 self._registry.close()
             if self._cgroups is not None:
@@ -257,7 +189,7 @@ class Hub:
             for name in [t for t in old.tenants if t not in config.tenants]:
                 router.remove_tenant(name).get(timeout=120)
                 summary["tenants"][name] = "removed"
-                self._abandon_wakes(NotFound(f"no tenant '{name}'"), tenant=name)
+                self.wakes.abandon(NotFound(f"no tenant '{name}'"), tenant=name)
             for name, tenant in config.tenants.items():
                 if name not in old.tenants:
                     router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
@@ -268,7 +200,7 @@ class Hub:
                 router.update_tenant(lease, tuple(tenant.servers)).get(timeout=_ASK_TIMEOUT)
                 summary["tenants"][name] = "unchanged" if old.tenants[name] == tenant else "updated"
                 summary["servers"][name] = outcome
-                self._abandon_wakes(
+                self.wakes.abandon(
                     NotRunning("the server was reconfigured while it was starting: try again"),
                     tenant=name,
                     servers={s for s, what in outcome.items() if what not in ("added", "unchanged")},
@@ -278,8 +210,7 @@ class Hub:
             if old.orchestrator != config.orchestrator:
                 summary["restart_needed"].append("orchestrator (applies to servers started from now on)")
             self.config = config
-            self._generation += 1
-            self._routes.clear()
+            self.routes.clear()
             if old.audit != config.audit:
                 self.audit.close()
                 self.audit = AuditLog(config.audit)
@@ -326,9 +257,14 @@ class Hub:
     @property
     def router(self) -> pykka.ActorProxy[RouterActor]:
         """The router's proxy (raises `ShuttingDown` once the hub stops)."""
-        if self._router is None or self._stopping:
+        if self._router is None or self.in_flight.stopping:
             raise ShuttingDown("the hub is shutting down")
         return self._router
+
+    @property
+    def _stopping(self) -> bool:
+        """Whether the hub stops (new calls are refused); any thread."""
+        return self.in_flight.stopping
 
     def _tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
         return self.router.tenant(name).get(timeout=_ASK_TIMEOUT)
@@ -455,7 +391,7 @@ class Hub:
             raise NotFound(f"no resource {uri!r} in tenant '{tenant}'")
         if len(owners) > 1:
             raise BadRequest(f"resource {uri!r} is offered by servers {', '.join(owners)}: pass server=")
-        return self._server_request(tenant, owners[0], lambda e: e.read_resource(uri), session)
+        return self.calls.server_request(tenant, owners[0], lambda e: e.read_resource(uri), session)
 
     def prompts(self, tenant: str) -> list[dict[str, Any]]:
         """Prompts of a tenant's running servers, each with its catalog id as `name`."""
@@ -470,41 +406,9 @@ class Hub:
         known = any(p.name == name for c in self.catalogs(tenant) if c.server == server for p in c.prompts)
         if not known:
             raise NotFound(f"no prompt '{prompt_id}' in tenant '{tenant}'")
-        return self._server_request(tenant, server, lambda e: e.get_prompt(name, dict(arguments)), session)
-
-    def _server_request(
-        self, tenant: str, server: str, submit: Callable[[Any], Any], session: str | None = None
-    ) -> dict[str, Any]:
-        route = self.router.server_route(tenant, server).get(timeout=_ASK_TIMEOUT)
-        endpoint, gate, timeout, on_demand, per_session = route
-        with self._in_flight(), gate.admit(tenant):
-            if per_session and session is not None:
-                return self._instance_request(tenant, server, session, submit, timeout)
-            if on_demand and not self._running(tenant, server):
-                self._wake(tenant, server)
-
-            what = f"server '{server}'"
-            try:
-                return _answer(submit(endpoint), timeout, what)
-            except NotRunning:
-                if not on_demand:
-                    raise
-                self._wake(tenant, server)  # it stopped for idleness just before the request: once more
-                return _answer(submit(endpoint), timeout, what)
-
-    def _instance_request(
-        self, tenant: str, server: str, session: str, submit: Callable[[Any], Any], timeout: float
-    ) -> dict[str, Any]:
-        """A resource read or prompt get on `session`'s instance (caller's thread, not a loop's)."""
-        for attempt in (1, 2):
-            endpoint = self._instance(tenant, server, session)
-            try:
-                return _answer(submit(endpoint), timeout, f"server '{server}'")
-            except NotRunning:
-                self._drop_endpoint((tenant, server, session), endpoint)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
+        return self.calls.server_request(
+            tenant, server, lambda e: e.get_prompt(name, dict(arguments)), session
+        )
 
     def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
         """The last `tail` lines of a server's stderr log (its rotated file included if needed),
@@ -524,82 +428,18 @@ class Hub:
             lines = text.splitlines()[-(tail - len(lines)) :] + lines
         return [redact(line, *secrets) for line in lines[-tail:]] if tail else []
 
-    def _forget_routes(self, event: Event) -> None:
-        """Board listener (router thread): a catalog change invalidates the cached routes."""
-        if isinstance(event, CatalogChanged):
-            self._generation += 1
-            self._routes.clear()
-
     def route(self, tenant: str, tool_id: str) -> Route:
         """The route of `tool_id` in `tenant` (cached until the catalog changes).
 
         Raises:
             NotFound: no such tool in the tenant's catalog.
         """
-        return self._prepare(tenant, tool_id).route
+        return self.calls.prepare(tenant, tool_id).route
 
     def cached_route(self, tenant: str, tool_id: str) -> Route | None:
         """The cached route, if any, without asking the router (safe on an event loop)."""
-        prepared = self._routes.get((tenant, tool_id))
+        prepared = self.routes.get(tenant, tool_id)
         return prepared.route if prepared else None
-
-    def _prepare(self, tenant: str, tool_id: str) -> _Prepared:
-        key = (tenant, tool_id)
-        prepared = self._routes.get(key)
-        if prepared is None:
-            generation = self._generation
-            route = self.router.resolve(tenant, tool_id).get(timeout=_ASK_TIMEOUT)
-            prepared = _Prepared(route, _validator(route))
-            if generation == self._generation:
-                self._routes[key] = prepared
-        return prepared
-
-    @contextlib.contextmanager
-    def _call(
-        self, prepared: _Prepared, arguments: Mapping[str, Any], key: str | None, shown: str | None = None
-    ) -> Iterator[dict[str, str]]:
-        """Around one call: shutdown check, argument validation, quotas, metrics, audit.
-
-        Yields a dict whose `outcome` the caller sets to `tool_error` for a tool that reported failure.
-        `shown`: the tool's name in error messages (default: its catalog id).
-        """
-        route = prepared.route
-        in_flight = self.metrics.in_flight.labels(route.tenant)
-        began = time.perf_counter()
-        call = {"outcome": "ok"}
-        try:
-            _validate(prepared, arguments, shown)
-            with self._in_flight(), route.gate.admit(route.tenant):
-                in_flight.inc()
-                try:
-                    yield call
-                finally:
-                    in_flight.dec()
-        except HubError as exc:
-            call["outcome"] = exc.code
-            raise
-        except BaseException:
-            call["outcome"] = "cancelled"
-            raise
-        finally:
-            seconds = time.perf_counter() - began
-            self.metrics.calls.labels(route.tenant, route.server, call["outcome"]).inc()
-            self.metrics.latency.labels(route.tenant, route.server).observe(seconds)
-            self.audit.record(route.tenant, key, route.entry.id, seconds, call["outcome"], dict(arguments))
-
-    @contextlib.contextmanager
-    def _in_flight(self) -> Iterator[None]:
-        """Count a request in flight, so that `stop` can let it finish; refuse it once stopping."""
-        with self._calls:
-            if self._stopping:
-                raise ShuttingDown("the hub is shutting down")
-            self._calls_in_flight += 1
-        try:
-            yield
-        finally:
-            with self._calls:
-                self._calls_in_flight -= 1
-                self._calls.notify_all()
 
     def call_tool(
         self,
@@ -622,53 +462,7 @@ class Hub:
             NotRunning, UpstreamError, CallTimeout: as the server answered.
             ShuttingDown: the hub is stopping.
         """
-        if self._stopping:
-            raise ShuttingDown("the hub is shutting down")
-        arguments = dict(arguments or {})
-        try:
-            prepared = self._prepare(tenant, tool_id)
-        except HubError as exc:  # unknown tool, server down: audited too
-            self.audit.record(tenant, key, tool_id, 0.0, exc.code, arguments)
-            raise
-        with self._call(prepared, arguments, key) as call:
-            route = prepared.route
-            if route.per_session and session is not None:
-                result = self._session_call(route, arguments, tool_id, session)
-                if result.is_error:
-                    call["outcome"] = "tool_error"
-                return result
-            if route.on_demand and not self._running(route.tenant, route.server):
-                self._wake(route.tenant, route.server)
-            try:
-                result = self._call_once(route, arguments, tool_id)
-            except NotRunning:
-                if not route.on_demand:
-                    raise
-                self._wake(route.tenant, route.server)  # it stopped for idleness just before the call
-                result = self._call_once(route, arguments, tool_id)
-            if result.is_error:
-                call["outcome"] = "tool_error"
-            return result
-
-    def _session_call(
-        self, route: Route, arguments: dict[str, Any], tool_id: str, session: str
-    ) -> ToolResult:
-        key = (route.tenant, route.server, session)
-        for attempt in (1, 2):
-            endpoint = self._instance(route.tenant, route.server, session)
-            try:
-                return self._call_once(route, arguments, tool_id, endpoint)
-            except NotRunning:  # it stopped for idleness (or its session ended) just before the call
-                self._drop_endpoint(key, endpoint)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _call_once(
-        self, route: Route, arguments: dict[str, Any], tool_id: str, endpoint: ServerEndpoint | None = None
-    ) -> ToolResult:
-        future = (endpoint or route.endpoint).call_tool(route.name, arguments)
-        return _answer(future, route.call_timeout, f"tool '{tool_id}'")
+        return self.calls.call_tool(tenant, tool_id, arguments, key, session)
 
     async def call_tool_async(
         self,
@@ -688,282 +482,7 @@ class Hub:
         `shown_as`: the name the caller knows the tool by (the MCP facade's `<server>__<tool>`),
         used in error messages instead of the catalog id; the audit log keeps the catalog id.
         """
-        if self._stopping:
-            raise ShuttingDown("the hub is shutting down")
-        arguments = dict(arguments or {})
-        prepared = self._routes.get((tenant, tool_id))
-        if prepared is None:  # a router ask blocks: off the loop
-            try:
-                prepared = await asyncio.get_running_loop().run_in_executor(
-                    None, self._prepare, tenant, tool_id
-                )
-            except HubError as exc:  # unknown tool, server down: audited too
-                self.audit.record(tenant, key, tool_id, 0.0, exc.code, arguments)
-                raise
-        shown = shown_as or tool_id
-        with self._call(prepared, arguments, key, shown) as call:
-            route = prepared.route
-            if route.per_session and session is not None:
-                result = await self._session_call_async(route, arguments, requester, shown, session)
-                if result.is_error:
-                    call["outcome"] = "tool_error"
-                return result
-            if route.on_demand and not self._running(route.tenant, route.server):
-                await self._wake_async(route.tenant, route.server)
-            try:
-                result = await self._call_once_async(route, arguments, requester, shown)
-            except NotRunning:
-                if not route.on_demand:
-                    raise
-                await self._wake_async(route.tenant, route.server)  # it stopped for idleness meanwhile
-                result = await self._call_once_async(route, arguments, requester, shown)
-            if result.is_error:
-                call["outcome"] = "tool_error"
-            return result
-
-    async def _session_call_async(
-        self,
-        route: Route,
-        arguments: dict[str, Any],
-        requester: Requester | None,
-        shown: str,
-        session: str,
-    ) -> ToolResult:
-        key = (route.tenant, route.server, session)
-        for attempt in (1, 2):
-            endpoint = await self._instance_async(route.tenant, route.server, session)
-            try:
-                return await self._call_once_async(route, arguments, requester, shown, endpoint)
-            except NotRunning:  # it stopped for idleness (or its session ended) just before the call
-                self._drop_endpoint(key, endpoint)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    async def _call_once_async(
-        self,
-        route: Route,
-        arguments: dict[str, Any],
-        requester: Requester | None,
-        shown: str,
-        endpoint: ServerEndpoint | None = None,
-    ) -> ToolResult:
-        future = (endpoint or route.endpoint).call_tool(route.name, arguments, requester)
-        try:
-            async with asyncio.timeout(route.call_timeout + 5):  # no extra task, unlike wait_for
-                return await asyncio.wrap_future(future)
-        except TimeoutError:
-            raise CallTimeout(f"tool '{shown}' did not answer in time") from None
-
-    # ------------------------------------------------------------------ on_demand servers
-
-    def _running(self, tenant: str, server: str) -> bool:
-        """Whether the latest status told of the server is `running` (any thread, never blocks)."""
-        status = self.board.status(tenant, server)
-        return status is not None and status.state is ServerState.RUNNING
-
-    def _wake(self, tenant: str, server: str, session: str | None = None) -> None:
-        """Start an on_demand server (or `session`'s instance of a per_session one) for a call and
-        wait until it runs (caller's thread, not a loop's).
-
-        Raises:
-            UpstreamError: it failed to start (the message says why).
-            NotRunning: it is restarting after a crash, or was stopped or reconfigured meanwhile.
-            QuotaExceeded: the tenant's `max_servers` servers (or `max_sessions_per_server`
-                instances) already run.
-            CallTimeout: it did not start within `startup_timeout` (plus a margin).
-        """
-        future, first = self._pending_wake((tenant, server, session))
-        if first:
-            self._ask_wake((tenant, server, session))
-        timeout = self.config.orchestrator.startup_timeout + _WAKE_MARGIN
-        try:
-            future.result(timeout=timeout)
-        except TimeoutError:
-            raise CallTimeout(f"server '{server}' did not start within {timeout:g} s") from None
-        except HubError as exc:
-            raise copy.copy(exc) from None  # one exception per waiter: they run in different threads
-
-    async def _wake_async(self, tenant: str, server: str, session: str | None = None) -> None:
-        """`_wake` for code on an asyncio loop: the ask runs in an executor, the wait on the loop."""
-        key = (tenant, server, session)
-        future, first = self._pending_wake(key)
-        if first:
-            await asyncio.get_running_loop().run_in_executor(None, self._ask_wake, key)
-        timeout = self.config.orchestrator.startup_timeout + _WAKE_MARGIN
-        waiter = asyncio.wrap_future(future)
-        try:
-            done, _ = await asyncio.wait({waiter}, timeout=timeout)
-        finally:
-            waiter.cancel()  # only this waiter's view: the shared start cannot be cancelled
-        if not done:
-            raise CallTimeout(f"server '{server}' did not start within {timeout:g} s")
-        try:
-            waiter.result()
-        except HubError as exc:
-            raise copy.copy(exc) from None
-
-    def _pending_wake(self, key: WakeKey) -> tuple[concurrent.futures.Future[ServerStatus], bool]:
-        """The start of `key` that calls wait for, and whether this caller must ask for it.
-
-        Any thread; never blocks (safe on a loop). Concurrent first calls share one start.
-        """
-        with self._wake_lock:
-            pending = self._wakes.get(key)
-            if pending is not None:
-                return pending.future, False
-            future: concurrent.futures.Future[ServerStatus] = concurrent.futures.Future()
-            future.set_running_or_notify_cancel()  # a waiter that gives up cannot cancel it for the others
-            self._wakes[key] = _Waking(future)
-            return future, True
-
-    def _ask_wake(self, key: WakeKey) -> None:
-        """Ask the tenant to start the server (or the session's instance), then settle the start if
-        its outcome is already known.
-
-        Blocks on the ask: runs on a caller's thread or in an executor, never on a loop.
-        """
-        tenant, server, session = key
-        try:
-            if session is None:
-                status = self._tenant(tenant).wake_server(server).get(timeout=_ASK_TIMEOUT)
-            else:
-                with self._wake_lock:
-                    if session in self._ended:
-                        raise NotRunning(f"the session of this call has ended (server '{server}')")
-                    self._session_tenants.setdefault(session, set()).add(tenant)
-                proxy = self._tenant(tenant)
-                endpoint, status = proxy.session_instance(server, session).get(timeout=_ASK_TIMEOUT)
-                with self._wake_lock:
-                    ended = session in self._ended
-                    if not ended:
-                        self._endpoints[key] = endpoint
-                if ended:  # it ended while its instance started: stop that at once
-                    proxy.end_session(session).get(timeout=120)
-                    raise NotRunning(f"the session of this call has ended (server '{server}')")
-        except HubError as exc:
-            self._settle(key, exc)
-            return
-        except Exception as exc:  # isolation: an ask that timed out or an actor that died; calls must hear
-            log.exception("starting %s/%s on demand failed", tenant, server)
-            self._settle(key, UpstreamError(f"server '{server}' could not be started: {exc}"))
-            return
-        if status.state is ServerState.STARTING:
-            if session is None:
-                self.metrics.on_demand_starts.labels(tenant, server).inc()
-                log.info("%s/%s: starting on demand", tenant, server)
-            else:
-                self.metrics.instance_starts.labels(tenant, server).inc()
-        with self._wake_lock:
-            pending = self._wakes.get(key)
-            if pending is None:
-                return
-            pending.since = status
-        # The outcome may already be known: from the answer itself, or from events told meanwhile.
-        self._check_wake(status)
-        latest = self.board.status(tenant, server) if session is None else self.board.instance_status(key)
-        if latest is not None:
-            self._check_wake(latest)
-
-    def _on_status(self, event: Event) -> None:
-        """Board listener (router thread): a server's status may settle a start that calls wait for;
-        a session instance that stopped is no longer called."""
-        if isinstance(event, InstanceStateChanged) and event.status.state in _GONE:
-            with self._wake_lock:
-                self._endpoints.pop(event.status.instance_key, None)
-        if self._wakes and isinstance(event, ServerStateChanged | InstanceStateChanged):
-            self._check_wake(event.status)
-
-    def _check_wake(self, status: ServerStatus) -> None:
-        """Settle the pending start of the status's server if `status` decides it (any thread)."""
-        key = status.instance_key
-        with self._wake_lock:
-            pending = self._wakes.get(key)
-            since = pending.since if pending is not None else None
-        if since is None or status.seq < since.seq or status.state is ServerState.STARTING:
-            return  # not asked yet, an older status, or still starting
-        where = f"server '{status.server}' of tenant '{status.tenant}'"
-        if status.session is not None:
-            where = f"the instance of {where} for this session"
-        outcome: ServerStatus | HubError
-        if status.state is ServerState.RUNNING:
-            outcome = status
-        elif status.state is ServerState.BACKOFF and status.seq == since.seq:
-            outcome = NotRunning(f"{where} is restarting after a crash: {status.last_error or 'unknown'}")
-        elif status.state is ServerState.STOPPED:
-            outcome = NotRunning(f"{where} was stopped while it was starting")
-        else:  # backoff or failed after the start: the attempt failed
-            reason = (status.last_error or status.state.value).removeprefix("failed to start: ")
-            outcome = UpstreamError(f"{where} failed to start: {reason}")
-        self._settle(key, outcome)
-
-    def _settle(self, key: WakeKey, outcome: ServerStatus | HubError) -> None:
-        with self._wake_lock:
-            pending = self._wakes.pop(key, None)
-        if pending is None:
-            return  # settled already
-        if isinstance(outcome, HubError):
-            pending.future.set_exception(outcome)
-        else:
-            pending.future.set_result(outcome)
-
-    def _abandon_wakes(
-        self,
-        error: HubError,
-        tenant: str | None = None,
-        servers: set[str] | None = None,
-        session: str | None = None,
-    ) -> None:
-        """Fail the pending starts of `servers` of `tenant` (None: all of them), or of `session`'s
-        instances: the hub stops, they were removed or reconfigured, or the session ended."""
-        with self._wake_lock:
-            keys = [
-                key
-                for key in self._wakes
-                if (tenant is None or key[0] == tenant)
-                and (servers is None or key[1] in servers)
-                and (session is None or key[2] == session)
-            ]
-        for key in keys:
-            self._settle(key, error)
-
-    # ------------------------------------------------------------------ session instances
-
-    def _instance(self, tenant: str, server: str, session: str) -> ServerEndpoint:
-        """The endpoint of `session`'s running instance of `server`, started and waited for if need
-        be (caller's thread, not a loop's). Raises what `_wake` raises."""
-        key = (tenant, server, session)
-        endpoint = self._live_endpoint(key)
-        if endpoint is None:
-            self._wake(tenant, server, session)
-            endpoint = self._live_endpoint(key, fresh=True)
-        return endpoint
-
-    async def _instance_async(self, tenant: str, server: str, session: str) -> ServerEndpoint:
-        """`_instance` for code on an asyncio loop."""
-        key = (tenant, server, session)
-        endpoint = self._live_endpoint(key)
-        if endpoint is None:
-            await self._wake_async(tenant, server, session)
-            endpoint = self._live_endpoint(key, fresh=True)
-        return endpoint
-
-    def _live_endpoint(self, key: WakeKey, fresh: bool = False) -> Any:
-        """The endpoint of a running instance (None if there is none); `fresh`: it was just started,
-        so its absence means it stopped meanwhile (`NotRunning`). Any thread, never blocks."""
-        status = self.board.instance_status(key)
-        with self._wake_lock:
-            endpoint = self._endpoints.get(key)
-        if endpoint is not None and (fresh or (status is not None and status.state is ServerState.RUNNING)):
-            return endpoint
-        if fresh:
-            raise NotRunning(f"the instance of server '{key[1]}' for this session stopped meanwhile")
-        return None
-
-    def _drop_endpoint(self, key: WakeKey, endpoint: ServerEndpoint) -> None:
-        with self._wake_lock:
-            if self._endpoints.get(key) is endpoint:
-                del self._endpoints[key]
+        return await self.calls.call_tool_async(tenant, tool_id, arguments, requester, key, session, shown_as)
 
     def end_session(self, session: str) -> int:
         """A client session ended (an MCP facade session closed, a WebSocket closed): stop its
@@ -973,23 +492,7 @@ class Hub:
         Returns:
             How many instances were stopped.
         """
-        with self._wake_lock:
-            self._ended[session] = None
-            while len(self._ended) > _ENDED_SESSIONS:
-                self._ended.popitem(last=False)
-            tenants = self._session_tenants.pop(session, set())
-            for key in [k for k in self._endpoints if k[2] == session]:
-                del self._endpoints[key]
-        self._abandon_wakes(NotRunning("the session of this call has ended"), session=session)
-        stopped = 0
-        for tenant in tenants:
-            try:
-                stopped += self._tenant(tenant).end_session(session).get(timeout=120)
-            except (NotFound, ShuttingDown, pykka.ActorDeadError):
-                continue  # the tenant was removed, or the hub stops (and stops every instance)
-        # Their `stopped` events are on their way up: once told, `instances()` no longer has them.
-        self.board.wait_for(lambda: not any(i.session == session for i in self.board.instances()), 5)
-        return stopped
+        return self.sessions.end(session)
 
     def instances(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
         """Session instances of per_session servers that run or start now (of `tenant`), as last
@@ -997,66 +500,8 @@ class Hub:
         return self.board.instances(tenant)
 
 
-@dataclass
-class _Waking:
-    """A start of an on_demand server that calls wait for; `since` is the status its ask was
-    answered with (None until then). Mutable, guarded by `Hub._wake_lock`; never crosses actors."""
-
-    future: concurrent.futures.Future[ServerStatus]
-    since: ServerStatus | None = None
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    """A resolved route and the compiled validator of the tool's input schema (None: not checkable)."""
-
-    route: Route
-    validator: Any
-
-
-def _answer(future: concurrent.futures.Future[T], timeout: float, what: str) -> T:
-    """The result of a call submitted to a server's loop (caller's thread): the loop bounds it by
-    `timeout`; 5 s more only guard against a wedged loop, and then the call is cancelled."""
-    try:
-        return future.result(timeout=timeout + 5)
-    except TimeoutError:
-        future.cancel()
-        raise CallTimeout(f"{what} did not answer in time") from None
-
-
 def _matches(template: Mapping[str, Any], uri: str) -> bool:
     try:
         return UriTemplate.parse(str(template.get("uriTemplate", ""))).match(uri) is not None
     except (InvalidUriTemplate, ValueError):
         return False
-
-
-def _validator(route: Route) -> Any:
-    schema = route.entry.input_schema
-    try:
-        cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
-        cls.check_schema(schema)
-        return cls(schema)
-    except (jsonschema.SchemaError, TypeError):
-        log.warning(
-            "tool %s of %s/%s has an invalid input schema; its arguments are not checked",
-            route.name,
-            route.tenant,
-            route.server,
-        )
-        return None
-
-
-def _validate(prepared: _Prepared, arguments: Mapping[str, Any], shown: str | None = None) -> None:
-    """Raise `BadRequest` naming each path where `arguments` break the tool's input schema (and the
-    tool as `shown`, else by its catalog id)."""
-    if prepared.validator is None:
-        return
-    problems = sorted(
-        f"{dotted_path(('arguments', *e.absolute_path))}: {e.message[:300]}"
-        for e in prepared.validator.iter_errors(dict(arguments))
-    )
-    if problems:
-        raise BadRequest(
-            f"invalid arguments for tool '{shown or prepared.route.entry.id}': " + "; ".join(problems[:10])
-        )

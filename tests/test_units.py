@@ -188,7 +188,7 @@ def test_board_listeners_see_every_event_in_order_and_a_broken_one_harms_no_othe
 
     board.add_listener(broken)
     board.add_listener(recorder)
-    with caplog.at_level(logging.ERROR, logger="hub.runtime"):
+    with caplog.at_level(logging.ERROR, logger="hub.events"):
         for seq, state in enumerate((ServerState.STARTING, ServerState.RUNNING, ServerState.BACKOFF), 1):
             board.tell(ServerStateChanged(status(state, seq)))
     assert seen == [(1, ServerState.STARTING), (2, ServerState.RUNNING), (3, ServerState.BACKOFF)]
@@ -254,7 +254,7 @@ def fake_tenant(
 
 def test_concurrent_first_calls_share_one_start(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     second_waits = threading.Event()
-    pending_wake = hub._pending_wake
+    pending_wake = hub.wakes.pending
 
     def pending(key: Any) -> Any:
         future, first = pending_wake(key)
@@ -262,7 +262,7 @@ def test_concurrent_first_calls_share_one_start(hub: Hub, monkeypatch: pytest.Mo
             second_waits.set()
         return future, first
 
-    monkeypatch.setattr(hub, "_pending_wake", pending)
+    monkeypatch.setattr(hub.wakes, "pending", pending)
 
     def answer(name: str) -> ServerStatus:
         assert second_waits.wait(10), "the second call did not join the start"
@@ -275,16 +275,16 @@ def test_concurrent_first_calls_share_one_start(hub: Hub, monkeypatch: pytest.Mo
 
     def first_call() -> None:
         try:
-            hub._wake("t", "s")
+            hub.wakes.wake("t", "s")
         except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=first_call)
     thread.start()
-    hub._wake("t", "s")  # the second call: waits for the first one's start
+    hub.wakes.wake("t", "s")  # the second call: waits for the first one's start
     thread.join(10)
     assert not errors and tenant.asked == ["s"]  # one start for both
-    assert not hub._wakes  # settled: the next call after an idle stop asks again
+    assert not hub.wakes.starts  # settled: the next call after an idle stop asks again
 
 
 def test_a_failed_start_answers_every_waiter_with_its_reason(
@@ -300,7 +300,7 @@ def test_a_failed_start_answers_every_waiter_with_its_reason(
 
     async def two_calls() -> list[Any]:
         return await asyncio.gather(
-            hub._wake_async("t", "s"), hub._wake_async("t", "s"), return_exceptions=True
+            hub.wakes.wake_async("t", "s"), hub.wakes.wake_async("t", "s"), return_exceptions=True
         )
 
     first, second = asyncio.run(two_calls())
@@ -314,9 +314,9 @@ def test_an_older_failure_does_not_fail_a_new_start(hub: Hub, monkeypatch: pytes
     # status must not fail the call, and the `running` that follows answers it.
     hub.board.tell(ServerStateChanged(status(ServerState.FAILED, 3, last_error="old crash")))
     fake_tenant(hub, monkeypatch, lambda name: status(ServerState.STARTING, 4))
-    future, first = hub._pending_wake(("t", "s", None))
+    future, first = hub.wakes.pending(("t", "s", None))
     assert first
-    hub._ask_wake(("t", "s", None))
+    hub.wakes.ask(("t", "s", None))
     assert not future.done()
     hub.board.tell(ServerStateChanged(status(ServerState.RUNNING, 5)))
     assert future.result(timeout=0).seq == 5
@@ -362,9 +362,9 @@ def test_what_a_waiting_call_is_told(
 ) -> None:
     key = answered.instance_key
     fake_tenant(hub, monkeypatch, lambda name: answered)
-    future, first = hub._pending_wake(key)
+    future, first = hub.wakes.pending(key)
     assert first
-    hub._ask_wake(key)
+    hub.wakes.ask(key)
     if then is not None:
         assert not future.done()  # still starting
         event = ServerStateChanged(then) if then.session is None else InstanceStateChanged(then)
@@ -377,12 +377,12 @@ def test_what_a_waiting_call_is_told(
 def test_a_start_that_takes_too_long_times_out_and_a_late_start_still_serves_the_next_call(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("hub.runtime._WAKE_MARGIN", 0.0)  # the wait is then startup_timeout: 1 s
+    monkeypatch.setattr("hub.wakes._WAKE_MARGIN", 0.0)  # the wait is then startup_timeout: 1 s
     tenant = fake_tenant(hub, monkeypatch, lambda name: status(ServerState.STARTING, 1))
     with pytest.raises(CallTimeout, match="server 's' did not start within 1 s"):
-        hub._wake("t", "s")
+        hub.wakes.wake("t", "s")
     # The start goes on: the next call joins it (no second ask) and is answered once it runs.
-    pending_wake = hub._pending_wake
+    pending_wake = hub.wakes.pending
 
     def pending(key: Any) -> Any:
         future, first = pending_wake(key)
@@ -390,20 +390,20 @@ def test_a_start_that_takes_too_long_times_out_and_a_late_start_still_serves_the
             hub.board.tell(ServerStateChanged(status(ServerState.RUNNING, 2)))
         return future, first
 
-    monkeypatch.setattr(hub, "_pending_wake", pending)
-    hub._wake("t", "s")
+    monkeypatch.setattr(hub.wakes, "pending", pending)
+    hub.wakes.wake("t", "s")
     assert tenant.asked == ["s"]
 
 
 def test_abandoned_starts_fail_only_their_waiters(hub: Hub) -> None:
     keys = [("t", "a", None), ("t", "b", None), ("u", "a", None), ("t", "a", "ws:1"), ("t", "b", "ws:2")]
-    futures = {key: hub._pending_wake(key)[0] for key in keys}
-    hub._abandon_wakes(NotFound("no server 'a'"), tenant="t", servers={"a"})
+    futures = {key: hub.wakes.pending(key)[0] for key in keys}
+    hub.wakes.abandon(NotFound("no server 'a'"), tenant="t", servers={"a"})
     assert {key for key, f in futures.items() if f.done()} == {("t", "a", None), ("t", "a", "ws:1")}
-    hub._abandon_wakes(NotRunning("the session of this call has ended"), session="ws:2")
+    hub.wakes.abandon(NotRunning("the session of this call has ended"), session="ws:2")
     assert futures[("t", "b", "ws:2")].exception(0).__class__ is NotRunning
-    hub._abandon_wakes(ShuttingDown("the hub is shutting down"))  # what `stop` does
-    assert all(f.done() for f in futures.values()) and not hub._wakes
+    hub.wakes.abandon(ShuttingDown("the hub is shutting down"))  # what `stop` does
+    assert all(f.done() for f in futures.values()) and not hub.wakes.starts
     assert isinstance(futures[("u", "a", None)].exception(0), ShuttingDown)
     assert isinstance(futures[("t", "a", None)].exception(0), NotFound)  # settled once, first reason kept
 
@@ -415,5 +415,5 @@ def test_a_call_of_an_ended_session_starts_no_instance(hub: Hub, monkeypatch: py
     monkeypatch.setattr(hub, "_tenant", no_tenant)
     assert hub.end_session("http:gone") == 0  # it had no instance
     with pytest.raises(NotRunning, match="the session of this call has ended"):
-        hub._wake("t", "s", "http:gone")
-    assert not hub._wakes
+        hub.wakes.wake("t", "s", "http:gone")
+    assert not hub.wakes.starts

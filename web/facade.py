@@ -5,7 +5,7 @@ sessions and 2026-07-28). Handlers run on the serving loop (stdio: the main thre
 the web loop); calls go to the servers' loops through `Hub.call_tool_async`, other hub asks to a
 thread. One facade object serves any number of sessions; `tenant_of(ctx)` says whose they are,
 and `session_of(ctx)` which client session a request belongs to (the key of its own instances of
-per_session servers: see `hub.runtime`).
+per_session servers: see `hub.instances`).
 
 Names (contract section 4): a tool or prompt is `<server><sep><name>` (`sep` is
 `gateway.tool_name_separator`, default `__`), only `[A-Za-z0-9_-]`, at most 64 characters; a name
