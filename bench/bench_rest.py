@@ -57,8 +57,9 @@ class RawHttp:
     async def post(self, path: str, body: object) -> tuple[int, bytes]:
         data = json.dumps(body).encode()
         self.writer.write(
-            b"POST %s HTTP/1.1\r\nHost: hub\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-            % (path.encode(), len(data), data)
+            b"POST %s HTTP/1.1\r\nHost: %s:%d\r\n"  # (a Host the hub answers to: see web/edge.py)
+            b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+            % (path.encode(), self.host.encode(), self.port, len(data), data)
         )
         head = await self.reader.readuntil(b"\r\n\r\n")
         length = next(
