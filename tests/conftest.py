@@ -188,6 +188,12 @@ def needs_bwrap() -> None:
         missing(f"a working bubblewrap, `bwrap` ({support.detail})")
 
 
+def needs_npx() -> None:
+    """Fail with one line unless npm's `npx` is on the PATH, for tests whose servers it starts."""
+    if shutil.which("npx") is None:
+        missing("npm's `npx` (Node.js 20 with npm)")
+
+
 def node_package(name: str, *path: str) -> Path:
     """A file of npm package `name` installed by tests/setup.sh (Node.js is needed to run it)."""
     entry = NODE_MODULES.joinpath(name, *path)

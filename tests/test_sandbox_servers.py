@@ -25,6 +25,7 @@ from conftest import (
     marked_pids,
     missing,
     needs_bwrap,
+    needs_npx,
     node_package,
     process_gone,
     server,
@@ -158,6 +159,7 @@ def test_npx_downloads_into_the_tenant_home_and_then_runs_offline(
     (from the npm registry: needs the network, and takes seconds) into its tenant's home; the hub
     user's home (here a scratch folder) is left alone. Once there, a server of the tenant with no
     network runs it with `--offline`."""
+    needs_npx()
     needs_bwrap()
     hub_home = tmp_path / "hub-home"
     hub_home.mkdir()
