@@ -23,6 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import pydantic
 import yaml
 
 from hub.config_model import (
@@ -176,7 +177,10 @@ def parse_config(
     problems.extend(semantic_problems(data))
     if problems:
         raise ConfigError(sorted(set(problems)))
-    config = HubConfig.model_validate({**data, "source": source}, context={"base": base or Path.cwd()})
+    try:
+        config = HubConfig.model_validate({**data, "source": source}, context={"base": base or Path.cwd()})
+    except pydantic.ValidationError as exc:  # (a bug: the schema is the model's; still, say where)
+        raise ConfigError([f"{dotted_path(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
     return _in_effect(config)
 
 

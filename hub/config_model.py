@@ -148,7 +148,7 @@ class ServerConfig(ConfigModel):
         "the server's own entry. Instances are never shared between tenants; quota "
         "max_sessions_per_server.",
     )
-    metadata: Annotated[Mapping[str, Any], AfterValidator(MappingProxyType)] = Field(
+    metadata: Annotated[Mapping[Any, Any], AfterValidator(MappingProxyType)] = Field(
         default_factory=lambda: MappingProxyType({}), json_schema_extra=EMPTY_MAPPING
     )
     sandbox: SandboxConfig = Field(
