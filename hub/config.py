@@ -177,11 +177,7 @@ def parse_config(
     problems.extend(semantic_problems(data))
     if problems:
         raise ConfigError(sorted(set(problems)))
-    try:
-        config = HubConfig.model_validate({**data, "source": source}, context={"base": base or Path.cwd()})
-    except pydantic.ValidationError as exc:  # (a bug: the schema is the model's; still, say where)
-        raise ConfigError([f"{dotted_path(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
-    return _in_effect(config)
+    return _model(data, source, base or Path.cwd())
 
 
 def only_tenant(data: dict[str, Any], tenant: str, source: str) -> dict[str, Any]:
@@ -229,6 +225,15 @@ def _expand(value: Any, path: tuple[Any, ...], environ: Mapping[str, str], unset
 
 
 # --------------------------------------------------------------------------- building
+
+
+def _model(data: dict[str, Any], source: str, base: Path) -> HubConfig:
+    """The model of valid configuration `data`, relative paths resolved against `base`."""
+    try:
+        config = HubConfig.model_validate({**data, "source": source}, context={"base": base})
+    except pydantic.ValidationError as exc:  # (a bug: the schema is the model's; still, say where)
+        raise ConfigError([f"{dotted_path(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
+    return _in_effect(config)
 
 
 def _in_effect(config: HubConfig) -> HubConfig:
