@@ -1,6 +1,8 @@
-"""Generate the configuration reference (docs/configuration.md) from `schemas/config.schema.json`.
+"""Generate the configuration reference (docs/configuration.md) from the configuration's JSON
+Schema, as `hub.config_schema` generates it from the model (`schemas/config.schema.json`).
 
 `python -m hub.schema_doc > docs/configuration.md`; a test checks the committed file is current.
+Runs in the process that calls it; no state.
 """
 
 from __future__ import annotations
@@ -8,30 +10,31 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import schemas
+from hub import config_schema
 
 _SECTIONS = [
     ("Top level", None, ""),
-    ("`auth`", "auth", "auth."),
-    ("A tenant: `tenants.<tenant>`", "tenant", "tenants.<tenant>."),
-    ("Quotas: `tenants.<tenant>.quotas`", "quotas", "tenants.<tenant>.quotas."),
-    ("A server: `tenants.<tenant>.servers.<server>`", "server", "tenants.<tenant>.servers.<server>."),
-    ("Tool filter: `...servers.<server>.tools`", "tool_filter", "...tools."),
-    ("`gateway`", "gateway", "gateway."),
-    ("`orchestrator`", "orchestrator", "orchestrator."),
+    ("`auth`", "AuthConfig", "auth."),
+    ("A tenant: `tenants.<tenant>`", "TenantConfig", "tenants.<tenant>."),
+    ("Quotas: `tenants.<tenant>.quotas`", "Quotas", "tenants.<tenant>.quotas."),
+    ("A server: `tenants.<tenant>.servers.<server>`", "ServerConfig", "tenants.<tenant>.servers.<server>."),
+    ("Tool filter: `...servers.<server>.tools`", "ToolFilter", "...tools."),
+    ("`gateway`", "GatewayConfig", "gateway."),
+    ("`orchestrator`", "OrchestratorConfig", "orchestrator."),
     (
         "Sandbox: `orchestrator.sandbox`, `tenants.<tenant>.sandbox`, `...servers.<server>.sandbox`",
-        "sandbox",
+        "SandboxConfig",
         "...sandbox.",
     ),
-    ("A bind: `...sandbox.binds[]`", "bind", "...binds[]."),
-    ("Resource limits: `...sandbox.limits`", "limits", "...limits."),
-    ("`audit`", "audit", "audit."),
+    ("A bind: `...sandbox.binds[]`", "SandboxBind", "...binds[]."),
+    ("Resource limits: `...sandbox.limits`", "LimitsConfig", "...limits."),
+    ("`audit`", "AuditConfig", "audit."),
 ]
 
 _INTRO = """# Configuration reference
 
-Generated from `schemas/config.schema.json` by `python -m hub.schema_doc`; do not edit by hand.
+Generated from the configuration model (`hub/config_model.py`, `hub/config_sandbox.py`) through
+its JSON Schema (`schemas/config.schema.json`) by `python -m hub.schema_doc`; do not edit by hand.
 
 A configuration is YAML or JSON. Validate one with `python -m hub check --config PATH`.
 
@@ -75,7 +78,7 @@ def _description(spec: dict[str, Any], defs: dict[str, Any]) -> str:
 
 def render() -> str:
     """The whole reference as markdown."""
-    schema = schemas.load("config")
+    schema = config_schema.generate()
     defs = schema["$defs"]
     out = [_INTRO]
     for title, name, prefix in _SECTIONS:

@@ -479,6 +479,15 @@ def test_configuration_reference_is_generated_from_the_current_schema() -> None:
     )
 
 
+def test_config_schema_is_generated_from_the_current_model() -> None:
+    from hub.config_schema import render
+
+    committed = (ROOT / "schemas" / "config.schema.json").read_text(encoding="utf-8")
+    assert committed == render(), (
+        "schemas/config.schema.json is stale: python -m hub.config_schema > schemas/config.schema.json"
+    )
+
+
 def test_relative_paths_are_relative_to_the_configuration_file(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     path = write(
@@ -517,12 +526,20 @@ def test_sandbox_settings_are_overridden_level_by_level_and_binds_add_up(tmp_pat
     shared = str(tmp_path / "shared")  # relative to the configuration file, as every path
     a, b = config.tenants["a"].servers, config.tenants["b"].servers
     assert a["s"].sandbox == SandboxConfig(
-        True, True, "host", (SandboxBind("/srv/a", "rw"), SandboxBind(shared, "rw"))
+        enabled=True,
+        required=True,
+        network="host",
+        binds=(SandboxBind(path="/srv/a", mode="rw"), SandboxBind(path=shared, mode="rw")),
     )
     assert a["t"].sandbox == SandboxConfig(
-        True, True, "none", (SandboxBind(shared), SandboxBind("/srv/a", "rw"))
+        enabled=True,
+        required=True,
+        network="none",
+        binds=(SandboxBind(path=shared), SandboxBind(path="/srv/a", mode="rw")),
     )
-    assert b["u"].sandbox == SandboxConfig(False, False, "none", (SandboxBind(shared),))
+    assert b["u"].sandbox == SandboxConfig(
+        enabled=False, required=False, network="none", binds=(SandboxBind(path=shared),)
+    )
     assert config.tenants["c"].servers["v"].sandbox == config.orchestrator.sandbox
     assert parse_config("tenants: {t: {servers: {s: {command: x}}}}").orchestrator.sandbox == SandboxConfig()
 
