@@ -3,8 +3,9 @@
 Each `TypedDict` here is what a handler (or the `to_json` method it calls) returns: mypy checks the
 code against it, and `web.openapi` generates the document's `components.schemas` from the same
 classes (`component_schemas`, through pydantic), so the document cannot drift from the code. A
-class's name is its component's name; a class whose name starts with `_` is written inline where
-it is used instead. Descriptions are `Doc(...)` on the field and the class docstring.
+class of `COMPONENTS` is the component of its name; any other class is written inline where it is
+used. Descriptions are the class docstring and `Doc(...)` on a field; `OneOf(...)` lists the values
+of a string that the code holds as a plain `str`.
 
 At run time these are plain dicts: nothing here runs on a request's path. `component_schemas` runs
 once per `GET /openapi.json`, on the web loop.
@@ -24,6 +25,11 @@ def Doc(description: str) -> Any:
     return Field(description=description)
 
 
+def OneOf(*values: str | None, description: str | None = None) -> Any:
+    """The values a string may take (None: it may be null), for a field typed `str` in the code."""
+    return Field(description=description, json_schema_extra={"enum": list(values)})
+
+
 _OPEN = with_config(ConfigDict(extra="allow"))  # the object may carry more keys (an MCP server's own)
 
 State = Literal["stopped", "starting", "running", "backoff", "failed"]
@@ -32,7 +38,7 @@ State = Literal["stopped", "starting", "running", "backoff", "failed"]
 # --------------------------------------------------------------------------- errors
 
 
-class _ErrorBody(TypedDict):
+class ErrorBody(TypedDict):
     code: Annotated[str, Doc("Stable snake_case code.")]
     message: Annotated[str, Doc("Human text.")]
 
@@ -40,7 +46,7 @@ class _ErrorBody(TypedDict):
 class Error(TypedDict):
     """Every error answer."""
 
-    error: _ErrorBody
+    error: ErrorBody
 
 
 # --------------------------------------------------------------------------- meta
@@ -58,7 +64,7 @@ class About(TypedDict):
     docs: Annotated[str, Doc("Where this document is.")]
 
 
-class _Components(TypedDict):
+class HealthComponents(TypedDict):
     actors: str
     servers: Annotated[dict[str, int], Doc("Number of servers per state.")]
     auth: Literal["open", "keys"]
@@ -82,7 +88,7 @@ class Health(TypedDict):
     name: str
     version: str
     uptime_seconds: float
-    components: _Components
+    components: HealthComponents
 
 
 class ReloadReport(TypedDict):
@@ -150,14 +156,22 @@ class ServerSnapshot(TypedDict):
     protocol_version: Annotated[str | None, Doc("MCP protocol version negotiated.")]
     tools: Annotated[int, Field(ge=0, description="Number of tools it offers.")]
     lifecycle: Annotated[
-        Literal["always", "on_demand"],
-        Doc("`always`: started with its tenant; `on_demand`: started by its first call, stopped when idle."),
+        str,
+        OneOf(
+            "always",
+            "on_demand",
+            description="`always`: started with its tenant; `on_demand`: started by its first call, "
+            "stopped when idle.",
+        ),
     ]
     catalog: Annotated[
-        Literal["live", "cached"] | None,
-        Doc(
-            "Where its catalog comes from: `live` (discovered by the running process), `cached` (a "
-            "stopped on_demand server, from its last discovery), null (none listed)."
+        str | None,
+        OneOf(
+            "live",
+            "cached",
+            None,
+            description="Where its catalog comes from: `live` (discovered by the running process), "
+            "`cached` (a stopped on_demand server, from its last discovery), null (none listed).",
         ),
     ]
     stopped_reason: Annotated[
@@ -257,7 +271,9 @@ class MeasuredQuota(TypedDict):
     ]
 
 
-class _TenantQuotas(TypedDict):
+class TenantQuotas(TypedDict):
+    """Each quota with its current usage."""
+
     max_servers: Quota
     max_tools: Quota
     max_concurrent_calls: Quota
@@ -274,7 +290,7 @@ class Tenant(TypedDict):
 
     name: str
     description: str
-    quotas: Annotated[_TenantQuotas, Doc("Each quota with its current usage.")]
+    quotas: Annotated[TenantQuotas, Doc("Each quota with its current usage.")]
     hidden_tools: Annotated[int, Doc("Tools left out of the catalog by `max_tools`.")]
     servers: list[ServerSnapshot]
 
@@ -441,15 +457,17 @@ class _Generator(GenerateJsonSchema):
         return False
 
 
-def _inline(node: Any, private: dict[str, Any]) -> Any:
-    """`node` with each `$ref` to a private (`_`-named) definition replaced by the definition."""
+def _inline(node: Any, nested: dict[str, Any]) -> Any:
+    """`node` with each `$ref` to a definition of `nested` replaced by the definition (its
+    siblings, such as a field's description, kept)."""
     if isinstance(node, dict):
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in private:
-            return _inline(private[ref.rsplit("/", 1)[-1]], private)
-        return {k: _inline(v, private) for k, v in node.items()}
+        if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in nested:
+            rest = {k: v for k, v in node.items() if k != "$ref"}
+            return _inline({**nested[ref.rsplit("/", 1)[-1]], **rest}, nested)
+        return {k: _inline(v, nested) for k, v in node.items()}
     if isinstance(node, list):
-        return [_inline(v, private) for v in node]
+        return [_inline(v, nested) for v in node]
     return node
 
 
@@ -465,7 +483,5 @@ def component_schemas() -> dict[str, Any]:
             definitions[name] = schema
     for schema in definitions.values():
         schema.pop("title", None)
-    private = {name: schema for name, schema in definitions.items() if name.startswith("_")}
-    return {
-        name: _inline(schema, private) for name, schema in sorted(definitions.items()) if name not in private
-    }
+    nested = {name: schema for name, schema in definitions.items() if name not in COMPONENTS}
+    return {name: _inline(definitions[name], nested) for name in sorted(COMPONENTS)}

@@ -19,16 +19,21 @@ from actors.sandbox import host_support
 from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
 from hub.runtime import Hub
+from web import responses as api
 from web.base import ApiHandler, header_session
 
 _SEGMENT = r"([^/]+)"
 
 
-def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> dict[str, Any]:
-    data = status.to_json()
+def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> api.ServerStatus:
     config = hub_.config.tenants[status.tenant].servers[status.server]
-    data.update(type=config.type, enabled=config.enabled, description=config.metadata.get("description"))
-    data["per_session"] = config.per_session
+    data: api.ServerStatus = {
+        **status.to_json(),
+        "type": config.type,
+        "enabled": config.enabled,
+        "description": config.metadata.get("description"),
+        "per_session": config.per_session,
+    }
     if config.per_session:  # its sessions' own instances (this entry is the shared one)
         instances = [i for i in hub_.instances(status.tenant) if i.server == status.server]
         data["instances"] = [i.instance_json() for i in instances]
@@ -97,7 +102,8 @@ class TenantsHandler(ApiHandler):
 
     async def get(self) -> None:
         infos = [await self.blocking(self.hub.tenant, t) for t in self.listed_tenants()]
-        self.reply({"tenants": [i.to_json() for i in infos]})
+        body: api.TenantList = {"tenants": [i.to_json() for i in infos]}
+        self.reply(body)
 
 
 class TenantHandler(ApiHandler):
@@ -117,7 +123,8 @@ class TenantToolsHandler(ApiHandler):
 
     async def get(self, tenant: str) -> None:
         tools = await self.blocking(self.hub.tools, self.tenant_for(tenant))
-        self.reply({"tools": [t.to_json() for t in tools]})
+        body: api.ToolList = {"tools": [t.to_json() for t in tools]}
+        self.reply(body)
 
 
 class TenantActionHandler(ApiHandler):
@@ -147,7 +154,8 @@ class ServersHandler(ApiHandler):
         out = []
         for tenant in self.listed_tenants():
             out += [_server_json(s, self.hub) for s in await self.blocking(self.hub.servers, tenant)]
-        self.reply({"servers": out})
+        body: api.ServerList = {"servers": out}
+        self.reply(body)
 
 
 class ServerHandler(ApiHandler):
@@ -188,7 +196,8 @@ class ServerLogsHandler(ApiHandler):
         if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 10000:
             raise BadRequest("tail must be an integer from 0 to 10000")
         lines = await self.blocking(self.hub.server_log, tenant, server, int(raw))
-        self.reply({"tenant": tenant, "server": server, "lines": lines})
+        body: api.ServerLogs = {"tenant": tenant, "server": server, "lines": lines}
+        self.reply(body)
 
 
 class ToolListing:
@@ -336,7 +345,8 @@ class SessionHandler(ApiHandler):
         ended = header_session(session, self.caller)
         assert ended is not None
         stopped = await self.blocking(self.hub.end_session, ended)
-        self.reply({"session": session, "instances_stopped": stopped})
+        body: api.SessionEnded = {"session": session, "instances_stopped": stopped}
+        self.reply(body)
 
 
 class MetricsHandler(ApiHandler):

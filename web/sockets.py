@@ -99,7 +99,7 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         if isinstance(event, CatalogChanged) and self.wants(event.catalog.tenant):
             catalog = event.catalog
             tools = [t.id for t in catalog.tools]
-            data = {"tenant": catalog.tenant, "server": catalog.server, "tools": tools}
+            data: dict[str, Any] = {"tenant": catalog.tenant, "server": catalog.server, "tools": tools}
             self.loop.call_soon_threadsafe(self._send, "catalog_changed", None, data)
         elif isinstance(event, ServerStateChanged) and self.wants(event.status.tenant):
             self.loop.call_soon_threadsafe(self._send, "server_status", None, event.status.to_json())
