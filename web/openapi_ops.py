@@ -112,6 +112,7 @@ WAIT = query(
 )
 APP = path_param("app_id", "App id (its folder name).")
 TOKEN = query("token", {"type": "string"}, "The key, for a browser that cannot send a header.")
+# (a request that is not a WebSocket upgrade is answered 400)
 WEBSOCKET = {
     "description": "Switching to the WebSocket protocol (101): JSON text frames `{type, id?, data}`."
 }

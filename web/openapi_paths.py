@@ -355,7 +355,7 @@ def _app_paths() -> dict[str, Any]:
                 "The WebSocket gateway of an app",
                 "apps",
                 WEBSOCKET,
-                (404,),
+                (400, 404),
                 [APP, path_param("tenant_id", "The tenant the app acts in."), TOKEN],
                 description="app -> hub: `app_ready`, `tool_call` `{tool_name, arguments}` with an `id`, "
                 "`ping`. hub -> app: `app_state` `{app_id, tenant_id, config, tools, servers}` "
@@ -440,7 +440,7 @@ def _admin_paths() -> dict[str, Any]:
                 "Live events of every tenant, for the admin panel",
                 "admin",
                 WEBSOCKET,
-                (404,),
+                (400, 404),
                 [TOKEN],
                 description="Admin keys only (a tenant key gets 404). hub -> client: `server_status` "
                 "(a server's state, pid, restarts, last error) and `catalog_changed` "
