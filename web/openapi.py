@@ -1,8 +1,8 @@
 """The OpenAPI 3.1 description of the REST API (contract section 5), served at `GET /openapi.json`.
 
 `document(version)` assembles it: the operations from `web.openapi_paths` (built from the pieces of
-`web.openapi_ops`), and the component schemas generated from the response types of
-`web.responses`, the same types the handlers are checked to return. `tests/test_openapi.py`
+`web.openapi_ops`), and the component schemas that `web.openapi_schemas` generates from the
+response types of `web.responses`, the same types the handlers are checked to return. `tests/test_openapi.py`
 checks that every route of `web.app.ROUTES` is described (with the methods its handler
 implements), that the document is valid OpenAPI 3.1 and that real answers match their schemas;
 `tests/test_openapi_live.py` fuzzes a running hub against it (schemathesis).
@@ -24,7 +24,7 @@ from typing import Any
 
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
-from web.responses import component_schemas
+from web.openapi_schemas import component_schemas
 
 
 @functools.cache

@@ -2,21 +2,19 @@
 
 Each `TypedDict` here is what a handler (or the `to_json` method it calls) returns: mypy checks the
 code against it, and `web.openapi` generates the document's `components.schemas` from the same
-classes (`component_schemas`, through pydantic), so the document cannot drift from the code. A
-class of `COMPONENTS` is the component of its name; any other class is written inline where it is
-used. Descriptions are the class docstring and `Doc(...)` on a field; `OneOf(...)` lists the values
-of a string that the code holds as a plain `str`.
+classes (through pydantic), so the document cannot drift from the code. A class of `COMPONENTS`
+is the component of its name; any other class is written inline where it is used. Descriptions are
+the class docstring and `Doc(...)` on a field; `OneOf(...)` lists the values of a string that the
+code holds as a plain `str`.
 
-At run time these are plain dicts: nothing here runs on a request's path. `component_schemas` runs
-once per `GET /openapi.json`, on the web loop.
+At run time these are plain dicts: nothing here runs on a request's path, on any thread.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import ConfigDict, Field, TypeAdapter, with_config
-from pydantic.json_schema import GenerateJsonSchema
+from pydantic import ConfigDict, Field, with_config
 from typing_extensions import TypedDict  # pydantic reads only this one on Python < 3.12
 
 
@@ -410,7 +408,7 @@ class AppList(TypedDict):
     problems: NotRequired[Annotated[list[str], Doc("Why each skipped manifest was (admin keys only).")]]
 
 
-# --------------------------------------------------------------------------- generation
+# --------------------------------------------------------------------------- components
 
 COMPONENTS: dict[str, Any] = {
     t.__name__: t
@@ -446,42 +444,3 @@ COMPONENTS: dict[str, Any] = {
     )
 } | {"App": App}
 """Every response type by its component name (`#/components/schemas/<name>`)."""
-
-_REF = "#/components/schemas/{model}"
-
-
-class _Generator(GenerateJsonSchema):
-    """pydantic's JSON Schema generator without the titles it derives from names (noise here)."""
-
-    def field_title_should_be_set(self, schema: Any) -> bool:
-        return False
-
-
-def _inline(node: Any, nested: dict[str, Any]) -> Any:
-    """`node` with each `$ref` to a definition of `nested` replaced by the definition (its
-    siblings, such as a field's description, kept)."""
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.rsplit("/", 1)[-1] in nested:
-            rest = {k: v for k, v in node.items() if k != "$ref"}
-            return _inline({**nested[ref.rsplit("/", 1)[-1]], **rest}, nested)
-        return {k: _inline(v, nested) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_inline(v, nested) for v in node]
-    return node
-
-
-def component_schemas() -> dict[str, Any]:
-    """`components.schemas` of the OpenAPI document: a JSON Schema (2020-12, as OpenAPI 3.1 reads
-    it) of each type of `COMPONENTS`, referring to each other by `$ref`; a fresh dict each call."""
-    mode: Literal["serialization"] = "serialization"  # (what the hub writes, not what it reads)
-    inputs = [(name, mode, TypeAdapter(t)) for name, t in COMPONENTS.items()]
-    top, defs = TypeAdapter.json_schemas(inputs, ref_template=_REF, schema_generator=_Generator)
-    definitions: dict[str, Any] = defs.get("$defs", {})
-    for (name, _), schema in top.items():  # a union (`App`) has no definition of its own
-        if schema.get("$ref") != _REF.format(model=name):
-            definitions[name] = schema
-    for schema in definitions.values():
-        schema.pop("title", None)
-    nested = {name: schema for name, schema in definitions.items() if name not in COMPONENTS}
-    return {name: _inline(definitions[name], nested) for name in sorted(COMPONENTS)}
