@@ -1,6 +1,14 @@
 """The OpenAPI document against a live hub: schemathesis sends generated requests to every operation
-of a real `python -m hub serve` (admin key, a real tool server) and checks each answer: never a
-5xx, a status the document lists, a body its schema accepts."""
+of a real `python -m hub serve` and checks each answer: never a 5xx, a status the document lists,
+a body its schema accepts.
+
+The hub has an admin key (which the requests carry: negative cases may spoil it), test servers that
+do real work (tools, prompts, resources, an MCP App with a `ui://` view, an on_demand server, an
+unreachable one) and the example app. Valid parameter values are steered to those real names (in a
+copy of the document; the answers are checked against the hub's own), so positive cases reach real
+tenants, servers, tools and files and negative cases send everything else. Every operation runs,
+reload and stops included (stops last); cases are derandomized, so every run sends the same.
+"""
 
 from __future__ import annotations
 
@@ -13,28 +21,31 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-from conftest import server
+from conftest import SERVERS_DIR, binds, server
 from helpers.served import ACME_KEY, ADMIN_KEY, start_hub, stop_hub, write_config
-from schemathesis.checks import not_a_server_error
-from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
+from schemathesis.checks import CHECKS as REGISTERED
+from schemathesis.checks import load_all_checks
 
-CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
+load_all_checks()  # (registers the OpenAPI checks, which are then found by their CLI names)
+CHECKS = REGISTERED.get_by_names(
+    ["not_a_server_error", "status_code_conformance", "response_schema_conformance"]
+)
 # The MCP facade speaks the MCP specification's Streamable HTTP, whose errors are JSON-RPC bodies
 # (not the REST `Error`, which tests/test_openapi.py requires of every documented error): there,
 # only that it never fails with a 5xx (the facade's own tests check the protocol).
-MCP_CHECKS = [not_a_server_error]
+MCP_CHECKS = REGISTERED.get_by_names(["not_a_server_error"])
 MAX_EXAMPLES = 6  # per operation and mode: the whole run stays well under a minute on 2 cores
 # The values valid data takes for each parameter, by where and name: real tenants, servers, tools,
 # prompts and files, so that positive cases do real work (negative cases send anything else).
 REAL = {
     ("path", "tenant"): ["default", "beta"],
     ("path", "tenant_id"): ["default"],
-    ("path", "server"): ["a", "b", "down"],
+    ("path", "server"): ["a", "b", "g"],  # (not `down`: each start would wait out its startup_timeout)
     ("path", "name"): ["a.echo", "b.echo", "a.fail"],  # tools (prompts: PROMPTS)
-    ("path", "app_id"): ["sql-console"],
+    ("path", "app_id"): ["sql-console", "ui:default:g.greet"],
     ("path", "path"): ["admin.js", "index.html"],
     ("path", "file"): ["host.js", "host.css"],
-    ("path", "tool"): ["echo"],
+    ("path", "tool"): ["greet"],
     ("query", "tenant"): ["default", "beta"],
     ("query", "uri"): ["test://info", "test://echo/hi"],
 }
@@ -47,12 +58,20 @@ TOOL_ARGUMENTS = {
     "additionalProperties": False,
 }
 PROMPT_ARGUMENTS = {**TOOL_ARGUMENTS, "properties": {"name": {"type": "string"}}, "required": ["name"]}
+UI_SERVER = str(SERVERS_DIR / "uiserver.py")
 PLUGINS = Path(__file__).resolve().parent.parent / "plugins" / "examples"
 
 
 def _tenants() -> dict[str, Any]:
     return {
-        "default": {"api_keys": [ACME_KEY], "servers": {"a": server("--template")}},
+        "default": {
+            "api_keys": [ACME_KEY],
+            "servers": {
+                "a": server("--template"),
+                # an MCP App (tool `greet` with a `ui://` view): /ui/... hosts it, /api/apps lists it
+                "g": {"command": "python", "args": [UI_SERVER], "sandbox": binds(SERVERS_DIR)},
+            },
+        },
         "beta": {
             "servers": {
                 "b": server(lifecycle="on_demand"),
@@ -136,5 +155,7 @@ def test_every_operation_answers_as_documented(tmp_path: Path) -> None:
         print("\n".join(f"{label}: {dict(statuses)}" for label, statuses in answered.items()))
         assert not failures, f"{len(failures)} failed checks:\n" + "\n".join(failures)
         assert len(answered) == sum(len(item) for item in document["paths"].values())
+        for label in ("POST /api/tools/{name}/call", "GET /api/servers", "GET /api/tenants/{tenant}"):
+            assert answered[label][200], f"{label}: no case did real work ({dict(answered[label])})"
     finally:
         assert stop_hub(served) == 0, served.log()[-3000:]
