@@ -9,7 +9,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from conftest import server
+from conftest import SERVERS_DIR, binds, server
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from web.app import ROUTES
@@ -259,7 +259,9 @@ def _answer_schema(doc: dict[str, Any], path: str, method: str, status: str = "2
 
 @pytest.mark.slow
 def test_real_answers_match_their_schemas(served: Any) -> None:
-    hub = served({"default": {"servers": {"t": server("--template"), "ps": server(per_session=True)}}})
+    greeter = {"command": "python", "args": [str(SERVERS_DIR / "uiserver.py")], "sandbox": binds(SERVERS_DIR)}
+    tenant = {"servers": {"t": server("--template"), "ps": server(per_session=True), "g": greeter}}
+    hub = served({"default": tenant})
     doc = hub.get("/openapi.json").body
     session = {"Mcp-Hub-Session": "alpha"}  # a session instance of `ps`, listed in /api/servers
     assert hub.request("POST", "/api/tools/ps.echo", {"text": "hi"}, headers=session).status == 200
@@ -276,6 +278,8 @@ def test_real_answers_match_their_schemas(served: Any) -> None:
         ("POST", "/api/tools/t.echo", "/api/tools/{name}", {"text": "hi"}),
         ("POST", "/api/tools/t.fail/call", "/api/tools/{name}/call", {}),
         ("GET", "/api/servers/default/t/logs", "/api/servers/{tenant}/{server}/logs", None),
+        ("GET", "/api/apps", "/api/apps", None),  # an MCP App: the greeter's tool `greet`
+        ("GET", "/api/apps/ui:default:g.greet", "/api/apps/{app_id}", None),
     ]
     for method, url, path, body in asked:
         answer = hub.request(method, url, body)
