@@ -1,6 +1,7 @@
 """The OpenAPI document against a live hub: schemathesis sends generated requests to every operation
 of a real `python -m hub serve` and checks each answer: never a 5xx, a status the document lists,
-a body its schema accepts.
+a body its schema accepts, the content type and headers (`Retry-After`, `WWW-Authenticate`) it
+documents.
 
 The hub has an admin key (which the requests carry: negative cases may spoil it), test servers that
 do real work (tools, prompts, resources, an MCP App with a `ui://` view, an on_demand server, an
@@ -28,13 +29,19 @@ from schemathesis.checks import load_all_checks
 
 load_all_checks()  # (registers the OpenAPI checks, which are then found by their CLI names)
 CHECKS = REGISTERED.get_by_names(
-    ["not_a_server_error", "status_code_conformance", "response_schema_conformance"]
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "response_schema_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+    ]
 )
 # The MCP facade speaks the MCP specification's Streamable HTTP, whose errors are JSON-RPC bodies
 # (not the REST `Error`, which tests/test_openapi.py requires of every documented error): there,
 # only that it never fails with a 5xx (the facade's own tests check the protocol).
 MCP_CHECKS = REGISTERED.get_by_names(["not_a_server_error"])
-MAX_EXAMPLES = 6  # per operation and mode: the whole run stays well under a minute on 2 cores
+MAX_EXAMPLES = 6  # per operation and mode: the whole test takes under a minute or so on 2 cores
 # The values valid data takes for each parameter, by where and name: real tenants, servers, tools,
 # prompts and files, so that positive cases do real work (negative cases send anything else).
 REAL = {
