@@ -166,7 +166,7 @@ class AppsHandler(ApiHandler):
         registry: AppRegistry = self.application.settings["apps"]
         apps: list[api.App] = [a.to_json() for a in registry.visible(self.caller, self.hub)]
         apps += [a.to_json() for a in await self.blocking(ui_apps, self.hub, self.visible_tenants())]
-        body: dict[str, Any] = {"apps": apps}
+        body: api.AppList = {"apps": apps}
         if self.caller.admin:
             body["problems"] = registry.problems
         self.reply(body)

@@ -72,7 +72,7 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         upgrade = self.request.headers.get("Upgrade", "").lower() == "websocket"
         connection = self.request.headers.get("Connection", "").lower()
         if not (upgrade and "upgrade" in (part.strip() for part in connection.split(","))):
-            self.refuse(BadRequest("a WebSocket: send the upgrade request of RFC 6455"))
+            self.refuse(BadRequest("this route is a WebSocket: send an upgrade request (RFC 6455)"))
             return
         await super().get(*args, **kwargs)
 
