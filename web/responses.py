@@ -50,12 +50,17 @@ class Error(TypedDict):
 # --------------------------------------------------------------------------- meta
 
 
-class About(TypedDict):
-    """About the hub (no names: public)."""
+class HubIdentity(TypedDict):
+    """Which hub this is, and for how long it has run (what `/` and `/health` both say first)."""
 
     name: str
     version: str
     uptime_seconds: float
+
+
+class About(HubIdentity):
+    """About the hub (no names: public)."""
+
     tenants: int
     servers: int
     servers_running: int
@@ -71,21 +76,21 @@ class HealthComponents(TypedDict):
         Doc("Whether this host can sandbox stdio servers (docs/security.md)."),
     ]
     limits: Annotated[
-        Literal["cgroup v1", "cgroup v2", "rlimit"],
-        Doc(
-            "What enforces servers' resource limits here: cgroups (each limit), or rlimit (the memory "
-            "limit only, per process; docs/security.md)."
+        str,
+        OneOf(
+            "cgroup v1",
+            "cgroup v2",
+            "rlimit",
+            description="What enforces servers' resource limits here: cgroups (each limit), or rlimit (the "
+            "memory limit only, per process; docs/security.md).",
         ),
     ]
 
 
-class Health(TypedDict):
+class Health(HubIdentity):
     """The hub works (no tenant or server names: public)."""
 
     status: Literal["ok"]
-    name: str
-    version: str
-    uptime_seconds: float
     components: HealthComponents
 
 
@@ -303,7 +308,7 @@ class TenantOutcome(TypedDict):
     """What a tenant-wide start or stop did, per server."""
 
     tenant: str
-    action: Literal["start", "stop"]
+    action: Annotated[str, OneOf("start", "stop")]
     servers: Annotated[
         dict[str, str],
         Doc(

@@ -42,7 +42,7 @@ def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> api.S
     return data
 
 
-def _about(hub_: Hub) -> dict[str, Any]:
+def _about(hub_: Hub) -> api.HubIdentity:
     """What `/` and `/health` both say first: which hub this is, and for how long it has run."""
     started = hub_.started_at or time.time()
     return {"name": "MCP Hub", "version": hub.__version__, "uptime_seconds": round(time.time() - started, 3)}
@@ -56,15 +56,14 @@ class RootHandler(ApiHandler):
 
     async def get(self) -> None:
         statuses = await self.blocking(self.hub.servers)
-        self.reply(
-            {
-                **_about(self.hub),
-                "tenants": len(self.hub.config.tenants),
-                "servers": len(statuses),
-                "servers_running": sum(1 for s in statuses if s.state.value == "running"),
-                "docs": "/openapi.json",
-            }
-        )
+        body: api.About = {
+            **_about(self.hub),
+            "tenants": len(self.hub.config.tenants),
+            "servers": len(statuses),
+            "servers_running": sum(1 for s in statuses if s.state.value == "running"),
+            "docs": "/openapi.json",
+        }
+        self.reply(body)
 
 
 class HealthHandler(ApiHandler):
@@ -79,19 +78,18 @@ class HealthHandler(ApiHandler):
         by_state: dict[str, int] = {}
         for status in statuses:
             by_state[status.state.value] = by_state.get(status.state.value, 0) + 1
-        self.reply(
-            {
-                "status": "ok",
-                **_about(self.hub),
-                "components": {
-                    "actors": "running",
-                    "servers": by_state,
-                    "auth": "open" if self.keys.open else "keys",
-                    "sandbox": "available" if host_support().available else "unavailable",
-                    "limits": limit_support().mechanism,
-                },
-            }
-        )
+        body: api.Health = {
+            "status": "ok",
+            **_about(self.hub),
+            "components": {
+                "actors": "running",
+                "servers": by_state,
+                "auth": "open" if self.keys.open else "keys",
+                "sandbox": "available" if host_support().available else "unavailable",
+                "limits": limit_support().mechanism,
+            },
+        }
+        self.reply(body)
 
 
 class TenantsHandler(ApiHandler):
@@ -142,7 +140,8 @@ class TenantActionHandler(ApiHandler):
             outcome = await self.blocking(self.hub.start_tenant, tenant, wait)
         else:
             outcome = await self.blocking(self.hub.stop_tenant, tenant)
-        self.reply({"tenant": tenant, "action": action, "servers": outcome})
+        body: api.TenantOutcome = {"tenant": tenant, "action": action, "servers": outcome}
+        self.reply(body)
 
 
 class ServersHandler(ApiHandler):
