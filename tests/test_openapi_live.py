@@ -166,3 +166,4 @@ def test_every_operation_answers_as_documented(tmp_path: Path) -> None:
             assert answered[label][200], f"{label}: no case did real work ({dict(answered[label])})"
     finally:
         assert stop_hub(served) == 0, served.log()[-3000:]
+    assert "Traceback" not in served.log(), served.log()[-5000:]  # nothing failed quietly either
