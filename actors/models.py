@@ -10,7 +10,10 @@ import enum
 import hashlib
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # the REST answers' types (a type-only import: actors never import web at run time)
+    from web import responses as api
 
 
 class ServerState(enum.StrEnum):
@@ -64,7 +67,7 @@ class ServerStatus:
         """`(tenant, server, session)`: which process this is (session None: the server's own)."""
         return (self.tenant, self.server, self.session)
 
-    def instance_json(self) -> dict[str, Any]:
+    def instance_json(self) -> api.SessionInstance:
         """A session instance as the API shows it: the session only as a short hash (a session
         id is a credential of its client), with its kind (`http`, `header`, `ws`, `stdio`)."""
         session = self.session or ""
@@ -80,7 +83,7 @@ class ServerStatus:
             "retry_in_seconds": self.retry_in_seconds(),
         }
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> api.ServerSnapshot:
         """The status as a JSON-ready dict."""
         return {
             "tenant": self.tenant,
@@ -125,7 +128,7 @@ class ToolEntry:
         """The catalog id, `<server>.<name>`."""
         return f"{self.server}.{self.name}"
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> api.Tool:
         """The entry as REST shows it."""
         return {
             "name": self.id,
@@ -194,7 +197,7 @@ class ToolResult:
     content: tuple[dict[str, Any], ...] = ()
     structured_content: dict[str, Any] | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> api.ToolResult:
         """`{"tool", "is_error", "content", "structured_content"}`."""
         return {
             "tool": self.tool,

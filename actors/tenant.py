@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pykka
 
@@ -50,6 +50,9 @@ from actors.sandbox import SandboxSite
 from actors.server import Listener, ServerActor, ServerEndpoint, ServerSpec, tell
 from hub.config import OrchestratorConfig, Quotas, TenantConfig
 from hub.errors import NotFound, NotRunning, QuotaExceeded
+
+if TYPE_CHECKING:  # the REST answers' types (a type-only import: actors never import web at run time)
+    from web import responses as api
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +151,7 @@ class TenantInfo:
     instances: Mapping[str, int] = field(default_factory=dict)  # per_session server → instances
     resources: Mapping[str, int | None] = field(default_factory=dict)  # max_memory_mb, max_processes used
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> api.Tenant:
         """JSON-ready dict: quotas with their usage, and the servers."""
         active = sum(1 for s in self.servers if s.state in _ACTIVE)
         usage = {
@@ -163,7 +166,10 @@ class TenantInfo:
         return {
             "name": self.name,
             "description": self.description,
-            "quotas": {k: {"limit": getattr(self.quotas, k), "used": v} for k, v in usage.items()},
+            "quotas": cast(
+                "api.TenantQuotas",
+                {k: {"limit": getattr(self.quotas, k), "used": v} for k, v in usage.items()},
+            ),
             "hidden_tools": self.hidden_tools,
             "servers": [s.to_json() for s in self.servers],
         }

@@ -1,4 +1,5 @@
-"""The OpenAPI document (`web.openapi.document`) is valid OpenAPI 3.1 and matches `web.app.ROUTES`."""
+"""The OpenAPI document (`web.openapi.document`) is valid OpenAPI 3.1, matches `web.app.ROUTES`, and
+real answers of a running hub match the schemas it names for them."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ import itertools
 import re
 from typing import Any
 
+import jsonschema
 import pytest
+from conftest import SERVERS_DIR, binds, server
 from openapi_spec_validator import OpenAPIV31SpecValidator, validate
 
 from web.app import ROUTES
@@ -202,6 +205,27 @@ def test_component_schemas(doc: dict[str, Any]) -> None:
     }
 
 
+def test_components_are_the_response_types(doc: dict[str, Any]) -> None:
+    from web.responses import COMPONENTS
+
+    assert set(doc["components"]["schemas"]) == set(COMPONENTS)
+    refs: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            refs.extend([node["$ref"]] if isinstance(node.get("$ref"), str) else [])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(doc)
+    assert refs
+    for ref in refs:  # every reference resolves (none to a type written inline)
+        assert _resolve(doc, {"$ref": ref}), ref
+
+
 def test_security(doc: dict[str, Any]) -> None:
     assert doc["security"] == [{"bearer": []}]
     assert doc["components"]["securitySchemes"]["bearer"] == {
@@ -221,3 +245,52 @@ def test_security(doc: dict[str, Any]) -> None:
 def test_public_flags_agree_with_handlers(doc: dict[str, Any]) -> None:
     public_routes = {path for pattern, h in ROUTES if h.public for path in _expand(pattern)}
     assert public_routes == {_shape(p) for p in PUBLIC - ONLY_DOCUMENTED}
+
+
+# --------------------------------------------------------------------------- (d) real answers
+
+
+def _answer_schema(doc: dict[str, Any], path: str, method: str, status: str = "200") -> dict[str, Any]:
+    """The JSON Schema the document names for an answer, made standalone (its `$ref`s resolve
+    against the document's components)."""
+    response = _resolve(doc, doc["paths"][path][method]["responses"][status])
+    return {**response["content"]["application/json"]["schema"], "components": doc["components"]}
+
+
+@pytest.mark.slow
+def test_real_answers_match_their_schemas(served: Any) -> None:
+    greeter = {"command": "python", "args": [str(SERVERS_DIR / "uiserver.py")], "sandbox": binds(SERVERS_DIR)}
+    tenant = {"servers": {"t": server("--template"), "ps": server(per_session=True), "g": greeter}}
+    hub = served({"default": tenant})
+    doc = hub.get("/openapi.json").body
+    session = {"Mcp-Hub-Session": "alpha"}  # a session instance of `ps`, listed in /api/servers
+    assert hub.request("POST", "/api/tools/ps.echo", {"text": "hi"}, headers=session).status == 200
+    asked = [
+        ("GET", "/", "/", None),
+        ("GET", "/health", "/health", None),
+        ("GET", "/api/tenants", "/api/tenants", None),
+        ("GET", "/api/tenants/default", "/api/tenants/{tenant}", None),
+        ("GET", "/api/servers", "/api/servers", None),
+        ("GET", "/api/servers/default/t", "/api/servers/{tenant}/{server}", None),
+        ("GET", "/api/tools", "/api/tools", None),
+        ("GET", "/api/tenants/default/resources", "/api/tenants/{tenant}/resources", None),
+        ("GET", "/api/tenants/default/prompts", "/api/tenants/{tenant}/prompts", None),
+        ("POST", "/api/tools/t.echo", "/api/tools/{name}", {"text": "hi"}),
+        ("POST", "/api/tools/t.fail/call", "/api/tools/{name}/call", {}),
+        ("GET", "/api/servers/default/t/logs", "/api/servers/{tenant}/{server}/logs", None),
+        ("GET", "/api/apps", "/api/apps", None),  # an MCP App: the greeter's tool `greet`
+        ("GET", "/api/apps/ui:default:g.greet", "/api/apps/{app_id}", None),
+    ]
+    for method, url, path, body in asked:
+        answer = hub.request(method, url, body)
+        assert answer.status == 200, (url, answer.text)
+        jsonschema.validate(answer.body, _answer_schema(doc, path, method.lower()))
+    servers = {s["server"]: s for s in hub.get("/api/servers").body["servers"]}
+    assert servers["ps"]["instances"], "the session instance is listed (and so was checked)"
+    assert hub.post("/api/tools/t.fail/call", {}).body["is_error"] is True
+    missing = hub.get("/api/tenants/nope")
+    assert missing.status == 404
+    jsonschema.validate(missing.body, _answer_schema(doc, "/api/tenants/{tenant}", "get", "404"))
+    wrong = {**hub.get("/api/tenants/default").body, "hidden_tools": "none"}
+    with pytest.raises(jsonschema.ValidationError):  # the schemas do reject a wrong answer
+        jsonschema.validate(wrong, _answer_schema(doc, "/api/tenants/{tenant}", "get"))

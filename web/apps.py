@@ -29,6 +29,7 @@ from actors.models import ServerStatus
 from hub.config import validation_problems
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
+from web import responses as api
 from web.base import ApiHandler, Caller
 from web.mcp_apps import ui_apps
 from web.sockets import HubSocket
@@ -55,7 +56,7 @@ class App:
         """Whether `tenant` may use the app."""
         return self.tenants is None or tenant in self.tenants
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> api.PluginApp:
         """The app as `/api/apps` shows it."""
         return {
             "id": self.id,
@@ -163,9 +164,9 @@ class AppsHandler(ApiHandler):
     async def get(self) -> None:
         assert self.caller is not None
         registry: AppRegistry = self.application.settings["apps"]
-        apps = [a.to_json() for a in registry.visible(self.caller, self.hub)]
+        apps: list[api.App] = [a.to_json() for a in registry.visible(self.caller, self.hub)]
         apps += [a.to_json() for a in await self.blocking(ui_apps, self.hub, self.visible_tenants())]
-        body: dict[str, Any] = {"apps": apps}
+        body: api.AppList = {"apps": apps}
         if self.caller.admin:
             body["problems"] = registry.problems
         self.reply(body)

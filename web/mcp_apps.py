@@ -28,6 +28,7 @@ import hub
 from actors.models import ToolEntry
 from hub.errors import NotFound, UpstreamError
 from hub.runtime import Hub
+from web import responses as api
 from web.base import ApiHandler
 
 STATIC = Path(__file__).parent / "static" / "ui-host"
@@ -69,7 +70,7 @@ class UiApp:
         parts = (self.tool.tenant, self.tool.server, self.tool.name)
         return "/ui/" + "/".join(quote(p, safe="") for p in parts)
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> api.McpApp:
         """The app as `/api/apps` shows it."""
         return {
             "id": self.id,

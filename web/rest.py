@@ -19,16 +19,21 @@ from actors.sandbox import host_support
 from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
 from hub.runtime import Hub
+from web import responses as api
 from web.base import ApiHandler, header_session
 
 _SEGMENT = r"([^/]+)"
 
 
-def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> dict[str, Any]:
-    data = status.to_json()
+def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> api.ServerStatus:
     config = hub_.config.tenants[status.tenant].servers[status.server]
-    data.update(type=config.type, enabled=config.enabled, description=config.metadata.get("description"))
-    data["per_session"] = config.per_session
+    data: api.ServerStatus = {
+        **status.to_json(),
+        "type": config.type,
+        "enabled": config.enabled,
+        "description": config.metadata.get("description"),
+        "per_session": config.per_session,
+    }
     if config.per_session:  # its sessions' own instances (this entry is the shared one)
         instances = [i for i in hub_.instances(status.tenant) if i.server == status.server]
         data["instances"] = [i.instance_json() for i in instances]
@@ -37,7 +42,7 @@ def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> dict[
     return data
 
 
-def _about(hub_: Hub) -> dict[str, Any]:
+def _about(hub_: Hub) -> api.HubIdentity:
     """What `/` and `/health` both say first: which hub this is, and for how long it has run."""
     started = hub_.started_at or time.time()
     return {"name": "MCP Hub", "version": hub.__version__, "uptime_seconds": round(time.time() - started, 3)}
@@ -51,15 +56,14 @@ class RootHandler(ApiHandler):
 
     async def get(self) -> None:
         statuses = await self.blocking(self.hub.servers)
-        self.reply(
-            {
-                **_about(self.hub),
-                "tenants": len(self.hub.config.tenants),
-                "servers": len(statuses),
-                "servers_running": sum(1 for s in statuses if s.state.value == "running"),
-                "docs": "/openapi.json",
-            }
-        )
+        body: api.About = {
+            **_about(self.hub),
+            "tenants": len(self.hub.config.tenants),
+            "servers": len(statuses),
+            "servers_running": sum(1 for s in statuses if s.state.value == "running"),
+            "docs": "/openapi.json",
+        }
+        self.reply(body)
 
 
 class HealthHandler(ApiHandler):
@@ -74,19 +78,18 @@ class HealthHandler(ApiHandler):
         by_state: dict[str, int] = {}
         for status in statuses:
             by_state[status.state.value] = by_state.get(status.state.value, 0) + 1
-        self.reply(
-            {
-                "status": "ok",
-                **_about(self.hub),
-                "components": {
-                    "actors": "running",
-                    "servers": by_state,
-                    "auth": "open" if self.keys.open else "keys",
-                    "sandbox": "available" if host_support().available else "unavailable",
-                    "limits": limit_support().mechanism,
-                },
-            }
-        )
+        body: api.Health = {
+            "status": "ok",
+            **_about(self.hub),
+            "components": {
+                "actors": "running",
+                "servers": by_state,
+                "auth": "open" if self.keys.open else "keys",
+                "sandbox": "available" if host_support().available else "unavailable",
+                "limits": limit_support().mechanism,
+            },
+        }
+        self.reply(body)
 
 
 class TenantsHandler(ApiHandler):
@@ -97,7 +100,8 @@ class TenantsHandler(ApiHandler):
 
     async def get(self) -> None:
         infos = [await self.blocking(self.hub.tenant, t) for t in self.listed_tenants()]
-        self.reply({"tenants": [i.to_json() for i in infos]})
+        body: api.TenantList = {"tenants": [i.to_json() for i in infos]}
+        self.reply(body)
 
 
 class TenantHandler(ApiHandler):
@@ -117,7 +121,8 @@ class TenantToolsHandler(ApiHandler):
 
     async def get(self, tenant: str) -> None:
         tools = await self.blocking(self.hub.tools, self.tenant_for(tenant))
-        self.reply({"tools": [t.to_json() for t in tools]})
+        body: api.ToolList = {"tools": [t.to_json() for t in tools]}
+        self.reply(body)
 
 
 class TenantActionHandler(ApiHandler):
@@ -135,7 +140,8 @@ class TenantActionHandler(ApiHandler):
             outcome = await self.blocking(self.hub.start_tenant, tenant, wait)
         else:
             outcome = await self.blocking(self.hub.stop_tenant, tenant)
-        self.reply({"tenant": tenant, "action": action, "servers": outcome})
+        body: api.TenantOutcome = {"tenant": tenant, "action": action, "servers": outcome}
+        self.reply(body)
 
 
 class ServersHandler(ApiHandler):
@@ -147,7 +153,8 @@ class ServersHandler(ApiHandler):
         out = []
         for tenant in self.listed_tenants():
             out += [_server_json(s, self.hub) for s in await self.blocking(self.hub.servers, tenant)]
-        self.reply({"servers": out})
+        body: api.ServerList = {"servers": out}
+        self.reply(body)
 
 
 class ServerHandler(ApiHandler):
@@ -188,7 +195,8 @@ class ServerLogsHandler(ApiHandler):
         if not (raw.isascii() and raw.isdigit()) or not 0 <= int(raw) <= 10000:
             raise BadRequest("tail must be an integer from 0 to 10000")
         lines = await self.blocking(self.hub.server_log, tenant, server, int(raw))
-        self.reply({"tenant": tenant, "server": server, "lines": lines})
+        body: api.ServerLogs = {"tenant": tenant, "server": server, "lines": lines}
+        self.reply(body)
 
 
 class ToolListing:
@@ -336,7 +344,8 @@ class SessionHandler(ApiHandler):
         ended = header_session(session, self.caller)
         assert ended is not None
         stopped = await self.blocking(self.hub.end_session, ended)
-        self.reply({"session": session, "instances_stopped": stopped})
+        body: api.SessionEnded = {"session": session, "instances_stopped": stopped}
+        self.reply(body)
 
 
 class MetricsHandler(ApiHandler):

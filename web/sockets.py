@@ -66,6 +66,16 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         self.set_status(exc.status)
         self.finish({"error": {"code": exc.code, "message": exc.message}})
 
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """The upgrade. A plain GET (no `Upgrade: websocket`, `Connection: upgrade`) is answered
+        the usual JSON 400 (Tornado's own answer would be text)."""
+        upgrade = self.request.headers.get("Upgrade", "").lower() == "websocket"
+        connection = self.request.headers.get("Connection", "").lower()
+        if not (upgrade and "upgrade" in (part.strip() for part in connection.split(","))):
+            self.refuse(BadRequest("this route is a WebSocket: send an upgrade request (RFC 6455)"))
+            return
+        await super().get(*args, **kwargs)
+
     def wants(self, tenant: str) -> bool:
         """Whether this connection gets the events of `tenant` (called on the router thread)."""
         raise NotImplementedError
@@ -99,7 +109,7 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         if isinstance(event, CatalogChanged) and self.wants(event.catalog.tenant):
             catalog = event.catalog
             tools = [t.id for t in catalog.tools]
-            data = {"tenant": catalog.tenant, "server": catalog.server, "tools": tools}
+            data: dict[str, Any] = {"tenant": catalog.tenant, "server": catalog.server, "tools": tools}
             self.loop.call_soon_threadsafe(self._send, "catalog_changed", None, data)
         elif isinstance(event, ServerStateChanged) and self.wants(event.status.tenant):
             self.loop.call_soon_threadsafe(self._send, "server_status", None, event.status.to_json())
