@@ -1,12 +1,12 @@
-"""Apps: the apps of `plugins_dir`, their static files, and the app listing (README.md, "Apps and
-the WebSocket gateway").
+"""Apps: the apps of `plugins_dir`, and the app listing (README.md, "Apps and the WebSocket
+gateway").
 
 An app is a folder with a `manifest.json` (validated by `schemas/manifest.schema.json`; a bad one is
 reported and skipped, the rest are served) directly under `plugins_dir` or one level deeper (so
-`plugins/examples/<app>` is found). Its files are served under `/apps/{id}/`; the entry page gets
-`window.MCP_HUB_CONFIG` injected. No path outside the app's folder is ever served. `GET /api/apps`
-lists these apps and the MCP Apps of running servers (`web.mcp_apps`). The WebSocket gateway the
-apps call tools through is `web.app_gateway`.
+`plugins/examples/<app>` is found). Its files are served under `/apps/{id}/` (`web.app_files`,
+which never serves a path outside the app's folder) and it calls tools through the WebSocket
+gateway (`web.app_gateway`). `GET /api/apps` lists these apps and the MCP Apps of running servers
+(`web.mcp_apps`).
 
 Handlers run on the web loop; the registry is read once, at start.
 """
@@ -15,25 +15,21 @@ from __future__ import annotations
 
 import json
 import logging
-import mimetypes
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 from hub.config import validation_problems
 from hub.errors import NotFound
 from hub.runtime import Hub
 from web import app_gateway
+from web.app_files import AppFileHandler
 from web.auth import Caller
 from web.base import ApiHandler
 from web.mcp_apps import ui_apps
 
 log = logging.getLogger(__name__)
-
-_ENCODED_TRICKS = re.compile(r"%(2e|2f|5c|00)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -128,30 +124,6 @@ class AppRegistry:
         return app
 
 
-def safe_path(app: App, relative: str) -> Path:
-    """The file `relative` inside the app's folder, or `NotFound` for any way out of it.
-
-    Refused: `..` segments, absolute paths, backslashes, NUL, percent-encoded dots, slashes and
-    backslashes that survived decoding (double encoding), and symlinks that resolve outside.
-    """
-    if (
-        not relative
-        or "\\" in relative
-        or "\0" in relative
-        or relative.startswith("/")
-        or _ENCODED_TRICKS.search(relative)
-        or ".." in relative.split("/")
-    ):
-        raise NotFound("no such file")
-    target = (app.folder / relative).resolve()
-    if not target.is_relative_to(app.folder) or not target.is_file():
-        raise NotFound("no such file")
-    return target
-
-
-# --------------------------------------------------------------------------- REST and static files
-
-
 class AppsHandler(ApiHandler):
     """`GET /api/apps`: the apps the caller may use: those of `plugins_dir` and the MCP Apps of
     running servers (an admin also sees the apps that were skipped)."""
@@ -186,76 +158,6 @@ class AppHandler(ApiHandler):
             raise NotFound(f"no app '{app_id}'")
         registry: AppRegistry = self.application.settings["apps"]
         self.reply(registry.get(app_id, self.caller, self.hub).to_json())
-
-
-class AppFileHandler(ApiHandler):
-    """`GET /apps/{id}` and `/apps/{id}/{path}`: an app's files (the key may come as `?token=`).
-
-    The entry page gets `window.MCP_HUB_CONFIG` injected; every file gets its content type and an
-    ETag (a matching `If-None-Match` is answered 304).
-    """
-
-    route = "/apps/{app_id}/{path}"
-    token_in_query = True
-    COOKIE = "mcp_hub_app"
-
-    def authenticate(self) -> Caller:
-        """The key (header or `?token=`), else the app's cookie.
-
-        A browser opens the entry page with `?token=`, then fetches the app's other files with no
-        key: the page's answer sets a signed, HttpOnly, SameSite=Strict cookie scoped to
-        `/apps/{id}/` that names the key's id (never the key), valid while that key is configured.
-        """
-        token = self._bearer()
-        path = f"/apps/{quote(self.path_args[0], safe='')}/"
-        if token is None and not self.keys.open:
-            signed = self.get_signed_cookie(self.COOKIE, max_age_days=1)
-            caller = self.keys.by_key_id(signed.decode()) if signed else None
-            if caller is not None:
-                return caller
-        caller = self.keys.authenticate(token)
-        if token is not None and caller.key_id and self.get_query_argument("token", None):
-            self.set_signed_cookie(
-                self.COOKIE, caller.key_id, expires_days=1, path=path, httponly=True, samesite="Strict"
-            )
-        return caller
-
-    def get(self, app_id: str, path: str | None = None) -> None:
-        assert self.caller is not None
-        registry: AppRegistry = self.application.settings["apps"]
-        app = registry.get(app_id, self.caller, self.hub)
-        if path is None and not self.request.path.endswith("/"):
-            # Relative links of the entry page resolve against /apps/{id}/.
-            self.redirect(f"/apps/{app_id}/" + (f"?{self.request.query}" if self.request.query else ""))
-            return
-        target = safe_path(app, path or app.entry)
-        body = target.read_bytes()
-        kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
-        if target == (app.folder / app.entry).resolve():
-            body = self._inject(app, body)
-        self.set_header("Content-Type", f"{kind}; charset=utf-8" if kind.startswith("text/") else kind)
-        self.set_header("Cache-Control", "no-cache")
-        self.finish(body)
-
-    def _inject(self, app: App, page: bytes) -> bytes:
-        assert self.caller is not None
-        tenant = self.get_query_argument("tenant", None) or self.caller.tenant or "default"
-        if not (self.caller.sees(tenant) and app.allows(tenant)):
-            raise NotFound(f"no app '{app.id}'")
-        scheme = "wss" if self.request.protocol == "https" else "ws"
-        ws_url = f"{scheme}://{self.request.host}/ws/app/{app.id}/{tenant}"
-        token = self.get_query_argument("token", None)
-        if token:
-            ws_url += f"?token={token}"
-        config = {"app_id": app.id, "tenant_id": tenant, "ws_url": ws_url, "config": app.config}
-        # "</" cannot end the script element early: JSON escapes it.
-        script = (
-            "<script>window.MCP_HUB_CONFIG = " + json.dumps(config).replace("</", "<\\/") + ";</script>"
-        ).encode()
-        marker = page.lower().find(b"<head>")
-        if marker >= 0:
-            return page[: marker + 6] + script + page[marker + 6 :]
-        return script + page
 
 
 ROUTES: list[tuple[str, Any]] = [
