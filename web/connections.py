@@ -29,12 +29,9 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-import tornado.httpserver
-import tornado.httputil
 import tornado.iostream
 
 log = logging.getLogger(__name__)
-access_log = logging.getLogger("mcp_hub.access")
 
 REPORT_INTERVAL = 60.0  # seconds between two log lines about refused connections
 
