@@ -72,8 +72,9 @@ async def _serve(
     watch: bool = False,
 ) -> int:
     from web.app import app_registry, make_app
-    from web.connections import ConnectionBudget, EdgeServer
-    from web.mcp_http import McpEndpoint
+    from web.connections import ConnectionBudget
+    from web.listener import EdgeServer
+    from web.mcp_endpoint import McpEndpoint
     from web.sizes import HEADER_READ_BYTES, SizeGuard
 
     seen = _stamp(config.source)  # before anything else: a change from now on is a change

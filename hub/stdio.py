@@ -6,7 +6,7 @@ device and fd 1 points at stderr, so a stray print cannot corrupt the protocol. 
 and written by asyncio pipe transports on the serving loop (the SDK's own `stdio_server` reads
 and writes through worker threads, three thread hops per call); stdin or stdout that is not a
 pipe, socket or terminal (a regular file) falls back to the SDK's path. On the claimed wire,
-`tools/call` lines are served by the facade's lane (`web.mcp_calls.StdioLane`), not the SDK.
+`tools/call` lines are served by the facade's lane (`web.mcp_lane_stdio.StdioLane`), not the SDK.
 Then the hub starts and the tenant's enabled servers are started; the facade serves until stdin
 closes or SIGTERM/SIGINT, then every server and child process is stopped. Runs on the main
 thread's asyncio loop.
@@ -41,7 +41,7 @@ _LINE_LIMIT = 64 * 1024 * 1024  # the longest JSON-RPC line accepted from the cl
 
 class _LineReader:
     """The client's lines as `str`, for the SDK's `stdio_server` (`async for line in stdin`);
-    a line `take` returns True for is served by the facade's lane instead (`web.mcp_calls`)."""
+    a line `take` returns True for is served by the facade's lane instead (`web.mcp_lane_stdio`)."""
 
     def __init__(self, reader: asyncio.StreamReader) -> None:
         self._reader = reader
@@ -140,7 +140,7 @@ def run(config: HubConfig, tenant: str) -> int:
 
 async def _serve(config: HubConfig, tenant: str) -> int:
     from web.facade import Facade
-    from web.mcp_calls import StdioLane
+    from web.mcp_lane_stdio import StdioLane
 
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()

@@ -295,7 +295,7 @@ async def test_the_stdio_lane_takes_calls_and_leaves_the_rest_to_the_sdk(make_hu
     """`StdioLane.take` sees each line of a stdio client before the SDK: it serves `tools/call`
     (and cancellations of its calls), the SDK everything else, including a call it cannot vouch for."""
     from web.facade import Facade
-    from web.mcp_calls import StdioLane
+    from web.mcp_lane_stdio import StdioLane
 
     hub = make_hub({"t": {"servers": {"a": server()}}})
     hub.start_tenant("t")

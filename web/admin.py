@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from hub.errors import HubError, NotFound
-from web.base import ApiHandler, Caller
+from web.auth import Caller
+from web.base import ApiHandler
 from web.sockets import HubSocket
 
 STATIC = Path(__file__).resolve().parent / "static" / "admin"

@@ -1,7 +1,9 @@
 """The Tornado application: the route tables of each handler module, assembled in one place.
 
-`make_app` builds the main application (every route). The extra listeners of contract section 3
-(`mcp_port`, `websocket_port`) get `make_app(..., only=...)`: their own routes and `/health`.
+`make_app` builds the main application (every route). The two extra listeners
+(`gateway.mcp_port` and `gateway.websocket_port`, docs/configuration.md) get
+`make_app(..., only=...)`: their own routes (the MCP endpoint; the app WebSocket gateway) and
+`/health`. Built once at start, on the main thread; the handlers run on the web loop.
 """
 
 from __future__ import annotations
@@ -18,10 +20,11 @@ import tornado.web
 import hub
 from hub.errors import HubError
 from hub.runtime import Hub
-from web import admin, mcp_apps, mcp_http, rest
+from web import admin, app_gateway, mcp_http, rest, ui_host
 from web import apps as apps_module
 from web.base import ApiHandler, NotFoundHandler, log_request
 from web.edge import policy_for
+from web.mcp_endpoint import McpEndpoint
 
 
 class OpenApiHandler(ApiHandler):
@@ -68,15 +71,15 @@ ROUTES: list[tuple[str, Any]] = [
     *mcp_http.ROUTES,
     *rest.ROUTES,
     *apps_module.ROUTES,
-    *mcp_apps.ROUTES,
+    *ui_host.ROUTES,
     *admin.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
 
-# What the extra listeners serve (the WebSocket gateway is not built yet).
+# What the extra listeners serve: the MCP endpoint, and the apps' WebSocket gateway.
 LISTENER_ROUTES: dict[str, list[tuple[str, Any]]] = {
     "mcp": [(r"/health", rest.HealthHandler), *mcp_http.ROUTES],
-    "websocket": [(r"/health", rest.HealthHandler), apps_module.ROUTES[-1]],
+    "websocket": [(r"/health", rest.HealthHandler), *app_gateway.ROUTES],
 }
 
 
@@ -88,7 +91,7 @@ def app_registry(hub_: Hub) -> apps_module.AppRegistry:
 def make_app(
     hub_: Hub,
     executor: ThreadPoolExecutor,
-    mcp: mcp_http.McpEndpoint | None = None,
+    mcp: McpEndpoint | None = None,
     apps: apps_module.AppRegistry | None = None,
     only: str | None = None,
     bound_host: str | None = None,

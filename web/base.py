@@ -1,4 +1,5 @@
-"""What every HTTP handler shares: who is calling, JSON in and out, and the one error shape.
+"""What every HTTP handler shares: who is calling (`web.auth`), JSON in and out, and the one
+error shape.
 
 Errors are raised one way (a `HubError`, or Tornado's `HTTPError` for routing-level problems) and
 written one way, by `ApiHandler.write_error`, as `{"error": {"code", "message"}}` with the status
@@ -10,20 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import json
 import logging
 import math
-import re
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import tornado.web
 
 from hub import jsontext, seams
-from hub.config import HubConfig
 from hub.errors import (
     BadRequest,
     HubError,
@@ -34,6 +31,7 @@ from hub.errors import (
     Unauthorized,
 )
 from hub.runtime import Hub
+from web.auth import SESSION_HEADER, Caller, Keys, bearer_token, header_session, keys_for
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("mcp_hub.access")
@@ -49,101 +47,6 @@ _HTTP_CODES = {
     500: "internal_error",
     503: "shutting_down",
 }
-
-
-SESSION_HEADER = "Mcp-Hub-Session"
-_SESSION_VALUE = re.compile(r"[\x21-\x7e]{1,128}")
-
-
-def header_session(value: str | None, caller: Caller | None) -> str | None:
-    """The hub's session id for an `Mcp-Hub-Session` header value (None without one), scoped to
-    the caller's key, so one key cannot reach another key's instances.
-
-    Raises:
-        BadRequest: the value is not 1 to 128 visible ASCII characters.
-    """
-    if value is None:
-        return None
-    if not _SESSION_VALUE.fullmatch(value):
-        raise BadRequest(f"the {SESSION_HEADER} header must be 1 to 128 visible ASCII characters")
-    owner = caller.key_id if caller is not None and caller.key_id else "open"
-    return f"header:{owner}:{value}"
-
-
-@dataclass(frozen=True)
-class Caller:
-    """Who a request acts as: an admin (every tenant) or one tenant. `key_id` never holds the key."""
-
-    admin: bool
-    tenant: str | None = None
-    key_id: str | None = None
-
-    def sees(self, tenant: str) -> bool:
-        """Whether this caller may see `tenant` at all."""
-        return self.admin or self.tenant == tenant
-
-
-def key_id(key: str) -> str:
-    """A short stable id of a key for logs and audit (a hash prefix, never the key)."""
-    return hashlib.sha256(key.encode()).hexdigest()[:12]
-
-
-class Keys:
-    """The configured keys and whom each acts as; `authenticate` compares in constant time."""
-
-    def __init__(self, config: HubConfig) -> None:
-        self.open = not config.has_keys
-        self._entries: list[tuple[Any, Caller]] = [
-            (k, Caller(True, None, f"admin:{key_id(k.reveal())}")) for k in config.auth.admin_keys
-        ]
-        for tenant in config.tenants.values():
-            self._entries += [
-                (k, Caller(False, tenant.name, f"{tenant.name}:{key_id(k.reveal())}"))
-                for k in tenant.api_keys
-            ]
-
-    def by_key_id(self, wanted: str) -> Caller | None:
-        """The caller of a configured key, by its id (`None` once the key is gone)."""
-        return next((c for _, c in self._entries if c.key_id == wanted), None)
-
-    def authenticate(self, token: str | None) -> Caller:
-        """The caller a bearer token acts as.
-
-        Raises:
-            Unauthorized: keys are configured and the token is missing or matches none.
-        """
-        if self.open:
-            return Caller(admin=True)
-        if not token:
-            raise Unauthorized("missing key: send 'Authorization: Bearer <key>'")
-        found = None
-        for secret, caller in self._entries:  # every key is compared: no early exit to time
-            if secret.matches(token) and found is None:
-                found = caller
-        if found is None:
-            raise Unauthorized("invalid key")
-        return found
-
-
-def bearer_token(handler: tornado.web.RequestHandler, allow_query: bool = False) -> str | None:
-    """The key a request carries: `Authorization: Bearer <key>`, else, where `allow_query` (pages
-    and WebSockets a browser opens, which cannot send a header), the `?token=` query argument."""
-    scheme, _, token = handler.request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return handler.get_query_argument("token", None) if allow_query else None
-
-
-_KEYS: tuple[HubConfig, Keys] | None = None
-
-
-def keys_for(config: HubConfig) -> Keys:
-    """The keys of `config`, rebuilt only when the configuration changes (a reload)."""
-    global _KEYS
-    cached = _KEYS
-    if cached is None or cached[0] is not config:
-        cached = _KEYS = (config, Keys(config))
-    return cached[1]
 
 
 class ApiHandler(tornado.web.RequestHandler):

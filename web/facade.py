@@ -1,4 +1,5 @@
-"""The MCP facade: one tenant's running servers as one MCP "super-server" (contract section 7).
+"""The MCP facade: one tenant's running servers as one MCP "super-server" (README.md, "MCP
+facade: one MCP server per tenant").
 
 Built on the `mcp` SDK's low-level `Server`, which serves both protocol eras (2025-11-25
 sessions and 2026-07-28). Handlers run on the serving loop (stdio: the main thread's loop; HTTP:
@@ -7,33 +8,24 @@ thread. One facade object serves any number of sessions; `tenant_of(ctx)` says w
 and `session_of(ctx)` which client session a request belongs to (the key of its own instances of
 per_session servers: see `hub.instances`).
 
-Names (contract section 4): a tool or prompt is `<server><sep><name>` (`sep` is
-`gateway.tool_name_separator`, default `__`), only `[A-Za-z0-9_-]`, at most 64 characters; a name
-that needed changing is cut and suffixed with a hash of the original, so it stays unique and maps
-back. Resource URIs are rewritten reversibly: `ui://X` becomes `ui://<server>/X` (MCP Apps hosts
-look for the `ui://` scheme), any other URI `U` becomes `mcp-hub://<server>/U`.
+What the facade is made of, each in its module: its names for the servers' tools, prompts and
+resources (`web.facade_names`), each tenant's tools as it shows them (`web.facade_tools`), telling
+clients that lists changed (`web.facade_changes`), and the client of a call as the called server
+sees it (`web.mcp_requester`). `tools/call` mostly arrives through the lanes (`web.mcp_calls`),
+which call `Facade.call` directly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import logging
-import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import mcp.types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
-from mcp.server.subscriptions import (
-    InMemorySubscriptionBus,
-    ListenHandler,
-    PromptsListChanged,
-    ResourcesListChanged,
-    ToolsListChanged,
-)
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPError
 
 import hub
@@ -41,44 +33,13 @@ from actors.models import CatalogChanged, Event, ServerCatalog, ToolResult
 from hub import seams
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
+from web.facade_changes import ListChanges
+from web.facade_names import facade_name, facade_uri, upstream_uri
+from web.facade_tools import ToolView, ToolViews
+from web.mcp_requester import ClientOfCall
 
 log = logging.getLogger(__name__)
 Ctx = ServerRequestContext[Any, Any]
-
-_MAX_NAME = 64
-_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
-HUB_SCHEME = "mcp-hub://"
-
-
-def facade_name(server: str, name: str, sep: str = "__") -> str:
-    """The facade's name for `name` of `server`: safe characters, ≤ 64, unique, stable."""
-    plain = f"{server}{sep}{name}"
-    safe = _UNSAFE.sub("_", plain)
-    if safe == plain and len(safe) <= _MAX_NAME:
-        return safe
-    digest = hashlib.sha256(f"{server}\0{name}".encode()).hexdigest()[:8]
-    return f"{safe[: _MAX_NAME - 9]}_{digest}"
-
-
-def facade_uri(server: str, uri: str) -> str:
-    """The facade's URI of a server's resource (reversible with `upstream_uri`)."""
-    if uri.startswith("ui://"):
-        return f"ui://{server}/{uri.removeprefix('ui://')}"
-    return f"{HUB_SCHEME}{server}/{uri}"
-
-
-def upstream_uri(uri: str) -> tuple[str, str]:
-    """`(server, original URI)` of a facade URI.
-
-    Raises:
-        NotFound: not a URI the facade handed out.
-    """
-    for prefix in (HUB_SCHEME, "ui://"):
-        if uri.startswith(prefix):
-            server, _, rest = uri.removeprefix(prefix).partition("/")
-            if server and rest:
-                return server, (rest if prefix == HUB_SCHEME else f"ui://{rest}")
-    raise NotFound(f"unknown resource {uri!r}")
 
 
 def mcp_error(exc: HubError) -> MCPError:
@@ -95,50 +56,12 @@ def mcp_error(exc: HubError) -> MCPError:
 CURRENT_TENANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcp_hub_tenant", default=None)
 
 
-@dataclass(frozen=True)
-class ToolView:
-    """One tenant's tools as the facade shows them, built once per catalog change."""
-
-    ids: Mapping[str, str]  # facade name → catalog id
-    tools: tuple[types.Tool, ...]
-    schemas: Mapping[str, Mapping[str, Any]]  # facade name → input schema
-
-
 def tool_result_json(result: ToolResult) -> dict[str, Any]:
     """A tool result as the `result` of a `tools/call` answer (2025-11-25 shape)."""
     answer: dict[str, Any] = {"content": list(result.content), "isError": result.is_error}
     if result.structured_content is not None:
         answer["structuredContent"] = result.structured_content
     return answer
-
-
-class ClientOfCall:
-    """The facade session a tool call came from, as the server's loop sees it (`actors.server.Requester`).
-
-    Each method runs on the server's loop and hands its work to the facade's loop. Sampling and
-    elicitation reach 2025-11-25 sessions; a 2026-07-28 session cannot be asked mid-call this way,
-    so the server gets an error it can handle.
-    """
-
-    def __init__(self, ctx: Ctx, loop: asyncio.AbstractEventLoop) -> None:
-        self.ctx = ctx
-        self.loop = loop
-
-    async def _on_facade_loop(self, coro: Any) -> Any:
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
-
-    async def progress(self, value: float, total: float | None, message: str | None) -> None:
-        await self._on_facade_loop(self.ctx.session.report_progress(value, total, message))
-
-    async def ask(self, request: Any, result_type: type[Any]) -> Any:
-        return await self._on_facade_loop(self.ctx.session.send_request(request, result_type))
-
-    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
-        await self._on_facade_loop(
-            self.ctx.session.send_log_message(
-                params.level, params.data, logger=params.logger, related_request_id=self.ctx.request_id
-            )
-        )
 
 
 class Facade:
@@ -165,12 +88,8 @@ class Facade:
         self.session_of = session_of
         self.sep = hub_.config.gateway.tool_name_separator
         self.bus = InMemorySubscriptionBus()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self._sessions: dict[str, set[Any]] = {}  # tenant → 2025-era sessions that have listed
-        self._tasks: set[asyncio.Future[None]] = set()
-        # Each tenant's tools as shown here; dropped on each catalog change (router thread).
-        self._views: dict[str, ToolView] = {}
-        self._generation = 0
+        self.changes = ListChanges(self.bus)
+        self.views = ToolViews(self.sep)  # dropped on each catalog change (router thread)
         self.server = Server(
             "mcp-hub",
             version=hub.__version__,
@@ -200,7 +119,7 @@ class Facade:
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start relaying catalog changes (router thread → `loop`) to connected clients."""
-        self.loop = loop
+        self.changes.loop = loop
         self.hub.board.add_listener(self._on_event)
 
     def detach(self) -> None:
@@ -208,33 +127,10 @@ class Facade:
         self.hub.board.remove_listener(self._on_event)
 
     def _on_event(self, event: Event) -> None:
-        """Board listener (router thread): hand catalog changes to the serving loop."""
+        """Board listener (router thread): drop the tenant's tool view, tell its clients."""
         if isinstance(event, CatalogChanged):
-            self._generation += 1
-            self._views.pop(event.catalog.tenant, None)
-            if self.loop is not None and not self.loop.is_closed():
-                self.loop.call_soon_threadsafe(self._schedule_changed, event.catalog.tenant)
-
-    def _schedule_changed(self, tenant: str) -> None:
-        task = asyncio.ensure_future(self._changed(tenant))
-        self._tasks.add(task)  # a reference until done, so the task is not collected mid-way
-        task.add_done_callback(self._tasks.discard)
-
-    async def _changed(self, tenant: str) -> None:
-        """Tell the tenant's clients that lists changed: 2025 sessions directly, 2026 through the bus."""
-        for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
-            await self.bus.publish(event)
-        for session in list(self._sessions.get(tenant, ())):
-            try:
-                await session.send_tool_list_changed()
-                await session.send_prompt_list_changed()
-                await session.send_resource_list_changed()
-            except Exception:  # the session is gone: forget it
-                self._sessions.get(tenant, set()).discard(session)
-
-    def _remember(self, ctx: Ctx, tenant: str) -> None:
-        if not ctx.protocol_version.startswith("2026"):
-            self._sessions.setdefault(tenant, set()).add(ctx.session)
+            self.views.drop(event.catalog.tenant)
+            self.changes.changed(event.catalog.tenant)
 
     # ------------------------------------------------------------------ helpers
 
@@ -246,57 +142,15 @@ class Facade:
 
     async def _catalogs(self, ctx: Ctx) -> tuple[str, tuple[ServerCatalog, ...]]:
         tenant = self.tenant_of(ctx)
-        self._remember(ctx, tenant)
+        self.changes.remember(ctx, tenant)
         return tenant, await self._blocking(self.hub.catalogs, tenant)
-
-    def _view_of(self, catalogs: tuple[ServerCatalog, ...]) -> ToolView:
-        ids: dict[str, str] = {}
-        tools: list[types.Tool] = []
-        for catalog in catalogs:
-            for entry in catalog.tools:
-                name = facade_name(catalog.server, entry.name, self.sep)
-                ids[name] = entry.id
-                meta = dict(entry.meta) if entry.meta else None
-                ui = (meta or {}).get("ui")
-                if isinstance(ui, dict) and isinstance(ui.get("resourceUri"), str):
-                    meta = {
-                        **(meta or {}),
-                        "ui": {**ui, "resourceUri": facade_uri(catalog.server, ui["resourceUri"])},
-                    }
-                tools.append(
-                    types.Tool.model_validate(
-                        {
-                            "name": name,
-                            "title": entry.title,
-                            "description": f"[{catalog.server}] {entry.description or ''}".strip(),
-                            "inputSchema": entry.input_schema or {"type": "object"},
-                            "outputSchema": entry.output_schema,
-                            "annotations": entry.annotations,
-                            "_meta": meta,
-                        }
-                    )
-                )
-        return ToolView(ids, tuple(tools), {t.name: t.input_schema for t in tools})
-
-    async def _tools(self, ctx: Ctx) -> tuple[str, ToolView]:
-        """The tenant of a request, and its tools as shown here."""
-        tenant = self.tenant_of(ctx)
-        self._remember(ctx, tenant)
-        return tenant, await self.view(tenant)
 
     async def view(self, tenant: str) -> ToolView:
         """`tenant`'s tools as shown here (cached until the tenant's catalog changes)."""
-        view = self._views.get(tenant)
+        view = self.views.get(tenant)
         if view is None:
-            generation = self._generation
-            view = self._keep(tenant, generation, await self._blocking(self.hub.catalogs, tenant))
-        return view
-
-    def _keep(self, tenant: str, generation: int, catalogs: tuple[ServerCatalog, ...]) -> ToolView:
-        """The view of `catalogs`, kept for `tenant` unless a catalog changed since `generation`."""
-        view = self._view_of(catalogs)
-        if generation == self._generation:
-            self._views[tenant] = view
+            generation = self.views.generation
+            view = self.views.keep(tenant, generation, await self._blocking(self.hub.catalogs, tenant))
         return view
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
@@ -311,9 +165,9 @@ class Facade:
         Runs on the web loop; the first lookup after a catalog change asks the router (a blocking
         ask of well under a millisecond), later ones are a dict lookup.
         """
-        view = self._views.get(tenant)
+        view = self.views.get(tenant)
         if view is None:
-            view = self._keep(tenant, self._generation, self.hub.catalogs(tenant))
+            view = self.views.keep(tenant, self.views.generation, self.hub.catalogs(tenant))
         return view.schemas.get(name)
 
     # ------------------------------------------------------------------ handlers
@@ -322,13 +176,14 @@ class Facade:
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
         """Every tool of the tenant's running servers, under its facade name."""
-        _, view = await self._tools(ctx)
-        return types.ListToolsResult(tools=list(view.tools))
+        tenant = self.tenant_of(ctx)
+        self.changes.remember(ctx, tenant)
+        return types.ListToolsResult(tools=list((await self.view(tenant)).tools))
 
     async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         """Route a call to its server; progress comes back to the caller as it happens."""
         tenant = self.tenant_of(ctx)
-        self._remember(ctx, tenant)
+        self.changes.remember(ctx, tenant)
         result = await self.call(
             tenant,
             params.name,

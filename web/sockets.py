@@ -18,7 +18,7 @@ from actors.models import CatalogChanged, Event, InstanceStateChanged, ServerSta
 from hub import jsontext
 from hub.errors import BadRequest, HubError
 from hub.runtime import Hub
-from web.base import Caller, bearer_token, keys_for
+from web.auth import Caller, bearer_token, keys_for
 from web.edge import policy_for
 
 log = logging.getLogger(__name__)
