@@ -1,6 +1,6 @@
 """The command line: `python -m hub [serve|stdio|check]`, also installed as `mcp-hub`.
 
-Exit codes (contract section 2): 0 success, 2 usage or configuration error, 1 runtime failure.
+Exit codes (README, "Command line"): 0 success, 2 usage or configuration error, 1 runtime failure.
 Runs on the main thread.
 """
 

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 description of the REST API (contract section 5), served at `GET /openapi.json`.
+"""The OpenAPI 3.1 description of the REST API, served at `GET /openapi.json`.
 
 `document(version)` assembles it: the operations from `web.openapi_paths` (built from the pieces of
 `web.openapi_ops`), and the component schemas that `web.openapi_schemas` generates from the

@@ -1,4 +1,5 @@
-"""The REST API (contract section 5): thin handlers that parse, ask the hub, and serialise.
+"""The REST API (README, "The service"; described by `GET /openapi.json`): thin handlers that
+parse, ask the hub, and serialise.
 
 Every handler runs on the web loop; blocking hub calls go through `blocking`. A tenant key sees
 only its tenant: anything of another tenant is "not found".
