@@ -60,13 +60,13 @@ from actors.models import (
     session_label,
 )
 from actors.notification_gate import NotificationGate
-from actors.rawcall import RawChannel
 from actors.reaper import ProcessRegistry
 from actors.relay import Requester, RequestRelay
 from actors.restarts import Crash, Misconfigured, Restarts, Stopped, configuration_problem
 from actors.sandbox import Sandbox, SandboxError, SandboxSite
-from actors.stdio import CappedLog
 from actors.transport import Transport
+from actors.upstream.errlog import CappedLog
+from actors.upstream.rawcall import RawChannel
 from hub.config import OrchestratorConfig, SecretMap, ServerConfig
 
 __all__ = [

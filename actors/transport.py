@@ -23,9 +23,9 @@ from actors.describe import describe
 from actors.limits import ServerCgroup
 from actors.limits import shim as limits_shim
 from actors.models import ServerState
-from actors.rawcall import RawChannel, modern_envelope
 from actors.sandbox import Sandbox, host_support, sandbox_for
-from actors.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
+from actors.upstream.rawcall import RawChannel, modern_envelope
+from actors.upstream.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
 from hub import seams
 from hub.config import redact
 

@@ -1,35 +1,25 @@
-"""The stdio upstream transport: spawn an MCP server and speak JSON-RPC lines over its pipes.
+"""The stdio upstream transport: speak JSON-RPC lines over a spawned server's pipes.
 
 The SDK's `stdio_client` hides the process; the hub needs its pid, its exit, its stderr (into a
-size-capped log file), protection against orphans, and tolerance of junk on stdout. So this
-module spawns the child itself and hands the SDK a pair of memory streams, which `mcp.Client`
-accepts as a transport. Everything here runs on the owning server's asyncio loop.
-
-Spawning costs the hub little however many servers it runs: `subprocess` uses vfork() (no
-`preexec_fn`), the parent-death signal comes from a tiny exec shim (`setpriv`, or bubblewrap's
-`--die-with-parent` when the server is sandboxed, see `actors.sandbox`), and the child's exit is
-seen through a pidfd on the loop, not by a waiting thread. Whatever else must wrap the command
-(a sandbox, limits) is an exec shim in its argv too, built in its own module.
+size-capped log file), protection against orphans, and tolerance of junk on stdout. So the hub
+spawns the child itself (`actors.upstream.process`) and this module hands the SDK a pair of
+memory streams, which `mcp.Client` accepts as a transport. Every stdout line passes the
+server's notification gate, then the hub's own channel (`actors.upstream.rawcall`), before the
+SDK parses what is left. Everything here runs on the owning server's asyncio loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import functools
 import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
-import sys
-import threading
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -37,86 +27,28 @@ import mcp.types as types
 from mcp.shared.message import SessionMessage
 
 from actors.notification_gate import NotificationGate
-from actors.rawcall import RawChannel
 from actors.reaper import ProcessRegistry
-from actors.sandbox import Sandbox, sandbox_group
+from actors.sandbox import Sandbox
+from actors.upstream import process
+from actors.upstream.errlog import CappedLog
+from actors.upstream.process import BASE_ENV_KEYS, SpawnError, child_environment
+from actors.upstream.rawcall import RawChannel
 from hub import jsontext
+
+__all__ = [
+    "BASE_ENV_KEYS",
+    "CappedLog",
+    "SpawnError",
+    "StdioProcess",
+    "child_environment",
+    "stdio_transport",
+]
 
 log = logging.getLogger(__name__)
 
-# Only these variables of the hub's own environment reach a child: never a secret of the hub.
-BASE_ENV_KEYS = (
-    "HOME",
-    "LOGNAME",
-    "PATH",
-    "SHELL",
-    "TERM",
-    "USER",
-    "LANG",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-)
 _FLOOD_PAUSE = 0.1  # seconds a flooding server's stdout is not read, after each notification dropped
 _LINE_LIMIT = 64 * 1024 * 1024  # largest JSON-RPC line accepted from a server
-_CLOSE_GRACE = 2.0  # seconds between closing stdin, SIGTERM and SIGKILL
 _CONTROL = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|[\x00-\x08\x0b-\x1f\x7f]")  # colours, cursor moves, controls
-
-
-class SpawnError(Exception):
-    """The command could not be started (not found, not executable, a missing cwd): a problem of
-    the configuration or the host, which retrying cannot fix. `error` is the `OSError`."""
-
-    def __init__(self, error: OSError) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-def child_environment(*layers: Mapping[str, str]) -> dict[str, str]:
-    """A minimal base taken from the hub's environment, then each layer (tenant env, server env)."""
-    env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ}
-    for layer in layers:
-        env.update(layer)
-    return env
-
-
-def resolve_command(command: str) -> str:
-    """`python`/`python3` mean the hub's own interpreter; anything else is looked up as given."""
-    return sys.executable if command in ("python", "python3") else command
-
-
-class CappedLog:
-    """A log file capped at `max_bytes`: when full it is renamed to `<name>.1` and started anew.
-
-    Written from one loop only.
-    """
-
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        self.path = path
-        self.max_bytes = max_bytes
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(path, "ab")  # noqa: SIM115 - closed by close()
-        self._size = self._file.tell()
-
-    def write(self, data: bytes) -> None:
-        """Append `data`, rotating first if it would pass the cap."""
-        if self._size + len(data) > self.max_bytes and self._size:
-            self._file.close()
-            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
-            self._file = open(self.path, "ab")  # noqa: SIM115
-            self._size = 0
-        self._file.write(data[-self.max_bytes :])
-        self._file.flush()
-        self._size += min(len(data), self.max_bytes)
-
-    def note(self, text: str) -> None:
-        """Append a line written by the hub itself (marked, so it is told apart from the server's)."""
-        self.write(f"[mcp-hub] {text}\n".encode())
-
-    def close(self) -> None:
-        """Close the file."""
-        self._file.close()
 
 
 @dataclass
@@ -145,95 +77,6 @@ class StdioProcess:
         text = _CONTROL.sub("", bytes(self.stderr.tail).decode("utf-8", "replace"))
         kept = [line.strip()[:300] for line in text.splitlines() if line.strip()]
         return kept[-lines:] if lines else []
-
-
-@functools.cache
-def _death_signal_shim() -> tuple[str, ...]:
-    """The argv prefix that makes a child SIGKILLed when its parent thread dies: util-linux's
-    `setpriv --pdeathsig KILL --` (one small exec, no interpreter), or () if it is not installed.
-
-    Why not a `preexec_fn`: any `preexec_fn` forces a real fork() of the hub, whose cost grows with
-    its memory and threads (measured: 33 ms of hub CPU per child at 3,000 threads and 330 MiB,
-    against 0.2 ms for the vfork() that `subprocess` uses when there is no `preexec_fn`). Without
-    the shim, the orphan watchdog (`actors.reaper`) alone keeps children from outliving the hub.
-    """
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        log.info("setpriv (util-linux) not found: orphan protection relies on the watchdog alone")
-        return ()
-    try:
-        usage = subprocess.run([setpriv, "--help"], capture_output=True, timeout=10).stdout
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    if b"--pdeathsig" not in usage:
-        log.info("%s has no --pdeathsig: orphan protection relies on the watchdog alone", setpriv)
-        return ()
-    return (setpriv, "--pdeathsig", "KILL", "--")
-
-
-def _through_shim(executable: str, env: Mapping[str, str], cwd: str | None) -> str | None:
-    """`executable` as the shim should exec it, or None when the child should be spawned directly.
-
-    The shim execs the command itself, so a command that cannot run would only show as exit code
-    126 or 127; checking first keeps `OSError` from `Popen` (not found, not executable, bad cwd):
-    whatever this check doubts is spawned directly, and `Popen` decides.
-    """
-    if cwd is not None and not os.path.isdir(cwd):
-        return None
-    if "/" in executable:  # relative to the child's cwd, which the shim shares
-        path = os.path.join(cwd, executable) if cwd is not None else executable
-        return executable if os.path.isfile(path) and os.access(path, os.X_OK) else None
-    found = shutil.which(executable, path=env.get("PATH", os.defpath))
-    return found if found is not None and os.path.isabs(found) else None
-
-
-def _located(executable: str, env: Mapping[str, str], cwd: str | None) -> str:
-    """`executable` as a shim should exec it; where there is none, the `OSError` that `Popen`
-    would raise for it (a sandboxed command is never spawned directly, so `Popen` cannot)."""
-    found = _through_shim(executable, env, cwd)
-    if found is not None:
-        return found
-    if cwd is not None and not os.path.isdir(cwd):
-        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), cwd)
-    path = os.path.join(cwd, executable) if cwd is not None and "/" in executable else executable
-    if "/" in executable and os.path.isfile(path):
-        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), executable)
-    raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), executable)
-
-
-def _spawn(
-    command: str,
-    args: tuple[str, ...],
-    env: dict[str, str],
-    cwd: str | None,
-    sandbox: Sandbox | None = None,
-    limits: Sequence[str] = (),
-) -> subprocess.Popen[bytes]:
-    """Start the child in a new session (its own process group), with three pipes; `limits` is
-    the argv prefix of `actors.limits.shim` (it execs the rest once in its cgroup).
-
-    No `preexec_fn`, so `subprocess` spawns with vfork(): cheap however big the hub is.
-    """
-    executable = resolve_command(command)
-    if sandbox is not None:  # bwrap execs it, and dies with this thread (--die-with-parent)
-        argv = sandbox.wrap(_located(executable, env, cwd), args, cwd)
-    else:
-        shim = _death_signal_shim()
-        if limits:  # (the limits shim execs the command: Popen never sees it, so check it here)
-            argv = [*shim, _located(executable, env, cwd), *args]
-        else:
-            target = _through_shim(executable, env, cwd) if shim else None
-            argv = [*shim, target, *args] if target is not None else [executable, *args]
-    return subprocess.Popen(
-        [*limits, *argv],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-        start_new_session=True,
-        close_fds=True,
-    )
 
 
 class _StdinProtocol(asyncio.BaseProtocol):
@@ -275,41 +118,153 @@ class _StderrProtocol(asyncio.Protocol):
         self.closed.set()
 
 
-def _watch_exit(popen: subprocess.Popen[bytes], on_exit: Callable[[], None]) -> None:
-    """Call `on_exit` on this loop once the child has exited and been reaped (`returncode` set).
+@dataclass
+class _Pipes:
+    """The loop's ends of the child's three pipes."""
 
-    A pidfd (Linux >= 5.3) becomes readable when the child exits: the loop's selector watches it,
-    so no thread waits per child (asyncio's default `ThreadedChildWatcher` takes one each). Where
-    `pidfd_open` is refused (an old kernel or seccomp profile), a thread per child waits instead.
-    """
+    stdout: asyncio.StreamReader
+    stdout_transport: asyncio.ReadTransport
+    stdin: _StdinProtocol
+    stdin_transport: asyncio.WriteTransport
+    opened: list[asyncio.BaseTransport]
+
+    def close(self) -> None:
+        """Close every pipe transport (idempotent)."""
+        for opened in self.opened:
+            opened.close()
+
+
+async def _connect(
+    popen: subprocess.Popen[bytes], errlog: CappedLog, registry: ProcessRegistry | None, sandboxed: bool
+) -> tuple[StdioProcess, _Pipes]:
+    """Connect the child's pipes to this loop and watch for its exit; if that fails (or a stop
+    cancels it), kill the child and close everything before raising."""
     loop = asyncio.get_running_loop()
+    opened: list[asyncio.BaseTransport] = []
     try:
-        pidfd = os.pidfd_open(popen.pid)
-    except OSError as exc:
-        log.debug("pidfd_open refused (%s): a thread waits for process %d", exc, popen.pid)
-        _watch_exit_in_thread(popen, on_exit, loop)
-        return
+        stdout = asyncio.StreamReader(limit=_LINE_LIMIT)
+        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
+        stdout_transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout
+        )
+        opened.append(stdout_transport)
+        transport, stderr = await loop.connect_read_pipe(lambda: _StderrProtocol(errlog), popen.stderr)
+        opened.append(transport)
+        stdin_transport, stdin = await loop.connect_write_pipe(_StdinProtocol, popen.stdin)
+        opened.append(stdin_transport)
 
-    def readable() -> None:
-        if popen.poll() is None:  # (spurious wake-up)
-            return
-        loop.remove_reader(pidfd)
-        os.close(pidfd)
-        on_exit()
+        async def drained() -> None:
+            await stdin.writable.wait()  # (set again once the pipe is lost)
 
-    loop.add_reader(pidfd, readable)
+        channel = RawChannel(stdin_transport.write, drained)
+        child = StdioProcess(popen, asyncio.Event(), channel, stderr, sandboxed)
+
+        def exited() -> None:
+            with contextlib.suppress(ValueError):  # (reaped after the transport ended: log closed)
+                errlog.note(f"process {popen.pid} exited with code {popen.returncode}")
+            child.exited.set()
+
+        process.watch_exit(popen, exited)
+    except BaseException:  # (a stop while it starts cancels this): nothing may stay open
+        for transport_opened in opened:
+            transport_opened.close()
+        for pipe in (popen.stdin, popen.stdout, popen.stderr):  # those no transport took yet
+            if pipe is not None:
+                pipe.close()
+        process.kill_now(popen)
+        if registry is not None:
+            registry.discard(popen.pid)
+        raise
+    return child, _Pipes(stdout, stdout_transport, stdin, stdin_transport, opened)
 
 
-def _watch_exit_in_thread(
-    popen: subprocess.Popen[bytes], on_exit: Callable[[], None], loop: asyncio.AbstractEventLoop
-) -> None:
-    def wait() -> None:
-        """Runs on its own thread until the child exits."""
-        popen.wait()
-        with contextlib.suppress(RuntimeError):  # the loop is closed: nobody is listening
-            loop.call_soon_threadsafe(on_exit)
+class _Pumps:
+    """The two tasks between the child's pipes and the SDK's memory streams (on the server's loop)."""
 
-    threading.Thread(target=wait, name=f"waitpid-{popen.pid}", daemon=True).start()
+    def __init__(
+        self, child: StdioProcess, pipes: _Pipes, errlog: CappedLog, gate: NotificationGate | None
+    ) -> None:
+        self._child = child
+        self._pipes = pipes
+        self._errlog = errlog
+        self._gate = gate
+        self._flooding = False
+        self._junk = 0
+        self._to_sdk, self.read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](16)
+        self.write_stream, self._from_sdk = anyio.create_memory_object_stream[SessionMessage](16)
+
+    async def stdout(self) -> None:
+        """Read the child's stdout until it closes or breaks; hand the SDK what is not the hub's."""
+        child = self._child
+        async with self._to_sdk:
+            try:
+                while (line := await self._readline()) is not None:
+                    if not await self._take(line):
+                        return
+            finally:
+                child.channel.close()  # the hub's own calls in flight fail as the SDK's do
+                child.stdout_closed.set()
+
+    async def _readline(self) -> bytes | None:
+        """The next stdout line, or None at its end (closed, or a line over `_LINE_LIMIT`)."""
+        try:
+            line = await self._pipes.stdout.readline()
+        except (ValueError, asyncio.LimitOverrunError):
+            # The protocol is broken from here on (the rest of the line would read as junk, its
+            # answer is lost): a crash, which the owner restarts.
+            self._child.broken = f"wrote a line over {_LINE_LIMIT // 2**20} MiB to stdout"
+            self._errlog.note(f"{self._child.broken}: connection dropped")
+            return None
+        return line or None
+
+    async def _take(self, line: bytes) -> bool:
+        """One stdout line: past the gate, to the hub's own channel, else to the SDK as a message
+        (junk is noted and skipped); False once the SDK's end is closed."""
+        if self._gate is not None and not self._gate.admit_line(line):
+            self._hold_back()
+            return True
+        if not line.strip() or await self._child.channel.take(line):
+            return True
+        try:
+            message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
+        except ValueError:
+            message = _repaired(line)
+        if message is None:
+            # Junk on stdout (a stray print): skipped, so the session survives it.
+            self._junk += 1
+            if self._junk <= 20:
+                self._errlog.note(f"ignored a stdout line that is not JSON-RPC: {line[:200]!r}")
+            return True
+        try:
+            await self._to_sdk.send(SessionMessage(message))
+        except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+            return False
+        return True
+
+    def _hold_back(self) -> None:
+        """A notification was dropped: the server sends faster than its gate lets through. Stop
+        reading its stdout for a while (what is buffered is still read): the pipe fills and the
+        server's writes wait, so a flood costs the hub what it reads, not what the server writes."""
+        if not self._flooding:
+            self._flooding = True
+            self._pipes.stdout_transport.pause_reading()
+            asyncio.get_running_loop().call_later(_FLOOD_PAUSE, self._read_again)
+
+    def _read_again(self) -> None:
+        self._flooding = False
+        if not self._pipes.stdout_transport.is_closing():
+            self._pipes.stdout_transport.resume_reading()
+
+    async def stdin(self) -> None:
+        """Write the SDK's messages to the child's stdin, one JSON line each, as the pipe takes them."""
+        pipes = self._pipes
+        async with self._from_sdk:
+            async for session_message in self._from_sdk:
+                data = _serialized(session_message.message)
+                if pipes.stdin.lost or pipes.stdin_transport.is_closing():
+                    return
+                pipes.stdin_transport.write(data.encode() + b"\n")
+                await pipes.stdin.writable.wait()
 
 
 @contextlib.asynccontextmanager
@@ -338,131 +293,28 @@ async def stdio_transport(
         SandboxError: the command would not be visible in its sandbox.
     """
     try:
-        popen = _spawn(command, args, env, cwd, sandbox, limits)
+        popen = process.spawn(command, args, env, cwd, sandbox, limits)
     except OSError as exc:
         raise SpawnError(exc) from exc
     if registry is not None:
         registry.add(popen.pid)
-    loop = asyncio.get_running_loop()
-    transports: list[asyncio.BaseTransport] = []
-    try:
-        stdout = asyncio.StreamReader(limit=_LINE_LIMIT)
-        assert popen.stdin is not None and popen.stdout is not None and popen.stderr is not None
-        stdout_transport, _ = await loop.connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(stdout), popen.stdout
-        )
-        transports.append(stdout_transport)
-        transport, stderr = await loop.connect_read_pipe(lambda: _StderrProtocol(errlog), popen.stderr)
-        transports.append(transport)
-        stdin_transport, stdin = await loop.connect_write_pipe(_StdinProtocol, popen.stdin)
-        transports.append(stdin_transport)
-
-        async def drained() -> None:
-            await stdin.writable.wait()  # (set again once the pipe is lost)
-
-        channel = RawChannel(stdin_transport.write, drained)  # type: ignore[attr-defined]
-        child = StdioProcess(popen, asyncio.Event(), channel, stderr, sandbox is not None)
-
-        def exited() -> None:
-            with contextlib.suppress(ValueError):  # (reaped after the transport ended: log closed)
-                errlog.note(f"process {popen.pid} exited with code {popen.returncode}")
-            child.exited.set()
-
-        _watch_exit(popen, exited)
-    except BaseException:  # (a stop while it starts cancels this): nothing may stay open
-        for opened in transports:
-            opened.close()
-        for pipe in (popen.stdin, popen.stdout, popen.stderr):  # those no transport took yet
-            if pipe is not None:
-                pipe.close()
-        _kill_now(popen)
-        if registry is not None:
-            registry.discard(popen.pid)
-        raise
+    child, pipes = await _connect(popen, errlog, registry, sandbox is not None)
     on_spawn(child)
-    read_writer, read_stream = anyio.create_memory_object_stream[SessionMessage | Exception](16)
-    write_stream, write_reader = anyio.create_memory_object_stream[SessionMessage](16)
-
-    flooding = False
-
-    def read_again() -> None:
-        nonlocal flooding
-        flooding = False
-        if not stdout_transport.is_closing():
-            stdout_transport.resume_reading()
-
-    def hold_back() -> None:
-        """A notification was dropped: the server sends faster than its gate lets through. Stop
-        reading its stdout for a while (what is buffered is still read): the pipe fills and the
-        server's writes wait, so a flood costs the hub what it reads, not what the server writes."""
-        nonlocal flooding
-        if not flooding:
-            flooding = True
-            stdout_transport.pause_reading()
-            loop.call_later(_FLOOD_PAUSE, read_again)
-
-    async def pump_stdout() -> None:
-        junk = 0
-        async with read_writer:
-            try:
-                while True:
-                    try:
-                        line = await stdout.readline()
-                    except (ValueError, asyncio.LimitOverrunError):
-                        # The protocol is broken from here on (the rest of the line would read
-                        # as junk, its answer is lost): a crash, which the owner restarts.
-                        child.broken = f"wrote a line over {_LINE_LIMIT // 2**20} MiB to stdout"
-                        errlog.note(f"{child.broken}: connection dropped")
-                        return
-                    if not line:
-                        return
-                    if gate is not None and not gate.admit_line(line):
-                        hold_back()
-                        continue
-                    if not line.strip() or await child.channel.take(line):
-                        continue
-                    try:
-                        message = types.jsonrpc_message_adapter.validate_json(line, by_name=False)
-                    except ValueError:
-                        message = _repaired(line)
-                    if message is None:
-                        # Junk on stdout (a stray print): skipped, so the session survives it.
-                        junk += 1
-                        if junk <= 20:
-                            errlog.note(f"ignored a stdout line that is not JSON-RPC: {line[:200]!r}")
-                        continue
-                    try:
-                        await read_writer.send(SessionMessage(message))
-                    except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-                        return
-            finally:
-                child.channel.close()  # the hub's own calls in flight fail as the SDK's do
-                child.stdout_closed.set()
-
-    async def pump_stdin() -> None:
-        async with write_reader:
-            async for session_message in write_reader:
-                data = _serialized(session_message.message)
-                if stdin.lost or stdin_transport.is_closing():
-                    return
-                stdin_transport.write(data.encode() + b"\n")  # type: ignore[attr-defined]
-                await stdin.writable.wait()
-
+    pumps = _Pumps(child, pipes, errlog, gate)
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(pump_stdout)
-            tasks.start_soon(pump_stdin)
+            tasks.start_soon(pumps.stdout)
+            tasks.start_soon(pumps.stdin)
             try:
-                yield read_stream, write_stream
+                yield pumps.read_stream, pumps.write_stream
             finally:
                 with anyio.CancelScope(shield=True):
-                    await _stop(child, stdin_transport)
+                    await process.stop(popen, child.exited, pipes.stdin_transport, child.sandboxed)
                     if registry is not None:
                         registry.discard(popen.pid)
                 tasks.cancel_scope.cancel()
     finally:
-        for opened in transports:
-            opened.close()
+        pipes.close()
         if popen.returncode is None:
             # Only if stopping was cut short: kill it, and leave the exit watch to reap it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -490,33 +342,3 @@ def _serialized(message: Any) -> str:
     except ValueError as exc:  # pydantic's PydanticSerializationError
         log.warning("a message to the server held text that is not valid Unicode (%s): replaced", exc)
         return jsontext.dumps(message.model_dump(mode="json", by_alias=True, exclude_unset=True))
-
-
-def _kill_now(popen: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the child's group and reap the child (blocks for as long as the kernel takes)."""
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(popen.pid, signal.SIGKILL)
-    popen.wait()
-
-
-async def _stop(child: StdioProcess, stdin: asyncio.BaseTransport) -> None:
-    """Close stdin, wait, SIGTERM the group, wait, SIGKILL the group."""
-    process = child.process
-    if process.returncode is None:
-        stdin.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(child.exited.wait(), _CLOSE_GRACE)
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        # bwrap passes no signal on: SIGTERM goes to the sandbox's own group; SIGKILL to bwrap's
-        # kills the sandbox's init (--die-with-parent), and with it every process inside.
-        inside = sandbox_group(process.pid) if child.sandboxed and sig == signal.SIGTERM else None
-        try:
-            os.killpg(inside or process.pid, sig)  # the whole group: grandchildren too
-        except (ProcessLookupError, PermissionError):
-            break
-        if process.returncode is not None and sig == signal.SIGTERM:
-            # The leader is gone; give the rest of its group a moment before SIGKILL.
-            await asyncio.sleep(0.05)
-            continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(child.exited.wait(), _CLOSE_GRACE)
