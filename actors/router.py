@@ -19,14 +19,19 @@ import concurrent.futures
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 import pykka
 
+from actors.call_gate import CallGate
 from actors.models import (
     CatalogChanged,
+    Event,
+    InstanceStateChanged,
     NamedEntry,
+    NotificationsDropped,
     ServerCatalog,
+    ServerCrashed,
     ServerState,
     ServerStateChanged,
     ServerStatus,
@@ -35,7 +40,7 @@ from actors.models import (
 from actors.reaper import ProcessRegistry
 from actors.sandbox import SandboxSite
 from actors.server import Listener, Requester, ServerEndpoint, tell
-from actors.tenant import CallGate, TenantActor, TenantLease
+from actors.tenant import TenantActor, TenantActorProxy, TenantLease, tenant_proxy
 from hub.config import OrchestratorConfig, TenantConfig
 from hub.errors import NotFound, NotRunning
 
@@ -92,7 +97,7 @@ class RouterActor(pykka.ThreadingActor):
         self._log_dir = log_dir
         self._cache_dir = cache_dir
         self._sandbox_site = sandbox_site
-        self._tenants: dict[str, pykka.ActorProxy[TenantActor]] = {}
+        self._tenants: dict[str, TenantActorProxy] = {}
         self._leases: dict[str, TenantLease] = {}
         self._catalogs: dict[tuple[str, str], ServerCatalog] = {}
         self._statuses: dict[tuple[str, str], ServerStatus] = {}
@@ -118,7 +123,7 @@ class RouterActor(pykka.ThreadingActor):
             self._cache_dir,
             self._sandbox_site,
         )
-        proxy = ref.proxy()
+        proxy = tenant_proxy(ref)
         self._tenants[config.name] = proxy
         # All asked at once, then awaited: the tenant answers them back to back.
         lease = proxy.lease()
@@ -167,7 +172,7 @@ class RouterActor(pykka.ThreadingActor):
                 if had or catalog is not None:
                     self._relay(CatalogChanged(catalog or ServerCatalog(lease.tenant, server)))
 
-    def tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
+    def tenant(self, name: str) -> TenantActorProxy:
         """The tenant's proxy, for lifecycle asks that may block (they must not block the router)."""
         if name not in self._tenants:
             raise NotFound(f"no tenant '{name}'")
@@ -188,21 +193,26 @@ class RouterActor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------------ events
 
-    def on_receive(self, message: Any) -> None:
+    def on_receive(self, message: Event) -> None:
         """Events told by tenants (on the router thread): update the catalog, relay to subscribers."""
-        if isinstance(message, CatalogChanged):
-            catalog = message.catalog
-            key = (catalog.tenant, catalog.server)
-            known_catalog = self._catalogs.get(key)
-            if key not in self._statuses or (known_catalog is not None and catalog.seq < known_catalog.seq):
-                return  # a tenant or server that is gone, or an older catalog
-            self._install(catalog)
-        elif isinstance(message, ServerStateChanged):
-            status = message.status
-            known = self._statuses.get((status.tenant, status.server))
-            if known is None or status.seq < known.seq:
-                return  # a tenant or server that is gone, or an older status
-            self._statuses[(status.tenant, status.server)] = status
+        match message:
+            case CatalogChanged(catalog=catalog):
+                key = (catalog.tenant, catalog.server)
+                known_catalog = self._catalogs.get(key)
+                if key not in self._statuses or (
+                    known_catalog is not None and catalog.seq < known_catalog.seq
+                ):
+                    return  # a tenant or server that is gone, or an older catalog
+                self._install(catalog)
+            case ServerStateChanged(status=status):
+                known = self._statuses.get((status.tenant, status.server))
+                if known is None or status.seq < known.seq:
+                    return  # a tenant or server that is gone, or an older status
+                self._statuses[(status.tenant, status.server)] = status
+            case ServerCrashed() | InstanceStateChanged() | NotificationsDropped():
+                pass  # relayed as they come
+            case _:
+                assert_never(message)
         self._relay(message)
 
     def _install(self, catalog: ServerCatalog) -> None:
