@@ -181,19 +181,10 @@ class TenantActor(pykka.ThreadingActor):
         """
         old = self.config
         removed = [name for name in old.servers if name not in config.servers]
-        env_changed = old.env != config.env
-        changed = {
-            name
-            for name, server in config.servers.items()
-            if name in old.servers and (env_changed or old.servers[name] != server)
-        }
         added = [name for name in config.servers if name not in old.servers]
-        start_added = orchestrator.auto_start or any(s.state in _ACTIVE for s in self._statuses.values())
-        restart = {
-            n for n in changed if self._statuses[n].state in _ACTIVE and not config.servers[n].on_demand
-        }
-        start = restart | {n for n in added if start_added and _starts_with_tenant(config.servers[n])}
-        for name in [*removed, *(n for n in config.servers if n in changed)]:
+        changed = _changed(old, config)
+        restart, start = self._started_by_reload(config, orchestrator.auto_start, changed, added)
+        for name in [*removed, *(name for name in config.servers if name in changed)]:
             self._remove_server(name)
         self.config = config
         self._orch = orchestrator  # for the servers (re)started from now on
@@ -209,6 +200,17 @@ class TenantActor(pykka.ThreadingActor):
                 self.start_server(name)
             outcome[name] = "added" if name in added else "restarted" if name in restart else "changed"
         return self.lease(), outcome
+
+    def _started_by_reload(
+        self, config: TenantConfig, auto_start: bool, changed: set[str], added: list[str]
+    ) -> tuple[set[str], set[str]]:
+        """Of the servers a reload replaces or adds: those it restarts (they were active, and are
+        not on_demand), and all it starts (new ones too, if any server ran, or `auto_start`)."""
+        active = {name for name, status in self._statuses.items() if status.state in _ACTIVE}
+        restart = {name for name in changed if name in active and not config.servers[name].on_demand}
+        if not (auto_start or active):
+            return restart, restart
+        return restart, restart | {name for name in added if _starts_with_tenant(config.servers[name])}
 
     # ------------------------------------------------------------------ events from servers
 
@@ -445,6 +447,16 @@ class TenantActor(pykka.ThreadingActor):
     def instances(self) -> tuple[ServerStatus, ...]:
         """The latest status of every session instance, in configuration order of their servers."""
         return self._instances.statuses(self.config.servers)
+
+
+def _changed(old: TenantConfig, new: TenantConfig) -> set[str]:
+    """The servers a reload keeps whose configuration (or their tenant's env) changed."""
+    env_changed = old.env != new.env
+    return {
+        name
+        for name, server in new.servers.items()
+        if name in old.servers and (env_changed or old.servers[name] != server)
+    }
 
 
 def _starts_with_tenant(config: ServerConfig) -> bool:
