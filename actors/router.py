@@ -19,9 +19,10 @@ import concurrent.futures
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, assert_never, cast
 
 import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.call_gate import CallGate
 from actors.models import (
@@ -336,3 +337,26 @@ class RouterActor(pykka.ThreadingActor):
             for k in self._statuses
             if k in self._catalogs and (tenant is None or k[0] == tenant)
         ]
+
+
+class RouterActorProxy(ActorMemberMixin, pykka.ActorProxy[RouterActor]):
+    """The `RouterActor`'s proxy as the hub holds it: each ask's future typed with its result."""
+
+    add_tenant = proxy_method(RouterActor.add_tenant)
+    remove_tenant = proxy_method(RouterActor.remove_tenant)
+    update_tenant = proxy_method(RouterActor.update_tenant)
+    tenant = proxy_method(RouterActor.tenant)
+    tenant_names = proxy_method(RouterActor.tenant_names)
+    subscribe = proxy_method(RouterActor.subscribe)
+    unsubscribe = proxy_method(RouterActor.unsubscribe)
+    resolve = proxy_method(RouterActor.resolve)
+    server_route = proxy_method(RouterActor.server_route)
+    tools = proxy_method(RouterActor.tools)
+    catalogs = proxy_method(RouterActor.catalogs)
+    prompts = proxy_method(RouterActor.prompts)
+    statuses = proxy_method(RouterActor.statuses)
+
+
+def router_proxy(ref: pykka.ActorRef[RouterActor]) -> RouterActorProxy:
+    """The typed proxy of a started `RouterActor`."""
+    return cast(RouterActorProxy, ref.proxy())
