@@ -64,15 +64,16 @@ class SessionInstances:
         """The status an instance's launch returned."""
         self._statuses[key] = status
 
-    def on_status(self, status: ServerStatus) -> None:
-        """An instance's new status (told by it): recorded, unless older than what is known; an
-        instance that stopped by itself (idle, or failed after its retries) is gone."""
+    def on_status(self, status: ServerStatus) -> bool:
+        """An instance's new status (told by it): recorded; an instance that stopped by itself
+        (idle, or failed after its retries) is gone. False if it is older than what is known (not
+        news: not to be relayed)."""
         key = (status.server, status.session or "")
         last = self._statuses.get(key)
         if last is not None and status.seq < last.seq:
-            return  # older than what is known (e.g. the idle stop of an instance woken since)
+            return False  # older than what is known (e.g. the idle stop of an instance woken since)
         if key not in self._proxies:
-            return  # dropped already: its last words
+            return True  # dropped already: its last words
         self._statuses[key] = status
         if status.state in (ServerState.STOPPED, ServerState.FAILED):
             proxy = self._proxies.pop(key)
@@ -85,6 +86,7 @@ class SessionInstances:
                 session_label(key[1]),
                 status.stopped_reason.value if status.stopped_reason else status.state.value,
             )
+        return True
 
     def stop(self, which: Callable[[str, str], bool], timeout: float) -> int:
         """Stop the instances for which `which(server, session)` holds, in parallel, waiting up to

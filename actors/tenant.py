@@ -218,8 +218,8 @@ class TenantActor(pykka.ThreadingActor):
         """Events told by the servers (on this actor's thread): record, apply quotas, relay up."""
         match message:
             case InstanceStateChanged(status=status):
-                self._instances.on_status(status)
-                tell(self._listener, message)  # (also for instances already dropped: their last words)
+                if self._instances.on_status(status):  # (also for instances dropped: their last words)
+                    tell(self._listener, message)
             case InstanceCatalogChanged(catalog=catalog):
                 self._on_instance_catalog(catalog)
             case ServerStateChanged(status=status):
