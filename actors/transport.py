@@ -61,6 +61,7 @@ class Transport:
         self, errlog: CappedLog, stack: contextlib.AsyncExitStack, sandbox: Sandbox | None
     ) -> Client:
         """The SDK client of the next connection, over the configured transport (not yet entered)."""
+        self._spawned = None  # (from here on, a child of an earlier connection speaks for nobody)
         supervisor = self._supervisor
         config = supervisor.config
         if config.transport == "stdio":
@@ -167,7 +168,8 @@ class Transport:
             if words:  # (an npm 404, a Python traceback: often the only clue, and in the log alone)
                 said = redact(" | ".join(words), supervisor.tenant_env, supervisor.config.env)
                 reason += f"; its last stderr lines: {said}"
-            supervisor.mark_lost(reason)
+            if self._spawned is child.channel:  # (a child stopped before a restart: its run is over)
+                supervisor.mark_lost(reason)
 
         async def watch_stdout() -> None:
             """The hub reads no more of the child's stdout: unless the child exits (then `watch`
