@@ -3,7 +3,7 @@ thread-safe way in to the server's loop that routes hold, and `ServerCalls`, the
 
 Each call is a call in flight: bounded by `call_timeout`, failed at once with an upstream error
 when the server crashes or stops, its errors mapped onto the hub's (`hub.errors`). A stdio
-server's tools are called through the hub's own channel (`actors.rawcall`), others through the SDK
+server's tools are called through the hub's own channel (`actors.upstream.rawcall`), others through the SDK
 client.
 """
 
@@ -19,8 +19,8 @@ from mcp import Client, MCPError
 
 from actors.describe import describe
 from actors.models import ServerState, ToolResult
-from actors.rawcall import ErrorAnswer
 from actors.relay import Requester
+from actors.upstream.rawcall import ErrorAnswer
 from hub import jsontext
 from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
 
@@ -152,7 +152,7 @@ class ServerCalls:
     ) -> ToolResult:
         """Call tool `name` of this server and return its result in the REST shape.
 
-        A stdio server is called through the hub's own channel (`actors.rawcall`); others through
+        A stdio server is called through the hub's own channel (`actors.upstream.rawcall`); others through
         the SDK client.
         """
         progress = requester.progress if requester is not None else None

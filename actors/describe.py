@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mcp import MCPError
 
-from actors.stdio import SpawnError
+from actors.upstream.process import SpawnError
 
 
 def describe(exc: BaseException) -> str:

@@ -163,7 +163,7 @@ class Discovery:
                 )
                 return
             if supervisor.client is client:
-                supervisor.publish_catalog(catalog, "live")
+                supervisor.listing.publish(catalog, "live")
 
 
 async def _all_pages(fetch: Callable[..., Awaitable[Any]], attr: str) -> list[Any]:

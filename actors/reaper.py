@@ -1,7 +1,7 @@
 """No orphans, even when the hub is SIGKILLed.
 
 Every stdio server runs in its own process group and gets `PR_SET_PDEATHSIG(SIGKILL)` (set by the
-`setpriv` exec shim, see `actors.stdio`), so a direct child dies with the thread that spawned it.
+`setpriv` exec shim, see `actors.upstream.process`), so a direct child dies with the thread that spawned it.
 Grandchildren (``npx`` → ``node``, shell wrappers) would survive that, and so would every child
 where `setpriv` is missing, so the hub also starts one small watchdog process,
 `python -m actors.reaper`, holding the read end of a pipe. The hub writes `+PGID` when a server's

@@ -21,7 +21,7 @@ from actors.describe import describe
 from actors.limits import LimitError
 from actors.models import ServerState
 from actors.sandbox import SandboxError
-from actors.stdio import SpawnError
+from actors.upstream.process import SpawnError
 
 if TYPE_CHECKING:
     from actors.server import ServerSupervisor

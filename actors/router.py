@@ -19,14 +19,20 @@ import concurrent.futures
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never, cast
 
 import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
+from actors.call_gate import CallGate
 from actors.models import (
     CatalogChanged,
+    Event,
+    InstanceStateChanged,
     NamedEntry,
+    NotificationsDropped,
     ServerCatalog,
+    ServerCrashed,
     ServerState,
     ServerStateChanged,
     ServerStatus,
@@ -35,7 +41,7 @@ from actors.models import (
 from actors.reaper import ProcessRegistry
 from actors.sandbox import SandboxSite
 from actors.server import Listener, Requester, ServerEndpoint, tell
-from actors.tenant import CallGate, TenantActor, TenantLease
+from actors.tenant import TenantActor, TenantActorProxy, TenantLease, tenant_proxy
 from hub.config import OrchestratorConfig, TenantConfig
 from hub.errors import NotFound, NotRunning
 
@@ -92,7 +98,7 @@ class RouterActor(pykka.ThreadingActor):
         self._log_dir = log_dir
         self._cache_dir = cache_dir
         self._sandbox_site = sandbox_site
-        self._tenants: dict[str, pykka.ActorProxy[TenantActor]] = {}
+        self._tenants: dict[str, TenantActorProxy] = {}
         self._leases: dict[str, TenantLease] = {}
         self._catalogs: dict[tuple[str, str], ServerCatalog] = {}
         self._statuses: dict[tuple[str, str], ServerStatus] = {}
@@ -118,7 +124,7 @@ class RouterActor(pykka.ThreadingActor):
             self._cache_dir,
             self._sandbox_site,
         )
-        proxy = ref.proxy()
+        proxy = tenant_proxy(ref)
         self._tenants[config.name] = proxy
         # All asked at once, then awaited: the tenant answers them back to back.
         lease = proxy.lease()
@@ -167,7 +173,7 @@ class RouterActor(pykka.ThreadingActor):
                 if had or catalog is not None:
                     self._relay(CatalogChanged(catalog or ServerCatalog(lease.tenant, server)))
 
-    def tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
+    def tenant(self, name: str) -> TenantActorProxy:
         """The tenant's proxy, for lifecycle asks that may block (they must not block the router)."""
         if name not in self._tenants:
             raise NotFound(f"no tenant '{name}'")
@@ -188,21 +194,26 @@ class RouterActor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------------ events
 
-    def on_receive(self, message: Any) -> None:
+    def on_receive(self, message: Event) -> None:
         """Events told by tenants (on the router thread): update the catalog, relay to subscribers."""
-        if isinstance(message, CatalogChanged):
-            catalog = message.catalog
-            key = (catalog.tenant, catalog.server)
-            known_catalog = self._catalogs.get(key)
-            if key not in self._statuses or (known_catalog is not None and catalog.seq < known_catalog.seq):
-                return  # a tenant or server that is gone, or an older catalog
-            self._install(catalog)
-        elif isinstance(message, ServerStateChanged):
-            status = message.status
-            known = self._statuses.get((status.tenant, status.server))
-            if known is None or status.seq < known.seq:
-                return  # a tenant or server that is gone, or an older status
-            self._statuses[(status.tenant, status.server)] = status
+        match message:
+            case CatalogChanged(catalog=catalog):
+                key = (catalog.tenant, catalog.server)
+                known_catalog = self._catalogs.get(key)
+                if key not in self._statuses or (
+                    known_catalog is not None and catalog.seq < known_catalog.seq
+                ):
+                    return  # a tenant or server that is gone, or an older catalog
+                self._install(catalog)
+            case ServerStateChanged(status=status):
+                known = self._statuses.get((status.tenant, status.server))
+                if known is None or status.seq < known.seq:
+                    return  # a tenant or server that is gone, or an older status
+                self._statuses[(status.tenant, status.server)] = status
+            case ServerCrashed() | InstanceStateChanged() | NotificationsDropped():
+                pass  # relayed as they come
+            case _:
+                assert_never(message)
         self._relay(message)
 
     def _install(self, catalog: ServerCatalog) -> None:
@@ -326,3 +337,26 @@ class RouterActor(pykka.ThreadingActor):
             for k in self._statuses
             if k in self._catalogs and (tenant is None or k[0] == tenant)
         ]
+
+
+class RouterActorProxy(ActorMemberMixin, pykka.ActorProxy[RouterActor]):
+    """The `RouterActor`'s proxy as the hub holds it: each ask's future typed with its result."""
+
+    add_tenant = proxy_method(RouterActor.add_tenant)
+    remove_tenant = proxy_method(RouterActor.remove_tenant)
+    update_tenant = proxy_method(RouterActor.update_tenant)
+    tenant = proxy_method(RouterActor.tenant)
+    tenant_names = proxy_method(RouterActor.tenant_names)
+    subscribe = proxy_method(RouterActor.subscribe)
+    unsubscribe = proxy_method(RouterActor.unsubscribe)
+    resolve = proxy_method(RouterActor.resolve)
+    server_route = proxy_method(RouterActor.server_route)
+    tools = proxy_method(RouterActor.tools)
+    catalogs = proxy_method(RouterActor.catalogs)
+    prompts = proxy_method(RouterActor.prompts)
+    statuses = proxy_method(RouterActor.statuses)
+
+
+def router_proxy(ref: pykka.ActorRef[RouterActor]) -> RouterActorProxy:
+    """The typed proxy of a started `RouterActor`."""
+    return cast(RouterActorProxy, ref.proxy())

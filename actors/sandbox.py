@@ -1,7 +1,7 @@
 """The sandbox of a stdio server: bubblewrap (`bwrap`) in front of its command.
 
 A sandboxed server is spawned as `bwrap OPTIONS -- COMMAND ARGS` (still by vfork(), see
-`actors.stdio`). bwrap gives it its own PID, IPC and UTS namespaces (it sees and can signal only
+`actors.upstream.process`). bwrap gives it its own PID, IPC and UTS namespaces (it sees and can signal only
 its own processes; bwrap's init is their pid 1, and when it ends the kernel kills them all), no
 capabilities, a new session, and `--die-with-parent`, which replaces `setpriv --pdeathsig` as the
 parent-death signal: the outer bwrap, then its init, then everything inside dies with the hub.
@@ -274,41 +274,28 @@ def _warn_unsandboxed(support: SandboxSupport) -> None:
 
 
 def _plan(bwrap: str, site: SandboxSite, tenant: str, policy: SandboxConfig, cwd: str | None) -> Sandbox:
+    """The sandbox of one start of a server (the steps of the module docstring, in order).
+
+    Raises:
+        SandboxError: a bind is missing or inside the hub's data, or the home cannot be made.
+    """
     home = site.home(tenant)
     readonly = _readonly_roots()
-    mounts = list(readonly)
-    mounts += [_Mount("proc", "/proc"), _Mount("dev", "/dev"), _Mount("tmpfs", "/tmp")]
+    mounts = [*readonly, _Mount("proc", "/proc"), _Mount("dev", "/dev"), _Mount("tmpfs", "/tmp")]
     # A hub installed under /tmp (a CI checkout, a throwaway venv) is seen again over the private /tmp.
-    mounts += [m for m in readonly if m.kind == "ro" and _under(m.dest, "/tmp")]
-    binds = {b.path: b.mode for b in policy.binds}
-    if cwd is not None and cwd not in binds and not any(_under(cwd, m.dest) for m in readonly):
-        binds = {cwd: "rw", **binds}
-    for path, mode in binds.items():
-        if not os.path.exists(path):
-            raise SandboxError(f"sandbox bind {path} does not exist")
-        if any(_under(path, private) for private in site.private) and not _under(path, home):
-            raise SandboxError(
-                f"sandbox bind {path} is inside the hub's data directory, which servers never see"
-            )
-        mounts.append(_Mount(mode, path, path))
-    bound = [m for m in mounts[len(readonly) :] if m.kind in ("ro", "rw")]
-    mounts += [m for m in readonly if m.kind == "ro" and any(_under(m.dest, b.dest) for b in bound)]
+    over_tmp = _again(readonly, [_Mount("tmpfs", "/tmp")])
+    bound = _binds(site, home, policy, cwd, readonly)
+    mounts += [*over_tmp, *bound]
+    mounts += _again(readonly, [*over_tmp, *bound])
     # (What does not exist is not masked: a mask would create it, through a rw bind on the host.)
     masks = [_mask(path) for path in _hidden(site) if os.path.lexists(path) and _shown(path, mounts)]
     mounts += masks
-    mounts += [m for m in readonly if m.kind == "ro" and any(_under(m.dest, k.dest) for k in masks)]
+    mounts += _again(readonly, masks)
     mounts.append(_Mount("rw", home, home))
-    options = [
-        bwrap,
-        "--unshare-pid",
-        "--unshare-ipc",
-        "--unshare-uts",
-        *(["--unshare-net"] if policy.network == "none" else []),
-        "--die-with-parent",
-        "--new-session",
-        "--cap-drop",
-        "ALL",
-    ]
+    options = [bwrap, "--unshare-pid", "--unshare-ipc", "--unshare-uts"]
+    if policy.network == "none":
+        options.append("--unshare-net")
+    options += ["--die-with-parent", "--new-session", "--cap-drop", "ALL"]
     for mount in mounts:
         options += mount.argv()
     for mask in masks:
@@ -316,6 +303,32 @@ def _plan(bwrap: str, site: SandboxSite, tenant: str, policy: SandboxConfig, cwd
             options += ["--remount-ro", mask.dest]
     options += ["--remount-ro", "/"]
     return Sandbox(tuple(options), home, tuple(mounts), cwd if cwd is not None else home)
+
+
+def _again(readonly: Sequence[_Mount], covering: Sequence[_Mount]) -> list[_Mount]:
+    """The read-only binds of `readonly` that a mount of `covering` hides, to be bound again after it."""
+    return [m for m in readonly if m.kind == "ro" and any(_under(m.dest, c.dest) for c in covering)]
+
+
+def _binds(
+    site: SandboxSite, home: str, policy: SandboxConfig, cwd: str | None, readonly: Sequence[_Mount]
+) -> list[_Mount]:
+    """The server's `binds`, and its `cwd` read-write unless a read-only root already shows it.
+
+    Raises:
+        SandboxError: a bind does not exist, or lies inside the hub's data (outside the home).
+    """
+    binds = {b.path: b.mode for b in policy.binds}
+    if cwd is not None and cwd not in binds and not any(_under(cwd, m.dest) for m in readonly):
+        binds = {cwd: "rw", **binds}
+    for path in binds:
+        if not os.path.exists(path):
+            raise SandboxError(f"sandbox bind {path} does not exist")
+        if any(_under(path, private) for private in site.private) and not _under(path, home):
+            raise SandboxError(
+                f"sandbox bind {path} is inside the hub's data directory, which servers never see"
+            )
+    return [_Mount(mode, path, path) for path, mode in binds.items()]
 
 
 @functools.cache
@@ -327,18 +340,21 @@ def _readonly_roots() -> tuple[_Mount, ...]:
             mounts.append(_Mount("symlink", path, os.readlink(path)))
         elif os.path.isdir(path):
             mounts.append(_Mount("ro", path, path))
-    for link in _ETC_LINKS:
-        target = os.path.realpath(link)
-        if os.path.exists(target) and not any(_under(target, m.dest) for m in mounts if m.kind == "ro"):
-            mounts.append(_Mount("ro", target, target))
-    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    for name in _HUB_PACKAGES:  # a source checkout (`pip install -e`): not under the prefix
-        spec = importlib.util.find_spec(name)
-        prefixes.update((spec.submodule_search_locations or ()) if spec else ())
-    for path in sorted(os.path.abspath(p) for p in prefixes):
-        if os.path.isdir(path) and not any(_under(path, m.dest) for m in mounts if m.kind == "ro"):
+    targets = [os.path.realpath(link) for link in _ETC_LINKS]
+    for path in [*(t for t in targets if os.path.exists(t)), *_interpreter_folders()]:
+        if not any(_under(path, m.dest) for m in mounts if m.kind == "ro"):
             mounts.append(_Mount("ro", path, path))
     return tuple(mounts)
+
+
+def _interpreter_folders() -> list[str]:
+    """The hub's interpreter (its prefixes) and, from a source checkout (`pip install -e`, not
+    under a prefix), its own packages: sorted, the folders that exist."""
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for name in _HUB_PACKAGES:
+        spec = importlib.util.find_spec(name)
+        prefixes.update((spec.submodule_search_locations or ()) if spec else ())
+    return [path for path in sorted(os.path.abspath(p) for p in prefixes) if os.path.isdir(path)]
 
 
 def _hidden(site: SandboxSite) -> list[str]:

@@ -10,45 +10,44 @@ server's notifications pass a token bucket (`actors.notification_gate`). Calls r
 through a `ServerEndpoint` (thread-safe), so a slow call never blocks any actor's inbox.
 
 Events go up as tells to the `listener` (the tenant): `ServerStateChanged`, `ServerCrashed`,
-`CatalogChanged`, `NotificationsDropped`.
+`CatalogChanged`, `NotificationsDropped` (`actors.server_spec`: what a server is started with and
+what it tells).
 
-Every server caches its catalog on disk at each live discovery (`actors.catalog_cache`); an
-on_demand server (`lifecycle: on_demand`) lists that cache while it is stopped, and stops itself
-after `idle_timeout` seconds without a call: a timer on its own loop, re-armed as calls end.
+Every server caches its catalog on disk at each live discovery; an on_demand server (`lifecycle:
+on_demand`) lists that cache while it is stopped (`actors.listing`), and stops itself after
+`idle_timeout` seconds without a call: a timer on its own loop, re-armed as calls end.
 
 `ServerSupervisor` keeps the connection's state machine and hands each concern to one class, all
 running on the server's loop: `actors.transport` (the client of each transport, the stdio child's
-sandbox, cgroup and watches, pings), `actors.discovery` (the catalog, refreshed on list_changed),
-`actors.restarts` (the backoff between restarts), `actors.calls` (`ServerEndpoint` and the calls
-in flight), `actors.relay` (the server's own requests, relayed to the calling client) and
-`actors.idle` (the idle timer). The public names stay importable from here.
+sandbox, cgroup and watches, pings; the transports themselves are in `actors.upstream`),
+`actors.discovery` (the catalog, refreshed on list_changed), `actors.listing` (the catalog told
+to the tenant, and its cache), `actors.restarts` (the backoff between restarts), `actors.calls`
+(`ServerEndpoint` and the calls in flight), `actors.relay` (the server's own requests, relayed to
+the calling client) and `actors.idle` (the idle timer). The public names stay importable from
+here; `ServerActorProxy` types the tenant's asks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import threading
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar, cast
 
 import pykka
 from mcp import Client
+from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.calls import ServerCalls, ServerEndpoint
-from actors.catalog_cache import CatalogCache, spec_key
 from actors.describe import describe as _describe
 from actors.discovery import Discovery
 from actors.idle import IdleTimer
 from actors.limits import LimitError
+from actors.listing import CatalogListing
 from actors.models import (
-    CatalogChanged,
-    InstanceCatalogChanged,
     InstanceStateChanged,
     NotificationsDropped,
     ServerCatalog,
@@ -60,77 +59,36 @@ from actors.models import (
     session_label,
 )
 from actors.notification_gate import NotificationGate
-from actors.rawcall import RawChannel
 from actors.reaper import ProcessRegistry
 from actors.relay import Requester, RequestRelay
 from actors.restarts import Crash, Misconfigured, Restarts, Stopped, configuration_problem
-from actors.sandbox import Sandbox, SandboxError, SandboxSite
-from actors.stdio import CappedLog
+from actors.sandbox import Sandbox, SandboxError
+from actors.server_spec import Listener, ServerEvent, ServerSpec, initial_status, next_seq, tell
 from actors.transport import Transport
-from hub.config import OrchestratorConfig, SecretMap, ServerConfig
+from actors.upstream.errlog import CappedLog
+from actors.upstream.rawcall import RawChannel
 
 __all__ = [
     "Listener",
     "Requester",
     "ServerActor",
+    "ServerActorProxy",
     "ServerEndpoint",
+    "ServerEvent",
     "ServerSpec",
     "ServerSupervisor",
     "initial_status",
+    "start_server_actor",
     "tell",
 ]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_SEQ = itertools.count(1)
 _STOP_TIMEOUT = 10.0
 
 
-class Listener(Protocol):
-    """What a server tells its events to: a pykka `ActorRef` (the tenant), or a test double."""
-
-    def tell(self, message: Any) -> None: ...
-
-
-def tell(listener: Listener, message: Any) -> bool:
-    """Tell `listener` an event; False if it is gone (an event to a stopped actor is dropped)."""
-    try:
-        listener.tell(message)
-    except pykka.ActorDeadError:
-        return False
-    return True
-
-
 _STABLE_AFTER = 10.0  # seconds in `running` (at least backoff_max) after which a crash starts a fresh count
-
-
-@dataclass(frozen=True)
-class ServerSpec:
-    """Everything a server needs to know about itself, as its tenant hands it over."""
-
-    tenant: str
-    config: ServerConfig
-    tenant_env: SecretMap  # the tenant's credentials; the server's own `env` overrides them
-    orchestrator: OrchestratorConfig
-    log_path: Path  # the server's stderr log file
-    cache_path: Path | None = None  # its catalog cache file (None: no cache)
-    session: str | None = None  # a per_session server's instance: the session it serves
-    sandbox_site: SandboxSite | None = None  # the hub's sandbox facts (None: run unsandboxed)
-
-
-def initial_status(tenant: str, config: ServerConfig, session: str | None = None) -> ServerStatus:
-    """The status of a server that has not run yet (newer than any status of a server it replaces)."""
-    return ServerStatus(
-        tenant,
-        config.name,
-        ServerState.STOPPED,
-        transport=config.transport,
-        lifecycle=config.lifecycle,
-        stopped_reason=StoppedReason.NEVER_USED if config.on_demand else None,
-        seq=next(_SEQ),
-        session=session,
-    )
 
 
 class ServerSupervisor:
@@ -161,7 +119,6 @@ class ServerSupervisor:
         self._running_since: float | None = None  # (monotonic) when this connection reached running
         self._lost = asyncio.Event()
         self.lost_reason = ""
-        self._catalog = ServerCatalog(tenant, config.name)
         self.crash_reason: str | None = None
         self._stop_reason = StoppedReason.STOPPED
         orch = spec.orchestrator
@@ -173,21 +130,8 @@ class ServerSupervisor:
         self.transport = Transport(self)
         self.calls = ServerCalls(self)
         self.idle = IdleTimer(self)  # (on_demand only)
-        # The cache file (every server writes it, so a switch to on_demand keeps the catalog) and
-        # the last live catalog as cached.
-        self._cache = (
-            CatalogCache(spec.cache_path, tenant, config.name, spec_key(config, spec.tenant_env))
-            if spec.cache_path is not None
-            else None
-        )
-        self._lists_cached = config.on_demand and config.enabled  # a disabled server lists nothing
-        self._cached: ServerCatalog | None = None  # (with seq 0: compared by content)
-        if self._cache is not None and self._lists_cached:
-            # Read here, on the tenant's thread, so the tenant has it before anyone can ask.
-            self._cached = self._cache.load()
-            if self._cached is not None:
-                self._catalog = replace(self._cached, seq=next(_SEQ))
-                self.status = replace(self.status, catalog="cached", tools=len(self._cached.tools))
+        self.listing = CatalogListing(self, spec.cache_path)  # (reads the cache file on this thread)
+        self.status = self.listing.first_status(self.status)
 
     # ------------------------------------------------------------------ state
 
@@ -207,14 +151,9 @@ class ServerSupervisor:
         new = ServerStatus(**fields)
         if new != old:
             # One counter for the whole process: a replaced server's statuses stay ordered too.
-            new = ServerStatus(**{**fields, "seq": next(_SEQ)})
+            new = ServerStatus(**{**fields, "seq": next_seq()})
             self.status = new
-            tell(self._listener, InstanceStateChanged(new) if self.session else ServerStateChanged(new))
-
-    @property
-    def catalog(self) -> ServerCatalog:
-        """The catalog last published (any thread may read it: it is replaced, never mutated)."""
-        return self._catalog
+            self.tell(InstanceStateChanged(new) if self.session else ServerStateChanged(new))
 
     @property
     def stopping(self) -> bool:
@@ -226,20 +165,9 @@ class ServerSupervisor:
         """Set when a stop is requested (a new event at each start)."""
         return self._stop
 
-    def publish_catalog(self, catalog: ServerCatalog, kind: str | None) -> None:
-        """Tell the tenant the catalog; `kind` is what the status shows: live, cached or None."""
-        if kind == "live" and self._cache is not None:
-            cached = replace(catalog, cached=True, seq=0)
-            if cached != self._cached:  # the last discovery, listed while an on_demand server is stopped
-                self._cache.save(cached)
-                self._cached = cached
-        changed = not catalog.same_offer(self._catalog)
-        self._catalog = replace(catalog, seq=next(_SEQ))
-        if changed and self.session is not None:  # an instance's offer: its tenant decides
-            tell(self._listener, InstanceCatalogChanged(self.session, self._catalog))
-        elif changed:  # (an on_demand server going from cached to live and back changes nothing)
-            tell(self._listener, CatalogChanged(self._catalog))
-        self.set_state(self.status.state, tools=len(catalog.tools), catalog=kind)
+    def tell(self, event: ServerEvent) -> None:
+        """Tell the listener (the tenant) an event of this server."""
+        tell(self._listener, event)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -273,11 +201,11 @@ class ServerSupervisor:
         `retire`: the server is being removed or replaced, so its cached catalog is withdrawn too.
         """
         if retire:
-            self._lists_cached = False
+            self.listing.retire()
         task = self._task
         if task is None and self.status.state is ServerState.STOPPED:
-            if retire and not self._catalog.empty:
-                self.publish_catalog(ServerCatalog(self.tenant, self.config.name), None)
+            if retire:
+                self.listing.withdraw()
             return  # never started (keeps `never_used`), or already stopped
         self._stop_reason = reason
         self._stop.set()
@@ -290,8 +218,8 @@ class ServerSupervisor:
         if self._task is task:  # else a wake started a new run meanwhile: that one stands
             self._task = None
             self.set_state(ServerState.STOPPED, stopped_reason=reason)
-        if retire and not self._catalog.empty:
-            self.publish_catalog(ServerCatalog(self.tenant, self.config.name), None)
+        if retire:
+            self.listing.withdraw()
 
     async def _supervise(self) -> None:
         """Connect, run until a crash or a stop, and restart after a backoff that doubles with each
@@ -350,11 +278,7 @@ class ServerSupervisor:
             self.client = None
             self.idle.cancel()
             self.gate.flush()
-            if self._lists_cached and self._cached is not None:
-                if not self._catalog.cached:
-                    self.publish_catalog(self._cached, "cached")
-            elif not self._catalog.empty:
-                self.publish_catalog(ServerCatalog(self.tenant, self.config.name), None)
+            self.listing.connection_ended()
         if reason is None:
             return False
         self.crash_reason = reason
@@ -362,7 +286,7 @@ class ServerSupervisor:
         # an unreachable registry for a minute) never earns a fresh retry budget.
         ran = time.monotonic() - self._running_since if self._running_since is not None else 0.0
         stable = ran >= max(self.orchestrator.backoff_max, _STABLE_AFTER)
-        tell(self._listener, ServerCrashed(self.tenant, self.config.name, reason, self.status.restarts))
+        self.tell(ServerCrashed(self.tenant, self.config.name, reason, self.status.restarts))
         log.warning("%s/%s crashed: %s", self.tenant, self.config.name, reason)
         if stable:
             return True
@@ -391,7 +315,7 @@ class ServerSupervisor:
             await self.await_exit()
             return f"failed to start: {self.lost_reason or _describe(exc)}"
         # Catalog first: whoever sees `running` can already resolve the server's tools.
-        self.publish_catalog(catalog, "live")
+        self.listing.publish(catalog, "live")
         self._running_since = time.monotonic()
         self.set_state(
             ServerState.RUNNING,
@@ -444,7 +368,7 @@ class ServerSupervisor:
             self.gate.rate or 0,
             self.gate.burst,
         )
-        tell(self._listener, NotificationsDropped(self.tenant, self.config.name, count))
+        self.tell(NotificationsDropped(self.tenant, self.config.name, count))
 
     async def await_exit(self) -> None:
         """A connection just closed: give the child's exit (and its last stderr lines, for which
@@ -533,4 +457,22 @@ class ServerActor(pykka.ThreadingActor):
 
     def catalog(self) -> ServerCatalog:
         """The catalog last published (an on_demand server's cached one from the start)."""
-        return self.supervisor.catalog
+        return self.supervisor.listing.catalog
+
+
+class ServerActorProxy(ActorMemberMixin, pykka.ActorProxy[ServerActor]):
+    """A `ServerActor`'s proxy as its tenant holds it: each ask's future typed with its result."""
+
+    get_endpoint = proxy_method(ServerActor.get_endpoint)
+    launch = proxy_method(ServerActor.launch)
+    halt = proxy_method(ServerActor.halt)
+    relaunch = proxy_method(ServerActor.relaunch)
+    status = proxy_method(ServerActor.status)
+    catalog = proxy_method(ServerActor.catalog)
+
+
+def start_server_actor(
+    spec: ServerSpec, listener: Listener, registry: ProcessRegistry | None
+) -> ServerActorProxy:
+    """Start a `ServerActor` (not its server: `launch` does) and return its typed proxy."""
+    return cast(ServerActorProxy, ServerActor.start(spec, listener, registry).proxy())

@@ -1,45 +1,43 @@
 """`TenantActor`: owns a tenant's servers, enforces its quotas, relays their events to the router.
 
 Quotas: `max_servers` (servers started at once) is checked when a server starts; `max_tools` trims
-the catalog the router sees (tools past the quota, in configuration order, are left out and
-logged); `max_concurrent_calls` and `max_calls_per_minute` are enforced per call by the tenant's
-`CallGate`, which routes carry, so a call never waits in the tenant's inbox.
+the catalog the router sees (`actors.tool_quota`); `max_concurrent_calls` and
+`max_calls_per_minute` are enforced per call by the tenant's `CallGate` (`actors.call_gate`),
+which routes carry, so a call never waits in the tenant's inbox.
 
 Servers with `lifecycle: on_demand` are not started with their tenant; the hub's call path asks
 `wake_server` when a call finds one stopped.
 
 Servers with `per_session: true` run one *instance* per client session: the hub's call path asks
 `session_instance(server, session)`, and the tenant starts (or wakes) a `ServerActor` of its own
-for that `(server, session)`, keyed by both and owned here, so no instance is ever shared with
+for that `(server, session)` (`actors.session_instances`), so no instance is ever shared with
 another tenant. `max_sessions_per_server` bounds how many run at once. `end_session` stops a
-session's instances; an instance that stops by itself (idle, failed) is dropped when its
-`InstanceStateChanged` says so. The server's own actor (the *shared* instance) still serves calls
-that come without a session, and lists the catalog (from its cache, or from the first discovery of
-any instance).
+session's instances. The server's own actor (the *shared* instance) still serves calls that come
+without a session, and lists the catalog (from its cache, or from the first discovery of any
+instance).
 """
 
 from __future__ import annotations
 
-import collections
 import logging
-import threading
-import time
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import assert_never, cast
 
 import pykka
+from pykka.typing import ActorMemberMixin, proxy_method
 
+from actors.call_gate import CallGate
 from actors.catalog_cache import cache_path, safe_name
 from actors.limits import LimitError
 from actors.models import (
     CatalogChanged,
     InstanceCatalogChanged,
     InstanceStateChanged,
+    NotificationsDropped,
     ServerCatalog,
+    ServerCrashed,
     ServerState,
     ServerStateChanged,
     ServerStatus,
@@ -47,12 +45,22 @@ from actors.models import (
 )
 from actors.reaper import ProcessRegistry
 from actors.sandbox import SandboxSite
-from actors.server import Listener, ServerActor, ServerEndpoint, ServerSpec, tell
-from hub.config import OrchestratorConfig, Quotas, TenantConfig
+from actors.server import (
+    Listener,
+    ServerActorProxy,
+    ServerEndpoint,
+    ServerEvent,
+    ServerSpec,
+    start_server_actor,
+    tell,
+)
+from actors.session_instances import SessionInstances
+from actors.tenant_info import TenantInfo, TenantLease
+from actors.tool_quota import ToolQuota
+from hub.config import OrchestratorConfig, ServerConfig, TenantConfig
 from hub.errors import NotFound, NotRunning, QuotaExceeded
 
-if TYPE_CHECKING:  # the REST answers' types (a type-only import: actors never import web at run time)
-    from web import responses as api
+__all__ = ["CallGate", "TenantActor", "TenantActorProxy", "TenantInfo", "TenantLease"]
 
 log = logging.getLogger(__name__)
 
@@ -60,125 +68,11 @@ _ACTIVE = (ServerState.STARTING, ServerState.RUNNING, ServerState.BACKOFF)
 _ASK_TIMEOUT = 30.0
 
 
-class CallGate:
-    """Per-tenant call quotas: concurrency and a sliding one-minute rate window.
-
-    Thread-safe: entered by whatever thread makes a call (web loop, Python API callers).
-    """
-
-    def __init__(self, quotas: Quotas) -> None:
-        self._quotas = quotas
-        self._lock = threading.Lock()
-        self._in_flight = 0
-        self._recent: collections.deque[float] = collections.deque()
-
-    def update(self, quotas: Quotas) -> None:
-        """Apply new quotas (a reload); calls in flight and the last minute's count are kept."""
-        with self._lock:
-            self._quotas = quotas
-
-    @property
-    def in_flight(self) -> int:
-        """Calls of the tenant in flight now."""
-        return self._in_flight
-
-    def calls_last_minute(self) -> int:
-        """Calls started in the last 60 s."""
-        with self._lock:
-            self._expire(time.monotonic())
-            return len(self._recent)
-
-    def _expire(self, now: float) -> None:
-        while self._recent and now - self._recent[0] >= 60.0:
-            self._recent.popleft()
-
-    @contextmanager
-    def admit(self, tenant: str) -> Iterator[None]:
-        """Hold one call slot for the duration of the block.
-
-        Raises:
-            QuotaExceeded: `max_concurrent_calls` or `max_calls_per_minute` would be exceeded.
-        """
-        quotas = self._quotas
-        with self._lock:
-            now = time.monotonic()
-            self._expire(now)
-            if quotas.max_concurrent_calls is not None and self._in_flight >= quotas.max_concurrent_calls:
-                raise QuotaExceeded(
-                    f"tenant '{tenant}' has {self._in_flight} calls in flight "
-                    f"(max_concurrent_calls {quotas.max_concurrent_calls})",
-                    retry_after=1.0,
-                )
-            if quotas.max_calls_per_minute is not None and len(self._recent) >= quotas.max_calls_per_minute:
-                raise QuotaExceeded(
-                    f"tenant '{tenant}' made {len(self._recent)} calls in the last minute "
-                    f"(max_calls_per_minute {quotas.max_calls_per_minute})",
-                    retry_after=max(0.1, 60.0 - (now - self._recent[0])),
-                )
-            self._in_flight += 1
-            self._recent.append(now)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= 1
-
-
-@dataclass(frozen=True)
-class TenantLease:
-    """What the router keeps of a tenant: its gate and its servers' endpoints (thread-safe objects)."""
-
-    tenant: str
-    gate: CallGate
-    endpoints: Mapping[str, ServerEndpoint]
-    call_timeouts: Mapping[str, float]
-    on_demand: Mapping[str, bool]  # started by a call when stopped (on_demand and enabled)
-    per_session: Mapping[str, bool]  # one instance per session (per_session and enabled)
-
-
-@dataclass(frozen=True)
-class TenantInfo:
-    """A tenant as the API shows it (never its keys or env)."""
-
-    name: str
-    description: str
-    quotas: Quotas
-    servers: tuple[ServerStatus, ...]
-    tools: int
-    hidden_tools: int
-    calls_in_flight: int
-    calls_last_minute: int
-    instances: Mapping[str, int] = field(default_factory=dict)  # per_session server → instances
-    resources: Mapping[str, int | None] = field(default_factory=dict)  # max_memory_mb, max_processes used
-
-    def to_json(self) -> api.Tenant:
-        """JSON-ready dict: quotas with their usage, and the servers."""
-        active = sum(1 for s in self.servers if s.state in _ACTIVE)
-        usage = {
-            "max_servers": active,
-            "max_tools": self.tools,
-            "max_concurrent_calls": self.calls_in_flight,
-            "max_calls_per_minute": self.calls_last_minute,
-            "max_sessions_per_server": max(self.instances.values(), default=0),
-            "max_memory_mb": self.resources.get("max_memory_mb"),  # (None: no cgroup counts it)
-            "max_processes": self.resources.get("max_processes"),
-        }
-        return {
-            "name": self.name,
-            "description": self.description,
-            "quotas": cast(
-                "api.TenantQuotas",
-                {k: {"limit": getattr(self.quotas, k), "used": v} for k, v in usage.items()},
-            ),
-            "hidden_tools": self.hidden_tools,
-            "servers": [s.to_json() for s in self.servers],
-        }
-
-
 class TenantActor(pykka.ThreadingActor):
     """One tenant. Asked by the router and the frontend; tells events up to `listener`.
 
-    Runs on its own actor thread; owns one `ServerActor` per configured server.
+    Runs on its own actor thread; owns one `ServerActor` per configured server, and the session
+    instances of its per_session servers.
     """
 
     def __init__(
@@ -200,13 +94,15 @@ class TenantActor(pykka.ThreadingActor):
         self._cache_dir = cache_dir
         self._sandbox_site = sandbox_site  # None: stdio servers run unsandboxed
         self._gate = CallGate(config.quotas)
-        self._servers: dict[str, pykka.ActorProxy[ServerActor]] = {}
+        self._servers: dict[str, ServerActorProxy] = {}
         self._statuses: dict[str, ServerStatus] = {}
-        self._catalogs: dict[str, ServerCatalog] = {}
-        self._hidden: dict[str, int] = {}
-        # Session instances of per_session servers, by (server, session), and their last status.
-        self._instances: dict[tuple[str, str], pykka.ActorProxy[ServerActor]] = {}
-        self._instance_statuses: dict[tuple[str, str], ServerStatus] = {}
+        self._tools = ToolQuota(config.name)
+        self._instances = SessionInstances(config.name)
+
+    @property
+    def _stop_timeout(self) -> float:
+        """Seconds a server may take to stop (a launch too: it may first wait out a stop)."""
+        return _ASK_TIMEOUT + self._orch.shutdown_grace
 
     def on_start(self) -> None:
         self._confine()
@@ -215,6 +111,11 @@ class TenantActor(pykka.ThreadingActor):
         asked = [(name, self._start_server_actor(name)) for name in self.config.servers]
         for name, (status, catalog) in asked:
             self._record_server(name, status, catalog)
+
+    def on_stop(self) -> None:
+        self.stop_servers()
+        for proxy in self._servers.values():
+            proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
 
     def _confine(self) -> None:
         """Make (or update) the tenant's cgroup, which bounds its servers' memory and processes
@@ -226,6 +127,18 @@ class TenantActor(pykka.ThreadingActor):
             except LimitError as exc:
                 log.error("%s: max_memory_mb and max_processes are not enforced: %s", self.config.name, exc)
 
+    def _spec(self, name: str, session: str | None = None) -> ServerSpec:
+        """What server `name` (or its instance for `session`) is started with."""
+        folder = self._log_dir / self.config.name
+        if session is None:
+            log_path = folder / f"{name}.log"
+        else:
+            log_path = folder / f"{name}.sessions" / f"{safe_name(session_label(session))}.log"
+        cached = cache_path(self._cache_dir, self.config.name, name) if self._cache_dir else None
+        server = self.config.servers[name]
+        orch, site = self._orch, self._sandbox_site
+        return ServerSpec(self.config.name, server, self.config.env, orch, log_path, cached, session, site)
+
     def _add_server(self, name: str) -> None:
         self._record_server(name, *self._start_server_actor(name))
 
@@ -233,13 +146,7 @@ class TenantActor(pykka.ThreadingActor):
         self, name: str
     ) -> tuple[pykka.Future[ServerStatus], pykka.Future[ServerCatalog]]:
         """Start the server's actor (not the server); ask its status and its first catalog."""
-        server = self.config.servers[name]
-        log_path = self._log_dir / self.config.name / f"{name}.log"
-        cached = cache_path(self._cache_dir, self.config.name, name) if self._cache_dir else None
-        spec = ServerSpec(
-            self.config.name, server, self.config.env, self._orch, log_path, cached, None, self._sandbox_site
-        )
-        proxy = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
+        proxy = start_server_actor(self._spec(name), self.actor_ref, self._registry)
         self._servers[name] = proxy
         return proxy.status(), proxy.catalog()  # (an on_demand server's catalog: its cached one)
 
@@ -249,16 +156,15 @@ class TenantActor(pykka.ThreadingActor):
         self._statuses[name] = status.get(timeout=_ASK_TIMEOUT)
         first = catalog.get(timeout=_ASK_TIMEOUT)
         if not first.empty:
-            self._within_tool_quota(first)
+            self._tools.within(first, self.config.quotas)
 
     def _remove_server(self, name: str) -> None:
-        self._stop_instances(lambda server, session: server == name)
+        self._instances.stop(lambda server, session: server == name, self._stop_timeout)
         proxy = self._servers.pop(name)
-        proxy.halt(retire=True).get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+        proxy.halt(retire=True).get(timeout=self._stop_timeout)
         proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
         self._statuses.pop(name, None)
-        self._catalogs.pop(name, None)
-        self._hidden.pop(name, None)
+        self._tools.forget(name)
 
     def reconfigure(
         self, config: TenantConfig, orchestrator: OrchestratorConfig
@@ -274,128 +180,86 @@ class TenantActor(pykka.ThreadingActor):
             The new lease, and per server what happened: added, removed, restarted, unchanged.
         """
         old = self.config
-        was_running = any(s.state in _ACTIVE for s in self._statuses.values())
-        outcome: dict[str, str] = {}
-        for name in [n for n in old.servers if n not in config.servers]:
-            self._remove_server(name)
-            outcome[name] = "removed"
-        env_changed = old.env != config.env
-        changed = [
-            n
-            for n in config.servers
-            if n in old.servers and (env_changed or old.servers[n] != config.servers[n])
-        ]
-        restart = {
-            n for n in changed if self._statuses[n].state in _ACTIVE and not config.servers[n].on_demand
-        }
-        for name in changed:
+        removed = [name for name in old.servers if name not in config.servers]
+        added = [name for name in config.servers if name not in old.servers]
+        changed = _changed(old, config)
+        restart, start = self._started_by_reload(config, orchestrator.auto_start, changed, added)
+        for name in [*removed, *(name for name in config.servers if name in changed)]:
             self._remove_server(name)
         self.config = config
         self._orch = orchestrator  # for the servers (re)started from now on
-        auto_start = orchestrator.auto_start
         self._gate.update(config.quotas)
         self._confine()
+        outcome = dict.fromkeys(removed, "removed")
         for name in config.servers:
-            if name in changed:
-                self._add_server(name)
-                outcome[name] = "restarted" if name in restart else "changed"
-                if name in restart:
-                    self.start_server(name)
-            elif name not in old.servers:
-                self._add_server(name)
-                outcome[name] = "added"
-                added = config.servers[name]
-                if (was_running or auto_start) and added.enabled and not added.on_demand:
-                    self.start_server(name)
-            else:
+            if name not in changed and name not in added:
                 outcome[name] = "unchanged"
+                continue
+            self._add_server(name)
+            if name in start:
+                self.start_server(name)
+            outcome[name] = "added" if name in added else "restarted" if name in restart else "changed"
         return self.lease(), outcome
 
-    def on_stop(self) -> None:
-        self.stop_servers()
-        for proxy in self._servers.values():
-            proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
+    def _started_by_reload(
+        self, config: TenantConfig, auto_start: bool, changed: set[str], added: list[str]
+    ) -> tuple[set[str], set[str]]:
+        """Of the servers a reload replaces or adds: those it restarts (they were active, and are
+        not on_demand), and all it starts (new ones too, if any server ran, or `auto_start`)."""
+        active = {name for name, status in self._statuses.items() if status.state in _ACTIVE}
+        restart = {name for name in changed if name in active and not config.servers[name].on_demand}
+        if not (auto_start or active):
+            return restart, restart
+        return restart, restart | {name for name in added if _starts_with_tenant(config.servers[name])}
 
     # ------------------------------------------------------------------ events from servers
 
-    def on_receive(self, message: Any) -> None:
+    def on_receive(self, message: ServerEvent) -> None:
         """Events told by the servers (on this actor's thread): record, apply quotas, relay up."""
-        if isinstance(message, InstanceStateChanged | InstanceCatalogChanged):
-            self._on_instance_event(message)
-            return
-        server = (
-            message.status.server
-            if isinstance(message, ServerStateChanged)
-            else getattr(getattr(message, "catalog", None), "server", getattr(message, "server", None))
-        )
+        match message:
+            case InstanceStateChanged(status=status):
+                if self._instances.on_status(status):  # (also for instances dropped: their last words)
+                    tell(self._listener, message)
+            case InstanceCatalogChanged(catalog=catalog):
+                self._on_instance_catalog(catalog)
+            case ServerStateChanged(status=status):
+                self._on_status(message)
+            case CatalogChanged(catalog=catalog):
+                self._on_catalog(catalog)
+            case ServerCrashed(server=server) | NotificationsDropped(server=server):
+                if server in self._servers:  # (else a server removed by a reload: its last words)
+                    tell(self._listener, message)
+            case _:
+                assert_never(message)
+
+    def _on_status(self, message: ServerStateChanged) -> None:
+        server = message.status.server
         if server not in self._servers:
             return  # a server removed by a reload, still telling its last words
-        if isinstance(message, ServerStateChanged):
-            if message.status.seq < self._statuses[server].seq:
-                return  # older than what is known (a replaced server's last status)
-            self._statuses[server] = message.status
-        elif isinstance(message, CatalogChanged):
-            known = self._catalogs.get(server)
-            if known is not None and message.catalog.seq < known.seq:
-                return  # older than what is known (a replaced server's last catalog)
-            message = CatalogChanged(self._within_tool_quota(message.catalog))
+        if message.status.seq < self._statuses[server].seq:
+            return  # older than what is known (a replaced server's last status)
+        self._statuses[server] = message.status
         tell(self._listener, message)
 
-    def _on_instance_event(self, message: InstanceStateChanged | InstanceCatalogChanged) -> None:
-        """An event of a session instance (this actor's thread)."""
-        if isinstance(message, InstanceCatalogChanged):
-            catalog = message.catalog
-            known = self._catalogs.get(catalog.server)
-            if catalog.server not in self._servers or catalog.empty:
-                return  # a removed server; or an instance that stopped (its server keeps its listing)
-            if known is not None and (known.same_offer(catalog) or catalog.seq < known.seq):
-                return
-            # The server had no catalog (no cache yet), or a session's discovery found a new offer:
-            # list it as the server's (it is also in the cache file now).
-            tell(self._listener, CatalogChanged(self._within_tool_quota(replace(catalog, cached=True))))
-            return
-        status = message.status
-        key = (status.server, status.session or "")
-        last = self._instance_statuses.get(key)
-        if last is not None and status.seq < last.seq:
-            return  # older than what is known (e.g. the idle stop of an instance woken since)
-        if key in self._instances:
-            self._instance_statuses[key] = status
-            if status.state in (ServerState.STOPPED, ServerState.FAILED):
-                # It stopped by itself (idle, or failed after its retries): it is gone.
-                proxy = self._instances.pop(key)
-                self._instance_statuses.pop(key, None)
-                proxy.actor_ref.stop(block=False)
-                log.info(
-                    "%s/%s: instance of session %s %s",
-                    self.config.name,
-                    status.server,
-                    session_label(key[1]),
-                    status.stopped_reason.value if status.stopped_reason else status.state.value,
-                )
-        tell(self._listener, message)  # (also for instances already dropped: their last words)
+    def _on_catalog(self, catalog: ServerCatalog) -> None:
+        known = self._tools.known(catalog.server)
+        if catalog.server not in self._servers:
+            return  # a server removed by a reload, still telling its last words
+        if known is not None and catalog.seq < known.seq:
+            return  # older than what is known (a replaced server's last catalog)
+        tell(self._listener, CatalogChanged(self._tools.within(catalog, self.config.quotas)))
 
-    def _within_tool_quota(self, catalog: ServerCatalog) -> ServerCatalog:
-        self._catalogs[catalog.server] = catalog
-        limit = self.config.quotas.max_tools
-        if limit is None:
-            return catalog
-        used = sum(
-            len(c.tools) - self._hidden.get(s, 0) for s, c in self._catalogs.items() if s != catalog.server
-        )
-        room = max(0, limit - used)
-        hidden = max(0, len(catalog.tools) - room)
-        self._hidden[catalog.server] = hidden
-        if hidden:
-            log.warning(
-                "tenant %s: %d tools of server %s left out of the catalog (max_tools %d)",
-                self.config.name,
-                hidden,
-                catalog.server,
-                limit,
-            )
-            return replace(catalog, tools=catalog.tools[:room])
-        return catalog
+    def _on_instance_catalog(self, catalog: ServerCatalog) -> None:
+        """A session instance discovered its server's offer."""
+        known = self._tools.known(catalog.server)
+        if catalog.server not in self._servers or catalog.empty:
+            return  # a removed server; or an instance that stopped (its server keeps its listing)
+        if known is not None and (known.same_offer(catalog) or catalog.seq < known.seq):
+            return
+        # The server had no catalog (no cache yet), or a session's discovery found a new offer:
+        # list it as the server's (it is also in the cache file now).
+        listed = self._tools.within(replace(catalog, cached=True), self.config.quotas)
+        tell(self._listener, CatalogChanged(listed))
 
     # ------------------------------------------------------------------ asks
 
@@ -419,13 +283,9 @@ class TenantActor(pykka.ThreadingActor):
 
     def listed(self, server: str) -> ServerCatalog | None:
         """The server's catalog as the router should list it (within `max_tools`), if any."""
-        catalog = self._catalogs.get(server)
-        if catalog is None or catalog.empty:
-            return None
-        hidden = self._hidden.get(server, 0)
-        return replace(catalog, tools=catalog.tools[: len(catalog.tools) - hidden]) if hidden else catalog
+        return self._tools.listed(server)
 
-    def _proxy(self, server: str) -> pykka.ActorProxy[ServerActor]:
+    def _proxy(self, server: str) -> ServerActorProxy:
         if server not in self._servers:
             raise NotFound(f"no server '{server}' in tenant '{self.config.name}'")
         return self._servers[server]
@@ -442,7 +302,7 @@ class TenantActor(pykka.ThreadingActor):
         if status.state in _ACTIVE and not self.config.servers[server].on_demand:
             return status  # (an on_demand server may be stopping for idleness: ask it)
         self._check_max_servers(server)
-        status = proxy.launch().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+        status = proxy.launch().get(timeout=self._stop_timeout)
         if status.seq >= self._statuses[server].seq:
             self._statuses[server] = status
         return status
@@ -476,36 +336,33 @@ class TenantActor(pykka.ThreadingActor):
 
     def start_servers(self) -> dict[str, ServerStatus | str]:
         """Start every enabled server that is not on_demand; per server, its status, or why it was
-        not started (`disabled`, `on_demand`, `quota_exceeded: ...`)."""
+        not started (`disabled`, `on_demand`, `per_session`, `quota_exceeded: ...`)."""
         outcome: dict[str, ServerStatus | str] = {}
         for name, config in self.config.servers.items():
-            if not config.enabled:
-                outcome[name] = "disabled"
-                continue
-            if config.per_session and self.listed(name) is None:
-                # No catalog yet (no cache): run the shared instance once to discover it; it stops
-                # when idle like any on_demand server. Sessions then start their own instances.
-                try:
-                    outcome[name] = self.start_server(name)
-                except QuotaExceeded as exc:
-                    outcome[name] = f"quota_exceeded: {exc.message}"
-                continue
-            if config.per_session:
-                outcome[name] = "per_session"
-                continue
-            if config.on_demand:
-                outcome[name] = "on_demand"
-                continue
-            try:
-                outcome[name] = self.start_server(name)
-            except QuotaExceeded as exc:
-                outcome[name] = f"quota_exceeded: {exc.message}"
+            left = self._left_stopped(name, config)
+            outcome[name] = left if left is not None else self._try_start(name)
         return outcome
+
+    def _left_stopped(self, name: str, config: ServerConfig) -> str | None:
+        """Why `start_servers` leaves server `name` stopped (None: it starts it)."""
+        if not config.enabled:
+            return "disabled"
+        if config.per_session:
+            # No catalog yet (no cache): run the shared instance once to discover it; it stops
+            # when idle like any on_demand server. Sessions then start their own instances.
+            return "per_session" if self.listed(name) is not None else None
+        return "on_demand" if config.on_demand else None
+
+    def _try_start(self, name: str) -> ServerStatus | str:
+        try:
+            return self.start_server(name)
+        except QuotaExceeded as exc:
+            return f"quota_exceeded: {exc.message}"
 
     def stop_server(self, server: str) -> ServerStatus:
         """Stop one server (and its session instances) and wait until its processes are gone."""
-        self._stop_instances(lambda name, session: name == server)
-        status = self._proxy(server).halt().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+        self._instances.stop(lambda name, session: name == server, self._stop_timeout)
+        status = self._proxy(server).halt().get(timeout=self._stop_timeout)
         self._statuses[server] = status
         return status
 
@@ -517,12 +374,12 @@ class TenantActor(pykka.ThreadingActor):
     def stop_servers(self) -> dict[str, str]:
         """Stop every server and session instance at once (in parallel) and wait for all;
         per-server final state."""
-        self._stop_instances(lambda server, session: True)
+        self._instances.stop(lambda server, session: True, self._stop_timeout)
         futures = {name: proxy.halt() for name, proxy in self._servers.items()}
         outcome = {}
         for name, future in futures.items():
             try:
-                status = future.get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
+                status = future.get(timeout=self._stop_timeout)
                 self._statuses[name] = status
                 outcome[name] = status.state.value
             except Exception as exc:  # isolation: one stuck server must not stop the others' report
@@ -537,9 +394,8 @@ class TenantActor(pykka.ThreadingActor):
     def info(self) -> TenantInfo:
         """The tenant with its quotas, usage and servers."""
         statuses = tuple(self._statuses[name] for name in self.config.servers)
-        tools = sum(len(c.tools) for c in self._catalogs.values()) - sum(self._hidden.values())
         instances = {
-            name: sum(1 for server, _ in self._instances if server == name)
+            name: self._instances.count(name)
             for name, config in self.config.servers.items()
             if config.per_session
         }
@@ -549,8 +405,8 @@ class TenantActor(pykka.ThreadingActor):
             self.config.description,
             self.config.quotas,
             statuses,
-            tools,
-            sum(self._hidden.values()),
+            self._tools.tools,
+            self._tools.hidden,
             self._gate.in_flight,
             self._gate.calls_last_minute(),
             MappingProxyType(instances),
@@ -572,63 +428,61 @@ class TenantActor(pykka.ThreadingActor):
         config = self.config.servers[server]
         if not (config.per_session and config.enabled):
             raise NotRunning(f"server '{server}' of tenant '{self.config.name}' is not a per_session server")
-        key = (server, session)
-        proxy = self._instances.get(key)
-        if proxy is None:
-            limit = self.config.quotas.max_sessions_per_server
-            running = sum(1 for name, _ in self._instances if name == server)
-            if limit is not None and running >= limit:
-                raise QuotaExceeded(
-                    f"server '{server}' of tenant '{self.config.name}' already runs {running} session "
-                    f"instances (max_sessions_per_server {limit}): end a session, or wait until one "
-                    f"is idle for {config.idle_seconds:g} s",
-                    retry_after=max(1.0, min(config.idle_seconds or 60.0, 60.0)),
-                )
-            label = session_label(session)
-            log_path = self._log_dir / self.config.name / f"{server}.sessions" / f"{safe_name(label)}.log"
-            cached = cache_path(self._cache_dir, self.config.name, server) if self._cache_dir else None
-            spec = ServerSpec(
-                self.config.name,
-                config,
-                self.config.env,
-                self._orch,
-                log_path,
-                cached,
-                session,
-                self._sandbox_site,
-            )
-            proxy = ServerActor.start(spec, self.actor_ref, self._registry).proxy()
-            self._instances[key] = proxy
-            log.info("%s/%s: new instance for session %s", self.config.name, server, label)
+        proxy = self._instances.instance(
+            config,
+            session,
+            self.config.quotas.max_sessions_per_server,
+            lambda: start_server_actor(self._spec(server, session), self.actor_ref, self._registry),
+        )
         endpoint = proxy.get_endpoint().get(timeout=_ASK_TIMEOUT)
-        status = proxy.launch().get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
-        self._instance_statuses[key] = status
+        status = proxy.launch().get(timeout=self._stop_timeout)
+        self._instances.launched((server, session), status)
         return endpoint, status
 
     def end_session(self, session: str) -> int:
         """Stop every instance of `session` (its client went away) and wait until their processes
         are gone; how many there were."""
-        return self._stop_instances(lambda server, owner: owner == session)
+        return self._instances.stop(lambda server, owner: owner == session, self._stop_timeout)
 
     def instances(self) -> tuple[ServerStatus, ...]:
         """The latest status of every session instance, in configuration order of their servers."""
-        order = {name: i for i, name in enumerate(self.config.servers)}
-        keys = sorted(self._instance_statuses, key=lambda k: (order.get(k[0], 0), k[1]))
-        return tuple(self._instance_statuses[k] for k in keys)
+        return self._instances.statuses(self.config.servers)
 
-    def _stop_instances(self, which: Any) -> int:
-        """Stop the instances for which `which(server, session)` holds, in parallel; remove them."""
-        keys = [key for key in self._instances if which(*key)]
-        proxies = [self._instances.pop(key) for key in keys]
-        for key in keys:
-            self._instance_statuses.pop(key, None)
-        futures = [proxy.halt() for proxy in proxies]
-        for key, proxy, future in zip(keys, proxies, futures, strict=True):
-            try:
-                future.get(timeout=_ASK_TIMEOUT + self._orch.shutdown_grace)
-            except Exception:  # isolation: one stuck instance must not keep the others running
-                log.exception(
-                    "stopping %s/%s of session %s failed", self.config.name, key[0], session_label(key[1])
-                )
-            proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
-        return len(keys)
+
+def _changed(old: TenantConfig, new: TenantConfig) -> set[str]:
+    """The servers a reload keeps whose configuration (or their tenant's env) changed."""
+    env_changed = old.env != new.env
+    return {
+        name
+        for name, server in new.servers.items()
+        if name in old.servers and (env_changed or old.servers[name] != server)
+    }
+
+
+def _starts_with_tenant(config: ServerConfig) -> bool:
+    """Whether a server starts when its tenant's servers do (enabled, and not on_demand)."""
+    return config.enabled and not config.on_demand
+
+
+class TenantActorProxy(ActorMemberMixin, pykka.ActorProxy[TenantActor]):
+    """A `TenantActor`'s proxy as the router hands it out: each ask's future typed with its result."""
+
+    reconfigure = proxy_method(TenantActor.reconfigure)
+    lease = proxy_method(TenantActor.lease)
+    listed = proxy_method(TenantActor.listed)
+    start_server = proxy_method(TenantActor.start_server)
+    wake_server = proxy_method(TenantActor.wake_server)
+    start_servers = proxy_method(TenantActor.start_servers)
+    stop_server = proxy_method(TenantActor.stop_server)
+    restart_server = proxy_method(TenantActor.restart_server)
+    stop_servers = proxy_method(TenantActor.stop_servers)
+    status = proxy_method(TenantActor.status)
+    info = proxy_method(TenantActor.info)
+    session_instance = proxy_method(TenantActor.session_instance)
+    end_session = proxy_method(TenantActor.end_session)
+    instances = proxy_method(TenantActor.instances)
+
+
+def tenant_proxy(ref: pykka.ActorRef[TenantActor]) -> TenantActorProxy:
+    """The typed proxy of a started `TenantActor`."""
+    return cast(TenantActorProxy, ref.proxy())

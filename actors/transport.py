@@ -1,5 +1,6 @@
-"""`Transport`: how a server is reached — the client of its transport (stdio, sse, http), the
-stdio child's sandbox, cgroup and watches, and the liveness pings of a remote server.
+"""`Transport`: how a server is reached — the client of its transport (stdio, sse, http: each in
+`actors.upstream`), the stdio child's sandbox, cgroup and watches, and the liveness pings of a
+remote server.
 
 A stdio child is watched from the moment it is spawned: its exit, or its stdout closing while it
 runs (a line over the limit, a closed pipe), marks the connection lost, saying why (its exit code,
@@ -14,26 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 import mcp.types as types
 from mcp import Client
-from mcp.client.sse import sse_client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 import hub
-from actors.describe import describe
 from actors.limits import ServerCgroup
 from actors.limits import shim as limits_shim
 from actors.models import ServerState
-from actors.rawcall import RawChannel, modern_envelope
 from actors.sandbox import Sandbox, host_support, sandbox_for
-from actors.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
-from hub import seams
+from actors.upstream.rawcall import RawChannel, modern_envelope
+from actors.upstream.remote import keep_alive, remote_transport
+from actors.upstream.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
 from hub.config import redact
 
 if TYPE_CHECKING:
     from actors.server import ServerSupervisor
 
-_PING_INTERVAL = 10.0  # seconds between liveness pings of a remote handshake-era server
-_PING_TIMEOUT = 5.0  # seconds a ping may take before the server counts as dead
 _EXIT_GRACE = 1.0  # seconds a child whose stdout closed has to exit before that is its crash
 
 
@@ -65,6 +61,7 @@ class Transport:
         self, errlog: CappedLog, stack: contextlib.AsyncExitStack, sandbox: Sandbox | None
     ) -> Client:
         """The SDK client of the next connection, over the configured transport (not yet entered)."""
+        self._spawned = None  # (from here on, a child of an earlier connection speaks for nobody)
         supervisor = self._supervisor
         config = supervisor.config
         if config.transport == "stdio":
@@ -88,14 +85,7 @@ class Transport:
                 supervisor.gate,
             )
         else:
-            assert config.url is not None
-            headers = config.headers.reveal()
-            errlog.note(f"connecting to {config.url} ({config.transport})")
-            if config.transport == "sse":
-                target = sse_client(config.url, headers=headers)
-            else:
-                http = await stack.enter_async_context(seams.mcp_http_client(headers))
-                target = streamable_http_client(config.url, http_client=http)
+            target = await remote_transport(config, errlog, stack)
         relay = supervisor.relay
         return Client(
             target,
@@ -129,15 +119,7 @@ class Transport:
             or client.protocol_version in MODERN_PROTOCOL_VERSIONS
         ):
             return
-        while True:
-            await asyncio.sleep(_PING_INTERVAL)
-            try:
-                async with asyncio.timeout(_PING_TIMEOUT):
-                    await client.send_ping()
-            except Exception as exc:
-                why = "no answer" if isinstance(exc, TimeoutError) else describe(exc)
-                self._supervisor.mark_lost(f"ping failed: {why}")
-                return
+        await keep_alive(client, self._supervisor.mark_lost)
 
     def _confinement(self) -> ServerCgroup | None:
         """The cgroup of the next start of this stdio server (None: it needs none, or the host
@@ -186,7 +168,8 @@ class Transport:
             if words:  # (an npm 404, a Python traceback: often the only clue, and in the log alone)
                 said = redact(" | ".join(words), supervisor.tenant_env, supervisor.config.env)
                 reason += f"; its last stderr lines: {said}"
-            supervisor.mark_lost(reason)
+            if self._spawned is child.channel:  # (a child stopped before a restart: its run is over)
+                supervisor.mark_lost(reason)
 
         async def watch_stdout() -> None:
             """The hub reads no more of the child's stdout: unless the child exits (then `watch`

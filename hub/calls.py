@@ -16,10 +16,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
-import pykka
-
 from actors.models import ToolResult
-from actors.router import Route, RouterActor
+from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
 from hub.audit import AuditLog
 from hub.errors import CallTimeout, HubError, NotRunning, ShuttingDown
@@ -79,7 +77,7 @@ class CallPath:
 
     def __init__(
         self,
-        router: Callable[[], pykka.ActorProxy[RouterActor]],
+        router: Callable[[], RouterActorProxy],
         routes: RouteCache,
         wakes: Wakes,
         sessions: SessionInstances,

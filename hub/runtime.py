@@ -35,7 +35,7 @@ from mcp import InvalidUriTemplate, UriTemplate
 from actors.limits import CgroupTree, limit_support
 from actors.models import ServerCatalog, ServerState, ServerStatus, ToolEntry, ToolResult
 from actors.reaper import ProcessRegistry
-from actors.router import Route, RouterActor
+from actors.router import Route, RouterActor, RouterActorProxy, router_proxy
 from actors.sandbox import SandboxSite, host_support
 from actors.server import Requester
 from actors.tenant import TenantActor, TenantInfo
@@ -79,7 +79,7 @@ class Hub:
         self.board = EventBoard()
         self._registry: ProcessRegistry | None = None
         self._cgroups: CgroupTree | None = None  # the servers' cgroups (`actors.limits`), from start
-        self._router: pykka.ActorProxy[RouterActor] | None = None
+        self._router: RouterActorProxy | None = None
         self.started_at: float | None = None
         self._reload_lock = threading.Lock()
         self.metrics = HubMetrics()
@@ -129,9 +129,11 @@ class Hub:
         log.info("resource limits: %s", limit_support().detail)
         for path in limit_support().unenforced(self.config):
             log.warning("resource limits: %s is not enforced on this host", path)
-        self._router = RouterActor.start(
-            self.config.orchestrator, self._registry, self.log_dir, self.cache_dir, self.sandbox_site
-        ).proxy()
+        self._router = router_proxy(
+            RouterActor.start(
+                self.config.orchestrator, self._registry, self.log_dir, self.cache_dir, self.sandbox_site
+            )
+        )
         self._router.subscribe(self.board).get(timeout=_ASK_TIMEOUT)
         for tenant in self.config.tenants.values():
             self._router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
@@ -255,7 +257,7 @@ class Hub:
         return self.data_dir / "catalogs"
 
     @property
-    def router(self) -> pykka.ActorProxy[RouterActor]:
+    def router(self) -> RouterActorProxy:
         """The router's proxy (raises `ShuttingDown` once the hub stops)."""
         if self._router is None or self.in_flight.stopping:
             raise ShuttingDown("the hub is shutting down")

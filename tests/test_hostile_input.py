@@ -457,7 +457,7 @@ def test_the_python_api_refuses_what_no_server_could_read_and_blames_none(make_h
 
 
 def test_jsontext_refuses_and_repairs() -> None:
-    from actors.stdio import _repaired, _serialized
+    from actors.upstream.stdio import _repaired, _serialized
     from hub import jsontext
     from hub.errors import InvalidText, MalformedJson
 

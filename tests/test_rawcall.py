@@ -1,4 +1,4 @@
-"""Tool calls to stdio servers go over the hub's own wire channel (`actors/rawcall.py`): what the
+"""Tool calls to stdio servers go over the hub's own wire channel (`actors/upstream/rawcall.py`): what the
 SDK client used to check for the hub, the channel must check, and every odd answer is a clear error."""
 
 from __future__ import annotations

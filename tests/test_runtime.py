@@ -30,7 +30,7 @@ from conftest import (
 from helpers.processes import hub_in_a_process, sigkill
 
 from actors.models import CatalogChanged, ServerCrashed, ServerState, ServerStateChanged
-from actors.stdio import BASE_ENV_KEYS
+from actors.upstream.stdio import BASE_ENV_KEYS
 from hub.errors import BadRequest, CallTimeout, NotFound, QuotaExceeded, ShuttingDown, UpstreamError
 from hub.runtime import Hub
 

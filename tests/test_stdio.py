@@ -11,7 +11,7 @@ import pytest
 from conftest import MARK, TEST_SERVER, process_gone
 from mcp import Client
 
-from actors.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
+from actors.upstream.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
 
 
 async def _serve_once(log_path: Path) -> tuple[StdioProcess, set[str]]:

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from conftest import config_of, server
 
-from actors import tenant as tenant_module
+from actors import call_gate as call_gate_module
+from actors.call_gate import CallGate
 from actors.models import InstanceStateChanged, ServerState, ServerStateChanged, ServerStatus
-from actors.tenant import CallGate
 from hub.config import Quotas
 from hub.errors import CallTimeout, HubError, NotFound, NotRunning, QuotaExceeded, ShuttingDown, UpstreamError
 from hub.runtime import EventBoard, Hub
@@ -41,7 +41,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(tenant_module.time, "monotonic", fake)
+    monkeypatch.setattr(call_gate_module.time, "monotonic", fake)
     return fake
 
 

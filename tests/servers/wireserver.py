@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """A stdio MCP server, standard library only, whose tools answer `tools/call` in ways the hub must
-survive: for the hub's own wire channel (`actors/rawcall.py`). 2025-11-25 handshake era only.
+survive: for the hub's own wire channel (`actors/upstream/rawcall.py`). 2025-11-25 handshake era only.
 
 Tools (each answers as its name says):
   echo {text}       a normal result, echoing the text.

@@ -77,6 +77,17 @@ def _line(message: dict[str, Any]) -> bytes:
         raise BadRequest(f"the arguments cannot be sent as JSON: {exc}") from None
 
 
+def _parsed(line: bytes) -> dict[str, Any] | None:
+    """`line` as a JSON object (a lone surrogate in it as U+FFFD, as UTF-8 can carry it), or None."""
+    try:
+        message = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(message, dict):
+        return None
+    return jsontext.scrub(message) if jsontext.has_lone_escape(line) else message
+
+
 class RawChannel:
     """Requests written straight to a stdio server, answered without the SDK session.
 
@@ -139,59 +150,67 @@ class RawChannel:
             self._write(json.dumps(note).encode() + b"\n")
 
     async def take(self, line: bytes) -> bool:
-        """True if `line` was this channel's (an answer, a progress or log notification), now handled."""
+        """True if `line` was this channel's (an answer, a progress or log notification), now handled.
+
+        Every stdout line of the server comes here first: a line that names none of the
+        channel's ids (nor a log message, when logs are taken) is refused before it is parsed.
+        """
         if not ((_MARK in line and self._pending) or (_LOG in line and self.on_log is not None)):
             return False
-        try:
-            message = json.loads(line)
-        except (ValueError, RecursionError):
+        message = _parsed(line)
+        if message is None:
             return False
-        if not isinstance(message, dict):
-            return False
-        if jsontext.has_lone_escape(line):  # a lone surrogate answered: U+FFFD, as UTF-8 can carry it
-            message = jsontext.scrub(message)
         rid = message.get("id")
         if isinstance(rid, str) and "method" not in message:
-            future = self._pending.get(rid)
-            if future is None:
-                return rid.startswith("hub-")  # the answer to a call already given up
-            if not future.done():
-                error = message.get("error")
-                result = message.get("result")
-                if isinstance(error, dict):
-                    future.set_exception(
-                        ErrorAnswer(
-                            int(error.get("code", types.INTERNAL_ERROR)),
-                            str(error.get("message", "")),
-                            error.get("data"),
-                        )
-                    )
-                elif isinstance(result, dict):
-                    future.set_result(result)
-                else:
-                    future.set_exception(ValueError("an answer with neither a result nor an error"))
-            return True
+            return self._answered(rid, message)
         method = message.get("method")
-        if method == "notifications/message" and self.on_log is not None and "id" not in message:
-            params = message.get("params")
-            if isinstance(params, dict):
-                await self.on_log(params)
-            return True
+        if method == "notifications/message":
+            return await self._logged(message)
         if method == "notifications/progress":
-            params = message.get("params") or {}
-            progress = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
-            if progress is None:
-                return False
-            try:
-                value = float(params["progress"])
-            except (KeyError, TypeError, ValueError):
-                return True  # a malformed progress notification is dropped, as the SDK drops it
-            try:
-                await progress(value, params.get("total"), params.get("message"))
-            except Exception as exc:  # the caller went away: the call itself still gets its answer
-                log.debug("progress not delivered: %s", exc)
-            return True
+            return await self._progressed(message.get("params") or {})
         return False
+
+    def _answered(self, rid: str, message: dict[str, Any]) -> bool:
+        """The answer `message` to request `rid`: its future gets the result, or the error."""
+        future = self._pending.get(rid)
+        if future is None:
+            return rid.startswith("hub-")  # the answer to a call already given up
+        if future.done():
+            return True
+        error = message.get("error")
+        result = message.get("result")
+        if isinstance(error, dict):
+            code = int(error.get("code", types.INTERNAL_ERROR))
+            future.set_exception(ErrorAnswer(code, str(error.get("message", "")), error.get("data")))
+        elif isinstance(result, dict):
+            future.set_result(result)
+        else:
+            future.set_exception(ValueError("an answer with neither a result nor an error"))
+        return True
+
+    async def _logged(self, message: dict[str, Any]) -> bool:
+        """A log message of the server: to `on_log`, in the order it came (False: not taken)."""
+        if self.on_log is None or "id" in message:
+            return False
+        params = message.get("params")
+        if isinstance(params, dict):
+            await self.on_log(params)
+        return True
+
+    async def _progressed(self, params: dict[str, Any]) -> bool:
+        """A progress notification: to the caller whose request carries its token, if any."""
+        progress = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
+        if progress is None:
+            return False
+        try:
+            value = float(params["progress"])
+        except (KeyError, TypeError, ValueError):
+            return True  # a malformed progress notification is dropped, as the SDK drops it
+        try:
+            await progress(value, params.get("total"), params.get("message"))
+        except Exception as exc:  # the caller went away: the call itself still gets its answer
+            log.debug("progress not delivered: %s", exc)
+        return True
 
     def close(self) -> None:
         """The connection ended: every request in flight fails as the SDK's would."""

@@ -1,0 +1,72 @@
+"""What a tenant hands out, as frozen data: its lease (to the router, to route calls) and its info
+(to the API: quotas with their usage, and the servers).
+
+Built on the tenant actor's thread; read on any thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+from actors.call_gate import CallGate
+from actors.models import ServerState, ServerStatus
+from actors.server import ServerEndpoint
+from hub.config import Quotas
+
+if TYPE_CHECKING:  # the REST answers' types (a type-only import: actors never import web at run time)
+    from web import responses as api
+
+_ACTIVE = (ServerState.STARTING, ServerState.RUNNING, ServerState.BACKOFF)
+
+
+@dataclass(frozen=True)
+class TenantLease:
+    """What the router keeps of a tenant: its gate and its servers' endpoints (thread-safe objects)."""
+
+    tenant: str
+    gate: CallGate
+    endpoints: Mapping[str, ServerEndpoint]
+    call_timeouts: Mapping[str, float]
+    on_demand: Mapping[str, bool]  # started by a call when stopped (on_demand and enabled)
+    per_session: Mapping[str, bool]  # one instance per session (per_session and enabled)
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    """A tenant as the API shows it (never its keys or env)."""
+
+    name: str
+    description: str
+    quotas: Quotas
+    servers: tuple[ServerStatus, ...]
+    tools: int
+    hidden_tools: int
+    calls_in_flight: int
+    calls_last_minute: int
+    instances: Mapping[str, int] = field(default_factory=dict)  # per_session server → instances
+    resources: Mapping[str, int | None] = field(default_factory=dict)  # max_memory_mb, max_processes used
+
+    def to_json(self) -> api.Tenant:
+        """JSON-ready dict: quotas with their usage, and the servers."""
+        active = sum(1 for s in self.servers if s.state in _ACTIVE)
+        usage = {
+            "max_servers": active,
+            "max_tools": self.tools,
+            "max_concurrent_calls": self.calls_in_flight,
+            "max_calls_per_minute": self.calls_last_minute,
+            "max_sessions_per_server": max(self.instances.values(), default=0),
+            "max_memory_mb": self.resources.get("max_memory_mb"),  # (None: no cgroup counts it)
+            "max_processes": self.resources.get("max_processes"),
+        }
+        return {
+            "name": self.name,
+            "description": self.description,
+            "quotas": cast(
+                "api.TenantQuotas",
+                {k: {"limit": getattr(self.quotas, k), "used": v} for k, v in usage.items()},
+            ),
+            "hidden_tools": self.hidden_tools,
+            "servers": [s.to_json() for s in self.servers],
+        }

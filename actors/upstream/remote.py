@@ -1,0 +1,51 @@
+"""The remote upstream transports: a server reached over Streamable HTTP or SSE, and its pings.
+
+The SDK's own clients carry the connection (`streamable_http_client` over the hub's HTTP client,
+made through `hub.seams`; `sse_client`); the hub adds the configured headers and, on a
+handshake-era connection, a liveness ping, since no process exit tells it that a remote server
+died. Everything here runs on the owning server's loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from mcp import Client
+from mcp.client.sse import sse_client
+from mcp.client.streamable_http import streamable_http_client
+
+from actors.describe import describe
+from actors.upstream.errlog import CappedLog
+from hub import seams
+from hub.config import ServerConfig
+
+_PING_INTERVAL = 10.0  # seconds between liveness pings of a remote handshake-era server
+_PING_TIMEOUT = 5.0  # seconds a ping may take before the server counts as dead
+
+
+async def remote_transport(config: ServerConfig, errlog: CappedLog, stack: contextlib.AsyncExitStack) -> Any:
+    """The SDK transport to the remote server of `config` (`sse` or `http`), for `mcp.Client`;
+    what it needs open (the HTTP client) is entered on `stack`."""
+    assert config.url is not None
+    headers = config.headers.reveal()
+    errlog.note(f"connecting to {config.url} ({config.transport})")
+    if config.transport == "sse":
+        return sse_client(config.url, headers=headers)
+    http = await stack.enter_async_context(seams.mcp_http_client(headers))
+    return streamable_http_client(config.url, http_client=http)
+
+
+async def keep_alive(client: Client, lost: Callable[[str], None]) -> None:
+    """Ping the server every `_PING_INTERVAL` s until a ping fails, then call `lost(why)`."""
+    while True:
+        await asyncio.sleep(_PING_INTERVAL)
+        try:
+            async with asyncio.timeout(_PING_TIMEOUT):
+                await client.send_ping()
+        except Exception as exc:
+            why = "no answer" if isinstance(exc, TimeoutError) else describe(exc)
+            lost(f"ping failed: {why}")
+            return
