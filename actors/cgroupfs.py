@@ -2,7 +2,7 @@
 
 Plain functions over folders of `/sys/fs/cgroup` (v2) or of the v1 hierarchies, for
 `actors.limits` (one hub's tree) and `actors.limit_support` (the probe). Nothing here runs on a
-particular thread; `remove_tree` may block for up to `_PATIENCE` s.
+particular thread; `remove_tree` may block for up to `timeouts.CGROUP_EMPTY` s.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import os
 import re
 import time
 
+from hub import timeouts
+
 CONTROLLERS = ("memory", "pids", "cpu")
 PREFIX = "mcp-hub-"  # of every folder a hub makes: `mcp-hub-<pid>-<n>`, `mcp-hub-self`
 _CPU_PERIOD_US = 100_000
-_PATIENCE = 2.0  # seconds a cgroup's removal waits for its processes to be gone
 
 
 class LimitError(Exception):
@@ -138,8 +139,8 @@ def folder_name(part: str) -> str:
 
 def remove_tree(path: str, patience: float | None = None) -> None:
     """rmdir `path` and its sub-folders, deepest first; a cgroup goes only once no process is in
-    it, so those still busy are tried again for up to `patience` s (default `_PATIENCE`)."""
-    deadline = time.monotonic() + (_PATIENCE if patience is None else patience)
+    it, so those still busy are tried again for up to `patience` s (default `timeouts.CGROUP_EMPTY`)."""
+    deadline = time.monotonic() + (timeouts.CGROUP_EMPTY if patience is None else patience)
     while True:
         for folder, _, _ in sorted(os.walk(path), key=lambda entry: -entry[0].count("/")):
             with contextlib.suppress(OSError):

@@ -197,7 +197,7 @@ class ServerCgroup:
         return peak >= limit - _PAGE_SLACK
 
     def remove(self) -> None:
-        """Remove its folders, once their last processes are gone (blocks up to `_PATIENCE` s for
+        """Remove its folders, once their last processes are gone (blocks up to `timeouts.CGROUP_EMPTY` s for
         them: a sandbox's processes die just after bwrap; what is still busy then is left to the
         tree's removal)."""
         for path in set(self.paths.values()):

@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 
+from hub import timeouts
+
 log = logging.getLogger(__name__)
 
 
@@ -67,7 +69,7 @@ class ProcessRegistry:
             if self._watchdog.stdin and not self._watchdog.stdin.closed:
                 self._watchdog.stdin.close()
         try:
-            self._watchdog.wait(timeout=5)
+            self._watchdog.wait(timeout=timeouts.WATCHDOG_EXIT)
         except subprocess.TimeoutExpired:
             self._watchdog.kill()
             self._watchdog.wait()

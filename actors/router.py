@@ -42,6 +42,7 @@ from actors.reaper import ProcessRegistry
 from actors.sandbox import SandboxSite
 from actors.server import Listener, Requester, ServerEndpoint, tell
 from actors.tenant import TenantActor, TenantActorProxy, TenantLease, tenant_proxy
+from hub import timeouts
 from hub.config import OrchestratorConfig, TenantConfig
 from hub.errors import NotFound, NotRunning
 
@@ -130,11 +131,11 @@ class RouterActor(pykka.ThreadingActor):
         lease = proxy.lease()
         statuses = [(server, proxy.status(server)) for server in config.servers]
         listed = [proxy.listed(server) for server in config.servers]
-        self._leases[config.name] = lease.get(timeout=30)
+        self._leases[config.name] = lease.get(timeout=timeouts.ASK)
         for server, status in statuses:
-            self._statuses[(config.name, server)] = status.get(timeout=30)
+            self._statuses[(config.name, server)] = status.get(timeout=timeouts.ASK)
         for future in listed:  # on_demand servers' cached catalogs: listed from the start
-            catalog = future.get(timeout=30)
+            catalog = future.get(timeout=timeouts.ASK)
             if catalog is not None:
                 self._install(catalog)
                 self._relay(CatalogChanged(catalog))
@@ -145,7 +146,7 @@ class RouterActor(pykka.ThreadingActor):
         if proxy is None:
             return
         self._leases.pop(name, None)
-        proxy.actor_ref.stop(timeout=120)
+        proxy.actor_ref.stop(timeout=timeouts.TENANT_ACTOR_STOP)
         for key in [k for k in self._catalogs if k[0] == name]:
             self._drop_catalog(key)
         for key in [k for k in self._statuses if k[0] == name]:
@@ -161,13 +162,13 @@ class RouterActor(pykka.ThreadingActor):
         tenant = self._tenants[lease.tenant]
         for server in servers:
             key = (lease.tenant, server)
-            status = tenant.status(server).get(timeout=30)
+            status = tenant.status(server).get(timeout=timeouts.ASK)
             known = self._statuses.get(key)
             if known is None or status.seq > known.seq:  # added or replaced: its own catalog, if any
                 self._statuses[key] = status
                 had = key in self._catalogs
                 self._drop_catalog(key)
-                catalog = tenant.listed(server).get(timeout=30)
+                catalog = tenant.listed(server).get(timeout=timeouts.ASK)
                 if catalog is not None:
                     self._install(catalog)
                 if had or catalog is not None:

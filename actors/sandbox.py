@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from actors.limits import CgroupTree
+from hub import timeouts
 from hub.config import SandboxConfig
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,6 @@ _ETC_SECRETS = (
 # are bound read-only too, or name resolution breaks inside.
 _ETC_LINKS = ("/etc/resolv.conf", "/etc/hosts", "/etc/localtime", "/etc/nsswitch.conf")
 _HUB_PACKAGES = ("hub", "actors", "web", "schemas")
-_PROBE_TIMEOUT = 10.0
 
 
 class SandboxError(Exception):
@@ -114,14 +114,16 @@ def _probe(name: str) -> SandboxSupport:
 def _try(bwrap: str, true: str) -> SandboxSupport:
     """Run `true` in a sandbox made like a server's (network none, a home, a mask)."""
     try:
-        version = subprocess.run([bwrap, "--version"], capture_output=True, text=True, timeout=_PROBE_TIMEOUT)
+        version = subprocess.run(
+            [bwrap, "--version"], capture_output=True, text=True, timeout=timeouts.SANDBOX_PROBE
+        )
         with tempfile.TemporaryDirectory(prefix="mcp-hub-sandbox-probe-") as scratch:
             site = SandboxSite(homes=scratch, hidden=(os.path.join(scratch, "hidden"),))
             os.mkdir(os.path.join(scratch, "hidden"))
             policy = SandboxConfig(network="none", binds=())
             argv = _plan(bwrap, site, "probe", policy, scratch).wrap(true, (), None)
             trial = subprocess.run(
-                argv, capture_output=True, text=True, timeout=_PROBE_TIMEOUT, stdin=subprocess.DEVNULL
+                argv, capture_output=True, text=True, timeout=timeouts.SANDBOX_PROBE, stdin=subprocess.DEVNULL
             )
     except (OSError, subprocess.SubprocessError, SandboxError) as exc:
         return SandboxSupport(False, f"{bwrap} failed to run: {exc}", bwrap)

@@ -67,6 +67,7 @@ from actors.server_spec import Listener, ServerEvent, ServerSpec, initial_status
 from actors.transport import Transport
 from actors.upstream.errlog import CappedLog
 from actors.upstream.rawcall import RawChannel
+from hub import timeouts
 
 __all__ = [
     "Listener",
@@ -84,8 +85,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-_STOP_TIMEOUT = 10.0
 
 
 _STABLE_AFTER = 10.0  # seconds in `running` (at least backoff_max) after which a crash starts a fresh count
@@ -407,10 +406,12 @@ class ServerActor(pykka.ThreadingActor):
 
     def on_stop(self) -> None:
         try:
-            self._on_loop(self.supervisor.stop(), _STOP_TIMEOUT + self.supervisor.orchestrator.shutdown_grace)
+            self._on_loop(
+                self.supervisor.stop(), timeouts.SERVER_STOP + self.supervisor.orchestrator.shutdown_grace
+            )
         finally:
             self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
+            self._thread.join(timeout=timeouts.LOOP_JOIN)
             if not self._thread.is_alive():
                 # Calls submitted while the loop stopped (through an endpoint a caller still held)
                 # run now and fail at once (the server is stopped); later ones fail in `submit`.
@@ -434,7 +435,7 @@ class ServerActor(pykka.ThreadingActor):
         """Begin supervising (returns at once, or once a stop in progress is done; watch
         `ServerStateChanged` for `running`). Idempotent: a running server is left alone."""
         return self._on_loop(
-            self.supervisor.wake(), _STOP_TIMEOUT + self.supervisor.orchestrator.shutdown_grace
+            self.supervisor.wake(), timeouts.SERVER_STOP + self.supervisor.orchestrator.shutdown_grace
         )
 
     def halt(self, retire: bool = False) -> ServerStatus:
@@ -443,7 +444,7 @@ class ServerActor(pykka.ThreadingActor):
         `retire`: it is being removed or replaced (a reload), so its cached catalog is withdrawn.
         """
         stop = self.supervisor.stop(retire=retire)
-        self._on_loop(stop, _STOP_TIMEOUT + self.supervisor.orchestrator.shutdown_grace)
+        self._on_loop(stop, timeouts.SERVER_STOP + self.supervisor.orchestrator.shutdown_grace)
         return self.supervisor.status
 
     def relaunch(self) -> ServerStatus:

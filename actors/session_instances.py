@@ -14,13 +14,13 @@ from collections.abc import Callable, Iterable
 
 from actors.models import ServerState, ServerStatus, session_label
 from actors.server import ServerActorProxy
+from hub import timeouts
 from hub.config import ServerConfig
 from hub.errors import QuotaExceeded
 
 log = logging.getLogger("actors.tenant")  # (its lines are the tenant's)
 
 Key = tuple[str, str]  # (server, session)
-_ACTOR_STOP_TIMEOUT = 30.0  # seconds an instance's actor has to stop once its server is down
 
 
 class SessionInstances:
@@ -103,7 +103,7 @@ class SessionInstances:
                 log.exception(
                     "stopping %s/%s of session %s failed", self._tenant, key[0], session_label(key[1])
                 )
-            proxy.actor_ref.stop(timeout=_ACTOR_STOP_TIMEOUT)
+            proxy.actor_ref.stop(timeout=timeouts.ACTOR_STOP)
         return len(keys)
 
     def statuses(self, order: Iterable[str]) -> tuple[ServerStatus, ...]:

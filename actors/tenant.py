@@ -57,6 +57,7 @@ from actors.server import (
 from actors.session_instances import SessionInstances
 from actors.tenant_info import TenantInfo, TenantLease
 from actors.tool_quota import ToolQuota
+from hub import timeouts
 from hub.config import OrchestratorConfig, ServerConfig, TenantConfig
 from hub.errors import NotFound, NotRunning, QuotaExceeded
 
@@ -65,7 +66,6 @@ __all__ = ["CallGate", "TenantActor", "TenantActorProxy", "TenantInfo", "TenantL
 log = logging.getLogger(__name__)
 
 _ACTIVE = (ServerState.STARTING, ServerState.RUNNING, ServerState.BACKOFF)
-_ASK_TIMEOUT = 30.0
 
 
 class TenantActor(pykka.ThreadingActor):
@@ -102,7 +102,7 @@ class TenantActor(pykka.ThreadingActor):
     @property
     def _stop_timeout(self) -> float:
         """Seconds a server may take to stop (a launch too: it may first wait out a stop)."""
-        return _ASK_TIMEOUT + self._orch.shutdown_grace
+        return timeouts.SERVER_STOP_ASK + self._orch.shutdown_grace
 
     def on_start(self) -> None:
         self._confine()
@@ -115,7 +115,7 @@ class TenantActor(pykka.ThreadingActor):
     def on_stop(self) -> None:
         self.stop_servers()
         for proxy in self._servers.values():
-            proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
+            proxy.actor_ref.stop(timeout=timeouts.ACTOR_STOP)
 
     def _confine(self) -> None:
         """Make (or update) the tenant's cgroup, which bounds its servers' memory and processes
@@ -153,8 +153,8 @@ class TenantActor(pykka.ThreadingActor):
     def _record_server(
         self, name: str, status: pykka.Future[ServerStatus], catalog: pykka.Future[ServerCatalog]
     ) -> None:
-        self._statuses[name] = status.get(timeout=_ASK_TIMEOUT)
-        first = catalog.get(timeout=_ASK_TIMEOUT)
+        self._statuses[name] = status.get(timeout=timeouts.ASK)
+        first = catalog.get(timeout=timeouts.ASK)
         if not first.empty:
             self._tools.within(first, self.config.quotas)
 
@@ -162,7 +162,7 @@ class TenantActor(pykka.ThreadingActor):
         self._instances.stop(lambda server, session: server == name, self._stop_timeout)
         proxy = self._servers.pop(name)
         proxy.halt(retire=True).get(timeout=self._stop_timeout)
-        proxy.actor_ref.stop(timeout=_ASK_TIMEOUT)
+        proxy.actor_ref.stop(timeout=timeouts.ACTOR_STOP)
         self._statuses.pop(name, None)
         self._tools.forget(name)
 
@@ -266,7 +266,7 @@ class TenantActor(pykka.ThreadingActor):
     def lease(self) -> TenantLease:
         """The gate and endpoints the router needs to route calls of this tenant."""
         endpoints = {
-            name: proxy.get_endpoint().get(timeout=_ASK_TIMEOUT) for name, proxy in self._servers.items()
+            name: proxy.get_endpoint().get(timeout=timeouts.ASK) for name, proxy in self._servers.items()
         }
         servers = self.config.servers
         timeouts = {name: s.call_timeout for name, s in servers.items()}
@@ -389,7 +389,7 @@ class TenantActor(pykka.ThreadingActor):
 
     def status(self, server: str) -> ServerStatus:
         """One server's latest status."""
-        return self._proxy(server).status().get(timeout=_ASK_TIMEOUT)
+        return self._proxy(server).status().get(timeout=timeouts.ASK)
 
     def info(self) -> TenantInfo:
         """The tenant with its quotas, usage and servers."""
@@ -434,7 +434,7 @@ class TenantActor(pykka.ThreadingActor):
             self.config.quotas.max_sessions_per_server,
             lambda: start_server_actor(self._spec(server, session), self.actor_ref, self._registry),
         )
-        endpoint = proxy.get_endpoint().get(timeout=_ASK_TIMEOUT)
+        endpoint = proxy.get_endpoint().get(timeout=timeouts.ASK)
         status = proxy.launch().get(timeout=self._stop_timeout)
         self._instances.launched((server, session), status)
         return endpoint, status

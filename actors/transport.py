@@ -25,12 +25,11 @@ from actors.sandbox import Sandbox, host_support, sandbox_for
 from actors.upstream.rawcall import RawChannel, modern_envelope
 from actors.upstream.remote import keep_alive, remote_transport
 from actors.upstream.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
+from hub import timeouts
 from hub.config import redact
 
 if TYPE_CHECKING:
     from actors.server import ServerSupervisor
-
-_EXIT_GRACE = 1.0  # seconds a child whose stdout closed has to exit before that is its crash
 
 
 class Transport:
@@ -177,7 +176,7 @@ class Transport:
             await child.stdout_closed.wait()
             if child.broken is None:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(child.exited.wait(), _EXIT_GRACE)
+                    await asyncio.wait_for(child.exited.wait(), timeouts.EXIT_GRACE)
                 if child.exited.is_set():
                     return
             if self._spawned is child.channel:

@@ -18,6 +18,7 @@ import tornado.httputil
 import tornado.web
 
 import hub
+from hub import timeouts
 from hub.errors import HubError
 from hub.runtime import Hub
 from web import admin, app_gateway, mcp_http, rest, ui_host
@@ -112,8 +113,8 @@ def make_app(
         apps=apps if apps is not None else app_registry(hub_),
         # A ping every 20 s; no pong within 20 s closes the connection. Tornado caps the timeout at
         # the interval (and warns when it is longer), so it cannot be more.
-        websocket_ping_interval=20,
-        websocket_ping_timeout=20,
+        websocket_ping_interval=timeouts.WEBSOCKET_PING_INTERVAL,
+        websocket_ping_timeout=timeouts.WEBSOCKET_PING_TIMEOUT,
         websocket_max_message_size=16 * 1024 * 1024,
         compress_response=True,
         cookie_secret=secrets.token_hex(32),  # per process: app cookies do not outlive the hub

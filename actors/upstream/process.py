@@ -26,6 +26,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 
 from actors.sandbox import Sandbox, sandbox_group
+from hub import timeouts
 
 log = logging.getLogger("actors.upstream.stdio")  # (one logger for the stdio transport)
 
@@ -43,7 +44,6 @@ BASE_ENV_KEYS = (
     "TZ",
     "TMPDIR",
 )
-_CLOSE_GRACE = 2.0  # seconds between closing stdin, SIGTERM and SIGKILL
 
 
 class SpawnError(Exception):
@@ -83,7 +83,9 @@ def _death_signal_shim() -> tuple[str, ...]:
         log.info("setpriv (util-linux) not found: orphan protection relies on the watchdog alone")
         return ()
     try:
-        usage = subprocess.run([setpriv, "--help"], capture_output=True, timeout=10).stdout
+        usage = subprocess.run(
+            [setpriv, "--help"], capture_output=True, timeout=timeouts.SANDBOX_PROBE
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return ()
     if b"--pdeathsig" not in usage:
@@ -209,7 +211,7 @@ async def stop(
     if popen.returncode is None:
         stdin.close()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(exited.wait(), _CLOSE_GRACE)
+            await asyncio.wait_for(exited.wait(), timeouts.CLOSE_GRACE)
     for sig in (signal.SIGTERM, signal.SIGKILL):
         # bwrap passes no signal on: SIGTERM goes to the sandbox's own group; SIGKILL to bwrap's
         # kills the sandbox's init (--die-with-parent), and with it every process inside.
@@ -223,4 +225,4 @@ async def stop(
             await asyncio.sleep(0.05)
             continue
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(exited.wait(), _CLOSE_GRACE)
+            await asyncio.wait_for(exited.wait(), timeouts.CLOSE_GRACE)

@@ -19,11 +19,10 @@ from mcp.client.streamable_http import streamable_http_client
 
 from actors.describe import describe
 from actors.upstream.errlog import CappedLog
-from hub import seams
+from hub import seams, timeouts
 from hub.config import ServerConfig
 
 _PING_INTERVAL = 10.0  # seconds between liveness pings of a remote handshake-era server
-_PING_TIMEOUT = 5.0  # seconds a ping may take before the server counts as dead
 
 
 async def remote_transport(config: ServerConfig, errlog: CappedLog, stack: contextlib.AsyncExitStack) -> Any:
@@ -43,7 +42,7 @@ async def keep_alive(client: Client, lost: Callable[[str], None]) -> None:
     while True:
         await asyncio.sleep(_PING_INTERVAL)
         try:
-            async with asyncio.timeout(_PING_TIMEOUT):
+            async with asyncio.timeout(timeouts.PING):
                 await client.send_ping()
         except Exception as exc:
             why = "no answer" if isinstance(exc, TimeoutError) else describe(exc)
