@@ -269,14 +269,14 @@ class TenantActor(pykka.ThreadingActor):
             name: proxy.get_endpoint().get(timeout=timeouts.ASK) for name, proxy in self._servers.items()
         }
         servers = self.config.servers
-        timeouts = {name: s.call_timeout for name, s in servers.items()}
+        call_timeouts = {name: s.call_timeout for name, s in servers.items()}
         on_demand = {name: s.on_demand and s.enabled for name, s in servers.items()}
         per_session = {name: s.per_session and s.enabled for name, s in servers.items()}
         return TenantLease(
             self.config.name,
             self._gate,
             MappingProxyType(endpoints),
-            MappingProxyType(timeouts),
+            MappingProxyType(call_timeouts),
             MappingProxyType(on_demand),
             MappingProxyType(per_session),
         )
