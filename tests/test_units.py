@@ -252,6 +252,11 @@ def fake_tenant(
     return tenant
 
 
+def wake(hub: Hub, tenant: str, server: str, session: str | None = None) -> None:
+    """Wait for a wake as a call does (on a loop of its own)."""
+    asyncio.run(hub.wakes.wake_async(tenant, server, session))
+
+
 def test_concurrent_first_calls_share_one_start(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     second_waits = threading.Event()
     pending_wake = hub.wakes.pending
@@ -275,13 +280,13 @@ def test_concurrent_first_calls_share_one_start(hub: Hub, monkeypatch: pytest.Mo
 
     def first_call() -> None:
         try:
-            hub.wakes.wake("t", "s")
+            wake(hub, "t", "s")
         except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=first_call)
     thread.start()
-    hub.wakes.wake("t", "s")  # the second call: waits for the first one's start
+    wake(hub, "t", "s")  # the second call: waits for the first one's start
     thread.join(10)
     assert not errors and tenant.asked == ["s"]  # one start for both
     assert not hub.wakes.starts  # settled: the next call after an idle stop asks again
@@ -380,7 +385,7 @@ def test_a_start_that_takes_too_long_times_out_and_a_late_start_still_serves_the
     monkeypatch.setattr("hub.wakes._WAKE_MARGIN", 0.0)  # the wait is then startup_timeout: 1 s
     tenant = fake_tenant(hub, monkeypatch, lambda name: status(ServerState.STARTING, 1))
     with pytest.raises(CallTimeout, match="server 's' did not start within 1 s"):
-        hub.wakes.wake("t", "s")
+        wake(hub, "t", "s")
     # The start goes on: the next call joins it (no second ask) and is answered once it runs.
     pending_wake = hub.wakes.pending
 
@@ -391,7 +396,7 @@ def test_a_start_that_takes_too_long_times_out_and_a_late_start_still_serves_the
         return future, first
 
     monkeypatch.setattr(hub.wakes, "pending", pending)
-    hub.wakes.wake("t", "s")
+    wake(hub, "t", "s")
     assert tenant.asked == ["s"]
 
 
@@ -415,5 +420,5 @@ def test_a_call_of_an_ended_session_starts_no_instance(hub: Hub, monkeypatch: py
     monkeypatch.setattr(hub, "_tenant", no_tenant)
     assert hub.end_session("http:gone") == 0  # it had no instance
     with pytest.raises(NotRunning, match="the session of this call has ended"):
-        hub.wakes.wake("t", "s", "http:gone")
+        wake(hub, "t", "s", "http:gone")
     assert not hub.wakes.starts
