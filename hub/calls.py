@@ -5,8 +5,8 @@ audit log; then the call goes straight to the server's loop (no actor inbox on t
 waking an on_demand server or a session's instance if need be, and once more if the server
 stopped for idleness just before the call.
 
-The path is written once, as coroutines on an asyncio loop: the web frontend's, or the hub's own
-(`hub.loop`), on which the blocking Python API runs them while the caller's thread waits.
+The path is written once, as coroutines on an asyncio loop: the web frontend's, or one that the
+blocking Python API borrows from the hub (`hub.loops`) and runs on the caller's thread.
 """
 
 from __future__ import annotations
@@ -27,10 +27,9 @@ from actors.models import ToolResult
 from actors.router import Route, RouterActor
 from actors.server import Requester, ServerEndpoint
 from hub.audit import AuditLog
-from hub.config import HubConfig
 from hub.errors import CallTimeout, HubError, NotRunning, ShuttingDown
 from hub.instances import SessionInstances
-from hub.loop import HubLoop
+from hub.loops import HubLoops
 from hub.metrics import HubMetrics
 from hub.routes import Prepared, RouteCache, validate
 from hub.wakes import Wakes
@@ -74,8 +73,8 @@ class CallPath:
     """Calls of a hub's tools, resources and prompts (the `Hub` API delegates here).
 
     The path is written once, as coroutines: code on a loop awaits them (`call_tool_async`,
-    `server_request_async`); the blocking forms (`call_tool`, `server_request`) run them on the
-    hub's own loop (`hub.loop`) and wait on the caller's thread.
+    `server_request_async`); the blocking forms (`call_tool`, `server_request`) run them on a loop
+    borrowed from the hub (`hub.loops`), on the caller's thread.
 
     Args:
         router: the router's proxy (raises `ShuttingDown` once the hub stops).
@@ -86,8 +85,7 @@ class CallPath:
         audit: the audit log now (it is replaced when a reload changes its settings).
         in_flight: the requests in flight.
         ask_timeout: how long an ask of the router may take, in seconds.
-        loop: the hub's loop, which the blocking forms run the path on.
-        config: the hub's configuration now (it may be reloaded).
+        loops: the loops the blocking forms run the path on.
     """
 
     def __init__(
@@ -100,8 +98,7 @@ class CallPath:
         audit: Callable[[], AuditLog],
         in_flight: InFlight,
         ask_timeout: float,
-        loop: HubLoop,
-        config: Callable[[], HubConfig],
+        loops: HubLoops,
     ) -> None:
         self._router = router
         self._routes = routes
@@ -111,9 +108,7 @@ class CallPath:
         self._audit = audit
         self._in_flight = in_flight
         self._ask_timeout = ask_timeout
-        self._loop = loop
-        self._config = config
-        self._guarded: tuple[HubConfig, float] | None = None  # the configuration `_guard` is for
+        self._loops = loops
 
     def prepare(self, tenant: str, tool_id: str) -> Prepared:
         """The prepared route of `tool_id` (a router ask if not cached: not on a loop)."""
@@ -132,28 +127,14 @@ class CallPath:
         key: str | None = None,
         session: str | None = None,
     ) -> ToolResult:
-        """`Hub.call_tool`: `call_tool_async` on the hub's loop (caller's thread, not a loop's)."""
-        return self._loop.run(
-            self.call_tool_async(tenant, tool_id, arguments, None, key, session), self._guard()
-        )
+        """`Hub.call_tool`: `call_tool_async` on a borrowed loop (caller's thread, not a loop's)."""
+        return self._loops.run(self.call_tool_async(tenant, tool_id, arguments, None, key, session))
 
     def server_request(
         self, tenant: str, server: str, submit: Callable[[Any], Any], session: str | None = None
     ) -> dict[str, Any]:
-        """`server_request_async` on the hub's loop (caller's thread, not a loop's)."""
-        return self._loop.run(self.server_request_async(tenant, server, submit, session), self._guard())
-
-    def _guard(self) -> float:
-        """How long a blocking form waits for the hub's loop at most, in seconds: every step of the
-        path has its own bound (router asks, a start, the call; each twice for a retry), so only a
-        wedged loop reaches this one. Any thread."""
-        config = self._config()
-        if self._guarded is None or self._guarded[0] is not config:
-            servers = [s for tenant in config.tenants.values() for s in tenant.servers.values()]
-            longest = max((s.call_timeout for s in servers), default=0.0)
-            startup = config.orchestrator.startup_timeout
-            self._guarded = (config, 2 * (2 * self._ask_timeout + startup + longest + 20))
-        return self._guarded[1]
+        """`server_request_async` on a borrowed loop (caller's thread, not a loop's)."""
+        return self._loops.run(self.server_request_async(tenant, server, submit, session))
 
     # ------------------------------------------------------------------ the path
 
@@ -163,7 +144,7 @@ class CallPath:
         """Submit a request (`submit(endpoint)`: a resource read, a prompt get) to `server` (to
         `session`'s instance of a per_session one) and await its answer (on an asyncio loop: the
         router ask runs in its executor)."""
-        asked = self._router().server_route(tenant, server)  # (a tell: the wait is the blocking part)
+        asked = self._router().server_route(tenant, server)  # sending never blocks; waiting does
         route = await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(asked.get, timeout=self._ask_timeout)
         )

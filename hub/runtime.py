@@ -20,8 +20,8 @@ The concerns live in modules named after them, and `Hub` hands work to one objec
 started for a call and waited for) and `hub.instances` (per_session servers: each session's own
 instance, stopped by `end_session` when its client goes away); `hub.reload` applies a new
 configuration. The call path is async; the
-blocking `call_tool`, `read_resource` and `get_prompt` run it on the hub's own loop (`hub.loop`,
-thread `hub-calls`, started and stopped with the hub) and wait on the caller's thread.
+blocking `call_tool`, `read_resource` and `get_prompt` run it on the caller's thread, on a loop
+borrowed from the hub (`hub.loops`, opened and closed with the hub).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from hub.config import HubConfig, load_config, redact
 from hub.errors import BadRequest, NotFound, ShuttingDown
 from hub.events import EventBoard, WakeKey
 from hub.instances import SessionInstances
-from hub.loop import HubLoop
+from hub.loops import HubLoops
 from hub.metrics import HubMetrics
 from hub.routes import RouteCache
 from hub.wakes import Wakes
@@ -77,7 +77,7 @@ class Hub:
         wakes: starts of on_demand servers that calls wait for (`hub.wakes`).
         sessions: the session instances of per_session servers (`hub.instances`).
         in_flight: the requests in flight, which `stop` lets finish.
-        loop: the hub's own asyncio loop, which the blocking calls run the call path on (`hub.loop`).
+        loops: the asyncio loops the blocking calls run the call path on (`hub.loops`).
     """
 
     def __init__(self, config: HubConfig, data_dir: str | Path | None = None) -> None:
@@ -94,7 +94,7 @@ class Hub:
         # Routes resolved by the router, reused until the catalog changes (saves two thread hops per call).
         self.routes = RouteCache()
         self.in_flight = InFlight()
-        self.loop = HubLoop()
+        self.loops = HubLoops()
         # The lambdas look `_tenant` and `config` up at each use: a reload replaces the configuration.
         self.wakes = Wakes(
             self.board,
@@ -116,8 +116,7 @@ class Hub:
             lambda: self.audit,
             self.in_flight,
             _ASK_TIMEOUT,
-            self.loop,
-            lambda: self.config,
+            self.loops,
         )
         self.board.add_listener(self.routes.on_event)
         self.board.add_listener(self.metrics.on_event)
@@ -129,7 +128,7 @@ class Hub:
     def start(self) -> Hub:
         """Start the watchdog, the router and every tenant; start servers if `auto_start`."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.loop.start()
+        self.loops.start()
         self._registry = ProcessRegistry()
         sandbox = host_support()  # probed once per process, before any server needs it
         if sandbox.available:
@@ -166,7 +165,7 @@ class Hub:
                 self._router.actor_ref.stop(timeout=120)
         finally:
             self.wakes.abandon(ShuttingDown("the hub is shutting down"))
-            self.loop.stop()
+            self.loops.stop()
             if self._registry is not None:
                 self._registry.close()
             if self._cgroups is not None:

@@ -1,8 +1,8 @@
 """On-demand wakes: start a stopped server (or a session's instance) for a call, and wait for it.
 
 A call (tool, resource, prompt) that finds its on_demand server stopped asks the tenant to start it
-and waits, on the caller's loop (the web loop, or the hub's own for the blocking API: `hub.loop`),
-for the server's `running` status on the `EventBoard`.
+and waits, on the caller's loop (the web loop, or one the blocking API borrows: `hub.loops`), for
+the server's `running` status on the `EventBoard`.
 Concurrent first calls share one start (one `concurrent.futures` future per `WakeKey`); a start
 that fails answers them all with its reason. A session's instance of a per_session server is
 started and waited for the same way, keyed by `(tenant, server, session)`.

@@ -9,6 +9,7 @@ answers the way a tenant does: with the status the server has when asked.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from actors.models import InstanceStateChanged, ServerState, ServerStateChanged,
 from actors.tenant import CallGate
 from hub.config import Quotas
 from hub.errors import CallTimeout, HubError, NotFound, NotRunning, QuotaExceeded, ShuttingDown, UpstreamError
+from hub.loops import HubLoops
 from hub.runtime import EventBoard, Hub
 
 # --------------------------------------------------------------------------- CallGate
@@ -422,3 +424,33 @@ def test_a_call_of_an_ended_session_starts_no_instance(hub: Hub, monkeypatch: py
     with pytest.raises(NotRunning, match="the session of this call has ended"):
         wake(hub, "t", "s", "http:gone")
     assert not hub.wakes.starts
+
+
+def test_the_blocking_api_refuses_a_loop_thread_and_a_hub_that_does_not_run(hub: Hub) -> None:
+    async def on_a_loop() -> None:
+        hub.call_tool("t", "s.echo", {})  # would block the loop: refused at once, not a hang
+
+    with pytest.raises(RuntimeError, match="on an asyncio loop, await its async form"):
+        asyncio.run(on_a_loop())
+    with pytest.raises(ShuttingDown):  # never started
+        hub.call_tool("t", "s.echo", {})
+
+
+def test_the_loops_lent_to_blocking_calls_leave_no_thread_behind() -> None:
+    loops = HubLoops()
+    loops.start()
+
+    async def ask_off_the_loop() -> str:
+        return await asyncio.get_running_loop().run_in_executor(None, threading.current_thread)
+
+    def blocking_call() -> str:
+        return loops.run(ask_off_the_loop()).name
+
+    names = {blocking_call(), blocking_call()}
+    with concurrent.futures.ThreadPoolExecutor(4) as callers:  # concurrent callers borrow loops of their own
+        names |= set(callers.map(lambda _: blocking_call(), range(8)))
+    assert all(name.startswith("hub-blocking") for name in names)
+    loops.stop()
+    assert not [t for t in threading.enumerate() if t.name.startswith("hub-blocking")]
+    with pytest.raises(ShuttingDown):
+        blocking_call()
