@@ -19,9 +19,9 @@ The concerns live in modules named after them, and `Hub` hands work to one objec
 `hub.calls` (the call path: validation, quotas, metrics, audit), `hub.wakes` (on_demand servers
 started for a call and waited for) and `hub.instances` (per_session servers: each session's own
 instance, stopped by `end_session` when its client goes away); `hub.reload` applies a new
-configuration. The call path is async; the
-blocking `call_tool`, `read_resource` and `get_prompt` run it on the caller's thread, on a loop
-borrowed from the hub (`hub.loops`, opened and closed with the hub).
+configuration. The call path is async; the blocking `call_tool`, `read_resource` and `get_prompt`
+run it on the caller's thread, on a loop borrowed from the hub (`hub.loops`, opened and closed
+with the hub).
 """
 
 from __future__ import annotations
