@@ -4,6 +4,9 @@ Around each call: the shutdown check, argument validation, the tenant's quotas, 
 audit log; then the call goes straight to the server's loop (no actor inbox on the way), after
 waking an on_demand server or a session's instance if need be, and once more if the server
 stopped for idleness just before the call.
+
+The path is written once, as coroutines on an asyncio loop: the web frontend's, or one that the
+blocking Python API borrows from the hub (`hub.loops`) and runs on the caller's thread.
 """
 
 from __future__ import annotations
@@ -11,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from actors.models import ToolResult
@@ -22,6 +27,7 @@ from actors.server import Requester, ServerEndpoint
 from hub.audit import AuditLog
 from hub.errors import CallTimeout, HubError, NotRunning, ShuttingDown
 from hub.instances import SessionInstances
+from hub.loops import HubLoops
 from hub.metrics import HubMetrics
 from hub.routes import Prepared, RouteCache, validate
 from hub.wakes import Wakes
@@ -64,6 +70,10 @@ class InFlight:
 class CallPath:
     """Calls of a hub's tools, resources and prompts (the `Hub` API delegates here).
 
+    The path is written once, as coroutines: code on a loop awaits them (`call_tool_async`,
+    `server_request_async`); the blocking forms (`call_tool`, `server_request`) run them on a loop
+    borrowed from the hub (`hub.loops`), on the caller's thread.
+
     Args:
         router: the router's proxy (raises `ShuttingDown` once the hub stops).
         routes: the route cache.
@@ -73,6 +83,7 @@ class CallPath:
         audit: the audit log now (it is replaced when a reload changes its settings).
         in_flight: the requests in flight.
         ask_timeout: how long an ask of the router may take, in seconds.
+        loops: the loops the blocking forms run the path on.
     """
 
     def __init__(
@@ -85,6 +96,7 @@ class CallPath:
         audit: Callable[[], AuditLog],
         in_flight: InFlight,
         ask_timeout: float,
+        loops: HubLoops,
     ) -> None:
         self._router = router
         self._routes = routes
@@ -94,6 +106,7 @@ class CallPath:
         self._audit = audit
         self._in_flight = in_flight
         self._ask_timeout = ask_timeout
+        self._loops = loops
 
     def prepare(self, tenant: str, tool_id: str) -> Prepared:
         """The prepared route of `tool_id` (a router ask if not cached: not on a loop)."""
@@ -102,54 +115,53 @@ class CallPath:
     def _resolve(self, tenant: str, tool_id: str) -> Route:
         return self._router().resolve(tenant, tool_id).get(timeout=self._ask_timeout)
 
-    # ------------------------------------------------------------------ resources and prompts
+    # ------------------------------------------------------------------ the blocking forms
+
+    def call_tool(
+        self,
+        tenant: str,
+        tool_id: str,
+        arguments: Mapping[str, Any] | None = None,
+        key: str | None = None,
+        session: str | None = None,
+    ) -> ToolResult:
+        """`Hub.call_tool`: `call_tool_async` on a borrowed loop (caller's thread, not a loop's)."""
+        return self._loops.run(self.call_tool_async(tenant, tool_id, arguments, None, key, session))
 
     def server_request(
         self, tenant: str, server: str, submit: Callable[[Any], Any], session: str | None = None
     ) -> dict[str, Any]:
-        """Submit a request (`submit(endpoint)`: a resource read, a prompt get) to `server` and wait
-        for its answer (caller's thread, not a loop's)."""
-        route = self._router().server_route(tenant, server).get(timeout=self._ask_timeout)
+        """`server_request_async` on a borrowed loop (caller's thread, not a loop's)."""
+        return self._loops.run(self.server_request_async(tenant, server, submit, session))
+
+    # ------------------------------------------------------------------ the path
+
+    async def server_request_async(
+        self, tenant: str, server: str, submit: Callable[[Any], Any], session: str | None = None
+    ) -> dict[str, Any]:
+        """Submit a request (`submit(endpoint)`: a resource read, a prompt get) to `server` (to
+        `session`'s instance of a per_session one) and await its answer (on an asyncio loop: the
+        router ask runs in its executor)."""
+        asked = self._router().server_route(tenant, server)  # sending never blocks; waiting does
+        route = await asyncio.get_running_loop().run_in_executor(
+            None, functools.partial(asked.get, timeout=self._ask_timeout)
+        )
         endpoint, gate, timeout, on_demand, per_session = route
         with self._in_flight.admit(), gate.admit(tenant):
-            if per_session and session is not None:
-                return self._instance_request(tenant, server, session, submit, timeout)
-            if on_demand and not self._wakes.running(tenant, server):
-                self._wakes.wake(tenant, server)
-
-            what = f"server '{server}'"
-            try:
-                return _answer(submit(endpoint), timeout, what)
-            except NotRunning:
-                if not on_demand:
-                    raise
-                self._wakes.wake(tenant, server)  # it stopped for idleness just before the request: once more
-                return _answer(submit(endpoint), timeout, what)
-
-    def _instance_request(
-        self, tenant: str, server: str, session: str, submit: Callable[[Any], Any], timeout: float
-    ) -> dict[str, Any]:
-        """A resource read or prompt get on `session`'s instance (caller's thread, not a loop's)."""
-        for attempt in (1, 2):
-            endpoint = self._sessions.instance(tenant, server, session)
-            try:
-                return _answer(submit(endpoint), timeout, f"server '{server}'")
-            except NotRunning:
-                self._sessions.drop_endpoint((tenant, server, session), endpoint)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    # ------------------------------------------------------------------ tool calls
+            target = _Target(tenant, server, endpoint, on_demand, per_session)
+            answer: dict[str, Any] = await self._on_server(
+                target, session, submit, timeout, f"server '{server}'"
+            )
+            return answer
 
     @contextlib.contextmanager
     def _call(
-        self, prepared: Prepared, arguments: Mapping[str, Any], key: str | None, shown: str | None = None
+        self, prepared: Prepared, arguments: Mapping[str, Any], key: str | None, shown: str
     ) -> Iterator[dict[str, str]]:
-        """Around one call: shutdown check, argument validation, quotas, metrics, audit.
+        """Around one tool call: shutdown check, argument validation, quotas, metrics, audit.
 
         Yields a dict whose `outcome` the caller sets to `tool_error` for a tool that reported failure.
-        `shown`: the tool's name in error messages (default: its catalog id).
+        `shown`: the tool's name in error messages.
         """
         route = prepared.route
         metrics = self._metrics
@@ -176,63 +188,6 @@ class CallPath:
             metrics.latency.labels(route.tenant, route.server).observe(seconds)
             self._audit().record(route.tenant, key, route.entry.id, seconds, call["outcome"], dict(arguments))
 
-    def call_tool(
-        self,
-        tenant: str,
-        tool_id: str,
-        arguments: Mapping[str, Any] | None = None,
-        key: str | None = None,
-        session: str | None = None,
-    ) -> ToolResult:
-        """`Hub.call_tool` (any thread but a loop's)."""
-        if self._in_flight.stopping:
-            raise ShuttingDown("the hub is shutting down")
-        arguments = dict(arguments or {})
-        try:
-            prepared = self.prepare(tenant, tool_id)
-        except HubError as exc:  # unknown tool, server down: audited too
-            self._audit().record(tenant, key, tool_id, 0.0, exc.code, arguments)
-            raise
-        with self._call(prepared, arguments, key) as call:
-            route = prepared.route
-            if route.per_session and session is not None:
-                result = self._session_call(route, arguments, tool_id, session)
-                if result.is_error:
-                    call["outcome"] = "tool_error"
-                return result
-            if route.on_demand and not self._wakes.running(route.tenant, route.server):
-                self._wakes.wake(route.tenant, route.server)
-            try:
-                result = self._call_once(route, arguments, tool_id)
-            except NotRunning:
-                if not route.on_demand:
-                    raise
-                self._wakes.wake(route.tenant, route.server)  # it stopped for idleness just before the call
-                result = self._call_once(route, arguments, tool_id)
-            if result.is_error:
-                call["outcome"] = "tool_error"
-            return result
-
-    def _session_call(
-        self, route: Route, arguments: dict[str, Any], tool_id: str, session: str
-    ) -> ToolResult:
-        key = (route.tenant, route.server, session)
-        for attempt in (1, 2):
-            endpoint = self._sessions.instance(route.tenant, route.server, session)
-            try:
-                return self._call_once(route, arguments, tool_id, endpoint)
-            except NotRunning:  # it stopped for idleness (or its session ended) just before the call
-                self._sessions.drop_endpoint(key, endpoint)
-                if attempt == 2:
-                    raise
-        raise AssertionError("unreachable")
-
-    def _call_once(
-        self, route: Route, arguments: dict[str, Any], tool_id: str, endpoint: ServerEndpoint | None = None
-    ) -> ToolResult:
-        future = (endpoint or route.endpoint).call_tool(route.name, arguments)
-        return _answer(future, route.call_timeout, f"tool '{tool_id}'")
-
     async def call_tool_async(
         self,
         tenant: str,
@@ -257,66 +212,73 @@ class CallPath:
                 self._audit().record(tenant, key, tool_id, 0.0, exc.code, arguments)
                 raise
         shown = shown_as or tool_id
+        route = prepared.route
         with self._call(prepared, arguments, key, shown) as call:
-            route = prepared.route
-            if route.per_session and session is not None:
-                result = await self._session_call_async(route, arguments, requester, shown, session)
-                if result.is_error:
-                    call["outcome"] = "tool_error"
-                return result
-            if route.on_demand and not self._wakes.running(route.tenant, route.server):
-                await self._wakes.wake_async(route.tenant, route.server)
-            try:
-                result = await self._call_once_async(route, arguments, requester, shown)
-            except NotRunning:
-                if not route.on_demand:
-                    raise
-                await self._wakes.wake_async(route.tenant, route.server)  # it stopped for idleness meanwhile
-                result = await self._call_once_async(route, arguments, requester, shown)
+            target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)
+            result: ToolResult = await self._on_server(
+                target,
+                session,
+                lambda endpoint: endpoint.call_tool(route.name, arguments, requester),
+                route.call_timeout,
+                f"tool '{shown}'",
+            )
             if result.is_error:
                 call["outcome"] = "tool_error"
             return result
 
-    async def _session_call_async(
-        self,
-        route: Route,
-        arguments: dict[str, Any],
-        requester: Requester | None,
-        shown: str,
-        session: str,
-    ) -> ToolResult:
-        key = (route.tenant, route.server, session)
+    async def _on_server(
+        self, target: _Target, session: str | None, submit: Callable[[Any], Any], timeout: float, what: str
+    ) -> Any:
+        """`submit(endpoint)` to the target server, or to `session`'s instance of a per_session one,
+        woken first if it is on_demand and stopped, and once more if it stopped for idleness just
+        before the request; its answer (on an asyncio loop)."""
+        tenant, server = target.tenant, target.server
+        if target.per_session and session is not None:
+            return await self._on_instance(tenant, server, session, submit, timeout, what)
+        if target.on_demand and not self._wakes.running(tenant, server):
+            await self._wakes.wake_async(tenant, server)
+        try:
+            return await _answer(submit(target.endpoint), timeout, what)
+        except NotRunning:
+            if not target.on_demand:
+                raise
+            await self._wakes.wake_async(tenant, server)  # it stopped for idleness just before the request
+            return await _answer(submit(target.endpoint), timeout, what)
+
+    async def _on_instance(
+        self, tenant: str, server: str, session: str, submit: Callable[[Any], Any], timeout: float, what: str
+    ) -> Any:
+        """`submit(endpoint)` to `session`'s instance of `server`, started if need be, and to a
+        fresh one if it stopped just before the request (on an asyncio loop)."""
+        key = (tenant, server, session)
         for attempt in (1, 2):
-            endpoint = await self._sessions.instance_async(route.tenant, route.server, session)
+            endpoint = await self._sessions.instance_async(tenant, server, session)
             try:
-                return await self._call_once_async(route, arguments, requester, shown, endpoint)
-            except NotRunning:  # it stopped for idleness (or its session ended) just before the call
+                return await _answer(submit(endpoint), timeout, what)
+            except NotRunning:  # it stopped for idleness (or its session ended) just before the request
                 self._sessions.drop_endpoint(key, endpoint)
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
 
-    async def _call_once_async(
-        self,
-        route: Route,
-        arguments: dict[str, Any],
-        requester: Requester | None,
-        shown: str,
-        endpoint: ServerEndpoint | None = None,
-    ) -> ToolResult:
-        future = (endpoint or route.endpoint).call_tool(route.name, arguments, requester)
-        try:
-            async with asyncio.timeout(route.call_timeout + 5):  # no extra task, unlike wait_for
-                return await asyncio.wrap_future(future)
-        except TimeoutError:
-            raise CallTimeout(f"tool '{shown}' did not answer in time") from None
+
+@dataclass(frozen=True)
+class _Target:
+    """Where a request goes: a server of a tenant, its endpoint and how it runs."""
+
+    tenant: str
+    server: str
+    endpoint: ServerEndpoint
+    on_demand: bool
+    per_session: bool
 
 
-def _answer(future: concurrent.futures.Future[T], timeout: float, what: str) -> T:
-    """The result of a call submitted to a server's loop (caller's thread): the loop bounds it by
-    `timeout`; 5 s more only guard against a wedged loop, and then the call is cancelled."""
+async def _answer(future: concurrent.futures.Future[T], timeout: float, what: str) -> T:
+    """The result of a request submitted to a server's loop (awaited on another loop): the server's
+    loop bounds it by `timeout`; 5 s more only guard against a wedged loop, and then the request
+    is cancelled (the cancellation reaches `future`)."""
     try:
-        return future.result(timeout=timeout + 5)
+        async with asyncio.timeout(timeout + 5):  # no extra task, unlike wait_for
+            return await asyncio.wrap_future(future)
     except TimeoutError:
-        future.cancel()
         raise CallTimeout(f"{what} did not answer in time") from None

@@ -52,7 +52,7 @@ class SessionInstances:
     def start(self, key: WakeKey) -> ServerStatus:
         """Ask the tenant for `key`'s instance and keep its endpoint; its status as answered.
 
-        Blocks on the ask: runs on a caller's thread or in an executor, never on a loop (`Wakes.ask`).
+        Blocks on the ask: runs in a loop's executor (`Wakes.ask`), never on a loop.
 
         Raises:
             NotRunning: the session has ended (an instance started meanwhile is stopped at once).
@@ -80,18 +80,9 @@ class SessionInstances:
             with self._lock:
                 self._endpoints.pop(event.status.instance_key, None)
 
-    def instance(self, tenant: str, server: str, session: str) -> ServerEndpoint:
-        """The endpoint of `session`'s running instance of `server`, started and waited for if need
-        be (caller's thread, not a loop's). Raises what `Wakes.wake` raises."""
-        key = (tenant, server, session)
-        endpoint = self._live_endpoint(key)
-        if endpoint is None:
-            self._wakes.wake(tenant, server, session)
-            endpoint = self._live_endpoint(key, fresh=True)
-        return endpoint
-
     async def instance_async(self, tenant: str, server: str, session: str) -> ServerEndpoint:
-        """`instance` for code on an asyncio loop."""
+        """The endpoint of `session`'s running instance of `server`, started and waited for if need
+        be (on an asyncio loop). Raises what `Wakes.wake_async` raises."""
         key = (tenant, server, session)
         endpoint = self._live_endpoint(key)
         if endpoint is None:

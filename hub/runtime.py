@@ -11,13 +11,17 @@ with Hub(load_config("config/hub.yaml")) as hub:
     print(result.structured_content["rows"])
 ```
 
-Every method is called from the user's thread (any thread); they ask the actors with timeouts.
+Every method is called from the user's thread (any thread but an asyncio loop's: on a loop, await
+`call_tool_async`); they ask the actors with timeouts.
 
 The concerns live in modules named after them, and `Hub` hands work to one object per concern:
 `hub.events` (the `EventBoard` that threads wait on), `hub.routes` (the route cache),
 `hub.calls` (the call path: validation, quotas, metrics, audit), `hub.wakes` (on_demand servers
 started for a call and waited for) and `hub.instances` (per_session servers: each session's own
-instance, stopped by `end_session` when its client goes away).
+instance, stopped by `end_session` when its client goes away); `hub.reload` applies a new
+configuration. The call path is async; the blocking `call_tool`, `read_resource` and `get_prompt`
+run it on the caller's thread, on a loop borrowed from the hub (`hub.loops`, opened and closed
+with the hub).
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ from actors.router import Route, RouterActor, RouterActorProxy, router_proxy
 from actors.sandbox import SandboxSite, host_support
 from actors.server import Requester
 from actors.tenant import TenantActor, TenantInfo
+from hub import reload
 from hub.audit import AuditLog
 from hub.calls import CallPath, InFlight
 from hub.config import HubConfig, load_config, redact
-from hub.errors import BadRequest, NotFound, NotRunning, ShuttingDown
+from hub.errors import BadRequest, NotFound, ShuttingDown
 from hub.events import EventBoard, WakeKey
 from hub.instances import SessionInstances
+from hub.loops import HubLoops
 from hub.metrics import HubMetrics
 from hub.routes import RouteCache
 from hub.wakes import Wakes
@@ -71,6 +77,7 @@ class Hub:
         wakes: starts of on_demand servers that calls wait for (`hub.wakes`).
         sessions: the session instances of per_session servers (`hub.instances`).
         in_flight: the requests in flight, which `stop` lets finish.
+        loops: the asyncio loops the blocking calls run the call path on (`hub.loops`).
     """
 
     def __init__(self, config: HubConfig, data_dir: str | Path | None = None) -> None:
@@ -87,6 +94,7 @@ class Hub:
         # Routes resolved by the router, reused until the catalog changes (saves two thread hops per call).
         self.routes = RouteCache()
         self.in_flight = InFlight()
+        self.loops = HubLoops()
         # The lambdas look `_tenant` and `config` up at each use: a reload replaces the configuration.
         self.wakes = Wakes(
             self.board,
@@ -108,6 +116,7 @@ class Hub:
             lambda: self.audit,
             self.in_flight,
             _ASK_TIMEOUT,
+            self.loops,
         )
         self.board.add_listener(self.routes.on_event)
         self.board.add_listener(self.metrics.on_event)
@@ -119,6 +128,7 @@ class Hub:
     def start(self) -> Hub:
         """Start the watchdog, the router and every tenant; start servers if `auto_start`."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.loops.start()
         self._registry = ProcessRegistry()
         sandbox = host_support()  # probed once per process, before any server needs it
         if sandbox.available:
@@ -157,6 +167,7 @@ class Hub:
                 self._router.actor_ref.stop(timeout=120)
         finally:
             self.wakes.abandon(ShuttingDown("the hub is shutting down"))
+            self.loops.stop()
             if self._registry is not None:
                 self._registry.close()
             if self._cgroups is not None:
@@ -185,42 +196,7 @@ class Hub:
             `unchanged` when its configuration (description, keys, env, quotas, servers) is equal.
         """
         with self._reload_lock:
-            old = self.config
-            router = self.router
-            summary: dict[str, Any] = {"tenants": {}, "servers": {}, "restart_needed": []}
-            for name in [t for t in old.tenants if t not in config.tenants]:
-                router.remove_tenant(name).get(timeout=120)
-                summary["tenants"][name] = "removed"
-                self.wakes.abandon(NotFound(f"no tenant '{name}'"), tenant=name)
-            for name, tenant in config.tenants.items():
-                if name not in old.tenants:
-                    router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
-                    summary["tenants"][name] = "added"
-                    continue
-                proxy = router.tenant(name).get(timeout=_ASK_TIMEOUT)
-                lease, outcome = proxy.reconfigure(tenant, config.orchestrator).get(timeout=120)
-                router.update_tenant(lease, tuple(tenant.servers)).get(timeout=_ASK_TIMEOUT)
-                summary["tenants"][name] = "unchanged" if old.tenants[name] == tenant else "updated"
-                summary["servers"][name] = outcome
-                self.wakes.abandon(
-                    NotRunning("the server was reconfigured while it was starting: try again"),
-                    tenant=name,
-                    servers={s for s, what in outcome.items() if what not in ("added", "unchanged")},
-                )
-            if old.gateway != config.gateway:
-                summary["restart_needed"].append("gateway")
-            if old.orchestrator != config.orchestrator:
-                summary["restart_needed"].append("orchestrator (applies to servers started from now on)")
-            self.config = config
-            self.routes.clear()
-            if old.audit != config.audit:
-                self.audit.close()
-                self.audit = AuditLog(config.audit)
-            for name in summary["tenants"]:
-                if summary["tenants"][name] == "added" and config.orchestrator.auto_start:
-                    self.start_tenant(name, wait=False)
-            log.info("configuration reloaded: %s", summary)
-            return summary
+            return reload.apply(self, config, _ASK_TIMEOUT)
 
     def reload_file(self) -> dict[str, Any]:
         """Read the configuration file again (`config.source`) and apply it with `reload`.
@@ -463,6 +439,7 @@ class Hub:
             QuotaExceeded: a call quota of the tenant is exhausted (carries `retry_after`).
             NotRunning, UpstreamError, CallTimeout: as the server answered.
             ShuttingDown: the hub is stopping.
+            RuntimeError: called on a thread that runs an asyncio loop (await `call_tool_async` there).
         """
         return self.calls.call_tool(tenant, tool_id, arguments, key, session)
 

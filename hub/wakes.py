@@ -1,7 +1,8 @@
 """On-demand wakes: start a stopped server (or a session's instance) for a call, and wait for it.
 
 A call (tool, resource, prompt) that finds its on_demand server stopped asks the tenant to start it
-and waits, on the caller's thread or loop, for the server's `running` status on the `EventBoard`.
+and waits, on the caller's loop (the web loop, or one the blocking API borrows: `hub.loops`), for
+the server's `running` status on the `EventBoard`.
 Concurrent first calls share one start (one `concurrent.futures` future per `WakeKey`); a start
 that fails answers them all with its reason. A session's instance of a per_session server is
 started and waited for the same way, keyed by `(tenant, server, session)`.
@@ -73,9 +74,9 @@ class Wakes:
         status = self._board.status(tenant, server)
         return status is not None and status.state is ServerState.RUNNING
 
-    def wake(self, tenant: str, server: str, session: str | None = None) -> None:
+    async def wake_async(self, tenant: str, server: str, session: str | None = None) -> None:
         """Start an on_demand server (or `session`'s instance of a per_session one) for a call and
-        wait until it runs (caller's thread, not a loop's).
+        wait until it runs (on an asyncio loop: the ask runs in its executor, the wait on the loop).
 
         Raises:
             UpstreamError: it failed to start (the message says why).
@@ -84,19 +85,6 @@ class Wakes:
                 instances) already run.
             CallTimeout: it did not start within `startup_timeout` (plus a margin).
         """
-        future, first = self.pending((tenant, server, session))
-        if first:
-            self.ask((tenant, server, session))
-        timeout = self._startup_timeout() + _WAKE_MARGIN
-        try:
-            future.result(timeout=timeout)
-        except TimeoutError:
-            raise CallTimeout(f"server '{server}' did not start within {timeout:g} s") from None
-        except HubError as exc:
-            raise copy.copy(exc) from None  # one exception per waiter: they run in different threads
-
-    async def wake_async(self, tenant: str, server: str, session: str | None = None) -> None:
-        """`wake` for code on an asyncio loop: the ask runs in an executor, the wait on the loop."""
         key = (tenant, server, session)
         future, first = self.pending(key)
         if first:
@@ -112,7 +100,7 @@ class Wakes:
         try:
             waiter.result()
         except HubError as exc:
-            raise copy.copy(exc) from None
+            raise copy.copy(exc) from None  # one exception per waiter: they may run on different loops
 
     def pending(self, key: WakeKey) -> tuple[concurrent.futures.Future[ServerStatus], bool]:
         """The start of `key` that calls wait for, and whether this caller must ask for it.

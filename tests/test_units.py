@@ -9,6 +9,7 @@ answers the way a tenant does: with the status the server has when asked.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import threading
 import time
@@ -23,6 +24,7 @@ from actors.call_gate import CallGate
 from actors.models import InstanceStateChanged, ServerState, ServerStateChanged, ServerStatus
 from hub.config import Quotas
 from hub.errors import CallTimeout, HubError, NotFound, NotRunning, QuotaExceeded, ShuttingDown, UpstreamError
+from hub.loops import HubLoops
 from hub.runtime import EventBoard, Hub
 
 # --------------------------------------------------------------------------- CallGate
@@ -252,6 +254,11 @@ def fake_tenant(
     return tenant
 
 
+def wake(hub: Hub, tenant: str, server: str, session: str | None = None) -> None:
+    """Wait for a wake as a call does (on a loop of its own)."""
+    asyncio.run(hub.wakes.wake_async(tenant, server, session))
+
+
 def test_concurrent_first_calls_share_one_start(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     second_waits = threading.Event()
     pending_wake = hub.wakes.pending
@@ -275,13 +282,13 @@ def test_concurrent_first_calls_share_one_start(hub: Hub, monkeypatch: pytest.Mo
 
     def first_call() -> None:
         try:
-            hub.wakes.wake("t", "s")
+            wake(hub, "t", "s")
         except BaseException as exc:
             errors.append(exc)
 
     thread = threading.Thread(target=first_call)
     thread.start()
-    hub.wakes.wake("t", "s")  # the second call: waits for the first one's start
+    wake(hub, "t", "s")  # the second call: waits for the first one's start
     thread.join(10)
     assert not errors and tenant.asked == ["s"]  # one start for both
     assert not hub.wakes.starts  # settled: the next call after an idle stop asks again
@@ -380,7 +387,7 @@ def test_a_start_that_takes_too_long_times_out_and_a_late_start_still_serves_the
     monkeypatch.setattr("hub.wakes._WAKE_MARGIN", 0.0)  # the wait is then startup_timeout: 1 s
     tenant = fake_tenant(hub, monkeypatch, lambda name: status(ServerState.STARTING, 1))
     with pytest.raises(CallTimeout, match="server 's' did not start within 1 s"):
-        hub.wakes.wake("t", "s")
+        wake(hub, "t", "s")
     # The start goes on: the next call joins it (no second ask) and is answered once it runs.
     pending_wake = hub.wakes.pending
 
@@ -391,7 +398,7 @@ def test_a_start_that_takes_too_long_times_out_and_a_late_start_still_serves_the
         return future, first
 
     monkeypatch.setattr(hub.wakes, "pending", pending)
-    hub.wakes.wake("t", "s")
+    wake(hub, "t", "s")
     assert tenant.asked == ["s"]
 
 
@@ -415,5 +422,35 @@ def test_a_call_of_an_ended_session_starts_no_instance(hub: Hub, monkeypatch: py
     monkeypatch.setattr(hub, "_tenant", no_tenant)
     assert hub.end_session("http:gone") == 0  # it had no instance
     with pytest.raises(NotRunning, match="the session of this call has ended"):
-        hub.wakes.wake("t", "s", "http:gone")
+        wake(hub, "t", "s", "http:gone")
     assert not hub.wakes.starts
+
+
+def test_the_blocking_api_refuses_a_loop_thread_and_a_hub_that_does_not_run(hub: Hub) -> None:
+    async def on_a_loop() -> None:
+        hub.call_tool("t", "s.echo", {})  # would block the loop: refused at once, not a hang
+
+    with pytest.raises(RuntimeError, match="on an asyncio loop, await its async form"):
+        asyncio.run(on_a_loop())
+    with pytest.raises(ShuttingDown):  # never started
+        hub.call_tool("t", "s.echo", {})
+
+
+def test_the_loops_lent_to_blocking_calls_leave_no_thread_behind() -> None:
+    loops = HubLoops()
+    loops.start()
+
+    async def ask_off_the_loop() -> str:
+        return await asyncio.get_running_loop().run_in_executor(None, threading.current_thread)
+
+    def blocking_call() -> str:
+        return loops.run(ask_off_the_loop()).name
+
+    names = {blocking_call(), blocking_call()}
+    with concurrent.futures.ThreadPoolExecutor(4) as callers:  # concurrent callers borrow loops of their own
+        names |= set(callers.map(lambda _: blocking_call(), range(8)))
+    assert all(name.startswith("hub-blocking") for name in names)
+    loops.stop()
+    assert not [t for t in threading.enumerate() if t.name.startswith("hub-blocking")]
+    with pytest.raises(ShuttingDown):
+        blocking_call()
