@@ -18,6 +18,7 @@ import pykka
 
 from actors.models import Event, InstanceStateChanged, ServerState, ServerStatus
 from actors.server import ServerEndpoint
+from hub import timeouts
 from hub.errors import NotFound, NotRunning, ShuttingDown
 from hub.events import _GONE, EventBoard, WakeKey
 from hub.wakes import Wakes
@@ -70,7 +71,7 @@ class SessionInstances:
             if not ended:
                 self._endpoints[key] = endpoint
         if ended:  # it ended while its instance started: stop that at once
-            proxy.end_session(session).get(timeout=120)
+            proxy.end_session(session).get(timeout=timeouts.LIFECYCLE)
             raise NotRunning(f"the session of this call has ended (server '{server}')")
         return status
 
@@ -127,7 +128,7 @@ class SessionInstances:
         stopped = 0
         for tenant in tenants:
             try:
-                stopped += self._tenant(tenant).end_session(session).get(timeout=120)
+                stopped += self._tenant(tenant).end_session(session).get(timeout=timeouts.LIFECYCLE)
             except (NotFound, ShuttingDown, pykka.ActorDeadError):
                 continue  # the tenant was removed, or the hub stops (and stops every instance)
         # Their `stopped` events are on their way up: once told, `instances()` no longer has them.

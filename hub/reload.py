@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from hub import timeouts
 from hub.audit import AuditLog
 from hub.config import HubConfig
 from hub.errors import NotFound, NotRunning
@@ -31,7 +32,7 @@ def apply(hub: Hub, config: HubConfig, ask_timeout: float) -> dict[str, Any]:
     router = hub.router
     summary: dict[str, Any] = {"tenants": {}, "servers": {}, "restart_needed": []}
     for name in [t for t in old.tenants if t not in config.tenants]:
-        router.remove_tenant(name).get(timeout=120)
+        router.remove_tenant(name).get(timeout=timeouts.LIFECYCLE)
         summary["tenants"][name] = "removed"
         hub.wakes.abandon(NotFound(f"no tenant '{name}'"), tenant=name)
     for name, tenant in config.tenants.items():
@@ -40,7 +41,7 @@ def apply(hub: Hub, config: HubConfig, ask_timeout: float) -> dict[str, Any]:
             summary["tenants"][name] = "added"
             continue
         proxy = router.tenant(name).get(timeout=ask_timeout)
-        lease, outcome = proxy.reconfigure(tenant, config.orchestrator).get(timeout=120)
+        lease, outcome = proxy.reconfigure(tenant, config.orchestrator).get(timeout=timeouts.LIFECYCLE)
         router.update_tenant(lease, tuple(tenant.servers)).get(timeout=ask_timeout)
         summary["tenants"][name] = "unchanged" if old.tenants[name] == tenant else "updated"
         summary["servers"][name] = outcome

@@ -43,7 +43,7 @@ from actors.router import Route, RouterActor, RouterActorProxy, router_proxy
 from actors.sandbox import SandboxSite, host_support
 from actors.server import Requester
 from actors.tenant import TenantActor, TenantInfo
-from hub import reload
+from hub import reload, timeouts
 from hub.audit import AuditLog
 from hub.calls import CallPath, InFlight
 from hub.config import HubConfig, load_config, redact
@@ -59,7 +59,6 @@ __all__ = ["EventBoard", "Hub", "WakeKey"]
 
 log = logging.getLogger(__name__)
 
-_ASK_TIMEOUT = 30.0
 _SETTLED = (ServerState.RUNNING, ServerState.FAILED, ServerState.STOPPED)
 
 
@@ -102,10 +101,10 @@ class Hub:
             tenant=lambda name: self._tenant(name),
             start_instance=lambda key: self.sessions.start(key),
             startup_timeout=lambda: self.config.orchestrator.startup_timeout,
-            ask_timeout=_ASK_TIMEOUT,
+            ask_timeout=timeouts.ASK,
         )
         self.sessions = SessionInstances(
-            self.board, self.wakes, lambda name: self._tenant(name), _ASK_TIMEOUT
+            self.board, self.wakes, lambda name: self._tenant(name), timeouts.ASK
         )
         self.calls = CallPath(
             lambda: self.router,
@@ -115,7 +114,7 @@ class Hub:
             self.metrics,
             lambda: self.audit,
             self.in_flight,
-            _ASK_TIMEOUT,
+            timeouts.ASK,
             self.loops,
         )
         self.board.add_listener(self.routes.on_event)
@@ -144,9 +143,9 @@ class Hub:
                 self.config.orchestrator, self._registry, self.log_dir, self.cache_dir, self.sandbox_site
             )
         )
-        self._router.subscribe(self.board).get(timeout=_ASK_TIMEOUT)
+        self._router.subscribe(self.board).get(timeout=timeouts.ASK)
         for tenant in self.config.tenants.values():
-            self._router.add_tenant(tenant).get(timeout=_ASK_TIMEOUT)
+            self._router.add_tenant(tenant).get(timeout=timeouts.ASK)
         for status in self.servers():
             self.metrics.count_on_demand(status)  # never-used ones have told no event yet
         self.started_at = time.time()
@@ -164,7 +163,7 @@ class Hub:
             log.warning("stopping with %d calls still in flight after %g s", still, grace)
         try:
             if self._router is not None:
-                self._router.actor_ref.stop(timeout=120)
+                self._router.actor_ref.stop(timeout=timeouts.LIFECYCLE)
         finally:
             self.wakes.abandon(ShuttingDown("the hub is shutting down"))
             self.loops.stop()
@@ -196,7 +195,7 @@ class Hub:
             `unchanged` when its configuration (description, keys, env, quotas, servers) is equal.
         """
         with self._reload_lock:
-            return reload.apply(self, config, _ASK_TIMEOUT)
+            return reload.apply(self, config, timeouts.ASK)
 
     def reload_file(self) -> dict[str, Any]:
         """Read the configuration file again (`config.source`) and apply it with `reload`.
@@ -245,7 +244,7 @@ class Hub:
         return self.in_flight.stopping
 
     def _tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
-        return self.router.tenant(name).get(timeout=_ASK_TIMEOUT)
+        return self.router.tenant(name).get(timeout=timeouts.ASK)
 
     # ------------------------------------------------------------------ servers
 
@@ -255,7 +254,7 @@ class Hub:
         Returns:
             Per server, its state (or why it did not start).
         """
-        outcome = self._tenant(tenant).start_servers().get(timeout=_ASK_TIMEOUT)
+        outcome = self._tenant(tenant).start_servers().get(timeout=timeouts.ASK)
         started = {name: s for name, s in outcome.items() if isinstance(s, ServerStatus)}
         if wait:
             self.wait_settled(started.values(), timeout)
@@ -263,46 +262,46 @@ class Hub:
 
     def stop_tenant(self, tenant: str) -> dict[str, str]:
         """Stop every server of `tenant`; per server, its final state."""
-        return self._tenant(tenant).stop_servers().get(timeout=120)
+        return self._tenant(tenant).stop_servers().get(timeout=timeouts.LIFECYCLE)
 
     def start_server(
         self, tenant: str, server: str, wait: bool = True, timeout: float | None = None
     ) -> ServerStatus:
         """Start one server; with `wait`, until it runs or has failed."""
-        status = self._tenant(tenant).start_server(server).get(timeout=_ASK_TIMEOUT)
+        status = self._tenant(tenant).start_server(server).get(timeout=timeouts.ASK)
         if wait:
             self.wait_settled([status], timeout)
         return self.server(tenant, server)
 
     def stop_server(self, tenant: str, server: str) -> ServerStatus:
         """Stop one server and wait until its process is gone."""
-        return self._tenant(tenant).stop_server(server).get(timeout=120)
+        return self._tenant(tenant).stop_server(server).get(timeout=timeouts.LIFECYCLE)
 
     def restart_server(
         self, tenant: str, server: str, wait: bool = True, timeout: float | None = None
     ) -> ServerStatus:
         """Stop then start one server (a new process)."""
-        status = self._tenant(tenant).restart_server(server).get(timeout=120)
+        status = self._tenant(tenant).restart_server(server).get(timeout=timeouts.LIFECYCLE)
         if wait:
             self.wait_settled([status], timeout)
         return self.server(tenant, server)
 
     def server(self, tenant: str, server: str) -> ServerStatus:
         """One server's status."""
-        return self._tenant(tenant).status(server).get(timeout=_ASK_TIMEOUT)
+        return self._tenant(tenant).status(server).get(timeout=timeouts.ASK)
 
     def servers(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
         """Statuses of one tenant's servers, or of all."""
-        return self.router.statuses(tenant).get(timeout=_ASK_TIMEOUT)
+        return self.router.statuses(tenant).get(timeout=timeouts.ASK)
 
     def tenants(self) -> tuple[TenantInfo, ...]:
         """Every tenant with quotas, usage and servers."""
-        names = self.router.tenant_names().get(timeout=_ASK_TIMEOUT)
+        names = self.router.tenant_names().get(timeout=timeouts.ASK)
         return tuple(self.tenant(n) for n in names)
 
     def tenant(self, tenant: str) -> TenantInfo:
         """One tenant with quotas, usage and servers."""
-        return self._tenant(tenant).info().get(timeout=_ASK_TIMEOUT)
+        return self._tenant(tenant).info().get(timeout=timeouts.ASK)
 
     def _state(self, since: ServerStatus) -> str:
         latest = self.board.status(since.tenant, since.server)
@@ -334,11 +333,11 @@ class Hub:
 
     def tools(self, tenant: str | None = None) -> tuple[ToolEntry, ...]:
         """The tool catalog of one tenant, or of all tenants."""
-        return self.router.tools(tenant).get(timeout=_ASK_TIMEOUT)
+        return self.router.tools(tenant).get(timeout=timeouts.ASK)
 
     def catalogs(self, tenant: str | None = None) -> tuple[ServerCatalog, ...]:
         """Full server catalogs (tools, resources, resource templates, prompts)."""
-        return self.router.catalogs(tenant).get(timeout=_ASK_TIMEOUT)
+        return self.router.catalogs(tenant).get(timeout=timeouts.ASK)
 
     def resources(self, tenant: str) -> list[dict[str, Any]]:
         """Resources of a tenant's running servers, each with its `server`."""
