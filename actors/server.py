@@ -1,7 +1,7 @@
 """`ServerActor`: one supervised MCP server, on a private asyncio loop in its own thread.
 
-The actor's own thread only answers lifecycle asks (`launch`, `halt`, `relaunch`, `status`); the
-upstream connection lives on the server's loop, owned by one long-lived supervisor task that
+The actor's own thread only answers lifecycle asks (`start_server`, `stop_server`,
+`restart_server`, `status`); the upstream connection lives on the server's loop, owned by one long-lived supervisor task that
 connects, discovers, waits for a crash or a stop, and restarts with exponential backoff (waiting
 on the loop, never on an actor thread; after `max_retries` crashes in a row the server is `failed`
 and, unless `restart: limited`, still retried ever less often, like Kubernetes' CrashLoopBackOff).
@@ -431,14 +431,14 @@ class ServerActor(pykka.ThreadingActor):
         """The thread-safe endpoint that routes hold."""
         return self.endpoint
 
-    def launch(self) -> ServerStatus:
+    def start_server(self) -> ServerStatus:
         """Begin supervising (returns at once, or once a stop in progress is done; watch
         `ServerStateChanged` for `running`). Idempotent: a running server is left alone."""
         return self._on_loop(
             self.supervisor.wake(), timeouts.SERVER_STOP + self.supervisor.orchestrator.shutdown_grace
         )
 
-    def halt(self, retire: bool = False) -> ServerStatus:
+    def stop_server(self, retire: bool = False) -> ServerStatus:
         """Stop the server and wait until its process is gone.
 
         `retire`: it is being removed or replaced (a reload), so its cached catalog is withdrawn.
@@ -447,10 +447,10 @@ class ServerActor(pykka.ThreadingActor):
         self._on_loop(stop, timeouts.SERVER_STOP + self.supervisor.orchestrator.shutdown_grace)
         return self.supervisor.status
 
-    def relaunch(self) -> ServerStatus:
+    def restart_server(self) -> ServerStatus:
         """Stop, then start again (a new process, restart counters reset)."""
-        self.halt()
-        return self.launch()
+        self.stop_server()
+        return self.start_server()
 
     def status(self) -> ServerStatus:
         """The latest status snapshot."""
@@ -465,9 +465,9 @@ class ServerActorProxy(ActorMemberMixin, pykka.ActorProxy[ServerActor]):
     """A `ServerActor`'s proxy as its tenant holds it: each ask's future typed with its result."""
 
     get_endpoint = proxy_method(ServerActor.get_endpoint)
-    launch = proxy_method(ServerActor.launch)
-    halt = proxy_method(ServerActor.halt)
-    relaunch = proxy_method(ServerActor.relaunch)
+    start_server = proxy_method(ServerActor.start_server)
+    stop_server = proxy_method(ServerActor.stop_server)
+    restart_server = proxy_method(ServerActor.restart_server)
     status = proxy_method(ServerActor.status)
     catalog = proxy_method(ServerActor.catalog)
 
@@ -475,5 +475,5 @@ class ServerActorProxy(ActorMemberMixin, pykka.ActorProxy[ServerActor]):
 def start_server_actor(
     spec: ServerSpec, listener: Listener, registry: ProcessRegistry | None
 ) -> ServerActorProxy:
-    """Start a `ServerActor` (not its server: `launch` does) and return its typed proxy."""
+    """Start a `ServerActor` (not its server: `start_server` does) and return its typed proxy."""
     return cast(ServerActorProxy, ServerActor.start(spec, listener, registry).proxy())

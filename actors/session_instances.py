@@ -60,8 +60,8 @@ class SessionInstances:
         """How many instances of `server` run."""
         return sum(1 for name, _ in self._proxies if name == server)
 
-    def launched(self, key: Key, status: ServerStatus) -> None:
-        """The status an instance's launch returned."""
+    def started(self, key: Key, status: ServerStatus) -> None:
+        """The status an instance's start returned."""
         self._statuses[key] = status
 
     def on_status(self, status: ServerStatus) -> bool:
@@ -95,7 +95,7 @@ class SessionInstances:
         proxies = [self._proxies.pop(key) for key in keys]
         for key in keys:
             self._statuses.pop(key, None)
-        futures = [proxy.halt() for proxy in proxies]
+        futures = [proxy.stop_server() for proxy in proxies]
         for key, proxy, future in zip(keys, proxies, futures, strict=True):
             try:
                 future.get(timeout=timeout)

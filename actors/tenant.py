@@ -101,7 +101,7 @@ class TenantActor(pykka.ThreadingActor):
 
     @property
     def _stop_timeout(self) -> float:
-        """Seconds a server may take to stop (a launch too: it may first wait out a stop)."""
+        """Seconds a server may take to stop (a start too: it may first wait out a stop)."""
         return timeouts.SERVER_STOP_ASK + self._orch.shutdown_grace
 
     def on_start(self) -> None:
@@ -161,7 +161,7 @@ class TenantActor(pykka.ThreadingActor):
     def _remove_server(self, name: str) -> None:
         self._instances.stop(lambda server, session: server == name, self._stop_timeout)
         proxy = self._servers.pop(name)
-        proxy.halt(retire=True).get(timeout=self._stop_timeout)
+        proxy.stop_server(retire=True).get(timeout=self._stop_timeout)
         proxy.actor_ref.stop(timeout=timeouts.ACTOR_STOP)
         self._statuses.pop(name, None)
         self._tools.forget(name)
@@ -302,7 +302,7 @@ class TenantActor(pykka.ThreadingActor):
         if status.state in _ACTIVE and not self.config.servers[server].on_demand:
             return status  # (an on_demand server may be stopping for idleness: ask it)
         self._check_max_servers(server)
-        status = proxy.launch().get(timeout=self._stop_timeout)
+        status = proxy.start_server().get(timeout=self._stop_timeout)
         if status.seq >= self._statuses[server].seq:
             self._statuses[server] = status
         return status
@@ -320,7 +320,7 @@ class TenantActor(pykka.ThreadingActor):
         """Start an on_demand server for a call that found it stopped (idempotent).
 
         The server is asked even when its last known state is active: the caller saw it stopped,
-        and the server knows best (it may be stopping for idleness, which the launch waits out).
+        and the server knows best (it may be stopping for idleness, which the start waits out).
         Returns at once; the caller waits for `running` on the events.
 
         Raises:
@@ -362,7 +362,7 @@ class TenantActor(pykka.ThreadingActor):
     def stop_server(self, server: str) -> ServerStatus:
         """Stop one server (and its session instances) and wait until its processes are gone."""
         self._instances.stop(lambda name, session: name == server, self._stop_timeout)
-        status = self._proxy(server).halt().get(timeout=self._stop_timeout)
+        status = self._proxy(server).stop_server().get(timeout=self._stop_timeout)
         self._statuses[server] = status
         return status
 
@@ -375,7 +375,7 @@ class TenantActor(pykka.ThreadingActor):
         """Stop every server and session instance at once (in parallel) and wait for all;
         per-server final state."""
         self._instances.stop(lambda server, session: True, self._stop_timeout)
-        futures = {name: proxy.halt() for name, proxy in self._servers.items()}
+        futures = {name: proxy.stop_server() for name, proxy in self._servers.items()}
         outcome = {}
         for name, future in futures.items():
             try:
@@ -435,8 +435,8 @@ class TenantActor(pykka.ThreadingActor):
             lambda: start_server_actor(self._spec(server, session), self.actor_ref, self._registry),
         )
         endpoint = proxy.get_endpoint().get(timeout=timeouts.ASK)
-        status = proxy.launch().get(timeout=self._stop_timeout)
-        self._instances.launched((server, session), status)
+        status = proxy.start_server().get(timeout=self._stop_timeout)
+        self._instances.started((server, session), status)
         return endpoint, status
 
     def end_session(self, session: str) -> int:

@@ -64,7 +64,9 @@ def test_a_server_past_its_memory_is_killed_and_restarted_while_others_answer(ma
     assert hub.board.wait_for(lambda: hub.board.status("a", "hog").state is ServerState.RUNNING, 20)
     assert hub.board.status("a", "hog").restarts >= 1  # (running again: last_error is cleared)
     assert hub.call_tool("a", "hog.allocate", {"mb": 16}).structured_content == {"held_mb": 16, "error": None}
-    assert any("a/hog crashed: killed: out of memory (limit 128 MB)" in r.getMessage() for r in caplog.records)
+    assert any(
+        "a/hog crashed: killed: out of memory (limit 128 MB)" in r.getMessage() for r in caplog.records
+    )
     # The other servers never restarted.
     assert hub.board.status("a", "calm").restarts == 0 and hub.board.status("b", "calm").restarts == 0
 
