@@ -1,13 +1,14 @@
 """`ServerActor`: one supervised MCP server, on a private asyncio loop in its own thread.
 
-The actor's own thread only answers lifecycle asks (`start_server`, `stop_server`,
-`restart_server`, `status`); the upstream connection lives on the server's loop, owned by one long-lived supervisor task that
-connects, discovers, waits for a crash or a stop, and restarts with exponential backoff (waiting
-on the loop, never on an actor thread; after `max_retries` crashes in a row the server is `failed`
-and, unless `restart: limited`, still retried ever less often, like Kubernetes' CrashLoopBackOff).
-A broken stdout (a line over the limit, closed while the child runs) is a crash too, and each
-server's notifications pass a token bucket (`actors.notification_gate`). Calls reach the loop directly
-through a `ServerEndpoint` (thread-safe), so a slow call never blocks any actor's inbox.
+The actor's own thread only answers lifecycle asks (`start_server`, `stop_server`, `restart_server`,
+`status`); the upstream connection lives on the server's loop, owned by one long-lived supervisor
+task that connects, discovers, waits for a crash or a stop, and restarts with exponential backoff
+(waiting on the loop, never on an actor thread; after `max_retries` crashes in a row the server is
+`failed` and, unless `restart: limited`, still retried ever less often, like Kubernetes'
+CrashLoopBackOff). A broken stdout (a line over the limit, closed while the child runs) is a crash
+too, and each server's notifications pass a token bucket (`actors.notification_gate`). Calls reach
+the loop directly through a `ServerEndpoint` (thread-safe), so a slow call never blocks any actor's
+inbox.
 
 Events go up as tells to the `listener` (the tenant): `ServerStateChanged`, `ServerCrashed`,
 `CatalogChanged`, `NotificationsDropped` (`actors.server_spec`: what a server is started with and
