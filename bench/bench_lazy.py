@@ -84,7 +84,12 @@ def cold_and_warm(spec: dict[str, Any], times: int, calls: int, data_dir: str) -
     """Cold first calls through `Hub.call_tool` to a stopped on_demand server, each right after a
     direct cold call (so that load from elsewhere hits both alike); then warm calls both ways."""
     config = parse_config(
-        yaml.safe_dump({"tenants": {"bench": {"servers": {"lazy": {**spec, "lifecycle": "on_demand"}}}}})
+        yaml.safe_dump(
+            {
+                "orchestrator": {"sandbox": SANDBOX},
+                "tenants": {"bench": {"servers": {"lazy": {**spec, "lifecycle": "on_demand"}}}},
+            }
+        )
     )
     out: dict[str, list[float]] = {"direct_cold": [], "hub_cold": [], "hub_warm": []}
     with Hub(config, data_dir=data_dir) as hub:
@@ -109,7 +114,12 @@ def session_cold(spec: dict[str, Any], times: int, data_dir: str) -> dict[str, l
     """First calls of `times` new sessions to a per_session server, each right after a direct cold
     call; and `Hub.end_session` of each (returns once its process is gone)."""
     config = parse_config(
-        yaml.safe_dump({"tenants": {"bench": {"servers": {"ps": {**spec, "per_session": True}}}}})
+        yaml.safe_dump(
+            {
+                "orchestrator": {"sandbox": SANDBOX},
+                "tenants": {"bench": {"servers": {"ps": {**spec, "per_session": True}}}},
+            }
+        )
     )
     out: dict[str, list[float]] = {"direct_cold": [], "session_cold": [], "end_session": []}
     with Hub(config, data_dir=data_dir) as hub:
