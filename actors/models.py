@@ -263,3 +263,23 @@ class InstanceCatalogChanged:
 
 
 Event = ServerStateChanged | ServerCrashed | CatalogChanged | InstanceStateChanged | NotificationsDropped
+
+
+@dataclass(frozen=True)
+class ServerLogMessage:
+    """TEMPORARY (replaced by the upstream branch): a log message of no call."""
+
+    tenant: str
+    server: str
+    session: str | None
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceUpdated:
+    """TEMPORARY (replaced by the upstream branch): a resource of the server was updated."""
+
+    tenant: str
+    server: str
+    session: str | None
+    uri: str

@@ -71,12 +71,18 @@ def _parser() -> argparse.ArgumentParser:
 
     stdio = commands.add_parser(
         "stdio",
-        help="serve one tenant as an MCP server on stdin/stdout",
+        help="serve one tenant (or one server of it) as an MCP server on stdin/stdout",
         description="MCP over stdin/stdout for Claude Desktop and other stdio "
         "clients. Stdout carries protocol bytes only; logs go to stderr.",
     )
     _add_common(stdio)
     stdio.add_argument("--tenant", default="default", help="tenant to serve (default: %(default)s)")
+    stdio.add_argument(
+        "--server",
+        metavar="NAME",
+        help="serve only this server of the tenant, under its own tool, prompt and resource names "
+        "(default: every server of the tenant, as <server>__<name>)",
+    )
 
     check = commands.add_parser(
         "check",
@@ -195,7 +201,7 @@ def _stdio(args: argparse.Namespace) -> int:
     from hub import stdio
 
     config = _setup(args, tenant=args.tenant)
-    return EXIT_USAGE if config is None else stdio.run(config, args.tenant)
+    return EXIT_USAGE if config is None else stdio.run(config, args.tenant, args.server)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""`python -m hub stdio --tenant T`: a hub in-process, serving one tenant as MCP on stdin/stdout.
+"""`python -m hub stdio --tenant T [--server S]`: a hub in-process, serving one tenant (or one
+server of it, under its own names: `web.facade_scope`) as MCP on stdin/stdout.
 
 For Claude Desktop, Cursor and other stdio clients. The process's stdin and stdout are claimed
 first: the wire moves to private duplicates and, while the facade serves, fd 0 reads the null
@@ -12,7 +13,8 @@ closes or SIGTERM/SIGINT, then every server and child process is stopped. Runs o
 thread's asyncio loop.
 
 The configuration it gets holds its tenant only (`hub.config.only_tenant`): no other tenant's
-server is started, nor are their variables or any key needed. Its data (server logs, catalog
+server is started, nor are their variables or any key needed. With `--server`, the tenant keeps
+that server alone: no other server of it is started either. Its data (server logs, catalog
 caches) lives apart from a service's on the same file, under `<data_dir>/stdio/`.
 """
 
@@ -33,6 +35,7 @@ from mcp.server.stdio import stdio_server
 
 from hub.config import HubConfig
 from hub.runtime import Hub
+from web.facade_scope import Scope
 
 log = logging.getLogger(__name__)
 
@@ -125,20 +128,35 @@ def data_dir(config: HubConfig) -> Path:
     return Path(config.orchestrator.data_dir) / "stdio"
 
 
-def run(config: HubConfig, tenant: str) -> int:
-    """Serve `tenant` over stdio; the process exit code. `config` should hold `tenant` alone
-    (`load_config(..., tenant=tenant)`); other tenants in it would be started by `auto_start`."""
+def run(config: HubConfig, tenant: str, server: str | None = None) -> int:
+    """Serve `tenant` (or only its `server`) over stdio; the process exit code. `config` should
+    hold `tenant` alone (`load_config(..., tenant=tenant)`); other tenants in it would be started
+    by `auto_start`."""
     if tenant not in config.tenants:
         known = ", ".join(config.tenants) or "none"
         print(f"mcp-hub: no tenant {tenant!r} in {config.source} (tenants: {known})", file=sys.stderr)
         return 2
+    if server is not None:
+        servers = config.tenants[tenant].servers
+        if server not in servers:
+            known = ", ".join(servers) or "none"
+            print(f"mcp-hub: no server {server!r} in tenant {tenant!r} (servers: {known})", file=sys.stderr)
+            return 2
+        config = only_server(config, tenant, server)
     try:
-        return asyncio.run(_serve(config, tenant))
+        return asyncio.run(_serve(config, Scope(tenant, server)))
     except KeyboardInterrupt:
         return 0
 
 
-async def _serve(config: HubConfig, tenant: str) -> int:
+def only_server(config: HubConfig, tenant: str, server: str) -> HubConfig:
+    """`config` with `tenant` keeping `server` alone."""
+    kept = config.tenants[tenant]
+    kept = kept.model_copy(update={"servers": {server: kept.servers[server]}})
+    return config.model_copy(update={"tenants": {**config.tenants, tenant: kept}})
+
+
+async def _serve(config: HubConfig, scope: Scope) -> int:
     from web.facade import Facade
     from web.mcp_lane_stdio import StdioLane
 
@@ -149,11 +167,12 @@ async def _serve(config: HubConfig, tenant: str) -> int:
         loop.add_signal_handler(sig, main.cancel)
     hub_ = Hub(config, data_dir=data_dir(config))
     # The stdio client is one session: its instances of per_session servers live until it exits.
-    facade = Facade(hub_, lambda ctx: tenant, lambda ctx: "stdio", lambda ctx: "stdio")
+    tenant = scope.tenant
+    facade = Facade(hub_, lambda ctx: scope, lambda ctx: "stdio", lambda ctx: "stdio")
     async with claimed_stdio() as claimed, stdio_server(*(claimed or ())) as (read_stream, write_stream):
         lane = None
         if claimed is not None:  # tools/call skips the SDK (web.mcp_calls), once the hub serves
-            lane = StdioLane(facade, tenant, claimed[1].write_line)
+            lane = StdioLane(facade, scope, claimed[1].write_line)
             claimed[0].take = lane.take
         try:
             try:
@@ -170,7 +189,7 @@ async def _serve(config: HubConfig, tenant: str) -> int:
             if lane is not None:
                 lane.serving = True
             with contextlib.suppress(asyncio.CancelledError):
-                await facade.server.run(read_stream, write_stream, facade.init_options())
+                await facade.server.run(read_stream, write_stream, facade.init_options(scope))
         finally:
             if lane is not None:
                 lane.close()

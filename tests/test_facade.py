@@ -27,7 +27,7 @@ from helpers.facade import MODES, everything_server, facade, http_facade, write_
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
-from web.facade import facade_name, facade_uri, upstream_uri
+from web.facade_names import facade_name, facade_uri, upstream_uri
 
 pytestmark = pytest.mark.anyio
 

@@ -295,6 +295,7 @@ async def test_the_stdio_lane_takes_calls_and_leaves_the_rest_to_the_sdk(make_hu
     """`StdioLane.take` sees each line of a stdio client before the SDK: it serves `tools/call`
     (and cancellations of its calls), the SDK everything else, including a call it cannot vouch for."""
     from web.facade import Facade
+    from web.facade_scope import Scope
     from web.mcp_lane_stdio import StdioLane
 
     hub = make_hub({"t": {"servers": {"a": server()}}})
@@ -318,7 +319,7 @@ async def test_the_stdio_lane_takes_calls_and_leaves_the_rest_to_the_sdk(make_hu
     def line(message: dict[str, Any]) -> bytes:
         return json.dumps(message).encode() + b"\n"
 
-    lane = StdioLane(Facade(hub, lambda ctx: "t"), "t", write)
+    lane = StdioLane(Facade(hub, lambda ctx: Scope("t")), Scope("t"), write)
     lane.serving = True
     echo = call(1, "a__echo", {"text": "hi"})
     assert not lane.take(line(echo))  # before `initialize`: the SDK's (which refuses it)

@@ -1,18 +1,21 @@
-"""The MCP facade: one tenant's running servers as one MCP "super-server" (README.md, "MCP
-facade: one MCP server per tenant").
+"""The MCP facade: one tenant's running servers as one MCP "super-server", or one of them as it
+is (README.md, "MCP facade").
 
 Built on the `mcp` SDK's low-level `Server`, which serves both protocol eras (2025-11-25
 sessions and 2026-07-28). Handlers run on the serving loop (stdio: the main thread's loop; HTTP:
-the web loop); calls go to the servers' loops through `Hub.call_tool_async`, other hub asks to a
-thread. One facade object serves any number of sessions; `tenant_of(ctx)` says whose they are,
-and `session_of(ctx)` which client session a request belongs to (the key of its own instances of
-per_session servers: see `hub.instances`).
+the web loop); calls and other requests go to the servers' loops through the hub's async call
+path, other hub asks to a thread. One facade object serves any number of sessions;
+`scope_of(ctx)` says what they see (`web.facade_scope.Scope`: a tenant's servers, or one server
+of it), and `session_of(ctx)` which client session a request belongs to (the key of its own
+instances of per_session servers: see `hub.instances`).
 
-What the facade is made of, each in its module: its names for the servers' tools, prompts and
-resources (`web.facade_names`), each tenant's tools as it shows them (`web.facade_tools`), telling
-clients that lists changed (`web.facade_changes`), and the client of a call as the called server
-sees it (`web.mcp_requester`). `tools/call` mostly arrives through the lanes (`web.mcp_calls`),
-which call `Facade.call` directly.
+What the facade is made of, each in its module: what a scope sees and how it names things
+(`web.facade_scope`, `web.facade_names`), each scope's tools as it shows them
+(`web.facade_tools`), telling clients that lists changed (`web.facade_changes`), the servers'
+log messages and each session's level (`web.facade_logging`), resource subscriptions
+(`web.facade_subscriptions`), and the client of a call as the called server sees it
+(`web.mcp_requester`). `tools/call` mostly arrives through the lanes (`web.mcp_calls`), which call
+`Facade.call` directly.
 """
 
 from __future__ import annotations
@@ -20,21 +23,26 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import mcp.types as types
-from mcp.server import NotificationOptions, Server, ServerRequestContext
+from mcp.server import Server, ServerRequestContext
+from mcp.server.models import InitializationOptions
 from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPError
+from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 import hub
-from actors.models import CatalogChanged, Event, ServerCatalog, ToolResult
+from actors.models import CatalogChanged, Event, ToolResult
 from hub import seams
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
 from web.facade_changes import ListChanges
-from web.facade_names import facade_name, facade_uri, upstream_uri
+from web.facade_logging import LogLevels
+from web.facade_scope import AGGREGATED_INSTRUCTIONS, Scope
+from web.facade_subscriptions import Subscriptions
 from web.facade_tools import ToolView, ToolViews
 from web.mcp_requester import ClientOfCall
 
@@ -51,9 +59,10 @@ def mcp_error(exc: HubError) -> MCPError:
     return MCPError(code=types.INTERNAL_ERROR, message=f"{exc.code}: {exc.message}")
 
 
-# The tenant of the HTTP request being served: the SDK asks for a tool's input schema (to check
-# `Mcp-Param-*` headers) without the request's context, so the bridge sets this first.
-CURRENT_TENANT: contextvars.ContextVar[str | None] = contextvars.ContextVar("mcp_hub_tenant", default=None)
+# The scope of the HTTP request being served (or of the stdio facade): the SDK asks for a tool's
+# input schema (to check `Mcp-Param-*` headers) and for the `initialize` answer without the
+# request's context, so the bridge sets this first (the task of a new session copies it).
+CURRENT_SCOPE: contextvars.ContextVar[Scope | None] = contextvars.ContextVar("mcp_hub_scope", default=None)
 
 
 def tool_result_json(result: ToolResult) -> dict[str, Any]:
@@ -64,12 +73,29 @@ def tool_result_json(result: ToolResult) -> dict[str, Any]:
     return answer
 
 
+class _FacadeServer(Server[Any]):
+    """The SDK's low-level server, answering `initialize` with what the scope being served is told
+    (its capabilities and instructions: `web.facade_scope`)."""
+
+    facade: Facade
+
+    def create_initialization_options(self, *args: Any, **kwargs: Any) -> InitializationOptions:
+        options = super().create_initialization_options(*args, **kwargs)
+        scope = CURRENT_SCOPE.get()
+        if scope is None:
+            return options
+        view = self.facade.view_now(scope)
+        return options.model_copy(
+            update={"capabilities": view.capabilities, "instructions": view.instructions}
+        )
+
+
 class Facade:
     """The super-server. Thread: its handlers run on the serving loop.
 
     Args:
         hub_: the running hub.
-        tenant_of: the tenant of a request (fixed for stdio; from the HTTP request for HTTP).
+        scope_of: what a request sees (fixed for stdio; from the HTTP request for HTTP).
         key_of: the key id of a request, for the audit log.
         session_of: the client session of a request (None: none; calls of per_session servers
             then use the shared instance).
@@ -78,48 +104,60 @@ class Facade:
     def __init__(
         self,
         hub_: Hub,
-        tenant_of: Callable[[Ctx], str],
+        scope_of: Callable[[Ctx], Scope],
         key_of: Callable[[Ctx], str | None] = lambda ctx: None,
         session_of: Callable[[Ctx], str | None] = lambda ctx: None,
     ) -> None:
         self.hub = hub_
-        self.tenant_of = tenant_of
+        self.scope_of = scope_of
         self.key_of = key_of
         self.session_of = session_of
         self.sep = hub_.config.gateway.tool_name_separator
         self.bus = InMemorySubscriptionBus()
         self.changes = ListChanges(self.bus)
         self.views = ToolViews(self.sep)  # dropped on each catalog change (router thread)
-        self.server = Server(
-            "mcp-hub",
-            version=hub.__version__,
-            instructions="MCP Hub: the tools, resources and prompts of this tenant's MCP servers. "
-            "Names are <server>__<name>.",
-            on_list_tools=self.list_tools,
-            on_call_tool=self.call_tool,
-            on_list_resources=self.list_resources,
-            on_list_resource_templates=self.list_resource_templates,
-            on_read_resource=self.read_resource,
-            on_list_prompts=self.list_prompts,
-            on_get_prompt=self.get_prompt,
-            on_subscriptions_listen=ListenHandler(self.bus),
-            get_tool_input_schema=self.input_schema,
-        )
+        self.logs = LogLevels(hub_)
+        self.subscriptions = Subscriptions(hub_)
+        with warnings.catch_warnings():  # (logging/setLevel is gone in 2026-07-28; 2025-11-25 has it)
+            warnings.simplefilter("ignore")
+            self.server = _FacadeServer(
+                "mcp-hub",
+                version=hub.__version__,
+                instructions=AGGREGATED_INSTRUCTIONS,
+                on_list_tools=self.list_tools,
+                on_call_tool=self.call_tool,
+                on_list_resources=self.list_resources,
+                on_list_resource_templates=self.list_resource_templates,
+                on_read_resource=self.read_resource,
+                on_subscribe_resource=self.subscribe,
+                on_unsubscribe_resource=self.unsubscribe,
+                on_list_prompts=self.list_prompts,
+                on_get_prompt=self.get_prompt,
+                on_completion=self.complete,
+                on_set_logging_level=self.set_level,
+                on_subscriptions_listen=ListenHandler(self.bus),
+                get_tool_input_schema=self.input_schema,
+            )
+        self.server.facade = self
+        self.server.add_request_handler("server/discover", types.RequestParams, self.discover)
         # The SDK wraps every message in an OpenTelemetry span by default; the hub reports through
         # Prometheus metrics and its audit log instead, and the span costs each call's hot path.
         seams.drop_otel_middleware(self.server)
 
-    def init_options(self) -> Any:
-        """Initialization options that advertise list_changed for tools, prompts and resources."""
-        return self.server.create_initialization_options(
-            NotificationOptions(tools_changed=True, prompts_changed=True, resources_changed=True)
-        )
+    def init_options(self, scope: Scope) -> InitializationOptions:
+        """The `initialize` answer of `scope`'s clients (for the stdio facade, which serves one)."""
+        token = CURRENT_SCOPE.set(scope)
+        try:
+            return self.server.create_initialization_options()
+        finally:
+            CURRENT_SCOPE.reset(token)
 
     # ------------------------------------------------------------------ live catalog
 
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start relaying catalog changes (router thread → `loop`) to connected clients."""
-        self.changes.loop = loop
+        """Start relaying catalog changes, log messages and resource updates (router thread →
+        `loop`) to connected clients."""
+        self.changes.loop = self.logs.loop = self.subscriptions.loop = loop
         self.hub.board.add_listener(self._on_event)
 
     def detach(self) -> None:
@@ -127,10 +165,17 @@ class Facade:
         self.hub.board.remove_listener(self._on_event)
 
     def _on_event(self, event: Event) -> None:
-        """Board listener (router thread): drop the tenant's tool view, tell its clients."""
+        """Board listener (router thread): drop the tenant's views, tell its clients."""
         if isinstance(event, CatalogChanged):
             self.views.drop(event.catalog.tenant)
             self.changes.changed(event.catalog.tenant)
+        self.logs.heard(event)
+        self.subscriptions.heard(event)
+
+    def session_ended(self, session: str) -> None:
+        """Client session `session` ended (serving loop): its log level and subscriptions go."""
+        self.logs.ended(session)
+        self.subscriptions.ended(session)
 
     # ------------------------------------------------------------------ helpers
 
@@ -140,70 +185,91 @@ class Facade:
         except HubError as exc:
             raise mcp_error(exc) from None
 
-    async def _catalogs(self, ctx: Ctx) -> tuple[str, tuple[ServerCatalog, ...]]:
-        tenant = self.tenant_of(ctx)
-        self.changes.remember(ctx, tenant)
-        return tenant, await self._blocking(self.hub.catalogs, tenant)
+    async def _upstream(self, scope: Scope, server: str, submit: Callable[[Any], Any], ctx: Ctx) -> Any:
+        """`submit(endpoint)` to `server` of `scope` through the hub's call path (quotas, wakes,
+        session instances), its JSON answer; hub errors as JSON-RPC errors."""
+        try:
+            return await self.hub.calls.server_request_async(
+                scope.tenant, server, submit, self.session_of(ctx)
+            )
+        except HubError as exc:
+            raise mcp_error(exc) from None
 
-    async def view(self, tenant: str) -> ToolView:
-        """`tenant`'s tools as shown here (cached until the tenant's catalog changes)."""
-        view = self.views.get(tenant)
+    async def _view_of(self, ctx: Ctx) -> tuple[Scope, ToolView]:
+        scope = self.scope_of(ctx)
+        self.changes.remember(ctx, scope.tenant)
+        return scope, await self.view(scope)
+
+    async def view(self, scope: Scope) -> ToolView:
+        """What `scope` shows (cached until its tenant's catalog changes)."""
+        view = self.views.get(scope)
         if view is None:
             generation = self.views.generation
-            view = self.views.keep(tenant, generation, await self._blocking(self.hub.catalogs, tenant))
+            view = self.views.keep(scope, generation, await self._blocking(self.hub.catalogs, scope.tenant))
+        return view
+
+    def view_now(self, scope: Scope) -> ToolView:
+        """What `scope` shows, from the serving loop without awaiting: the first look after a
+        catalog change asks the router (a blocking ask of well under a millisecond), later ones are
+        a dict lookup."""
+        view = self.views.get(scope)
+        if view is None:
+            view = self.views.keep(scope, self.views.generation, self.hub.catalogs(scope.tenant))
         return view
 
     def input_schema(self, name: str) -> Mapping[str, Any] | None:
-        """The input schema of facade tool `name` of the tenant being served over HTTP (the SDK checks
+        """The input schema of tool `name` of the scope being served over HTTP (the SDK checks
         `Mcp-Param-*` headers against it); None when unknown, then the SDK checks nothing."""
-        tenant = CURRENT_TENANT.get()
-        return None if tenant is None else self.input_schema_of(tenant, name)
+        scope = CURRENT_SCOPE.get()
+        return None if scope is None else self.input_schema_of(scope, name)
 
-    def input_schema_of(self, tenant: str, name: str) -> Mapping[str, Any] | None:
-        """The input schema of `tenant`'s facade tool `name`, None when unknown.
-
-        Runs on the web loop; the first lookup after a catalog change asks the router (a blocking
-        ask of well under a millisecond), later ones are a dict lookup.
-        """
-        view = self.views.get(tenant)
-        if view is None:
-            view = self.views.keep(tenant, self.views.generation, self.hub.catalogs(tenant))
-        return view.schemas.get(name)
+    def input_schema_of(self, scope: Scope, name: str) -> Mapping[str, Any] | None:
+        """The input schema of `scope`'s tool `name`, None when unknown."""
+        return self.view_now(scope).schemas.get(name)
 
     # ------------------------------------------------------------------ handlers
+
+    async def discover(self, ctx: Ctx, params: types.RequestParams) -> types.DiscoverResult:
+        """`server/discover` (2026-07-28): the scope's capabilities and instructions."""
+        _, view = await self._view_of(ctx)
+        return types.DiscoverResult(
+            supported_versions=list(MODERN_PROTOCOL_VERSIONS),
+            capabilities=view.capabilities,
+            instructions=view.instructions,
+        )
 
     async def list_tools(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListToolsResult:
-        """Every tool of the tenant's running servers, under its facade name."""
-        tenant = self.tenant_of(ctx)
-        self.changes.remember(ctx, tenant)
-        return types.ListToolsResult(tools=list((await self.view(tenant)).tools))
+        """Every tool the scope sees, under the name it shows."""
+        _, view = await self._view_of(ctx)
+        return types.ListToolsResult(tools=list(view.tools))
 
     async def call_tool(self, ctx: Ctx, params: types.CallToolRequestParams) -> types.CallToolResult:
         """Route a call to its server; progress comes back to the caller as it happens."""
-        tenant = self.tenant_of(ctx)
-        self.changes.remember(ctx, tenant)
+        scope = self.scope_of(ctx)
+        self.changes.remember(ctx, scope.tenant)
+        session = self.session_of(ctx)
         result = await self.call(
-            tenant,
+            scope,
             params.name,
             params.arguments or {},
-            ClientOfCall(ctx, asyncio.get_running_loop()),
+            ClientOfCall(ctx, asyncio.get_running_loop(), self.logs.allowed(session)),
             key=self.key_of(ctx),
-            session=self.session_of(ctx),
+            session=session,
         )
         return types.CallToolResult.model_validate(tool_result_json(result))
 
     async def call(
         self,
-        tenant: str,
+        scope: Scope,
         name: str,
         arguments: Mapping[str, Any],
         requester: Any,
         key: str | None = None,
         session: str | None = None,
     ) -> ToolResult:
-        """Call facade tool `name` of `tenant` (the one tool call path of every facade transport).
+        """Call tool `name` of `scope` (the one tool call path of every facade transport).
 
         A failure of the server (it failed, timed out, is down, or a quota is hit) is a tool result
         with `isError`, so the model sees why. Messages name the tool as the client does (`name`),
@@ -212,12 +278,12 @@ class Facade:
         Raises:
             MCPError: an unknown tool, or arguments the tool's schema refuses (INVALID_PARAMS).
         """
-        tool_id = (await self.view(tenant)).ids.get(name)
+        tool_id = (await self.view(scope)).ids.get(name)
         if tool_id is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
             return await self.hub.call_tool_async(
-                tenant, tool_id, arguments, requester, key=key, session=session, shown_as=name
+                scope.tenant, tool_id, arguments, requester, key=key, session=session, shown_as=name
             )
         except NotFound:  # the catalog changed since the view: as unknown as a name never listed
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}") from None
@@ -233,11 +299,11 @@ class Facade:
     async def list_resources(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        """Every resource, under its facade URI."""
-        _, catalogs = await self._catalogs(ctx)
+        """Every resource the scope sees, under the URI it shows."""
+        scope, view = await self._view_of(ctx)
         resources = [
-            types.Resource.model_validate({**r.raw, "uri": facade_uri(c.server, r.raw["uri"])})
-            for c in catalogs
+            types.Resource.model_validate({**r.raw, "uri": scope.uri(c.server, r.raw["uri"])})
+            for c in view.catalogs
             for r in c.resources
         ]
         return types.ListResourcesResult(resources=resources)
@@ -245,51 +311,113 @@ class Facade:
     async def list_resource_templates(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListResourceTemplatesResult:
-        """Every resource template, under its facade URI template."""
-        _, catalogs = await self._catalogs(ctx)
+        """Every resource template the scope sees, under the URI template it shows."""
+        scope, view = await self._view_of(ctx)
         templates = [
             types.ResourceTemplate.model_validate(
-                {**r.raw, "uriTemplate": facade_uri(c.server, r.raw["uriTemplate"])}
+                {**r.raw, "uriTemplate": scope.uri(c.server, r.raw["uriTemplate"])}
             )
-            for c in catalogs
+            for c in view.catalogs
             for r in c.resource_templates
         ]
         return types.ListResourceTemplatesResult(resource_templates=templates)
 
+    async def _resource_server(self, ctx: Ctx, uri: str) -> tuple[Scope, str, str]:
+        """`(scope, server, the server's own URI)` of a URI the client was shown.
+
+        Raises:
+            MCPError: not a URI of a server this scope sees.
+        """
+        scope, view = await self._view_of(ctx)
+        try:
+            server, own = scope.upstream(uri)
+        except NotFound as exc:
+            raise mcp_error(exc) from None
+        if view.catalog(server) is None:
+            raise mcp_error(NotFound(f"unknown resource {uri!r}"))
+        return scope, server, own
+
     async def read_resource(
         self, ctx: Ctx, params: types.ReadResourceRequestParams
     ) -> types.ReadResourceResult:
-        """Read from the owning server, and give the contents their facade URIs."""
-        tenant = self.tenant_of(ctx)
-        try:
-            server, uri = upstream_uri(str(params.uri))
-        except NotFound as exc:
-            raise mcp_error(exc) from None
-        result = await self._blocking(self.hub.read_resource, tenant, uri, server, self.session_of(ctx))
+        """Read from the owning server, and give the contents the URIs the scope shows."""
+        scope, server, uri = await self._resource_server(ctx, str(params.uri))
+        result = await self._upstream(scope, server, lambda e: e.read_resource(uri), ctx)
         for content in result.get("contents", []):
             if "uri" in content:
-                content["uri"] = facade_uri(server, content["uri"])
+                content["uri"] = scope.uri(server, content["uri"])
         return types.ReadResourceResult.model_validate(result)
+
+    async def subscribe(self, ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        """Subscribe this session to a resource's updates (one upstream subscription per resource)."""
+        scope, server, uri = await self._resource_server(ctx, str(params.uri))
+        try:
+            await self.subscriptions.subscribe(ctx, scope, server, uri, self.session_of(ctx))
+        except HubError as exc:
+            raise mcp_error(exc) from None
+        return types.EmptyResult()
+
+    async def unsubscribe(self, ctx: Ctx, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        """End this session's subscription to a resource."""
+        scope, server, uri = await self._resource_server(ctx, str(params.uri))
+        try:
+            await self.subscriptions.unsubscribe(scope, server, uri, self.session_of(ctx))
+        except HubError as exc:
+            raise mcp_error(exc) from None
+        return types.EmptyResult()
 
     async def list_prompts(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListPromptsResult:
-        """Every prompt, under its facade name."""
-        _, catalogs = await self._catalogs(ctx)
+        """Every prompt the scope sees, under the name it shows."""
+        scope, view = await self._view_of(ctx)
         prompts = [
-            types.Prompt.model_validate({**p.raw, "name": facade_name(c.server, p.name, self.sep)})
-            for c in catalogs
+            types.Prompt.model_validate({**p.raw, "name": scope.name(c.server, p.name, self.sep)})
+            for c in view.catalogs
             for p in c.prompts
         ]
         return types.ListPromptsResult(prompts=prompts)
 
     async def get_prompt(self, ctx: Ctx, params: types.GetPromptRequestParams) -> types.GetPromptResult:
         """Get a prompt from its server."""
-        tenant, catalogs = await self._catalogs(ctx)
-        ids = {facade_name(c.server, p.name, self.sep): p.id for c in catalogs for p in c.prompts}
-        if params.name not in ids:
+        scope, view = await self._view_of(ctx)
+        if params.name not in view.prompts:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {params.name}")
-        result = await self._blocking(
-            self.hub.get_prompt, tenant, ids[params.name], params.arguments or {}, self.session_of(ctx)
-        )
+        server, name = view.prompts[params.name]
+        arguments = dict(params.arguments or {})
+        result = await self._upstream(scope, server, lambda e: e.get_prompt(name, arguments), ctx)
         return types.GetPromptResult.model_validate(result)
+
+    async def complete(self, ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
+        """Completions for an argument of a prompt or resource template, from the server that owns it
+        (a server that offers no completions: none)."""
+        ref = params.ref
+        if isinstance(ref, types.PromptReference):
+            scope, view = await self._view_of(ctx)
+            if ref.name not in view.prompts:
+                raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown prompt: {ref.name}")
+            server, name = view.prompts[ref.name]
+            own: dict[str, Any] = {"type": "ref/prompt", "name": name}
+        else:
+            scope, server, uri = await self._resource_server(ctx, ref.uri)
+            view = await self.view(scope)
+            own = {"type": "ref/resource", "uri": uri}
+        catalog = view.catalog(server)
+        if catalog is None or "completions" not in (getattr(catalog, "capabilities", None) or {}):
+            return types.CompleteResult(completion=types.Completion(values=[]))
+        argument = {"name": params.argument.name, "value": params.argument.value}
+        context = dict(params.context.arguments or {}) if params.context else None
+        try:
+            result = await self.hub.upstream.complete(
+                scope.tenant, server, own, argument, context, self.session_of(ctx)
+            )
+        except HubError as exc:
+            raise mcp_error(exc) from None
+        return types.CompleteResult.model_validate(result)
+
+    async def set_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        """`logging/setLevel` (2025-11-25): the lowest level of log messages this session gets;
+        the servers it sees are asked for the lowest level any session asked for."""
+        scope, view = await self._view_of(ctx)
+        await self.logs.set_level(ctx.session, scope, view, self.session_of(ctx), params.level)
+        return types.EmptyResult()

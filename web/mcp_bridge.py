@@ -1,9 +1,9 @@
 """The ASGI bridge: one Tornado request handed to the SDK's `StreamableHTTPSessionManager` as an
 ASGI request, and the SDK's response written back through Tornado (no second web server).
 
-The bridge puts the request's tenant, key id and client session in the ASGI scope
-(`mcp_hub_tenant`, `mcp_hub_key`, `mcp_hub_session`), where the facade's handlers read them back
-from the request context (`tenant_of`, `key_of`, `session_of`). A response whose first SSE event
+The bridge puts what the request sees (a `web.facade_scope.Scope`), its key id and client session
+in the ASGI scope (`mcp_hub_scope`, `mcp_hub_key`, `mcp_hub_session`), where the facade's handlers
+read them back from the request context (`scope_of`, `key_of`, `session_of`). A response whose first SSE event
 is already the answer to the request goes out as one JSON body instead (`answer_of`).
 
 Thread: the web loop (the facade's handlers that read the scope run there too).
@@ -21,6 +21,7 @@ import tornado.web
 
 from hub import seams
 from web.facade import Ctx
+from web.facade_scope import Scope
 
 
 def key_of(ctx: Ctx) -> str | None:
@@ -28,11 +29,11 @@ def key_of(ctx: Ctx) -> str | None:
     return (getattr(ctx.request, "scope", None) or {}).get("mcp_hub_key")
 
 
-def tenant_of(ctx: Ctx) -> str:
-    """The tenant the bridge put in the ASGI scope of the HTTP request that carried this message."""
+def scope_of(ctx: Ctx) -> Scope:
+    """What the HTTP request that carried this message sees (the bridge put it in the ASGI scope)."""
     request = ctx.request
     scope = getattr(request, "scope", None) or {}
-    return scope["mcp_hub_tenant"]
+    return scope["mcp_hub_scope"]
 
 
 def session_of(ctx: Ctx) -> str | None:
@@ -70,7 +71,7 @@ def answer_of(chunk: bytes, request_id: Any) -> bytes | None:
 
 
 def asgi_scope(
-    request: tornado.httputil.HTTPServerRequest, tenant: str, key: str | None, session: str | None
+    request: tornado.httputil.HTTPServerRequest, served: Scope, key: str | None, session: str | None
 ) -> dict[str, Any]:
     """The ASGI scope of `request`, with what the facade reads back from it."""
     host, _, port = (request.host or "").rpartition(":")
@@ -87,7 +88,7 @@ def asgi_scope(
         "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in request.headers.get_all()],
         "client": (request.remote_ip, 0),
         "server": (host or request.host, int(port) if port.isdigit() else 80),
-        "mcp_hub_tenant": tenant,
+        "mcp_hub_scope": served,
         "mcp_hub_key": key,
         "mcp_hub_session": session,
     }

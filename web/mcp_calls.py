@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import mcp.types as types
@@ -39,6 +39,7 @@ from pydantic import ValidationError
 
 import hub
 from web.facade import Facade, tool_result_json
+from web.facade_scope import Scope
 from web.mcp_requester import Asks, CallRequester
 
 log = logging.getLogger(__name__)
@@ -107,15 +108,18 @@ def start_call(
     stream: CallStream,
     call: CallRequest,
     asks: Asks,
-    tenant: str,
+    scope: Scope,
     key: str | None,
     session: str | None,
     calls: Calls,
 ) -> asyncio.Future[Any]:
     """Start a call a lane took (`Facade.call`); it is in `calls` under its id at once, where
-    `notifications/cancelled` finds it, until `answer_call` is done with it."""
+    `notifications/cancelled` finds it, until `answer_call` is done with it. Its log messages are
+    those the call opted in to (2026-07-28) and its session asked for (`logging/setLevel`)."""
+    if not call.modern:
+        call = replace(call, log_levels=call.log_levels & facade.logs.allowed(session))
     requester = CallRequester(stream, call, asks, asyncio.get_running_loop())
-    task = asyncio.ensure_future(facade.call(tenant, call.name, call.arguments, requester, key, session))
+    task = asyncio.ensure_future(facade.call(scope, call.name, call.arguments, requester, key, session))
     calls[call.id] = task
     return task
 

@@ -17,7 +17,8 @@ from mcp.server.transport_security import TransportSecuritySettings
 from hub import seams
 from hub.runtime import Hub
 from web.facade import Facade
-from web.mcp_bridge import key_of, session_of, tenant_of
+from web.facade_scope import Scope
+from web.mcp_bridge import key_of, scope_of, session_of
 from web.mcp_lane_http import HttpLane
 from web.mcp_sessions import SessionLimits
 
@@ -29,7 +30,7 @@ class McpEndpoint:
 
     def __init__(self, hub_: Hub, host: str) -> None:
         self.hub = hub_
-        self.facade = Facade(hub_, tenant_of, key_of, session_of)
+        self.facade = Facade(hub_, scope_of, key_of, session_of)
         self._ending: set[asyncio.Future[int]] = set()
         gateway = hub_.config.gateway
         # Host and Origin are checked, exactly, for every route before a request gets here
@@ -50,6 +51,7 @@ class McpEndpoint:
         """A 2025-11-25 session ended (web loop): cancel its calls, stop its instances, off the loop."""
         self.lane.ended(session_id)
         self.limits.ended(session_id)
+        self.facade.session_ended(f"http:{session_id}")
         try:
             future = asyncio.get_running_loop().run_in_executor(
                 None, self.hub.end_session, f"http:{session_id}"
@@ -64,11 +66,11 @@ class McpEndpoint:
         if not future.cancelled() and future.exception() is not None:
             log.error("stopping the instances of an ended session failed", exc_info=future.exception())
 
-    def opened(self, session_id: str, key: str | None, tenant: str) -> None:
-        """The SDK opened `session_id` for a request of `key` in `tenant`: only `key` may use it,
-        and it counts against the session limits until it ends."""
-        self.lane.opened(session_id, key)
-        self.limits.opened(session_id, key, tenant)
+    def opened(self, session_id: str, key: str | None, served: Scope) -> None:
+        """The SDK opened `session_id` for a request of `key` to `served`: only `key` may use it,
+        only there, and it counts against the session limits of the tenant until it ends."""
+        self.lane.opened(session_id, key, served)
+        self.limits.opened(session_id, key, served.tenant)
 
     async def run(self) -> None:
         """Run the session manager until `stop` (enter and exit in this one task)."""

@@ -1,7 +1,10 @@
 """The MCP facade over Streamable HTTP: the `/mcp` handlers, hosted by Tornado.
 
 `/mcp` serves the caller's tenant (a tenant key's own; an admin key or an open hub: `default`,
-or `?tenant=` for an admin) and `/tenants/{t}/mcp` a named one (another tenant's is 404). A POST
+or `?tenant=` for an admin) and `/tenants/{t}/mcp` a named one (another tenant's is 404), each as
+one super-server; `/tenants/{t}/servers/{s}/mcp` serves one server of a tenant as it is, under
+its own names (an unknown server is 404; `web.facade_scope`). A 2025-11-25 session serves only the
+key and the endpoint that opened it. A POST
 the `tools/call` lane takes (`web.mcp_lane_http`) is served by it; every other request goes to
 the SDK's `StreamableHTTPSessionManager` (both eras) through the ASGI bridge (`web.mcp_bridge`).
 The manager, the lane and the session limits live in `web.mcp_endpoint`.
@@ -27,7 +30,8 @@ from typing import Any
 from hub import jsontext, seams
 from hub.errors import HubError, NotFound, QuotaExceeded
 from web.base import SESSION_HEADER, ApiHandler, header_session
-from web.facade import CURRENT_TENANT, mcp_error
+from web.facade import CURRENT_SCOPE, mcp_error
+from web.facade_scope import Scope, unknown_server
 from web.mcp_bridge import AsgiExchange, asgi_scope, request_id_of
 from web.mcp_calls import CallRequest
 from web.mcp_endpoint import McpEndpoint
@@ -38,7 +42,8 @@ _SESSION_NOT_FOUND = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"messag
 
 
 class McpHandler(ApiHandler):
-    """`GET|POST|DELETE /mcp` and `/tenants/{t}/mcp`: the Streamable HTTP facade (ASGI bridge)."""
+    """`GET|POST|DELETE /mcp`, `/tenants/{t}/mcp` and `/tenants/{t}/servers/{s}/mcp`: the
+    Streamable HTTP facade (ASGI bridge)."""
 
     route = "/mcp"
 
@@ -51,7 +56,12 @@ class McpHandler(ApiHandler):
         endpoint: McpEndpoint | None = self.application.settings.get("mcp")
         sdk_session = self.request.headers.get("Mcp-Session-Id")
         key = self.caller.key_id if self.caller else None
-        if endpoint is None or not sdk_session or endpoint.lane.foreign(sdk_session, key):
+        if endpoint is None or not sdk_session:
+            return
+        try:
+            if endpoint.lane.foreign(sdk_session, key, self._scope(*self.path_args)):
+                return
+        except NotFound:  # (answered by the method)
             return
         if not (self.request.method == "POST" and is_initialized_notice(self.request.body)):
             endpoint.limits.used(sdk_session)
@@ -61,13 +71,13 @@ class McpHandler(ApiHandler):
         if self.lane_call is not None:
             self.lane_call.cancel()  # the same for a 2026-07-28 call served by the lane
 
-    async def get(self, tenant: str | None = None) -> None:
-        await self._bridge(tenant)
+    async def get(self, tenant: str | None = None, server: str | None = None) -> None:
+        await self._bridge(self._scope(tenant, server))
 
-    async def post(self, tenant: str | None = None) -> None:
+    async def post(self, tenant: str | None = None, server: str | None = None) -> None:
         """A `tools/call` (or what belongs to one) that the lane takes, else the SDK's transport."""
         endpoint = self._endpoint()
-        served = self._tenant(tenant)
+        served = self._scope(tenant, server)
         refused = refusal(self.request.body or b"")  # bad JSON or text: answered here, at the edge
         if refused is not None:
             self.set_status(400)
@@ -83,10 +93,10 @@ class McpHandler(ApiHandler):
             self.set_status(202)
             self.finish()
         else:
-            await self._bridge(tenant)
+            await self._bridge(served)
 
-    async def delete(self, tenant: str | None = None) -> None:
-        await self._bridge(tenant)
+    async def delete(self, tenant: str | None = None, server: str | None = None) -> None:
+        await self._bridge(self._scope(tenant, server))
 
     def _endpoint(self) -> McpEndpoint:
         endpoint: McpEndpoint | None = self.application.settings.get("mcp")
@@ -94,9 +104,17 @@ class McpHandler(ApiHandler):
             raise NotFound("the MCP endpoint is not running")
         return endpoint
 
-    def _tenant(self, tenant: str | None) -> str:
+    def _scope(self, tenant: str | None = None, server: str | None = None) -> Scope:
+        """What this request sees: the tenant it names (or the caller's), or one server of it.
+
+        Raises:
+            NotFound: the tenant is not this caller's, or has no such server.
+        """
         assert self.caller is not None
-        return self.tenant_for(tenant) if tenant is not None else self.calling_tenant()
+        scope = Scope(self.tenant_for(tenant) if tenant is not None else self.calling_tenant(), server)
+        if server is not None and server not in self.hub.config.tenants[scope.tenant].servers:
+            raise unknown_server(scope)
+        return scope
 
     def _session(self) -> str | None:
         """The session of this request: the SDK's `Mcp-Session-Id` (2025-11-25), else the
@@ -106,7 +124,7 @@ class McpHandler(ApiHandler):
             return f"http:{sdk_session}"
         return header_session(self.request.headers.get(SESSION_HEADER), self.caller)
 
-    async def _bridge(self, tenant: str | None) -> None:
+    async def _bridge(self, served: Scope) -> None:
         """Hand the request to the SDK, within the session limits of the key and the tenant."""
         # No gzip here: the SSE events of a call are small and each is flushed at once, so
         # compressing them costs CPU and latency and saves nothing.
@@ -115,26 +133,25 @@ class McpHandler(ApiHandler):
         request = self.request
         key = self.caller.key_id if self.caller else None
         sdk_session = request.headers.get("Mcp-Session-Id")
-        if endpoint.lane.foreign(sdk_session, key):  # opened with another key: not found, as the SDK says
+        if endpoint.lane.foreign(sdk_session, key, served):  # another key's or endpoint's: not found
             self.set_status(404)
             self.set_header("Content-Type", "application/json")
             self.finish(_SESSION_NOT_FOUND)
             return
-        served = self._tenant(tenant)
         opening = opens_session(request.method, sdk_session, request.headers.get("MCP-Protocol-Version"))
         if opening:
-            refused = endpoint.limits.refusal(key, served)
+            refused = endpoint.limits.refusal(key, served.tenant)
             if refused is not None:
                 self._refuse_jsonrpc(refused)
                 return
-            endpoint.limits.opening(key, served, 1)
+            endpoint.limits.opening(key, served.tenant, 1)
 
         def answered() -> None:
             """The response starts: the session is open (and counted) or will not be."""
             nonlocal opening
             if opening:
                 opening = False
-                endpoint.limits.opening(key, served, -1)
+                endpoint.limits.opening(key, served.tenant, -1)
 
         try:
             await self._serve(endpoint, served, key, sdk_session, answered)
@@ -158,7 +175,7 @@ class McpHandler(ApiHandler):
     async def _serve(
         self,
         endpoint: McpEndpoint,
-        served: str,
+        served: Scope,
         key: str | None,
         sdk_session: str | None,
         answered: Callable[[], None],
@@ -171,7 +188,7 @@ class McpHandler(ApiHandler):
 
         scope = asgi_scope(self.request, served, key, self._session())
         exchange = AsgiExchange(self, self._disconnected, None if sdk_session else opened, answered)
-        CURRENT_TENANT.set(served)  # this request's task only
+        CURRENT_SCOPE.set(served)  # this request's task only (and a session it opens)
         await endpoint.manager.handle_request(scope, exchange.receive, exchange.send)  # type: ignore[arg-type]
         if not seams.is_finished(self):
             self.finish()
@@ -183,7 +200,14 @@ class TenantMcpHandler(McpHandler):
     route = "/tenants/{tenant}/mcp"
 
 
+class ServerMcpHandler(McpHandler):
+    """`/tenants/{t}/servers/{s}/mcp`: one server of a tenant, under its own names."""
+
+    route = "/tenants/{tenant}/servers/{server}/mcp"
+
+
 ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (r"/mcp", McpHandler),
     (r"/tenants/([^/]+)/mcp", TenantMcpHandler),
+    (r"/tenants/([^/]+)/servers/([^/]+)/mcp", ServerMcpHandler),
 ]

@@ -36,6 +36,7 @@ from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSI
 
 from hub import seams
 from web.facade import Facade
+from web.facade_scope import Scope
 from web.mcp_calls import CallRequest, Calls, answer_call, cancel_call, parse_call, start_call
 from web.mcp_requester import Asks
 from web.mcp_wire import encode, parse_message
@@ -63,6 +64,7 @@ class _Session:
     """A 2025-11-25 session the SDK opened through this endpoint."""
 
     key: str | None  # the key id that opened it: only that key may use it
+    scope: Scope  # what it was opened to see: only there may it be used
     calls: Calls = field(default_factory=dict)  # request id → call
 
 
@@ -85,9 +87,9 @@ class HttpLane:
 
     # ------------------------------------------------------------------ sessions
 
-    def opened(self, session_id: str, key: str | None) -> None:
-        """The SDK opened a session for a request made with `key`."""
-        self.sessions[session_id] = _Session(key)
+    def opened(self, session_id: str, key: str | None, scope: Scope) -> None:
+        """The SDK opened a session for a request made with `key` to `scope`."""
+        self.sessions[session_id] = _Session(key, scope)
 
     def ended(self, session_id: str) -> None:
         """The SDK discarded a session: its calls are cancelled."""
@@ -96,14 +98,15 @@ class HttpLane:
             for call in session.calls.values():
                 call.cancel()
 
-    def foreign(self, session_id: str | None, key: str | None) -> bool:
-        """Whether `session_id` was opened with another key than `key` (then it is not found)."""
+    def foreign(self, session_id: str | None, key: str | None, scope: Scope) -> bool:
+        """Whether `session_id` was opened with another key than `key`, or on another endpoint than
+        `scope`'s (then it is not found)."""
         session = self.sessions.get(session_id) if session_id else None
-        return session is not None and session.key != key
+        return session is not None and (session.key != key or session.scope != scope)
 
     # ------------------------------------------------------------------ admission
 
-    def admit(self, handler: RequestHandler, key: str | None, tenant: str) -> CallRequest | bool:
+    def admit(self, handler: RequestHandler, key: str | None, scope: Scope) -> CallRequest | bool:
         """What this lane does with a POST: a `CallRequest` to serve; True if it was a client's
         answer to a server request or a cancellation of a call of this lane (answer 202); False
         if the SDK's transport serves it."""
@@ -117,7 +120,7 @@ class HttpLane:
         session_id = None
         if not modern:
             session_id = request.headers.get("Mcp-Session-Id")
-            session = self._live(session_id, key)
+            session = self._live(session_id, key, scope)
             if session is None:
                 return False
             if method is None:
@@ -128,7 +131,7 @@ class HttpLane:
         if method != "tools/call" or not (has_json and has_sse):
             return False
         call = parse_call(message, version or DEFAULT_NEGOTIATED_VERSION, modern, session_id)
-        if call is None or (modern and not self._modern_ok(request, message, call, tenant)):
+        if call is None or (modern and not self._modern_ok(request, message, call, scope)):
             return False
         return call
 
@@ -154,10 +157,10 @@ class HttpLane:
                 return False
         return True
 
-    def _live(self, session_id: str | None, key: str | None) -> _Session | None:
-        """The 2025-11-25 session this lane may serve: open, opened by `key`, not ending."""
+    def _live(self, session_id: str | None, key: str | None, scope: Scope) -> _Session | None:
+        """The 2025-11-25 session this lane may serve: open, opened by `key` to `scope`, not ending."""
         session = self.sessions.get(session_id) if session_id else None
-        if session is None or session.key != key:
+        if session is None or session.key != key or session.scope != scope:
             return None
         transport = seams.session_transport(self.manager, session_id)
         if transport is None or transport.is_terminated:
@@ -166,7 +169,7 @@ class HttpLane:
             return None
         return session
 
-    def _modern_ok(self, request: Any, message: dict[str, Any], call: CallRequest, tenant: str) -> bool:
+    def _modern_ok(self, request: Any, message: dict[str, Any], call: CallRequest, scope: Scope) -> bool:
         """A 2026-07-28 request the SDK would serve: version, envelope, routing and `Mcp-Param-*` headers."""
         if find_duplicated_routing_header(request.headers.get_all()) is not None:
             return False
@@ -176,7 +179,7 @@ class HttpLane:
         if not isinstance(classify_inbound_request(message, headers=headers), InboundModernRoute):
             return False
         if call.arguments or any(h.startswith(_PARAM_PREFIX) for h in headers):
-            schema = self.facade.input_schema_of(tenant, call.name)
+            schema = self.facade.input_schema_of(scope, call.name)
             if schema is not None and validate_mcp_param_headers(schema, call.arguments, headers) is not None:
                 return False
         return True
@@ -184,14 +187,14 @@ class HttpLane:
     # ------------------------------------------------------------------ serving
 
     async def serve(
-        self, handler: RequestHandler, call: CallRequest, tenant: str, key: str | None, session: str | None
+        self, handler: RequestHandler, call: CallRequest, scope: Scope, key: str | None, session: str | None
     ) -> None:
         """Serve one admitted call on `handler`'s response."""
         owner = self.sessions.get(call.owner) if call.owner else None
         calls = owner.calls if owner is not None else {}  # 2026-07-28: no cancellation finds a call
         stream = _HttpCall(handler, call, asyncio.get_running_loop(), self.keepalive)
         with seams.IdleHold(self.manager, call.owner):
-            task = start_call(self.facade, stream, call, self.asks, tenant, key, session, calls)
+            task = start_call(self.facade, stream, call, self.asks, scope, key, session, calls)
             if call.modern:
                 handler.lane_call = task  # type: ignore[attr-defined]  # its client closing cancels it
             await answer_call(stream, call, task, calls)

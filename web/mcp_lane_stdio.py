@@ -19,6 +19,7 @@ from mcp_types import PROTOCOL_VERSION_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 
 from web.facade import Facade
+from web.facade_scope import Scope
 from web.mcp_calls import CallRequest, Calls, answer_call, cancel_call, parse_call, start_call
 from web.mcp_requester import Asks
 from web.mcp_wire import encode, parse_message, refusal
@@ -28,9 +29,9 @@ class StdioLane:
     """The `tools/call` path of the stdio facade: `take` sees each line from the client before the
     SDK does. Thread: the serving loop (the main thread's)."""
 
-    def __init__(self, facade: Facade, tenant: str, write: Callable[[bytes], None]) -> None:
+    def __init__(self, facade: Facade, scope: Scope, write: Callable[[bytes], None]) -> None:
         self.facade = facade
-        self.tenant = tenant
+        self.scope = scope
         self.write = write
         self.asks = Asks()
         self.calls: Calls = {}
@@ -86,7 +87,7 @@ class StdioLane:
     def _start(self, call: CallRequest) -> None:
         """Start `call`; its answer goes out as a line when it is done."""
         stream = _LineCall(self.write)
-        started = start_call(self.facade, stream, call, self.asks, self.tenant, "stdio", "stdio", self.calls)
+        started = start_call(self.facade, stream, call, self.asks, self.scope, "stdio", "stdio", self.calls)
         task = asyncio.ensure_future(answer_call(stream, call, started, self.calls))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

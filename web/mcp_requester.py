@@ -103,9 +103,10 @@ class ClientOfCall:
     so the server gets an error it can handle.
     """
 
-    def __init__(self, ctx: Ctx, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, ctx: Ctx, loop: asyncio.AbstractEventLoop, levels: frozenset[str]) -> None:
         self.ctx = ctx
         self.loop = loop
+        self.levels = levels  # the log levels its session asked for (`web.facade_logging`)
 
     async def _on_facade_loop(self, coro: Any) -> Any:
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self.loop))
@@ -117,6 +118,8 @@ class ClientOfCall:
         return await self._on_facade_loop(self.ctx.session.send_request(request, result_type))
 
     async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        if params.level not in self.levels:
+            return
         await self._on_facade_loop(
             self.ctx.session.send_log_message(
                 params.level, params.data, logger=params.logger, related_request_id=self.ctx.request_id

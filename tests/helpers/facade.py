@@ -35,10 +35,15 @@ def write_config(tmp_path: Path, tenants: dict[str, Any], **orchestrator: Any) -
 
 @contextlib.asynccontextmanager
 async def facade(
-    config: Path, tenant: str, mode: str, events: list[Any] | None = None, **more: Any
+    config: Path,
+    tenant: str,
+    mode: str,
+    events: list[Any] | None = None,
+    server: str | None = None,
+    **more: Any,
 ) -> AsyncIterator[Client]:
-    """A real MCP client of `python -m hub stdio` (the way Claude Desktop runs it); `more` are
-    further `mcp.Client` arguments (callbacks)."""
+    """A real MCP client of `python -m hub stdio` (the way Claude Desktop runs it), of one `server`
+    of the tenant if given; `more` are further `mcp.Client` arguments (callbacks)."""
 
     async def on_message(message: Any) -> None:
         if events is not None:
@@ -46,7 +51,8 @@ async def facade(
 
     params = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "hub", "stdio", "--config", str(config), "--tenant", tenant],
+        args=["-m", "hub", "stdio", "--config", str(config), "--tenant", tenant]
+        + (["--server", server] if server else []),
         cwd=ROOT,
     )
     with open(config.with_suffix(".stderr"), "w") as errlog:
