@@ -278,7 +278,18 @@ def _tool_paths() -> dict[str, Any]:
     }
 
 
-def _mcp(operation: str, tenant: bool) -> dict[str, Any]:
+_AGGREGATED = (
+    "One MCP server with every running server of the tenant: tools and prompts named "
+    "`<server>__<name>`, resources under `mcp-hub://<server>/...` or `ui://<server>/...`."
+)
+_ONE_SERVER = (
+    "One server of the tenant through the hub, as it is: its own tool, prompt and resource names "
+    "and URIs, its instructions and capabilities (an unknown server, or another tenant's, is 404). "
+    "A 2025-11-25 session serves only the key and the endpoint that opened it."
+)
+
+
+def _mcp(operation: str, tenant: bool, server: bool = False) -> dict[str, Any]:
     """GET, POST and DELETE of a Streamable HTTP MCP endpoint (the facade), served by the MCP SDK."""
     answer = {
         "description": "MCP Streamable HTTP: a JSON-RPC response (application/json) or an SSE stream "
@@ -301,9 +312,8 @@ def _mcp(operation: str, tenant: bool) -> dict[str, Any]:
             "mcp",
             answer,
             (404,),
-            [TENANT] if tenant else [tenant_query],
-            description="One MCP server with every running server of the tenant: tools and prompts named "
-            "`<server>__<name>`, resources under `mcp-hub://<server>/...` or `ui://<server>/...`.",
+            ([TENANT, SERVER] if server else [TENANT]) if tenant else [tenant_query],
+            description=_ONE_SERVER if server else _AGGREGATED,
         )
         for method in ("get", "post", "delete")
     }
@@ -461,6 +471,7 @@ def paths() -> dict[str, Any]:
         **_tool_paths(),
         "/mcp": _mcp("Mcp", tenant=False),
         "/tenants/{tenant}/mcp": _mcp("TenantMcp", tenant=True),
+        "/tenants/{tenant}/servers/{server}/mcp": _mcp("ServerMcp", tenant=True, server=True),
         **_app_paths(),
         **_mcp_app_paths(),
         **_admin_paths(),
