@@ -21,6 +21,7 @@ NODE_PACKAGES=(
   "@modelcontextprotocol/server-basic-vanillajs@2.0.3"
   "@modelcontextprotocol/server-filesystem@2026.8.31"
   "@modelcontextprotocol/server-memory@2026.8.31"
+  "@modelcontextprotocol/conformance@0.1.13"
 )
 missing=()
 
