@@ -20,7 +20,7 @@ from mcp import Client, MCPError
 from actors.describe import describe
 from actors.models import ServerState, ToolResult
 from actors.relay import Requester
-from actors.upstream.rawcall import ErrorAnswer
+from actors.upstream.rawcall import ErrorAnswer, RawChannel
 from hub import jsontext
 from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
 
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from actors.server import ServerSupervisor
 
 T = TypeVar("T")
+
+INPUT_ROUNDS = 16  # the most `input_required` rounds one call may take (the SDK client's default is 8)
 
 
 class ServerEndpoint:
@@ -160,7 +162,7 @@ class ServerCalls:
         if channel is not None:
             params = {"name": name, "arguments": arguments}
             raw = await self._guarded(
-                f"tool '{name}'", lambda c: channel.request("tools/call", params, progress), requester
+                f"tool '{name}'", lambda c: self._raw_rounds(channel, params, progress), requester
             )
             return self._raw_tool_result(name, raw)
         jsontext.check(arguments)  # (BadRequest: what the SDK could not write must not reach it)
@@ -177,6 +179,28 @@ class ServerCalls:
             ),
             structured_content=result.structured_content,
         )
+
+    async def _raw_rounds(self, channel: RawChannel, params: dict[str, Any], progress: Any) -> dict[str, Any]:
+        """A `tools/call` on the hub's channel, through the rounds of a 2026-07-28 server that
+        answers `input_required` (it asks for sampling or elicitation that way): each round's
+        requests go to the caller (`RequestRelay.answer_inputs`), and the call is sent again with
+        their answers and the server's `requestState`, until a result that is not `input_required`
+        (at most `INPUT_ROUNDS` rounds)."""
+        raw = await channel.request("tools/call", params, progress)
+        for _ in range(INPUT_ROUNDS):
+            if raw.get("resultType") != "input_required":
+                return raw
+            again = {
+                **params,
+                "inputResponses": await self._supervisor.relay.answer_inputs(raw.get("inputRequests")),
+            }
+            if raw.get("requestState") is not None:
+                again["requestState"] = raw["requestState"]
+            raw = await channel.request("tools/call", again, progress)
+        if raw.get("resultType") != "input_required":
+            return raw
+        name = self._supervisor.config.name
+        raise UpstreamError(f"server '{name}' asked for input more than {INPUT_ROUNDS} times in one call")
 
     def _raw_tool_result(self, name: str, raw: dict[str, Any]) -> ToolResult:
         """A `tools/call` result read off the wire, checked for the shape every client relies on."""

@@ -15,6 +15,7 @@ import mcp.types as types
 from mcp import MCPError
 
 from actors.describe import describe
+from hub.errors import UpstreamError
 
 log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
 
@@ -78,6 +79,39 @@ class RequestRelay:
     async def on_elicitation(self, context: Any, params: types.ElicitRequestParams) -> Any:
         """The server asks the user for input: ask the client whose call is in flight."""
         return await self._ask_client(types.ElicitRequest(params=params), types.ElicitResult)
+
+    async def answer_inputs(self, requests: Any) -> dict[str, Any]:
+        """The answers to the `inputRequests` of a 2026-07-28 `input_required` result (sampling,
+        elicitation), asked of the client of the call in flight, as `inputResponses`.
+
+        Raises:
+            UpstreamError: a request the hub cannot relay, malformed, or the client's refusal.
+        """
+        if not isinstance(requests, dict):
+            requests = {}
+        answers: dict[str, Any] = {}
+        for key, request in requests.items():
+            answer = await self._answer_input(request)
+            if isinstance(answer, types.ErrorData):
+                raise UpstreamError(
+                    f"server '{self._server}' asked for input the client did not give: {answer.message}"
+                )
+            answers[key] = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+        return answers
+
+    async def _answer_input(self, request: Any) -> Any:
+        """The client's answer to one embedded request (its result, or an `ErrorData`)."""
+        method = request.get("method") if isinstance(request, dict) else None
+        try:
+            if method == "sampling/createMessage":
+                sampling = types.CreateMessageRequest.model_validate(request, by_name=False)
+                return await self.on_sampling(None, sampling.params)
+            if method == "elicitation/create":
+                elicitation = types.ElicitRequest.model_validate(request, by_name=False)
+                return await self.on_elicitation(None, elicitation.params)
+        except ValueError as exc:
+            return types.ErrorData(code=types.INVALID_PARAMS, message=f"malformed {method} request: {exc}")
+        return types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"the hub cannot relay {method!r}")
 
     async def on_log(self, params: types.LoggingMessageNotificationParams) -> None:
         """A log message of the server: to the client of the call in flight, if any."""
