@@ -8,9 +8,12 @@ Prints p50/p99 of an `echo` call (the SDK-built test server) four ways, and the 
 - direct `mcp.Client` over stdio, and through the hub's stdio facade (`python -m hub stdio`);
 - direct `mcp.Client` over Streamable HTTP to the server served by the SDK (uvicorn), and through
   the hub's HTTP facade (`python -m hub serve`, `/mcp`), the hub reaching the server over stdio.
+and the one-server endpoint (`/tenants/default/servers/echo/mcp`, tool `echo`) against the
+aggregated HTTP facade (`/mcp`, tool `echo__echo`) of the same hub.
 Each pair is measured interleaved: both clients are open at once and take turns, 20 calls at a
 time, so that a change in the machine's speed during the run (a shared VM) falls on both alike.
-Targets: each facade at most 2 times its direct baseline.
+Targets: each facade at most 2 times its direct baseline; the one-server endpoint at most the
+aggregated facade's cost (ratio <= 1, within the run's noise).
 """
 
 from __future__ import annotations
@@ -35,21 +38,27 @@ TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
 
 
 async def measure_pair(
-    base: object, facade: object, mode: str, calls: int, batch: int = 20
+    base: object,
+    facade: object,
+    mode: str,
+    calls: int,
+    batch: int = 20,
+    tools: tuple[str, str] = ("echo", "echo__echo"),
 ) -> tuple[list[float], list[float]]:
-    """Latency of `calls` echo calls through each of two clients, taking turns `batch` at a time."""
+    """Latency of `calls` echo calls through each of two clients (calling `tools`), taking turns
+    `batch` at a time."""
     async with (
         Client(base, mode=mode, cache=None) as direct,  # type: ignore[arg-type]
         Client(facade, mode=mode, cache=None) as hub,  # type: ignore[arg-type]
     ):
-        await timed_calls(direct, "echo", 0)
-        await timed_calls(hub, "echo__echo", 0)
+        await timed_calls(direct, tools[0], 0)
+        await timed_calls(hub, tools[1], 0)
         direct_samples: list[float] = []
         hub_samples: list[float] = []
         while len(direct_samples) < calls:
             n = min(batch, calls - len(direct_samples))
-            direct_samples += await timed_calls(direct, "echo", n, warm=0)
-            hub_samples += await timed_calls(hub, "echo__echo", n, warm=0)
+            direct_samples += await timed_calls(direct, tools[0], n, warm=0)
+            hub_samples += await timed_calls(hub, tools[1], n, warm=0)
         return direct_samples, hub_samples
 
 
@@ -97,6 +106,10 @@ def main() -> None:
                 results["direct HTTP"], results["HTTP facade"] = asyncio.run(
                     measure_pair(f"http://127.0.0.1:{port}/mcp", url + "/mcp", args.mode, args.calls)
                 )
+                one = url + "/tenants/default/servers/echo/mcp"
+                results["aggregated"], results["one-server"] = asyncio.run(
+                    measure_pair(url + "/mcp", one, args.mode, args.calls, tools=("echo__echo", "echo"))
+                )
         finally:
             server_proc.send_signal(signal.SIGTERM)
             server_proc.wait(30)
@@ -104,10 +117,14 @@ def main() -> None:
     for name, samples in results.items():
         p50, p99 = percentiles(samples)
         print(f"  {name:14} {p50:7.3f} / {p99:7.3f}")
-    for facade_name, base in (("stdio facade", "direct stdio"), ("HTTP facade", "direct HTTP")):
+    for facade_name, base, target in (
+        ("stdio facade", "direct stdio", 2),
+        ("HTTP facade", "direct HTTP", 2),
+        ("one-server", "aggregated", 1),
+    ):
         f50, f99 = percentiles(results[facade_name])
         b50, b99 = percentiles(results[base])
-        print(f"  ratio {facade_name} / {base}: {f50 / b50:.2f} / {f99 / b99:.2f}   (target <= 2)")
+        print(f"  ratio {facade_name} / {base}: {f50 / b50:.2f} / {f99 / b99:.2f}   (target <= {target})")
 
 
 if __name__ == "__main__":

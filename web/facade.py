@@ -30,7 +30,6 @@ from typing import Any
 import mcp.types as types
 from mcp.server import Server, ServerRequestContext
 from mcp.server.models import InitializationOptions
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPError
 from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
@@ -113,11 +112,10 @@ class Facade:
         self.key_of = key_of
         self.session_of = session_of
         self.sep = hub_.config.gateway.tool_name_separator
-        self.bus = InMemorySubscriptionBus()
-        self.changes = ListChanges(self.bus)
+        self.changes = ListChanges()
         self.views = ToolViews(self.sep)  # dropped on each catalog change (router thread)
         self.logs = LogLevels(hub_)
-        self.subscriptions = Subscriptions(hub_)
+        self.subscriptions = Subscriptions(hub_, self.changes)
         with warnings.catch_warnings():  # (logging/setLevel is gone in 2026-07-28; 2025-11-25 has it)
             warnings.simplefilter("ignore")
             self.server = _FacadeServer(
@@ -135,7 +133,7 @@ class Facade:
                 on_get_prompt=self.get_prompt,
                 on_completion=self.complete,
                 on_set_logging_level=self.set_level,
-                on_subscriptions_listen=ListenHandler(self.bus),
+                on_subscriptions_listen=self.listen,
                 get_tool_input_schema=self.input_schema,
             )
         self.server.facade = self
@@ -365,6 +363,23 @@ class Facade:
         except HubError as exc:
             raise mcp_error(exc) from None
         return types.EmptyResult()
+
+    async def listen(
+        self, ctx: Ctx, params: types.SubscriptionsListenRequestParams
+    ) -> types.SubscriptionsListenResult:
+        """`subscriptions/listen` (2026-07-28): list changes of the tenant, and updates of the
+        resources it names (each subscribed on its server while the stream lasts)."""
+        scope, view = await self._view_of(ctx)
+        uris = params.notifications.resource_subscriptions or ()
+        shown = {}
+        for uri in uris:
+            try:
+                server, own = scope.upstream(uri)
+            except NotFound:
+                continue  # (honored and never fires, as the SDK does for a URI it does not know)
+            if view.catalog(server) is not None:
+                shown[uri] = (server, own)
+        return await self.subscriptions.listen(ctx, scope, shown, params)
 
     async def list_prompts(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None

@@ -3,8 +3,9 @@
 When a tenant's servers start, stop, crash or change their lists, the router tells the board
 (`CatalogChanged`, on its thread); `ListChanges.changed` hands that to the serving loop, which
 sends 2025-11-25 sessions that have listed something `notifications/*/list_changed` and publishes
-the change on the subscription bus, where 2026-07-28 clients hear it on their
-`subscriptions/listen` stream.
+the change on the tenant's subscription bus, where 2026-07-28 clients of that tenant hear it on
+their `subscriptions/listen` stream (each tenant has its bus and its listen handler: no client
+hears of another tenant's changes).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from mcp.server import ServerRequestContext
 from mcp.server.subscriptions import (
     InMemorySubscriptionBus,
+    ListenHandler,
     PromptsListChanged,
     ResourcesListChanged,
     ToolsListChanged,
@@ -24,11 +26,26 @@ from mcp.server.subscriptions import (
 class ListChanges:
     """The clients to tell of each tenant's list changes. Serving loop, except `changed`."""
 
-    def __init__(self, bus: InMemorySubscriptionBus) -> None:
-        self.bus = bus
+    def __init__(self) -> None:
+        self._buses: dict[str, tuple[InMemorySubscriptionBus, ListenHandler]] = {}
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once attached
         self._sessions: dict[str, set[Any]] = {}  # tenant → 2025-era sessions that have listed
         self._tasks: set[asyncio.Future[None]] = set()
+
+    def bus(self, tenant: str) -> InMemorySubscriptionBus:
+        """`tenant`'s subscription bus (2026-07-28 listeners of its clients hear what it carries)."""
+        return self._bus(tenant)[0]
+
+    def listen_handler(self, tenant: str) -> ListenHandler:
+        """The SDK's `subscriptions/listen` handler of `tenant`'s clients (on its bus)."""
+        return self._bus(tenant)[1]
+
+    def _bus(self, tenant: str) -> tuple[InMemorySubscriptionBus, ListenHandler]:
+        pair = self._buses.get(tenant)
+        if pair is None:
+            bus = InMemorySubscriptionBus()
+            pair = self._buses[tenant] = (bus, ListenHandler(bus))
+        return pair
 
     def remember(self, ctx: ServerRequestContext[Any, Any], tenant: str) -> None:
         """The session of `ctx` made a request of `tenant`: a 2025-11-25 one is told of changes
@@ -49,8 +66,10 @@ class ListChanges:
 
     async def _tell(self, tenant: str) -> None:
         """Tell the tenant's clients that lists changed: 2025 sessions directly, 2026 through the bus."""
-        for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
-            await self.bus.publish(event)
+        pair = self._buses.get(tenant)
+        if pair is not None:
+            for event in (ToolsListChanged(), PromptsListChanged(), ResourcesListChanged()):
+                await pair[0].publish(event)
         for session in list(self._sessions.get(tenant, ())):
             try:
                 await session.send_tool_list_changed()

@@ -1,10 +1,12 @@
-"""Resource subscriptions through the facade (`resources/subscribe`, 2025-11-25).
+"""Resource subscriptions through the facade: `resources/subscribe` (2025-11-25) and the resource
+URIs of a `subscriptions/listen` stream (2026-07-28).
 
-However many client sessions subscribe to one resource of one server, the server holds one
-subscription (`hub.upstream`); each `notifications/resources/updated` it sends (a
-`ResourceUpdated` event) goes to every subscribed session under the URI that session was shown
-(`Scope.uri`). The server's subscription ends when the last session unsubscribes or ends. A
-per_session server is subscribed through its shared instance.
+However many client sessions (or listen streams) subscribe to one resource of one server, the
+server holds one subscription (`hub.upstream`); each `notifications/resources/updated` it sends
+(a `ResourceUpdated` event) goes to every subscribed session under the URI that session was shown
+(`Scope.uri`), and to the listen streams through the tenant's subscription bus
+(`web.facade_changes`). The server's subscription ends when the last session unsubscribes or
+ends, or the last stream closes. A per_session server is subscribed through its shared instance.
 
 Serving loop, except `heard`, a board listener (router thread).
 """
@@ -13,11 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import logging
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
+
+import mcp.types as types
+from mcp.shared.subscriptions import ResourceUpdated as ListenUpdate
 
 from actors.models import Event, ResourceUpdated
 from hub.errors import HubError
+from web.facade_changes import ListChanges
 from web.facade_scope import Scope
 
 if TYPE_CHECKING:
@@ -32,8 +40,10 @@ Topic = tuple[str, str, str]  # (tenant, server, the server's own URI)
 class Subscriptions:
     """The sessions subscribed to each resource. Serving loop, except `heard` (router thread)."""
 
-    def __init__(self, hub_: Hub) -> None:
+    def __init__(self, hub_: Hub, changes: ListChanges) -> None:
         self.hub = hub_
+        self.changes = changes
+        self._streams = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once attached
         self._topics: dict[Topic, dict[str, tuple[Any, Scope]]] = {}  # → session → (SDK session, scope)
         self._locks: collections.defaultdict[Topic, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
@@ -50,14 +60,44 @@ class Subscriptions:
         Raises:
             HubError: the server cannot be subscribed to (it does not support it, it is down).
         """
-        topic = (scope.tenant, server, uri)
         key = session if session is not None else f"sdk:{id(ctx.session)}"
+        await self._hold((scope.tenant, server, uri), key, ctx.session, scope)
+
+    async def _hold(self, topic: Topic, key: str, sdk_session: Any, scope: Scope) -> None:
+        """Subscribe `key` (an SDK session to tell, or None: a listen stream) to `topic`."""
         async with self._locks[topic]:
             subscribers = self._topics.get(topic)
             if not subscribers:
-                await self.hub.upstream.subscribe(scope.tenant, server, uri)
+                tenant, server, uri = topic
+                await self.hub.upstream.subscribe(tenant, server, uri)
                 subscribers = self._topics[topic] = {}
-            subscribers[key] = (ctx.session, scope)
+            subscribers[key] = (sdk_session, scope)
+
+    async def listen(
+        self,
+        ctx: Ctx,
+        scope: Scope,
+        uris: Mapping[str, tuple[str, str]],
+        params: types.SubscriptionsListenRequestParams,
+    ) -> types.SubscriptionsListenResult:
+        """Serve a `subscriptions/listen` stream on the tenant's bus, holding a subscription to each
+        of `uris` (shown URI → (server, its own URI)) while it lasts. A resource whose server cannot
+        be subscribed to is honored and never fires, as the SDK does for a URI it does not know."""
+        key = f"listen:{next(self._streams)}"
+        held: list[Topic] = []
+        try:
+            for server, uri in uris.values():
+                topic = (scope.tenant, server, uri)
+                try:
+                    await self._hold(topic, key, None, scope)
+                except HubError as exc:
+                    log.info("%s/%s: no updates of %s: %s", scope.tenant, server, uri, exc.message)
+                    continue
+                held.append(topic)
+            return await self.changes.listen_handler(scope.tenant)(ctx, params)
+        finally:  # (the stream may end by cancellation: the releases run as tasks of their own)
+            for topic in held:
+                self._spawn(self._release(topic, key))
 
     async def unsubscribe(self, scope: Scope, server: str, uri: str, session: str | None) -> None:
         """End `session`'s subscription to `uri` of `server`; the last one ends the server's."""
@@ -91,9 +131,14 @@ class Subscriptions:
     def _deliver(self, event: ResourceUpdated) -> None:
         """Tell each subscribed session (of `event.session`, if it is a session instance's)."""
         topic = (event.tenant, event.server, event.uri)
+        published: set[str] = set()
         for key, (sdk_session, scope) in list(self._topics.get(topic, {}).items()):
-            if event.session is None or event.session == key:
-                self._spawn(self._send(topic, key, sdk_session, scope.uri(event.server, event.uri)))
+            shown = scope.uri(event.server, event.uri)
+            if sdk_session is None and shown not in published:  # listen streams: on the tenant's bus
+                published.add(shown)
+                self._spawn(self.changes.bus(event.tenant).publish(ListenUpdate(uri=shown)))
+            elif sdk_session is not None and event.session in (None, key):
+                self._spawn(self._send(topic, key, sdk_session, shown))
 
     async def _send(self, topic: Topic, key: str, sdk_session: Any, uri: str) -> None:
         try:
