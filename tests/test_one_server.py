@@ -145,3 +145,31 @@ def test_capabilities_of_a_server_never_seen_are_the_aggregated_ones() -> None:
     assert isinstance(caps, types.ServerCapabilities)
     assert caps.tools and caps.resources and caps.prompts
     assert caps.logging is None and caps.completions is None and not caps.resources.subscribe
+
+
+async def test_the_one_server_entry_of_docs_clients_md_works(tmp_path: Path) -> None:
+    """docs/clients.md's `mcpServers` entry for one server, as written (paths pointed at a copy of
+    the shipped configuration): the demo server's own tool names."""
+    import json
+    import re
+    import sys
+
+    from conftest import ROOT, needs_bwrap
+    from mcp import Client, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    needs_bwrap()
+    blocks = re.findall(r"```json\n(.*?)```", (ROOT / "docs" / "clients.md").read_text(), re.S)
+    entry = next(b for b in blocks if "--server" in b)
+    (name, spec), *_ = json.loads(entry)["mcpServers"].items()
+    (tmp_path / "config").mkdir()
+    text = (ROOT / "config" / "hub.yaml").read_text().replace("auto_start: true", "auto_start: false")
+    (tmp_path / "config" / "hub.yaml").write_text(text)
+    args = [arg.replace("/path/to/mcp-hub", str(tmp_path)) for arg in spec["args"]]
+    assert spec["command"].endswith("/bin/python") and name == args[args.index("--server") + 1]
+    params = StdioServerParameters(command=sys.executable, args=args, cwd=tmp_path)
+    with open(tmp_path / "stderr", "w") as errlog:
+        async with Client(stdio_client(params, errlog=errlog), cache=None) as client:
+            assert "query" in {t.name for t in (await client.list_tools()).tools}
+            rows = await client.call_tool("query", {"sql": "SELECT * FROM users LIMIT 3"})
+            assert rows.structured_content["row_count"] == 3
