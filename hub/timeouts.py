@@ -57,6 +57,10 @@ CGROUP_EMPTY = 2.0
 
 # ---------------------------------------------------------------- the web frontend
 
+INPUT_WAIT = 60.0
+"""A 2026-07-28 call parked on its server's sampling or elicitation request, for its client's
+retry with the answer (`web.mcp_input`); then it is cancelled."""
+
 WEBSOCKET_PING_INTERVAL = 20.0
 """Between the pings the hub sends on each WebSocket."""
 

@@ -15,7 +15,9 @@ SDK's own validators (`validate_client_request`; for 2026-07-28 `classify_inboun
 over HTTP the Host/Origin, `Accept` and `Mcp-*` header checks). Everything else, and so every
 protocol error, goes to the SDK, which stays the one authority on them. It also takes what
 belongs to its calls: a client's answer to a server request it sent (ids `hub-r-N`,
-`web.mcp_requester`), and `notifications/cancelled` for one of its calls.
+`web.mcp_requester`), and `notifications/cancelled` for one of its calls. A 2026-07-28 call whose
+server asks for input is parked and answered with an `InputRequiredResult`, and the client's retry
+resumes it (`web.mcp_input`).
 
 The lanes: `web.mcp_lane_http.HttpLane` (Streamable HTTP) and `web.mcp_lane_stdio.StdioLane`.
 Here: the call a lane took (`CallRequest`), where its messages go (`CallStream`), and starting,
@@ -40,6 +42,7 @@ from pydantic import ValidationError
 import hub
 from web.facade import Facade, tool_result_json
 from web.facade_scope import Scope
+from web.mcp_input import InputRequired
 from web.mcp_requester import Asks, CallRequester
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,8 @@ class CallRequest:
     modern: bool  # 2026-07-28 (else 2025-11-25)
     log_levels: frozenset[str]
     owner: str | None = None  # whose calls and server requests these are (an HTTP session id)
+    input_responses: Mapping[str, Any] | None = None  # a 2026-07-28 retry's (`web.mcp_input`)
+    request_state: str | None = None
 
 
 def parse_call(
@@ -84,6 +89,8 @@ def parse_call(
         modern=modern,
         log_levels=allowed_log_levels(version, meta),
         owner=owner,
+        input_responses=params.get("inputResponses") if modern else None,
+        request_state=params.get("requestState") if modern else None,
     )
 
 
@@ -115,11 +122,28 @@ def start_call(
 ) -> asyncio.Future[Any]:
     """Start a call a lane took (`Facade.call`); it is in `calls` under its id at once, where
     `notifications/cancelled` finds it, until `answer_call` is done with it. Its log messages are
-    those the call opted in to (2026-07-28) and its session asked for (`logging/setLevel`)."""
-    if not call.modern:
-        call = replace(call, log_levels=call.log_levels & facade.logs.allowed(session))
-    requester = CallRequester(stream, call, asks, asyncio.get_running_loop())
-    task = asyncio.ensure_future(facade.call(scope, call.name, call.arguments, requester, key, session))
+    those the call opted in to (2026-07-28) and its session asked for (`logging/setLevel`).
+
+    A 2026-07-28 call's future is its first round (`web.mcp_input`), which may end with the
+    server's requests instead of the result; a retry with a `requestState` resumes its call, and
+    its future is the next round (or an error, if the `requestState` is no good)."""
+    loop = asyncio.get_running_loop()
+    if call.modern and call.request_state is not None:
+        try:
+            parked = asks.parked.claim(call.request_state, (scope, key, session), call)
+        except MCPError as exc:
+            refused: asyncio.Future[Any] = loop.create_future()
+            refused.set_exception(exc)
+            return refused
+        parked.resume(call, stream)
+        task = parked.next_round()
+    else:
+        if not call.modern:
+            call = replace(call, log_levels=call.log_levels & facade.logs.allowed(session))
+        requester = CallRequester(stream, call, asks, loop)
+        task = asyncio.ensure_future(facade.call(scope, call.name, call.arguments, requester, key, session))
+        if call.modern:
+            task = asks.parked.open(task, requester, (scope, key, session)).next_round()
     calls[call.id] = task
     return task
 
@@ -141,9 +165,10 @@ async def answer_call(stream: CallStream, call: CallRequest, task: asyncio.Futur
         error = {"code": types.INTERNAL_ERROR, "message": "internal error"}
         stream.answer({"jsonrpc": "2.0", "id": call.id, "error": error}, types.INTERNAL_ERROR)
     else:
-        answer = tool_result_json(result)
+        # (2026-07-28: a round may end with the server asking for input, `web.mcp_input`)
+        answer = result.result if isinstance(result, InputRequired) else tool_result_json(result)
         if call.modern:
-            answer["resultType"] = "complete"
+            answer.setdefault("resultType", "complete")
             answer["_meta"] = _SERVER_INFO
         stream.answer({"jsonrpc": "2.0", "id": call.id, "result": answer})
     finally:

@@ -5,8 +5,9 @@ A server reaches its caller through a `Requester` (`actors.server`), whose metho
 server's loop and hand their work over to the serving loop. For a call a lane serves
 (`web.mcp_calls`) that is a `CallRequester`, which writes on the call's `CallStream`; `Asks` holds
 the server requests sent mid-call until the client answers them through the lane (ids `hub-r-N`),
-on the serving loop. For a call the SDK serves it is a `ClientOfCall`, which goes through the
-SDK's session.
+on the serving loop; a 2026-07-28 client cannot be sent requests, so its call is parked instead
+(`web.mcp_input`). For a call the SDK serves it is a `ClientOfCall`, which goes through the SDK's
+session.
 """
 
 from __future__ import annotations
@@ -18,17 +19,22 @@ from typing import TYPE_CHECKING, Any
 import mcp.types as types
 from mcp.shared.exceptions import MCPError, NoBackChannelError
 
+from web.mcp_input import Parking
+
 if TYPE_CHECKING:
     from web.facade import Ctx
     from web.mcp_calls import CallRequest, CallStream
+    from web.mcp_input import ParkedCall
 
 
 class Asks:
-    """Server requests a lane sent its clients mid-call, waiting for their answers (serving loop)."""
+    """Server requests a lane sent its clients mid-call, waiting for their answers, and its
+    2026-07-28 calls parked on them (`parked`) (serving loop)."""
 
     def __init__(self) -> None:
         self._pending: dict[str, tuple[str | None, asyncio.Future[dict[str, Any]]]] = {}
         self._ids = itertools.count(1)
+        self.parked = Parking()
 
     async def ask(self, stream: CallStream, owner: str | None, request: Any) -> dict[str, Any]:
         """Send `request` on `stream`; the client's result (an error answer raises `MCPError`)."""
@@ -59,7 +65,8 @@ class Asks:
 
 class CallRequester:
     """The `Requester` (`actors.server`) of a lane's call: its methods run on the server's loop and
-    hand their work to the serving loop."""
+    hand their work to the serving loop. A 2026-07-28 call's `stream` and `call` are those of its
+    latest round (`web.mcp_input`)."""
 
     def __init__(
         self, stream: CallStream, call: CallRequest, asks: Asks, loop: asyncio.AbstractEventLoop
@@ -68,6 +75,7 @@ class CallRequester:
         self.call = call
         self.asks = asks
         self.loop = loop
+        self.parked: ParkedCall | None = None  # a 2026-07-28 call's rounds
 
     async def progress(self, value: float, total: float | None, message: str | None) -> None:
         if self.call.progress_token is None:
@@ -87,8 +95,11 @@ class CallRequester:
             self.loop.call_soon_threadsafe(self.stream.emit, notification)
 
     async def ask(self, request: Any, result_type: type[Any]) -> Any:
-        if self.call.modern:  # a 2026-07-28 client cannot be asked mid-call
-            raise NoBackChannelError(request.method)
+        if self.call.modern:  # a 2026-07-28 client cannot be asked mid-call: the call is parked
+            if self.parked is None:
+                raise NoBackChannelError(request.method)
+            parked = self.parked.ask(request, result_type)
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(parked, self.loop))
         asked = self.asks.ask(self.stream, self.call.owner, request)
         raw = await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(asked, self.loop))
         return result_type.model_validate(raw, by_name=False)
