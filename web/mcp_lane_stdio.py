@@ -37,7 +37,18 @@ class StdioLane:
         self.calls: Calls = {}
         self._tasks: set[asyncio.Future[None]] = set()
         self._version: str | None = None  # the 2025-11-25 era's version, once `initialize` went by
-        self.serving = False  # set once the hub runs: until then every line is the SDK's
+        self._serving = asyncio.Event()
+
+    @property
+    def serving(self) -> bool:
+        """Whether the hub runs (set once it does). Until then the lane's calls wait for it: a
+        2026-07-28 client has no handshake to wait for, so its first call may come first."""
+        return self._serving.is_set()
+
+    @serving.setter
+    def serving(self, value: bool) -> None:
+        if value:
+            self._serving.set()
 
     def take(self, line: bytes) -> bool:
         """Serve `line` if it is this lane's, or refuse it (`refusal`); False: the SDK reads it."""
@@ -47,7 +58,7 @@ class StdioLane:
             if self._version is None and b'"initialize"' in line:
                 self._initializing(line)
             return False
-        message = parse_message(line) if self.serving else None
+        message = parse_message(line)
         if message is None:
             return False
         method = message.get("method")
@@ -85,12 +96,22 @@ class StdioLane:
         return None
 
     def _start(self, call: CallRequest) -> None:
-        """Start `call`; its answer goes out as a line when it is done."""
+        """Start `call` (once the hub runs); its answer goes out as a line when it is done."""
         stream = _LineCall(self.write)
-        started = start_call(self.facade, stream, call, self.asks, self.scope, "stdio", "stdio", self.calls)
-        task = asyncio.ensure_future(answer_call(stream, call, started, self.calls))
+        if self.serving:
+            started = start_call(
+                self.facade, stream, call, self.asks, self.scope, "stdio", "stdio", self.calls
+            )
+            task = asyncio.ensure_future(answer_call(stream, call, started, self.calls))
+        else:
+            task = asyncio.ensure_future(self._when_serving(stream, call))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    async def _when_serving(self, stream: _LineCall, call: CallRequest) -> None:
+        await self._serving.wait()
+        started = start_call(self.facade, stream, call, self.asks, self.scope, "stdio", "stdio", self.calls)
+        await answer_call(stream, call, started, self.calls)
 
     def _initializing(self, line: bytes) -> None:
         """Note the version an `initialize` request will settle on (the SDK answers it)."""
