@@ -42,6 +42,15 @@ Flags:
                         ``subscriptions/listen`` stream (``Client.listen(tools_list_changed=True)``),
                         via ``InMemorySubscriptionBus`` + ``ListenHandler``; the SDK drops the bare
                         notification on a 2026 connection.
+  --asks                tools that ask the caller mid-call, the 2025-11-25 way (server-to-client
+                        requests, which a caller connected in the 2026-07-28 era cannot be sent:
+                        with the hub as the caller, add --legacy-only):
+                        sample {prompt} -> sampling/createMessage with the prompt, answers
+                        "sampled: <the answer's text>"; elicit {message} -> elicitation/create (a
+                        form asking for a string "name"), answers "elicited: <action> <content as
+                        JSON>"; ask_twice {prompt} -> both, one after the other, answers both lines
+                        joined by "; ". A request the client answers with an error makes the tool
+                        answer an is_error result "asked, and got an error: <its message>".
   --legacy-only         serve only the 2025-11-25 handshake era (SDK ``serve_loop`` instead of the
                         dual-era ``Server.run``): ``server/discover`` answers -32601 at once, so a
                         ``mode="auto"`` client falls back to ``initialize``; any request carrying the
@@ -179,6 +188,20 @@ class TestServer:
         self.add("add", "Add two integers.", add_in, self._add, output=sum_out)
         for i in range(args.tools):
             self.add(f"t{i}", f"Trivial tool number {i}.", _EMPTY_SCHEMA, self._trivial)
+        if args.asks:
+            prompt_in = {
+                "type": "object",
+                "properties": {"prompt": {"type": "string"}},
+                "required": ["prompt"],
+            }
+            message_in = {
+                "type": "object",
+                "properties": {"message": {"type": "string"}},
+                "required": ["message"],
+            }
+            self.add("sample", "Ask the caller for an LLM completion.", prompt_in, self._sample)
+            self.add("elicit", "Ask the user for a name.", message_in, self._elicit)
+            self.add("ask_twice", "Sample, then elicit.", prompt_in, self._ask_twice)
         if args.list_changed:
             self.add("add_tool", "Register a new trivial tool and announce it.", _NAME_SCHEMA, self._add_tool)
             self.add("remove_tool", "Remove a tool and announce it.", _NAME_SCHEMA, self._remove_tool)
@@ -328,6 +351,36 @@ class TestServer:
     async def _log(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         await ctx.session.send_log_message("warning", args["text"], logger="testserver")
         return text_result("logged")
+
+    async def _sampled(self, ctx: Ctx, prompt: str) -> str:
+        message = types.SamplingMessage(role="user", content=types.TextContent(text=prompt))
+        result = await ctx.session.create_message(
+            [message], max_tokens=100, related_request_id=ctx.request_id
+        )
+        content = result.content
+        return "sampled: " + (content.text if isinstance(content, types.TextContent) else str(content))
+
+    async def _elicited(self, ctx: Ctx, message: str) -> str:
+        schema = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]}
+        result = await ctx.session.elicit_form(message, schema, related_request_id=ctx.request_id)
+        return f"elicited: {result.action} {json.dumps(result.content, sort_keys=True)}"
+
+    async def _asking(self, *asks: Callable[[], Awaitable[str]]) -> types.CallToolResult:
+        try:
+            return text_result("; ".join([await ask() for ask in asks]))
+        except MCPError as exc:
+            return error_result(f"asked, and got an error: {exc.error.message}")
+
+    async def _sample(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return await self._asking(lambda: self._sampled(ctx, args["prompt"]))
+
+    async def _elicit(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return await self._asking(lambda: self._elicited(ctx, args["message"]))
+
+    async def _ask_twice(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return await self._asking(
+            lambda: self._sampled(ctx, args["prompt"]), lambda: self._elicited(ctx, "And your name?")
+        )
 
     async def _fail(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         return error_result("failed on purpose")
@@ -496,6 +549,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--hang-init", action="store_true", help="read stdin, never answer")
     p.add_argument("--list-changed", action="store_true", help="add_tool/remove_tool + list_changed")
     p.add_argument("--template", action="store_true", help="also the resource template test://echo/{text}")
+    p.add_argument("--asks", action="store_true", help="sample, elicit, ask_twice: ask the caller mid-call")
     p.add_argument("--legacy-only", action="store_true", help="serve only the 2025-11-25 handshake era")
     p.add_argument("--print-env-at-start", action="store_true", help="environment as JSON on stderr")
     p.add_argument("--lone-surrogate", action="store_true", help="@@lone@@ in answers becomes \\ud800")
