@@ -4,6 +4,7 @@ retry answers it. Real hubs (HTTP and stdio), real servers, real `mcp.Client`s."
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -16,6 +17,11 @@ import pytest
 from conftest import server
 from helpers.facade import everything_server, facade, http_facade, write_config
 from mcp import MCPError
+
+from web.facade_scope import Scope
+from web.mcp_calls import CallRequest
+from web.mcp_input import InputRequired, Parking
+from web.mcp_requester import Asks, CallRequester
 
 pytestmark = pytest.mark.anyio
 
@@ -77,16 +83,24 @@ def through(served, tmp_path: Path) -> Callable[..., Any]:
 @pytest.mark.parametrize("transport", TRANSPORTS)
 async def test_a_2026_client_answers_a_servers_sampling_and_elicitation(through, transport: str) -> None:
     answers = Answers()
-    async with through(transport, {"a": ASKING}, "2026-07-28", **answers.callbacks()) as client:
+    logs: list[Any] = []
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        logs.append(params.data)
+
+    more = {**answers.callbacks(), "logging_callback": on_log, "log_level": "debug"}
+    async with through(transport, {"a": ASKING}, "2026-07-28", **more) as client:
         with anyio.fail_after(30):
             sampled = await client.call_tool("a__sample", {"prompt": "What is MCP?"})
             assert not sampled.is_error and sampled.content[0].text == "sampled: an answer to What is MCP?"
             elicited = await client.call_tool("a__elicit", {"message": "Your name?"})
             assert not elicited.is_error and elicited.content[0].text == 'elicited: accept {"name": "Ada"}'
-            # Asked twice in one call: two rounds, each answered by the client's callbacks.
+            # Asked twice in one call: two rounds, each answered by the client's callbacks; what the
+            # server logs after each answer reaches the client on the retry's stream.
             both = await client.call_tool("a__ask_twice", {"prompt": "Twice?"})
             assert not both.is_error
             assert both.content[0].text == 'sampled: an answer to Twice?; elicited: accept {"name": "Ada"}'
+            assert logs == ["sampled", "elicited"]
             assert (await client.call_tool("a__echo", {"text": "still fine"})).content[0].text == "still fine"
     assert answers.asked == [
         "sampling: What is MCP?",
@@ -235,3 +249,71 @@ async def test_the_wire_of_an_http_round_trip_and_a_foreign_caller(served) -> No
         assert text.startswith(
             "asked, and got an error: the client's response to sampling/createMessage is malformed"
         )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_call_parked_past_its_timeout_ends_and_its_retry_says_so(
+    through, tmp_path: Path, transport: str
+) -> None:
+    """The client never answers: the call's own `call_timeout` ends it (the upstream call is
+    cancelled), and a late retry gets how it ended."""
+    async with through(transport, {"a": {**ASKING, "call_timeout": 1}}, "2026-07-28") as client:
+        with anyio.fail_after(30):
+            first = await client.session.call_tool("a__sample", {"prompt": "p"}, allow_input_required=True)
+            assert isinstance(first, types.InputRequiredResult)
+            while not any("asking cancelled" in log.read_text() for log in tmp_path.rglob("a.log")):
+                await anyio.sleep(0.05)  # (an outside fact: the server's log)
+            late = await client.session.call_tool(
+                "a__sample", {"prompt": "p"}, request_state=first.request_state, allow_input_required=True
+            )
+    assert isinstance(late, types.CallToolResult) and late.is_error
+    assert "timed out after 1 s" in late.content[0].text, late.content
+
+
+class _Stream:
+    """A call's stream that keeps what it is given (no process: `Parking` alone)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Any] = []
+
+    def emit(self, message: Any) -> None:
+        self.sent.append(message)
+
+    def answer(self, message: Any, code: int | None = None) -> None:
+        self.sent.append(message)
+
+    def cancelled(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_parked_call_whose_client_never_comes_back_is_cancelled_and_its_request_fails() -> None:
+    parking = Parking(wait=0.2)
+    loop = asyncio.get_running_loop()
+    call = CallRequest(id=1, name="x", arguments={}, progress_token=None, modern=True, log_levels=frozenset())
+    task: asyncio.Future[Any] = loop.create_future()  # the call itself, still running
+    owner = (Scope("t"), "key", None)
+    parked = parking.open(task, CallRequester(_Stream(), call, Asks(), loop), owner)
+    first = parked.next_round()
+    message = types.SamplingMessage(role="user", content=types.TextContent(text="?"))
+    request = types.CreateMessageRequest(
+        params=types.CreateMessageRequestParams(messages=[message], max_tokens=1)
+    )
+    asked = asyncio.ensure_future(parked.ask(request, types.CreateMessageResult))
+    outcome = await first
+    assert isinstance(outcome, InputRequired)
+    state = outcome.result["requestState"]
+    with pytest.raises(MCPError) as refused:  # another key
+        parking.claim(state, (Scope("t"), "other", None), call)
+    assert refused.value.error.code == types.INVALID_PARAMS
+    with anyio.fail_after(5), pytest.raises(MCPError) as expired:
+        await asked
+    assert (
+        expired.value.error.code == types.REQUEST_TIMEOUT and "did not answer" in expired.value.error.message
+    )
+    assert task.cancelled()
+    with pytest.raises(MCPError) as gone:
+        parking.claim(state, owner, call)
+    assert "unknown or expired requestState" in gone.value.error.message

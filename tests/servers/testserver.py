@@ -48,9 +48,11 @@ Flags:
                         sample {prompt} -> sampling/createMessage with the prompt, answers
                         "sampled: <the answer's text>"; elicit {message} -> elicitation/create (a
                         form asking for a string "name"), answers "elicited: <action> <content as
-                        JSON>"; ask_twice {prompt} -> both, one after the other, answers both lines
-                        joined by "; ". A request the client answers with an error makes the tool
-                        answer an is_error result "asked, and got an error: <its message>".
+                        JSON>"; ask_twice {prompt} -> both, one after the other, each followed by a
+                        warning log message ("sampled", "elicited"), answers both lines joined by
+                        "; ". A request the client answers with an error makes the tool
+                        answer an is_error result "asked, and got an error: <its message>"; a
+                        call cancelled while it asks writes "asking cancelled" to stderr.
   --legacy-only         serve only the 2025-11-25 handshake era (SDK ``serve_loop`` instead of the
                         dual-era ``Server.run``): ``server/discover`` answers -32601 at once, so a
                         ``mode="auto"`` client falls back to ``initialize``; any request carrying the
@@ -370,6 +372,9 @@ class TestServer:
             return text_result("; ".join([await ask() for ask in asks]))
         except MCPError as exc:
             return error_result(f"asked, and got an error: {exc.error.message}")
+        except anyio.get_cancelled_exc_class():
+            log("asking cancelled")
+            raise
 
     async def _sample(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         return await self._asking(lambda: self._sampled(ctx, args["prompt"]))
@@ -378,9 +383,17 @@ class TestServer:
         return await self._asking(lambda: self._elicited(ctx, args["message"]))
 
     async def _ask_twice(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
-        return await self._asking(
-            lambda: self._sampled(ctx, args["prompt"]), lambda: self._elicited(ctx, "And your name?")
-        )
+        async def sampled() -> str:
+            answer = await self._sampled(ctx, args["prompt"])
+            await ctx.session.send_log_message("warning", "sampled", logger="testserver")
+            return answer
+
+        async def elicited() -> str:
+            answer = await self._elicited(ctx, "And your name?")
+            await ctx.session.send_log_message("warning", "elicited", logger="testserver")
+            return answer
+
+        return await self._asking(sampled, elicited)
 
     async def _fail(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         return error_result("failed on purpose")
