@@ -14,7 +14,8 @@ import anyio
 import httpx2 as httpx
 import mcp.types as types
 import pytest
-from conftest import server
+from conformance import CONFORMANCE_SERVER
+from conftest import SERVERS_DIR, binds, server
 from helpers.facade import everything_server, facade, http_facade, write_config
 from mcp import MCPError
 
@@ -122,6 +123,21 @@ async def test_a_2026_client_answers_server_everythings_sampling(through, transp
     [asked] = answers.asked
     assert asked.startswith("sampling: ") and asked.endswith("What is MCP?")
     assert f"an answer to {asked.removeprefix('sampling: ')}" in result.content[0].text
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_a_2026_client_answers_a_2026_servers_input_required_rounds(through, transport: str) -> None:
+    """Both ends in 2026-07-28: the server's `InputRequiredResult` rounds (the hub's upstream
+    rounds, `actors/calls.py`) are asked of the client through the facade's own rounds."""
+    answers = Answers()
+    fixture = {"command": "python", "args": [CONFORMANCE_SERVER], "sandbox": binds(SERVERS_DIR)}
+    async with through(transport, {"c": fixture}, "2026-07-28", **answers.callbacks()) as client:
+        with anyio.fail_after(30):
+            sampled = await client.call_tool("c__test_sampling", {"prompt": "Modern?"})
+            elicited = await client.call_tool("c__test_elicitation", {"message": "Who?"})
+    assert sampled.content[0].text == "LLM response: an answer to Modern?", sampled
+    assert elicited.content[0].text.startswith("User response: action=accept"), elicited
+    assert answers.asked == ["sampling: Modern?", "elicitation: Who?"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
