@@ -81,18 +81,18 @@ class ParkedCall:
     parking: Parking
     _waiting: list[_Ask] = field(default_factory=list)  # asked, not yet sent
     _sent: dict[str, _Ask] = field(default_factory=dict)  # sent, by key, until the retry
-    _wake: asyncio.Future[None] | None = None
+    _round: asyncio.Future[Any] | None = None  # the round in progress, if any
     _keys: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
-        self.task.add_done_callback(lambda _: self.fail("the call ended before the client answered"))
+        self.task.add_done_callback(self._ended)
 
     async def ask(self, request: Any, result_type: type[Any]) -> Any:
         """A request of the server (sent in the next `InputRequiredResult`): the client's response,
         validated as `result_type` (else `MCPError`). Runs on the serving loop, for the server's."""
         ask = _Ask(request, result_type, asyncio.get_running_loop().create_future())
         self._waiting.append(ask)
-        self._poke()
+        self._settle()
         try:
             return await ask.answer
         finally:
@@ -101,24 +101,39 @@ class ParkedCall:
             if ask.key is not None:
                 self._sent.pop(ask.key, None)
 
-    def _poke(self) -> None:
-        if self._wake is not None and not self._wake.done():
-            self._wake.set_result(None)
-
     def next_round(self) -> asyncio.Future[Any]:
         """The next round: its outcome is the call's result (or its error), or `InputRequired`.
-        Cancelling it (its client went away, or cancelled it) cancels the call."""
-        round_ = asyncio.ensure_future(self._round())
+        Cancelling it (its client went away, or cancelled it) cancels the call. A future settled
+        by callbacks, not a task: a call that asks nothing costs next to nothing more."""
+        round_ = asyncio.get_running_loop().create_future()
         round_.add_done_callback(lambda done: self.task.cancel() if done.cancelled() else None)
+        self._round = round_
+        self._settle()
         return round_
 
-    async def _round(self) -> Any:
-        while not self._waiting and not self.task.done():
-            self._wake = asyncio.get_running_loop().create_future()
-            await asyncio.wait((self.task, self._wake), return_when=asyncio.FIRST_COMPLETED)
-        if self.task.done():
-            return self.task.result()
-        return InputRequired(self._park())
+    def _settle(self) -> None:
+        """End the round in progress if the call has ended or its server has asked."""
+        round_ = self._round
+        if round_ is None or round_.done():
+            return
+        task = self.task
+        if task.done():
+            self._round = None
+            if task.cancelled():
+                round_.cancel()
+            elif (error := task.exception()) is not None:
+                round_.set_exception(error)
+            else:
+                round_.set_result(task.result())
+        elif self._waiting:
+            self._round = None
+            round_.set_result(InputRequired(self._park()))
+
+    def _ended(self, task: asyncio.Future[Any]) -> None:
+        self._settle()
+        if not task.cancelled():
+            task.exception()  # (retrieved: a retry still gets it, from `_settle`)
+        self.fail("the call ended before the client answered")
 
     def _park(self) -> dict[str, Any]:
         """Send what the server asked: the `InputRequiredResult`, under a fresh `requestState`."""
