@@ -89,22 +89,21 @@ def capabilities_of(scope: Scope, catalogs: tuple[ServerCatalog, ...]) -> types.
     told is there.
     """
     declared = [d for d in (_declared(c) for c in catalogs) if d is not None]
-    if scope.one_server and declared:
-        own = declared[0]
-        has = {section: section in own for section in ("tools", "resources", "prompts")}
-    else:
-        has = {"tools": True, "resources": True, "prompts": True}
-    subscribe = any(_subscribable(d) for d in declared)
+    own = declared[0] if scope.one_server and declared else None
+    has = {section: own is None or section in own for section in ("tools", "resources", "prompts")}
     return types.ServerCapabilities(
         tools=types.ToolsCapability(list_changed=True) if has["tools"] else None,
-        resources=types.ResourcesCapability(subscribe=subscribe, list_changed=True)
-        if has["resources"]
-        else None,
+        resources=_resources(declared) if has["resources"] else None,
         prompts=types.PromptsCapability(list_changed=True) if has["prompts"] else None,
         logging=types.LoggingCapability() if any("logging" in d for d in declared) else None,
         completions=types.CompletionsCapability() if any("completions" in d for d in declared) else None,
-        extensions=_extensions(declared) if scope.one_server else None,
+        extensions=_extensions(own),
     )
+
+
+def _resources(declared: list[Mapping[str, Any]]) -> types.ResourcesCapability:
+    """The resources capability: subscriptions if any of the servers has them."""
+    return types.ResourcesCapability(subscribe=any(_subscribable(d) for d in declared), list_changed=True)
 
 
 def _subscribable(declared: Mapping[str, Any]) -> bool:
@@ -113,9 +112,9 @@ def _subscribable(declared: Mapping[str, Any]) -> bool:
     return isinstance(resources, Mapping) and bool(resources.get("subscribe"))
 
 
-def _extensions(declared: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]] | None:
+def _extensions(own: Mapping[str, Any] | None) -> dict[str, dict[str, Any]] | None:
     """The one server's own SEP-2133 extensions (MCP Apps among them), if it declared any."""
-    extensions = declared[0].get("extensions") if declared else None
+    extensions = own.get("extensions") if own is not None else None
     return dict(extensions) if isinstance(extensions, Mapping) and extensions else None
 
 
