@@ -12,7 +12,11 @@ import mcp.types as types
 import pytest
 from helpers.facade import everything_server, http_facade
 
-pytestmark = pytest.mark.anyio
+pytestmark = [
+    pytest.mark.anyio,
+    # (the SDK warns that 2026-07-28 has no resources/subscribe or logging/setLevel: 2025-11-25 does)
+    pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning"),
+]
 
 DOCUMENT = "demo://resource/static/document/architecture.md"  # one of server-everything's resources
 

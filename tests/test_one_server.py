@@ -10,10 +10,13 @@ import httpx2 as httpx
 import mcp.types as types
 import pytest
 from conftest import initialize_request, server
-from helpers.facade import MODES, everything_server, facade, http_facade, write_config
+from helpers.facade import everything_server, facade, http_facade, write_config
 from mcp import MCPError
 
 INSTRUCTIONS = "MCP Hub test server"  # tests/servers/testserver.py's own
+# A client pinned to 2026-07-28 never asks `server/discover` (the SDK synthesizes its capabilities);
+# `auto` asks it, then speaks 2026-07-28 with the hub: so these are the two eras' handshakes.
+HANDSHAKES = ["legacy", "auto"]
 
 pytestmark = pytest.mark.anyio
 
@@ -23,13 +26,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", HANDSHAKES)
 async def test_one_server_endpoint_shows_the_servers_own_names_uris_and_instructions(
     served, mode: str
 ) -> None:
     hub = served({"default": {"servers": {"a": server("--name", "alpha"), "b": server("--name", "beta")}}})
     async with http_facade(hub.url + "/tenants/default/servers/a/mcp", mode) as client:
         assert client.instructions == INSTRUCTIONS
+        assert client.protocol_version == ("2025-11-25" if mode == "legacy" else "2026-07-28")
         tools = {t.name: t for t in (await client.list_tools()).tools}
         assert {"echo", "pid", "add"} <= set(tools) and not any("__" in name for name in tools)
         assert not tools["echo"].description.startswith("[")  # (the aggregated facade says "[a] ...")
@@ -96,7 +100,7 @@ async def test_one_server_endpoint_keeps_the_hubs_rules(served) -> None:
         assert http.post("/tenants/a/mcp", json=listing, headers=session).status_code == 404
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", HANDSHAKES)
 async def test_stdio_one_server_starts_that_server_alone_under_its_own_names(
     tmp_path: Path, mode: str
 ) -> None:

@@ -28,7 +28,9 @@ under the names and with the contents the scenarios expect (facts from the suite
              an ``InputRequiredResult`` (answered on the retry's ``inputResponses``) on 2026-07-28;
              a client without the capability gets an ``is_error`` result.
   resources  test://static-text, test://static-binary (PNG), test://watched-resource; template
-             test://template/{id}/data; resources/subscribe and unsubscribe (tracked, answer {}).
+             test://template/{id}/data; resources/subscribe and unsubscribe (tracked, answer {});
+             on 2026-07-28, where those methods are gone, `subscriptions/listen` (the SDK's
+             ListenHandler), as an SDK server serves it: a dual-era server subscribable in both.
   prompts    test_simple_prompt, test_prompt_with_arguments {arg1, arg2},
              test_prompt_with_embedded_resource {resourceUri}, test_prompt_with_image.
   completion values for the prompt arguments and the template's {id}, filtered by prefix.
@@ -52,6 +54,7 @@ import anyio
 import mcp.types as types
 from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.stdio import stdio_server
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler
 from mcp.shared.exceptions import MCPDeprecationWarning, MCPError
 from mcp.shared.message import ServerMessageMetadata
 from mcp_types.version import is_version_at_least
@@ -321,6 +324,7 @@ class ConformanceServer:
                 on_get_prompt=self.get_prompt,
                 on_completion=self.complete,
                 on_set_logging_level=self.set_level,
+                on_subscriptions_listen=ListenHandler(InMemorySubscriptionBus()),
             )
 
 
