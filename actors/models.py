@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +162,9 @@ class ServerCatalog:
     """Everything one server offers, as last discovered.
 
     `cached` is True for the catalog of a stopped on_demand server, read from its cache of the
-    last discovery rather than discovered by a running process.
+    last discovery rather than discovered by a running process. `capabilities` are the server's
+    declared `ServerCapabilities` as JSON (by alias, without nulls: `{"tools": {"listChanged":
+    true}, "logging": {}, ...}`; None: not known), `instructions` its `instructions`.
     """
 
     tenant: str
@@ -172,6 +175,8 @@ class ServerCatalog:
     prompts: tuple[NamedEntry, ...] = ()
     cached: bool = False
     seq: int = 0  # like `ServerStatus.seq`: a catalog of a replaced server never overrides a newer one
+    capabilities: Mapping[str, Any] | None = None  # (read-only, like every dict in here)
+    instructions: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -180,11 +185,20 @@ class ServerCatalog:
 
     def same_offer(self, other: ServerCatalog) -> bool:
         """Whether `other` offers exactly the same (whether cached, and `seq`, aside)."""
-        return (self.tools, self.resources, self.resource_templates, self.prompts) == (
+        return (
+            self.tools,
+            self.resources,
+            self.resource_templates,
+            self.prompts,
+            self.capabilities,
+            self.instructions,
+        ) == (
             other.tools,
             other.resources,
             other.resource_templates,
             other.prompts,
+            other.capabilities,
+            other.instructions,
         )
 
 
