@@ -105,8 +105,11 @@ class Discovery:
         return NamedEntry(self._supervisor.tenant, self._supervisor.config.name, name, raw)
 
     async def on_message(self, message: Any) -> None:
-        """SDK notification callback (on this loop): refresh the catalog on list_changed."""
-        if isinstance(
+        """SDK notification callback (on this loop): refresh the catalog on list_changed; a
+        resource's update (handshake era) goes up as a `ResourceUpdated`."""
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self._supervisor.subscriptions.updated(str(message.params.uri))
+        elif isinstance(
             message,
             types.ToolListChangedNotification
             | types.ResourceListChangedNotification

@@ -276,4 +276,37 @@ class InstanceCatalogChanged:
     catalog: ServerCatalog
 
 
-Event = ServerStateChanged | ServerCrashed | CatalogChanged | InstanceStateChanged | NotificationsDropped
+@dataclass(frozen=True)
+class ServerLogMessage:
+    """A server sent a log message (`notifications/message`) that belongs to no call in flight from
+    an MCP facade session (those go to their caller). `session` is the session of a per_session
+    server's instance (None: the server's own); `params` the notification's params as JSON
+    (`level`, `logger`, `data`). Relayed to the board's listeners, never recorded."""
+
+    tenant: str
+    server: str
+    session: str | None
+    params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ResourceUpdated:
+    """A server said that resource `uri` (its own URI) changed (`notifications/resources/updated`,
+    for a subscription of the hub). `session` as in `ServerLogMessage`. Relayed to the board's
+    listeners, never recorded."""
+
+    tenant: str
+    server: str
+    session: str | None
+    uri: str
+
+
+Event = (
+    ServerStateChanged
+    | ServerCrashed
+    | CatalogChanged
+    | InstanceStateChanged
+    | NotificationsDropped
+    | ServerLogMessage
+    | ResourceUpdated
+)
