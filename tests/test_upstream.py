@@ -222,3 +222,29 @@ def test_server_everything_completions_and_subscriptions(make_hub) -> None:
     hub.call_tool("t", "every.toggle-subscriber-updates", {})  # an update every 5 s from now on
     assert heard.wait(lambda e: e.uri == uri, timeout=20), "no update within 20 s"
     run(hub.upstream.unsubscribe("t", "every", uri))
+
+
+def test_per_session_instances_get_the_level_and_their_own_subscriptions(make_hub) -> None:
+    hub = make_hub({"t": {"servers": {"ps": server(*ERAS["2025-11-25"], per_session=True)}}})
+    logs, updates = Heard(hub, ServerLogMessage), Heard(hub, ResourceUpdated)
+    hub.start_tenant("t")  # (its shared instance runs once, to discover the catalog)
+
+    def level(session: str) -> str:
+        return str(hub.call_tool("t", "ps.level", {}, session=session).content[0]["text"])
+
+    assert level("a") == "none"  # session a's instance runs
+    run(hub.upstream.set_log_level("t", "ps", "error"))
+    assert level("a") == "error"  # sent to the instance that runs
+    assert level("b") == "error"  # and given to one started later
+    run(hub.upstream.subscribe("t", "ps", COUNTER, session="b"))
+    hub.call_tool("t", "ps.bump", {}, session="a")  # a did not subscribe: unheard
+    hub.call_tool("t", "ps.bump", {}, session="b")
+    (update,) = updates.wait(lambda e: e.uri == COUNTER)
+    assert update.session == "b"
+    later = {"level": "critical", "message": "from b", "delay": 0}
+    hub.call_tool("t", "ps.log_later", later, session="b")
+    (log,) = logs.wait(lambda e: e.params.get("data") == "from b")
+    assert (log.server, log.session) == ("ps", "b")
+    hub.end_session("b")
+    run(hub.upstream.unsubscribe("t", "ps", COUNTER, session="b"))  # its instance is gone: nothing to do
+    assert len(updates.events) == 1
