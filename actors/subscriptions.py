@@ -89,8 +89,8 @@ class Subscriptions:
         if level is not None and level not in LOG_LEVELS:
             raise BadRequest(f"unknown log level {level!r}: one of {', '.join(LOG_LEVELS)}")
         self.log_level = level
-        client = self._supervisor.client
-        if client is not None and self._supervisor.status.state is ServerState.RUNNING:
+        client = self._supervisor.client  # (set once connected: before `running`, see `connected`)
+        if client is not None and not self._supervisor.stopping:
             await self._send_level(client)
 
     async def subscribe(self, uri: str) -> None:
@@ -187,15 +187,20 @@ class Subscriptions:
             UpstreamError: the server refused the stream or did not acknowledge it.
         """
         async with self._relisten:
-            old, self._stream = self._stream, None
+            old = self._stream
             if self.uris:
                 acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
                 stream = asyncio.ensure_future(self._stream_of(client, sorted(self.uris), acked))
-                await asyncio.wait({acked, stream}, return_when=asyncio.FIRST_COMPLETED)
-                if not acked.done() or acked.exception() is not None:
+                try:
+                    await asyncio.wait({acked, stream}, return_when=asyncio.FIRST_COMPLETED)
+                    if not acked.done() or acked.exception() is not None:
+                        raise _refused(self._supervisor.config.name, acked)
+                except BaseException:  # (refused, or the call timed out): the old stream stays
                     stream.cancel()
-                    raise _refused(self._supervisor.config.name, acked)
+                    raise
                 self._stream = stream
+            else:
+                self._stream = None
             if old is not None:
                 old.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
