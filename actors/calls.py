@@ -70,6 +70,18 @@ class ServerEndpoint:
         """Get a prompt of the server; the result is the MCP `GetPromptResult` as JSON."""
         return self.submit(self._supervisor.calls.request("get_prompt", name, arguments))
 
+    def complete(self, params: types.CompleteRequestParams) -> concurrent.futures.Future[dict[str, Any]]:
+        """Ask the server for completions; the result is the MCP `CompleteResult` as JSON."""
+        return self.submit(self._supervisor.calls.complete(params))
+
+    def subscribe(self, uri: str) -> concurrent.futures.Future[None]:
+        """Subscribe to the updates of the server's resource `uri` (`actors.subscriptions`)."""
+        return self.submit(self._supervisor.subscriptions.subscribe(uri))
+
+    def unsubscribe(self, uri: str) -> concurrent.futures.Future[None]:
+        """Drop the subscription to the server's resource `uri` (`actors.subscriptions`)."""
+        return self.submit(self._supervisor.subscriptions.unsubscribe(uri))
+
 
 class ServerCalls:
     """The calls in flight to one server.
@@ -93,7 +105,7 @@ class ServerCalls:
             self._aborted.add(task)
             task.cancel(reason)
 
-    async def _guarded(
+    async def guarded(
         self, what: str, run: Callable[[Client], Awaitable[T]], requester: Requester | None = None
     ) -> T:
         """Run `run(client)` as a call in flight: bounded by `call_timeout`, failed at once on a crash."""
@@ -161,12 +173,12 @@ class ServerCalls:
         channel = self._supervisor.channel
         if channel is not None:
             params = {"name": name, "arguments": arguments}
-            raw = await self._guarded(
+            raw = await self.guarded(
                 f"tool '{name}'", lambda c: self._raw_rounds(channel, params, progress), requester
             )
             return self._raw_tool_result(name, raw)
         jsontext.check(arguments)  # (BadRequest: what the SDK could not write must not reach it)
-        result = await self._guarded(
+        result = await self.guarded(
             f"tool '{name}'",
             lambda c: c.call_tool(name, arguments, progress_callback=progress),  # type: ignore[arg-type]
             requester,
@@ -223,6 +235,24 @@ class ServerCalls:
             structured_content=structured,
         )
 
+    async def complete(self, params: types.CompleteRequestParams) -> dict[str, Any]:
+        """`completion/complete` (already validated), its result as JSON.
+
+        Raises:
+            BadRequest: the server does not declare `completions`.
+        """
+        supervisor = self._supervisor
+
+        async def run(client: Client) -> types.CompleteResult:
+            if not supervisor.subscriptions.declares(client, "completions"):
+                raise BadRequest(f"server '{supervisor.config.name}' does not support completions")
+            return await client.session.send_request(
+                types.CompleteRequest(params=params), types.CompleteResult
+            )
+
+        result = await self.guarded("completion/complete", run)
+        return result.model_dump(mode="json", by_alias=True, exclude_none=True)
+
     async def request(self, method: str, *args: Any) -> dict[str, Any]:
         """Another request of the client (`read_resource`, `get_prompt`), its result as JSON.
 
@@ -232,5 +262,5 @@ class ServerCalls:
         """
         for arg in args:
             jsontext.check(arg, "arguments" if isinstance(arg, dict) else "the request")
-        result = await self._guarded(method, lambda c: getattr(c, method)(*args))
+        result = await self.guarded(method, lambda c: getattr(c, method)(*args))
         return result.model_dump(mode="json", by_alias=True, exclude_none=True)

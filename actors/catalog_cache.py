@@ -7,6 +7,9 @@ Writes are atomic: a temporary file in the same folder, then `os.replace`, so a 
 old file or the new one, never half of one. (No fsync: after a power loss the file may be empty,
 which reads as "no cache", which is safe.)
 
+A file holds the catalog's tools, resources, templates and prompts, and the server's declared
+capabilities and instructions (absent from files of older hubs: read as unknown).
+
 Each file records the server's *spec key*, a hash of the settings that decide what a server
 offers: command, args, cwd, transport, url, protocol, capabilities, the tool filter, and the
 *names* (never the values) of its tenant's and its own `env` and its `headers`. A file written
@@ -120,6 +123,8 @@ class CatalogCache:
             "resources": [_named_json(r) for r in catalog.resources],
             "resource_templates": [_named_json(r) for r in catalog.resource_templates],
             "prompts": [_named_json(p) for p in catalog.prompts],
+            "capabilities": dict(catalog.capabilities) if catalog.capabilities is not None else None,
+            "instructions": catalog.instructions,
         }
         temp: str | None = None
         try:
@@ -164,12 +169,29 @@ class CatalogCache:
             named(data["resource_templates"]),
             named(data["prompts"]),
             cached=True,
+            capabilities=_capabilities(data.get("capabilities")),
+            instructions=_optional_text(data.get("instructions")),
         )
 
 
 def _text(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"expected a name, got {value!r}")
+    return value
+
+
+def _capabilities(value: Any) -> dict[str, Any] | None:
+    """The cached capabilities (None in a file written before the hub cached them)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ValueError(f"expected capabilities as an object, got {value!r}")
+    return value
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"expected text, got {value!r}")
     return value
 
 

@@ -41,7 +41,8 @@ class Discovery:
     def capabilities(self, client: Client) -> types.ServerCapabilities:
         """The server's capabilities, or all of them when unknown (then every list is tried).
 
-        A pinned 2026-07-28 connection skips `server/discover` and synthesizes empty capabilities.
+        A pinned 2026-07-28 connection skips `server/discover` and synthesizes empty capabilities:
+        its catalog then says what the hub assumes (tools, resources, prompts, with list_changed).
         """
         if self._supervisor.config.protocol in MODERN_PROTOCOL_VERSIONS:
             return types.ServerCapabilities(
@@ -73,7 +74,16 @@ class Discovery:
             )
         if caps.prompts is not None and "prompts" in wanted:
             prompts = tuple(self._named(p.name, p) for p in await _all_pages(client.list_prompts, "prompts"))
-        return ServerCatalog(self._supervisor.tenant, config.name, tools, resources, templates, prompts)
+        return ServerCatalog(
+            self._supervisor.tenant,
+            config.name,
+            tools,
+            resources,
+            templates,
+            prompts,
+            capabilities=caps.model_dump(mode="json", by_alias=True, exclude_none=True),
+            instructions=client.instructions,
+        )
 
     def _tool_entry(self, tool: types.Tool) -> ToolEntry:
         return ToolEntry(
@@ -95,8 +105,11 @@ class Discovery:
         return NamedEntry(self._supervisor.tenant, self._supervisor.config.name, name, raw)
 
     async def on_message(self, message: Any) -> None:
-        """SDK notification callback (on this loop): refresh the catalog on list_changed."""
-        if isinstance(
+        """SDK notification callback (on this loop): refresh the catalog on list_changed; a
+        resource's update (handshake era) goes up as a `ResourceUpdated`."""
+        if isinstance(message, types.ResourceUpdatedNotification):
+            self._supervisor.subscriptions.updated(str(message.params.uri))
+        elif isinstance(
             message,
             types.ToolListChangedNotification
             | types.ResourceListChangedNotification

@@ -1,7 +1,8 @@
 """`IdleTimer`: an on_demand server stops itself after `idle_timeout` seconds without a call.
 
 A timer on the server's own loop, armed when the server reaches `running` and re-armed as calls
-end; it never fires while a call is in flight.
+end; it never fires while a call is in flight, nor while the hub holds resource subscriptions
+of the server (their updates only come while it runs).
 """
 
 from __future__ import annotations
@@ -62,6 +63,8 @@ class IdleTimer:
         supervisor = self._supervisor
         if supervisor.calls.busy or supervisor.status.state is not ServerState.RUNNING or supervisor.stopping:
             return  # a call in flight re-arms the timer when it ends
+        if supervisor.subscriptions.uris:
+            return  # the last unsubscribe (a call) re-arms it
         config = supervisor.config
         loop = asyncio.get_running_loop()
         idle = loop.time() - self._last_used

@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -161,7 +162,9 @@ class ServerCatalog:
     """Everything one server offers, as last discovered.
 
     `cached` is True for the catalog of a stopped on_demand server, read from its cache of the
-    last discovery rather than discovered by a running process.
+    last discovery rather than discovered by a running process. `capabilities` are the server's
+    declared `ServerCapabilities` as JSON (by alias, without nulls: `{"tools": {"listChanged":
+    true}, "logging": {}, ...}`; None: not known), `instructions` its `instructions`.
     """
 
     tenant: str
@@ -172,6 +175,8 @@ class ServerCatalog:
     prompts: tuple[NamedEntry, ...] = ()
     cached: bool = False
     seq: int = 0  # like `ServerStatus.seq`: a catalog of a replaced server never overrides a newer one
+    capabilities: Mapping[str, Any] | None = None  # (read-only, like every dict in here)
+    instructions: str | None = None
 
     @property
     def empty(self) -> bool:
@@ -180,11 +185,20 @@ class ServerCatalog:
 
     def same_offer(self, other: ServerCatalog) -> bool:
         """Whether `other` offers exactly the same (whether cached, and `seq`, aside)."""
-        return (self.tools, self.resources, self.resource_templates, self.prompts) == (
+        return (
+            self.tools,
+            self.resources,
+            self.resource_templates,
+            self.prompts,
+            self.capabilities,
+            self.instructions,
+        ) == (
             other.tools,
             other.resources,
             other.resource_templates,
             other.prompts,
+            other.capabilities,
+            other.instructions,
         )
 
 
@@ -262,24 +276,37 @@ class InstanceCatalogChanged:
     catalog: ServerCatalog
 
 
-Event = ServerStateChanged | ServerCrashed | CatalogChanged | InstanceStateChanged | NotificationsDropped
-
-
 @dataclass(frozen=True)
 class ServerLogMessage:
-    """TEMPORARY (replaced by the upstream branch): a log message of no call."""
+    """A server sent a log message (`notifications/message`) that belongs to no call in flight from
+    an MCP facade session (those go to their caller). `session` is the session of a per_session
+    server's instance (None: the server's own); `params` the notification's params as JSON
+    (`level`, `logger`, `data`). Relayed to the board's listeners, never recorded."""
 
     tenant: str
     server: str
     session: str | None
-    params: dict[str, Any]
+    params: Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class ResourceUpdated:
-    """TEMPORARY (replaced by the upstream branch): a resource of the server was updated."""
+    """A server said that resource `uri` (its own URI) changed (`notifications/resources/updated`,
+    for a subscription of the hub). `session` as in `ServerLogMessage`. Relayed to the board's
+    listeners, never recorded."""
 
     tenant: str
     server: str
     session: str | None
     uri: str
+
+
+Event = (
+    ServerStateChanged
+    | ServerCrashed
+    | CatalogChanged
+    | InstanceStateChanged
+    | NotificationsDropped
+    | ServerLogMessage
+    | ResourceUpdated
+)

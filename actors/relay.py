@@ -3,18 +3,22 @@
 An upstream server may ask for an LLM completion (sampling) or for the user's input
 (elicitation), and sends log messages; none of them says which call it belongs to, so each goes to
 the client (a facade session, a `Requester`) of the most recent call in flight that came with one.
+A log message when no such call is in flight (a server logging on its own, or during a call of
+the REST or Python API) goes up as a `ServerLogMessage` event instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import mcp.types as types
 from mcp import MCPError
 
 from actors.describe import describe
+from actors.models import ServerLogMessage
 from hub.errors import UpstreamError
 
 log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
@@ -35,11 +39,21 @@ class RequestRelay:
     """The relay of one server's requests to its callers.
 
     Every method runs on the server's loop (thread `server-<tenant>-<name>`).
+
+    Args:
+        tenant: the server's tenant.
+        server: the server's name.
+        session: the session of a per_session server's instance (None: the server's own).
+        tell: tells an event to the server's tenant (`ServerSupervisor.tell`).
     """
 
-    def __init__(self, tenant: str, server: str) -> None:
+    def __init__(
+        self, tenant: str, server: str, session: str | None, tell: Callable[[ServerLogMessage], None]
+    ) -> None:
         self._tenant = tenant
         self._server = server
+        self._session = session
+        self._tell = tell
         self._requesters: dict[asyncio.Task[Any], Requester] = {}  # calls in flight from a facade
 
     def add(self, task: asyncio.Task[Any], requester: Requester) -> None:
@@ -114,9 +128,13 @@ class RequestRelay:
         return types.ErrorData(code=types.METHOD_NOT_FOUND, message=f"the hub cannot relay {method!r}")
 
     async def on_log(self, params: types.LoggingMessageNotificationParams) -> None:
-        """A log message of the server: to the client of the call in flight, if any."""
+        """A log message of the server: to the client of the call in flight, if any; else up, as a
+        `ServerLogMessage`."""
         requester = self._requester()
-        if requester is not None:
+        if requester is None:
+            dumped = params.model_dump(mode="json", by_alias=True, exclude_none=True)
+            self._tell(ServerLogMessage(self._tenant, self._server, self._session, dumped))
+        else:
             try:
                 await requester.log(params)
             except Exception as exc:  # a log that cannot be delivered is not worth failing a call

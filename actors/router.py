@@ -10,7 +10,8 @@ another tenant has.
 A stopped on_demand server's catalog (from its cache) resolves like any other; its route says
 `on_demand`, and the caller starts the server before the call (see `Hub`). A per_session server's
 route says `per_session` too: a caller with a session calls its own instance instead, which it gets
-from the tenant. Instance events (`InstanceStateChanged`) are relayed as they come.
+from the tenant. Instance events (`InstanceStateChanged`), a server's log messages that belong to
+no call (`ServerLogMessage`) and its resources' updates (`ResourceUpdated`) are relayed as they come.
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ from actors.models import (
     InstanceStateChanged,
     NamedEntry,
     NotificationsDropped,
+    ResourceUpdated,
     ServerCatalog,
     ServerCrashed,
+    ServerLogMessage,
     ServerState,
     ServerStateChanged,
     ServerStatus,
@@ -211,7 +214,13 @@ class RouterActor(pykka.ThreadingActor):
                 if known is None or status.seq < known.seq:
                     return  # a tenant or server that is gone, or an older status
                 self._statuses[(status.tenant, status.server)] = status
-            case ServerCrashed() | InstanceStateChanged() | NotificationsDropped():
+            case (
+                ServerCrashed()
+                | InstanceStateChanged()
+                | NotificationsDropped()
+                | ServerLogMessage()
+                | ResourceUpdated()
+            ):
                 pass  # relayed as they come
             case _:
                 assert_never(message)
@@ -264,19 +273,23 @@ class RouterActor(pykka.ThreadingActor):
             lease.per_session[entry.server],
         )
 
-    def server_route(self, tenant: str, server: str) -> tuple[ServerEndpoint, CallGate, float, bool, bool]:
+    def server_route(
+        self, tenant: str, server: str, running: bool = True
+    ) -> tuple[ServerEndpoint, CallGate, float, bool, bool]:
         """A server's endpoint, its tenant's gate, its call timeout, whether it starts on demand,
         and whether it runs per session (for resources and prompts).
 
+        `running` False: the route of a stopped server too (for what its loop takes stopped).
+
         Raises:
             NotFound: no such server in the tenant.
-            NotRunning: it is not running, and not an on_demand server.
+            NotRunning: it is not running, and not an on_demand server (unless not `running`).
         """
         lease = self._leases.get(tenant)
         if lease is None or server not in lease.endpoints:
             raise NotFound(f"no server '{server}' in tenant '{tenant}'")
         on_demand = lease.on_demand[server]
-        if not on_demand:
+        if running and not on_demand:
             self._require_running(tenant, server)
         return (
             lease.endpoints[server],

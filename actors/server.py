@@ -24,13 +24,15 @@ sandbox, cgroup and watches, pings; the transports themselves are in `actors.ups
 `actors.discovery` (the catalog, refreshed on list_changed), `actors.listing` (the catalog told
 to the tenant, and its cache), `actors.restarts` (the backoff between restarts), `actors.calls`
 (`ServerEndpoint` and the calls in flight), `actors.relay` (the server's own requests, relayed to
-the calling client) and `actors.idle` (the idle timer). The public names stay importable from
+the calling client), `actors.subscriptions` (its log level and resource subscriptions, applied
+again at each start) and `actors.idle` (the idle timer). The public names stay importable from
 here; `ServerActorProxy` types the tenant's asks.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import threading
@@ -65,6 +67,7 @@ from actors.relay import Requester, RequestRelay
 from actors.restarts import Crash, Misconfigured, Restarts, Stopped, configuration_problem
 from actors.sandbox import Sandbox, SandboxError
 from actors.server_spec import Listener, ServerEvent, ServerSpec, initial_status, next_seq, tell
+from actors.subscriptions import Subscriptions
 from actors.transport import Transport
 from actors.upstream.errlog import CappedLog
 from actors.upstream.rawcall import RawChannel
@@ -124,7 +127,8 @@ class ServerSupervisor:
         orch = spec.orchestrator
         self.gate = NotificationGate(orch.notification_rate, orch.notification_burst, self._report_drops)
         # The concerns the state machine hands work to, one class each.
-        self.relay = RequestRelay(tenant, config.name)
+        self.relay = RequestRelay(tenant, config.name, spec.session, self.tell)
+        self.subscriptions = Subscriptions(self, spec.log_level)
         self.discovery = Discovery(self)
         self.restarts = Restarts(self)
         self.transport = Transport(self)
@@ -277,6 +281,7 @@ class ServerSupervisor:
         finally:
             self.client = None
             self.idle.cancel()
+            self.subscriptions.connection_ended()
             self.gate.flush()
             self.listing.connection_ended()
         if reason is None:
@@ -304,6 +309,7 @@ class ServerSupervisor:
                 self.client = client
                 catalog = await self.discovery.discover(client)
                 self.channel = self.transport.open_channel(client)
+                await self.subscriptions.connected(client)
         except TimeoutError:
             return f"did not start within {self.orchestrator.startup_timeout:g} s"
         except Exception as exc:
@@ -461,6 +467,11 @@ class ServerActor(pykka.ThreadingActor):
         """The catalog last published (an on_demand server's cached one from the start)."""
         return self.supervisor.listing.catalog
 
+    def set_log_level(self, level: str | None) -> concurrent.futures.Future[None]:
+        """Have the supervisor remember `level` (and send it if the server runs): returns at once,
+        with the future of that work on the server's loop (never woken for it)."""
+        return self.endpoint.submit(self.supervisor.subscriptions.set_log_level(level))
+
 
 class ServerActorProxy(ActorMemberMixin, pykka.ActorProxy[ServerActor]):
     """A `ServerActor`'s proxy as its tenant holds it: each ask's future typed with its result."""
@@ -471,6 +482,7 @@ class ServerActorProxy(ActorMemberMixin, pykka.ActorProxy[ServerActor]):
     restart_server = proxy_method(ServerActor.restart_server)
     status = proxy_method(ServerActor.status)
     catalog = proxy_method(ServerActor.catalog)
+    set_log_level = proxy_method(ServerActor.set_log_level)
 
 
 def start_server_actor(

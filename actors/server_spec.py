@@ -20,7 +20,9 @@ from actors.models import (
     InstanceCatalogChanged,
     InstanceStateChanged,
     NotificationsDropped,
+    ResourceUpdated,
     ServerCrashed,
+    ServerLogMessage,
     ServerState,
     ServerStateChanged,
     ServerStatus,
@@ -51,6 +53,8 @@ ServerEvent = (
     | NotificationsDropped
     | InstanceStateChanged
     | InstanceCatalogChanged
+    | ServerLogMessage
+    | ResourceUpdated
 )
 
 
@@ -75,6 +79,7 @@ class ServerSpec:
     cache_path: Path | None = None  # its catalog cache file (None: no cache)
     session: str | None = None  # a per_session server's instance: the session it serves
     sandbox_site: SandboxSite | None = None  # the hub's sandbox facts (None: run unsandboxed)
+    log_level: str | None = None  # the lowest level of log messages it should send (None: its default)
 
 
 def initial_status(tenant: str, config: ServerConfig, session: str | None = None) -> ServerStatus:

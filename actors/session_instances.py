@@ -56,6 +56,10 @@ class SessionInstances:
         log.info("%s/%s: new instance for session %s", self._tenant, server, session_label(session))
         return proxy
 
+    def of(self, server: str) -> list[ServerActorProxy]:
+        """The instances of `server` that run."""
+        return [proxy for (name, _), proxy in self._proxies.items() if name == server]
+
     def count(self, server: str) -> int:
         """How many instances of `server` run."""
         return sum(1 for name, _ in self._proxies if name == server)

@@ -19,6 +19,7 @@ instance).
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
 from dataclasses import replace
 from pathlib import Path
@@ -36,8 +37,10 @@ from actors.models import (
     InstanceCatalogChanged,
     InstanceStateChanged,
     NotificationsDropped,
+    ResourceUpdated,
     ServerCatalog,
     ServerCrashed,
+    ServerLogMessage,
     ServerState,
     ServerStateChanged,
     ServerStatus,
@@ -98,6 +101,7 @@ class TenantActor(pykka.ThreadingActor):
         self._statuses: dict[str, ServerStatus] = {}
         self._tools = ToolQuota(config.name)
         self._instances = SessionInstances(config.name)
+        self._log_levels: dict[str, str | None] = {}  # per server (kept across reloads that replace it)
 
     @property
     def _stop_timeout(self) -> float:
@@ -136,8 +140,8 @@ class TenantActor(pykka.ThreadingActor):
             log_path = folder / f"{name}.sessions" / f"{safe_name(session_label(session))}.log"
         cached = cache_path(self._cache_dir, self.config.name, name) if self._cache_dir else None
         server = self.config.servers[name]
-        orch, site = self._orch, self._sandbox_site
-        return ServerSpec(self.config.name, server, self.config.env, orch, log_path, cached, session, site)
+        orch, site, level, env = self._orch, self._sandbox_site, self._log_levels.get(name), self.config.env
+        return ServerSpec(self.config.name, server, env, orch, log_path, cached, session, site, level)
 
     def _add_server(self, name: str) -> None:
         self._record_server(name, *self._start_server_actor(name))
@@ -226,8 +230,8 @@ class TenantActor(pykka.ThreadingActor):
                 self._on_status(message)
             case CatalogChanged(catalog=catalog):
                 self._on_catalog(catalog)
-            case ServerCrashed(server=server) | NotificationsDropped(server=server):
-                if server in self._servers:  # (else a server removed by a reload: its last words)
+            case ServerCrashed() | NotificationsDropped() | ServerLogMessage() | ResourceUpdated():
+                if message.server in self._servers:  # (else a server removed by a reload: its last words)
                     tell(self._listener, message)
             case _:
                 assert_never(message)
@@ -289,6 +293,12 @@ class TenantActor(pykka.ThreadingActor):
         if server not in self._servers:
             raise NotFound(f"no server '{server}' in tenant '{self.config.name}'")
         return self._servers[server]
+
+    def set_log_level(self, server: str, level: str | None) -> list[concurrent.futures.Future[None]]:
+        """Remember `level` for `server` and its instances (later ones too): futures of each applying it."""
+        proxies = [self._proxy(server), *self._instances.of(server)]
+        self._log_levels[server] = level
+        return [future.get(timeout=timeouts.ASK) for future in [p.set_log_level(level) for p in proxies]]
 
     def start_server(self, server: str) -> ServerStatus:
         """Start one server (enabled or not: an explicit start is the operator's choice).
@@ -479,6 +489,7 @@ class TenantActorProxy(ActorMemberMixin, pykka.ActorProxy[TenantActor]):
     status = proxy_method(TenantActor.status)
     info = proxy_method(TenantActor.info)
     session_instance = proxy_method(TenantActor.session_instance)
+    set_log_level = proxy_method(TenantActor.set_log_level)
     end_session = proxy_method(TenantActor.end_session)
     instances = proxy_method(TenantActor.instances)
 

@@ -137,12 +137,22 @@ class CallPath:
     # ------------------------------------------------------------------ the path
 
     async def server_request_async(
-        self, tenant: str, server: str, submit: Callable[[Any], Any], session: str | None = None
+        self,
+        tenant: str,
+        server: str,
+        submit: Callable[[Any], Any],
+        session: str | None = None,
+        wake: bool = True,
     ) -> dict[str, Any]:
         """Submit a request (`submit(endpoint)`: a resource read, a prompt get) to `server` (to
         `session`'s instance of a per_session one) and await its answer (on an asyncio loop: the
-        router ask runs in its executor)."""
-        asked = self._router().server_route(tenant, server)  # sending never blocks; waiting does
+        router ask runs in its executor).
+
+        `wake` False: a stopped server is not started for the request, which its loop still takes
+        (it only changes what the server remembers: `Hub.upstream`'s unsubscribe); nor is a
+        session's instance, and without one running there is nothing to do (None).
+        """
+        asked = self._router().server_route(tenant, server, wake)  # sending never blocks; waiting does
         route = await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(asked.get, timeout=self._ask_timeout)
         )
@@ -150,7 +160,7 @@ class CallPath:
         with self._in_flight.admit(), gate.admit(tenant):
             target = _Target(tenant, server, endpoint, on_demand, per_session)
             answer: dict[str, Any] = await self._on_server(
-                target, session, submit, timeout, f"server '{server}'"
+                target, session, submit, timeout, f"server '{server}'", wake
             )
             return answer
 
@@ -227,20 +237,29 @@ class CallPath:
             return result
 
     async def _on_server(
-        self, target: _Target, session: str | None, submit: Callable[[Any], Any], timeout: float, what: str
+        self,
+        target: _Target,
+        session: str | None,
+        submit: Callable[[Any], Any],
+        timeout: float,
+        what: str,
+        wake: bool = True,
     ) -> Any:
         """`submit(endpoint)` to the target server, or to `session`'s instance of a per_session one,
         woken first if it is on_demand and stopped, and once more if it stopped for idleness just
-        before the request; its answer (on an asyncio loop)."""
+        before the request (unless not `wake`); its answer (on an asyncio loop)."""
         tenant, server = target.tenant, target.server
         if target.per_session and session is not None:
+            if not wake:
+                endpoint = self._sessions.running_endpoint((tenant, server, session))
+                return None if endpoint is None else await _answer(submit(endpoint), timeout, what)
             return await self._on_instance(tenant, server, session, submit, timeout, what)
-        if target.on_demand and not self._wakes.running(tenant, server):
+        if wake and target.on_demand and not self._wakes.running(tenant, server):
             await self._wakes.wake_async(tenant, server)
         try:
             return await _answer(submit(target.endpoint), timeout, what)
         except NotRunning:
-            if not target.on_demand:
+            if not (target.on_demand and wake):
                 raise
             await self._wakes.wake_async(tenant, server)  # it stopped for idleness just before the request
             return await _answer(submit(target.endpoint), timeout, what)

@@ -4,6 +4,9 @@ The router tells every event (`ServerStateChanged`, `InstanceStateChanged`, `Cat
 to the hub's `EventBoard` on the router's thread; any other thread reads the latest statuses or
 waits, with a timeout, until a condition on them holds. Listeners (the route cache, the metrics,
 the wakes, the session instances) are called on the router's thread after each event.
+
+A server's log messages (`ServerLogMessage`) and resource updates (`ResourceUpdated`) only go to
+the listeners: they are not recorded in `events`, which they would flood, and wake no waiter.
 """
 
 from __future__ import annotations
@@ -12,7 +15,15 @@ import logging
 import threading
 from collections.abc import Callable
 
-from actors.models import Event, InstanceStateChanged, ServerState, ServerStateChanged, ServerStatus
+from actors.models import (
+    Event,
+    InstanceStateChanged,
+    ResourceUpdated,
+    ServerLogMessage,
+    ServerState,
+    ServerStateChanged,
+    ServerStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +46,17 @@ class EventBoard:
         self._listeners: list[Callable[[Event], None]] = []
 
     def tell(self, event: Event) -> None:
-        """Record one event and wake the waiters (router thread)."""
+        """Record one event and wake the waiters (router thread); a log message or a resource
+        update only goes to the listeners."""
+        if not isinstance(event, ServerLogMessage | ResourceUpdated):
+            self._record(event)
+        for listener in list(self._listeners):
+            try:
+                listener(event)
+            except Exception:  # isolation: a broken listener must not take the router down
+                log.exception("event listener %r failed", listener)
+
+    def _record(self, event: Event) -> None:
         with self._cond:
             if isinstance(event, ServerStateChanged):
                 self._statuses[(event.status.tenant, event.status.server)] = event.status
@@ -49,11 +70,6 @@ class EventBoard:
             self.events.append(event)
             del self.events[:-1000]
             self._cond.notify_all()
-        for listener in list(self._listeners):
-            try:
-                listener(event)
-            except Exception:  # isolation: a broken listener must not take the router down
-                log.exception("event listener %r failed", listener)
 
     def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Call `listener(event)` for every event, on the router thread (it must be quick)."""

@@ -91,6 +91,11 @@ class SessionInstances:
             endpoint = self._live_endpoint(key, fresh=True)
         return endpoint
 
+    def running_endpoint(self, key: WakeKey) -> ServerEndpoint | None:
+        """The endpoint of `key`'s instance if it runs, else None (never starts one). Any thread."""
+        endpoint: ServerEndpoint | None = self._live_endpoint(key)
+        return endpoint
+
     def _live_endpoint(self, key: WakeKey, fresh: bool = False) -> Any:
         """The endpoint of a running instance (None if there is none); `fresh`: it was just started,
         so its absence means it stopped meanwhile (`NotRunning`). Any thread, never blocks."""

@@ -53,6 +53,7 @@ from hub.instances import SessionInstances
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
 from hub.routes import RouteCache
+from hub.upstream import UpstreamRequests
 from hub.wakes import Wakes
 
 __all__ = ["EventBoard", "Hub", "WakeKey"]
@@ -75,6 +76,7 @@ class Hub:
         calls: the call path that `call_tool` and friends delegate to (`hub.calls`).
         wakes: starts of on_demand servers that calls wait for (`hub.wakes`).
         sessions: the session instances of per_session servers (`hub.instances`).
+        upstream: completions, log levels and resource subscriptions of servers (`hub.upstream`).
         in_flight: the requests in flight, which `stop` lets finish.
         loops: the asyncio loops the blocking calls run the call path on (`hub.loops`).
     """
@@ -117,6 +119,7 @@ class Hub:
             timeouts.ASK,
             self.loops,
         )
+        self.upstream = UpstreamRequests(self.calls, lambda: self.router, timeouts.ASK)
         self.board.add_listener(self.routes.on_event)
         self.board.add_listener(self.metrics.on_event)
         self.board.add_listener(self.sessions.on_event)  # before the wakes: a gone instance is not called

@@ -47,9 +47,7 @@ class Heard:
         self.changed = anyio.Event()
 
     def updated(self) -> list[str]:
-        return [
-            str(m.params.uri) for m in self.messages if isinstance(m, types.ResourceUpdatedNotification)
-        ]
+        return [str(m.params.uri) for m in self.messages if isinstance(m, types.ResourceUpdatedNotification)]
 
     async def until(self, condition: Any, seconds: float = 15) -> None:
         with anyio.fail_after(seconds):
@@ -64,7 +62,9 @@ class Heard:
         ("/tenants/default/servers/everything/mcp", "completable-prompt", DOCUMENT),
     ],
 )
-async def test_completions_and_subscriptions_of_server_everything(served, path: str, prompt: str, resource: str):
+async def test_completions_and_subscriptions_of_server_everything(
+    served, path: str, prompt: str, resource: str
+):
     hub = served({"default": {"servers": {"everything": everything_server()}}})
     heard = Heard()
     async with http_facade(hub.url + path, "legacy", message_handler=heard.on_message) as client:

@@ -62,6 +62,19 @@ Flags:
   --lone-surrogate      answer with lone surrogates: every ``@@lone@@`` in a line the server writes
                         becomes the JSON escape ``\\ud800`` (a lone surrogate once parsed; the SDK itself
                         cannot write one), e.g. echo {"text": "@@lone@@"} or greet {"name": "@@lone@@"}.
+  --extras              what the hub relays beyond calls (issue 20): capability ``logging`` with a
+                        ``logging/setLevel`` handler that records the level (tool ``level`` answers it,
+                        or "none"; log messages below it are not sent); tool ``log_later {level,
+                        message, delay}`` answers "later" at once, then after ``delay`` seconds sends a
+                        log message on its own, outside any request (the handshake era only: on a
+                        2026-07-28 connection the SDK drops it, as a log belongs to a request there);
+                        ``completions`` (greet's ``name`` from Alice, Albert, Bob; with --template, the
+                        template's ``text`` from hello, help, world; by prefix); resource
+                        test://counter (its value as text) with ``resources.subscribe``: tool ``bump``
+                        adds one and announces ``notifications/resources/updated`` (handshake era: to
+                        a client subscribed with ``resources/subscribe``; 2026-07-28: on the
+                        ``subscriptions/listen`` streams that asked for the URI); tool ``subscribed``
+                        lists the URIs subscribed with ``resources/subscribe``.
   --http PORT           serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio (uvicorn).
   --sse PORT            serve the legacy SSE transport at http://127.0.0.1:PORT/sse instead of stdio.
 """
@@ -76,6 +89,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn, cast
 
@@ -87,13 +101,17 @@ from mcp.server import NotificationOptions, Server, ServerRequestContext
 from mcp.server.context import CallNext, HandlerResult
 from mcp.server.runner import serve_loop
 from mcp.server.stdio import stdio_server
-from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ToolsListChanged
+from mcp.server.subscriptions import InMemorySubscriptionBus, ListenHandler, ResourceUpdated, ToolsListChanged
 from mcp.shared.exceptions import MCPError
 
 Ctx = ServerRequestContext[Any, Any]
 ToolFn = Callable[[Ctx, dict[str, Any]], Awaitable[types.CallToolResult]]
 
 INFO_URI = "test://info"
+COUNTER_URI = "test://counter"
+LEVELS = ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency")
+NAMES = ("Alice", "Albert", "Bob")
+WORDS = ("hello", "help", "world")
 ECHO_TEMPLATE = "test://echo/{text}"
 JUNK_LINES = ("this is not json\n", '{"not": "json-rpc"}\n')
 _NAME_SCHEMA = {
@@ -160,6 +178,10 @@ class TestServer:
         self.junk: WireWriter | None = None
         self.wire: WireWriter | None = None  # the protocol fd, when the server writes to it itself
         self.tasks: anyio.abc.TaskGroup | None = None  # (--flood-notifications)
+        self.background: anyio.abc.TaskGroup | None = None  # (--extras: log_later)
+        self.level: str | None = None  # set by logging/setLevel (--extras)
+        self.counter = 0  # test://counter (--extras)
+        self.subscribed: set[str] = set()  # by resources/subscribe (--extras)
         self.tools: dict[str, tuple[types.Tool, ToolFn, jsonschema.protocols.Validator]] = {}
         text_schema = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
         self.add("echo", "Echo the text back.", text_schema, self._echo, output=text_schema)
@@ -207,6 +229,22 @@ class TestServer:
         if args.list_changed:
             self.add("add_tool", "Register a new trivial tool and announce it.", _NAME_SCHEMA, self._add_tool)
             self.add("remove_tool", "Remove a tool and announce it.", _NAME_SCHEMA, self._remove_tool)
+        if args.extras:
+            later_in = {
+                "type": "object",
+                "properties": {
+                    "level": {"enum": list(LEVELS)},
+                    "message": {"type": "string"},
+                    "delay": {"type": "number", "minimum": 0},
+                },
+                "required": ["level", "message"],
+            }
+            self.add("log_later", "Answer, then log a message on its own.", later_in, self._log_later)
+            self.add("level", "The log level last set by logging/setLevel.", _EMPTY_SCHEMA, self._level)
+            self.add("bump", "Add one to test://counter and announce it.", _EMPTY_SCHEMA, self._bump)
+            self.add(
+                "subscribed", "The URIs subscribed by resources/subscribe.", _EMPTY_SCHEMA, self._subscribed
+            )
 
     def add(
         self,
@@ -222,7 +260,17 @@ class TestServer:
 
     def build(self) -> Server[Any]:
         """The low-level SDK server wired to this registry."""
-        server: Server[Any] = Server(
+        extras = self.args.extras
+        logging: dict[str, Any] = {"on_set_logging_level": self.set_level} if extras else {}
+        with warnings.catch_warnings():  # (the logging capability is deprecated as of 2026-07-28)
+            warnings.simplefilter("ignore")
+            server = self._server(extras, logging)
+        if self.args.legacy_only:
+            server.middleware.append(legacy_only_middleware)
+        return server
+
+    def _server(self, extras: bool, logging: dict[str, Any]) -> Server[Any]:
+        return Server(
             self.args.name,
             version="1.0.0",
             instructions="MCP Hub test server",
@@ -233,11 +281,12 @@ class TestServer:
             on_list_resource_templates=self.list_resource_templates if self.args.template else None,
             on_list_prompts=self.list_prompts,
             on_get_prompt=self.get_prompt,
-            on_subscriptions_listen=ListenHandler(self.bus) if self.args.list_changed else None,
+            on_subscriptions_listen=ListenHandler(self.bus) if self.args.list_changed or extras else None,
+            on_completion=self.complete if extras else None,
+            on_subscribe_resource=self.subscribe if extras else None,
+            on_unsubscribe_resource=self.unsubscribe if extras else None,
+            **logging,
         )
-        if self.args.legacy_only:
-            server.middleware.append(legacy_only_middleware)
-        return server
 
     # --- handlers -----------------------------------------------------------------------------------
 
@@ -273,9 +322,12 @@ class TestServer:
     async def list_resources(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        """The one resource."""
+        """The one resource (and test://counter, with --extras)."""
         info = types.Resource(name="info", uri=INFO_URI, mime_type="text/plain", description="Server info.")
-        return types.ListResourcesResult(resources=[info])
+        counter = types.Resource(
+            name="counter", uri=COUNTER_URI, mime_type="text/plain", description="A count."
+        )
+        return types.ListResourcesResult(resources=[info, counter] if self.args.extras else [info])
 
     async def list_resource_templates(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None
@@ -297,6 +349,9 @@ class TestServer:
             return types.ReadResourceResult(
                 contents=[types.TextResourceContents(uri=uri, mime_type="text/plain", text=text)]
             )
+        if self.args.extras and uri == COUNTER_URI:
+            counted = types.TextResourceContents(uri=uri, mime_type="text/plain", text=str(self.counter))
+            return types.ReadResourceResult(contents=[counted])
         if uri != INFO_URI:
             raise MCPError(code=-32002, message=f"Resource not found: {params.uri}")
         text = f"testserver name={self.args.name} pid={os.getpid()}"
@@ -323,7 +378,63 @@ class TestServer:
         message = types.PromptMessage(role="user", content=types.TextContent(text=f"Hello, {name}!"))
         return types.GetPromptResult(description="A greeting.", messages=[message])
 
+    async def set_level(self, ctx: Ctx, params: types.SetLevelRequestParams) -> types.EmptyResult:
+        """logging/setLevel (--extras): remember the level."""
+        self.level = params.level
+        log(f"log level set to {params.level}")
+        return types.EmptyResult()
+
+    async def complete(self, ctx: Ctx, params: types.CompleteRequestParams) -> types.CompleteResult:
+        """completion/complete (--extras): greet's name, the echo template's text, by prefix."""
+        ref, argument = params.ref, params.argument
+        if isinstance(ref, types.PromptReference) and ref.name == "greet" and argument.name == "name":
+            choices: tuple[str, ...] = NAMES
+        elif isinstance(ref, types.ResourceTemplateReference) and ref.uri == ECHO_TEMPLATE:
+            choices = WORDS
+        else:
+            choices = ()
+        values = [value for value in choices if value.startswith(argument.value)]
+        return types.CompleteResult(
+            completion=types.Completion(values=values, total=len(values), has_more=False)
+        )
+
+    async def subscribe(self, ctx: Ctx, params: types.SubscribeRequestParams) -> types.EmptyResult:
+        """resources/subscribe (--extras, handshake era)."""
+        self.subscribed.add(str(params.uri))
+        return types.EmptyResult()
+
+    async def unsubscribe(self, ctx: Ctx, params: types.UnsubscribeRequestParams) -> types.EmptyResult:
+        """resources/unsubscribe (--extras, handshake era)."""
+        self.subscribed.discard(str(params.uri))
+        return types.EmptyResult()
+
     # --- tools --------------------------------------------------------------------------------------
+
+    async def _log_later(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        level, message, delay = args["level"], args["message"], float(args.get("delay", 0.0))
+        session = ctx.session
+
+        async def later() -> None:
+            await anyio.sleep(delay)
+            if self.level is None or LEVELS.index(level) >= LEVELS.index(self.level):
+                await session.send_log_message(level, message, logger="testserver")
+
+        assert self.background is not None
+        self.background.start_soon(later)
+        return text_result("later")
+
+    async def _level(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return text_result(self.level or "none")
+
+    async def _bump(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        self.counter += 1
+        if COUNTER_URI in self.subscribed:
+            await ctx.session.send_resource_updated(COUNTER_URI)  # handshake era; dropped at 2026-07-28
+        await self.bus.publish(ResourceUpdated(uri=COUNTER_URI))  # 2026-07-28: listen streams that asked
+        return text_result(str(self.counter))
+
+    async def _subscribed(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        return text_result(json.dumps(sorted(self.subscribed)))
 
     async def _echo(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         return text_result(args["text"], {"text": args["text"]})
@@ -503,6 +614,7 @@ async def serve(args: argparse.Namespace) -> None:
     ):
         log(f"serving {args.name!r} ({'legacy only' if args.legacy_only else 'both eras'})")
         app.tasks = tg
+        app.background = tg
         if args.legacy_only:
             async with write_stream, server.lifespan(server) as state:
                 await serve_loop(server, read_stream, write_stream, lifespan_state=state, init_options=init)
@@ -566,6 +678,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--legacy-only", action="store_true", help="serve only the 2025-11-25 handshake era")
     p.add_argument("--print-env-at-start", action="store_true", help="environment as JSON on stderr")
     p.add_argument("--lone-surrogate", action="store_true", help="@@lone@@ in answers becomes \\ud800")
+    p.add_argument("--extras", action="store_true", help="logging, completions, subscriptions (issue 20)")
     p.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
     p.add_argument("--sse", type=int, metavar="PORT", help="serve SSE on 127.0.0.1:PORT/sse")
     return p.parse_args(argv)
