@@ -198,3 +198,11 @@ def fixture_over_http(stderr_path: Path) -> Iterator[str]:
             proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def listed_scenarios() -> set[str]:
+    """Every server scenario the installed runner knows (`conformance list --server`)."""
+    done = subprocess.run(
+        ["node", str(runner()), "list", "--server"], capture_output=True, text=True, timeout=60, check=True
+    )
+    return {line.strip()[2:] for line in done.stdout.splitlines() if line.strip().startswith("- ")}

@@ -11,22 +11,13 @@ exactly its listed scenarios minus those two, so an upgrade that changes the pen
 from __future__ import annotations
 
 import asyncio
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from conformance import CONFORMANCE_SERVER, PENDING, fixture_over_http, run_conformance, runner
+from conformance import CONFORMANCE_SERVER, PENDING, fixture_over_http, listed_scenarios, run_conformance
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
-
-
-def listed_scenarios() -> set[str]:
-    """Every server scenario the installed runner knows (`conformance list --server`)."""
-    done = subprocess.run(
-        ["node", str(runner()), "list", "--server"], capture_output=True, text=True, timeout=60, check=True
-    )
-    return {line.strip()[2:] for line in done.stdout.splitlines() if line.strip().startswith("- ")}
 
 
 def test_the_fixture_passes_every_active_scenario_directly(tmp_path: Path) -> None:

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conformance import CONFORMANCE_SERVER, PENDING, run_conformance
+from conformance import CONFORMANCE_SERVER, PENDING, listed_scenarios, run_conformance
 from conftest import SERVERS_DIR, binds
-from test_conformance import listed_scenarios
 
 # The scenarios that name no tool, prompt or resource: they hold through the aggregated facade.
 NAME_FREE = [
