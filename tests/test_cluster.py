@@ -152,6 +152,22 @@ def test_a_replica_that_cannot_reach_redis_starts_nothing(tmp_path: Path) -> Non
         hub.stop()  # (a hub whose start failed still stops cleanly)
 
 
+def test_serve_without_redis_exits_1_with_one_line_that_never_shows_the_url(tmp_path: Path) -> None:
+    import socket
+
+    from helpers.served import write_config
+
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        url = f"redis://:redis-password-123@127.0.0.1:{unused.getsockname()[1]}/0"
+        config = write_config(tmp_path, {"acme": {"servers": {"x": server()}}}, cluster=_cluster(url, "a"))
+        argv = [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0"]
+        done = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 1
+    assert "mcp-hub: cluster: cannot reach Redis: " in done.stderr.splitlines()[-1]
+    assert "redis-password-123" not in done.stderr + done.stdout
+
+
 def test_three_replicas_each_run_their_share_and_together_every_server_once(
     redis_server: str, tmp_path: Path
 ) -> None:
