@@ -168,6 +168,31 @@ def test_serve_without_redis_exits_1_with_one_line_that_never_shows_the_url(tmp_
     assert "redis-password-123" not in done.stderr + done.stdout
 
 
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_hub_stdio_ignores_the_cluster_section_and_serves_every_server_of_its_tenant(
+    tmp_path: Path,
+) -> None:
+    import socket
+
+    import yaml
+    from helpers.facade import facade, write_config
+
+    config = write_config(tmp_path, {"t": {"servers": {"one": server(), "two": server()}}}, auto_start=True)
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # no Redis there: a replica could not even start
+        data = yaml.safe_load(config.read_text())
+        data["cluster"] = _cluster(f"redis://127.0.0.1:{unused.getsockname()[1]}/0", "a")
+        config.write_text(yaml.safe_dump(data))
+        async with facade(config, "t", "legacy") as client:
+            names = {tool.name for tool in (await client.list_tools()).tools}
+    assert {"one__pid", "two__pid"} <= names
+
+
 def test_three_replicas_each_run_their_share_and_together_every_server_once(
     redis_server: str, tmp_path: Path
 ) -> None:
