@@ -200,7 +200,9 @@ def test_three_replicas_each_run_their_share_and_together_every_server_once(
     tenants = {t: {"servers": {s: server() for s in servers}} for t, servers in names.items()}
     replicas = ("r1", "r2", "r3")
     hubs = [
-        Hub(config_of(tenants, cluster=_cluster(redis_server, r)), data_dir=tmp_path / r) for r in replicas
+        # (a longer heartbeat here: on a loaded machine a replica must not drop out while tenants start)
+        Hub(config_of(tenants, cluster=_cluster(redis_server, r, heartbeat=1.0)), data_dir=tmp_path / r)
+        for r in replicas
     ]
     try:
         for hub in hubs:
