@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
@@ -344,12 +345,12 @@ class TenantActor(pykka.ThreadingActor):
             raise NotRunning(f"server '{server}' of tenant '{self.config.name}' is not running")
         return self.start_server(server)
 
-    def start_servers(self) -> dict[str, ServerStatus | str]:
-        """Start every enabled server that is not on_demand; per server, its status, or why it was
-        not started (`disabled`, `on_demand`, `per_session`, `quota_exceeded: ...`)."""
+    def start_servers(self, elsewhere: Mapping[str, str] | None = None) -> dict[str, ServerStatus | str]:
+        """Start every enabled server that is not on_demand nor `elsewhere` (name: why); per server,
+        its status, or why not (`disabled`, `on_demand`, `per_session`, `quota_exceeded: ...`)."""
         outcome: dict[str, ServerStatus | str] = {}
         for name, config in self.config.servers.items():
-            left = self._left_stopped(name, config)
+            left = self._left_stopped(name, config) or (elsewhere or {}).get(name)
             outcome[name] = left if left is not None else self._try_start(name)
         return outcome
 

@@ -22,6 +22,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from hub.config_cluster import ClusterConfig
 from hub.config_fields import (
     EMPTY_MAPPING,
     ConfigModel,
@@ -424,6 +425,9 @@ class HubConfig(ConfigModel):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    cluster: ClusterConfig | SkipJsonSchema[None] = Field(
+        default=None, description="Absent: the hub runs alone (docs/cluster.md)."
+    )
     source: SkipJsonSchema[str] = "<memory>"  # where it was read from, for messages
 
     @field_validator("tenants", mode="before")

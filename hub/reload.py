@@ -50,10 +50,7 @@ def apply(hub: Hub, config: HubConfig, ask_timeout: float) -> dict[str, Any]:
             tenant=name,
             servers={s for s, what in outcome.items() if what not in ("added", "unchanged")},
         )
-    if old.gateway != config.gateway:
-        summary["restart_needed"].append("gateway")
-    if old.orchestrator != config.orchestrator:
-        summary["restart_needed"].append("orchestrator (applies to servers started from now on)")
+    summary["restart_needed"] = _restart_needed(old, config)
     hub.config = config
     hub.routes.clear()
     if old.audit != config.audit:
@@ -64,3 +61,15 @@ def apply(hub: Hub, config: HubConfig, ask_timeout: float) -> dict[str, Any]:
             hub.start_tenant(name, wait=False)
     log.info("configuration reloaded: %s", summary)
     return summary
+
+
+def _restart_needed(old: HubConfig, new: HubConfig) -> list[str]:
+    """The sections a reload changed that apply only after a restart (or only to later starts)."""
+    out = []
+    if old.gateway != new.gateway:
+        out.append("gateway")
+    if old.cluster != new.cluster:
+        out.append("cluster")  # (the replica keeps its id, its Redis and its heartbeat until then)
+    if old.orchestrator != new.orchestrator:
+        out.append("orchestrator (applies to servers started from now on)")
+    return out

@@ -46,6 +46,7 @@ from actors.tenant import TenantActor, TenantInfo
 from hub import reload, timeouts
 from hub.audit import AuditLog
 from hub.calls import CallPath, InFlight
+from hub.cluster import node_of
 from hub.config import HubConfig, load_config, redact
 from hub.errors import BadRequest, NotFound, ShuttingDown
 from hub.events import EventBoard, WakeKey
@@ -96,6 +97,7 @@ class Hub:
         self.routes = RouteCache()
         self.in_flight = InFlight()
         self.loops = HubLoops()
+        self.cluster = node_of(config.cluster)  # None: the hub runs alone (docs/cluster.md)
         # The lambdas look `_tenant` and `config` up at each use: a reload replaces the configuration.
         self.wakes = Wakes(
             self.board,
@@ -130,6 +132,8 @@ class Hub:
     def start(self) -> Hub:
         """Start the watchdog, the router and every tenant; start servers if `auto_start`."""
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        if self.cluster is not None:
+            self.cluster.join()  # (first: a replica that cannot reach Redis starts nothing)
         self.loops.start()
         self._registry = ProcessRegistry()
         sandbox = host_support()  # probed once per process, before any server needs it
@@ -175,6 +179,8 @@ class Hub:
             if self._cgroups is not None:
                 self._cgroups.remove()
             self.audit.close()
+            if self.cluster is not None:
+                self.cluster.leave()
             leftover = [
                 a
                 for a in pykka.ActorRegistry.get_all()
@@ -257,7 +263,9 @@ class Hub:
         Returns:
             Per server, its state (or why it did not start).
         """
-        outcome = self._tenant(tenant).start_servers().get(timeout=timeouts.ASK)
+        servers = self.config.tenants[tenant].servers if tenant in self.config.tenants else {}
+        elsewhere = self.cluster.elsewhere(tenant, servers) if self.cluster is not None else None
+        outcome = self._tenant(tenant).start_servers(elsewhere).get(timeout=timeouts.ASK)
         started = {name: s for name, s in outcome.items() if isinstance(s, ServerStatus)}
         if wait:
             self.wait_settled(started.values(), timeout)

@@ -29,12 +29,14 @@ _SECTIONS = [
     ("A bind: `...sandbox.binds[]`", "SandboxBind", "...binds[]."),
     ("Resource limits: `...sandbox.limits`", "LimitsConfig", "...limits."),
     ("`audit`", "AuditConfig", "audit."),
+    ("`cluster`", "ClusterConfig", "cluster."),
 ]
 
 _INTRO = """# Configuration reference
 
-Generated from the configuration model (`hub/config_model.py`, `hub/config_sandbox.py`) through
-its JSON Schema (`schemas/config.schema.json`) by `python -m hub.schema_doc`; do not edit by hand.
+Generated from the configuration model (`hub/config_model.py`, `hub/config_sandbox.py`,
+`hub/config_cluster.py`) through its JSON Schema (`schemas/config.schema.json`) by
+`python -m hub.schema_doc`; do not edit by hand.
 
 A configuration is YAML or JSON. Validate one with `python -m hub check --config PATH`.
 

@@ -26,6 +26,7 @@ import tornado.httpserver
 
 import hub
 from hub import listeners
+from hub.cluster import ClusterUnavailable
 from hub.config import HubConfig
 from hub.errors import ConfigError
 from hub.log import hide_keys, install_stack_dump
@@ -63,6 +64,9 @@ def serve(config: HubConfig, plan: listeners.Plan, watch: bool = False) -> int:
         return asyncio.run(_serve(config, plan, bound, watch))
     except KeyboardInterrupt:
         return EXIT_OK
+    except ClusterUnavailable as exc:  # (nothing started; the hub stopped cleanly)
+        print(f"mcp-hub: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 async def _serve(

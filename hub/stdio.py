@@ -14,8 +14,9 @@ thread's asyncio loop.
 
 The configuration it gets holds its tenant only (`hub.config.only_tenant`): no other tenant's
 server is started, nor are their variables or any key needed. With `--server`, the tenant keeps
-that server alone: no other server of it is started either. Its data (server logs, catalog
-caches) lives apart from a service's on the same file, under `<data_dir>/stdio/`.
+that server alone: no other server of it is started either. A `cluster:` section is ignored: the
+stdio hub is no replica (docs/cluster.md), it runs its tenant's servers itself. Its data (server
+logs, catalog caches) lives apart from a service's on the same file, under `<data_dir>/stdio/`.
 """
 
 from __future__ import annotations
@@ -165,7 +166,8 @@ async def _serve(config: HubConfig, scope: Scope) -> int:
     assert main is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, main.cancel)
-    hub_ = Hub(config, data_dir=data_dir(config))
+    # Alone, even on a cluster's configuration: its one client needs every server of its tenant here.
+    hub_ = Hub(config.model_copy(update={"cluster": None}), data_dir=data_dir(config))
     # The stdio client is one session: its instances of per_session servers live until it exits.
     tenant = scope.tenant
     facade = Facade(hub_, lambda ctx: scope, lambda ctx: "stdio", lambda ctx: "stdio")

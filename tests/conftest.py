@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
+import subprocess
 import sys
 import textwrap
 import time
@@ -202,6 +204,42 @@ def node_package(name: str, *path: str) -> Path:
     if not entry.exists():
         missing(f"npm package {name} ({entry})")
     return entry
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[str]:
+    """A real `redis-server` (Debian's) on a free loopback port, without persistence, in a tmp
+    dir; its URL. Stopped (and its files gone with tmp_path) at the end of the test."""
+    import redis
+
+    binary = shutil.which("redis-server")
+    if binary is None:
+        missing("redis-server (Debian's redis-server)")
+    with socket.socket() as probe:  # a free port (redis-server cannot be told to pick one)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    folder = tmp_path / "redis"
+    folder.mkdir()
+    argv = [binary, "--save", "", "--appendonly", "no", "--port", str(port), "--bind", "127.0.0.1"]
+    log = (folder / "redis.log").open("w")
+    proc = subprocess.Popen([*argv, "--dir", str(folder)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url, socket_timeout=1, socket_connect_timeout=1)
+
+    def answers() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.RedisError:
+            return proc.poll() is not None  # (exited: stop waiting, fail below)
+
+    try:
+        assert wait_until(answers, 10) and proc.poll() is None, (folder / "redis.log").read_text()
+        yield url
+    finally:
+        client.close()
+        proc.terminate()
+        proc.wait(10)
+        log.close()
 
 
 @pytest.fixture

@@ -67,6 +67,17 @@ class About(HubIdentity):
     docs: Annotated[str, Doc("Where this document is.")]
 
 
+class HealthCluster(TypedDict):
+    """This replica of a cluster (docs/cluster.md), as of its last heartbeat."""
+
+    replica_id: str
+    members: Annotated[list[str], Doc("The live replicas' ids, sorted (this one included).")]
+    servers_owned: Annotated[
+        int, Doc("How many configured servers placement gives this replica among the live replicas.")
+    ]
+    redis: Literal["reachable", "unreachable"]
+
+
 class HealthComponents(TypedDict):
     actors: str
     servers: Annotated[dict[str, int], Doc("Number of servers per state.")]
@@ -85,6 +96,7 @@ class HealthComponents(TypedDict):
             "memory limit only, per process; docs/security.md).",
         ),
     ]
+    cluster: NotRequired[Annotated[HealthCluster, Doc("Only when the hub runs as a cluster's replica.")]]
 
 
 class Health(HubIdentity):

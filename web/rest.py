@@ -17,6 +17,7 @@ import hub
 from actors.limits import limit_support
 from actors.models import CatalogChanged, Event, ServerStatus, ToolEntry
 from actors.sandbox import host_support
+from hub.cluster import ClusterNode
 from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
 from hub.runtime import Hub
@@ -67,6 +68,17 @@ class RootHandler(ApiHandler):
         self.reply(body)
 
 
+def cluster_health(node: ClusterNode, servers: dict[str, tuple[str, ...]]) -> api.HealthCluster:
+    """What `/health` says of a cluster's replica (its last heartbeat; placement over its live set)."""
+    view = node.view()
+    return {
+        "replica_id": view.replica_id,
+        "members": list(view.members),
+        "servers_owned": sum(len(names) for names in node.share(servers).values()),
+        "redis": "reachable" if view.redis_ok else "unreachable",
+    }
+
+
 class HealthHandler(ApiHandler):
     """`GET /health`: 200 while the hub works, with its name, version, uptime and each component's
     state (public: no tenant or server names)."""
@@ -90,6 +102,9 @@ class HealthHandler(ApiHandler):
                 "limits": limit_support().mechanism,
             },
         }
+        if self.hub.cluster is not None:
+            configured = {name: tuple(t.servers) for name, t in self.hub.config.tenants.items()}
+            body["components"]["cluster"] = await self.blocking(cluster_health, self.hub.cluster, configured)
         self.reply(body)
 
 
