@@ -391,12 +391,24 @@ time.sleep(600)
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def needs_sandbox(pid: int) -> bool:
+    """Whether `pid` is a bwrap (a sandboxed server) rather than the server itself."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe").endswith("/bwrap")
+    except OSError:
+        return False
+
+
 def test_children_die_with_the_hub_even_if_the_watchdog_died_first(tmp_path: Path) -> None:
     # `sleep` ignores its stdin closing: only a signal ends it.
     sleeper = {"command": "sleep", "args": ["600"]}
     proc, (child, watchdog) = hub_in_a_process(
         tmp_path, {"sleeper": sleeper}, _HUB_SCRIPT_SLEEPER, startup_timeout=120
     )
+    # The hub knows the pid as soon as it spawns; a sandboxed server's bwrap takes its parent-death
+    # signal a moment later, before it forks the sandbox. Under load that moment can be long: wait
+    # until the sandbox's own process exists, or a kill in between leaves bwrap (no watchdog here).
+    assert wait_until(lambda: server_process(child) != child or not needs_sandbox(child), 10)
     os.kill(watchdog, signal.SIGKILL)
     assert wait_until(lambda: process_gone(watchdog), 5)
     sigkill(proc)
