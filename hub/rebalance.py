@@ -156,7 +156,7 @@ class Rebalancer:
                 now, count = self._move(tenant, owned, live, configs)
                 self._owned[tenant] = now
                 moved += count
-        self.moves += moved
+            self.moves += moved
         return moved
 
     def _move(
