@@ -179,14 +179,19 @@ def _replica(url: str, replica: str, folder: Path) -> Hub:
     return Hub(config, data_dir=folder / replica)
 
 
-def _running(hub: Hub) -> set[tuple[str, str]]:
-    """The servers `hub` runs, as its events last said (never blocks)."""
+def _running(hub: Hub, *states: ServerState) -> set[tuple[str, str]]:
+    """The servers `hub` runs (or in one of `states`), as its events last said (never blocks)."""
     out = set()
     for tenant, server_name in EVERY:
         status = hub.board.status(tenant, server_name)
-        if status is not None and status.state is ServerState.RUNNING:
+        if status is not None and status.state in (states or (ServerState.RUNNING,)):
             out.add((tenant, server_name))
     return out
+
+
+def _active(hub: Hub) -> set[tuple[str, str]]:
+    """The servers `hub` runs or has not stopped: starting, running, in backoff or failed."""
+    return _running(hub, *(s for s in ServerState if s is not ServerState.STOPPED))
 
 
 def _share_of(replica: str, live: Iterable[str]) -> set[tuple[str, str]]:
@@ -194,8 +199,12 @@ def _share_of(replica: str, live: Iterable[str]) -> set[tuple[str, str]]:
 
 
 def _wait_running(hub: Hub, servers: set[tuple[str, str]], timeout: float) -> None:
-    """Wait (on the hub's events) until `hub` runs exactly `servers`."""
-    assert hub.board.wait_for(lambda: _running(hub) == servers, timeout), (_running(hub), servers)
+    """Wait (on the hub's events) until `hub` runs exactly `servers`, and nothing else starts."""
+
+    def runs_exactly() -> bool:
+        return _running(hub) == servers == _active(hub)
+
+    assert hub.board.wait_for(runs_exactly, timeout), (_active(hub), servers)
 
 
 def _settle(hubs: list[Hub], timeout: float) -> None:
@@ -209,7 +218,7 @@ def _settle(hubs: list[Hub], timeout: float) -> None:
         left = deadline - time.monotonic()
         assert node.wait_for(lambda v: v.members == live, left), (node.replica_id, node.view(), live)
         _wait_running(hub, _share_of(node.replica_id, live), deadline - time.monotonic())
-    counts = Counter(s for hub in hubs for s in _running(hub))
+    counts = Counter(s for hub in hubs for s in _active(hub))
     assert set(counts) == EVERY and set(counts.values()) == {1}, counts
     for hub in hubs:
         assert hub.cluster is not None
@@ -235,7 +244,9 @@ def test_replicas_share_the_servers_a_newcomer_takes_its_share_and_a_leaver_hand
             started.append(hub)
         assert _share_of("r2", ["r1", "r2"])  # (so something had to move)
         _settle([r1, r2], settle)
-        assert r1.rebalancer.moves == len(_share_of("r2", ["r1", "r2"]))
+        for tenant, name in _share_of("r2", ["r1", "r2"]):  # one log line per move
+            line = f"cluster: rebalance: stopping {tenant}/{name}: replica r2 runs it now"
+            assert line in caplog.messages
         # r3 joins: what it wins moves to it, from whichever replica had it; nothing else moves.
         before = {h.cluster.replica_id: _running(h) for h in (r1, r2) if h.cluster is not None}
         r3.start()
@@ -281,7 +292,7 @@ def test_the_servers_of_a_sigkilled_replica_run_on_the_survivor_within_ttl_and_s
         assert node.wait_for(lambda v: v.members == ("dies", "stays"), 10)
         mine, theirs = _share_of("stays", ["dies", "stays"]), _share_of("dies", ["dies", "stays"])
         assert theirs
-        assert stays.board.wait_for(lambda: _running(stays) == mine, 3 * HEARTBEAT + 30)
+        _wait_running(stays, mine, 3 * HEARTBEAT + 30)
 
         def dies_runs_its_share() -> bool:
             health = served.get("/health").body["components"]
@@ -295,7 +306,7 @@ def test_the_servers_of_a_sigkilled_replica_run_on_the_survivor_within_ttl_and_s
         killed = time.monotonic()
         served.proc.wait(10)
         limit = node.config.ttl + HEARTBEAT + 20  # ttl + one heartbeat + the start time
-        assert stays.board.wait_for(lambda: _running(stays) == EVERY, limit)
+        _wait_running(stays, EVERY, limit)
         assert time.monotonic() - killed <= limit
         assert node.view().members == ("stays",)
     finally:
