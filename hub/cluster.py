@@ -9,14 +9,16 @@ its key expires. The key's value says who holds it (`token`, random per process)
 given one id are noticed and logged.
 
 `hub.placement` turns the live set into each replica's share of the servers; `ClusterNode.elsewhere`
-is what `Hub.start_tenant` leaves to other replicas. Redis is imported only here, and only when a
+is what a tenant's start leaves to other replicas, and `hub.rebalance` moves servers when the live
+set changes. Redis is imported only here, and only when a
 `ClusterNode` is made: a hub without `cluster:` never imports it.
 
 Threads: `join` and `leave` run on the thread that starts and stops the hub; the heartbeat on
 `cluster-heartbeat`; `view`, `share`, `members()` and `elsewhere(..., members)` read the last
 snapshot and never block on Redis, so any thread (the web loop too) may call them;
 `members(refresh=True)` and `elsewhere` without `members` ask Redis on the caller's thread (a
-blocking one: `Hub.start_tenant`'s).
+blocking one: `Hub.start_tenant`'s). `wait_for` blocks its caller until a snapshot satisfies it:
+`hub.rebalance` watches the live set with it, on a thread of its own.
 """
 
 from __future__ import annotations
@@ -221,6 +223,11 @@ class ClusterNode:
                     return False
                 self._changed.wait(left)
             return True
+
+    def poke(self) -> None:
+        """Wake every `wait_for` now, to check its predicate again (a watcher that stops)."""
+        with self._changed:
+            self._changed.notify_all()
 
     def share(
         self, servers: Mapping[str, Iterable[str]], members: Iterable[str] | None = None

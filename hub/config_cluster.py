@@ -22,9 +22,10 @@ class ClusterConfig(ConfigModel):
     """Run this hub as one replica of a cluster (docs/cluster.md). Each replica keeps a key with a
     time to live in Redis (3 heartbeats long) and renews it every heartbeat; the replicas whose key
     lives are the cluster, and a rendezvous hash of (tenant, server) over their ids decides which
-    one runs each server: a replica starts only its share when tenants start. Every replica must
-    read the same configuration. Not yet: rebalancing when replicas join or leave, forwarding calls
-    to the replica that runs a server, cluster-wide quotas (docs/cluster.md says what works)."""
+    one runs each server: a replica starts only its share when tenants start, and moves servers
+    when replicas join or leave. Every replica must read the same configuration. Not yet:
+    forwarding calls to the replica that runs a server, cluster-wide quotas (docs/cluster.md says
+    what works)."""
 
     redis_url: SecretKey = Field(
         description="Secret. The Redis that holds the cluster's membership: `redis://[:password@]host"

@@ -42,7 +42,7 @@ from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor, RouterActorProxy, router_proxy
 from actors.sandbox import SandboxSite, host_support
 from actors.server import Requester
-from actors.tenant import TenantActor, TenantInfo
+from actors.tenant import TenantActor, TenantActorProxy, TenantInfo
 from hub import reload, timeouts
 from hub.audit import AuditLog
 from hub.calls import CallPath, InFlight
@@ -53,6 +53,7 @@ from hub.events import EventBoard, WakeKey
 from hub.instances import SessionInstances
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
+from hub.rebalance import Rebalancer
 from hub.routes import RouteCache
 from hub.upstream import UpstreamRequests
 from hub.wakes import Wakes
@@ -98,6 +99,7 @@ class Hub:
         self.in_flight = InFlight()
         self.loops = HubLoops()
         self.cluster = node_of(config.cluster)  # None: the hub runs alone (docs/cluster.md)
+        self.rebalancer = Rebalancer(self.cluster, lambda name: self._tenant(name), lambda: self.config)
         # The lambdas look `_tenant` and `config` up at each use: a reload replaces the configuration.
         self.wakes = Wakes(
             self.board,
@@ -156,6 +158,7 @@ class Hub:
         for status in self.servers():
             self.metrics.count_on_demand(status)  # never-used ones have told no event yet
         self.started_at = time.time()
+        self.rebalancer.start()  # (watches the live set: a cluster's replica only)
         if self.config.orchestrator.auto_start:
             for name in self.config.tenants:
                 self.start_tenant(name, wait=False)
@@ -164,6 +167,7 @@ class Hub:
     def stop(self) -> None:
         """Refuse new calls, let calls in flight finish (up to `shutdown_grace`), then stop every
         server (calls still in flight get an error), every actor, and the watchdog."""
+        self.rebalancer.stop()  # (first: no server moves while the tree comes down)
         grace = self.config.orchestrator.shutdown_grace
         still = self.in_flight.drain(grace)
         if still:
@@ -252,7 +256,7 @@ class Hub:
         """Whether the hub stops (new calls are refused); any thread."""
         return self.in_flight.stopping
 
-    def _tenant(self, name: str) -> pykka.ActorProxy[TenantActor]:
+    def _tenant(self, name: str) -> TenantActorProxy:
         return self.router.tenant(name).get(timeout=timeouts.ASK)
 
     # ------------------------------------------------------------------ servers
@@ -263,9 +267,7 @@ class Hub:
         Returns:
             Per server, its state (or why it did not start).
         """
-        servers = self.config.tenants[tenant].servers if tenant in self.config.tenants else {}
-        elsewhere = self.cluster.elsewhere(tenant, servers) if self.cluster is not None else None
-        outcome = self._tenant(tenant).start_servers(elsewhere).get(timeout=timeouts.ASK)
+        outcome = self.rebalancer.start_tenant(tenant)  # (a replica's share only: `hub.rebalance`)
         started = {name: s for name, s in outcome.items() if isinstance(s, ServerStatus)}
         if wait:
             self.wait_settled(started.values(), timeout)
@@ -273,7 +275,7 @@ class Hub:
 
     def stop_tenant(self, tenant: str) -> dict[str, str]:
         """Stop every server of `tenant`; per server, its final state."""
-        return self._tenant(tenant).stop_servers().get(timeout=timeouts.LIFECYCLE)
+        return self.rebalancer.stop_tenant(tenant)
 
     def start_server(
         self, tenant: str, server: str, wait: bool = True, timeout: float | None = None
