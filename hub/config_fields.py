@@ -43,7 +43,7 @@ def _bind_path(value: str, info: ValidationInfo) -> str:
     return value if base is None else os.path.abspath(Path(base) / value)
 
 
-def _secret(value: Any) -> Secret:
+def secret_value(value: Any) -> Secret:
     if isinstance(value, Secret):
         return value
     if isinstance(value, str):
@@ -72,7 +72,7 @@ BindPath = Annotated[str, Field(min_length=1), AfterValidator(_bind_path)]
 PositiveOrNone = Annotated[int | None, Field(ge=1)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 OptionalPort = Annotated[int | None, Field(ge=0, le=65535)]
-SecretKey = Annotated[Secret, PlainValidator(_secret), WithJsonSchema({"type": "string"})]
+SecretKey = Annotated[Secret, PlainValidator(secret_value), WithJsonSchema({"type": "string"})]
 Keys = Annotated[
     tuple[SecretKey, ...],
     BeforeValidator(_without_empty),

@@ -21,7 +21,7 @@ import yaml
 import schemas
 
 # Keys whose values are secrets, at any depth: their values never appear in a message.
-_SECRET_KEYS = frozenset({"env", "headers", "api_keys", "admin_keys"})
+_SECRET_KEYS = frozenset({"env", "headers", "api_keys", "admin_keys", "redis_url", "secret"})
 
 
 def dotted_path(path: tuple[Any, ...]) -> str:
@@ -181,7 +181,9 @@ def _out_of_bounds(error: jsonschema.ValidationError, path: tuple[Any, ...]) -> 
 
 
 def _empty(error: jsonschema.ValidationError, path: tuple[Any, ...]) -> Iterator[str]:
-    yield f"{dotted_path(path)}: must not be empty"
+    least = error.schema.get("minLength", 1)
+    need = "must not be empty" if least <= 1 else f"must be at least {least} characters"
+    yield f"{dotted_path(path)}: {need}"
 
 
 def _no_match(error: jsonschema.ValidationError, path: tuple[Any, ...]) -> Iterator[str]:

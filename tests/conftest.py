@@ -206,6 +206,17 @@ def node_package(name: str, *path: str) -> Path:
     return entry
 
 
+CLUSTER_SECRET = "test-cluster-secret-" + "0123456789abcdef" * 2  # (fixed: every replica of a test shares it)
+
+
+def cluster_section(url: str, replica: str | None, heartbeat: float, **more: object) -> dict[str, object]:
+    """A `cluster:` section for a replica of a test's cluster on the Redis at `url`."""
+    section: dict[str, object] = {"redis_url": url, "secret": CLUSTER_SECRET, "heartbeat": heartbeat}
+    if replica is not None:
+        section["replica_id"] = replica
+    return {**section, **more}
+
+
 @pytest.fixture
 def redis_server(tmp_path: Path) -> Iterator[str]:
     """A real `redis-server` (Debian's) on a free loopback port, without persistence, in a tmp

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from conftest import ROOT, config_of, server
+from conftest import CLUSTER_SECRET, ROOT, cluster_section, config_of, server
 
 from actors.models import ServerState
 from hub import placement
@@ -78,21 +78,35 @@ def test_a_replicas_share_is_what_placement_gives_it() -> None:
 
 
 def test_the_cluster_section_its_defaults_and_its_errors() -> None:
-    config = parse_config("tenants: {}\ncluster: {redis_url: 'redis://:pw@127.0.0.1:1/0', heartbeat: 2}\n")
+    config = parse_config(
+        "tenants: {}\ncluster: {redis_url: 'redis://:pw@127.0.0.1:1/0', "
+        f"secret: {CLUSTER_SECRET}, heartbeat: 2}}\n"
+    )
     assert config.cluster is not None
     assert config.cluster.ttl == 6.0
     assert config.cluster.resolved_replica_id() == f"{os.uname().nodename}-{os.getpid()}"
     assert "pw" not in repr(config.cluster)  # the URL is a secret
+    assert CLUSTER_SECRET not in repr(config.cluster)  # and so is the secret
+    assert config.cluster.advertised("0.0.0.0", 8080) == f"http://{os.uname().nodename}:8080"
+    assert config.cluster.advertised("127.0.0.1", 8080) == "http://127.0.0.1:8080"
     assert parse_config("tenants: {}\n").cluster is None
     with pytest.raises(ConfigError) as caught:
-        parse_config("tenants: {}\ncluster: {redis_url: x, replica_id: 'a b', heartbeat: 0, port: 1}\n")
+        parse_config(
+            "tenants: {}\ncluster: {redis_url: x, secret: too-short-a-secret, replica_id: 'a b', "
+            "heartbeat: 0, port: 1, advertise_url: 'ftp://x'}\n"
+        )
     text = str(caught.value)
     for problem in (
         "cluster.replica_id: must match",
         "cluster.heartbeat: must be >=",
         "cluster.port: unknown",
+        "cluster.secret: must be at least 32 characters",
+        "cluster.advertise_url: must match",
     ):
         assert problem in text, text
+    assert "too-short" not in text  # (a secret is never echoed)
+    with pytest.raises(ConfigError, match=r"cluster\.secret: 'secret' is required"):
+        parse_config("tenants: {}\ncluster: {redis_url: x}\n")
 
 
 def test_a_hub_without_a_cluster_section_never_imports_redis(tmp_path: Path) -> None:
@@ -118,7 +132,7 @@ def test_a_hub_without_a_cluster_section_never_imports_redis(tmp_path: Path) -> 
 
 
 def _cluster(url: str, replica: str, heartbeat: float = HEARTBEAT) -> dict[str, object]:
-    return {"redis_url": url, "replica_id": replica, "heartbeat": heartbeat}
+    return cluster_section(url, replica, heartbeat)
 
 
 def test_replicas_join_see_each_other_and_one_that_stops_leaves_at_once(redis_server: str) -> None:

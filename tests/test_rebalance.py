@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import pykka
 import pytest
-from conftest import config_of, server, wait_until
+from conftest import cluster_section, config_of, server, wait_until
 
 from actors.models import ServerState, ServerStatus
 from actors.tenant import TenantActorProxy
@@ -174,7 +174,7 @@ def _tenants() -> dict[str, dict[str, object]]:
 
 
 def _replica(url: str, replica: str, folder: Path) -> Hub:
-    cluster = {"redis_url": url, "replica_id": replica, "heartbeat": HEARTBEAT}
+    cluster = cluster_section(url, replica, HEARTBEAT)
     config = config_of(_tenants(), cluster=cluster, orchestrator={"auto_start": True})
     return Hub(config, data_dir=folder / replica)
 
@@ -281,7 +281,7 @@ def test_the_servers_of_a_sigkilled_replica_run_on_the_survivor_within_ttl_and_s
     folder = tmp_path / "dies"
     folder.mkdir()
     stays = _replica(redis_server, "stays", tmp_path)
-    cluster = {"redis_url": redis_server, "replica_id": "dies", "heartbeat": HEARTBEAT}
+    cluster = cluster_section(redis_server, "dies", HEARTBEAT)
     config = write_config(folder, _tenants(), cluster=cluster, orchestrator={"auto_start": True})
     stays.start()
     served = None
