@@ -119,12 +119,7 @@ class CatalogCache:
             "server": self.server,
             "spec": self.key,
             "saved_at": time.time(),
-            "tools": [_tool_json(t) for t in catalog.tools],
-            "resources": [_named_json(r) for r in catalog.resources],
-            "resource_templates": [_named_json(r) for r in catalog.resource_templates],
-            "prompts": [_named_json(p) for p in catalog.prompts],
-            "capabilities": dict(catalog.capabilities) if catalog.capabilities is not None else None,
-            "instructions": catalog.instructions,
+            **catalog_json(catalog),
         }
         temp: str | None = None
         try:
@@ -142,36 +137,60 @@ class CatalogCache:
                     os.unlink(temp)
 
     def _catalog(self, data: dict[str, Any]) -> ServerCatalog:
-        def named(items: Any) -> tuple[NamedEntry, ...]:
-            return tuple(
-                NamedEntry(self.tenant, self.server, _text(item["name"]), dict(item["raw"])) for item in items
-            )
+        return catalog_of(self.tenant, self.server, data, cached=True)
 
-        tools = tuple(
-            ToolEntry(
-                tenant=self.tenant,
-                server=self.server,
-                name=_text(t["name"]),
-                description=t.get("description"),
-                title=t.get("title"),
-                input_schema=dict(t.get("input_schema") or {}),
-                output_schema=dict(t["output_schema"]) if t.get("output_schema") else None,
-                annotations=dict(t["annotations"]) if t.get("annotations") else None,
-                meta=dict(t["meta"]) if t.get("meta") else None,
-            )
-            for t in data["tools"]
+
+def catalog_json(catalog: ServerCatalog) -> dict[str, Any]:
+    """What `catalog` offers as JSON (tools, resources, templates, prompts, capabilities,
+    instructions): the cache's format, and what a cluster's replicas publish (`hub.cluster_catalog`)."""
+    return {
+        "tools": [_tool_json(t) for t in catalog.tools],
+        "resources": [_named_json(r) for r in catalog.resources],
+        "resource_templates": [_named_json(r) for r in catalog.resource_templates],
+        "prompts": [_named_json(p) for p in catalog.prompts],
+        "capabilities": dict(catalog.capabilities) if catalog.capabilities is not None else None,
+        "instructions": catalog.instructions,
+    }
+
+
+def catalog_of(
+    tenant: str, server: str, data: dict[str, Any], cached: bool = False, seq: int = 0
+) -> ServerCatalog:
+    """The catalog that `catalog_json` wrote, as `tenant`'s `server`'s.
+
+    Raises:
+        KeyError, TypeError, ValueError, AttributeError: `data` is malformed.
+    """
+
+    def named(items: Any) -> tuple[NamedEntry, ...]:
+        return tuple(NamedEntry(tenant, server, _text(item["name"]), dict(item["raw"])) for item in items)
+
+    tools = tuple(
+        ToolEntry(
+            tenant=tenant,
+            server=server,
+            name=_text(t["name"]),
+            description=t.get("description"),
+            title=t.get("title"),
+            input_schema=dict(t.get("input_schema") or {}),
+            output_schema=dict(t["output_schema"]) if t.get("output_schema") else None,
+            annotations=dict(t["annotations"]) if t.get("annotations") else None,
+            meta=dict(t["meta"]) if t.get("meta") else None,
         )
-        return ServerCatalog(
-            self.tenant,
-            self.server,
-            tools,
-            named(data["resources"]),
-            named(data["resource_templates"]),
-            named(data["prompts"]),
-            cached=True,
-            capabilities=_capabilities(data.get("capabilities")),
-            instructions=_optional_text(data.get("instructions")),
-        )
+        for t in data["tools"]
+    )
+    return ServerCatalog(
+        tenant,
+        server,
+        tools,
+        named(data["resources"]),
+        named(data["resource_templates"]),
+        named(data["prompts"]),
+        cached=cached,
+        seq=seq,
+        capabilities=_capabilities(data.get("capabilities")),
+        instructions=_optional_text(data.get("instructions")),
+    )
 
 
 def _text(value: Any) -> str:

@@ -56,6 +56,7 @@ class ServerStatus:
     seq: int = 0  # increases with every change of this server's status: orders snapshots
     session: str | None = None  # set on a per_session server's instance: the session it serves
     retry_at: float | None = None  # Unix time of the next automatic restart (backoff, failed)
+    replica: str | None = None  # in a cluster, the replica that runs it (set by the router)
 
     def retry_in_seconds(self) -> float | None:
         """Seconds until the next automatic restart, from now (None: none is due)."""
@@ -99,6 +100,7 @@ class ServerStatus:
             "tools": self.tools,
             "lifecycle": self.lifecycle,
             "catalog": self.catalog,
+            "replica": self.replica,
             "stopped_reason": self.stopped_reason.value if self.stopped_reason else None,
             "retry_at": self.retry_at,
             "retry_in_seconds": self.retry_in_seconds(),
@@ -253,9 +255,11 @@ class NotificationsDropped:
 
 @dataclass(frozen=True)
 class CatalogChanged:
-    """A server's catalog changed (started, stopped, or it sent a list_changed notification)."""
+    """A server's catalog changed (started, stopped, or it sent a list_changed notification).
+    `remote`: the router relays the view of a server another replica of a cluster runs (or ran)."""
 
     catalog: ServerCatalog
+    remote: bool = False
 
 
 @dataclass(frozen=True)

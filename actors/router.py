@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, assert_never, cast
 
@@ -42,6 +42,7 @@ from actors.models import (
     ToolEntry,
 )
 from actors.reaper import ProcessRegistry
+from actors.remote_servers import RemoteServer, RemoteServerChanged, RemoteServers, ReplicasChanged
 from actors.sandbox import SandboxSite
 from actors.server import Listener, Requester, ServerEndpoint, tell
 from actors.tenant import TenantActor, TenantActorProxy, TenantLease, tenant_proxy
@@ -95,8 +96,10 @@ class RouterActor(pykka.ThreadingActor):
         log_dir: Path,
         cache_dir: Path | None = None,
         sandbox_site: SandboxSite | None = None,
+        remote: RemoteServers | None = None,
     ) -> None:
         super().__init__()
+        self._remote = remote  # a cluster's replica: the servers the others run (`actors.remote_servers`)
         self._orch = orchestrator
         self._registry = registry
         self._log_dir = log_dir
@@ -154,6 +157,8 @@ class RouterActor(pykka.ThreadingActor):
             self._drop_catalog(key)
         for key in [k for k in self._statuses if k[0] == name]:
             del self._statuses[key]
+        if self._remote is not None:
+            self._remote.forget(name)
 
     def update_tenant(self, lease: TenantLease, servers: tuple[str, ...]) -> None:
         """A tenant was reconfigured: its new lease; forget servers it no longer has, and take the
@@ -162,6 +167,8 @@ class RouterActor(pykka.ThreadingActor):
         for key in [k for k in self._statuses if k[0] == lease.tenant and k[1] not in servers]:
             del self._statuses[key]
             self._drop_catalog(key)
+            if self._remote is not None:
+                self._remote.forget(*key)
         tenant = self._tenants[lease.tenant]
         for server in servers:
             key = (lease.tenant, server)
@@ -198,8 +205,12 @@ class RouterActor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------------ events
 
-    def on_receive(self, message: Event) -> None:
-        """Events told by tenants (on the router thread): update the catalog, relay to subscribers."""
+    def on_receive(self, message: Event | RemoteServerChanged | ReplicasChanged) -> None:
+        """Events told by tenants (on the router thread): update the catalog, relay to subscribers.
+        In a cluster, what the other replicas run, told by the mirror (`hub.cluster_catalog`)."""
+        if isinstance(message, RemoteServerChanged | ReplicasChanged):
+            self._on_remote(message)
+            return
         match message:
             case CatalogChanged(catalog=catalog):
                 key = (catalog.tenant, catalog.server)
@@ -225,6 +236,39 @@ class RouterActor(pykka.ThreadingActor):
             case _:
                 assert_never(message)
         self._relay(message)
+
+    def _on_remote(self, message: RemoteServerChanged | ReplicasChanged) -> None:
+        """Record what another replica runs; relay the catalog of each server whose view changed."""
+        remote = self._remote
+        if remote is None:
+            return
+        if isinstance(message, ReplicasChanged):
+            keys = remote.members(message.members)
+        else:
+            if (message.tenant, message.server) not in self._statuses:
+                return  # (a tenant or server this replica's configuration does not have)
+            before = self._catalog_of((message.tenant, message.server))
+            remote.update(message)
+            keys = {(message.tenant, message.server)}
+            if before is not None and before == self._catalog_of((message.tenant, message.server)):
+                keys = set()  # (a status change only: nothing to list again)
+        for tenant, server in keys:
+            if (tenant, server) in self._statuses:
+                catalog = self._catalog_of((tenant, server)) or ServerCatalog(tenant, server)
+                self._relay(CatalogChanged(catalog, remote=True))
+
+    def _chosen(self, key: tuple[str, str]) -> RemoteServer | None:
+        """The other replica that speaks for `key`, if one does (`RemoteServers.chosen`)."""
+        lease = self._leases.get(key[0])
+        if self._remote is None or lease is None or key[1] not in lease.endpoints:
+            return None
+        movable = not (lease.on_demand[key[1]] or lease.per_session[key[1]])
+        return self._remote.chosen(key, self._statuses.get(key), movable)
+
+    def _catalog_of(self, key: tuple[str, str]) -> ServerCatalog | None:
+        """The catalog listed for `key`: this replica's, or the one of the replica that runs it."""
+        chosen = self._chosen(key)
+        return chosen.catalog if chosen is not None else self._catalogs.get(key)
 
     def _install(self, catalog: ServerCatalog) -> None:
         key = (catalog.tenant, catalog.server)
@@ -259,6 +303,10 @@ class RouterActor(pykka.ThreadingActor):
             NotFound: no such tool in this tenant's catalog (whatever other tenants have).
         """
         entry = self._tools.get((tenant, tool_id))
+        if entry is None and self._remote is not None:
+            chosen = self._chosen((tenant, tool_id.partition(".")[0]))
+            if chosen is not None and tool_id in chosen.tools:
+                return self._forwarded(tenant, chosen, chosen.tools[tool_id])
         if entry is None:
             self._require_running(tenant, self._known.get((tenant, tool_id)))
             raise NotFound(f"no tool '{tool_id}' in tenant '{tenant}'{self._no_catalog(tenant, tool_id)}")
@@ -272,6 +320,13 @@ class RouterActor(pykka.ThreadingActor):
             lease.on_demand[entry.server],
             lease.per_session[entry.server],
         )
+
+    def _forwarded(self, tenant: str, chosen: RemoteServer, entry: ToolEntry) -> Route:
+        """The route of a tool another replica runs: its calls go there (`hub.cluster_link`)."""
+        assert self._remote is not None
+        lease = self._leases[tenant]
+        endpoint = self._remote.endpoint(chosen.replica, tenant, entry.server)
+        return Route(tenant, entry, endpoint, lease.gate, lease.call_timeouts[entry.server])
 
     def server_route(
         self, tenant: str, server: str, running: bool = True
@@ -289,6 +344,10 @@ class RouterActor(pykka.ThreadingActor):
         if lease is None or server not in lease.endpoints:
             raise NotFound(f"no server '{server}' in tenant '{tenant}'")
         on_demand = lease.on_demand[server]
+        chosen = self._chosen((tenant, server))
+        if chosen is not None and self._remote is not None:
+            endpoint = self._remote.endpoint(chosen.replica, tenant, server)
+            return (endpoint, lease.gate, lease.call_timeouts[server], False, False)
         if running and not on_demand:
             self._require_running(tenant, server)
         return (
@@ -339,18 +398,32 @@ class RouterActor(pykka.ThreadingActor):
         return tuple(p for c in self._ordered(tenant) for p in c.prompts)
 
     def statuses(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
-        """Server statuses of one tenant, or of all."""
-        return tuple(s for (t, _), s in self._statuses.items() if tenant is None or t == tenant)
+        """Server statuses of one tenant, or of all (in a cluster, as the replica that runs each says)."""
+        out = []
+        for key, status in self._statuses.items():
+            if tenant is None or key[0] == tenant:
+                chosen = self._chosen(key) if self._remote is not None else None
+                out.append(chosen.status if chosen is not None else self._own(status))
+        return tuple(out)
+
+    def _own(self, status: ServerStatus) -> ServerStatus:
+        """`status` of a server of this replica, which says so in a cluster (unless stopped)."""
+        if self._remote is None or status.state is ServerState.STOPPED:
+            return status
+        return replace(status, replica=self._remote.replica_id)
 
     def _ordered(self, tenant: str | None) -> list[ServerCatalog]:
         if tenant is not None and tenant not in self._tenants:
             raise NotFound(f"no tenant '{tenant}'")
         # In configuration order (statuses are created in that order), whatever order servers started in.
-        return [
-            self._catalogs[k]
-            for k in self._statuses
-            if k in self._catalogs and (tenant is None or k[0] == tenant)
-        ]
+        if self._remote is None:
+            return [
+                self._catalogs[k]
+                for k in self._statuses
+                if k in self._catalogs and (tenant is None or k[0] == tenant)
+            ]
+        listed = (self._catalog_of(k) for k in self._statuses if tenant is None or k[0] == tenant)
+        return [c for c in listed if c is not None]
 
 
 class RouterActorProxy(ActorMemberMixin, pykka.ActorProxy[RouterActor]):

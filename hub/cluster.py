@@ -31,7 +31,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from hub import placement
@@ -40,7 +40,7 @@ from hub.config_cluster import ClusterConfig
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["KEY_PREFIX", "ClusterNode", "ClusterUnavailable", "ClusterView"]
+__all__ = ["KEY_PREFIX", "ClusterNode", "ClusterUnavailable", "ClusterView", "describe"]
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,7 @@ class ClusterView:
     redis_ok: bool
     error: str | None
     seen_at: float
+    urls: Mapping[str, str] = field(default_factory=dict)  # each live replica's advertised URL
 
 
 class ClusterNode:
@@ -84,10 +85,10 @@ class ClusterNode:
 
         self.config = config
         self.replica_id = config.resolved_replica_id()
-        self._errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
+        self.errors: tuple[type[BaseException], ...] = (redis.RedisError, OSError)
         # A call to Redis must give up before the key expires, so a slow Redis reads as a lost one.
         timeout = max(min(config.heartbeat, 5.0), 0.05)
-        self._redis: redis.Redis = redis.Redis.from_url(
+        self.redis: redis.Redis = redis.Redis.from_url(
             config.redis_url.reveal(),
             socket_timeout=timeout,
             socket_connect_timeout=timeout,
@@ -95,9 +96,13 @@ class ClusterNode:
         )
         self._key = KEY_PREFIX + self.replica_id
         self._token = uuid.uuid4().hex
-        self._value = json.dumps(
-            {"id": self.replica_id, "token": self._token, "host": socket.gethostname(), "pid": os.getpid()}
-        )
+        self._holder = {
+            "id": self.replica_id,
+            "token": self._token,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+        }
+        self._value = json.dumps(self._holder)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._joined = False  # whether this replica wrote its key (so `leave` deletes it)
@@ -105,6 +110,11 @@ class ClusterNode:
         self._view = ClusterView(self.replica_id, (), False, "not joined yet", time.time())
 
     # ------------------------------------------------------------------ lifecycle
+
+    def advertise(self, url: str) -> None:
+        """The URL the other replicas reach this one at (before `join`: it goes in the key)."""
+        self._holder["url"] = url
+        self._value = json.dumps(self._holder)
 
     def join(self) -> ClusterNode:
         """Write this replica's key and read the live set once (on the caller's thread), then start
@@ -114,7 +124,7 @@ class ClusterNode:
             ClusterUnavailable: Redis cannot be reached (the message says why, never the URL).
         """
         try:
-            holder = self._redis.get(self._key)
+            holder = self.redis.get(self._key)
             if holder is not None and json.loads(str(holder)).get("token") != self._token:
                 log.warning(
                     "cluster: replica id %r is already held (another replica with this id, or this "
@@ -122,8 +132,8 @@ class ClusterNode:
                     "cluster.replica_id",
                     self.replica_id,
                 )
-        except self._errors as exc:
-            raise ClusterUnavailable(f"cluster: cannot reach Redis: {_describe(exc)}") from exc
+        except self.errors as exc:
+            raise ClusterUnavailable(f"cluster: cannot reach Redis: {describe(exc)}") from exc
         except ValueError:
             pass  # (a value this code did not write: overwritten below)
         self._joined = True
@@ -143,19 +153,19 @@ class ClusterNode:
             self._thread.join(timeout=self.config.ttl + 5)
             self._thread = None
         if not self._joined:
-            self._redis.close()
+            self.redis.close()
             return
         self._joined = False
         try:
-            self._redis.eval(_RELEASE, 1, self._key, self._value)  # type: ignore[no-untyped-call]
-        except self._errors as exc:
+            self.redis.eval(_RELEASE, 1, self._key, self._value)  # type: ignore[no-untyped-call]
+        except self.errors as exc:
             log.warning(
                 "cluster: could not delete this replica's key (it expires in %gs): %s",
                 self.config.ttl,
-                _describe(exc),
+                describe(exc),
             )
         finally:
-            self._redis.close()
+            self.redis.close()
 
     def _run(self) -> None:
         """The heartbeat (on `cluster-heartbeat`): renew the key, read the live set, wait."""
@@ -165,16 +175,25 @@ class ClusterNode:
     def _beat(self) -> None:
         """One heartbeat: renew the key for `ttl`, then read the live set; record what was seen."""
         try:
-            self._redis.set(self._key, self._value, px=max(1, round(self.config.ttl * 1000)))
-            members = self._scan()
-        except self._errors as exc:
-            self._record(replace(self._view, redis_ok=False, error=_describe(exc), seen_at=time.time()))
+            self.redis.set(self._key, self._value, px=max(1, round(self.config.ttl * 1000)))
+            members, urls = self._scan()
+        except self.errors as exc:
+            self._record(replace(self._view, redis_ok=False, error=describe(exc), seen_at=time.time()))
             return
-        self._record(ClusterView(self.replica_id, members, True, None, time.time()))
+        self._record(ClusterView(self.replica_id, members, True, None, time.time(), urls))
 
-    def _scan(self) -> tuple[str, ...]:
-        keys = self._redis.scan_iter(match=KEY_PREFIX + "*", count=1000)
-        return tuple(sorted({str(k)[len(KEY_PREFIX) :] for k in keys}))
+    def _scan(self) -> tuple[tuple[str, ...], dict[str, str]]:
+        """The live replicas' ids, and the URL each advertises (in its key's value)."""
+        keys = sorted({str(k) for k in self.redis.scan_iter(match=KEY_PREFIX + "*", count=1000)})
+        urls = {}
+        for key, value in zip(keys, self.redis.mget(keys) if keys else [], strict=True):
+            try:
+                url = json.loads(str(value)).get("url") if value is not None else None
+            except (ValueError, AttributeError):
+                url = None
+            if isinstance(url, str):
+                urls[key[len(KEY_PREFIX) :]] = url
+        return tuple(k[len(KEY_PREFIX) :] for k in keys), urls
 
     def _record(self, view: ClusterView) -> None:
         old = self._view
@@ -202,14 +221,16 @@ class ClusterNode:
         if Redis cannot be reached, the last snapshot."""
         if refresh:
             try:
-                members = self._scan()
-            except self._errors as exc:
+                members, urls = self._scan()
+            except self.errors as exc:
                 log.warning(
-                    "cluster: reading the live replicas failed, using the last seen: %s", _describe(exc)
+                    "cluster: reading the live replicas failed, using the last seen: %s", describe(exc)
                 )
             else:
                 self._record(
-                    replace(self._view, members=members, redis_ok=True, error=None, seen_at=time.time())
+                    replace(
+                        self._view, members=members, redis_ok=True, error=None, seen_at=time.time(), urls=urls
+                    )
                 )
         return self._view.members
 
@@ -254,7 +275,7 @@ class ClusterNode:
         return out
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """One line about a Redis failure; redis-py's messages name the host and port, not the password."""
     return f"{type(exc).__name__}: {exc}"[:300]
 

@@ -25,7 +25,9 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -183,3 +185,20 @@ def install_stack_dump(signum: int = signal.SIGUSR1) -> Callable[[], None]:
         signal.signal(signum, previous)
 
     return restore
+
+
+def log_tail(path: Path, tail: int, max_bytes: int, *secrets: Any) -> list[str]:
+    """The last `tail` lines of a server's stderr log `path` (its rotated `.1` file too if need be,
+    each read up to its last `max_bytes`), with the values of `secrets` (`SecretMap`s) masked."""
+    from hub.config import redact
+
+    lines: list[str] = []
+    for part in (path, path.with_name(path.name + ".1")):
+        if len(lines) >= tail:
+            break
+        try:
+            text = part.read_bytes()[-max_bytes:].decode("utf-8", "replace")
+        except FileNotFoundError:
+            continue
+        lines = text.splitlines()[-(tail - len(lines)) :] + lines
+    return [redact(line, *secrets) for line in lines[-tail:]] if tail else []

@@ -47,13 +47,15 @@ from hub import reload, timeouts
 from hub.audit import AuditLog
 from hub.calls import CallPath, InFlight
 from hub.cluster import node_of
-from hub.config import HubConfig, load_config, redact
+from hub.config import HubConfig, load_config
 from hub.errors import BadRequest, NotFound, ShuttingDown
 from hub.events import EventBoard, WakeKey
 from hub.instances import SessionInstances
+from hub.log import log_tail
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
 from hub.rebalance import Rebalancer
+from hub.replica import replica_parts
 from hub.routes import RouteCache
 from hub.upstream import UpstreamRequests
 from hub.wakes import Wakes
@@ -100,6 +102,7 @@ class Hub:
         self.loops = HubLoops()
         self.cluster = node_of(config.cluster)  # None: the hub runs alone (docs/cluster.md)
         self.rebalancer = Rebalancer(self.cluster, lambda name: self._tenant(name), lambda: self.config)
+        self.replica = replica_parts(self.cluster, lambda: self.config, lambda: self.router.actor_ref)
         # The lambdas look `_tenant` and `config` up at each use: a reload replaces the configuration.
         self.wakes = Wakes(
             self.board,
@@ -128,6 +131,8 @@ class Hub:
         self.board.add_listener(self.metrics.on_event)
         self.board.add_listener(self.sessions.on_event)  # before the wakes: a gone instance is not called
         self.board.add_listener(self.wakes.on_event)
+        if self.replica is not None:
+            self.board.add_listener(self.replica.publisher.on_event)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,17 +152,18 @@ class Hub:
         log.info("resource limits: %s", limit_support().detail)
         for path in limit_support().unenforced(self.config):
             log.warning("resource limits: %s is not enforced on this host", path)
-        self._router = router_proxy(
-            RouterActor.start(
-                self.config.orchestrator, self._registry, self.log_dir, self.cache_dir, self.sandbox_site
-            )
-        )
+        remote = self.replica.remote if self.replica is not None else None  # (a cluster's replica)
+        orch, sandbox_site = self.config.orchestrator, self.sandbox_site
+        ref = RouterActor.start(orch, self._registry, self.log_dir, self.cache_dir, sandbox_site, remote)
+        self._router = router_proxy(ref)
         self._router.subscribe(self.board).get(timeout=timeouts.ASK)
         for tenant in self.config.tenants.values():
             self._router.add_tenant(tenant).get(timeout=timeouts.ASK)
         for status in self.servers():
             self.metrics.count_on_demand(status)  # never-used ones have told no event yet
         self.started_at = time.time()
+        if self.replica is not None:
+            self.replica.start()
         self.rebalancer.start()  # (watches the live set: a cluster's replica only)
         if self.config.orchestrator.auto_start:
             for name in self.config.tenants:
@@ -183,6 +189,8 @@ class Hub:
             if self._cgroups is not None:
                 self._cgroups.remove()
             self.audit.close()
+            if self.replica is not None:
+                self.replica.stop()
             if self.cluster is not None:
                 self.cluster.leave()
             leftover = [
@@ -405,18 +413,10 @@ class Hub:
         with the values of the tenant's and the server's `env` shown as `********`."""
         self.server(tenant, server)  # NotFound for an unknown server or tenant
         config = self.config.tenants[tenant]
-        secrets = (config.env, config.servers[server].env)
         path = self.log_dir / tenant / f"{server}.log"
-        lines: list[str] = []
-        for part in (path, path.with_name(path.name + ".1")):
-            if len(lines) >= tail:
-                break
-            try:
-                text = part.read_bytes()[-self.config.orchestrator.log_max_bytes :].decode("utf-8", "replace")
-            except FileNotFoundError:
-                continue
-            lines = text.splitlines()[-(tail - len(lines)) :] + lines
-        return [redact(line, *secrets) for line in lines[-tail:]] if tail else []
+        return log_tail(
+            path, tail, self.config.orchestrator.log_max_bytes, config.env, config.servers[server].env
+        )
 
     def route(self, tenant: str, tool_id: str) -> Route:
         """The route of `tool_id` in `tenant` (cached until the catalog changes).

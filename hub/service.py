@@ -85,6 +85,9 @@ async def _serve(
     executor = ThreadPoolExecutor(max_workers=32, thread_name_prefix="web-blocking")
     hub_ = Hub(config)
     hide_keys(_key_values(hub_))
+    if hub_.cluster is not None and config.cluster is not None:  # where the others forward requests
+        main = next(s for listener, s in zip(plan.listeners, bound, strict=True) if listener.only is None)
+        hub_.cluster.advertise(config.cluster.advertised(plan.host, main[0].getsockname()[1]))
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     servers: list[tornado.httpserver.HTTPServer] = []
@@ -156,7 +159,8 @@ def _key_values(hub_: Hub) -> Callable[[], tuple[str, ...]]:
         config = hub_.config
         if cache[0] is not config:
             tenant_keys = (k for t in config.tenants.values() for k in t.api_keys)
-            cache[:] = [config, tuple(k.reveal() for k in (*config.auth.admin_keys, *tenant_keys))]
+            cluster = (config.cluster.secret,) if config.cluster is not None else ()
+            cache[:] = [config, tuple(k.reveal() for k in (*config.auth.admin_keys, *tenant_keys, *cluster))]
         return cache[1]
 
     return keys

@@ -24,7 +24,6 @@ from hub import placement
 from hub.cluster import KEY_PREFIX, ClusterNode, ClusterUnavailable
 from hub.config import ConfigError, parse_config
 from hub.config_cluster import ClusterConfig
-from hub.errors import NotFound
 from hub.runtime import Hub
 
 HEARTBEAT = 0.2  # seconds: the key lives 0.6 s
@@ -227,7 +226,12 @@ def test_three_replicas_each_run_their_share_and_together_every_server_once(
         running: Counter[tuple[str, str]] = Counter()
         for hub, node, outcome in zip(hubs, nodes, outcomes, strict=True):
             assert node is not None
-            mine = {(s.tenant, s.server) for s in hub.servers() if s.state is ServerState.RUNNING}
+            # (`servers()` lists the whole cluster's servers, each with the replica that runs it)
+            mine = {
+                (s.tenant, s.server)
+                for s in hub.servers()
+                if s.state is ServerState.RUNNING and s.replica == node.replica_id
+            }
             assert mine == {(t, s) for t, owned in node.share(names).items() for s in owned}
             running.update(mine)
             for tenant, servers in names.items():
@@ -235,8 +239,6 @@ def test_three_replicas_each_run_their_share_and_together_every_server_once(
                     owner = placement.owner(replicas, tenant, name)
                     if owner != node.replica_id:
                         assert outcome[tenant][name] == f"elsewhere: replica {owner} runs it"
-                        with pytest.raises(NotFound):  # not forwarded yet (docs/cluster.md)
-                            hub.call_tool(tenant, f"{name}.pid")
         every = {(t, s) for t, servers in names.items() for s in servers}
         assert set(running) == every and set(running.values()) == {1}  # all of them, each exactly once
     finally:
@@ -244,6 +246,8 @@ def test_three_replicas_each_run_their_share_and_together_every_server_once(
             hub.stop()
     client = redis.Redis.from_url(redis_server)
     assert list(client.scan_iter(match=KEY_PREFIX + "*")) == []  # each deleted its key as it stopped
+    # and withdrew what it published of its servers (`hub.cluster_catalog`)
+    assert all(client.hlen(key) == 0 for key in client.scan_iter(match="mcp-hub:servers:*"))
     client.close()
 
 
@@ -269,6 +273,7 @@ def test_health_reports_the_replica_and_a_killed_replica_leaves_within_the_ttl(
             "replica_id": "dies",
             "members": ["dies", "stays"],
             "servers_owned": expected,
+            "servers_running": 0,  # (its tenant was not started)
             "redis": "reachable",
         }
         served.proc.send_signal(signal.SIGKILL)  # no chance to delete its key: it must expire

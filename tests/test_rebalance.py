@@ -223,9 +223,10 @@ def _settle(hubs: list[Hub], timeout: float) -> None:
     for hub in hubs:
         assert hub.cluster is not None
         configured = {t: tuple(names) for t, names in NAMES.items()}
-        health = cluster_health(hub.cluster, configured)  # what /health says
+        health = cluster_health(hub.cluster, configured, hub.servers())  # what /health says
         assert health["members"] == list(live)
         assert health["servers_owned"] == len(_share_of(hub.cluster.replica_id, live))
+        assert health["servers_running"] == health["servers_owned"]
 
 
 def test_replicas_share_the_servers_a_newcomer_takes_its_share_and_a_leaver_hands_over_its_own(
@@ -295,10 +296,8 @@ def test_the_servers_of_a_sigkilled_replica_run_on_the_survivor_within_ttl_and_s
         _wait_running(stays, mine, 3 * HEARTBEAT + 30)
 
         def dies_runs_its_share() -> bool:
-            health = served.get("/health").body["components"]
-            return health["servers"].get("running") == len(theirs) and health["cluster"][
-                "servers_owned"
-            ] == len(theirs)
+            cluster = served.get("/health").body["components"]["cluster"]
+            return cluster["servers_running"] == cluster["servers_owned"] == len(theirs)
 
         # (another process, whose /health is the only way to ask: polled, with a deadline)
         assert wait_until(dies_runs_its_share, 30)  # so each server runs exactly once

@@ -21,7 +21,7 @@ import hub
 from hub import timeouts
 from hub.errors import HubError
 from hub.runtime import Hub
-from web import admin, app_gateway, mcp_http, rest, ui_host
+from web import admin, app_gateway, cluster_link, mcp_http, rest, ui_host
 from web import apps as apps_module
 from web.base import ApiHandler, NotFoundHandler, log_request
 from web.edge import policy_for
@@ -74,6 +74,7 @@ ROUTES: list[tuple[str, Any]] = [
     *apps_module.ROUTES,
     *ui_host.ROUTES,
     *admin.ROUTES,
+    *cluster_link.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
 

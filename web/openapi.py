@@ -61,6 +61,7 @@ def document(version: str) -> dict[str, Any]:
             {"name": "mcp", "description": "The MCP facade over Streamable HTTP."},
             {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
             {"name": "admin", "description": "The admin panel and its live events."},
+            {"name": "cluster", "description": "Between the replicas of a cluster (docs/cluster.md)."},
         ],
         "security": [{"bearer": []}],
         "paths": paths(),

@@ -319,6 +319,26 @@ def _mcp(operation: str, tenant: bool, server: bool = False) -> dict[str, Any]:
     }
 
 
+def _cluster_paths() -> dict[str, Any]:
+    """The internal channel of a cluster's replicas."""
+    return {
+        "/cluster/link": {
+            "get": op(
+                "clusterLink",
+                "The replicas' internal channel (WebSocket)",
+                "cluster",
+                WEBSOCKET,
+                (400, 404),
+                description="For the other replicas of this hub's cluster only (docs/cluster.md): they "
+                "forward here the requests for the servers this replica runs. The upgrade carries the "
+                "cluster's `secret` as `Authorization: Bearer` (no API key opens it: 401); a hub without "
+                "`cluster:` answers 404. Frames are JSON: `{id, op, tenant, server, ...}` forwarded, "
+                "`{id, progress | log | ask | result | error}` back, `{id, answer | cancel}` forward.",
+            )
+        }
+    }
+
+
 def _app_paths() -> dict[str, Any]:
     """Apps of `plugins_dir`: their listing, files and WebSocket gateway."""
     page = raw_response("The file; the entry page carries `window.MCP_HUB_CONFIG`.")
@@ -475,4 +495,5 @@ def paths() -> dict[str, Any]:
         **_app_paths(),
         **_mcp_app_paths(),
         **_admin_paths(),
+        **_cluster_paths(),
     }

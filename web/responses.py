@@ -75,6 +75,13 @@ class HealthCluster(TypedDict):
     servers_owned: Annotated[
         int, Doc("How many configured servers placement gives this replica among the live replicas.")
     ]
+    servers_running: Annotated[
+        int,
+        Doc(
+            "How many servers run on this replica now (`components.servers` counts the whole "
+            "cluster's, as every replica lists them)."
+        ),
+    ]
     redis: Literal["reachable", "unreachable"]
 
 
@@ -187,6 +194,13 @@ class ServerSnapshot(TypedDict):
             None,
             description="Where its catalog comes from: `live` (discovered by the running process), "
             "`cached` (a stopped on_demand server, from its last discovery), null (none listed).",
+        ),
+    ]
+    replica: Annotated[
+        str | None,
+        Doc(
+            "In a cluster (docs/cluster.md), the id of the replica that runs it (or tried last); null "
+            "on a hub that runs alone, and for a server no replica runs."
         ),
     ]
     stopped_reason: Annotated[

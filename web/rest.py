@@ -15,7 +15,7 @@ from typing import Any
 
 import hub
 from actors.limits import limit_support
-from actors.models import CatalogChanged, Event, ServerStatus, ToolEntry
+from actors.models import CatalogChanged, Event, ServerState, ServerStatus, ToolEntry
 from actors.sandbox import host_support
 from hub.cluster import ClusterNode
 from hub.errors import BadRequest, NotFound
@@ -68,13 +68,18 @@ class RootHandler(ApiHandler):
         self.reply(body)
 
 
-def cluster_health(node: ClusterNode, servers: dict[str, tuple[str, ...]]) -> api.HealthCluster:
-    """What `/health` says of a cluster's replica (its last heartbeat; placement over its live set)."""
+def cluster_health(
+    node: ClusterNode, servers: dict[str, tuple[str, ...]], statuses: tuple[ServerStatus, ...] = ()
+) -> api.HealthCluster:
+    """What `/health` says of a cluster's replica (its last heartbeat; placement over its live set;
+    how many of `statuses`, the cluster's, run here)."""
     view = node.view()
+    here = sum(1 for s in statuses if s.replica == view.replica_id and s.state is ServerState.RUNNING)
     return {
         "replica_id": view.replica_id,
         "members": list(view.members),
         "servers_owned": sum(len(names) for names in node.share(servers).values()),
+        "servers_running": here,
         "redis": "reachable" if view.redis_ok else "unreachable",
     }
 
@@ -104,7 +109,9 @@ class HealthHandler(ApiHandler):
         }
         if self.hub.cluster is not None:
             configured = {name: tuple(t.servers) for name, t in self.hub.config.tenants.items()}
-            body["components"]["cluster"] = await self.blocking(cluster_health, self.hub.cluster, configured)
+            body["components"]["cluster"] = await self.blocking(
+                cluster_health, self.hub.cluster, configured, statuses
+            )
         self.reply(body)
 
 

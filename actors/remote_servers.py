@@ -1,0 +1,104 @@
+"""The servers other replicas of a cluster run, as the router sees them (docs/cluster.md).
+
+Each replica publishes the status and catalog of the servers it runs (`hub.cluster_catalog`); the
+others' mirror tells them to the router as `RemoteServerChanged`, and the live set as
+`ReplicasChanged`. The router then lists such a server, and routes its calls, as the replica that
+runs it says, whenever it does not run the server itself: a server that runs here (or starts, or
+backs off) is this replica's own. Servers that start on the replica a call reaches (on_demand and
+per_session ones) are never taken from another replica.
+
+Every method runs on the router's thread; the messages are frozen dataclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from actors.models import ServerCatalog, ServerState, ServerStatus, ToolEntry
+
+__all__ = ["RemoteServer", "RemoteServerChanged", "RemoteServers", "ReplicasChanged"]
+
+
+@dataclass(frozen=True)
+class RemoteServer:
+    """A server as the replica that runs it published it."""
+
+    replica: str
+    status: ServerStatus
+    catalog: ServerCatalog | None
+    tools: Mapping[str, ToolEntry] = field(default_factory=dict)  # by catalog id
+
+    @classmethod
+    def of(cls, replica: str, status: ServerStatus, catalog: ServerCatalog | None) -> RemoteServer:
+        """The entry, its tools indexed by catalog id."""
+        tools = {t.id: t for t in catalog.tools} if catalog is not None else {}
+        return cls(replica, replace(status, replica=replica), catalog, tools)
+
+
+@dataclass(frozen=True)
+class RemoteServerChanged:
+    """Told to the router: what `replica` publishes of `tenant`'s `server` now (None: nothing, it
+    does not run it any more)."""
+
+    tenant: str
+    server: str
+    replica: str
+    entry: RemoteServer | None
+
+
+@dataclass(frozen=True)
+class ReplicasChanged:
+    """Told to the router: the live replicas now (what others publish counts only while they live)."""
+
+    members: frozenset[str]
+
+
+class RemoteServers:
+    """What other replicas publish, by `(tenant, server)` and replica; router thread.
+
+    Args:
+        replica_id: this replica's id (what it publishes itself is not remote).
+        endpoint: makes the endpoint that forwards requests to `(replica, tenant, server)`.
+    """
+
+    def __init__(self, replica_id: str, endpoint: Callable[[str, str, str], Any]) -> None:
+        self.replica_id = replica_id
+        self.endpoint = endpoint
+        self._entries: dict[tuple[str, str], dict[str, RemoteServer]] = {}
+        self._live: frozenset[str] | None = None  # None: not told yet (every entry counts)
+
+    def update(self, message: RemoteServerChanged) -> None:
+        """Record what a replica publishes (or no longer does)."""
+        if message.replica == self.replica_id:
+            return
+        key = (message.tenant, message.server)
+        if message.entry is None:
+            self._entries.get(key, {}).pop(message.replica, None)
+        else:
+            self._entries.setdefault(key, {})[message.replica] = message.entry
+
+    def members(self, members: frozenset[str]) -> set[tuple[str, str]]:
+        """The live set changed; the servers whose choice may have changed."""
+        self._live = members
+        return {key for key, by_replica in self._entries.items() if any(r not in members for r in by_replica)}
+
+    def forget(self, tenant: str, server: str | None = None) -> None:
+        """Drop a tenant's (or one server's) entries: removed here by a reload."""
+        for key in [k for k in self._entries if k[0] == tenant and server in (None, k[1])]:
+            del self._entries[key]
+
+    def chosen(self, key: tuple[str, str], local: ServerStatus | None, movable: bool) -> RemoteServer | None:
+        """The replica entry that speaks for `key`, if another replica does: only when the server
+        is `movable` (it starts with its tenant: not on_demand nor per_session) and does not run
+        (or start, or back off) here. A running entry first, then by replica id."""
+        if not movable or (local is not None and local.state is not ServerState.STOPPED):
+            return None
+        live = self._live
+        candidates = [
+            entry for replica, entry in self._entries.get(key, {}).items() if live is None or replica in live
+        ]
+        if not candidates:
+            return None
+        return min(candidates, key=lambda e: (e.status.state is not ServerState.RUNNING, e.replica))

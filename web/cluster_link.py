@@ -1,0 +1,215 @@
+"""The internal channel of a cluster, its serving side: `WS /cluster/link`, where the other
+replicas forward requests for the servers this replica runs (docs/cluster.md; `hub.cluster_link`
+is the calling side and says the protocol).
+
+Only a replica may open it: the upgrade must carry the cluster's secret as a bearer token (a hub
+without `cluster:` has no such route: 404; a wrong or missing secret: 401, and nothing else is
+read). A forwarded request is served by this replica's own server only, never forwarded again: a
+server that does not run here (it moved meanwhile) is `server_not_running`, which the calling
+replica reports. The quotas, the audit and the metrics were applied by the replica the client
+called; here the request goes straight to the server's loop, its progress, log messages and the
+server's own requests going back on the channel. A channel that closes cancels its requests.
+
+Web loop, except `_LinkRequester`'s methods, which the server's loop calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from typing import Any
+
+import mcp.types as types
+import tornado.websocket
+from mcp import MCPError
+
+from actors.calls import ServerEndpoint
+from hub.cluster_link import ANSWERS, MAX_MESSAGE, REPLICA_HEADER
+from hub.cluster_wire import error_json, result_json
+from hub.errors import BadRequest, HubError, NotFound, NotRunning, Unauthorized, UpstreamError
+from hub.runtime import Hub
+from web.auth import bearer_token
+
+__all__ = ["ROUTES", "ClusterLinkHandler"]
+
+log = logging.getLogger(__name__)
+
+
+class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
+    """`WS /cluster/link`: requests forwarded by the other replicas (web loop)."""
+
+    route = "/cluster/link"
+    public = False  # (a bearer token: the cluster's secret, not an API key; checked in `get`)
+
+    @classmethod
+    def allowed_methods(cls) -> list[str]:
+        """The HTTP method of the upgrade request."""
+        return ["GET"]
+
+    @property
+    def hub(self) -> Hub:
+        return self.application.settings["hub"]
+
+    def check_origin(self, origin: str) -> bool:
+        """Never a browser's: a replica sends no `Origin`."""
+        return False
+
+    def refuse(self, exc: HubError) -> None:
+        self.set_status(exc.status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish({"error": {"code": exc.code, "message": exc.message}})
+
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """The upgrade, for a replica of this cluster only."""
+        cluster = self.hub.config.cluster
+        if cluster is None or self.hub.cluster is None:
+            self.refuse(NotFound("no route /cluster/link: this hub is not a cluster's replica"))
+            return
+        token = bearer_token(self, allow_query=False)
+        if token is None or not cluster.secret.matches(token):
+            self.refuse(Unauthorized("the cluster's internal channel needs the cluster's secret"))
+            return
+        self.peer = self.request.headers.get(REPLICA_HEADER, "?")[:64]
+        await super().get(*args, **kwargs)
+
+    def get_compression_options(self) -> None:
+        return None
+
+    @property
+    def max_message_size(self) -> int:  # type: ignore[override]
+        return MAX_MESSAGE
+
+    def open(self, *args: str) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.tasks: dict[Any, asyncio.Task[None]] = {}
+        self.asks: dict[tuple[Any, Any], asyncio.Future[dict[str, Any]]] = {}
+        self.next_ask = 0
+
+    def on_close(self) -> None:
+        for task in list(getattr(self, "tasks", {}).values()):
+            task.cancel()
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Send one message to the calling replica (web loop); a closed channel drops it."""
+        if self.ws_connection is None or self.ws_connection.is_closing():
+            return
+        self.write_message(json.dumps(message, separators=(",", ":")))
+
+    def on_message(self, raw: str | bytes) -> None:
+        try:
+            message = json.loads(raw)
+            call_id = message["id"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("cluster: a malformed message from replica %s ignored", self.peer)
+            return
+        if "op" in message:
+            task = asyncio.create_task(self._serve(call_id, message))
+            self.tasks[call_id] = task
+            task.add_done_callback(lambda _: self.tasks.pop(call_id, None))
+        elif "cancel" in message and call_id in self.tasks:
+            self.tasks[call_id].cancel()
+        elif "answer" in message:
+            waiting = self.asks.pop((call_id, message["answer"]), None)
+            if waiting is not None and not waiting.done():
+                waiting.set_result(message)
+
+    async def _serve(self, call_id: Any, message: dict[str, Any]) -> None:
+        """Run one forwarded request on the local server; send its answer or its error."""
+        try:
+            endpoint = await self._endpoint(str(message["tenant"]), str(message["server"]))
+            future = _submit(endpoint, message, _LinkRequester(self, call_id))
+            answer = await asyncio.wrap_future(future)
+            reply: dict[str, Any] = {
+                "result": result_json(answer) if message["op"] == "call_tool" else answer
+            }
+        except asyncio.CancelledError:
+            return
+        except HubError as exc:
+            reply = {"error": error_json(exc)}
+        except (KeyError, TypeError, ValueError) as exc:
+            reply = {"error": error_json(BadRequest(f"a malformed forwarded request: {exc!r}"))}
+        except Exception as exc:  # isolation: a broken request must not take the channel down
+            log.exception("cluster: a forwarded request failed")
+            reply = {"error": error_json(UpstreamError(f"the request failed on replica: {exc}"))}
+        self.send({"id": call_id, **reply})
+
+    async def _endpoint(self, tenant: str, server: str) -> ServerEndpoint:
+        """This replica's own endpoint of the server (a router ask, off the loop)."""
+        router = self.hub.router
+        asked = router.server_route(tenant, server)
+        endpoint = (await self.loop.run_in_executor(None, functools.partial(asked.get, timeout=10.0)))[0]
+        if not isinstance(endpoint, ServerEndpoint):  # (it moved: never forwarded twice)
+            raise NotRunning(f"server '{server}' of tenant '{tenant}' no longer runs on this replica")
+        return endpoint
+
+    async def ask(self, call_id: Any, request: Any, result_type: type[Any]) -> Any:
+        """Ask the calling replica's client what the server asks (web loop); its answer."""
+        self.next_ask += 1
+        key = (call_id, self.next_ask)
+        waiting: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        self.asks[key] = waiting
+        self.send(
+            {
+                "id": call_id,
+                "ask": self.next_ask,
+                "request": request.model_dump(mode="json", by_alias=True, exclude_none=True),
+                "result_type": result_type.__name__,
+            }
+        )
+        try:
+            answer = await waiting
+        finally:
+            self.asks.pop(key, None)
+        if "error" in answer:
+            error = answer["error"] if isinstance(answer["error"], dict) else {}
+            raise MCPError(
+                int(error.get("code", types.INTERNAL_ERROR)), str(error.get("message", "")), error.get("data")
+            )
+        return result_type.model_validate(answer.get("result"), by_name=False)
+
+
+def _submit(endpoint: ServerEndpoint, message: dict[str, Any], requester: _LinkRequester) -> Any:
+    """Start the request `message` names on the server's loop."""
+    op = message["op"]
+    if op == "call_tool":
+        return endpoint.call_tool(str(message["name"]), dict(message["arguments"]), requester)
+    if op == "read_resource":
+        return endpoint.read_resource(str(message["uri"]))
+    if op == "get_prompt":
+        return endpoint.get_prompt(
+            str(message["name"]), {str(k): str(v) for k, v in message["arguments"].items()}
+        )
+    if op == "complete":
+        return endpoint.complete(types.CompleteRequestParams.model_validate(message["params"], by_name=False))
+    raise BadRequest(f"unknown forwarded request {op!r}")
+
+
+class _LinkRequester:
+    """The client of a forwarded call, as the server's loop sees it: what it sends goes back on
+    the channel (every method runs on the server's loop and hops to the web loop)."""
+
+    def __init__(self, handler: ClusterLinkHandler, call_id: Any) -> None:
+        self._handler = handler
+        self._id = call_id
+
+    async def progress(self, value: float, total: float | None, message: str | None) -> None:
+        self._handler.loop.call_soon_threadsafe(
+            self._handler.send, {"id": self._id, "progress": [value, total, message]}
+        )
+
+    async def log(self, params: types.LoggingMessageNotificationParams) -> None:
+        dumped = params.model_dump(mode="json", by_alias=True, exclude_none=True)
+        self._handler.loop.call_soon_threadsafe(self._handler.send, {"id": self._id, "log": dumped})
+
+    async def ask(self, request: Any, result_type: type[Any]) -> Any:
+        if result_type.__name__ not in ANSWERS:
+            raise MCPError(
+                types.METHOD_NOT_FOUND, f"the hub cannot relay {type(request).__name__} across replicas"
+            )
+        asked = self._handler.ask(self._id, request, result_type)
+        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(asked, self._handler.loop))
+
+
+ROUTES: list[tuple[str, Any]] = [(r"/cluster/link", ClusterLinkHandler)]
