@@ -7,7 +7,8 @@ COPY hub ./hub
 COPY actors ./actors
 COPY web ./web
 COPY schemas ./schemas
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+# The hub and its `cluster` extra (redis-py), so that one image runs alone or as a cluster's replica.
+RUN pip wheel --no-cache-dir --wheel-dir /wheels '.[cluster]'
 
 FROM python:3.11-slim-trixie
 # The commands MCP servers are started with: python (this image), node, npm and npx (Debian's
@@ -19,7 +20,7 @@ RUN apt-get update \
 RUN pip install --no-cache-dir uv==0.13.8
 RUN useradd --create-home --uid 10001 hub && mkdir -p /data && chown hub /data
 COPY --from=build /wheels /wheels
-RUN pip install --no-cache-dir /wheels/*.whl && rm -rf /wheels
+RUN pip install --no-cache-dir --no-index --find-links /wheels 'mcp-hub[cluster]' && rm -rf /wheels
 WORKDIR /app
 COPY config ./config
 COPY plugins ./plugins

@@ -66,9 +66,10 @@ def image_commands(dockerfile: str) -> set[str]:
 
 
 def example_configs() -> list[tuple[str, dict]]:
-    """Every example configuration: the files in config/, and the YAML or JSON blocks of README.md
-    and docs/ that configure tenants."""
-    out = [(path.name, yaml.safe_load(path.read_text())) for path in sorted((ROOT / "config").iterdir())]
+    """Every example configuration: the hub's files in config/ (not HAProxy's, not Kubernetes'
+    manifests), and the YAML or JSON blocks of README.md and docs/ that configure tenants."""
+    files = sorted(p for p in (ROOT / "config").iterdir() if p.suffix in (".yaml", ".yml", ".json"))
+    out = [(path.name, yaml.safe_load(path.read_text())) for path in files]
     for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
         for block in re.findall(r"^```(?:yaml|json)\n(.*?)^```", path.read_text(), re.M | re.S):
             data = yaml.safe_load(block)
