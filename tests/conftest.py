@@ -11,6 +11,7 @@ file never imports from another test file (tests/test_setup.py checks).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -221,6 +222,13 @@ def cluster_section(url: str, replica: str | None, heartbeat: float, **more: obj
 def redis_server(tmp_path: Path) -> Iterator[str]:
     """A real `redis-server` (Debian's) on a free loopback port, without persistence, in a tmp
     dir; its URL. Stopped (and its files gone with tmp_path) at the end of the test."""
+    with running_redis(tmp_path) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def running_redis(tmp_path: Path) -> Iterator[str]:
+    """`redis_server`, for fixtures of a wider scope."""
     import redis
 
     binary = shutil.which("redis-server")

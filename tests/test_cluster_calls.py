@@ -6,27 +6,52 @@ forwards calls of the servers another replica runs to it over the internal chann
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
+import mcp.types as types
 import pytest
-from conftest import cluster_section, server, server_pids, wait_until
+from conftest import cluster_section, marked_pids, running_redis, server, server_pids, wait_until
+from helpers.facade import MODES, http_facade
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
+
+pytestmark = pytest.mark.anyio
 
 HEARTBEAT = 0.5
 REPLICAS = ("r1", "r2", "r3")
 SERVERS = tuple(f"s{i}" for i in range(6))
+# The module's cluster outlives each test, so its servers carry a mark of their own (the per-test
+# leak check looks for the default one); the fixture checks them when the cluster stops.
+CLUSTER_MARK = f"mcp-hub-cluster-{uuid.uuid4().hex[:12]}"
 
 
 def _tenants() -> dict[str, Any]:
-    return {"acme": {"servers": {name: server() for name in SERVERS}}}
+    servers = {name: server("--asks", "--legacy-only", "--list-changed") for name in SERVERS}
+    return {"acme": {"env": {"MCP_HUB_TEST_MARK": CLUSTER_MARK}, "servers": servers}}
 
 
 @pytest.fixture
-def cluster(redis_server: str, tmp_path: Path) -> Iterator[dict[str, ServedHub]]:
-    """Three replicas of one cluster, every server running somewhere."""
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServedHub]]:
+    """Three replicas of one cluster, every server running somewhere (one cluster for the module:
+    a test that changes it puts it back)."""
     hubs: dict[str, ServedHub] = {}
+    tmp_path = tmp_path_factory.mktemp("cluster")
+    with running_redis(tmp_path) as redis_url:
+        yield from _replicas(redis_url, tmp_path, hubs)
+    assert wait_until(lambda: not marked_pids(CLUSTER_MARK), 5), marked_pids(CLUSTER_MARK)
+
+
+def _replicas(
+    redis_server: str, tmp_path: Path, hubs: dict[str, ServedHub]
+) -> Iterator[dict[str, ServedHub]]:
     try:
         for replica in REPLICAS:
             folder = tmp_path / replica
@@ -59,7 +84,7 @@ def _converged(hubs: dict[str, ServedHub]) -> bool:
     if not all(_settled(h) for h in hubs.values()):
         return False
     views = [{n: (s["replica"], s["pid"]) for n, s in _servers(h).items()} for h in hubs.values()]
-    return all(v == views[0] for v in views) and len(server_pids()) == len(SERVERS)
+    return all(v == views[0] for v in views) and len(server_pids(CLUSTER_MARK)) == len(SERVERS)
 
 
 def _tools(hub: ServedHub) -> list[dict[str, Any]]:
@@ -84,7 +109,7 @@ def test_every_replica_lists_every_server_once_and_calls_reach_each_through_any(
             n: (s["replica"], s["pid"]) for n, s in views["r1"].items()
         }
     assert len(set(runs.values())) >= 2, runs  # (spread over the replicas)
-    assert len(server_pids()) == len(SERVERS)  # each server runs exactly once across the cluster
+    assert len(server_pids(CLUSTER_MARK)) == len(SERVERS)  # each server runs exactly once across the cluster
     tools = {r: sorted(t["name"] for t in _tools(h)) for r, h in cluster.items()}
     assert tools["r1"] == tools["r2"] == tools["r3"], tools
     assert {f"{name}.echo" for name in SERVERS} <= set(tools["r1"])
@@ -93,3 +118,88 @@ def test_every_replica_lists_every_server_once_and_calls_reach_each_through_any(
             answer = hub.post(f"/api/tools/{name}.echo/call?tenant=acme", {"text": f"{replica}->{name}"})
             assert answer.status == 200, answer.text
             assert answer.body["structured_content"] == {"text": f"{replica}->{name}"}
+
+
+def _elsewhere(cluster: dict[str, ServedHub]) -> tuple[ServedHub, str, str]:
+    """A replica, and a server another replica runs (and which)."""
+    runs = {name: status["replica"] for name, status in _servers(cluster["r1"]).items()}
+    for replica, hub in cluster.items():
+        for name, runner in runs.items():
+            if runner != replica:
+                return hub, name, runner
+    raise AssertionError(runs)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_facade_session_on_one_replica_gets_progress_logs_and_the_server_s_requests_from_another(
+    cluster: dict[str, ServedHub], mode: str
+) -> None:
+    hub, name, runner = _elsewhere(cluster)
+    asked: list[str] = []
+    seen: list[tuple[str, Any]] = []
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append(str(params.messages[0].content.text))  # type: ignore[union-attr]
+        seen.append(("sampling", None))
+        content = types.TextContent(type="text", text="an answer from the client")
+        return types.CreateMessageResult(role="assistant", content=content, model="test-model")
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    async def on_log(params: types.LoggingMessageNotificationParams) -> None:
+        seen.append(("log", params.data))
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        seen.append(("progress", value))
+
+    async with http_facade(
+        hub.url + "/tenants/acme/mcp",
+        mode,
+        sampling_callback=sampling,
+        elicitation_callback=elicitation,
+        logging_callback=on_log,
+        log_level="debug",
+    ) as client:
+        result = await client.call_tool(f"{name}__sleep", {"seconds": 0.35}, progress_callback=on_progress)
+        assert not result.is_error and {k for k, _ in seen} == {"progress"}, (runner, seen)
+        assert len(seen) >= 3 and seen[-1] == ("progress", 0.35), seen  # in order, all of them
+        seen.clear()
+        result = await client.call_tool(f"{name}__ask_twice", {"prompt": "across replicas?"})
+        assert not result.is_error, result
+        text = result.content[0].text  # type: ignore[union-attr]
+        assert "sampled: an answer from the client" in text and 'elicited: accept {"name": "Ada"}' in text
+        assert asked == ["across replicas?"]
+        if mode == "legacy":  # (a 2026-07-28 call is parked and resumed: its logs go with the retry)
+            assert seen[0] == ("sampling", None) and ("log", "sampled") in seen, seen
+        assert (await client.call_tool(f"{name}__log", {"text": "from afar"})).content[0].text == "logged"  # type: ignore[union-attr]
+        assert ("log", "from afar") in seen
+
+
+async def test_list_changed_on_the_replica_that_runs_a_server_reaches_a_session_on_another(
+    cluster: dict[str, ServedHub],
+) -> None:
+    hub, name, runner = _elsewhere(cluster)
+    events: list[Any] = []
+
+    async def on_message(message: Any) -> None:
+        events.append(message)
+
+    async with http_facade(hub.url + "/tenants/acme/mcp", "legacy", message_handler=on_message) as client:
+        assert f"{name}__fresh" not in {t.name for t in (await client.list_tools()).tools}
+        await client.call_tool(f"{name}__add_tool", {"name": "fresh"})  # (forwarded: it changes there)
+        with anyio.fail_after(10):
+            while not any(isinstance(e, types.ToolListChangedNotification) for e in events):
+                await anyio.sleep(0.05)
+        assert f"{name}__fresh" in {t.name for t in (await client.list_tools()).tools}
+        answer = await client.call_tool(f"{name}__fresh", {})
+        assert not answer.is_error, answer
+        # The server stopped on its replica: gone from the session's list on this one.
+        assert cluster[runner].post(f"/api/servers/acme/{name}/stop").status == 200
+        events.clear()
+        with anyio.fail_after(10):
+            while not any(isinstance(e, types.ToolListChangedNotification) for e in events):
+                await anyio.sleep(0.05)
+        assert not any(t.name.startswith(f"{name}__") for t in (await client.list_tools()).tools)
+    assert cluster[runner].post(f"/api/servers/acme/{name}/start").status == 200  # (as it was)
+    assert wait_until(lambda: _converged(cluster), 30), _states(cluster)

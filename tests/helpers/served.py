@@ -84,7 +84,7 @@ def write_config(tmp_path: Path, tenants: dict[str, Any], **sections: Any) -> Pa
     data: dict[str, Any] = {"tenants": {}}
     for name, tenant in tenants.items():
         tenant = dict(tenant)
-        tenant["env"] = {**tenant.get("env", {}), "MCP_HUB_TEST_MARK": MARK}
+        tenant["env"] = {"MCP_HUB_TEST_MARK": MARK, **tenant.get("env", {})}  # (a test may mark its own)
         data["tenants"][name] = tenant
     gateway = {"mcp_port": None, "websocket_port": None, **sections.pop("gateway", {})}
     orchestrator = {
