@@ -20,7 +20,7 @@ import sys
 import textwrap
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -256,6 +256,47 @@ def running_redis(tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         client.close()
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+@contextlib.contextmanager
+def running_haproxy(tmp_path: Path, backends: Iterable[str]) -> Iterator[str]:
+    """A real HAProxy (Debian's) on a free loopback port, round robin over `backends` (base URLs),
+    per request and with no stickiness: its URL."""
+    binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
+    if binary is None:
+        missing("haproxy (Debian's haproxy)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    servers = "\n".join(
+        f"    server b{i} {url.split('://', 1)[1].rstrip('/')} check inter 1s"
+        for i, url in enumerate(backends)
+    )
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(
+        "defaults\n    mode http\n    timeout connect 5s\n    timeout client 5m\n    timeout server 5m\n"
+        "    timeout tunnel 1h\n"
+        f"frontend front\n    bind 127.0.0.1:{port}\n    default_backend hubs\n"
+        f"backend hubs\n    balance roundrobin\n    option httpchk GET /health\n{servers}\n"
+    )
+    log = (tmp_path / "haproxy.log").open("w")
+    proc = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return True
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        assert wait_until(answers, 10) and proc.poll() is None, (tmp_path / "haproxy.log").read_text()
+        yield url
+    finally:
         proc.terminate()
         proc.wait(10)
         log.close()

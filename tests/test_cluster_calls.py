@@ -14,7 +14,15 @@ from typing import Any
 import anyio
 import mcp.types as types
 import pytest
-from conftest import cluster_section, marked_pids, running_redis, server, server_pids, wait_until
+from conftest import (
+    cluster_section,
+    marked_pids,
+    running_haproxy,
+    running_redis,
+    server,
+    server_pids,
+    wait_until,
+)
 from helpers.facade import MODES, http_facade
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
 
@@ -174,6 +182,25 @@ async def test_a_facade_session_on_one_replica_gets_progress_logs_and_the_server
             assert seen[0] == ("sampling", None) and ("log", "sampled") in seen, seen
         assert (await client.call_tool(f"{name}__log", {"text": "from afar"})).content[0].text == "logged"  # type: ignore[union-attr]
         assert ("log", "from afar") in seen
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_session_behind_a_round_robin_balancer_works_whichever_replica_each_request_reaches(
+    cluster: dict[str, ServedHub], tmp_path: Path, mode: str
+) -> None:
+    def facade_requests(hub: ServedHub) -> int:
+        return hub.log().count(" /tenants/{tenant}/mcp 2")  # (access lines: method, route, status)
+
+    before = {replica: facade_requests(hub) for replica, hub in cluster.items()}
+    with running_haproxy(tmp_path, [hub.url for hub in cluster.values()]) as url:
+        async with http_facade(url + "/tenants/acme/mcp", mode) as client:
+            for round_ in range(2):
+                assert len((await client.list_tools()).tools) >= len(SERVERS)
+                for name in SERVERS:
+                    result = await client.call_tool(f"{name}__echo", {"text": f"{round_}{name}"})
+                    assert result.structured_content == {"text": f"{round_}{name}"}
+    reached = {replica for replica, hub in cluster.items() if facade_requests(hub) > before[replica]}
+    assert reached == set(REPLICAS)  # (round robin: every replica got some of the session's requests)
 
 
 async def test_list_changed_on_the_replica_that_runs_a_server_reaches_a_session_on_another(

@@ -16,6 +16,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from hub import seams
 from hub.runtime import Hub
+from web.cluster_sessions import SessionHomes
 from web.facade import Facade
 from web.facade_scope import Scope
 from web.mcp_bridge import key_of, scope_of, session_of
@@ -44,6 +45,12 @@ class McpEndpoint:
         )
         self.lane = HttpLane(self.facade, self.manager, security, gateway.mcp_keepalive_interval)
         self.limits = SessionLimits(gateway, self.manager.end)
+        # A cluster's replica: where its sessions live, for requests of a session held elsewhere.
+        self.homes = (
+            SessionHomes(hub_.cluster, gateway.mcp_session_idle_timeout * 2)
+            if hub_.cluster is not None
+            else None
+        )
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 
@@ -51,6 +58,8 @@ class McpEndpoint:
         """A 2025-11-25 session ended (web loop): cancel its calls, stop its instances, off the loop."""
         self.lane.ended(session_id)
         self.limits.ended(session_id)
+        if self.homes is not None:
+            self.homes.ended(session_id)
         self.facade.session_ended(f"http:{session_id}")
         try:
             future = asyncio.get_running_loop().run_in_executor(
@@ -71,6 +80,8 @@ class McpEndpoint:
         only there, and it counts against the session limits of the tenant until it ends."""
         self.lane.opened(session_id, key, served)
         self.limits.opened(session_id, key, served.tenant)
+        if self.homes is not None:
+            self.homes.opened(session_id)
 
     async def run(self) -> None:
         """Run the session manager until `stop` (enter and exit in this one task)."""
@@ -81,6 +92,8 @@ class McpEndpoint:
                 await self._stop.wait()
         finally:
             self.facade.detach()
+            if self.homes is not None:
+                self.homes.close()
 
     async def ready(self) -> None:
         """Wait until the manager runs."""

@@ -72,12 +72,16 @@ class McpHandler(ApiHandler):
             self.lane_call.cancel()  # the same for a 2026-07-28 call served by the lane
 
     async def get(self, tenant: str | None = None, server: str | None = None) -> None:
+        if await self._passed_on():
+            return
         await self._bridge(self._scope(tenant, server))
 
     async def post(self, tenant: str | None = None, server: str | None = None) -> None:
         """A `tools/call` (or what belongs to one) that the lane takes, else the SDK's transport."""
         endpoint = self._endpoint()
         served = self._scope(tenant, server)
+        if await self._passed_on():
+            return
         refused = refusal(self.request.body or b"")  # bad JSON or text: answered here, at the edge
         if refused is not None:
             self.set_status(400)
@@ -96,7 +100,15 @@ class McpHandler(ApiHandler):
             await self._bridge(served)
 
     async def delete(self, tenant: str | None = None, server: str | None = None) -> None:
+        if await self._passed_on():
+            return
         await self._bridge(self._scope(tenant, server))
+
+    async def _passed_on(self) -> bool:
+        """In a cluster, a request of a session another replica holds is passed on there
+        (`web.cluster_sessions`); whether it was."""
+        endpoint = self._endpoint()
+        return endpoint.homes is not None and await endpoint.homes.pass_on(self, endpoint)
 
     def _endpoint(self) -> McpEndpoint:
         endpoint: McpEndpoint | None = self.application.settings.get("mcp")
