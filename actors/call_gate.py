@@ -50,13 +50,30 @@ class CallGate:
             self._recent.popleft()
 
     @contextmanager
-    def admit(self, tenant: str) -> Iterator[None]:
+    def admit(self, tenant: str, quotas: Quotas | None = None) -> Iterator[None]:
         """Hold one call slot for the duration of the block.
+
+        Args:
+            tenant: the tenant's name, for the messages.
+            quotas: the limits to check, instead of the gate's own (`hub.cluster_quota` counts a
+                replica's share of a cluster's quotas this way).
 
         Raises:
             QuotaExceeded: `max_concurrent_calls` or `max_calls_per_minute` would be exceeded.
         """
-        quotas = self._quotas
+        self.take(tenant, quotas)
+        try:
+            yield
+        finally:
+            self.give_back()
+
+    def take(self, tenant: str, quotas: Quotas | None = None) -> None:
+        """Take one call slot, which the caller must `give_back` (`admit` without the block).
+
+        Raises:
+            QuotaExceeded: `max_concurrent_calls` or `max_calls_per_minute` would be exceeded.
+        """
+        quotas = self._quotas if quotas is None else quotas
         with self._lock:
             now = time.monotonic()
             self._expire(now)
@@ -74,8 +91,8 @@ class CallGate:
                 )
             self._in_flight += 1
             self._recent.append(now)
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._in_flight -= 1
+
+    def give_back(self) -> None:
+        """Give back a slot that `take` took."""
+        with self._lock:
+            self._in_flight -= 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, PlainValidator, WithJsonSchema
 
@@ -34,8 +34,9 @@ class ClusterConfig(ConfigModel):
     when replicas join or leave. Each replica publishes its servers' statuses and catalogs to
     Redis, so every replica lists the whole cluster's servers, and forwards a call to the replica
     that runs its server over an internal WebSocket that the cluster's `secret` opens. Every
-    replica must read the same configuration. Not yet: cluster-wide quotas (docs/cluster.md says
-    what works)."""
+    replica must read the same configuration. A tenant's `max_calls_per_minute` and
+    `max_concurrent_calls` can be counted across the replicas in Redis (`on_redis_loss` says what
+    happens without it); docs/cluster.md says what works."""
 
     redis_url: SecretKey = Field(
         description="Secret. The Redis that holds the cluster's membership: `redis://[:password@]host"
@@ -66,6 +67,15 @@ class ClusterConfig(ConfigModel):
         description="Seconds between two renewals of this replica's key. The key lives 3 heartbeats: a "
         "replica that stops renewing (killed, frozen, cut off from Redis) leaves the cluster within "
         "that time; one that stops cleanly deletes its key at once.",
+    )
+
+    on_redis_loss: Literal["local", "refuse"] = Field(
+        default="local",
+        description="How a tenant's `max_calls_per_minute` and `max_concurrent_calls`, counted across "
+        "the cluster in Redis, are enforced while Redis is unreachable: `local`, each replica enforces "
+        "its share (the quota divided by the live replicas it last saw, rounded up); `refuse`, the "
+        "calls of tenants with these quotas are refused (429) until Redis is back. Tenants without "
+        "them are not affected.",
     )
 
     @property
