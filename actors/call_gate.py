@@ -35,6 +35,11 @@ class CallGate:
             self._quotas = quotas
 
     @property
+    def quotas(self) -> Quotas:
+        """The quotas it checks now."""
+        return self._quotas
+
+    @property
     def in_flight(self) -> int:
         """Calls of the tenant in flight now."""
         return self._in_flight

@@ -17,10 +17,11 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from actors.call_gate import CallGate
 from actors.models import ToolResult
 from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
@@ -31,6 +32,9 @@ from hub.loops import HubLoops
 from hub.metrics import HubMetrics
 from hub.routes import Prepared, RouteCache, validate
 from hub.wakes import Wakes
+
+if TYPE_CHECKING:
+    from hub.cluster_quota import SharedQuotas
 
 T = TypeVar("T")
 
@@ -84,6 +88,8 @@ class CallPath:
         in_flight: the requests in flight.
         ask_timeout: how long an ask of the router may take, in seconds.
         loops: the loops the blocking forms run the path on.
+        shared: a cluster's replica: the tenants' call quotas counted across the cluster
+            (`hub.cluster_quota`), taken after the local gate's; None on a hub that runs alone.
     """
 
     def __init__(
@@ -97,7 +103,9 @@ class CallPath:
         in_flight: InFlight,
         ask_timeout: float,
         loops: HubLoops,
+        shared: SharedQuotas | None = None,
     ) -> None:
+        self._shared = shared
         self._router = router
         self._routes = routes
         self._wakes = wakes
@@ -158,11 +166,29 @@ class CallPath:
         )
         endpoint, gate, timeout, on_demand, per_session = route
         with self._in_flight.admit(), gate.admit(tenant):
-            target = _Target(tenant, server, endpoint, on_demand, per_session)
-            answer: dict[str, Any] = await self._on_server(
-                target, session, submit, timeout, f"server '{server}'", wake
-            )
-            return answer
+            async with self._cluster_slot(gate, tenant, timeout):
+                target = _Target(tenant, server, endpoint, on_demand, per_session)
+                answer: dict[str, Any] = await self._on_server(
+                    target, session, submit, timeout, f"server '{server}'", wake
+                )
+                return answer
+
+    @contextlib.asynccontextmanager
+    async def _cluster_slot(self, gate: CallGate, tenant: str, timeout: float) -> AsyncIterator[None]:
+        """Around a call the local gate admitted: in a cluster, one call of the tenant's quotas
+        counted across the replicas (a Redis round trip, in the executor); nothing without
+        `max_calls_per_minute` or `max_concurrent_calls`. The slot's lease outlasts the call."""
+        shared, quotas = self._shared, gate.quotas
+        if shared is None or (quotas.max_calls_per_minute is None and quotas.max_concurrent_calls is None):
+            yield
+            return
+        loop = asyncio.get_running_loop()
+        ticket = await loop.run_in_executor(None, shared.acquire, tenant, quotas, timeout + 10)
+        try:
+            yield
+        finally:
+            if ticket is not None:
+                loop.run_in_executor(None, shared.release, ticket)
 
     @contextlib.contextmanager
     def _call(
@@ -225,13 +251,14 @@ class CallPath:
         route = prepared.route
         with self._call(prepared, arguments, key, shown) as call:
             target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)
-            result: ToolResult = await self._on_server(
-                target,
-                session,
-                lambda endpoint: endpoint.call_tool(route.name, arguments, requester),
-                route.call_timeout,
-                f"tool '{shown}'",
-            )
+            async with self._cluster_slot(route.gate, route.tenant, route.call_timeout):
+                result: ToolResult = await self._on_server(
+                    target,
+                    session,
+                    lambda endpoint: endpoint.call_tool(route.name, arguments, requester),
+                    route.call_timeout,
+                    f"tool '{shown}'",
+                )
             if result.is_error:
                 call["outcome"] = "tool_error"
             return result

@@ -7,6 +7,7 @@ Updated from the call path (any thread; prometheus-client is thread-safe), from 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -93,6 +94,15 @@ class HubMetrics:
             ["tenant", "server"],
             registry=self.registry,
         )
+        self.cluster_quotas = Gauge(
+            "mcp_hub_cluster_quotas",
+            "A cluster's replica only: 1 for what counts the tenants' call quotas now (shared: Redis; "
+            "local: this replica's share, Redis being unreachable; refusing: nothing, calls with "
+            "quotas are refused), 0 for the others.",
+            ["counted_by"],
+            registry=self.registry,
+        )
+        self.quota_state: Callable[[], str] | None = None  # (set on a cluster's replica)
         self._lock = threading.Lock()
         self._on_demand: dict[tuple[str, str], ServerStatus] = {}  # the last status counted, per server
         self._live: set[tuple[str, str, str | None]] = set()  # session instances counted
@@ -138,6 +148,10 @@ class HubMetrics:
 
     def render(self) -> bytes:
         """The Prometheus text exposition of every metric."""
+        if self.quota_state is not None:
+            now = self.quota_state()
+            for mode in ("shared", "local", "refusing"):
+                self.cluster_quotas.labels(mode).set(1 if mode == now else 0)
         return generate_latest(self.registry)
 
 

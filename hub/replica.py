@@ -1,5 +1,6 @@
 """A cluster replica's parts beyond its membership: the servers it publishes, those it mirrors
-from the others, and the channel that forwards requests to them (docs/cluster.md).
+from the others, the channel that forwards requests to them, and the tenants' call quotas
+counted across the cluster (docs/cluster.md).
 
 Made only for a hub with `cluster:`. Threads: `start` and `stop` on the thread that starts and
 stops the hub; the parts run on `cluster-publish`, `cluster-mirror` and `cluster-link`.
@@ -14,6 +15,7 @@ from actors.remote_servers import RemoteServers
 from hub.cluster import ClusterNode
 from hub.cluster_catalog import Mirror, Publisher
 from hub.cluster_link import Links
+from hub.cluster_quota import SharedQuotas
 from hub.config import HubConfig
 
 __all__ = ["ReplicaParts", "replica_parts"]
@@ -35,6 +37,7 @@ class ReplicaParts:
         tenants = lambda: tuple(config().tenants)  # noqa: E731
         self.publisher = Publisher(node, tenants)
         self.mirror = Mirror(node, tenants, router)
+        self.quotas = SharedQuotas(node, node.config.on_redis_loss)  # (its state: /health, /metrics)
 
     def start(self) -> None:
         """Open for forwarding, publish this replica's servers, follow the others'."""
@@ -47,6 +50,7 @@ class ReplicaParts:
         self.mirror.stop()
         self.publisher.stop()
         self.links.stop()
+        self.quotas.close()
 
 
 def replica_parts(

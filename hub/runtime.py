@@ -125,6 +125,7 @@ class Hub:
             self.in_flight,
             timeouts.ASK,
             self.loops,
+            self.replica.quotas if self.replica is not None else None,
         )
         self.upstream = UpstreamRequests(self.calls, lambda: self.router, timeouts.ASK)
         self.board.add_listener(self.routes.on_event)
@@ -133,6 +134,7 @@ class Hub:
         self.board.add_listener(self.wakes.on_event)
         if self.replica is not None:
             self.board.add_listener(self.replica.publisher.on_event)
+            self.metrics.quota_state = self.replica.quotas.state
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -275,6 +275,7 @@ def test_health_reports_the_replica_and_a_killed_replica_leaves_within_the_ttl(
             "servers_owned": expected,
             "servers_running": 0,  # (its tenant was not started)
             "redis": "reachable",
+            "quotas": "shared",
         }
         served.proc.send_signal(signal.SIGKILL)  # no chance to delete its key: it must expire
         served.proc.wait(10)

@@ -31,6 +31,7 @@ pytestmark = pytest.mark.anyio
 HEARTBEAT = 0.5
 REPLICAS = ("r1", "r2", "r3")
 SERVERS = tuple(f"s{i}" for i in range(6))
+RATE = 12  # tenant `limited`'s max_calls_per_minute
 # The module's cluster outlives each test, so its servers carry a mark of their own (the per-test
 # leak check looks for the default one); the fixture checks them when the cluster stops.
 CLUSTER_MARK = f"mcp-hub-cluster-{uuid.uuid4().hex[:12]}"
@@ -38,7 +39,9 @@ CLUSTER_MARK = f"mcp-hub-cluster-{uuid.uuid4().hex[:12]}"
 
 def _tenants() -> dict[str, Any]:
     servers = {name: server("--asks", "--legacy-only", "--list-changed") for name in SERVERS}
-    return {"acme": {"env": {"MCP_HUB_TEST_MARK": CLUSTER_MARK}, "servers": servers}}
+    mark = {"MCP_HUB_TEST_MARK": CLUSTER_MARK}
+    limited = {"env": mark, "quotas": {"max_calls_per_minute": RATE}, "servers": {"q": server()}}
+    return {"acme": {"env": mark, "servers": servers}, "limited": limited}
 
 
 @pytest.fixture
@@ -92,7 +95,7 @@ def _converged(hubs: dict[str, ServedHub]) -> bool:
     if not all(_settled(h) for h in hubs.values()):
         return False
     views = [{n: (s["replica"], s["pid"]) for n, s in _servers(h).items()} for h in hubs.values()]
-    return all(v == views[0] for v in views) and len(server_pids(CLUSTER_MARK)) == len(SERVERS)
+    return all(v == views[0] for v in views) and len(server_pids(CLUSTER_MARK)) == len(SERVERS) + 1
 
 
 def _tools(hub: ServedHub) -> list[dict[str, Any]]:
@@ -117,7 +120,9 @@ def test_every_replica_lists_every_server_once_and_calls_reach_each_through_any(
             n: (s["replica"], s["pid"]) for n, s in views["r1"].items()
         }
     assert len(set(runs.values())) >= 2, runs  # (spread over the replicas)
-    assert len(server_pids(CLUSTER_MARK)) == len(SERVERS)  # each server runs exactly once across the cluster
+    assert (
+        len(server_pids(CLUSTER_MARK)) == len(SERVERS) + 1
+    )  # each server runs exactly once across the cluster
     tools = {r: sorted(t["name"] for t in _tools(h)) for r, h in cluster.items()}
     assert tools["r1"] == tools["r2"] == tools["r3"], tools
     assert {f"{name}.echo" for name in SERVERS} <= set(tools["r1"])
@@ -230,3 +235,27 @@ async def test_list_changed_on_the_replica_that_runs_a_server_reaches_a_session_
         assert not any(t.name.startswith(f"{name}__") for t in (await client.list_tools()).tools)
     assert cluster[runner].post(f"/api/servers/acme/{name}/start").status == 200  # (as it was)
     assert wait_until(lambda: _converged(cluster), 30), _states(cluster)
+
+
+def test_a_tenant_s_calls_per_minute_hold_across_the_cluster_under_load_on_every_replica(
+    cluster: dict[str, ServedHub],
+) -> None:
+    """Tenant `limited` may make RATE calls a minute: 36 at once, 12 per replica, admit RATE in all
+    (counted in Redis), not RATE per replica."""
+    import concurrent.futures
+
+    def call(hub: ServedHub, i: int) -> tuple[int, str]:
+        answer = hub.post("/api/tools/q.echo/call?tenant=limited", {"text": str(i)})
+        return answer.status, answer.text
+
+    hubs = [hub for hub in cluster.values() for _ in range(12)]
+    with concurrent.futures.ThreadPoolExecutor(len(hubs)) as pool:
+        outcomes = list(pool.map(call, hubs, range(len(hubs))))
+    statuses = [status for status, _ in outcomes]
+    assert statuses.count(200) == RATE, outcomes
+    assert statuses.count(429) == len(hubs) - RATE
+    assert all("across the cluster" in text for status, text in outcomes if status == 429)
+    health = [hub.get("/health").body["components"]["cluster"]["quotas"] for hub in cluster.values()]
+    assert health == ["shared"] * 3
+    metrics = cluster["r1"].get("/metrics").text
+    assert 'mcp_hub_cluster_quotas{counted_by="shared"} 1.0' in metrics

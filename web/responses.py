@@ -83,6 +83,14 @@ class HealthCluster(TypedDict):
         ),
     ]
     redis: Literal["reachable", "unreachable"]
+    quotas: Annotated[
+        Literal["shared", "local", "refusing"],
+        Doc(
+            "What counts the tenants' call quotas now: `shared` (Redis, across the cluster), `local` "
+            "(Redis unreachable, `cluster.on_redis_loss: local`: this replica enforces its share), "
+            "`refusing` (Redis unreachable, `on_redis_loss: refuse`: calls with quotas are refused)."
+        ),
+    ]
 
 
 class HealthComponents(TypedDict):

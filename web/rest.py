@@ -11,7 +11,7 @@ import json
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, Literal
 
 import hub
 from actors.limits import limit_support
@@ -69,7 +69,10 @@ class RootHandler(ApiHandler):
 
 
 def cluster_health(
-    node: ClusterNode, servers: dict[str, tuple[str, ...]], statuses: tuple[ServerStatus, ...] = ()
+    node: ClusterNode,
+    servers: dict[str, tuple[str, ...]],
+    statuses: tuple[ServerStatus, ...] = (),
+    quotas: Literal["shared", "local", "refusing"] = "shared",
 ) -> api.HealthCluster:
     """What `/health` says of a cluster's replica (its last heartbeat; placement over its live set;
     how many of `statuses`, the cluster's, run here)."""
@@ -81,6 +84,7 @@ def cluster_health(
         "servers_owned": sum(len(names) for names in node.share(servers).values()),
         "servers_running": here,
         "redis": "reachable" if view.redis_ok else "unreachable",
+        "quotas": quotas,
     }
 
 
@@ -108,9 +112,10 @@ class HealthHandler(ApiHandler):
             },
         }
         if self.hub.cluster is not None:
+            quotas = self.hub.replica.quotas.state() if self.hub.replica is not None else "shared"
             configured = {name: tuple(t.servers) for name, t in self.hub.config.tenants.items()}
             body["components"]["cluster"] = await self.blocking(
-                cluster_health, self.hub.cluster, configured, statuses
+                cluster_health, self.hub.cluster, configured, statuses, quotas
             )
         self.reply(body)
 
