@@ -26,6 +26,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {  # name -> (full arguments, 
     "peer": ([], ["--calls", "200"]),
     "lazy": ([], ["--cold", "3", "--calls", "50", "--servers", "40", "--busy", "3"]),
     "sandbox": ([], ["--servers", "20", "--rounds", "1", "--calls", "200"]),
+    "cluster": ([], ["--calls", "200", "--seconds", "3"]),
 }
 
 

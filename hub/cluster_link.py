@@ -1,9 +1,11 @@
 """The internal channel of a cluster, its calling side: requests for servers another replica runs
 are forwarded to it (docs/cluster.md).
 
-One WebSocket per other replica (`<its advertised URL>/cluster/link`, opened with the cluster's
-secret as a bearer token; `web.cluster_link` is the other end), opened at the first request and
-again after it closes, on a loop of its own (thread `cluster-link`). Requests are multiplexed on
+One WebSocket per other replica and calling loop (`<its advertised URL>/cluster/link`, opened
+with the cluster's secret as a bearer token; `web.cluster_link` is the other end), opened at the
+first request and again after it closes. A request runs on the loop it is made from (the web
+loop, mostly: no thread hop on the way), or, from a thread without one, on the link's own loop
+(thread `cluster-link`). Requests are multiplexed on
 it by id. A request's messages come back in order on its own queue: progress and log messages go
 to its caller's `Requester` before the answer that ends it; the server's own requests (sampling,
 elicitation) are asked of that `Requester` and answered back. A caller that gives up (timeout, its
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import logging
@@ -105,8 +108,9 @@ class Links:
         self._secret = secret
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._links: dict[str, _Link] = {}
-        self._opening: dict[str, asyncio.Lock] = {}
+        self._links: dict[tuple[asyncio.AbstractEventLoop, str], _Link] = {}  # by calling loop and replica
+        self._opening: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
+        self._stopped = False
         self._ids = itertools.count(1)
 
     # ------------------------------------------------------------------ lifecycle
@@ -120,13 +124,19 @@ class Links:
 
     def stop(self) -> None:
         """Close every channel (requests in flight fail) and stop the loop."""
+        self._stopped = True
+        for (calling, _), link in list(self._links.items()):
+            if calling is not self._loop and not calling.is_closed():
+                with contextlib.suppress(RuntimeError):  # (closed meanwhile)
+                    calling.call_soon_threadsafe(link.connection.close)
         loop, self._loop = self._loop, None
         if loop is None:
             return
 
         def close() -> None:
-            for link in self._links.values():
-                link.connection.close()
+            for (calling, _), link in self._links.items():
+                if calling is loop:
+                    link.connection.close()
             loop.call_later(0.2, loop.stop)
 
         loop.call_soon_threadsafe(close)
@@ -139,7 +149,14 @@ class Links:
         return RemoteEndpoint(self, replica, tenant, server)
 
     def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
-        """Run `coro` on the link loop (any thread)."""
+        """Run `coro` on this thread's running loop as a task, else on the link loop (any thread).
+        Either way the caller awaits it with `asyncio.wrap_future`."""
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not None and not self._stopped:
+            return running.create_task(coro)  # type: ignore[arg-type, return-value]
         loop = self._loop
         if loop is None:
             if asyncio.iscoroutine(coro):
@@ -230,12 +247,18 @@ class Links:
 
     async def _link(self, replica: str) -> _Link:
         """The open channel to `replica`, opened if need be (one opening at a time per replica)."""
-        link = self._links.get(replica)
+        key = (asyncio.get_running_loop(), replica)
+        link = self._links.get(key)
         if link is not None and not link.closed:
             return link
-        lock = self._opening.setdefault(replica, asyncio.Lock())
+        if self._stopped:
+            raise NotRunning("this replica is stopping: it forwards no more requests")
+        for gone in [k for k in self._links if k[0].is_closed()]:  # (a borrowed loop that ended)
+            self._links.pop(gone, None)
+            self._opening.pop(gone, None)
+        lock = self._opening.setdefault(key, asyncio.Lock())
         async with lock:
-            link = self._links.get(replica)
+            link = self._links.get(key)
             if link is not None and not link.closed:
                 return link
             url = self._node.view().urls.get(replica)
@@ -254,8 +277,10 @@ class Links:
                 connection = await tornado.websocket.websocket_connect(request, max_message_size=MAX_MESSAGE)
             except (OSError, tornado.httpclient.HTTPClientError, tornado.websocket.WebSocketError) as exc:
                 raise UpstreamError(f"replica '{replica}' cannot be reached at {url}: {exc}") from None
+            if connection.protocol is not None:  # (small messages, each awaited: no Nagle delay)
+                connection.protocol.set_nodelay(True)
             link = _Link(replica, connection)
-            self._links[replica] = link
+            self._links[key] = link
             asyncio.get_running_loop().create_task(link.read())
             return link
 

@@ -26,6 +26,7 @@ import tornado.websocket
 from mcp import MCPError
 
 from actors.calls import ServerEndpoint
+from actors.models import CatalogChanged, Event, ServerStateChanged
 from hub.cluster_link import ANSWERS, MAX_MESSAGE, REPLICA_HEADER
 from hub.cluster_wire import error_json, result_json
 from hub.errors import BadRequest, HubError, NotFound, NotRunning, Unauthorized, UpstreamError
@@ -82,12 +83,24 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         return MAX_MESSAGE
 
     def open(self, *args: str) -> None:
+        self.set_nodelay(True)  # (small messages, each awaited: no Nagle delay)
         self.loop = asyncio.get_running_loop()
         self.tasks: dict[Any, asyncio.Task[None]] = {}
         self.asks: dict[tuple[Any, Any], asyncio.Future[dict[str, Any]]] = {}
         self.next_ask = 0
+        # This replica's endpoints by (tenant, server), asked of the router once each, forgotten
+        # at each change of a catalog or a status here (a reload may replace a server's actor).
+        self.endpoints: dict[tuple[str, str], ServerEndpoint] = {}
+        self.hub.board.add_listener(self._on_event)
+
+    def _on_event(self, event: Event) -> None:
+        """Board listener (router thread): a change here may replace an endpoint."""
+        if isinstance(event, ServerStateChanged) or (isinstance(event, CatalogChanged) and not event.remote):
+            self.loop.call_soon_threadsafe(self.endpoints.clear)
 
     def on_close(self) -> None:
+        if hasattr(self, "endpoints"):
+            self.hub.board.remove_listener(self._on_event)
         for task in list(getattr(self, "tasks", {}).values()):
             task.cancel()
 
@@ -136,12 +149,16 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         self.send({"id": call_id, **reply})
 
     async def _endpoint(self, tenant: str, server: str) -> ServerEndpoint:
-        """This replica's own endpoint of the server (a router ask, off the loop)."""
+        """This replica's own endpoint of the server (a router ask, off the loop, the first time)."""
+        known = self.endpoints.get((tenant, server))
+        if known is not None:
+            return known
         router = self.hub.router
         asked = router.server_route(tenant, server)
         endpoint = (await self.loop.run_in_executor(None, functools.partial(asked.get, timeout=10.0)))[0]
         if not isinstance(endpoint, ServerEndpoint):  # (it moved: never forwarded twice)
             raise NotRunning(f"server '{server}' of tenant '{tenant}' no longer runs on this replica")
+        self.endpoints[(tenant, server)] = endpoint
         return endpoint
 
     async def ask(self, call_id: Any, request: Any, result_type: type[Any]) -> Any:
