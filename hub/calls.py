@@ -25,6 +25,7 @@ from actors.call_gate import CallGate
 from actors.models import ToolResult
 from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
+from hub import failover
 from hub.audit import AuditLog
 from hub.errors import CallTimeout, HubError, NotRunning, ShuttingDown
 from hub.instances import SessionInstances
@@ -248,6 +249,32 @@ class CallPath:
                 self._audit().record(tenant, key, tool_id, 0.0, exc.code, arguments)
                 raise
         shown = shown_as or tool_id
+        try:
+            return await self._call_once(prepared, arguments, requester, key, session, shown)
+        except HubError as exc:  # a call lost with the replica it was forwarded to: once more?
+            lost = failover.lost_replica(prepared, exc)
+            if lost is None or not failover.harmless_to_retry(prepared.route.entry):
+                raise
+        loop = asyncio.get_running_loop()
+        prepared = await failover.forwarded_elsewhere(
+            self._routes,
+            lambda: loop.run_in_executor(None, self.prepare, tenant, tool_id),
+            lost,
+            prepared.route.call_timeout,
+            shown,
+        )
+        return await self._call_once(prepared, arguments, requester, key, session, shown)
+
+    async def _call_once(
+        self,
+        prepared: Prepared,
+        arguments: dict[str, Any],
+        requester: Requester | None,
+        key: str | None,
+        session: str | None,
+        shown: str,
+    ) -> ToolResult:
+        """One call of a prepared tool, within the quotas, measured and audited (a loop)."""
         route = prepared.route
         with self._call(prepared, arguments, key, shown) as call:
             target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)

@@ -40,7 +40,7 @@ from hub.cluster_wire import error_of, result_of
 from hub.config_secrets import Secret
 from hub.errors import BadRequest, HubError, NotRunning, UpstreamError
 
-__all__ = ["LINK_PATH", "Links", "RemoteEndpoint"]
+__all__ = ["LINK_PATH", "Links", "RemoteEndpoint", "ReplicaLost"]
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,14 @@ ANSWERS: dict[str, type[Any]] = {
 }
 
 
+class ReplicaLost(UpstreamError):
+    """The replica a request was forwarded to went away during it, or cannot be reached."""
+
+    def __init__(self, message: str, replica: str) -> None:
+        super().__init__(message)
+        self.replica = replica
+
+
 class _Link:
     """One open channel to a replica (the link loop)."""
 
@@ -71,7 +79,7 @@ class _Link:
 
     def send(self, message: dict[str, Any]) -> None:
         if self.closed:
-            raise UpstreamError(f"the channel to replica '{self.replica}' is closed")
+            raise ReplicaLost(f"the channel to replica '{self.replica}' is closed", self.replica)
         self.connection.write_message(json.dumps(message, separators=(",", ":")))
 
     async def read(self) -> None:
@@ -179,8 +187,8 @@ class Links:
                 message = await queue.get()
                 if message is None:
                     server = op.get("server")
-                    raise UpstreamError(
-                        f"replica '{replica}', which runs server '{server}', went away mid-request"
+                    raise ReplicaLost(
+                        f"replica '{replica}', which runs server '{server}', went away mid-request", replica
                     )
                 if "result" in message:
                     return message["result"]
@@ -276,7 +284,7 @@ class Links:
             try:
                 connection = await tornado.websocket.websocket_connect(request, max_message_size=MAX_MESSAGE)
             except (OSError, tornado.httpclient.HTTPClientError, tornado.websocket.WebSocketError) as exc:
-                raise UpstreamError(f"replica '{replica}' cannot be reached at {url}: {exc}") from None
+                raise ReplicaLost(f"replica '{replica}' cannot be reached at {url}: {exc}", replica) from None
             if connection.protocol is not None:  # (small messages, each awaited: no Nagle delay)
                 connection.protocol.set_nodelay(True)
             link = _Link(replica, connection)

@@ -44,6 +44,7 @@ class RouteCache:
         self._lock = threading.Lock()
         self._routes: dict[tuple[str, str], Prepared] = {}
         self._generation = 0
+        self._watchers: list[Callable[[], None]] = []  # told at each clear (`hub.failover` waits on it)
 
     def get(self, tenant: str, tool_id: str) -> Prepared | None:
         """The cached prepared route, if any (any thread, never asks the router)."""
@@ -74,6 +75,20 @@ class RouteCache:
         with self._lock:
             self._generation += 1
             self._routes.clear()
+            watchers = list(self._watchers)
+        for watcher in watchers:
+            watcher()
+
+    def watch(self, watcher: Callable[[], None]) -> None:
+        """Call `watcher` (quick, any thread) at each clear from now on, until `unwatch`."""
+        with self._lock:
+            self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[], None]) -> None:
+        """Stop calling `watcher`."""
+        with self._lock:
+            if watcher in self._watchers:
+                self._watchers.remove(watcher)
 
     def on_event(self, event: Event) -> None:
         """Board listener (router thread): a catalog change invalidates the cached routes."""

@@ -42,6 +42,8 @@ Flags:
                         ``subscriptions/listen`` stream (``Client.listen(tools_list_changed=True)``),
                         via ``InMemorySubscriptionBus`` + ``ListenHandler``; the SDK drops the bare
                         notification on a 2026 connection.
+  --read-only-sleep     tool peek {seconds}: as sleep, annotated ``readOnlyHint: true`` (a retry of
+                        it does no harm: the cluster's failover tries it again, issue 21)
   --asks                tools that ask the caller mid-call, the 2025-11-25 way (server-to-client
                         requests, which a caller connected in the 2026-07-28 era cannot be sent:
                         with the hub as the caller, add --legacy-only):
@@ -198,6 +200,8 @@ class TestServer:
             "required": ["seconds"],
         }
         self.add("sleep", "Sleep, reporting progress every 0.1 s.", sleep_in, self._sleep)
+        if args.read_only_sleep:
+            self.add("peek", "Sleep, changing nothing.", sleep_in, self._sleep, read_only=True)
         self.add("fail", "Always return a tool error.", _EMPTY_SCHEMA, self._fail)
         if args.oversized_line:
             self.add("oversize", "Write a 65 MiB stdout line, then answer.", _EMPTY_SCHEMA, self._oversize)
@@ -253,9 +257,17 @@ class TestServer:
         schema: dict[str, Any],
         fn: ToolFn,
         output: dict[str, Any] | None = None,
+        read_only: bool = False,
     ) -> None:
         """Register a tool."""
-        tool = types.Tool(name=name, description=description, input_schema=schema, output_schema=output)
+        annotations = types.ToolAnnotations(read_only_hint=True) if read_only else None
+        tool = types.Tool(
+            name=name,
+            description=description,
+            input_schema=schema,
+            output_schema=output,
+            annotations=annotations,
+        )
         self.tools[name] = (tool, fn, jsonschema.Draft202012Validator(schema))
 
     def build(self) -> Server[Any]:
@@ -675,6 +687,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--list-changed", action="store_true", help="add_tool/remove_tool + list_changed")
     p.add_argument("--template", action="store_true", help="also the resource template test://echo/{text}")
     p.add_argument("--asks", action="store_true", help="sample, elicit, ask_twice: ask the caller mid-call")
+    p.add_argument(
+        "--read-only-sleep", action="store_true", help="tool peek {seconds}: sleep, annotated readOnlyHint"
+    )
     p.add_argument("--legacy-only", action="store_true", help="serve only the 2025-11-25 handshake era")
     p.add_argument("--print-env-at-start", action="store_true", help="environment as JSON on stderr")
     p.add_argument("--lone-surrogate", action="store_true", help="@@lone@@ in answers becomes \\ud800")

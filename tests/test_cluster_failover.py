@@ -1,0 +1,85 @@
+"""Failover of calls in a cluster (issue 21, item 5): when the replica a call was forwarded to is
+SIGKILLed mid-call, a call of a tool that says a retry is harmless (`readOnlyHint`) is tried again
+on the survivor that takes its server over, and any other call fails at once with a clear error.
+Real replicas (`python -m hub serve`) on a real Redis.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from conftest import cluster_section, server, server_pids, wait_until
+from helpers.served import ServedHub, start_hub, stop_hub, write_config
+
+HEARTBEAT = 0.5  # a replica's key lives 1.5 s
+SERVERS = ("s0", "s1", "s2", "s3")
+
+
+def _servers(hub: ServedHub) -> dict[str, dict[str, Any]]:
+    return {s["server"]: s for s in hub.get("/api/servers?tenant=t").body["servers"]}
+
+
+def _in_flight(hub: ServedHub) -> float:
+    for line in hub.get("/metrics").text.splitlines():
+        if line.startswith('mcp_hub_tool_calls_in_flight{tenant="t"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at_once(
+    redis_server: str, tmp_path: Path
+) -> None:
+    tenants = {"t": {"servers": {name: server("--read-only-sleep") for name in SERVERS}}}
+    hubs: dict[str, ServedHub] = {}
+    try:
+        for replica in ("stays", "dies"):
+            folder = tmp_path / replica
+            folder.mkdir()
+            section = cluster_section(redis_server, replica, HEARTBEAT)
+            hubs[replica] = start_hub(
+                write_config(folder, tenants, cluster=section, orchestrator={"auto_start": True}), folder
+            )
+        stays, dies = hubs["stays"], hubs["dies"]
+
+        def converged() -> bool:
+            views = [{n: (s["state"], s["replica"]) for n, s in _servers(h).items()} for h in hubs.values()]
+            running = all(state == "running" for state, _ in views[0].values())
+            return running and views[0] == views[1] and len(server_pids()) == len(SERVERS)
+
+        assert wait_until(converged, 60)
+        theirs = sorted(n for n, s in _servers(stays).items() if s["replica"] == "dies")
+        assert theirs, _servers(stays)  # (placement over two replicas: both get some)
+        name = theirs[0]
+
+        def call(tool: str) -> tuple[int, Any, float]:
+            answer = stays.post(f"/api/tools/{name}.{tool}/call?tenant=t", {"seconds": 2})
+            return answer.status, answer.body, time.monotonic()
+
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            read_only, plain = pool.submit(call, "peek"), pool.submit(call, "sleep")
+            assert wait_until(lambda: _in_flight(stays) == 2, 10)  # both forwarded, in flight
+            dies.proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            status, body, at = plain.result(30)
+            assert status == 502 and body["error"]["code"] == "upstream_error", body
+            assert "'dies'" in body["error"]["message"] and "went away" in body["error"]["message"], body
+            assert at - killed < 1.0  # answered at once, not after a timeout
+            status, body, at = read_only.result(60)
+        assert status == 200 and body["content"][0]["text"] == "slept", body  # tried again on `stays`
+        assert _servers(stays)[name]["replica"] == "stays"
+        assert at - killed < 3 * HEARTBEAT + HEARTBEAT + 20  # (ttl + a heartbeat + start and call)
+        # Every server runs again, on the survivor, and once: the killed replica's children are gone.
+        assert wait_until(lambda: len(server_pids()) == len(SERVERS), 20), server_pids()
+        assert all(s["replica"] == "stays" and s["state"] == "running" for s in _servers(stays).values())
+    finally:
+        for replica, hub in hubs.items():
+            if replica == "dies":
+                hub.proc.kill()
+                hub.proc.wait(10)
+                hub.proc.stdout.close()  # type: ignore[union-attr]
+            else:
+                assert stop_hub(hub) == 0, hub.log()[-3000:]
