@@ -36,12 +36,13 @@ from hub.cluster_wire import published_json, published_of
 if TYPE_CHECKING:
     import pykka
 
-__all__ = ["CHANNEL", "HASH_PREFIX", "Mirror", "Publisher"]
+__all__ = ["CHANNEL", "CONTROL", "HASH_PREFIX", "Mirror", "Publisher"]
 
 log = logging.getLogger(__name__)
 
 HASH_PREFIX = "mcp-hub:servers:"
 CHANNEL = "mcp-hub:servers"
+CONTROL = "mcp-hub:control"  # what one replica was asked that all must do (`hub.replica`)
 
 
 def _field(server: str, replica: str) -> str:
@@ -164,8 +165,10 @@ class Mirror:
         node: ClusterNode,
         tenants: Callable[[], Iterable[str]],
         router: Callable[[], pykka.ActorRef[Any]],
+        control: Callable[[dict[str, Any]], None] = lambda _: None,
     ) -> None:
         self._node = node
+        self._control = control  # told each control message of another replica (quick: it queues it)
         self._tenants = tenants
         self._router = router
         self._stop = threading.Event()
@@ -189,7 +192,7 @@ class Mirror:
         while not self._stop.is_set():
             pubsub = self._node.redis.pubsub(ignore_subscribe_messages=True)
             try:
-                pubsub.subscribe(CHANNEL)
+                pubsub.subscribe(CHANNEL, CONTROL)
                 self._tell_members()
                 for tenant in self._tenants():  # (after subscribing: nothing published since is missed)
                     for field, value in published_all(self._node, tenant).items():
@@ -199,7 +202,10 @@ class Mirror:
                     self._tell_members()
                     message = pubsub.get_message(timeout=0.5)
                     if message is not None and message.get("type") == "message":
-                        self._on_message(str(message["data"]))
+                        if str(message["channel"]) == CONTROL:
+                            self._on_control(str(message["data"]))
+                        else:
+                            self._on_message(str(message["data"]))
             except self._node.errors as exc:
                 log.warning(
                     "cluster: following the other replicas failed, again in one heartbeat: %s", describe(exc)
@@ -214,6 +220,16 @@ class Mirror:
         if members != self._members:
             self._members = members
             self._send(ReplicasChanged(frozenset(members)))
+
+    def _on_control(self, data: str) -> None:
+        try:
+            message = json.loads(data)
+            origin = message["from"]
+        except (ValueError, KeyError, TypeError):
+            log.warning("cluster: a malformed control message ignored")
+            return
+        if origin != self._node.replica_id:
+            self._control(message)
 
     def _on_message(self, data: str) -> None:
         parts = data.split("\n")

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from actors.models import ServerState, ServerStatus
 from actors.tenant import TenantActorProxy
@@ -119,6 +119,33 @@ class Rebalancer:
         with self._lock:
             self._owned.pop(tenant, None)
         return proxy.stop_servers().get(timeout=timeouts.LIFECYCLE)
+
+    def reloaded(self, added: Mapping[str, Iterable[str]]) -> None:
+        """After a reload (the caller's thread): of the servers it added to tenants started here
+        (their tenant starts them, as on a lone hub), keep those placement gives this replica and
+        stop the others, which their own replicas run."""
+        node = self._node
+        if node is None:
+            return
+        with self._lock:
+            live = {*node.view().members, node.replica_id}
+            for tenant, names in added.items():
+                if tenant not in self._owned:
+                    continue
+                configs, mine = self._servers(tenant), set(self._owned[tenant])
+                proxy = self._tenant(tenant)
+                for name in names:
+                    config = configs.get(name)
+                    if config is None or not config.enabled or config.on_demand or config.per_session:
+                        continue
+                    owner = placement.owner(live, tenant, name)
+                    if owner == node.replica_id:
+                        mine.add(name)
+                    elif proxy.status(name).get(timeout=timeouts.ASK).state is not ServerState.STOPPED:
+                        log.info("cluster: reload: %s/%s added; replica %s runs it", tenant, name, owner)
+                        stop = proxy.stop_server
+                        self._ask(tenant, name, lambda n, stop=stop: stop(n).get(timeout=timeouts.LIFECYCLE))
+                self._owned[tenant] = frozenset(mine)
 
     # ------------------------------------------------------------------ the watch
 

@@ -56,6 +56,10 @@ def apply(hub: Hub, config: HubConfig, ask_timeout: float) -> dict[str, Any]:
     if old.audit != config.audit:
         hub.audit.close()
         hub.audit = AuditLog(config.audit)
+    added = {
+        t: [s for s, what in outcome.items() if what == "added"] for t, outcome in summary["servers"].items()
+    }
+    hub.rebalancer.reloaded(added)  # (a cluster's replica keeps only its share of them)
     for name in summary["tenants"]:
         if summary["tenants"][name] == "added" and config.orchestrator.auto_start:
             hub.start_tenant(name, wait=False)

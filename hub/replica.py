@@ -1,60 +1,116 @@
 """A cluster replica's parts beyond its membership: the servers it publishes, those it mirrors
-from the others, the channel that forwards requests to them, and the tenants' call quotas
-counted across the cluster (docs/cluster.md).
+from the others, the channel that forwards requests to them, the tenants' call quotas counted
+across the cluster, and what one replica is asked that all must do (docs/cluster.md).
 
-Made only for a hub with `cluster:`. Threads: `start` and `stop` on the thread that starts and
-stops the hub; the parts run on `cluster-publish`, `cluster-mirror` and `cluster-link`.
+Control: a reload (`POST /api/admin/reload`, SIGHUP) and a tenant's start or stop
+(`POST /api/tenants/{t}/start|stop`) asked of one replica are announced on the channel
+`mcp-hub:control`; every other replica does the same with its own copy of the configuration file
+(a reload) or its own share of the tenant's servers (a start), on a thread of its own
+(`cluster-control`), one at a time, in the order they came. What a replica does because another
+announced it is not announced again. Threads: `start`, `stop` and `announce` on the caller's
+thread (blocking); the parts on `cluster-publish`, `cluster-mirror`, `cluster-link` and
+`cluster-control`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import json
+import logging
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
 
 from actors.remote_servers import RemoteServers
-from hub.cluster import ClusterNode
-from hub.cluster_catalog import Mirror, Publisher
+from hub.cluster import ClusterNode, describe
+from hub.cluster_catalog import CONTROL, Mirror, Publisher
 from hub.cluster_link import Links
 from hub.cluster_quota import SharedQuotas
-from hub.config import HubConfig
+from hub.errors import HubError
+
+if TYPE_CHECKING:
+    from hub.runtime import Hub
 
 __all__ = ["ReplicaParts", "replica_parts"]
 
+log = logging.getLogger(__name__)
+
+OPERATIONS = ("reload", "start_tenant", "stop_tenant")
+
 
 class ReplicaParts:
-    """The publisher, the mirror and the links of one replica.
+    """The publisher, the mirror, the links, the shared quotas and the control of one replica.
 
     Args:
         node: this replica's cluster node.
-        config: the hub's configuration now (a reload replaces it).
-        router: the router's actor ref (the mirror tells it what the others run).
+        hub: the hub it is part of (its configuration now, its router, what control asks of it).
     """
 
-    def __init__(self, node: ClusterNode, config: Callable[[], HubConfig], router: Callable[[], Any]) -> None:
+    def __init__(self, node: ClusterNode, hub: Hub) -> None:
         assert node.config.secret is not None
+        self._node = node
+        self._hub = hub
         self.links = Links(node, node.config.secret)
         self.remote = RemoteServers(node.replica_id, self.links.endpoint)  # (the router's, from its start)
-        tenants = lambda: tuple(config().tenants)  # noqa: E731
+        tenants = lambda: tuple(hub.config.tenants)  # noqa: E731
         self.publisher = Publisher(node, tenants)
-        self.mirror = Mirror(node, tenants, router)
+        self.mirror = Mirror(node, tenants, lambda: hub.router.actor_ref, self._queued)
         self.quotas = SharedQuotas(node, node.config.on_redis_loss)  # (its state: /health, /metrics)
+        self._control: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self._worker = threading.Thread(target=self._work, name="cluster-control", daemon=True)
 
     def start(self) -> None:
         """Open for forwarding, publish this replica's servers, follow the others'."""
         self.links.start()
         self.publisher.start()
+        self._worker.start()
         self.mirror.start()
 
     def stop(self) -> None:
         """Stop following, withdraw what this replica published, close the channels."""
         self.mirror.stop()
+        self._control.put(None)
+        self._worker.join(timeout=30)
         self.publisher.stop()
         self.links.stop()
         self.quotas.close()
 
+    # ------------------------------------------------------------------ control
 
-def replica_parts(
-    node: ClusterNode | None, config: Callable[[], HubConfig], router: Callable[[], Any]
-) -> ReplicaParts | None:
+    def announce(self, op: str, tenant: str | None = None) -> None:
+        """Tell every other replica to do what this one was asked (blocking; a Redis out of reach is
+        logged: the others then do not hear of it)."""
+        message = json.dumps({"from": self._node.replica_id, "op": op, "tenant": tenant})
+        try:
+            self._node.redis.publish(CONTROL, message)
+        except self._node.errors as exc:
+            log.error("cluster: could not tell the other replicas to %s: %s", op, describe(exc))
+
+    def _queued(self, message: dict[str, Any]) -> None:
+        """The mirror heard another replica's announcement (on `cluster-mirror`): do it, in turn."""
+        self._control.put(message)
+
+    def _work(self) -> None:
+        """The announcements of the others, one at a time (on `cluster-control`)."""
+        while (message := self._control.get()) is not None:
+            op, tenant, origin = message.get("op"), message.get("tenant"), message.get("from")
+            log.info(
+                "cluster: replica %s asks every replica to %s%s", origin, op, f" {tenant}" if tenant else ""
+            )
+            try:
+                if op == "reload":
+                    self._hub.reload_file()
+                elif op == "start_tenant" and isinstance(tenant, str):
+                    self._hub.start_tenant(tenant, wait=False)
+                elif op == "stop_tenant" and isinstance(tenant, str):
+                    self._hub.stop_tenant(tenant)
+                else:
+                    log.warning("cluster: an unknown control message ignored: %r", op)
+            except HubError as exc:  # (a file made invalid meanwhile, a tenant not configured here)
+                log.error("cluster: could not %s as replica %s asked: %s", op, origin, exc.message)
+            except Exception:  # isolation: the worker must outlive one failure
+                log.exception("cluster: %s as replica %s asked failed", op, origin)
+
+
+def replica_parts(node: ClusterNode | None, hub: Hub) -> ReplicaParts | None:
     """The parts of a cluster's replica (None: the hub runs alone)."""
-    return None if node is None else ReplicaParts(node, config, router)
+    return None if node is None else ReplicaParts(node, hub)

@@ -102,7 +102,7 @@ class Hub:
         self.loops = HubLoops()
         self.cluster = node_of(config.cluster)  # None: the hub runs alone (docs/cluster.md)
         self.rebalancer = Rebalancer(self.cluster, lambda name: self._tenant(name), lambda: self.config)
-        self.replica = replica_parts(self.cluster, lambda: self.config, lambda: self.router.actor_ref)
+        self.replica = replica_parts(self.cluster, self)
         # The lambdas look `_tenant` and `config` up at each use: a reload replaces the configuration.
         self.wakes = Wakes(
             self.board,

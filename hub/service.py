@@ -192,6 +192,8 @@ def _reload(hub_: Hub) -> None:
     """SIGHUP or `--reload` (on a worker thread): re-read and apply the configuration file, or say why not."""
     try:
         hub_.reload_file()
+        if hub_.replica is not None:  # (every replica reloads its copy of the file: `hub.replica`)
+            hub_.replica.announce("reload")
     except ConfigError as exc:
         log.error(
             "the configuration was not reloaded; the old one stays in force:\n%s",

@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import mcp.types as types
 import pytest
+import yaml
 from conftest import (
     cluster_section,
     marked_pids,
@@ -259,3 +260,37 @@ def test_a_tenant_s_calls_per_minute_hold_across_the_cluster_under_load_on_every
     assert health == ["shared"] * 3
     metrics = cluster["r1"].get("/metrics").text
     assert 'mcp_hub_cluster_quotas{counted_by="shared"} 1.0' in metrics
+
+
+def test_a_tenant_stopped_or_started_and_a_reload_asked_of_one_replica_reach_every_replica(
+    cluster: dict[str, ServedHub],
+) -> None:
+    def states() -> set[str]:
+        return {s["state"] for hub in cluster.values() for s in _servers(hub).values()}
+
+    assert cluster["r2"].post("/api/tenants/acme/stop").status == 200
+    assert wait_until(lambda: states() == {"stopped"} and not server_pids(CLUSTER_MARK)[len(["q"]) :], 20)
+    assert cluster["r3"].post("/api/tenants/acme/start?wait=false").status == 200
+    assert wait_until(lambda: _converged(cluster), 30), _states(cluster)
+    # A reload asked of r1: every replica reads its own copy of the file (here: each changed alike).
+    files = [hub.stderr_path.parent / "hub.yaml" for hub in cluster.values()]
+    before = [path.read_text() for path in files]
+    for path in files:
+        data = yaml.safe_load(path.read_text())
+        data["tenants"]["acme"]["servers"]["extra"] = server()
+        path.write_text(yaml.safe_dump(data))
+    try:
+        assert cluster["r1"].post("/api/admin/reload").status == 200
+
+        def extra_runs_once_listed_everywhere() -> bool:
+            views = [_servers(hub).get("extra") for hub in cluster.values()]
+            runners = {v["replica"] for v in views if v is not None and v["state"] == "running"}
+            return all(views) and len(runners) == 1 and len(server_pids(CLUSTER_MARK)) == len(SERVERS) + 2
+
+        assert wait_until(extra_runs_once_listed_everywhere, 30), _states(cluster)
+    finally:
+        for path, text in zip(files, before, strict=True):
+            path.write_text(text)
+        assert cluster["r2"].post("/api/admin/reload").status == 200
+    assert wait_until(lambda: all("extra" not in _servers(hub) for hub in cluster.values()), 30)
+    assert wait_until(lambda: _converged(cluster), 30), _states(cluster)

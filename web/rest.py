@@ -168,6 +168,8 @@ class TenantActionHandler(ApiHandler):
             outcome = await self.blocking(self.hub.start_tenant, tenant, wait)
         else:
             outcome = await self.blocking(self.hub.stop_tenant, tenant)
+        if self.hub.replica is not None:  # (every replica starts or stops its share: `hub.replica`)
+            await self.blocking(self.hub.replica.announce, f"{action}_tenant", tenant)
         body: api.TenantOutcome = {"tenant": tenant, "action": action, "servers": outcome}
         self.reply(body)
 
@@ -401,7 +403,10 @@ class ReloadHandler(ApiHandler):
         assert self.caller is not None
         if not self.caller.admin:
             raise NotFound("no route /api/admin/reload")
-        self.reply(await self.blocking(self.hub.reload_file))
+        outcome = await self.blocking(self.hub.reload_file)
+        if self.hub.replica is not None:  # (every replica reloads its copy of the file: `hub.replica`)
+            await self.blocking(self.hub.replica.announce, "reload")
+        self.reply(outcome)
 
 
 ROUTES: list[tuple[str, type[ApiHandler]]] = [
