@@ -29,6 +29,7 @@ replica's key expire).
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable, Mapping
@@ -143,8 +144,7 @@ class Rebalancer:
                         mine.add(name)
                     elif proxy.status(name).get(timeout=timeouts.ASK).state is not ServerState.STOPPED:
                         log.info("cluster: reload: %s/%s added; replica %s runs it", tenant, name, owner)
-                        stop = proxy.stop_server
-                        self._ask(tenant, name, lambda n, stop=stop: stop(n).get(timeout=timeouts.LIFECYCLE))
+                        self._ask(tenant, name, functools.partial(_stop, proxy))
                 self._owned[tenant] = frozenset(mine)
 
     # ------------------------------------------------------------------ the watch
@@ -225,3 +225,8 @@ class Rebalancer:
             log.warning("cluster: rebalance: %s/%s not moved: %s", tenant, name, exc.message)
             return 0
         return 1
+
+
+def _stop(proxy: TenantActorProxy, name: str) -> ServerStatus:
+    """Stop `name` through its tenant and wait for its process to be gone (blocking)."""
+    return proxy.stop_server(name).get(timeout=timeouts.LIFECYCLE)

@@ -56,15 +56,17 @@ def apply(hub: Hub, config: HubConfig, ask_timeout: float) -> dict[str, Any]:
     if old.audit != config.audit:
         hub.audit.close()
         hub.audit = AuditLog(config.audit)
-    added = {
-        t: [s for s, what in outcome.items() if what == "added"] for t, outcome in summary["servers"].items()
-    }
-    hub.rebalancer.reloaded(added)  # (a cluster's replica keeps only its share of them)
+    hub.rebalancer.reloaded(_added(summary))  # (a cluster's replica keeps only its share of them)
     for name in summary["tenants"]:
         if summary["tenants"][name] == "added" and config.orchestrator.auto_start:
             hub.start_tenant(name, wait=False)
     log.info("configuration reloaded: %s", summary)
     return summary
+
+
+def _added(summary: dict[str, Any]) -> dict[str, list[str]]:
+    """Per tenant kept, the servers the reload added."""
+    return {t: [s for s, what in out.items() if what == "added"] for t, out in summary["servers"].items()}
 
 
 def _restart_needed(old: HubConfig, new: HubConfig) -> list[str]:
