@@ -57,16 +57,22 @@ class ReplicaParts:
         self.quotas = SharedQuotas(node, node.config.on_redis_loss)  # (its state: /health, /metrics)
         self._control: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="cluster-control", daemon=True)
+        self._started = False
 
     def start(self) -> None:
         """Open for forwarding, publish this replica's servers, follow the others'."""
+        self._started = True
         self.links.start()
         self.publisher.start()
         self._worker.start()
         self.mirror.start()
 
     def stop(self) -> None:
-        """Stop following, withdraw what this replica published, close the channels."""
+        """Stop following, withdraw what this replica published, close the channels (nothing to do
+        for a replica that never started: its hub could not join the cluster)."""
+        if not self._started:
+            self.quotas.close()
+            return
         self.mirror.stop()
         self._control.put(None)
         self._worker.join(timeout=30)

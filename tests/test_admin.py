@@ -239,7 +239,7 @@ def test_the_event_socket_is_for_admins_and_carries_every_tenant(keyed_hub) -> N
             assert restarted["pid"] == answer["pid"]
             assert set(restarted) == {
                 "tenant", "server", "state", "transport", "pid", "started_at", "restarts", "last_error",
-                "protocol_version", "tools", "lifecycle", "catalog", "stopped_reason", "retry_at",
+                "protocol_version", "tools", "lifecycle", "catalog", "replica", "stopped_reason", "retry_at",
                 "retry_in_seconds",
             }  # fmt: skip
             catalog = await until(  # not the stop's empty catalog: the new process's

@@ -169,7 +169,11 @@ def test_no_view_while_its_server_is_stopped(serve, path: str) -> None:
 
 def test_every_mention_of_the_vanillajs_server_says_it_needs_stdio() -> None:
     """Issue 16: without `--stdio` it serves HTTP on port 3001, and its stdio start times out."""
-    files = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "config").iterdir()]
+    files = [
+        ROOT / "README.md",
+        *(ROOT / "docs").glob("*.md"),
+        *(p for p in (ROOT / "config").rglob("*") if p.is_file()),
+    ]
     mentions = 0
     for path in files:
         for paragraph in re.split(r"\n\s*\n", path.read_text()):

@@ -182,7 +182,12 @@ class ServersHandler(ApiHandler):
     async def get(self) -> None:
         out = []
         for tenant in self.listed_tenants():
-            out += [_server_json(s, self.hub) for s in await self.blocking(self.hub.servers, tenant)]
+            statuses = await self.blocking(self.hub.servers, tenant)
+            configured = self.hub.config.tenants.get(tenant)
+            # (a reload in progress: the router may know a server the configuration does not yet)
+            out += [
+                _server_json(s, self.hub) for s in statuses if configured and s.server in configured.servers
+            ]
         body: api.ServerList = {"servers": out}
         self.reply(body)
 

@@ -1,0 +1,247 @@
+"""Chaos benchmark of a cluster (docs/cluster.md): clients call through HAProxy while one replica
+is SIGKILLed and later started again.
+
+Run from the repository root after the README's install command (it needs Debian's
+`redis-server` and `haproxy`, which tests/setup.sh installs):
+
+    python bench/bench_cluster_chaos.py [--clients 32] [--seconds 60] [--kill-at 15] [--restart-at 35]
+
+Starts a `redis-server`, three replicas (heartbeat 1 s: a dead one leaves within 3 s) sharing six
+test servers, and HAProxy in front (round robin per request, health checks every second, a request
+whose connection fails before it is sent tried on another replica). `--clients` keep-alive clients
+call at once, each call a random server's `peek` (annotated `readOnlyHint`) or `echo` (no hint).
+At `--kill-at` s replica r2 is SIGKILLed; at `--restart-at` s it starts again with the same id.
+Prints: calls made, failed (by tool, and whether the client's own connection was to the killed
+replica, which no one can save, or the call was forwarded to it), the longest time a failed call
+took to be answered after the kill, hung calls (no answer within 35 s), the time until every
+server ran again on the survivors, and the killed replica's server processes left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from _common import ROOT, free_port, wait_port, write_hub_config
+from bench_cluster import SECRET, redis_server
+
+TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
+SERVERS = tuple(f"s{i}" for i in range(6))
+HUNG = 35.0
+
+
+def _get(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        return json.load(answer)
+
+
+def start_replica(folder: Path, redis_url: str, replica: str, port: int) -> subprocess.Popen[str]:
+    """`python -m hub serve` as replica `replica` on `port`; its servers carry BENCH_REPLICA."""
+    data = folder / replica
+    data.mkdir(exist_ok=True)
+    echo = {"command": "python", "args": [TEST_SERVER, "--read-only-sleep"]}
+    tenants = {"bench": {"env": {"BENCH_REPLICA": replica}, "servers": {s: dict(echo) for s in SERVERS}}}
+    config = write_hub_config(data / "hub.yaml", tenants, data, auto_start=True)
+    text = yaml.safe_load(config.read_text())
+    text["cluster"] = {"redis_url": redis_url, "secret": SECRET, "replica_id": replica, "heartbeat": 1}
+    config.write_text(yaml.safe_dump(text))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=(data / "hub.stderr").open("a"),
+        cwd=ROOT,
+        env={**os.environ, "LOG_LEVEL": "WARNING"},
+    )
+    wait_port(port)
+    return proc
+
+
+@contextlib.contextmanager
+def haproxy(folder: Path, ports: dict[str, int]) -> Iterator[int]:
+    binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+    port = free_port()
+    servers = "\n".join(
+        f"    server {r} 127.0.0.1:{p} check inter 1s fall 2 rise 1" for r, p in ports.items()
+    )
+    config = folder / "haproxy.cfg"
+    config.write_text(
+        "defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n"
+        "    retries 2\n    option redispatch\n    retry-on conn-failure\n"
+        f"frontend front\n    bind 127.0.0.1:{port}\n    default_backend hubs\n"
+        f"backend hubs\n    balance roundrobin\n    option httpchk GET /health\n{servers}\n"
+    )
+    proc = subprocess.Popen(
+        [binary, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_port(port)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+async def client(port: int, until: float, calls: list[dict[str, Any]], rng: random.Random) -> None:
+    """One keep-alive client, reconnecting after a broken connection, until `until`."""
+    reader = writer = None
+    while time.monotonic() < until:
+        server, tool = rng.choice(SERVERS), rng.choice(("peek", "echo"))
+        body = json.dumps({"seconds": 0.05} if tool == "peek" else {"text": "x"}).encode()
+        call: dict[str, Any] = {"tool": tool, "start": time.monotonic()}
+        try:
+            if writer is None:
+                reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            assert reader is not None
+            writer.write(
+                b"POST /api/tools/%s.%s?tenant=bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                % (server.encode(), tool.encode(), port, len(body), body)
+            )
+            async with asyncio.timeout(HUNG):
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length:")
+                )
+                text = await reader.readexactly(length)
+            call["status"] = int(head.split(b" ", 2)[1])
+            call["text"] = text.decode(errors="replace")[:300]
+        except TimeoutError:
+            call["status"] = "hung"
+        except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration) as exc:
+            call["status"], call["text"] = "broken", repr(exc)
+        call["end"] = time.monotonic()
+        calls.append(call)
+        if call["status"] != 200 and writer is not None:
+            writer.close()
+            reader = writer = None
+    if writer is not None:
+        writer.close()
+
+
+def left_behind(replica: str) -> int:
+    """Live processes whose environment says they are `replica`'s servers."""
+    needle = f"BENCH_REPLICA={replica}".encode()
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (
+                    needle in (entry / "environ").read_bytes()
+                    and b"State:\tZ" not in (entry / "status").read_bytes()
+                ):
+                    count += 1
+    return count
+
+
+async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with redis_server(folder) as redis_url:
+        ports = {r: free_port() for r in ("r1", "r2", "r3")}
+        procs = {r: start_replica(folder, redis_url, r, p) for r, p in ports.items()}
+        try:
+            urls = {r: f"http://127.0.0.1:{p}" for r, p in ports.items()}
+            deadline = time.monotonic() + 120
+            while (
+                sum(_get(u + "/health")["components"]["cluster"]["servers_running"] for u in urls.values())
+                != 6
+            ):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the cluster did not start")
+                await asyncio.sleep(0.2)
+            await asyncio.sleep(3)  # (replicas started at once converge within a heartbeat)
+            with haproxy(folder, ports) as port:
+                calls: list[dict[str, Any]] = []
+                began = time.monotonic()
+                until = began + args.seconds
+                rng = random.Random(1)
+                clients = [asyncio.create_task(client(port, until, calls, rng)) for _ in range(args.clients)]
+                await asyncio.sleep(args.kill_at)
+                procs["r2"].send_signal(signal.SIGKILL)
+                killed = time.monotonic()
+                out["killed_at"] = killed - began
+                while True:
+                    listed = _get(urls["r1"] + "/api/servers?tenant=bench")["servers"]
+                    if all(s["state"] == "running" and s["replica"] in ("r1", "r3") for s in listed):
+                        out["servers_back_after"] = time.monotonic() - killed
+                        break
+                    if time.monotonic() - killed > 60:
+                        out["servers_back_after"] = None
+                        break
+                    await asyncio.sleep(0.1)
+                await asyncio.sleep(1)
+                out["left_behind"] = left_behind("r2")
+                await asyncio.sleep(max(0.0, began + args.restart_at - time.monotonic()))
+                procs["r2"] = start_replica(folder, redis_url, "r2", ports["r2"])
+                await asyncio.gather(*clients)
+                out["calls"], out["killed"] = calls, killed
+        finally:
+            for proc in procs.values():
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+            for proc in procs.values():
+                proc.wait(60)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--kill-at", type=float, default=15)
+    parser.add_argument("--restart-at", type=float, default=35)
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = asyncio.run(run(args, Path(tmp)))
+    calls, killed = out["calls"], out["killed"]
+    failed = [c for c in calls if c["status"] != 200]
+    forwarded = [c for c in failed if "replica 'r2'" in c.get("text", "")]
+    own = [c for c in failed if c not in forwarded]
+    late = max((c["end"] - max(c["start"], killed) for c in failed), default=0.0)
+    print(
+        f"\n{args.clients} clients through HAProxy for {args.seconds:g} s; r2 SIGKILLed at "
+        f"{out['killed_at']:.1f} s, started again at {args.restart_at:g} s:"
+    )
+    print(f"  calls made                      {len(calls):7d}")
+    print(f"  failed                          {len(failed):7d}   {dict(Counter(c['tool'] for c in failed))}")
+    by_tool = dict(Counter(c["tool"] for c in forwarded))
+    print(f"    forwarded to r2, lost with it {len(forwarded):7d}   {by_tool}")
+    print(f"    other (connection to r2, ...) {len(own):7d}   {dict(Counter(str(c['status']) for c in own))}")
+    print(f"  failed read-only (peek) calls   {sum(c['tool'] == 'peek' for c in failed):7d}   (target 0)")
+    print(
+        f"  hung calls (> {HUNG:g} s)            {sum(c['status'] == 'hung' for c in calls):7d}   (target 0)"
+    )
+    print(f"  slowest failure after the kill  {late:7.2f} s (target <= 1 s)")
+    back = out["servers_back_after"]
+    print(
+        f"  all servers running again after {back:7.2f} s (ttl 3 s + a heartbeat + start)"
+        if back is not None
+        else "  servers NOT all running again within 60 s"
+    )
+    print(f"  r2's server processes left      {out['left_behind']:7d}   (target 0)")
+    examples = sorted({c.get("text", "")[:160] for c in failed})[:5]
+    for text in examples:
+        print(f"    e.g. {text}")
+
+
+if __name__ == "__main__":
+    main()
