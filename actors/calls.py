@@ -22,7 +22,7 @@ from actors.models import ServerState, ToolResult
 from actors.relay import Requester
 from actors.upstream.rawcall import ErrorAnswer, RawChannel
 from hub import jsontext
-from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, UpstreamError
+from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, ServerStopped, UpstreamError
 
 if TYPE_CHECKING:
     from actors.server import ServerSupervisor
@@ -83,6 +83,12 @@ class ServerEndpoint:
         return self.submit(self._supervisor.subscriptions.unsubscribe(uri))
 
 
+def _aborted(cancelled: asyncio.CancelledError) -> UpstreamError:
+    """The error of a call `abort_all` cancelled: its reason, as `ServerStopped` for a stop."""
+    reason = str(cancelled.args[0]) if cancelled.args else "server stopped"
+    return (ServerStopped if reason.endswith(" is stopping") else UpstreamError)(reason)
+
+
 class ServerCalls:
     """The calls in flight to one server.
 
@@ -130,7 +136,7 @@ class ServerCalls:
             ) from None
         except asyncio.CancelledError as cancelled:
             if task in self._aborted:
-                raise UpstreamError(str(cancelled.args[0]) if cancelled.args else "server stopped") from None
+                raise _aborted(cancelled) from None
             raise
         except MCPError as exc:
             raise await self._mcp_error(exc) from None

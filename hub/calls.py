@@ -17,7 +17,7 @@ import contextlib
 import functools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -27,7 +27,7 @@ from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
 from hub import failover
 from hub.audit import AuditLog
-from hub.errors import CallTimeout, HubError, NotRunning, ShuttingDown
+from hub.errors import CallTimeout, HubError, NotFound, NotRunning, ShuttingDown
 from hub.instances import SessionInstances
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
@@ -35,7 +35,7 @@ from hub.routes import Prepared, RouteCache, validate
 from hub.wakes import Wakes
 
 if TYPE_CHECKING:
-    from hub.cluster_quota import SharedQuotas
+    from hub.replica import ReplicaParts
 
 T = TypeVar("T")
 
@@ -89,8 +89,9 @@ class CallPath:
         in_flight: the requests in flight.
         ask_timeout: how long an ask of the router may take, in seconds.
         loops: the loops the blocking forms run the path on.
-        shared: a cluster's replica: the tenants' call quotas counted across the cluster
-            (`hub.cluster_quota`), taken after the local gate's; None on a hub that runs alone.
+        replica: a cluster's replica's parts (`hub.replica`): the tenants' call quotas counted
+            across the cluster (`hub.cluster_quota`), taken after the local gate's, and whether
+            servers are moving now (`hub.failover`); None on a hub that runs alone.
     """
 
     def __init__(
@@ -104,9 +105,10 @@ class CallPath:
         in_flight: InFlight,
         ask_timeout: float,
         loops: HubLoops,
-        shared: SharedQuotas | None = None,
+        replica: ReplicaParts | None = None,
     ) -> None:
-        self._shared = shared
+        self._shared = replica.quotas if replica is not None else None
+        self._settling = replica.settling if replica is not None else (lambda: 0.0)
         self._router = router
         self._routes = routes
         self._wakes = wakes
@@ -239,30 +241,34 @@ class CallPath:
         if self._in_flight.stopping:
             raise ShuttingDown("the hub is shutting down")
         arguments = dict(arguments or {})
-        prepared = self._routes.get(tenant, tool_id)
-        if prepared is None:  # a router ask blocks: off the loop
-            try:
-                prepared = await asyncio.get_running_loop().run_in_executor(
-                    None, self.prepare, tenant, tool_id
-                )
-            except HubError as exc:  # unknown tool, server down: audited too
-                self._audit().record(tenant, key, tool_id, 0.0, exc.code, arguments)
-                raise
         shown = shown_as or tool_id
+        loop = asyncio.get_running_loop()
+
+        def prepare() -> Awaitable[Prepared]:  # (a router ask blocks: off the loop)
+            return loop.run_in_executor(None, self.prepare, tenant, tool_id)
+
+        prepared = self._routes.get(tenant, tool_id)
+        if prepared is None:
+            try:
+                prepared = await prepare()
+            except HubError as exc:  # unknown tool, server down: audited too
+                if not (isinstance(exc, NotFound | NotRunning) and self._settling()):
+                    self._audit().record(tenant, key, tool_id, 0.0, exc.code, arguments)
+                    raise
+                try:  # (a cluster whose servers are moving: it may be listed in a moment)
+                    prepared = await failover.rerouted(
+                        self._routes, prepare, None, self._settling(), shown, exc
+                    )
+                except HubError as late:
+                    self._audit().record(tenant, key, tool_id, 0.0, late.code, arguments)
+                    raise
         try:
             return await self._call_once(prepared, arguments, requester, key, session, shown)
-        except HubError as exc:  # a call lost with the replica it was forwarded to: once more?
-            lost = failover.lost_replica(prepared, exc)
-            if lost is None or not failover.harmless_to_retry(prepared.route.entry):
+        except HubError as exc:  # the server moved, or its replica was lost: once more?
+            again = failover.retry(prepared, exc, self._settling())
+            if again is None:
                 raise
-        loop = asyncio.get_running_loop()
-        prepared = await failover.forwarded_elsewhere(
-            self._routes,
-            lambda: loop.run_in_executor(None, self.prepare, tenant, tool_id),
-            lost,
-            prepared.route.call_timeout,
-            shown,
-        )
+            prepared = await failover.rerouted(self._routes, prepare, *again, shown, exc)
         return await self._call_once(prepared, arguments, requester, key, session, shown)
 
     async def _call_once(

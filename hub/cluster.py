@@ -108,6 +108,7 @@ class ClusterNode:
         self._joined = False  # whether this replica wrote its key (so `leave` deletes it)
         self._changed = threading.Condition()
         self._view = ClusterView(self.replica_id, (), False, "not joined yet", time.time())
+        self.members_changed_at = time.monotonic()  # when the live set last changed
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -206,6 +207,7 @@ class ClusterNode:
                 )
         if view.members != old.members and view.redis_ok:
             log.info("cluster: live replicas now %s", ", ".join(view.members) or "none")
+            self.members_changed_at = time.monotonic()  # (servers move for a while: `hub.failover`)
         with self._changed:
             self._view = view
             self._changed.notify_all()

@@ -61,11 +61,13 @@ ANSWERS: dict[str, type[Any]] = {
 
 
 class ReplicaLost(UpstreamError):
-    """The replica a request was forwarded to went away during it, or cannot be reached."""
+    """The replica a request was forwarded to went away during it (`sent`), or cannot be reached
+    (not `sent`: the request never left this replica)."""
 
-    def __init__(self, message: str, replica: str) -> None:
+    def __init__(self, message: str, replica: str, sent: bool = True) -> None:
         super().__init__(message)
         self.replica = replica
+        self.sent = sent
 
 
 class _Link:
@@ -284,7 +286,9 @@ class Links:
             try:
                 connection = await tornado.websocket.websocket_connect(request, max_message_size=MAX_MESSAGE)
             except (OSError, tornado.httpclient.HTTPClientError, tornado.websocket.WebSocketError) as exc:
-                raise ReplicaLost(f"replica '{replica}' cannot be reached at {url}: {exc}", replica) from None
+                raise ReplicaLost(
+                    f"replica '{replica}' cannot be reached at {url}: {exc}", replica, sent=False
+                ) from None
             if connection.protocol is not None:  # (small messages, each awaited: no Nagle delay)
                 connection.protocol.set_nodelay(True)
             link = _Link(replica, connection)

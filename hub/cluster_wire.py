@@ -89,7 +89,10 @@ def result_of(data: Any) -> ToolResult:
 
 def error_json(exc: errors.HubError) -> dict[str, Any]:
     """An error to send back to the replica that forwarded the request."""
-    return {"code": exc.code, "message": exc.message}
+    data: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if isinstance(exc, errors.ServerStopped):
+        data["stopped"] = True
+    return data
 
 
 def error_of(data: Any) -> errors.HubError:
@@ -97,4 +100,6 @@ def error_of(data: Any) -> errors.HubError:
     code = data.get("code") if isinstance(data, dict) else None
     message = data.get("message") if isinstance(data, dict) else None
     cls = _ERRORS.get(code, errors.UpstreamError) if isinstance(code, str) else errors.UpstreamError
+    if cls is errors.UpstreamError and data.get("stopped") is True:
+        cls = errors.ServerStopped
     return cls(str(message) if message is not None else "the replica that runs the server failed")

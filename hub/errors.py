@@ -79,6 +79,11 @@ class UpstreamError(HubError):
     status = 502
 
 
+class ServerStopped(UpstreamError):
+    """A call in flight failed because its server was stopped (by request, a rebalance, a
+    reload): the same `upstream_error`; a cluster may try a harmless call again elsewhere."""
+
+
 class CallTimeout(HubError):
     """The MCP server did not answer within the call timeout."""
 

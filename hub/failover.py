@@ -1,12 +1,18 @@
-"""Failover of forwarded tool calls in a cluster (docs/cluster.md).
+"""Failover of tool calls in a cluster (docs/cluster.md): calls that find their server moving wait
+for it, and calls lost with a replica are tried again when that does no harm.
 
-A call forwarded to the replica that runs its server fails at once with an upstream error when
-that replica goes away during it (its channel breaks: SIGKILL, a crash, a network cut), cannot be
-reached, or answers that the server no longer runs there (it moved). Such a call is tried once
-more, on whichever replica runs the server next, when the tool says a retry is harmless: its
-annotations have `readOnlyHint: true` or `idempotentHint: true`. The retry waits for the catalog
-to route the tool elsewhere (the lost replica's key expires, a survivor starts the server and
-publishes it), within the call's own timeout; any other call keeps its clear error.
+Two cases:
+
+- **The call never reached a server**: its tool is not listed or its server does not run here
+  (`not_found`, `server_not_running`) while the cluster is settling after its live set changed
+  (a replica joined, left or died: servers stop on one replica and start on another, for up to a
+  ttl, a heartbeat and a server's start). The call waits for its tool to be routed again, then
+  runs, whatever the tool: nothing ran yet. Once the cluster has settled, those errors are
+  answered at once, as on a lone hub.
+- **The call was lost with the replica it was forwarded to** (its channel broke mid-call, or the
+  replica cannot be reached): it is tried once more, on whichever replica runs the server next,
+  only if the tool says a retry is harmless (`readOnlyHint: true` or `idempotentHint: true`);
+  within the call's own timeout. Any other call keeps its clear upstream error, at once.
 
 Runs on the caller's loop; the waits are woken by the route cache, which every catalog change
 clears (`hub.routes.RouteCache.watch`).
@@ -20,10 +26,10 @@ from collections.abc import Awaitable, Callable
 
 from actors.models import ToolEntry
 from hub.cluster_link import RemoteEndpoint, ReplicaLost
-from hub.errors import HubError, NotRunning, UpstreamError
+from hub.errors import HubError, NotFound, NotRunning, ServerStopped
 from hub.routes import Prepared, RouteCache
 
-__all__ = ["forwarded_elsewhere", "harmless_to_retry", "lost_replica"]
+__all__ = ["harmless_to_retry", "rerouted", "retry"]
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +40,36 @@ def harmless_to_retry(entry: ToolEntry) -> bool:
     return annotations.get("readOnlyHint") is True or annotations.get("idempotentHint") is True
 
 
-def lost_replica(prepared: Prepared, exc: HubError) -> str | None:
-    """The replica a forwarded call was lost with (it went away, or the server moved), else None."""
+Unwanted = Callable[[Prepared], bool]
+
+
+def retry(prepared: Prepared, exc: HubError, settling: float) -> tuple[Unwanted, float] | None:
+    """Whether a call of `prepared` that failed with `exc` is tried again: which next routes will
+    not do, and how long to wait for another; None: it is not tried again."""
     endpoint = prepared.route.endpoint
-    if isinstance(endpoint, RemoteEndpoint) and isinstance(exc, ReplicaLost | NotRunning):
-        return endpoint.replica
+    harmless = harmless_to_retry(prepared.route.entry)
+    never_ran = isinstance(exc, NotRunning | NotFound) or (isinstance(exc, ReplicaLost) and not exc.sent)
+    if settling and (never_ran or (harmless and isinstance(exc, ServerStopped))):
+        return (lambda p: p.route.endpoint is endpoint), settling  # (its server is moving)
+    if isinstance(endpoint, RemoteEndpoint) and (never_ran or (harmless and isinstance(exc, ReplicaLost))):
+        lost = endpoint.replica
+        return (lambda p: getattr(p.route.endpoint, "replica", None) == lost), prepared.route.call_timeout
     return None
 
 
-async def forwarded_elsewhere(
-    routes: RouteCache, prepare: Callable[[], Awaitable[Prepared]], lost: str, timeout: float, shown: str
+async def rerouted(
+    routes: RouteCache,
+    prepare: Callable[[], Awaitable[Prepared]],
+    unwanted: Unwanted | None,
+    timeout: float,
+    shown: str,
+    failed: HubError,
 ) -> Prepared:
-    """The tool's route once it no longer goes to replica `lost` (waiting for catalog changes).
+    """The tool's route once it resolves (to one not `unwanted`, if given: the endpoint or the
+    replica the call failed on), waiting for catalog changes for up to `timeout` seconds.
 
     Raises:
-        UpstreamError: no other replica took the server over within `timeout` seconds.
+        HubError: `failed` (what the call failed with), if no route came within `timeout`.
     """
     loop = asyncio.get_running_loop()
     changed = asyncio.Event()
@@ -62,18 +83,14 @@ async def forwarded_elsewhere(
             while True:
                 changed.clear()
                 try:
-                    prepared = await prepare()
+                    prepared: Prepared | None = await prepare()
                 except HubError:  # (not listed yet: its new replica has not started it)
                     prepared = None
-                endpoint = prepared.route.endpoint if prepared is not None else None
-                if prepared is not None and getattr(endpoint, "replica", None) != lost:
-                    log.info("cluster: retrying a call of %s, lost with replica %s", shown, lost)
+                if prepared is not None and (unwanted is None or not unwanted(prepared)):
+                    log.info("cluster: %s routed again (%s)", shown, failed.code)
                     return prepared
                 await changed.wait()
     except TimeoutError:
-        raise UpstreamError(
-            f"tool '{shown}': replica '{lost}', which ran its server, went away, and no other replica "
-            f"took the server over within {timeout:g} s"
-        ) from None
+        raise failed from None
     finally:
         routes.unwatch(wake)

@@ -18,6 +18,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from actors.remote_servers import RemoteServers
@@ -79,6 +80,14 @@ class ReplicaParts:
         self.publisher.stop()
         self.links.stop()
         self.quotas.close()
+
+    def settling(self) -> float:
+        """Seconds left of the time the servers may be moving after the live set last changed (a
+        ttl, a heartbeat and a server's start): a call that finds its server not running then waits
+        for it instead of failing (`hub.failover`); 0 once the cluster has settled. Any thread."""
+        config = self._node.config
+        window = config.ttl + config.heartbeat + self._hub.config.orchestrator.startup_timeout
+        return max(0.0, self._node.members_changed_at + window - time.monotonic())
 
     # ------------------------------------------------------------------ control
 

@@ -125,7 +125,7 @@ class Hub:
             self.in_flight,
             timeouts.ASK,
             self.loops,
-            self.replica.quotas if self.replica is not None else None,
+            self.replica,
         )
         self.upstream = UpstreamRequests(self.calls, lambda: self.router, timeouts.ASK)
         self.board.add_listener(self.routes.on_event)
