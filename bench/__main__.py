@@ -27,6 +27,7 @@ BENCHES: dict[str, tuple[list[str], list[str]]] = {  # name -> (full arguments, 
     "lazy": ([], ["--cold", "3", "--calls", "50", "--servers", "40", "--busy", "3"]),
     "sandbox": ([], ["--servers", "20", "--rounds", "1", "--calls", "200"]),
     "cluster": ([], ["--calls", "200", "--seconds", "3"]),
+    "cluster_chaos": ([], ["--clients", "16", "--seconds", "30", "--kill-at", "8", "--restart-at", "18"]),
 }
 
 
