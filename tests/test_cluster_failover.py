@@ -1,6 +1,7 @@
 """Failover of calls in a cluster (issue 21, item 5): when the replica a call was forwarded to is
 SIGKILLed mid-call, a call of a tool that says a retry is harmless (`readOnlyHint`) is tried again
-on the survivor that takes its server over, and any other call fails at once with a clear error.
+on the survivor that takes its server over, any other call in flight fails at once with a clear
+error, and a call made after the kill waits for the survivor to run the server.
 Real replicas (`python -m hub serve`) on a real Redis.
 """
 
@@ -56,20 +57,26 @@ def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at
         name = theirs[0]
 
         def call(tool: str) -> tuple[int, Any, float]:
-            answer = stays.post(f"/api/tools/{name}.{tool}/call?tenant=t", {"seconds": 2})
+            arguments = {"text": "after"} if tool == "echo" else {"seconds": 2}
+            answer = stays.post(f"/api/tools/{name}.{tool}/call?tenant=t", arguments)
             return answer.status, answer.body, time.monotonic()
 
-        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        with concurrent.futures.ThreadPoolExecutor(3) as pool:
             read_only, plain = pool.submit(call, "peek"), pool.submit(call, "sleep")
             assert wait_until(lambda: _in_flight(stays) == 2, 10)  # both forwarded, in flight
             dies.proc.send_signal(signal.SIGKILL)
             killed = time.monotonic()
+            # A call made now, of a tool with no hint, reaches no server until the survivor runs it:
+            # it waits for it instead of failing (the cluster is settling).
+            after = pool.submit(call, "echo")
             status, body, at = plain.result(30)
             assert status == 502 and body["error"]["code"] == "upstream_error", body
             assert "'dies'" in body["error"]["message"] and "went away" in body["error"]["message"], body
             assert at - killed < 1.0  # answered at once, not after a timeout
             status, body, at = read_only.result(60)
         assert status == 200 and body["content"][0]["text"] == "slept", body  # tried again on `stays`
+        status, body, _ = after.result(60)
+        assert status == 200 and body["structured_content"] == {"text": "after"}, body
         assert _servers(stays)[name]["replica"] == "stays"
         assert at - killed < 3 * HEARTBEAT + HEARTBEAT + 20  # (ttl + a heartbeat + start and call)
         # Every server runs again, on the survivor, and once: the killed replica's children are gone.
