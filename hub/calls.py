@@ -35,9 +35,12 @@ from hub.routes import Prepared, RouteCache, validate
 from hub.wakes import Wakes
 
 if TYPE_CHECKING:
+    from hub.cluster_quota import SharedQuotas
+    from hub.config import Quotas
     from hub.replica import ReplicaParts
 
 T = TypeVar("T")
+_NO_SLOT: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
 
 
 class InFlight:
@@ -176,15 +179,27 @@ class CallPath:
                 )
                 return answer
 
-    @contextlib.asynccontextmanager
-    async def _cluster_slot(self, gate: CallGate, tenant: str, timeout: float) -> AsyncIterator[None]:
+    def _cluster_slot(
+        self, gate: CallGate, tenant: str, timeout: float
+    ) -> contextlib.AbstractAsyncContextManager[None]:
         """Around a call the local gate admitted: in a cluster, one call of the tenant's quotas
-        counted across the replicas (a Redis round trip, in the executor); nothing without
-        `max_calls_per_minute` or `max_concurrent_calls`. The slot's lease outlasts the call."""
-        shared, quotas = self._shared, gate.quotas
-        if shared is None or (quotas.max_calls_per_minute is None and quotas.max_concurrent_calls is None):
-            yield
-            return
+        counted across the replicas (`_shared_slot`); nothing at all (a shared null context: no
+        generator per call) on a hub that runs alone or without `max_calls_per_minute` or
+        `max_concurrent_calls`."""
+        quotas = gate.quotas
+        if self._shared is None or (
+            quotas.max_calls_per_minute is None and quotas.max_concurrent_calls is None
+        ):
+            return _NO_SLOT
+        return self._shared_slot(self._shared, quotas, tenant, timeout)
+
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def _shared_slot(
+        shared: SharedQuotas, quotas: Quotas, tenant: str, timeout: float
+    ) -> AsyncIterator[None]:
+        """One call of the tenant counted across the replicas (a Redis round trip, in the
+        executor); the slot's lease outlasts the call."""
         loop = asyncio.get_running_loop()
         ticket = await loop.run_in_executor(None, shared.acquire, tenant, quotas, timeout + 10)
         try:
@@ -242,20 +257,16 @@ class CallPath:
             raise ShuttingDown("the hub is shutting down")
         arguments = dict(arguments or {})
         shown = shown_as or tool_id
-        loop = asyncio.get_running_loop()
-
-        def prepare() -> Awaitable[Prepared]:  # (a router ask blocks: off the loop)
-            return loop.run_in_executor(None, self.prepare, tenant, tool_id)
-
         prepared = self._routes.get(tenant, tool_id)
         if prepared is None:
             try:
-                prepared = await prepare()
+                prepared = await self._prepare_async(tenant, tool_id)
             except HubError as exc:  # unknown tool, server down: audited too
                 if not (isinstance(exc, NotFound | NotRunning) and self._settling()):
                     self._audit().record(tenant, key, tool_id, 0.0, exc.code, arguments)
                     raise
                 try:  # (a cluster whose servers are moving: it may be listed in a moment)
+                    prepare = functools.partial(self._prepare_async, tenant, tool_id)
                     prepared = await failover.rerouted(
                         self._routes, prepare, None, self._settling(), shown, exc
                     )
@@ -268,8 +279,13 @@ class CallPath:
             again = failover.retry(prepared, exc, self._settling())
             if again is None:
                 raise
+            prepare = functools.partial(self._prepare_async, tenant, tool_id)
             prepared = await failover.rerouted(self._routes, prepare, *again, shown, exc)
         return await self._call_once(prepared, arguments, requester, key, session, shown)
+
+    def _prepare_async(self, tenant: str, tool_id: str) -> Awaitable[Prepared]:
+        """`prepare` in the executor (a router ask blocks: off the loop)."""
+        return asyncio.get_running_loop().run_in_executor(None, self.prepare, tenant, tool_id)
 
     async def _call_once(
         self,
