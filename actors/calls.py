@@ -82,6 +82,11 @@ class ServerEndpoint:
         """Drop the subscription to the server's resource `uri` (`actors.subscriptions`)."""
         return self.submit(self._supervisor.subscriptions.unsubscribe(uri))
 
+    def settled(self, grace: float) -> concurrent.futures.Future[bool]:
+        """Wait up to `grace` seconds for the server's calls in flight to end (a handover drains it
+        this way before stopping it); whether they did."""
+        return self.submit(self._supervisor.calls.settled(grace))
+
 
 def _aborted(cancelled: asyncio.CancelledError) -> UpstreamError:
     """The error of a call `abort_all` cancelled: its reason, as `ServerStopped` for a stop."""
@@ -99,11 +104,22 @@ class ServerCalls:
         self._supervisor = supervisor
         self._inflight: set[asyncio.Task[Any]] = set()
         self._aborted: set[asyncio.Task[Any]] = set()
+        self._quiet = asyncio.Event()  # set while no call is in flight
+        self._quiet.set()
 
     @property
     def busy(self) -> bool:
         """Whether a call is in flight."""
         return bool(self._inflight)
+
+    async def settled(self, grace: float) -> bool:
+        """Wait up to `grace` seconds until no call is in flight; whether it came to that."""
+        try:
+            async with asyncio.timeout(grace):
+                await self._quiet.wait()
+        except TimeoutError:
+            return False
+        return True
 
     def abort_all(self, reason: str) -> None:
         """Fail every call in flight at once with an upstream error naming `reason`."""
@@ -125,6 +141,7 @@ class ServerCalls:
         task = asyncio.current_task()
         assert task is not None
         self._inflight.add(task)
+        self._quiet.clear()
         if requester is not None:
             supervisor.relay.add(task, requester)
         try:
@@ -148,6 +165,8 @@ class ServerCalls:
             raise UpstreamError(f"server '{config.name}' failed: {describe(exc)}") from None
         finally:
             self._inflight.discard(task)
+            if not self._inflight:
+                self._quiet.set()
             self._aborted.discard(task)
             supervisor.relay.discard(task)
             supervisor.idle.touch()

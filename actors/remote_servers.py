@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from actors.models import ServerCatalog, ServerState, ServerStatus, ToolEntry
+from hub import placement
 
 __all__ = ["RemoteServer", "RemoteServerChanged", "RemoteServers", "ReplicasChanged"]
 
@@ -89,16 +90,52 @@ class RemoteServers:
         for key in [k for k in self._entries if k[0] == tenant and server in (None, k[1])]:
             del self._entries[key]
 
-    def chosen(self, key: tuple[str, str], local: ServerStatus | None, movable: bool) -> RemoteServer | None:
-        """The replica entry that speaks for `key`, if another replica does: only when the server
-        is `movable` (it starts with its tenant: not on_demand nor per_session) and does not run
-        (or start, or back off) here. A running entry first, then by replica id."""
-        if not movable or (local is not None and local.state is not ServerState.STOPPED):
+    def chosen(
+        self, key: tuple[str, str], local: ServerStatus | None, movable: bool, handed_to: str | None = None
+    ) -> RemoteServer | None:
+        """The replica entry that speaks for `key`, if another replica does; only for a `movable`
+        server (it starts with its tenant: not on_demand nor per_session).
+
+        In order: the replica this one hands the server over to (`handed_to`), once it runs it;
+        none while the server runs here; another replica that runs it (the one placement gives it
+        first: a newcomer runs it while its old owner drains); none while it starts, backs off or
+        failed here; else another replica's entry whatever its state, by replica id.
+        """
+        if not movable:
             return None
+        candidates = self._alive(key)
+        running = [entry for entry in candidates if entry.status.state is ServerState.RUNNING]
+        handed = [entry for entry in running if entry.replica == handed_to]
+        if handed:
+            return handed[0]
+        if local is not None and local.state is ServerState.RUNNING:
+            return None
+        if running:
+            return self._first(key, running)
+        if not candidates or (local is not None and local.state is not ServerState.STOPPED):
+            return None
+        return min(candidates, key=lambda e: e.replica)
+
+    def _alive(self, key: tuple[str, str]) -> list[RemoteServer]:
+        """The entries of `key` of live replicas."""
         live = self._live
-        candidates = [
+        return [
             entry for replica, entry in self._entries.get(key, {}).items() if live is None or replica in live
         ]
-        if not candidates:
-            return None
-        return min(candidates, key=lambda e: (e.status.state is not ServerState.RUNNING, e.replica))
+
+    def _first(self, key: tuple[str, str], running: list[RemoteServer]) -> RemoteServer:
+        """Of replicas that all run `key`, the one placement gives it (else the first by id)."""
+        if len(running) == 1:
+            return running[0]
+        owner = placement.owner({*(self._live or ()), self.replica_id, *(e.replica for e in running)}, *key)
+        return min(running, key=lambda e: (e.replica != owner, e.replica))
+
+    def runs(self, key: tuple[str, str], replica: str) -> bool:
+        """Whether live `replica` publishes `key` running."""
+        entry = self._entries.get(key, {}).get(replica)
+        live = self._live
+        return (
+            entry is not None
+            and entry.status.state is ServerState.RUNNING
+            and (live is None or replica in live)
+        )

@@ -113,6 +113,7 @@ class RouterActor(pykka.ThreadingActor):
         # Every tool a server has offered, so a call to a server that is down now says so (409).
         self._known: dict[tuple[str, str], str] = {}
         self._subscribers: list[Listener] = []
+        self._handovers: dict[tuple[str, str], str] = {}  # servers this replica hands over, to whom
 
     def on_stop(self) -> None:
         for name in list(self._tenants):
@@ -225,6 +226,8 @@ class RouterActor(pykka.ThreadingActor):
                 if known is None or status.seq < known.seq:
                     return  # a tenant or server that is gone, or an older status
                 self._statuses[(status.tenant, status.server)] = status
+                if status.state is ServerState.STOPPED:
+                    self._handovers.pop((status.tenant, status.server), None)
             case (
                 ServerCrashed()
                 | InstanceStateChanged()
@@ -263,7 +266,25 @@ class RouterActor(pykka.ThreadingActor):
         if self._remote is None or lease is None or key[1] not in lease.endpoints:
             return None
         movable = not (lease.on_demand[key[1]] or lease.per_session[key[1]])
-        return self._remote.chosen(key, self._statuses.get(key), movable)
+        return self._remote.chosen(key, self._statuses.get(key), movable, self._handovers.get(key))
+
+    def hand_over(self, tenant: str, server: str, replica: str | None) -> None:
+        """Route `server`'s new calls to `replica` once it runs it, while this replica drains and
+        stops its own (`hub.handover`); None: no longer (also once it stopped here)."""
+        key = (tenant, server)
+        if replica is None:
+            self._handovers.pop(key, None)
+        else:
+            self._handovers[key] = replica
+        if key in self._statuses:  # (routes cached on the web loops are dropped: they go there now)
+            self._relay(CatalogChanged(self._catalog_of(key) or ServerCatalog(tenant, server), remote=True))
+
+    def running_at(self, tenant: str, servers: dict[str, str]) -> frozenset[str]:
+        """Of `servers` (name -> a replica), those that replica runs, as it publishes."""
+        remote = self._remote
+        if remote is None:
+            return frozenset()
+        return frozenset(name for name, replica in servers.items() if remote.runs((tenant, name), replica))
 
     def _catalog_of(self, key: tuple[str, str]) -> ServerCatalog | None:
         """The catalog listed for `key`: this replica's, or the one of the replica that runs it."""
@@ -303,8 +324,9 @@ class RouterActor(pykka.ThreadingActor):
             NotFound: no such tool in this tenant's catalog (whatever other tenants have).
         """
         entry = self._tools.get((tenant, tool_id))
-        if entry is None and self._remote is not None:
-            chosen = self._chosen((tenant, tool_id.partition(".")[0]))
+        server = tool_id.partition(".")[0]
+        if self._remote is not None and (entry is None or (tenant, server) in self._handovers):
+            chosen = self._chosen((tenant, server))
             if chosen is not None and tool_id in chosen.tools:
                 return self._forwarded(tenant, chosen, chosen.tools[tool_id])
         if entry is None:
@@ -442,6 +464,8 @@ class RouterActorProxy(ActorMemberMixin, pykka.ActorProxy[RouterActor]):
     catalogs = proxy_method(RouterActor.catalogs)
     prompts = proxy_method(RouterActor.prompts)
     statuses = proxy_method(RouterActor.statuses)
+    hand_over = proxy_method(RouterActor.hand_over)
+    running_at = proxy_method(RouterActor.running_at)
 
 
 def router_proxy(ref: pykka.ActorRef[RouterActor]) -> RouterActorProxy:

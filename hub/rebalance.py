@@ -9,9 +9,9 @@ changed hands, one log line per move:
 
 - a server it now owns and did not (a replica left): started, through its tenant, as a tenant start
   starts it (unless it already runs here, started by hand);
-- a server it owned and no longer does (a replica joined): stopped with the ordinary stop path,
-  which fails the server's calls still in flight at once with an upstream error ("server 'x' is
-  stopping") and answers new ones `not_running` until its catalog is gone, then `not_found`;
+- a server it owned and no longer does (a replica joined): handed over (`hub.handover`: it keeps
+  serving until the newcomer runs it, then its new calls go there and its calls in flight end
+  here), then stopped with the ordinary stop path;
 - servers that do not start with their tenant (disabled, `on_demand`, `per_session`), and servers
   started or stopped by hand that placement never gave it, are left alone.
 
@@ -35,11 +35,13 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 
 from actors.models import ServerState, ServerStatus
+from actors.router import RouterActorProxy
 from actors.tenant import TenantActorProxy
 from hub import placement, timeouts
 from hub.cluster import ClusterNode
 from hub.config import HubConfig, ServerConfig
 from hub.errors import HubError
+from hub.handover import Handover
 
 __all__ = ["Rebalancer"]
 
@@ -61,6 +63,7 @@ class Rebalancer:
         node: ClusterNode | None,
         tenant: Callable[[str], TenantActorProxy],
         config: Callable[[], HubConfig],
+        router: Callable[[], RouterActorProxy] | None = None,
     ) -> None:
         self._node = node
         self._tenant = tenant
@@ -69,6 +72,12 @@ class Rebalancer:
         self._owned: dict[str, frozenset[str]] = {}  # per started tenant: the servers placed here
         self._seen: tuple[str, ...] | None = None  # the live set last rebalanced for
         self._stop = threading.Event()
+        # With the router: a server a newcomer wins is handed over (drained) before it stops here.
+        self._handover = (
+            Handover(node, router, lambda: config().orchestrator.startup_timeout, self._stop)
+            if node is not None and router is not None
+            else None
+        )
         self._thread: threading.Thread | None = None
         self.moves = 0  # servers started or stopped by rebalancing so far
 
@@ -180,16 +189,22 @@ class Rebalancer:
                 if not configs:  # (removed by a reload)
                     del self._owned[tenant]
                     continue
-                now, count = self._move(tenant, owned, live, configs)
+                now, count = self._move(tenant, owned, live, configs, view.members)
                 self._owned[tenant] = now
                 moved += count
             self.moves += moved
         return moved
 
     def _move(
-        self, tenant: str, owned: frozenset[str], live: set[str], configs: Mapping[str, ServerConfig]
+        self,
+        tenant: str,
+        owned: frozenset[str],
+        live: set[str],
+        configs: Mapping[str, ServerConfig],
+        members: tuple[str, ...],
     ) -> tuple[frozenset[str], int]:
-        """Stop what `tenant` lost, start what it gained; its new share and how many moved."""
+        """Start what `tenant` gained, hand over and stop what it lost; its new share (with what is
+        still to be handed over) and how many moved."""
         movable = {n for n, c in configs.items() if c.enabled and not c.on_demand and not c.per_session}
         owners = {name: placement.owner(live, tenant, name) for name in movable}
         me = self._node.replica_id if self._node is not None else ""
@@ -198,23 +213,46 @@ class Rebalancer:
         if not lost and not gained:
             return now, 0
         proxy = self._tenant(tenant)
-        moved = 0
-        for name in lost:
-            if proxy.status(name).get(timeout=timeouts.ASK).state is ServerState.STOPPED:
-                continue
-            log.info("cluster: rebalance: stopping %s/%s: replica %s runs it now", tenant, name, owners[name])
-            moved += self._ask(tenant, name, lambda n: proxy.stop_server(n).get(timeout=timeouts.LIFECYCLE))
-        for name in gained:
-            if proxy.status(name).get(timeout=timeouts.ASK).state is not ServerState.STOPPED:
-                continue  # (already here: started by hand, or still failing and retried)
-            log.info(
-                "cluster: rebalance: starting %s/%s: this replica runs it now (live: %s)",
-                tenant,
-                name,
-                ", ".join(sorted(live)),
-            )
-            moved += self._ask(tenant, name, lambda n: proxy.start_server(n).get(timeout=timeouts.ASK))
-        return now, moved
+        moved = sum(self._start(tenant, proxy, name, live) for name in gained)
+        stopped, later = self._hand_over(tenant, proxy, {n: owners[n] or "" for n in lost}, configs, members)
+        return now | later, moved + stopped
+
+    def _hand_over(
+        self,
+        tenant: str,
+        proxy: TenantActorProxy,
+        moves: dict[str, str],
+        configs: Mapping[str, ServerConfig],
+        members: tuple[str, ...],
+    ) -> tuple[int, set[str]]:
+        """Hand the servers of `moves` (name -> the replica that wins it) that run here over, then
+        stop them; how many stopped, and those to hand over at the next placement."""
+        moves = {
+            n: r
+            for n, r in moves.items()
+            if proxy.status(n).get(timeout=timeouts.ASK).state is not ServerState.STOPPED
+        }
+        later = self._handover.drain(tenant, moves, configs, members) if self._handover and moves else set()
+        stopped = 0
+        for name, replica in moves.items():
+            if name not in later:
+                log.info("cluster: rebalance: stopping %s/%s: replica %s runs it now", tenant, name, replica)
+                stopped += self._ask(
+                    tenant, name, lambda n: proxy.stop_server(n).get(timeout=timeouts.LIFECYCLE)
+                )
+        return stopped, later
+
+    def _start(self, tenant: str, proxy: TenantActorProxy, name: str, live: set[str]) -> int:
+        """Start `name`, won by this replica (unless it runs here already); 1 if it was started."""
+        if proxy.status(name).get(timeout=timeouts.ASK).state is not ServerState.STOPPED:
+            return 0  # (already here: started by hand, or still failing and retried)
+        log.info(
+            "cluster: rebalance: starting %s/%s: this replica runs it now (live: %s)",
+            tenant,
+            name,
+            ", ".join(sorted(live)),
+        )
+        return self._ask(tenant, name, lambda n: proxy.start_server(n).get(timeout=timeouts.ASK))
 
     @staticmethod
     def _ask(tenant: str, name: str, ask: Callable[[str], ServerStatus]) -> int:

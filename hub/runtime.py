@@ -101,7 +101,7 @@ class Hub:
         self.in_flight = InFlight()
         self.loops = HubLoops()
         self.cluster = node_of(config.cluster)  # None: the hub runs alone (docs/cluster.md)
-        self.rebalancer = Rebalancer(self.cluster, lambda name: self._tenant(name), lambda: self.config)
+        self.rebalancer = Rebalancer(self.cluster, self._tenant, lambda: self.config, lambda: self.router)
         self.replica = replica_parts(self.cluster, self)
         # The lambdas look `_tenant` and `config` up at each use: a reload replaces the configuration.
         self.wakes = Wakes(

@@ -10,11 +10,14 @@ from __future__ import annotations
 import concurrent.futures
 import signal
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from conftest import cluster_section, server, server_pids, wait_until
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
+
+from hub import placement
 
 HEARTBEAT = 0.5  # a replica's key lives 1.5 s
 SERVERS = ("s0", "s1", "s2", "s3")
@@ -49,7 +52,11 @@ def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at
         def converged() -> bool:
             views = [{n: (s["state"], s["replica"]) for n, s in _servers(h).items()} for h in hubs.values()]
             running = all(state == "running" for state, _ in views[0].values())
-            return running and views[0] == views[1] and len(server_pids()) == len(SERVERS)
+            shares = [h.get("/health").body["components"]["cluster"] for h in hubs.values()]
+            placed = all(
+                c["servers_running"] == c["servers_owned"] and len(c["members"]) == 2 for c in shares
+            )
+            return running and placed and views[0] == views[1] and len(server_pids()) == len(SERVERS)
 
         assert wait_until(converged, 60)
         theirs = sorted(n for n, s in _servers(stays).items() if s["replica"] == "dies")
@@ -91,3 +98,48 @@ def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at
                 hub.proc.stdout.close()  # type: ignore[union-attr]
             else:
                 assert stop_hub(hub) == 0, hub.log()[-3000:]
+
+
+def test_a_server_a_newcomer_wins_is_handed_over_once_its_calls_in_flight_end(
+    redis_server: str, tmp_path: Path
+) -> None:
+    tenants = {"t": {"servers": {name: server() for name in SERVERS}}}
+    name = next(n for n in SERVERS if placement.owner(["old", "new"], "t", n) == "new")
+    hubs: dict[str, ServedHub] = {}
+
+    def start(replica: str) -> ServedHub:
+        folder = tmp_path / replica
+        folder.mkdir()
+        section = cluster_section(redis_server, replica, HEARTBEAT)
+        config = write_config(folder, tenants, cluster=section, orchestrator={"auto_start": True})
+        hubs[replica] = start_hub(config, folder)
+        return hubs[replica]
+
+    try:
+        old = start("old")
+        assert wait_until(lambda: all(s["state"] == "running" for s in _servers(old).values()), 30)
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            slow = pool.submit(old.post, f"/api/tools/{name}.sleep/call?tenant=t", {"seconds": 4})
+            assert wait_until(lambda: _in_flight(old) == 1, 10)
+            new = start("new")
+
+            def handed_over() -> bool:
+                listed = [_servers(h)[name] for h in (old, new)]
+                return all(s["replica"] == "new" and s["state"] == "running" for s in listed) and len(
+                    server_pids()
+                ) == len(SERVERS)
+
+            answers = []  # calls to the moving server through both replicas, while it moves
+            while not handed_over():
+                for hub in (old, new):
+                    answers.append(hub.post(f"/api/tools/{name}.echo/call?tenant=t", {"text": "x"}).status)
+                assert len(answers) < 2000, "the server was not handed over"
+            answer = slow.result(30)
+        # The call in flight on the old owner ran to its end there (a stop would have failed it:
+        # `sleep` says nothing of retries, so it is not tried again), and no call failed meanwhile.
+        assert answer.status == 200 and answer.body["content"][0]["text"] == "slept", answer.body
+        assert answers and set(answers) == {200}, Counter(answers)
+        assert f"cluster: rebalance: handing t/{name} over to replica new" in old.log()
+    finally:
+        for hub in hubs.values():
+            assert stop_hub(hub) == 0, hub.log()[-3000:]
