@@ -19,7 +19,7 @@ from typing import Any
 from actors.models import ServerCatalog, ServerState, ServerStatus, ToolEntry
 from hub import placement
 
-__all__ = ["RemoteServer", "RemoteServerChanged", "RemoteServers", "ReplicasChanged"]
+__all__ = ["RemoteServer", "RemoteServerChanged", "RemoteServers", "RemoteStatusChanged", "ReplicasChanged"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,15 @@ class RemoteServerChanged:
     server: str
     replica: str
     entry: RemoteServer | None
+
+
+@dataclass(frozen=True)
+class RemoteStatusChanged:
+    """Relayed by the router: a server's status as this replica lists it changed because of what
+    another replica publishes (admin sockets send it as `server_status`; this replica's own
+    statuses come as `ServerStateChanged`, which nothing here confuses with this)."""
+
+    status: ServerStatus
 
 
 @dataclass(frozen=True)
@@ -80,10 +89,13 @@ class RemoteServers:
         else:
             self._entries.setdefault(key, {})[message.replica] = message.entry
 
-    def members(self, members: frozenset[str]) -> set[tuple[str, str]]:
-        """The live set changed; the servers whose choice may have changed."""
-        self._live = members
-        return {key for key, by_replica in self._entries.items() if any(r not in members for r in by_replica)}
+    def members(self, members: frozenset[str], dry: bool = False) -> set[tuple[str, str]]:
+        """The live set is `members` now (unless `dry`: only asking); the servers whose choice
+        may change with it (those a replica that joined or left publishes)."""
+        changed = None if self._live is None else self._live ^ members
+        if not dry:
+            self._live = members
+        return {key for key, by in self._entries.items() if changed is None or any(r in changed for r in by)}
 
     def forget(self, tenant: str, server: str | None = None) -> None:
         """Drop a tenant's (or one server's) entries: removed here by a reload."""

@@ -42,7 +42,13 @@ from actors.models import (
     ToolEntry,
 )
 from actors.reaper import ProcessRegistry
-from actors.remote_servers import RemoteServer, RemoteServerChanged, RemoteServers, ReplicasChanged
+from actors.remote_servers import (
+    RemoteServer,
+    RemoteServerChanged,
+    RemoteServers,
+    RemoteStatusChanged,
+    ReplicasChanged,
+)
 from actors.sandbox import SandboxSite
 from actors.server import Listener, Requester, ServerEndpoint, tell
 from actors.tenant import TenantActor, TenantActorProxy, TenantLease, tenant_proxy
@@ -241,24 +247,33 @@ class RouterActor(pykka.ThreadingActor):
         self._relay(message)
 
     def _on_remote(self, message: RemoteServerChanged | ReplicasChanged) -> None:
-        """Record what another replica runs; relay the catalog of each server whose view changed."""
+        """Record what another replica runs; relay the catalog of each server whose view changed,
+        and its status as listed here when that changed."""
         remote = self._remote
         if remote is None:
             return
         if isinstance(message, ReplicasChanged):
-            keys = remote.members(message.members)
+            keys = {k for k in remote.members(message.members, dry=True) if k in self._statuses}
+            before = {k: (self._catalog_of(k), self._listed(k)) for k in keys}
+            remote.members(message.members)
         else:
-            if (message.tenant, message.server) not in self._statuses:
+            key = (message.tenant, message.server)
+            if key not in self._statuses:
                 return  # (a tenant or server this replica's configuration does not have)
-            before = self._catalog_of((message.tenant, message.server))
+            keys = {key}
+            before = {key: (self._catalog_of(key), self._listed(key))}
             remote.update(message)
-            keys = {(message.tenant, message.server)}
-            if before is not None and before == self._catalog_of((message.tenant, message.server)):
-                keys = set()  # (a status change only: nothing to list again)
-        for tenant, server in keys:
-            if (tenant, server) in self._statuses:
-                catalog = self._catalog_of((tenant, server)) or ServerCatalog(tenant, server)
-                self._relay(CatalogChanged(catalog, remote=True))
+        for key in keys:
+            catalog, status = self._catalog_of(key), self._listed(key)
+            if catalog is None or catalog != before[key][0]:
+                self._relay(CatalogChanged(catalog or ServerCatalog(*key), remote=True))
+            if status != before[key][1]:
+                self._relay(RemoteStatusChanged(status))
+
+    def _listed(self, key: tuple[str, str]) -> ServerStatus:
+        """`key`'s status as this replica lists it: the replica's that runs it, or its own."""
+        chosen = self._chosen(key)
+        return chosen.status if chosen is not None else self._own(self._statuses[key])
 
     def _chosen(self, key: tuple[str, str]) -> RemoteServer | None:
         """The other replica that speaks for `key`, if one does (`RemoteServers.chosen`)."""
@@ -421,12 +436,7 @@ class RouterActor(pykka.ThreadingActor):
 
     def statuses(self, tenant: str | None = None) -> tuple[ServerStatus, ...]:
         """Server statuses of one tenant, or of all (in a cluster, as the replica that runs each says)."""
-        out = []
-        for key, status in self._statuses.items():
-            if tenant is None or key[0] == tenant:
-                chosen = self._chosen(key) if self._remote is not None else None
-                out.append(chosen.status if chosen is not None else self._own(status))
-        return tuple(out)
+        return tuple(self._listed(key) for key in self._statuses if tenant is None or key[0] == tenant)
 
     def _own(self, status: ServerStatus) -> ServerStatus:
         """`status` of a server of this replica, which says so in a cluster (unless stopped)."""

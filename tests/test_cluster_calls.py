@@ -14,6 +14,7 @@ from typing import Any
 import anyio
 import mcp.types as types
 import pytest
+import tornado.websocket
 import yaml
 from conftest import (
     cluster_section,
@@ -142,6 +143,32 @@ def _elsewhere(cluster: dict[str, ServedHub]) -> tuple[ServedHub, str, str]:
             if runner != replica:
                 return hub, name, runner
     raise AssertionError(runs)
+
+
+async def test_an_admin_socket_on_any_replica_hears_the_status_of_a_server_another_replica_runs(
+    cluster: dict[str, ServedHub],
+) -> None:
+    hub, name, runner = _elsewhere(cluster)
+    before = _servers(hub)[name]["pid"]
+    ws = await tornado.websocket.websocket_connect(hub.url.replace("http://", "ws://") + "/ws/admin")
+    seen: list[dict[str, Any]] = []
+    try:
+        assert cluster[runner].post(f"/api/servers/acme/{name}/restart").status == 200
+        with anyio.fail_after(30):
+            while True:
+                raw = await ws.read_message()
+                assert raw is not None, "the socket closed"
+                message = json.loads(raw)
+                if message["type"] == "server_status" and message["data"]["server"] == name:
+                    seen.append(message["data"])
+                    if message["data"]["state"] == "running" and message["data"]["pid"] != before:
+                        break
+    finally:
+        ws.close()
+    # The restart on `runner` is heard on `hub` as it lists it: down, then running there again.
+    assert seen[-1]["replica"] == runner and seen[-1]["tenant"] == "acme", seen
+    assert [s["state"] for s in seen[:-1]] and all(s["state"] != "running" for s in seen[:-1]), seen
+    assert wait_until(lambda: _converged(cluster), 30), _states(cluster)
 
 
 @pytest.mark.parametrize("mode", MODES)

@@ -15,6 +15,7 @@ from typing import Any
 import tornado.websocket
 
 from actors.models import CatalogChanged, Event, InstanceStateChanged, ServerStateChanged
+from actors.remote_servers import RemoteStatusChanged
 from hub import jsontext
 from hub.errors import BadRequest, HubError
 from hub.runtime import Hub
@@ -111,7 +112,7 @@ class HubSocket(tornado.websocket.WebSocketHandler):
             tools = [t.id for t in catalog.tools]
             data: dict[str, Any] = {"tenant": catalog.tenant, "server": catalog.server, "tools": tools}
             self.loop.call_soon_threadsafe(self._send, "catalog_changed", None, data)
-        elif isinstance(event, ServerStateChanged) and self.wants(event.status.tenant):
+        elif isinstance(event, ServerStateChanged | RemoteStatusChanged) and self.wants(event.status.tenant):
             self.loop.call_soon_threadsafe(self._send, "server_status", None, event.status.to_json())
         elif (
             isinstance(event, InstanceStateChanged)
