@@ -142,6 +142,22 @@ class RemoteServers:
         owner = placement.owner({*(self._live or ()), self.replica_id, *(e.replica for e in running)}, *key)
         return min(running, key=lambda e: (e.replica != owner, e.replica))
 
+    def placed(
+        self, key: tuple[str, str], local: ServerStatus | None, cached: ServerCatalog | None
+    ) -> RemoteServer | None:
+        """For a server that starts where its calls go (on_demand, per_session): the replica
+        placement gives it, if that is another live one: as it publishes the server, or (it does not
+        run it now) as this replica knows it (`local`, its `cached` catalog) but run there."""
+        if self._live is None:
+            return None
+        owner = placement.owner({*self._live, self.replica_id}, *key)
+        if owner is None or owner == self.replica_id:
+            return None
+        entry = self._entries.get(key, {}).get(owner)
+        if entry is not None or local is None:
+            return entry
+        return RemoteServer.of(owner, local, cached)
+
     def runs(self, key: tuple[str, str], replica: str) -> bool:
         """Whether live `replica` publishes `key` running."""
         entry = self._entries.get(key, {}).get(replica)

@@ -280,8 +280,12 @@ class RouterActor(pykka.ThreadingActor):
         lease = self._leases.get(key[0])
         if self._remote is None or lease is None or key[1] not in lease.endpoints:
             return None
-        movable = not (lease.on_demand[key[1]] or lease.per_session[key[1]])
-        return self._remote.chosen(key, self._statuses.get(key), movable, self._handovers.get(key))
+        local = self._statuses.get(key)
+        if lease.on_demand[key[1]] or lease.per_session[key[1]]:  # (placed, started where they are called)
+            if local is not None and local.state is not ServerState.STOPPED and not lease.per_session[key[1]]:
+                return None  # (it runs here already: started before the replica placement gives it joined)
+            return self._remote.placed(key, local, self._catalogs.get(key))
+        return self._remote.chosen(key, local, True, self._handovers.get(key))
 
     def hand_over(self, tenant: str, server: str, replica: str | None) -> None:
         """Route `server`'s new calls to `replica` once it runs it, while this replica drains and
@@ -340,7 +344,7 @@ class RouterActor(pykka.ThreadingActor):
         """
         entry = self._tools.get((tenant, tool_id))
         server = tool_id.partition(".")[0]
-        if self._remote is not None and (entry is None or (tenant, server) in self._handovers):
+        if self._remote is not None:
             chosen = self._chosen((tenant, server))
             if chosen is not None and tool_id in chosen.tools:
                 return self._forwarded(tenant, chosen, chosen.tools[tool_id])
@@ -363,7 +367,10 @@ class RouterActor(pykka.ThreadingActor):
         assert self._remote is not None
         lease = self._leases[tenant]
         endpoint = self._remote.endpoint(chosen.replica, tenant, entry.server)
-        return Route(tenant, entry, endpoint, lease.gate, lease.call_timeouts[entry.server])
+        per_session = lease.per_session[entry.server]  # (its replica runs the caller's session's instance)
+        return Route(
+            tenant, entry, endpoint, lease.gate, lease.call_timeouts[entry.server], False, per_session
+        )
 
     def server_route(
         self, tenant: str, server: str, running: bool = True
@@ -384,7 +391,7 @@ class RouterActor(pykka.ThreadingActor):
         chosen = self._chosen((tenant, server))
         if chosen is not None and self._remote is not None:
             endpoint = self._remote.endpoint(chosen.replica, tenant, server)
-            return (endpoint, lease.gate, lease.call_timeouts[server], False, False)
+            return (endpoint, lease.gate, lease.call_timeouts[server], False, lease.per_session[server])
         if running and not on_demand:
             self._require_running(tenant, server)
         return (

@@ -179,6 +179,23 @@ class CallPath:
                 )
                 return answer
 
+    async def forwarded_async(
+        self,
+        route: tuple[ServerEndpoint, CallGate, float, bool, bool],
+        tenant: str,
+        server: str,
+        submit: Callable[[Any], Any],
+        session: str | None,
+    ) -> Any:
+        """A request another replica forwarded (`web.cluster_link`) to `server`, which starts when
+        called: woken if it is on_demand, or on `session`'s instance of a per_session one; its
+        answer (on an asyncio loop). `route` is the router's `server_route` here. The replica the
+        client called counted its quotas; here only the hub's drain counts it."""
+        endpoint, _, timeout, on_demand, per_session = route
+        with self._in_flight.admit():
+            target = _Target(tenant, server, endpoint, on_demand, per_session)
+            return await self._on_server(target, session, submit, timeout, f"server '{server}'")
+
     def _cluster_slot(
         self, gate: CallGate, tenant: str, timeout: float
     ) -> contextlib.AbstractAsyncContextManager[None]:
@@ -326,6 +343,9 @@ class CallPath:
         before the request (unless not `wake`); its answer (on an asyncio loop)."""
         tenant, server = target.tenant, target.server
         if target.per_session and session is not None:
+            there = getattr(target.endpoint, "for_session", None)
+            if there is not None:  # (another replica runs it: that one starts the session's instance)
+                return await _answer(submit(there(session)), timeout, what)
             if not wake:
                 endpoint = self._sessions.running_endpoint((tenant, server, session))
                 return None if endpoint is None else await _answer(submit(endpoint), timeout, what)

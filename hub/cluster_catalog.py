@@ -4,7 +4,9 @@ what the others publish into its router (docs/cluster.md).
 Layout in Redis: a hash per tenant, `mcp-hub:servers:<tenant>`, with one field per server and
 replica that runs it, `<server>@<replica id>`, whose value is the server's status and catalog as
 JSON (`hub.cluster_wire.published_json`); the field is deleted when the replica stops running the
-server. Each write is announced on the channel `mcp-hub:servers` (`<tenant>\\n<server>\\n<replica>`).
+server (an on_demand or per_session server's stays, stopped, with its catalog: it starts when
+called, on the replica placement gives it). Each write is announced on the channel
+`mcp-hub:servers` (`<tenant>\\n<server>\\n<replica>`).
 
 - `Publisher` is a board listener: it takes the statuses and catalogs of this replica's servers
   (on the router's thread, never blocking) and writes them on a thread of its own,
@@ -103,8 +105,8 @@ class Publisher:
             key = (event.status.tenant, event.status.server)
             with self._lock:
                 self._statuses[key] = event.status
-                if event.status.state is ServerState.STOPPED:
-                    self._catalogs.pop(key, None)
+                if event.status.state is ServerState.STOPPED and event.status.lifecycle == "always":
+                    self._catalogs.pop(key, None)  # (an on_demand one's stays listed: it starts when called)
                 self._pending.add(key)
                 self._lock.notify_all()
         elif isinstance(event, CatalogChanged) and not event.remote:
@@ -143,7 +145,9 @@ class Publisher:
         pipe = self._node.redis.pipeline(transaction=False)
         for (tenant, server), status, catalog in work:
             field = _field(server, me)
-            if status is None or status.state is ServerState.STOPPED:
+            if status is None or (
+                status.state is ServerState.STOPPED and (catalog is None or status.lifecycle == "always")
+            ):
                 pipe.hdel(HASH_PREFIX + tenant, field)
             else:
                 pipe.hset(HASH_PREFIX + tenant, field, json.dumps(published_json(status, catalog)))

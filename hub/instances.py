@@ -10,6 +10,7 @@ waited for like an on_demand start (`Wakes`), keyed by `(tenant, server, session
 from __future__ import annotations
 
 import collections
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +23,8 @@ from hub import timeouts
 from hub.errors import NotFound, NotRunning, ShuttingDown
 from hub.events import _GONE, EventBoard, WakeKey
 from hub.wakes import Wakes
+
+log = logging.getLogger(__name__)
 
 _ENDED_SESSIONS = 10_000  # sessions remembered as ended (an instance asked for one is stopped at once)
 
@@ -49,6 +52,9 @@ class SessionInstances:
         self._endpoints: dict[WakeKey, ServerEndpoint] = {}
         self._session_tenants: dict[str, set[str]] = {}
         self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # In a cluster: how a session's instances on the other replicas are stopped (`hub.replica`);
+        # each blocks and answers how many it stopped.
+        self.elsewhere: list[Callable[[str], int]] = []
 
     def start(self, key: WakeKey) -> ServerStatus:
         """Ask the tenant for `key`'s instance and keep its endpoint; its status as answered.
@@ -139,4 +145,9 @@ class SessionInstances:
         # Their `stopped` events are on their way up: once told, `instances()` no longer has them.
         board = self._board
         board.wait_for(lambda: not any(i.session == session for i in board.instances()), 5)
+        for end_there in self.elsewhere:
+            try:
+                stopped += end_there(session)
+            except Exception:  # isolation: another replica's trouble must not fail this end
+                log.exception("ending session instances on other replicas failed")
         return stopped

@@ -28,6 +28,8 @@ from conftest import (
 from helpers.facade import MODES, http_facade
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
 
+from hub import placement
+
 pytestmark = pytest.mark.anyio
 
 HEARTBEAT = 0.5
@@ -39,11 +41,18 @@ RATE = 12  # tenant `limited`'s max_calls_per_minute
 CLUSTER_MARK = f"mcp-hub-cluster-{uuid.uuid4().hex[:12]}"
 
 
-def _tenants() -> dict[str, Any]:
+LAZY_MARK = f"{CLUSTER_MARK}-lazy"  # tenant `lazy`'s servers, which start when called
+
+
+def _tenants(replica: str) -> dict[str, Any]:
     servers = {name: server("--asks", "--legacy-only", "--list-changed") for name in SERVERS}
     mark = {"MCP_HUB_TEST_MARK": CLUSTER_MARK}
     limited = {"env": mark, "quotas": {"max_calls_per_minute": RATE}, "servers": {"q": server()}}
-    return {"acme": {"env": mark, "servers": servers}, "limited": limited}
+    lazy = {
+        "env": {"MCP_HUB_TEST_MARK": LAZY_MARK, "REPLICA": replica},
+        "servers": {"od": server(lifecycle="on_demand"), "ps": server(per_session=True)},
+    }
+    return {"acme": {"env": mark, "servers": servers}, "limited": limited, "lazy": lazy}
 
 
 @pytest.fixture
@@ -59,7 +68,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     tmp_path = tmp_path_factory.mktemp("cluster")
     with running_redis(tmp_path) as redis_url:
         yield from _replicas(redis_url, tmp_path, hubs)
-    assert wait_until(lambda: not marked_pids(CLUSTER_MARK), 5), marked_pids(CLUSTER_MARK)
+    for mark in (CLUSTER_MARK, LAZY_MARK):
+        assert wait_until(lambda: not marked_pids(mark), 5), marked_pids(mark)  # noqa: B023 (used at once)
 
 
 def _replicas(
@@ -70,7 +80,9 @@ def _replicas(
             folder = tmp_path / replica
             folder.mkdir()
             section = cluster_section(redis_server, replica, HEARTBEAT)
-            config = write_config(folder, _tenants(), cluster=section, orchestrator={"auto_start": True})
+            config = write_config(
+                folder, _tenants(replica), cluster=section, orchestrator={"auto_start": True}
+            )
             hubs[replica] = start_hub(config, folder)
         # (replicas that start at once may both start a server until their heartbeats see each other)
         assert wait_until(lambda: _converged(hubs), 60), _states(hubs)
@@ -143,6 +155,40 @@ def _elsewhere(cluster: dict[str, ServedHub]) -> tuple[ServedHub, str, str]:
             if runner != replica:
                 return hub, name, runner
     raise AssertionError(runs)
+
+
+def _lazy_call(hub: ServedHub, tool: str, session: str | None = None) -> dict[str, Any]:
+    """Call `tool` of tenant `lazy` through `hub` (in `session`): its structured content, or its
+    environment (`env`)."""
+    headers = {"Mcp-Hub-Session": session} if session else None
+    answer = hub.request("POST", f"/api/tools/{tool}/call?tenant=lazy", {}, headers=headers)
+    assert answer.status == 200, answer.text
+    if tool.endswith(".env"):
+        return dict(json.loads(answer.body["content"][0]["text"]))
+    return dict(answer.body["structured_content"])
+
+
+def test_on_demand_and_per_session_servers_start_on_the_replica_placement_gives_them(
+    cluster: dict[str, ServedHub],
+) -> None:
+    owner = {name: placement.owner(REPLICAS, "lazy", name) for name in ("od", "ps")}
+    # An on_demand server called through every replica starts once, on its replica.
+    assert {_lazy_call(hub, "od.env")["REPLICA"] for hub in cluster.values()} == {owner["od"]}
+    assert len(server_pids(LAZY_MARK)) == 1
+    # A per_session server: each session gets its own instance, on the server's replica, whichever
+    # replica the session's requests reach; ending the session there stops its instance.
+    others = [hub for replica, hub in cluster.items() if replica != owner["ps"]]
+    namespaces = []
+    for number, hub in enumerate(others):
+        session = f"cluster-session-{number}"
+        assert _lazy_call(hub, "ps.env", session)["REPLICA"] == owner["ps"]
+        first, again = (_lazy_call(hub, "ps.pid", session)["pid_namespace"] for _ in range(2))
+        assert first == again  # (the session's own instance, both times)
+        namespaces.append(first)
+    assert len(set(namespaces)) == 2 and len(server_pids(LAZY_MARK)) == 3
+    ended = others[0].request("DELETE", "/api/sessions/cluster-session-0")
+    assert ended.status == 200 and ended.body["instances_stopped"] == 1, ended.text
+    assert wait_until(lambda: len(server_pids(LAZY_MARK)) == 2, 20), server_pids(LAZY_MARK)
 
 
 async def test_an_admin_socket_on_any_replica_hears_the_status_of_a_server_another_replica_runs(
