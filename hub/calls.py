@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from actors.call_gate import CallGate
-from actors.models import ToolResult
+from actors.models import ToolEntry, ToolResult
 from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
 from hub import failover
@@ -251,8 +251,11 @@ class CallPath:
         key: str | None = None,
         session: str | None = None,
         shown_as: str | None = None,
+        admit: Callable[[ToolEntry], Awaitable[None]] | None = None,
     ) -> ToolResult:
-        """`Hub.call_tool_async` (on an asyncio loop: never blocks it)."""
+        """`Hub.call_tool_async` (on an asyncio loop: never blocks it). `admit`, if given, is awaited
+        with the tool's entry once its route is resolved, before the call runs, and may refuse it
+        by raising (an `Idempotency-Key` seen before: `hub.idempotency`)."""
         if self._in_flight.stopping:
             raise ShuttingDown("the hub is shutting down")
         arguments = dict(arguments or {})
@@ -273,6 +276,12 @@ class CallPath:
                 except HubError as late:
                     self._audit().record(tenant, key, tool_id, 0.0, late.code, arguments)
                     raise
+        if admit is not None:
+            try:
+                await admit(prepared.route.entry)
+            except HubError as refused:
+                self._audit().record(tenant, key, tool_id, 0.0, refused.code, arguments)
+                raise
         try:
             return await self._call_once(prepared, arguments, requester, key, session, shown)
         except HubError as exc:  # the server moved, or its replica was lost: once more?
