@@ -282,15 +282,15 @@ class CallPath:
             except HubError as refused:
                 self._audit().record(tenant, key, tool_id, 0.0, refused.code, arguments)
                 raise
-        try:
-            return await self._call_once(prepared, arguments, requester, key, session, shown)
-        except HubError as exc:  # the server moved, or its replica was lost: once more?
-            again = failover.retry(prepared, exc, self._settling())
-            if again is None:
-                raise
-            prepare = functools.partial(self._prepare_async, tenant, tool_id)
-            prepared = await failover.rerouted(self._routes, prepare, *again, shown, exc)
-        return await self._call_once(prepared, arguments, requester, key, session, shown)
+        # (the server moved, or its replica was lost: tried again as far as that is safe)
+        prepare = functools.partial(self._prepare_async, tenant, tool_id)
+        return await failover.attempts(
+            prepared,
+            lambda p: self._call_once(p, arguments, requester, key, session, shown),
+            self._settling,
+            functools.partial(failover.rerouted, self._routes, prepare),
+            shown,
+        )
 
     def _prepare_async(self, tenant: str, tool_id: str) -> Awaitable[Prepared]:
         """`prepare` in the executor (a router ask blocks: off the loop)."""
