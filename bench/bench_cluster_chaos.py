@@ -257,6 +257,9 @@ def main() -> None:
     examples = sorted({c.get("text", "")[:160] for c in failed})[:5]
     for text in examples:
         print(f"    e.g. {text}")
+    for c in failed:  # (each failure: when, relative to the kill, and what)
+        when, took, text = c["start"] - killed, c["end"] - c["start"], c.get("text", "")[:110]
+        print(f"    {c['tool']:4s} {when:+7.2f} s after the kill, {took:5.2f} s: {c['status']} {text}")
 
 
 if __name__ == "__main__":
