@@ -8,11 +8,16 @@ Run from the repository root after the README's install command (it needs Debian
 
 Starts a `redis-server`, three replicas (heartbeat 1 s: a dead one leaves within 3 s) sharing six
 test servers, and HAProxy in front (round robin per request, health checks every second, a request
-whose connection fails before it is sent tried on another replica). `--clients` keep-alive clients
+whose connection fails before it is sent, or a keyed one whose replica closed the connection without
+answering, tried on another replica: as config/haproxy.cfg). `--clients` keep-alive clients
 call at once, each call a random server's `peek` (annotated `readOnlyHint`) or `echo` (no hint).
 At `--kill-at` s replica r2 is SIGKILLed; at `--restart-at` s it starts again with the same id.
+Each call carries a fresh `Idempotency-Key`, so HAProxy sends a call whose replica died before
+answering to another replica, which runs it again if its tool is read-only (`peek`) and answers
+409 otherwise (`echo`: it may have run on the dead replica).
 Prints: calls made, failed (by tool, and whether the client's own connection was to the killed
-replica, which no one can save, or the call was forwarded to it), the longest time a failed call
+replica and the call was refused as a possible duplicate, or the call was forwarded to it and
+lost with it), the failures that are no JSON error of the hub, the longest time a failed call
 took to be answered after the kill, hung calls (no answer within 35 s), the time until every
 server ran again on the survivors, and the killed replica's server processes left behind.
 """
@@ -33,6 +38,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,9 +89,12 @@ def haproxy(folder: Path, ports: dict[str, int]) -> Iterator[int]:
     config = folder / "haproxy.cfg"
     config.write_text(
         "defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n"
-        "    retries 2\n    option redispatch\n    retry-on conn-failure\n"
         f"frontend front\n    bind 127.0.0.1:{port}\n    default_backend hubs\n"
-        f"backend hubs\n    balance roundrobin\n    option httpchk GET /health\n{servers}\n"
+        f"backend hubs\n    balance roundrobin\n    option httpchk GET /health\n"
+        # As config/haproxy.cfg: a keyed request whose replica died before answering goes to another.
+        "    option http-buffer-request\n    retries 2\n    option redispatch 1\n"
+        "    retry-on conn-failure empty-response\n"
+        f"    http-request disable-l7-retry unless {{ req.hdr(idempotency-key) -m found }}\n{servers}\n"
     )
     proc = subprocess.Popen(
         [binary, "-db", "-f", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -111,8 +120,8 @@ async def client(port: int, until: float, calls: list[dict[str, Any]], rng: rand
             assert reader is not None
             writer.write(
                 b"POST /api/tools/%s.%s?tenant=bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                % (server.encode(), tool.encode(), port, len(body), body)
+                b"Content-Type: application/json\r\nIdempotency-Key: %s\r\nContent-Length: %d\r\n\r\n%s"
+                % (server.encode(), tool.encode(), port, uuid.uuid4().hex.encode(), len(body), body)
             )
             async with asyncio.timeout(HUNG):
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -214,8 +223,10 @@ def main() -> None:
         out = asyncio.run(run(args, Path(tmp)))
     calls, killed = out["calls"], out["killed"]
     failed = [c for c in calls if c["status"] != 200]
-    forwarded = [c for c in failed if "replica 'r2'" in c.get("text", "")]
-    own = [c for c in failed if c not in forwarded]
+    duplicates = [c for c in failed if c["status"] == 409 and "duplicate_call" in c.get("text", "")]
+    forwarded = [c for c in failed if "replica 'r2'" in c.get("text", "") and c not in duplicates]
+    own = [c for c in failed if c not in forwarded and c not in duplicates]
+    unclear = [c for c in failed if not c.get("text", "").startswith('{"error"')]
     late = max((c["end"] - max(c["start"], killed) for c in failed), default=0.0)
     print(
         f"\n{args.clients} clients through HAProxy for {args.seconds:g} s; r2 SIGKILLed at "
@@ -223,10 +234,15 @@ def main() -> None:
     )
     print(f"  calls made                      {len(calls):7d}")
     print(f"  failed                          {len(failed):7d}   {dict(Counter(c['tool'] for c in failed))}")
+    by_tool = dict(Counter(c["tool"] for c in duplicates))
+    print(f"    sent to r2, again elsewhere:  {len(duplicates):7d}   {by_tool} (409: may have run on r2)")
     by_tool = dict(Counter(c["tool"] for c in forwarded))
     print(f"    forwarded to r2, lost with it {len(forwarded):7d}   {by_tool}")
     print(f"    other (connection to r2, ...) {len(own):7d}   {dict(Counter(str(c['status']) for c in own))}")
     print(f"  failed read-only (peek) calls   {sum(c['tool'] == 'peek' for c in failed):7d}   (target 0)")
+    print(
+        f"  failed without a hub's JSON error {len(unclear):5d}   (HAProxy's 502 page, a broken connection)"
+    )
     print(
         f"  hung calls (> {HUNG:g} s)            {sum(c['status'] == 'hung' for c in calls):7d}   (target 0)"
     )
@@ -241,6 +257,9 @@ def main() -> None:
     examples = sorted({c.get("text", "")[:160] for c in failed})[:5]
     for text in examples:
         print(f"    e.g. {text}")
+    for c in failed:  # (each failure: when, relative to the kill, and what)
+        when, took, text = c["start"] - killed, c["end"] - c["start"], c.get("text", "")[:110]
+        print(f"    {c['tool']:4s} {when:+7.2f} s after the kill, {took:5.2f} s: {c['status']} {text}")
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from actors.call_gate import CallGate
-from actors.models import ToolResult
+from actors.models import ToolEntry, ToolResult
 from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
 from hub import failover
@@ -268,8 +268,11 @@ class CallPath:
         key: str | None = None,
         session: str | None = None,
         shown_as: str | None = None,
+        admit: Callable[[ToolEntry], Awaitable[None]] | None = None,
     ) -> ToolResult:
-        """`Hub.call_tool_async` (on an asyncio loop: never blocks it)."""
+        """`Hub.call_tool_async` (on an asyncio loop: never blocks it). `admit`, if given, is awaited
+        with the tool's entry once its route is resolved, before the call runs, and may refuse it
+        by raising (an `Idempotency-Key` seen before: `hub.idempotency`)."""
         if self._in_flight.stopping:
             raise ShuttingDown("the hub is shutting down")
         arguments = dict(arguments or {})
@@ -290,15 +293,21 @@ class CallPath:
                 except HubError as late:
                     self._audit().record(tenant, key, tool_id, 0.0, late.code, arguments)
                     raise
-        try:
-            return await self._call_once(prepared, arguments, requester, key, session, shown)
-        except HubError as exc:  # the server moved, or its replica was lost: once more?
-            again = failover.retry(prepared, exc, self._settling())
-            if again is None:
+        if admit is not None:
+            try:
+                await admit(prepared.route.entry)
+            except HubError as refused:
+                self._audit().record(tenant, key, tool_id, 0.0, refused.code, arguments)
                 raise
-            prepare = functools.partial(self._prepare_async, tenant, tool_id)
-            prepared = await failover.rerouted(self._routes, prepare, *again, shown, exc)
-        return await self._call_once(prepared, arguments, requester, key, session, shown)
+        # (the server moved, or its replica was lost: tried again as far as that is safe)
+        prepare = functools.partial(self._prepare_async, tenant, tool_id)
+        return await failover.attempts(
+            prepared,
+            lambda p: self._call_once(p, arguments, requester, key, session, shown),
+            self._settling,
+            functools.partial(failover.rerouted, self._routes, prepare),
+            shown,
+        )
 
     def _prepare_async(self, tenant: str, tool_id: str) -> Awaitable[Prepared]:
         """`prepare` in the executor (a router ask blocks: off the loop)."""

@@ -61,6 +61,21 @@ class NotRunning(HubError):
     status = 409
 
 
+class DuplicateCall(HubError):
+    """A tool call whose `Idempotency-Key` was already used for the same call, of a tool that does
+    not say a second run is harmless: it may have run already, and is not run twice."""
+
+    code = "duplicate_call"
+    status = 409
+
+
+class IdempotencyKeyReused(HubError):
+    """An `Idempotency-Key` already used for another call (another tool, or other arguments)."""
+
+    code = "idempotency_key_reused"
+    status = 422
+
+
 class QuotaExceeded(HubError):
     """A tenant quota or rate limit was hit; `retry_after` says when to try again (seconds)."""
 

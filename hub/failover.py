@@ -7,8 +7,9 @@ Two cases:
   (`not_found`, `server_not_running`) while the cluster is settling after its live set changed
   (a replica joined, left or died: servers stop on one replica and start on another, for up to a
   ttl, a heartbeat and a server's start). The call waits for its tool to be routed again, then
-  runs, whatever the tool: nothing ran yet. Once the cluster has settled, those errors are
-  answered at once, as on a lone hub.
+  runs, whatever the tool: nothing ran yet; and so again if the next route is found stopping too
+  (a replica that rejoins wins servers back), up to `ATTEMPTS` attempts in all. Once the cluster
+  has settled, those errors are answered at once, as on a lone hub.
 - **The call was lost with the replica it was forwarded to** (its channel broke mid-call, or the
   replica cannot be reached): it is tried once more, on whichever replica runs the server next,
   only if the tool says a retry is harmless (`readOnlyHint: true` or `idempotentHint: true`);
@@ -23,13 +24,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from actors.models import ToolEntry
 from hub.cluster_link import RemoteEndpoint, ReplicaLost
 from hub.errors import HubError, NotFound, NotRunning, ServerStopped
 from hub.routes import Prepared, RouteCache
 
-__all__ = ["harmless_to_retry", "rerouted", "retry"]
+__all__ = ["ATTEMPTS", "attempts", "harmless_to_retry", "never_ran", "rerouted", "retry"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +43,14 @@ def harmless_to_retry(entry: ToolEntry) -> bool:
 
 
 Unwanted = Callable[[Prepared], bool]
+T = TypeVar("T")
+ATTEMPTS = 4  # a call's attempts at most, the first included
+
+
+def never_ran(exc: HubError) -> bool:
+    """Whether a call that failed with `exc` never reached a server (its tool is not listed, its
+    server does not run, or nothing was sent to the replica it was forwarded to)."""
+    return isinstance(exc, NotRunning | NotFound) or (isinstance(exc, ReplicaLost) and not exc.sent)
 
 
 def retry(prepared: Prepared, exc: HubError, settling: float) -> tuple[Unwanted, float] | None:
@@ -48,13 +58,37 @@ def retry(prepared: Prepared, exc: HubError, settling: float) -> tuple[Unwanted,
     not do, and how long to wait for another; None: it is not tried again."""
     endpoint = prepared.route.endpoint
     harmless = harmless_to_retry(prepared.route.entry)
-    never_ran = isinstance(exc, NotRunning | NotFound) or (isinstance(exc, ReplicaLost) and not exc.sent)
-    if settling and (never_ran or (harmless and isinstance(exc, ServerStopped))):
+    if settling and (never_ran(exc) or (harmless and isinstance(exc, ServerStopped))):
         return (lambda p: p.route.endpoint is endpoint), settling  # (its server is moving)
-    if isinstance(endpoint, RemoteEndpoint) and (never_ran or (harmless and isinstance(exc, ReplicaLost))):
+    if isinstance(endpoint, RemoteEndpoint) and (
+        never_ran(exc) or (harmless and isinstance(exc, ReplicaLost))
+    ):
         lost = endpoint.replica
         return (lambda p: getattr(p.route.endpoint, "replica", None) == lost), prepared.route.call_timeout
     return None
+
+
+async def attempts(
+    prepared: Prepared,
+    call: Callable[[Prepared], Awaitable[T]],
+    settling: Callable[[], float],
+    reroute: Callable[[Unwanted, float, str, HubError], Awaitable[Prepared]],
+    shown: str,
+) -> T:
+    """`call(prepared)`, tried again as `retry` says on the route `reroute` finds next: while the call
+    never reached a server, up to `ATTEMPTS` times in all (servers that move may be found stopping
+    more than once); after it was lost mid-way, once."""
+    lost = False  # (whether an attempt was lost mid-way: a harmless call is tried once more only)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return await call(prepared)
+        except HubError as exc:
+            again = retry(prepared, exc, settling())
+            if again is None or attempt == ATTEMPTS or (lost and not never_ran(exc)):
+                raise
+            lost = lost or not never_ran(exc)
+            prepared = await reroute(*again, shown, exc)
+    raise AssertionError("unreachable")
 
 
 async def rerouted(

@@ -57,6 +57,11 @@ CGROUP_EMPTY = 2.0
 
 # ---------------------------------------------------------------- the web frontend
 
+IDEMPOTENCY_KEY_TTL = 600.0
+"""How long the hub remembers a REST tool call's `Idempotency-Key` (`hub.idempotency`): a request
+sent again with the same key within it is recognised (run again only if the tool is read-only or
+idempotent); after it, the key is new again."""
+
 INPUT_WAIT = 60.0
 """A 2026-07-28 call parked on its server's sampling or elicitation request, for its client's
 retry with the answer (`web.mcp_input`); then it is cancelled."""

@@ -261,10 +261,20 @@ def running_redis(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
+# As config/haproxy.cfg's backend: keyed requests are sent again when their replica died.
+_RETRIES = (
+    "    option http-buffer-request\n    retries 2\n    option redispatch 1\n"
+    "    retry-on conn-failure empty-response\n"
+    "    http-request disable-l7-retry unless { req.hdr(idempotency-key) -m found }\n"
+)
+
+
 @contextlib.contextmanager
-def running_haproxy(tmp_path: Path, backends: Iterable[str]) -> Iterator[str]:
+def running_haproxy(tmp_path: Path, backends: Iterable[str], balance: str = "roundrobin") -> Iterator[str]:
     """A real HAProxy (Debian's) on a free loopback port, round robin over `backends` (base URLs),
-    per request and with no stickiness: its URL."""
+    per request and with no stickiness (or `balance first`: all to the first that is up): its URL.
+    As config/haproxy.cfg, a request with an `Idempotency-Key` whose replica closed its connection
+    without answering is sent again to another one."""
     binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
     if binary is None:
         missing("haproxy (Debian's haproxy)")
@@ -280,7 +290,7 @@ def running_haproxy(tmp_path: Path, backends: Iterable[str]) -> Iterator[str]:
         "defaults\n    mode http\n    timeout connect 5s\n    timeout client 5m\n    timeout server 5m\n"
         "    timeout tunnel 1h\n"
         f"frontend front\n    bind 127.0.0.1:{port}\n    default_backend hubs\n"
-        f"backend hubs\n    balance roundrobin\n    option httpchk GET /health\n{servers}\n"
+        f"backend hubs\n    balance {balance}\n    option httpchk GET /health\n{_RETRIES}{servers}\n"
     )
     log = (tmp_path / "haproxy.log").open("w")
     proc = subprocess.Popen([binary, "-db", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)

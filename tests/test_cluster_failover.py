@@ -1,20 +1,27 @@
 """Failover of calls in a cluster (issue 21, item 5): when the replica a call was forwarded to is
 SIGKILLed mid-call, a call of a tool that says a retry is harmless (`readOnlyHint`) is tried again
 on the survivor that takes its server over, any other call in flight fails at once with a clear
-error, and a call made after the kill waits for the survivor to run the server.
+error, and a call made after the kill waits for the survivor to run the server; a keyed call whose client
+connection was to the killed replica is sent again by HAProxy to the survivor, which runs it again
+if it is read-only and refuses it (409) otherwise.
 Real replicas (`python -m hub serve`) on a real Redis.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
+import json
 import signal
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import cluster_section, server, server_pids, wait_until
+from conftest import cluster_section, running_haproxy, server, server_pids, wait_until
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
 
 from hub import placement
@@ -34,20 +41,20 @@ def _in_flight(hub: ServedHub) -> float:
     return 0.0
 
 
-def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at_once(
-    redis_server: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def _replicas(redis_server: str, tmp_path: Path) -> Iterator[dict[str, ServedHub]]:
+    """Replicas `stays` and `dies` sharing SERVERS, converged (each server running once); `dies` is
+    SIGKILLed by the test, `stays` must stop cleanly."""
     tenants = {"t": {"servers": {name: server("--read-only-sleep") for name in SERVERS}}}
     hubs: dict[str, ServedHub] = {}
     try:
-        for replica in ("stays", "dies"):
+        for replica in ("dies", "stays"):
             folder = tmp_path / replica
             folder.mkdir()
             section = cluster_section(redis_server, replica, HEARTBEAT)
             hubs[replica] = start_hub(
                 write_config(folder, tenants, cluster=section, orchestrator={"auto_start": True}), folder
             )
-        stays, dies = hubs["stays"], hubs["dies"]
 
         def converged() -> bool:
             views = [{n: (s["state"], s["replica"]) for n, s in _servers(h).items()} for h in hubs.values()]
@@ -59,6 +66,22 @@ def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at
             return running and placed and views[0] == views[1] and len(server_pids()) == len(SERVERS)
 
         assert wait_until(converged, 60)
+        yield hubs
+    finally:
+        for replica, hub in hubs.items():
+            if replica == "dies":
+                hub.proc.kill()
+                hub.proc.wait(10)
+                hub.proc.stdout.close()  # type: ignore[union-attr]
+            else:
+                assert stop_hub(hub) == 0, hub.log()[-3000:]
+
+
+def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at_once(
+    redis_server: str, tmp_path: Path
+) -> None:
+    with _replicas(redis_server, tmp_path) as hubs:
+        stays, dies = hubs["stays"], hubs["dies"]
         theirs = sorted(n for n, s in _servers(stays).items() if s["replica"] == "dies")
         assert theirs, _servers(stays)  # (placement over two replicas: both get some)
         name = theirs[0]
@@ -90,14 +113,46 @@ def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at
         # Every server runs again, on the survivor, and once: the killed replica's children are gone.
         assert wait_until(lambda: len(server_pids()) == len(SERVERS), 20), server_pids()
         assert all(s["replica"] == "stays" and s["state"] == "running" for s in _servers(stays).values())
-    finally:
-        for replica, hub in hubs.items():
-            if replica == "dies":
-                hub.proc.kill()
-                hub.proc.wait(10)
-                hub.proc.stdout.close()  # type: ignore[union-attr]
-            else:
-                assert stop_hub(hub) == 0, hub.log()[-3000:]
+
+
+def _keyed_post(url: str, arguments: dict[str, Any], key: str) -> tuple[int, Any, float]:
+    request = urllib.request.Request(url, data=json.dumps(arguments).encode(), method="POST")
+    request.add_header("Content-Type", "application/json")
+    request.add_header("Idempotency-Key", key)
+    try:
+        with urllib.request.urlopen(request, timeout=60) as answer:
+            status, text = answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        status, text = error.code, error.read()
+    return status, json.loads(text), time.monotonic()
+
+
+def test_a_keyed_call_whose_client_was_connected_to_the_killed_replica_is_sent_again_by_haproxy(
+    redis_server: str, tmp_path: Path
+) -> None:
+    with _replicas(redis_server, tmp_path) as hubs:
+        stays, dies = hubs["stays"], hubs["dies"]
+        name = next(n for n, s in _servers(stays).items() if s["replica"] == "dies")
+        # `balance first`: every request goes to `dies` while it is up, and to `stays` once it is not.
+        with (
+            running_haproxy(tmp_path, [dies.url, stays.url], balance="first") as url,
+            concurrent.futures.ThreadPoolExecutor(2) as pool,
+        ):
+            read_only = pool.submit(
+                _keyed_post, f"{url}/api/tools/{name}.peek?tenant=t", {"seconds": 2}, "k1"
+            )
+            plain = pool.submit(_keyed_post, f"{url}/api/tools/{name}.sleep?tenant=t", {"seconds": 2}, "k2")
+            assert wait_until(lambda: _in_flight(dies) == 2, 10)  # both received by `dies`, running
+            dies.proc.send_signal(signal.SIGKILL)
+            killed = time.monotonic()
+            status, body, at = plain.result(30)
+            # HAProxy sent it again to `stays`, which knows its key: it may have run, so not again.
+            assert status == 409 and body["error"]["code"] == "duplicate_call", body
+            assert "'dies'" in body["error"]["message"] and "may already have run" in body["error"]["message"]
+            assert at - killed < 1.0, at - killed
+            # The read-only call runs again on `stays` (once its server runs there): 200.
+            status, body, _ = read_only.result(60)
+        assert status == 200 and body["content"][0]["text"] == "slept", body
 
 
 def test_a_server_a_newcomer_wins_is_handed_over_once_its_calls_in_flight_end(

@@ -196,6 +196,21 @@ def test_haproxy_balances_exactly_the_compose_replicas_and_checks_health() -> No
     assert ["balance", "roundrobin"] in backend
     assert ["option", "httpchk", "GET", "/health"] in backend
     assert ["http-check", "expect", "status", "200"] in backend
+    # A keyed request (Idempotency-Key) is sent again to another replica when its replica died
+    # before answering; any other only when its connection failed before it was sent.
+    assert ["retry-on", "conn-failure", "empty-response"] in backend
+    assert ["option", "redispatch", "1"] in backend and ["option", "http-buffer-request"] in backend
+    retry_rule = [
+        "http-request",
+        "disable-l7-retry",
+        "unless",
+        "{",
+        "req.hdr(idempotency-key)",
+        "-m",
+        "found",
+        "}",
+    ]
+    assert retry_rule in backend
     servers = {words[1]: words[2] for words in backend if words[0] == "server"}
     replicas = compose_replicas()
     port = load(next(iter(replicas.values()))).gateway.port

@@ -168,7 +168,7 @@ def test_error_schema_and_reusable_responses(doc: dict[str, Any]) -> None:
     assert schema["required"] == ["error"]
     assert set(schema["properties"]["error"]["required"]) == {"code", "message"}
     responses = components["responses"]
-    codes = {"400", "401", "403", "404", "409", "413", "421", "429", "431", "502", "503", "504"}
+    codes = {"400", "401", "403", "404", "409", "413", "421", "422", "429", "431", "502", "503", "504"}
     refs = {
         op["responses"][c]["$ref"] for _, _, op in _operations(doc) for c in op["responses"] if c in codes
     }
@@ -177,6 +177,11 @@ def test_error_schema_and_reusable_responses(doc: dict[str, Any]) -> None:
     for _, _, op in _operations(doc):
         if "429" in op["responses"]:
             assert op["responses"]["429"] == {"$ref": "#/components/responses/QuotaExceeded"}
+    # A tool call documents its Idempotency-Key header and the answers it adds (409, 422).
+    for path in ("/api/tools/{name}", "/api/tools/{name}/call"):
+        call = doc["paths"][path]["post"]
+        headers = {p["name"] for p in call["parameters"] if p["in"] == "header"}
+        assert {"Idempotency-Key", "Mcp-Hub-Session"} <= headers and {"409", "422"} <= set(call["responses"])
 
 
 def test_component_schemas(doc: dict[str, Any]) -> None:

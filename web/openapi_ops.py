@@ -23,7 +23,16 @@ ERRORS: dict[int, tuple[str, str]] = {
     ),
     401: ("Unauthorized", "Missing or wrong key (`Authorization: Bearer <key>`)."),
     404: ("NotFound", "Unknown, or belongs to another tenant (never told apart)."),
-    409: ("NotRunning", "The server exists but is not running."),
+    409: (
+        "NotRunning",
+        "The server exists but is not running (`server_not_running`); or, for a tool call with an "
+        "`Idempotency-Key`, the same call was received before and its tool is not marked read-only or "
+        "idempotent, so it is not run twice (`duplicate_call`).",
+    ),
+    422: (
+        "IdempotencyKeyReused",
+        "The `Idempotency-Key` was used for another call (another tool or other arguments).",
+    ),
     413: ("PayloadTooLarge", "The body is larger than `gateway.max_body_bytes`."),
     429: ("QuotaExceeded", "A tenant quota or rate limit was hit; retry after `Retry-After` seconds."),
     502: ("UpstreamError", "The MCP server failed, died or broke the protocol."),
@@ -105,6 +114,21 @@ SESSION = {
     "shared instance answers.",
     "schema": {"type": "string"},
 }
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "A key unique to this call (1-255 printable ASCII characters; a Structured Field "
+    'string, `"..."`, is taken without its quotes; a UUID does), remembered per tenant for 10 minutes, '
+    "so that this request may be sent again safely: by the client, or by a load balancer whose replica "
+    "died before answering (config/haproxy.cfg sends such keyed requests to another replica). Sent "
+    "again, the same call runs again if its tool is annotated `readOnlyHint` or `idempotentHint`, and "
+    "is answered 409 `duplicate_call` otherwise (it may already have run); the key with another call "
+    "is 422 `idempotency_key_reused`. A call that failed before reaching its server (400, 404, 409 "
+    "`server_not_running`, 429, 503) does not keep its key.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+TOOL_CALL_HEADERS = (SESSION, IDEMPOTENCY_KEY)
 WAIT = query(
     "wait",
     {"type": "string", "enum": ["true", "false"], "default": "true"},

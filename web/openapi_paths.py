@@ -16,6 +16,7 @@ from web.openapi_ops import (
     TENANT,
     TENANT_QUERY,
     TOKEN,
+    TOOL_CALL_HEADERS,
     UPSTREAM,
     WAIT,
     WEBSOCKET,
@@ -241,11 +242,11 @@ def _tool_call(operation_id: str, summary: str) -> dict[str, Any]:
             "The tenant to call in: an admin key may name any; a tenant key calls in its own and may "
             "name only that one (another, existing or not, is 404).",
         ),
-        SESSION,
+        *TOOL_CALL_HEADERS,
     ]
     ok = returns("ToolResult", "The tool ran (check `is_error`).")
     body = arguments_body("The tool's arguments (an empty body is `{}`).")
-    return {"post": op(operation_id, summary, "tools", ok, (404, *UPSTREAM), params, body)}
+    return {"post": op(operation_id, summary, "tools", ok, (404, 422, *UPSTREAM), params, body)}
 
 
 def _tool_paths() -> dict[str, Any]:

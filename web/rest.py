@@ -7,6 +7,7 @@ only its tenant: anything of another tenant is "not found".
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 import time
@@ -17,6 +18,7 @@ import hub
 from actors.limits import limit_support
 from actors.models import CatalogChanged, Event, ServerState, ServerStatus, ToolEntry
 from actors.sandbox import host_support
+from hub import idempotency
 from hub.cluster import ClusterNode
 from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
@@ -300,7 +302,8 @@ class ToolsHandler(ApiHandler):
 
 class ToolCallHandler(ApiHandler):
     """`POST /api/tools/{name}[/call]`: body = arguments; a tenant key calls in its tenant, an admin
-    picks one with `?tenant=` (default `default`); see `calling_tenant`."""
+    picks one with `?tenant=` (default `default`); see `calling_tenant`. An `Idempotency-Key`
+    header makes a request sent again safe (`hub.idempotency`)."""
 
     route = "/api/tools/{name}/call"
 
@@ -308,9 +311,21 @@ class ToolCallHandler(ApiHandler):
         assert self.caller is not None
         tenant = self.calling_tenant()
         arguments = self.json_object()
-        result = await self.hub.call_tool_async(
-            tenant, name, arguments, key=self.caller.key_id, session=self.session()
+        key = idempotency.parse_key(self.request.headers.get_list(idempotency.HEADER))
+        call = functools.partial(
+            self.hub.calls.call_tool_async,
+            tenant,
+            name,
+            arguments,
+            key=self.caller.key_id,
+            session=self.session(),
         )
+        if key is None:
+            result = await call()
+        else:  # (a request sent again with its key: run again only if harmless; `hub.idempotency`)
+            result = await idempotency.keyed_call(self.hub, tenant, name, arguments, key).run(
+                lambda admit: call(admit=admit)
+            )
         self.reply(result.to_json())
 
 
