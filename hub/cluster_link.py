@@ -82,9 +82,12 @@ class _Link:
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
-        if self.closed or self.connection is None:
-            raise ReplicaLost(f"the channel to replica '{self.replica}' is closed", self.replica)
-        self.connection.write_message(json.dumps(message, separators=(",", ":")))
+        try:
+            if self.closed or self.connection is None:
+                raise tornado.websocket.WebSocketClosedError()
+            self.connection.write_message(json.dumps(message, separators=(",", ":")))
+        except tornado.websocket.WebSocketClosedError:
+            raise ReplicaLost(f"the channel to replica '{self.replica}' is closed", self.replica) from None
 
     def close(self) -> None:
         if self.connection is not None:
@@ -226,7 +229,7 @@ class _Request:
         """Done callback: forget the request; a caller that gave up cancels it on the replica."""
         self.link.requests.pop(self.call_id, None)
         if future.cancelled() and not self.link.closed:
-            with contextlib.suppress(ReplicaLost, tornado.websocket.WebSocketClosedError):
+            with contextlib.suppress(ReplicaLost):
                 self.link.send({"id": self.call_id, "cancel": True})
         if self.relaying is not None:
             self.relaying.cancel()
