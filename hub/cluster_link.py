@@ -385,6 +385,8 @@ class RemoteEndpoint:
     def _forward(
         self, op: dict[str, Any], requester: Requester | None = None, read: Callable[[Any], T] | None = None
     ) -> concurrent.futures.Future[T]:
+        if requester is None:  # (a call no client waits on, a REST one: run there as it would run here)
+            op["relay"] = False
         return self.links.forward(self.replica, op, requester, read)
 
     def call_tool(

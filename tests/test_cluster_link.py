@@ -99,10 +99,12 @@ async def replica() -> AsyncIterator[tuple[Links, ScriptedReplica]]:
 
 
 async def test_progress_and_logs_come_in_order_before_the_answer(replica: tuple[Links, Any]) -> None:
-    links, _ = replica
+    links, owner = replica
     seen = Seen()
     result = await asyncio.wrap_future(links.endpoint("r2", "t", "s").call_tool("chatty", {}, seen))
     assert result.tool == "s.echo" and seen.seen == [("progress", 1), ("log", "midway"), ("progress", 2)]
+    # A call no client waits on runs on the replica as a local one would (nothing relayed back).
+    assert [m.get("relay") for m in owner.got] == [False, None], owner.got
 
 
 async def test_a_caller_that_gives_up_cancels_the_request_on_the_replica(replica: tuple[Links, Any]) -> None:

@@ -146,7 +146,8 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
                 self.running[call_id] = task
                 task.add_done_callback(functools.partial(self._forget, call_id))
                 return
-            future = _submit(endpoint, message, _LinkRequester(self, call_id))
+            relayed = message.get("relay") is not False  # (False: no client waits on the caller's side)
+            future = _submit(endpoint, message, _LinkRequester(self, call_id) if relayed else None)
         except Exception as exc:
             self.send({"id": call_id, **_error_reply(exc)})
             return
@@ -225,7 +226,7 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         return result_type.model_validate(answer.get("result"), by_name=False)
 
 
-def _submit(endpoint: ServerEndpoint, message: dict[str, Any], requester: _LinkRequester) -> Any:
+def _submit(endpoint: ServerEndpoint, message: dict[str, Any], requester: _LinkRequester | None) -> Any:
     """Start the request `message` names on the server's loop."""
     op = message["op"]
     if op == "call_tool":
