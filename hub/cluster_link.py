@@ -5,15 +5,17 @@ One WebSocket per other replica and calling loop (`<its advertised URL>/cluster/
 with the cluster's secret as a bearer token; `web.cluster_link` is the other end), opened at the
 first request and again after it closes. A request runs on the loop it is made from (the web
 loop, mostly: no thread hop on the way), or, from a thread without one, on the link's own loop
-(thread `cluster-link`). Requests are multiplexed on
-it by id. A request's messages come back in order on its own queue: progress and log messages go
-to its caller's `Requester` before the answer that ends it; the server's own requests (sampling,
-elicitation) are asked of that `Requester` and answered back. A caller that gives up (timeout, its
-client cancelled) sends `cancel`, which cancels the request on the replica that runs it. A channel
-that breaks fails each request in flight on it at once with an upstream error.
+(thread `cluster-link`). Requests are multiplexed on it by id. On an open channel a request is
+written at once and is only a future: Tornado hands each message to its request as it is read
+(no task, no queue), and the answer settles the future. Progress and log messages go to its
+caller's `Requester` before the answer, in order, through a task made at the first of them; the
+server's own requests (sampling, elicitation) are asked of that `Requester` and answered back. A
+caller that gives up (timeout, its client cancelled) cancels the future, which sends `cancel`: the
+request is cancelled on the replica that runs it. A channel that breaks fails each request in
+flight on it at once with an upstream error.
 
 `RemoteEndpoint` is what a route holds for such a server: the `ServerEndpoint` methods, each
-returning a `concurrent.futures.Future` whose work runs on the link's loop.
+returning a future of the request's answer (`Links.forward`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import itertools
 import json
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import mcp.types as types
@@ -71,38 +73,168 @@ class ReplicaLost(UpstreamError):
 
 
 class _Link:
-    """One open channel to a replica (the link loop)."""
+    """One open channel to a replica (its calling loop)."""
 
-    def __init__(self, replica: str, connection: tornado.websocket.WebSocketClientConnection) -> None:
+    def __init__(self, replica: str) -> None:
         self.replica = replica
-        self.connection = connection
-        self.queues: dict[int, asyncio.Queue[dict[str, Any] | None]] = {}
+        self.connection: tornado.websocket.WebSocketClientConnection | None = None
+        self.requests: dict[int, _Request] = {}
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
-        if self.closed:
-            raise ReplicaLost(f"the channel to replica '{self.replica}' is closed", self.replica)
-        self.connection.write_message(json.dumps(message, separators=(",", ":")))
-
-    async def read(self) -> None:
-        """Hand each message to its request's queue until the channel closes; then fail them all."""
         try:
-            while True:
-                raw = await self.connection.read_message()
-                if raw is None:
-                    break
-                try:
-                    message = json.loads(raw)
-                    queue = self.queues.get(message["id"])
-                except (ValueError, KeyError, TypeError):
-                    log.warning("cluster: a malformed message from replica %s ignored", self.replica)
-                    continue
-                if queue is not None:
-                    queue.put_nowait(message)
-        finally:
+            if self.closed or self.connection is None:
+                raise tornado.websocket.WebSocketClosedError()
+            self.connection.write_message(json.dumps(message, separators=(",", ":")))
+        except tornado.websocket.WebSocketClosedError:
+            raise ReplicaLost(f"the channel to replica '{self.replica}' is closed", self.replica) from None
+
+    def close(self) -> None:
+        if self.connection is not None:
+            self.connection.close()
+
+    def received(self, raw: str | bytes | None) -> None:
+        """Tornado's callback for each message (None: the channel closed, which fails every
+        request in flight on it): handed to its request at once, no task or queue on the way."""
+        if raw is None:
             self.closed = True
-            for queue in self.queues.values():
-                queue.put_nowait(None)
+            for pending in list(self.requests.values()):
+                pending.deliver(None)
+            return
+        try:
+            message = json.loads(raw)
+            request = self.requests.get(message["id"])
+        except (ValueError, KeyError, TypeError):
+            log.warning("cluster: a malformed message from replica %s ignored", self.replica)
+            return
+        if request is not None:
+            request.deliver(message)
+
+
+class _Request:
+    """One request in flight on a link (its calling loop): its future, settled by the answer;
+    what comes before the answer (progress, log messages, the server's own requests) goes through
+    a relay task, made at the first such message, which then settles the future after them."""
+
+    def __init__(
+        self,
+        link: _Link,
+        call_id: int,
+        op: dict[str, Any],
+        requester: Requester | None,
+        read: Callable[[Any], Any] | None,
+    ) -> None:
+        self.link = link
+        self.call_id = call_id
+        self.server = op.get("server")
+        self.requester = requester
+        self.read = read
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.backlog: asyncio.Queue[dict[str, Any] | None] | None = None
+        self.relaying: asyncio.Task[None] | None = None
+        self.asks: set[asyncio.Task[None]] = set()
+        link.requests[call_id] = self
+        self.future.add_done_callback(self.finished)
+        try:
+            link.send({"id": call_id, **op})
+        except ReplicaLost as exc:
+            self.future.set_exception(exc)
+
+    def deliver(self, message: dict[str, Any] | None) -> None:
+        """A message for this request (None: the channel closed)."""
+        if self.future.done():
+            return
+        if self.backlog is None and (message is None or "result" in message or "error" in message):
+            self.settle(message)
+            return
+        if self.backlog is None:
+            self.backlog = asyncio.Queue()
+            self.relaying = asyncio.get_running_loop().create_task(self.relay_all(self.backlog))
+        self.backlog.put_nowait(message)
+
+    def settle(self, message: dict[str, Any] | None) -> None:
+        """End the request with its answer, its error, or the loss of its replica."""
+        if self.future.done():
+            return
+        try:
+            if message is None:
+                replica = self.link.replica
+                raise ReplicaLost(
+                    f"replica '{replica}', which runs server '{self.server}', went away mid-request", replica
+                )
+            if "result" not in message:
+                raise error_of(message["error"])
+            answer = message["result"]
+            self.future.set_result(self.read(answer) if self.read is not None else answer)
+        except Exception as exc:  # (a malformed answer's ValueError too: the caller's error)
+            self.future.set_exception(exc)
+
+    async def relay_all(self, backlog: asyncio.Queue[dict[str, Any] | None]) -> None:
+        """Relay the messages before the answer, in order; then settle with the answer."""
+        try:
+            while not self.future.done():
+                message = await backlog.get()
+                if message is None or "result" in message or "error" in message:
+                    self.settle(message)
+                    return
+                await self.relay(message)
+        except Exception as exc:  # (the caller's requester failed: its error, not a hang)
+            if not self.future.done():
+                self.future.set_exception(exc)
+
+    async def relay(self, message: dict[str, Any]) -> None:
+        """A progress or log message to the caller, or the server's request asked of it."""
+        link, requester = self.link, self.requester
+        if requester is None:
+            if "ask" in message:
+                error = {"code": types.INVALID_REQUEST, "message": "no client can answer this call's request"}
+                link.send({"id": self.call_id, "answer": message["ask"], "error": error})
+            return
+        try:
+            if "progress" in message:
+                value, total, text = message["progress"]
+                await requester.progress(value, total, text)
+            elif "log" in message:
+                await requester.log(types.LoggingMessageNotificationParams.model_validate(message["log"]))
+            elif "ask" in message:
+                task = asyncio.create_task(self.ask(message, requester))
+                self.asks.add(task)
+                task.add_done_callback(self.asks.discard)
+        except (ValueError, TypeError) as exc:
+            log.debug("cluster: a malformed relay from replica %s dropped: %s", link.replica, exc)
+
+    async def ask(self, message: dict[str, Any], requester: Requester) -> None:
+        """Ask the caller what the server asked; send back its answer or its refusal."""
+        try:
+            raw = message["request"]
+            request = ASKS[raw["method"]].model_validate(raw, by_name=False)
+            answer = await requester.ask(request, ANSWERS[message["result_type"]])
+            reply: dict[str, Any] = {
+                "result": answer.model_dump(mode="json", by_alias=True, exclude_none=True)
+            }
+        except MCPError as exc:
+            reply = {"error": exc.error.model_dump(mode="json", exclude_none=True)}
+        except (KeyError, TypeError, ValueError) as exc:
+            reply = {
+                "error": {"code": types.INVALID_PARAMS, "message": f"a request the hub cannot relay: {exc!r}"}
+            }
+        except Exception as exc:  # the client went away
+            reply = {
+                "error": {"code": types.INTERNAL_ERROR, "message": f"the client could not answer: {exc}"}
+            }
+        if not self.link.closed:
+            self.link.send({"id": self.call_id, "answer": message["ask"], **reply})
+
+    def finished(self, future: asyncio.Future[Any]) -> None:
+        """Done callback: forget the request; a caller that gave up cancels it on the replica."""
+        self.link.requests.pop(self.call_id, None)
+        if future.cancelled() and not self.link.closed:
+            with contextlib.suppress(ReplicaLost):
+                self.link.send({"id": self.call_id, "cancel": True})
+        if self.relaying is not None:
+            self.relaying.cancel()
+        for task in self.asks:
+            task.cancel()
 
 
 class Links:
@@ -138,7 +270,7 @@ class Links:
         for (calling, _), link in list(self._links.items()):
             if calling is not self._loop and not calling.is_closed():
                 with contextlib.suppress(RuntimeError):  # (closed meanwhile)
-                    calling.call_soon_threadsafe(link.connection.close)
+                    calling.call_soon_threadsafe(link.close)
         loop, self._loop = self._loop, None
         if loop is None:
             return
@@ -146,7 +278,7 @@ class Links:
         def close() -> None:
             for (calling, _), link in self._links.items():
                 if calling is loop:
-                    link.connection.close()
+                    link.close()
             loop.call_later(0.2, loop.stop)
 
         loop.call_soon_threadsafe(close)
@@ -158,102 +290,40 @@ class Links:
         """The endpoint of `tenant`'s `server` as `replica` runs it (any thread)."""
         return RemoteEndpoint(self, replica, tenant, server)
 
-    def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
-        """Run `coro` on this thread's running loop as a task, else on the link loop (any thread).
-        Either way the caller awaits it with `asyncio.wrap_future`."""
+    def forward(
+        self,
+        replica: str,
+        op: dict[str, Any],
+        requester: Requester | None = None,
+        read: Callable[[Any], T] | None = None,
+    ) -> concurrent.futures.Future[T]:
+        """Send `op` to `replica`: the future of its answer (`read` of it), what comes before the
+        answer relayed to `requester` (any thread).
+
+        On a thread with a running loop the request runs on that loop, its future an asyncio one
+        (the caller awaits either kind with `asyncio.wrap_future`): sent at once on the loop's open
+        channel, else once a task has opened it. Else it runs on the link loop.
+        """
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is not None and not self._stopped:
-            return running.create_task(coro)  # type: ignore[arg-type, return-value]
+            link = self._links.get((running, replica))
+            if link is not None and not link.closed:
+                return _Request(link, next(self._ids), op, requester, read).future  # type: ignore[return-value]
+            return running.create_task(self._request(replica, op, requester, read))  # type: ignore[return-value]
         loop = self._loop
         if loop is None:
-            if asyncio.iscoroutine(coro):
-                coro.close()
             raise NotRunning("this replica is stopping: it forwards no more requests")
-        return asyncio.run_coroutine_threadsafe(coro, loop)  # type: ignore[arg-type]
+        return asyncio.run_coroutine_threadsafe(self._request(replica, op, requester, read), loop)
 
-    # ------------------------------------------------------------------ requests (link loop)
-
-    async def request(self, replica: str, op: dict[str, Any], requester: Requester | None = None) -> Any:
-        """Send `op` to `replica` and await its answer, relaying what comes before it (link loop)."""
+    async def _request(
+        self, replica: str, op: dict[str, Any], requester: Requester | None, read: Callable[[Any], T] | None
+    ) -> T:
+        """`forward` once the channel to `replica` is open (opened here if need be)."""
         link = await self._link(replica)
-        call_id = next(self._ids)
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
-        link.queues[call_id] = queue
-        asks: set[asyncio.Task[None]] = set()
-        try:
-            link.send({"id": call_id, **op})
-            while True:
-                message = await queue.get()
-                if message is None:
-                    server = op.get("server")
-                    raise ReplicaLost(
-                        f"replica '{replica}', which runs server '{server}', went away mid-request", replica
-                    )
-                if "result" in message:
-                    return message["result"]
-                if "error" in message:
-                    raise error_of(message["error"])
-                await self._relay(link, call_id, message, requester, asks)
-        except asyncio.CancelledError:
-            if not link.closed:
-                link.send({"id": call_id, "cancel": True})
-            raise
-        finally:
-            link.queues.pop(call_id, None)
-            for task in asks:
-                task.cancel()
-
-    async def _relay(
-        self,
-        link: _Link,
-        call_id: int,
-        message: dict[str, Any],
-        requester: Requester | None,
-        asks: set[asyncio.Task[None]],
-    ) -> None:
-        """A progress or log message to the caller, or the server's request asked of it."""
-        if requester is None:
-            if "ask" in message:
-                error = {"code": types.INVALID_REQUEST, "message": "no client can answer this call's request"}
-                link.send({"id": call_id, "answer": message["ask"], "error": error})
-            return
-        try:
-            if "progress" in message:
-                value, total, text = message["progress"]
-                await requester.progress(value, total, text)
-            elif "log" in message:
-                await requester.log(types.LoggingMessageNotificationParams.model_validate(message["log"]))
-            elif "ask" in message:
-                task = asyncio.create_task(self._ask(link, call_id, message, requester))
-                asks.add(task)
-                task.add_done_callback(asks.discard)
-        except (ValueError, TypeError) as exc:
-            log.debug("cluster: a malformed relay from replica %s dropped: %s", link.replica, exc)
-
-    async def _ask(self, link: _Link, call_id: int, message: dict[str, Any], requester: Requester) -> None:
-        """Ask the caller what the server asked; send back its answer or its refusal."""
-        try:
-            raw = message["request"]
-            request = ASKS[raw["method"]].model_validate(raw, by_name=False)
-            answer = await requester.ask(request, ANSWERS[message["result_type"]])
-            reply: dict[str, Any] = {
-                "result": answer.model_dump(mode="json", by_alias=True, exclude_none=True)
-            }
-        except MCPError as exc:
-            reply = {"error": exc.error.model_dump(mode="json", exclude_none=True)}
-        except (KeyError, TypeError, ValueError) as exc:
-            reply = {
-                "error": {"code": types.INVALID_PARAMS, "message": f"a request the hub cannot relay: {exc!r}"}
-            }
-        except Exception as exc:  # the client went away
-            reply = {
-                "error": {"code": types.INTERNAL_ERROR, "message": f"the client could not answer: {exc}"}
-            }
-        if not link.closed:
-            link.send({"id": call_id, "answer": message["ask"], **reply})
+        return await _Request(link, next(self._ids), op, requester, read).future  # type: ignore[no-any-return]
 
     async def _link(self, replica: str) -> _Link:
         """The open channel to `replica`, opened if need be (one opening at a time per replica)."""
@@ -283,17 +353,19 @@ class Links:
                 connect_timeout=CONNECT_TIMEOUT,
                 request_timeout=CONNECT_TIMEOUT,
             )
+            link = _Link(replica)
             try:
-                connection = await tornado.websocket.websocket_connect(request, max_message_size=MAX_MESSAGE)
+                connection = await tornado.websocket.websocket_connect(
+                    request, max_message_size=MAX_MESSAGE, on_message_callback=link.received
+                )
             except (OSError, tornado.httpclient.HTTPClientError, tornado.websocket.WebSocketError) as exc:
                 raise ReplicaLost(
                     f"replica '{replica}' cannot be reached at {url}: {exc}", replica, sent=False
                 ) from None
             if connection.protocol is not None:  # (small messages, each awaited: no Nagle delay)
                 connection.protocol.set_nodelay(True)
-            link = _Link(replica, connection)
+            link.connection = connection
             self._links[key] = link
-            asyncio.get_running_loop().create_task(link.read())
             return link
 
 
@@ -313,11 +385,9 @@ class RemoteEndpoint:
     def _forward(
         self, op: dict[str, Any], requester: Requester | None = None, read: Callable[[Any], T] | None = None
     ) -> concurrent.futures.Future[T]:
-        async def run() -> T:
-            answer = await self.links.request(self.replica, op, requester)
-            return read(answer) if read is not None else answer  # type: ignore[no-any-return]
-
-        return self.links.submit(run())
+        if requester is None:  # (a call no client waits on, a REST one: run there as it would run here)
+            op["relay"] = False
+        return self.links.forward(self.replica, op, requester, read)
 
     def call_tool(
         self, name: str, arguments: dict[str, Any], requester: Requester | None = None

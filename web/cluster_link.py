@@ -10,12 +10,19 @@ replica reports. The quotas, the audit and the metrics were applied by the repli
 called; here the request goes straight to the server's loop, its progress, log messages and the
 server's own requests going back on the channel. A channel that closes cancels its requests.
 
-Web loop, except `_LinkRequester`'s methods, which the server's loop calls.
+A request is submitted to the server's loop as its message is read (no task, once the server's
+endpoint is known here), and its answer goes back from the done callback of its future: the same
+two thread hops as a local call, nothing more.
+
+Web loop, except `_LinkRequester`'s methods and `ClusterLinkHandler._done`, which the server's loop
+calls.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import functools
 import json
 import logging
@@ -85,7 +92,9 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
     def open(self, *args: str) -> None:
         self.set_nodelay(True)  # (small messages, each awaited: no Nagle delay)
         self.loop = asyncio.get_running_loop()
-        self.tasks: dict[Any, asyncio.Task[None]] = {}
+        # The requests running here by id: a task while the endpoint is asked for, then the
+        # future of the request on the server's loop (cancelling either cancels the request).
+        self.running: dict[Any, asyncio.Task[None] | concurrent.futures.Future[Any]] = {}
         self.asks: dict[tuple[Any, Any], asyncio.Future[dict[str, Any]]] = {}
         self.next_ask = 0
         # This replica's endpoints by (tenant, server), asked of the router once each, forgotten
@@ -101,8 +110,8 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         if hasattr(self, "endpoints"):
             self.hub.board.remove_listener(self._on_event)
-        for task in list(getattr(self, "tasks", {}).values()):
-            task.cancel()
+        for running in list(getattr(self, "running", {}).values()):
+            running.cancel()
 
     def send(self, message: dict[str, Any]) -> None:
         """Send one message to the calling replica (web loop); a closed channel drops it."""
@@ -118,34 +127,64 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
             log.warning("cluster: a malformed message from replica %s ignored", self.peer)
             return
         if "op" in message:
-            task = asyncio.create_task(self._serve(call_id, message))
-            self.tasks[call_id] = task
-            task.add_done_callback(lambda _: self.tasks.pop(call_id, None))
-        elif "cancel" in message and call_id in self.tasks:
-            self.tasks[call_id].cancel()
+            self._start(call_id, message)
+        elif "cancel" in message and call_id in self.running:
+            self.running[call_id].cancel()
         elif "answer" in message:
             waiting = self.asks.pop((call_id, message["answer"]), None)
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
 
-    async def _serve(self, call_id: Any, message: dict[str, Any]) -> None:
-        """Run one forwarded request on the local server; send its answer or its error."""
+    def _start(self, call_id: Any, message: dict[str, Any], endpoint: ServerEndpoint | None = None) -> None:
+        """Start one forwarded request on the local server: at once when its endpoint is known
+        here (no task: the answer comes back by `_answered`), else once a task asked for it."""
+        try:
+            if endpoint is None:
+                endpoint = self.endpoints.get((str(message["tenant"]), str(message["server"])))
+            if endpoint is None:
+                task = asyncio.create_task(self._start_first(call_id, message))
+                self.running[call_id] = task
+                task.add_done_callback(functools.partial(self._forget, call_id))
+                return
+            relayed = message.get("relay") is not False  # (False: no client waits on the caller's side)
+            future = _submit(endpoint, message, _LinkRequester(self, call_id) if relayed else None)
+        except Exception as exc:
+            self.send({"id": call_id, **_error_reply(exc)})
+            return
+        self.running[call_id] = future
+        future.add_done_callback(functools.partial(self._done, call_id, message["op"]))
+
+    async def _start_first(self, call_id: Any, message: dict[str, Any]) -> None:
+        """`_start` once this replica's endpoint of the server is known (the first request for it)."""
         try:
             endpoint = await self._endpoint(str(message["tenant"]), str(message["server"]))
-            future = _submit(endpoint, message, _LinkRequester(self, call_id))
-            answer = await asyncio.wrap_future(future)
-            reply: dict[str, Any] = {
-                "result": result_json(answer) if message["op"] == "call_tool" else answer
-            }
         except asyncio.CancelledError:
             return
-        except HubError as exc:
-            reply = {"error": error_json(exc)}
-        except (KeyError, TypeError, ValueError) as exc:
-            reply = {"error": error_json(BadRequest(f"a malformed forwarded request: {exc!r}"))}
-        except Exception as exc:  # isolation: a broken request must not take the channel down
-            log.exception("cluster: a forwarded request failed")
-            reply = {"error": error_json(UpstreamError(f"the request failed on replica: {exc}"))}
+        except Exception as exc:
+            self.send({"id": call_id, **_error_reply(exc)})
+            return
+        self._start(call_id, message, endpoint)
+
+    def _forget(self, call_id: Any, running: Any) -> None:
+        if self.running.get(call_id) is running:
+            del self.running[call_id]
+
+    def _done(self, call_id: Any, op: str, future: concurrent.futures.Future[Any]) -> None:
+        """Done callback of a request on the server's loop (that loop's thread): on to the web loop."""
+        with contextlib.suppress(RuntimeError):  # (the web loop closed: the channel is gone too)
+            self.loop.call_soon_threadsafe(self._answered, call_id, op, future)
+
+    def _answered(self, call_id: Any, op: str, future: concurrent.futures.Future[Any]) -> None:
+        """Send a request's answer or its error (none for a cancelled one)."""
+        self._forget(call_id, future)
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            reply = _error_reply(exc)
+        else:
+            answer = future.result()
+            reply = {"result": result_json(answer) if op == "call_tool" else answer}
         self.send({"id": call_id, **reply})
 
     async def _endpoint(self, tenant: str, server: str) -> ServerEndpoint:
@@ -187,7 +226,7 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         return result_type.model_validate(answer.get("result"), by_name=False)
 
 
-def _submit(endpoint: ServerEndpoint, message: dict[str, Any], requester: _LinkRequester) -> Any:
+def _submit(endpoint: ServerEndpoint, message: dict[str, Any], requester: _LinkRequester | None) -> Any:
     """Start the request `message` names on the server's loop."""
     op = message["op"]
     if op == "call_tool":
@@ -201,6 +240,17 @@ def _submit(endpoint: ServerEndpoint, message: dict[str, Any], requester: _LinkR
     if op == "complete":
         return endpoint.complete(types.CompleteRequestParams.model_validate(message["params"], by_name=False))
     raise BadRequest(f"unknown forwarded request {op!r}")
+
+
+def _error_reply(exc: BaseException) -> dict[str, Any]:
+    """The error of a forwarded request, as the calling replica reads it."""
+    if isinstance(exc, HubError):
+        return {"error": error_json(exc)}
+    if isinstance(exc, KeyError | TypeError | ValueError):
+        return {"error": error_json(BadRequest(f"a malformed forwarded request: {exc!r}"))}
+    # isolation: a broken request must not take the channel down
+    log.error("cluster: a forwarded request failed", exc_info=exc)
+    return {"error": error_json(UpstreamError(f"the request failed on replica: {exc}"))}
 
 
 class _LinkRequester:
