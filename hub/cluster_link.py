@@ -21,8 +21,10 @@ returning a future of the request's answer (`Links.forward`).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import hashlib
 import itertools
 import json
 import logging
@@ -50,6 +52,8 @@ T = TypeVar("T")
 LINK_PATH = "/cluster/link"
 REPLICA_HEADER = "Mcp-Hub-Replica"
 CONNECT_TIMEOUT = 5.0
+END_TIMEOUT = 30.0  # the longest a session's end waits for another replica to stop its instances
+SESSIONS = 100_000  # client sessions whose instances on other replicas are remembered
 MAX_MESSAGE = 64 * 1024 * 1024
 # What a server may ask the client of a forwarded call, and the answer's type.
 ASKS: dict[str, type[Any]] = {
@@ -254,6 +258,10 @@ class Links:
         self._opening: dict[tuple[asyncio.AbstractEventLoop, str], asyncio.Lock] = {}
         self._stopped = False
         self._ids = itertools.count(1)
+        # Per client session (of this replica): the replicas that run an instance for it (the
+        # oldest forgotten past `SESSIONS`: a session that never ends keeps none of this forever).
+        self._sessions: collections.OrderedDict[str, set[str]] = collections.OrderedDict()
+        self._sessions_lock = threading.Lock()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -289,6 +297,31 @@ class Links:
     def endpoint(self, replica: str, tenant: str, server: str) -> RemoteEndpoint:
         """The endpoint of `tenant`'s `server` as `replica` runs it (any thread)."""
         return RemoteEndpoint(self, replica, tenant, server)
+
+    def session_on(self, session: str, replica: str) -> str:
+        """`replica` runs (or will run) an instance for this replica's client `session`: what the
+        session is named there (a hash of it: the id is a credential and never leaves). Any thread."""
+        with self._sessions_lock:
+            self._sessions.setdefault(session, set()).add(replica)
+            self._sessions.move_to_end(session)
+            while len(self._sessions) > SESSIONS:
+                self._sessions.popitem(last=False)
+        return hashlib.sha256(session.encode()).hexdigest()[:32]
+
+    def end_session(self, session: str) -> int:
+        """A client session of this replica ended: stop its instances on the other replicas, and
+        wait for them to be gone; how many stopped. Blocks: any thread but a loop's."""
+        with self._sessions_lock:
+            replicas = sorted(self._sessions.pop(session, ()))
+        named = hashlib.sha256(session.encode()).hexdigest()[:32]
+        ends = {r: self.forward(r, {"op": "end_session", "session": named}, read=int) for r in replicas}
+        stopped = 0
+        for replica, ended in ends.items():
+            try:
+                stopped += ended.result(timeout=END_TIMEOUT)
+            except Exception as exc:  # (that replica died or stops: its instances go with it)
+                log.warning("cluster: session instances on replica %s not stopped: %s", replica, exc)
+        return stopped
 
     def forward(
         self,
@@ -373,13 +406,24 @@ class RemoteEndpoint:
     """A server another replica runs, as a route holds it: each method forwards the request there
     and returns a `concurrent.futures.Future` (any thread)."""
 
-    def __init__(self, links: Links, replica: str, tenant: str, server: str) -> None:
+    def __init__(
+        self, links: Links, replica: str, tenant: str, server: str, session: str | None = None
+    ) -> None:
         self.links = links
         self.replica = replica
         self.tenant = tenant
         self.server = server
+        self.session = session  # (a per_session server's: the caller's session, as named there)
+
+    def for_session(self, session: str) -> RemoteEndpoint:
+        """This per_session server's instance for the caller's `session`, which the replica that
+        runs the server starts (and stops when the session ends here: `Links.end_session`)."""
+        named = self.links.session_on(session, self.replica)
+        return RemoteEndpoint(self.links, self.replica, self.tenant, self.server, named)
 
     def _op(self, op: str, **fields: Any) -> dict[str, Any]:
+        if self.session is not None:
+            fields["session"] = self.session
         return {"op": op, "tenant": self.tenant, "server": self.server, **fields}
 
     def _forward(

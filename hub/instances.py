@@ -120,10 +120,11 @@ class SessionInstances:
             if self._endpoints.get(key) is endpoint:
                 del self._endpoints[key]
 
-    def end(self, session: str) -> int:
+    def end(self, session: str, everywhere: bool = True) -> int:
         """A client session ended: stop its instances, in every tenant, and wait until their
-        processes are gone. Calls waiting for one of its instances to start fail. Blocks: any
-        thread but a loop's.
+        processes are gone (in a cluster, on the other replicas too, unless not `everywhere`: the
+        replica the session is on asked). Calls waiting for one of its instances to start fail.
+        Blocks: any thread but a loop's.
 
         Returns:
             How many instances were stopped.
@@ -145,7 +146,7 @@ class SessionInstances:
         # Their `stopped` events are on their way up: once told, `instances()` no longer has them.
         board = self._board
         board.wait_for(lambda: not any(i.session == session for i in board.instances()), 5)
-        for end_there in self.elsewhere:
+        for end_there in self.elsewhere if everywhere else ():
             try:
                 stopped += end_there(session)
             except Exception:  # isolation: another replica's trouble must not fail this end

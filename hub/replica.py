@@ -64,6 +64,7 @@ class ReplicaParts:
         """Open for forwarding, publish this replica's servers, follow the others'."""
         self._started = True
         self.links.start()
+        self._hub.sessions.elsewhere.append(self.links.end_session)  # (its instances on the others)
         self.publisher.start()
         self._worker.start()
         self.mirror.start()

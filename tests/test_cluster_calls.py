@@ -41,7 +41,8 @@ RATE = 12  # tenant `limited`'s max_calls_per_minute
 CLUSTER_MARK = f"mcp-hub-cluster-{uuid.uuid4().hex[:12]}"
 
 
-LAZY_MARK = f"{CLUSTER_MARK}-lazy"  # tenant `lazy`'s servers, which start when called
+LAZY_MARK = f"mcp-hub-lazy-{uuid.uuid4().hex[:12]}"  # tenant `lazy`'s servers, which start when called
+ON_DEMAND_MARK = f"mcp-hub-on-demand-{uuid.uuid4().hex[:12]}"  # its on_demand one's processes
 
 
 def _tenants(replica: str) -> dict[str, Any]:
@@ -50,7 +51,10 @@ def _tenants(replica: str) -> dict[str, Any]:
     limited = {"env": mark, "quotas": {"max_calls_per_minute": RATE}, "servers": {"q": server()}}
     lazy = {
         "env": {"MCP_HUB_TEST_MARK": LAZY_MARK, "REPLICA": replica},
-        "servers": {"od": server(lifecycle="on_demand"), "ps": server(per_session=True)},
+        "servers": {
+            "od": server(lifecycle="on_demand", env={"MCP_HUB_TEST_MARK": ON_DEMAND_MARK}),
+            "ps": server(per_session=True),
+        },
     }
     return {"acme": {"env": mark, "servers": servers}, "limited": limited, "lazy": lazy}
 
@@ -68,7 +72,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     tmp_path = tmp_path_factory.mktemp("cluster")
     with running_redis(tmp_path) as redis_url:
         yield from _replicas(redis_url, tmp_path, hubs)
-    for mark in (CLUSTER_MARK, LAZY_MARK):
+    for mark in (CLUSTER_MARK, LAZY_MARK, ON_DEMAND_MARK):
         assert wait_until(lambda: not marked_pids(mark), 5), marked_pids(mark)  # noqa: B023 (used at once)
 
 
@@ -168,27 +172,43 @@ def _lazy_call(hub: ServedHub, tool: str, session: str | None = None) -> dict[st
     return dict(answer.body["structured_content"])
 
 
+def _lazy_tools(hub: ServedHub) -> list[str]:
+    return [t["name"] for t in hub.get("/api/tools?tenant=lazy").body["tools"] if t["name"].startswith("od.")]
+
+
 def test_on_demand_and_per_session_servers_start_on_the_replica_placement_gives_them(
     cluster: dict[str, ServedHub],
 ) -> None:
     owner = {name: placement.owner(REPLICAS, "lazy", name) for name in ("od", "ps")}
     # An on_demand server called through every replica starts once, on its replica.
+    # Started once by hand where it is placed, to learn its tools, then stopped: its catalog stays
+    # listed on every replica, and a call through any replica starts it again, there only.
+    runner = cluster[owner["od"]]
+    for action in ("start", "stop"):
+        assert runner.post(f"/api/servers/lazy/od/{action}").status == 200
+    assert not server_pids(ON_DEMAND_MARK)
+    assert wait_until(lambda: all(_lazy_tools(hub) for hub in cluster.values()), 10)
     assert {_lazy_call(hub, "od.env")["REPLICA"] for hub in cluster.values()} == {owner["od"]}
-    assert len(server_pids(LAZY_MARK)) == 1
+    assert len(server_pids(ON_DEMAND_MARK)) == 1
     # A per_session server: each session gets its own instance, on the server's replica, whichever
     # replica the session's requests reach; ending the session there stops its instance.
     others = [hub for replica, hub in cluster.items() if replica != owner["ps"]]
-    namespaces = []
-    for number, hub in enumerate(others):
-        session = f"cluster-session-{number}"
+
+    def instance(hub: ServedHub, session: str) -> str:
         assert _lazy_call(hub, "ps.env", session)["REPLICA"] == owner["ps"]
         first, again = (_lazy_call(hub, "ps.pid", session)["pid_namespace"] for _ in range(2))
         assert first == again  # (the session's own instance, both times)
-        namespaces.append(first)
-    assert len(set(namespaces)) == 2 and len(server_pids(LAZY_MARK)) == 3
+        return str(first)
+
+    namespaces = [instance(hub, f"cluster-session-{number}") for number, hub in enumerate(others)]
+    assert len(set(namespaces)) == 2
     ended = others[0].request("DELETE", "/api/sessions/cluster-session-0")
     assert ended.status == 200 and ended.body["instances_stopped"] == 1, ended.text
-    assert wait_until(lambda: len(server_pids(LAZY_MARK)) == 2, 20), server_pids(LAZY_MARK)
+    assert instance(others[1], "cluster-session-1") == namespaces[1]  # (the other one lives on)
+    # As on a lone hub, an ended session's calls are refused (where its instance ran).
+    headers = {"Mcp-Hub-Session": "cluster-session-0"}
+    refused = others[0].request("POST", "/api/tools/ps.pid/call?tenant=lazy", {}, headers=headers)
+    assert refused.status == 409 and "session of this call has ended" in refused.text, refused.text
 
 
 async def test_an_admin_socket_on_any_replica_hears_the_status_of_a_server_another_replica_runs(

@@ -26,12 +26,14 @@ import contextlib
 import functools
 import json
 import logging
+from collections.abc import Coroutine
 from typing import Any
 
 import mcp.types as types
 import tornado.websocket
 from mcp import MCPError
 
+from actors.call_gate import CallGate
 from actors.calls import ServerEndpoint
 from actors.models import CatalogChanged, Event, ServerStateChanged
 from hub.cluster_link import ANSWERS, MAX_MESSAGE, REPLICA_HEADER
@@ -43,6 +45,8 @@ from web.auth import bearer_token
 __all__ = ["ROUTES", "ClusterLinkHandler"]
 
 log = logging.getLogger(__name__)
+
+Route = tuple[ServerEndpoint, CallGate, float, bool, bool]  # (the router's `server_route`)
 
 
 class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
@@ -97,9 +101,9 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         self.running: dict[Any, asyncio.Task[None] | concurrent.futures.Future[Any]] = {}
         self.asks: dict[tuple[Any, Any], asyncio.Future[dict[str, Any]]] = {}
         self.next_ask = 0
-        # This replica's endpoints by (tenant, server), asked of the router once each, forgotten
+        # This replica's routes by (tenant, server), asked of the router once each, forgotten
         # at each change of a catalog or a status here (a reload may replace a server's actor).
-        self.endpoints: dict[tuple[str, str], ServerEndpoint] = {}
+        self.endpoints: dict[tuple[str, str], Route] = {}
         self.hub.board.add_listener(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -126,7 +130,9 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         except (ValueError, KeyError, TypeError):
             log.warning("cluster: a malformed message from replica %s ignored", self.peer)
             return
-        if "op" in message:
+        if message.get("op") == "end_session":
+            self._run(call_id, self._end_session(call_id, str(message["session"])))
+        elif "op" in message:
             self._start(call_id, message)
         elif "cancel" in message and call_id in self.running:
             self.running[call_id].cancel()
@@ -135,35 +141,72 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
 
-    def _start(self, call_id: Any, message: dict[str, Any], endpoint: ServerEndpoint | None = None) -> None:
+    def _start(self, call_id: Any, message: dict[str, Any], route: Route | None = None) -> None:
         """Start one forwarded request on the local server: at once when its endpoint is known
-        here (no task: the answer comes back by `_answered`), else once a task asked for it."""
+        here (no task: the answer comes back by `_answered`), else once a task asked for it. A
+        server that starts when called (on_demand, per_session) goes through the call path's
+        wakes and session instances (`CallPath.forwarded_async`)."""
         try:
-            if endpoint is None:
-                endpoint = self.endpoints.get((str(message["tenant"]), str(message["server"])))
-            if endpoint is None:
-                task = asyncio.create_task(self._start_first(call_id, message))
-                self.running[call_id] = task
-                task.add_done_callback(functools.partial(self._forget, call_id))
+            if route is None:
+                route = self.endpoints.get((str(message["tenant"]), str(message["server"])))
+            if route is None:
+                self._run(call_id, self._start_first(call_id, message))
                 return
             relayed = message.get("relay") is not False  # (False: no client waits on the caller's side)
-            future = _submit(endpoint, message, _LinkRequester(self, call_id) if relayed else None)
+            requester = _LinkRequester(self, call_id) if relayed else None
+            if route[3] or route[4]:
+                self._run(call_id, self._lazy(call_id, message, route, requester))
+                return
+            future = _submit(route[0], message, requester)
         except Exception as exc:
             self.send({"id": call_id, **_error_reply(exc)})
             return
         self.running[call_id] = future
         future.add_done_callback(functools.partial(self._done, call_id, message["op"]))
 
+    def _run(self, call_id: Any, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` for request `call_id` as a task (a `cancel` of it cancels the task)."""
+        task = asyncio.create_task(work)
+        self.running[call_id] = task
+        task.add_done_callback(functools.partial(self._forget, call_id))
+
     async def _start_first(self, call_id: Any, message: dict[str, Any]) -> None:
         """`_start` once this replica's endpoint of the server is known (the first request for it)."""
         try:
-            endpoint = await self._endpoint(str(message["tenant"]), str(message["server"]))
+            route = await self._endpoint(str(message["tenant"]), str(message["server"]))
         except asyncio.CancelledError:
             return
         except Exception as exc:
             self.send({"id": call_id, **_error_reply(exc)})
             return
-        self._start(call_id, message, endpoint)
+        self._start(call_id, message, route)
+
+    async def _lazy(
+        self, call_id: Any, message: dict[str, Any], route: Route, requester: _LinkRequester | None
+    ) -> None:
+        """A request for a server that starts when called, in the caller's session if it names one
+        (this replica names it after the calling replica and the hash it sent)."""
+        session = f"{self.peer}/{message['session']}" if message.get("session") else None
+        tenant, server = str(message["tenant"]), str(message["server"])
+        try:
+            answer = await self.hub.calls.forwarded_async(
+                route, tenant, server, lambda endpoint: _submit(endpoint, message, requester), session
+            )
+            reply = {"result": result_json(answer) if message["op"] == "call_tool" else answer}
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:
+            reply = _error_reply(exc)
+        self.send({"id": call_id, **reply})
+
+    async def _end_session(self, call_id: Any, session: str) -> None:
+        """Stop the instances this replica runs for the calling replica's ended `session`."""
+        ended = functools.partial(self.hub.sessions.end, f"{self.peer}/{session}", everywhere=False)
+        try:
+            reply: dict[str, Any] = {"result": await self.loop.run_in_executor(None, ended)}
+        except Exception as exc:
+            reply = _error_reply(exc)
+        self.send({"id": call_id, **reply})
 
     def _forget(self, call_id: Any, running: Any) -> None:
         if self.running.get(call_id) is running:
@@ -187,18 +230,18 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
             reply = {"result": result_json(answer) if op == "call_tool" else answer}
         self.send({"id": call_id, **reply})
 
-    async def _endpoint(self, tenant: str, server: str) -> ServerEndpoint:
-        """This replica's own endpoint of the server (a router ask, off the loop, the first time)."""
+    async def _endpoint(self, tenant: str, server: str) -> Route:
+        """This replica's own route to the server (a router ask, off the loop, the first time)."""
         known = self.endpoints.get((tenant, server))
         if known is not None:
             return known
         router = self.hub.router
         asked = router.server_route(tenant, server)
-        endpoint = (await self.loop.run_in_executor(None, functools.partial(asked.get, timeout=10.0)))[0]
-        if not isinstance(endpoint, ServerEndpoint):  # (it moved: never forwarded twice)
+        route = await self.loop.run_in_executor(None, functools.partial(asked.get, timeout=10.0))
+        if not isinstance(route[0], ServerEndpoint):  # (it moved: never forwarded twice)
             raise NotRunning(f"server '{server}' of tenant '{tenant}' no longer runs on this replica")
-        self.endpoints[(tenant, server)] = endpoint
-        return endpoint
+        self.endpoints[(tenant, server)] = route
+        return route
 
     async def ask(self, call_id: Any, request: Any, result_type: type[Any]) -> Any:
         """Ask the calling replica's client what the server asks (web loop); its answer."""
