@@ -211,6 +211,24 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
     return out
 
 
+def verdict(out: dict[str, Any]) -> dict[str, Any]:
+    """The issue's criteria over a run's calls: failed read-only calls, hung calls, failures that
+    are no JSON error of the hub, the slowest failure after the kill (s), when every server ran
+    again (s after the kill, None: not within 60 s) and the killed replica's processes left."""
+    calls, killed = out["calls"], out["killed"]
+    failed = [c for c in calls if c["status"] != 200]
+    return {
+        "calls": len(calls),
+        "failed": len(failed),
+        "failed_read_only": sum(c["tool"] == "peek" for c in failed),
+        "hung": sum(c["status"] == "hung" for c in calls),
+        "unclear": sum(not c.get("text", "").startswith('{"error"') for c in failed),
+        "slowest_failure": max((c["end"] - max(c["start"], killed) for c in failed), default=0.0),
+        "servers_back_after": out["servers_back_after"],
+        "left_behind": out["left_behind"],
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=32)
@@ -226,8 +244,7 @@ def main() -> None:
     duplicates = [c for c in failed if c["status"] == 409 and "duplicate_call" in c.get("text", "")]
     forwarded = [c for c in failed if "replica 'r2'" in c.get("text", "") and c not in duplicates]
     own = [c for c in failed if c not in forwarded and c not in duplicates]
-    unclear = [c for c in failed if not c.get("text", "").startswith('{"error"')]
-    late = max((c["end"] - max(c["start"], killed) for c in failed), default=0.0)
+    judged = verdict(out)
     print(
         f"\n{args.clients} clients through HAProxy for {args.seconds:g} s; r2 SIGKILLed at "
         f"{out['killed_at']:.1f} s, started again at {args.restart_at:g} s:"
@@ -239,14 +256,12 @@ def main() -> None:
     by_tool = dict(Counter(c["tool"] for c in forwarded))
     print(f"    forwarded to r2, lost with it {len(forwarded):7d}   {by_tool}")
     print(f"    other (connection to r2, ...) {len(own):7d}   {dict(Counter(str(c['status']) for c in own))}")
-    print(f"  failed read-only (peek) calls   {sum(c['tool'] == 'peek' for c in failed):7d}   (target 0)")
+    print(f"  failed read-only (peek) calls   {judged['failed_read_only']:7d}   (target 0)")
     print(
-        f"  failed without a hub's JSON error {len(unclear):5d}   (HAProxy's 502 page, a broken connection)"
+        f"  failed without a hub's JSON error {judged['unclear']:5d}   (HAProxy's 502, a broken connection)"
     )
-    print(
-        f"  hung calls (> {HUNG:g} s)            {sum(c['status'] == 'hung' for c in calls):7d}   (target 0)"
-    )
-    print(f"  slowest failure after the kill  {late:7.2f} s (target <= 1 s)")
+    print(f"  hung calls (> {HUNG:g} s)            {judged['hung']:7d}   (target 0)")
+    print(f"  slowest failure after the kill  {judged['slowest_failure']:7.2f} s (target <= 1 s)")
     back = out["servers_back_after"]
     print(
         f"  all servers running again after {back:7.2f} s (ttl 3 s + a heartbeat + start)"
