@@ -7,6 +7,10 @@ server holds one subscription (`hub.upstream`); each `notifications/resources/up
 (`Scope.uri`), and to the listen streams through the tenant's subscription bus
 (`web.facade_changes`). The server's subscription ends when the last session unsubscribes or
 ends, or the last stream closes. A per_session server is subscribed through its shared instance.
+In a cluster, another replica's channel that subscribes to a server this replica runs is one more
+subscriber (`hold_for_replica`, `web.cluster_link`): its updates go to the channel's callback.
+A session that subscribes again to what it holds asks the server again (idempotent there), which
+restores a subscription lost with another replica (docs/cluster.md).
 
 Serving loop, except `heard`, a board listener (router thread).
 """
@@ -17,7 +21,7 @@ import asyncio
 import collections
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import mcp.types as types
@@ -35,6 +39,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Topic = tuple[str, str, str]  # (tenant, server, the server's own URI)
+Tell = Callable[[ResourceUpdated], None]  # another replica's channel, as a subscriber (serving loop)
 
 
 class Subscriptions:
@@ -45,7 +50,8 @@ class Subscriptions:
         self.changes = changes
         self._streams = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once attached
-        self._topics: dict[Topic, dict[str, tuple[Any, Scope]]] = {}  # → session → (SDK session, scope)
+        # → session → (SDK session, scope), or the callback of another replica's channel
+        self._topics: dict[Topic, dict[str, tuple[Any, Scope] | Tell]] = {}
         self._locks: collections.defaultdict[Topic, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -61,17 +67,31 @@ class Subscriptions:
             HubError: the server cannot be subscribed to (it does not support it, it is down).
         """
         key = session if session is not None else f"sdk:{id(ctx.session)}"
-        await self._hold((scope.tenant, server, uri), key, ctx.session, scope)
+        await self._hold((scope.tenant, server, uri), key, (ctx.session, scope))
 
-    async def _hold(self, topic: Topic, key: str, sdk_session: Any, scope: Scope) -> None:
-        """Subscribe `key` (an SDK session to tell, or None: a listen stream) to `topic`."""
+    async def hold_for_replica(
+        self, topic: Topic, key: str, tell: Tell, subscribe: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Subscribe another replica's channel `key` to `topic` (a server this replica runs): the
+        server's updates of it (its shared instance's) go to `tell`; `subscribe()` subscribes the
+        server if no one here held it yet (no quota taken: the calling replica counted it)."""
+        await self._hold(topic, key, tell, subscribe)
+
+    async def _hold(
+        self,
+        topic: Topic,
+        key: str,
+        subscriber: tuple[Any, Scope] | Tell,
+        subscribe: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        """Subscribe `key` (an SDK session to tell, or None: a listen stream; or a replica's
+        channel) to `topic`; the server is asked for the first, and again for one that holds it
+        already (it may have been lost with another replica)."""
         async with self._locks[topic]:
             subscribers = self._topics.get(topic)
-            if not subscribers:
-                tenant, server, uri = topic
-                await self.hub.upstream.subscribe(tenant, server, uri)
-                subscribers = self._topics[topic] = {}
-            subscribers[key] = (sdk_session, scope)
+            if not subscribers or key in subscribers:
+                await (subscribe() if subscribe is not None else self.hub.upstream.subscribe(*topic))
+            self._topics.setdefault(topic, {})[key] = subscriber
 
     async def listen(
         self,
@@ -89,7 +109,7 @@ class Subscriptions:
             for server, uri in uris.values():
                 topic = (scope.tenant, server, uri)
                 try:
-                    await self._hold(topic, key, None, scope)
+                    await self._hold(topic, key, (None, scope))
                 except HubError as exc:
                     log.info("%s/%s: no updates of %s: %s", scope.tenant, server, uri, exc.message)
                     continue
@@ -103,6 +123,11 @@ class Subscriptions:
         """End `session`'s subscription to `uri` of `server`; the last one ends the server's."""
         if session is not None:
             await self._release((scope.tenant, server, uri), session)
+
+    async def release(self, topic: Topic, session: str) -> None:
+        """End `session`'s (or a replica's channel's) subscription to `topic`; the last one ends
+        the server's."""
+        await self._release(topic, session)
 
     async def _release(self, topic: Topic, session: str) -> None:
         async with self._locks[topic]:
@@ -132,7 +157,12 @@ class Subscriptions:
         """Tell each subscribed session (of `event.session`, if it is a session instance's)."""
         topic = (event.tenant, event.server, event.uri)
         published: set[str] = set()
-        for key, (sdk_session, scope) in list(self._topics.get(topic, {}).items()):
+        for key, subscriber in list(self._topics.get(topic, {}).items()):
+            if not isinstance(subscriber, tuple):  # another replica's channel: its shared instance's
+                if event.session is None:
+                    subscriber(event)
+                continue
+            sdk_session, scope = subscriber
             shown = scope.uri(event.server, event.uri)
             if sdk_session is None and shown not in published:  # listen streams: on the tenant's bus
                 published.add(shown)
