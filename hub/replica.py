@@ -14,6 +14,7 @@ thread (blocking); the parts on `cluster-publish`, `cluster-mirror`, `cluster-li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -21,6 +22,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import pykka
+
+from actors.models import ResourceUpdated
 from actors.remote_servers import RemoteServers
 from hub.cluster import ClusterNode, describe
 from hub.cluster_catalog import CONTROL, Mirror, Publisher
@@ -50,7 +54,7 @@ class ReplicaParts:
         assert node.config.secret is not None
         self._node = node
         self._hub = hub
-        self.links = Links(node, node.config.secret)
+        self.links = Links(node, node.config.secret, self._updated)
         self.remote = RemoteServers(node.replica_id, self.links.endpoint)  # (the router's, from its start)
         tenants = lambda: tuple(hub.config.tenants)  # noqa: E731
         self.publisher = Publisher(node, tenants)
@@ -81,6 +85,12 @@ class ReplicaParts:
         self.publisher.stop()
         self.links.stop()
         self.quotas.close()
+
+    def _updated(self, event: ResourceUpdated) -> None:
+        """An update of a resource subscribed on another replica (a channel's loop): told to the
+        router, which relays it as a local server's (to the facade's subscribed sessions)."""
+        with contextlib.suppress(HubError, pykka.ActorDeadError):  # (the hub stops: no one to tell)
+            self._hub.router.actor_ref.tell(event)
 
     def settling(self) -> float:
         """Seconds left of the time the servers may be moving after the live set last changed (a
