@@ -9,8 +9,9 @@ server holds one subscription (`hub.upstream`); each `notifications/resources/up
 ends, or the last stream closes. A per_session server is subscribed through its shared instance.
 In a cluster, another replica's channel that subscribes to a server this replica runs is one more
 subscriber (`hold_for_replica`, `web.cluster_link`): its updates go to the channel's callback.
-A session that subscribes again to what it holds asks the server again (idempotent there), which
-restores a subscription lost with another replica (docs/cluster.md).
+Every subscribe asks the server (idempotent there: it still holds one subscription), so one lost
+on another replica (its channel broke, the server moved) comes back at the next subscribe of any
+session (docs/cluster.md).
 
 Serving loop, except `heard`, a board listener (router thread).
 """
@@ -60,8 +61,8 @@ class Subscriptions:
         return len(self._topics.get((tenant, server, uri), {}))
 
     async def subscribe(self, ctx: Ctx, scope: Scope, server: str, uri: str, session: str | None) -> None:
-        """Subscribe `session` to `uri` of `server` (the server's own URI); the first subscriber
-        subscribes the server.
+        """Subscribe `session` to `uri` of `server` (the server's own URI), and the server (once:
+        it is idempotent there).
 
         Raises:
             HubError: the server cannot be subscribed to (it does not support it, it is down).
@@ -74,7 +75,7 @@ class Subscriptions:
     ) -> None:
         """Subscribe another replica's channel `key` to `topic` (a server this replica runs): the
         server's updates of it (its shared instance's) go to `tell`; `subscribe()` subscribes the
-        server if no one here held it yet (no quota taken: the calling replica counted it)."""
+        server (no quota taken: the calling replica counted it)."""
         await self._hold(topic, key, tell, subscribe)
 
     async def _hold(
@@ -85,12 +86,10 @@ class Subscriptions:
         subscribe: Callable[[], Awaitable[Any]] | None = None,
     ) -> None:
         """Subscribe `key` (an SDK session to tell, or None: a listen stream; or a replica's
-        channel) to `topic`; the server is asked for the first, and again for one that holds it
-        already (it may have been lost with another replica)."""
+        channel) to `topic`, asking the server each time (one upstream subscription however many
+        ask: the server keeps a set)."""
         async with self._locks[topic]:
-            subscribers = self._topics.get(topic)
-            if not subscribers or key in subscribers:
-                await (subscribe() if subscribe is not None else self.hub.upstream.subscribe(*topic))
+            await (subscribe() if subscribe is not None else self.hub.upstream.subscribe(*topic))
             self._topics.setdefault(topic, {})[key] = subscriber
 
     async def listen(
