@@ -45,7 +45,7 @@ from actors.calls import ServerEndpoint
 from actors.models import CatalogChanged, Event, ResourceUpdated, ServerStateChanged
 from hub.cluster_link import MAX_MESSAGE, REPLICA_HEADER
 from hub.cluster_wire import ANSWERS, error_json, result_json, updated_json
-from hub.errors import BadRequest, HubError, NotFound, NotRunning, Unauthorized, UpstreamError
+from hub.errors import BadRequest, CallTimeout, HubError, NotFound, NotRunning, Unauthorized, UpstreamError
 from hub.runtime import Hub
 from web.auth import bearer_token
 from web.facade_subscriptions import Subscriptions
@@ -126,7 +126,7 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
             self.hub.board.remove_listener(self._on_event)
             subscriptions = self._subscriptions()
             if subscriptions is not None:  # (what it held is released: the last one unsubscribes the server)
-                subscriptions.ended(self.subscriber)
+                subscriptions.ended(self.subscriber, self._unsubscribe)
         for running in list(getattr(self, "running", {}).values()):
             running.cancel()
 
@@ -238,7 +238,7 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
                 raise NotFound("this replica serves no MCP endpoint: it holds no resource subscriptions")
             tenant, server, uri = topic
             if message["op"] == "unsubscribe":
-                await subscriptions.release(topic, self.subscriber)
+                await subscriptions.release(topic, self.subscriber, self._unsubscribe)
             else:
                 route = await self._endpoint(tenant, server)  # (one that moved: never forwarded twice)
                 submit = functools.partial(ServerEndpoint.subscribe, uri=uri)
@@ -251,6 +251,20 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         except Exception as exc:
             reply = _error_reply(exc)
         self.send({"id": call_id, **reply})
+
+    async def _unsubscribe(self, topic: tuple[str, str, str]) -> None:
+        """Unsubscribe the server here, the channel's subscription to `topic` being the last one
+        (as the local path does it, without the quotas: the calling replica counted its requests);
+        nothing to do for a server that no longer runs here (its subscriptions went with it)."""
+        tenant, server, uri = topic
+        try:
+            route = await self._endpoint(tenant, server)
+        except NotRunning:
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(route[0].unsubscribe(uri)), route[2])
+        except TimeoutError:
+            raise CallTimeout(f"server '{server}' did not unsubscribe from {uri} in time") from None
 
     def _updated(self, event: ResourceUpdated) -> None:
         """A resource the channel holds changed (web loop): tell the calling replica, unasked."""

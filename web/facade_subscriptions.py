@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 Topic = tuple[str, str, str]  # (tenant, server, the server's own URI)
 Tell = Callable[[ResourceUpdated], None]  # another replica's channel, as a subscriber (serving loop)
+Unsubscribe = Callable[[Topic], Awaitable[Any]]  # how the server is unsubscribed (default: `hub.upstream`)
 
 
 class Subscriptions:
@@ -123,12 +124,12 @@ class Subscriptions:
         if session is not None:
             await self._release((scope.tenant, server, uri), session)
 
-    async def release(self, topic: Topic, session: str) -> None:
+    async def release(self, topic: Topic, session: str, unsubscribe: Unsubscribe | None = None) -> None:
         """End `session`'s (or a replica's channel's) subscription to `topic`; the last one ends
-        the server's."""
-        await self._release(topic, session)
+        the server's (by `unsubscribe`, if given)."""
+        await self._release(topic, session, unsubscribe)
 
-    async def _release(self, topic: Topic, session: str) -> None:
+    async def _release(self, topic: Topic, session: str, unsubscribe: Unsubscribe | None = None) -> None:
         async with self._locks[topic]:
             subscribers = self._topics.get(topic)
             if subscribers is None or subscribers.pop(session, None) is None or subscribers:
@@ -136,15 +137,18 @@ class Subscriptions:
             del self._topics[topic]
             tenant, server, uri = topic
             try:
-                await self.hub.upstream.unsubscribe(tenant, server, uri)
+                await (
+                    unsubscribe(topic) if unsubscribe is not None else self.hub.upstream.unsubscribe(*topic)
+                )
             except HubError as exc:  # (the server is down: its subscriptions went with it)
                 log.info("%s/%s: could not unsubscribe from %s: %s", tenant, server, uri, exc.message)
 
-    def ended(self, session: str) -> None:
-        """`session` ended: its subscriptions go, and the servers' that no one else holds."""
+    def ended(self, session: str, unsubscribe: Unsubscribe | None = None) -> None:
+        """`session` (or a replica's channel) ended: its subscriptions go, and the servers' that no
+        one else holds (by `unsubscribe`, if given)."""
         for topic, subscribers in list(self._topics.items()):
             if session in subscribers:
-                self._spawn(self._release(topic, session))
+                self._spawn(self._release(topic, session, unsubscribe))
 
     def heard(self, event: Event) -> None:
         """A board event (router thread): an update of a resource someone is subscribed to."""
