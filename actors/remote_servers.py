@@ -142,16 +142,22 @@ class RemoteServers:
         owner = placement.owner({*(self._live or ()), self.replica_id, *(e.replica for e in running)}, *key)
         return min(running, key=lambda e: (e.replica != owner, e.replica))
 
+    def owner(self, key: tuple[str, str]) -> str | None:
+        """The live replica placement gives `key`, if that is another one (None: this one, or the
+        live set is not known yet)."""
+        if self._live is None:
+            return None
+        owner = placement.owner({*self._live, self.replica_id}, *key)
+        return None if owner == self.replica_id else owner
+
     def placed(
         self, key: tuple[str, str], local: ServerStatus | None, cached: ServerCatalog | None
     ) -> RemoteServer | None:
         """For a server that starts where its calls go (on_demand, per_session): the replica
         placement gives it, if that is another live one: as it publishes the server, or (it does not
         run it now) as this replica knows it (`local`, its `cached` catalog) but run there."""
-        if self._live is None:
-            return None
-        owner = placement.owner({*self._live, self.replica_id}, *key)
-        if owner is None or owner == self.replica_id:
+        owner = self.owner(key)
+        if owner is None:
             return None
         entry = self._entries.get(key, {}).get(owner)
         if entry is not None or local is None:

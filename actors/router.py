@@ -26,6 +26,7 @@ import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.call_gate import CallGate
+from actors.describe import unlisted
 from actors.models import (
     CatalogChanged,
     Event,
@@ -298,6 +299,19 @@ class RouterActor(pykka.ThreadingActor):
         if key in self._statuses:  # (routes cached on the web loops are dropped: they go there now)
             self._relay(CatalogChanged(self._catalog_of(key) or ServerCatalog(tenant, server), remote=True))
 
+    def replica_for(self, tenant: str, server: str) -> str | None:
+        """The replica a start, stop or restart of `server` asked of this one is for: another that
+        runs it (as listed here), or that placement gives it while it runs nowhere; None: this one."""
+        key = (tenant, server)
+        if self._remote is None or key not in self._statuses:
+            return None
+        chosen = self._chosen(key)
+        if chosen is not None:
+            return chosen.replica
+        if self._statuses[key].state is not ServerState.STOPPED:
+            return None
+        return self._remote.owner(key)
+
     def running_at(self, tenant: str, servers: dict[str, str]) -> frozenset[str]:
         """Of `servers` (name -> a replica), those that replica runs, as it publishes."""
         remote = self._remote
@@ -403,26 +417,13 @@ class RouterActor(pykka.ThreadingActor):
         )
 
     def _no_catalog(self, tenant: str, tool_id: str) -> str:
-        """Why an unknown tool may exist after all: its server, of this same tenant, is not running
-        and has no catalog (an on_demand one that never ran lists nothing), so how to fill it;
-        else ''. Nothing of another tenant is ever looked at."""
+        """Why an unknown tool may exist after all (`actors.describe.unlisted`); nothing of another
+        tenant is ever looked at."""
         server = tool_id.partition(".")[0]
-        status = self._statuses.get((tenant, server))
-        lease = self._leases.get(tenant)
-        if status is None or lease is None or status.state is ServerState.RUNNING:
+        status, lease = self._statuses.get((tenant, server)), self._leases.get(tenant)
+        if status is None or lease is None or (tenant, server) in self._catalogs:
             return ""
-        if (tenant, server) in self._catalogs:
-            return ""
-        start = f"POST /api/servers/{tenant}/{server}/start"
-        if lease.on_demand.get(server):
-            return (
-                f": server '{server}' has no catalog yet (an on_demand server's tools are known once "
-                f"it has run): start it once with {start}"
-            )
-        state = status.state.value
-        if status.state in (ServerState.STARTING, ServerState.BACKOFF):
-            return f": server '{server}' is {state}: its tools are listed once it runs"
-        return f": server '{server}' is {state}, so its tools are not listed: start it with {start}"
+        return unlisted(status, bool(lease.on_demand.get(server)))
 
     def _require_running(self, tenant: str, server: str | None) -> None:
         status = self._statuses.get((tenant, server)) if server else None
@@ -483,6 +484,7 @@ class RouterActorProxy(ActorMemberMixin, pykka.ActorProxy[RouterActor]):
     statuses = proxy_method(RouterActor.statuses)
     hand_over = proxy_method(RouterActor.hand_over)
     running_at = proxy_method(RouterActor.running_at)
+    replica_for = proxy_method(RouterActor.replica_for)
 
 
 def router_proxy(ref: pykka.ActorRef[RouterActor]) -> RouterActorProxy:

@@ -20,16 +20,19 @@ import logging
 import queue
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import pykka
 
-from actors.models import ResourceUpdated
+from actors.models import ResourceUpdated, ServerStatus
 from actors.remote_servers import RemoteServers
+from hub import timeouts
 from hub.cluster import ClusterNode, describe
 from hub.cluster_catalog import CONTROL, Mirror, Publisher
 from hub.cluster_link import Links
 from hub.cluster_quota import SharedQuotas
+from hub.cluster_wire import published_of
 from hub.errors import HubError
 
 if TYPE_CHECKING:
@@ -99,6 +102,17 @@ class ReplicaParts:
         config = self._node.config
         window = config.ttl + config.heartbeat + self._hub.config.orchestrator.startup_timeout
         return max(0.0, self._node.members_changed_at + window - time.monotonic())
+
+    def server_action(self, tenant: str, server: str, action: str, wait: bool) -> ServerStatus | None:
+        """A start, stop or restart of `server` asked of this replica, done by the replica it is for
+        (`RouterActor.replica_for`): its status there; None: it is for this one. Blocking: any
+        thread but a loop's."""
+        replica = self._hub.router.replica_for(tenant, server).get(timeout=timeouts.ASK)
+        if replica is None:
+            return None
+        op = {"op": "lifecycle", "tenant": tenant, "server": server, "action": action, "wait": wait}
+        answer: Any = self.links.forward(replica, op).result(timeout=timeouts.LIFECYCLE + timeouts.ASK)
+        return replace(published_of(answer, tenant, server)[0], replica=replica)
 
     # ------------------------------------------------------------------ control
 

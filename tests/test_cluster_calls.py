@@ -183,11 +183,13 @@ def test_on_demand_and_per_session_servers_start_on_the_replica_placement_gives_
 ) -> None:
     owner = {name: placement.owner(REPLICAS, "lazy", name) for name in ("od", "ps")}
     # An on_demand server called through every replica starts once, on its replica.
-    # Started once by hand where it is placed, to learn its tools, then stopped: its catalog stays
-    # listed on every replica, and a call through any replica starts it again, there only.
-    runner = cluster[owner["od"]]
+    # Started once by hand (asked of another replica: done where it is placed), to learn its tools,
+    # then stopped: its catalog stays listed on every replica, and a call through any replica
+    # starts it again, there only.
+    asked = next(hub for replica, hub in cluster.items() if replica != owner["od"])
     for action in ("start", "stop"):
-        assert runner.post(f"/api/servers/lazy/od/{action}").status == 200
+        done = asked.post(f"/api/servers/lazy/od/{action}")
+        assert done.status == 200 and done.body["replica"] == owner["od"], done.text
     assert not server_pids(ON_DEMAND_MARK)
     assert wait_until(lambda: all(_lazy_tools(hub) for hub in cluster.values()), 10)
     assert {_lazy_call(hub, "od.env")["REPLICA"] for hub in cluster.values()} == {owner["od"]}
@@ -213,7 +215,7 @@ def test_on_demand_and_per_session_servers_start_on_the_replica_placement_gives_
     assert refused.status == 409 and "session of this call has ended" in refused.text, refused.text
 
 
-async def test_an_admin_socket_on_any_replica_hears_the_status_of_a_server_another_replica_runs(
+async def test_a_restart_asked_of_any_replica_is_done_where_the_server_runs_and_heard_on_every_socket(
     cluster: dict[str, ServedHub],
 ) -> None:
     hub, name, runner = _elsewhere(cluster)
@@ -221,7 +223,10 @@ async def test_an_admin_socket_on_any_replica_hears_the_status_of_a_server_anoth
     ws = await tornado.websocket.websocket_connect(hub.url.replace("http://", "ws://") + "/ws/admin")
     seen: list[dict[str, Any]] = []
     try:
-        assert cluster[runner].post(f"/api/servers/acme/{name}/restart").status == 200
+        # Asked of `hub`, the restart is done by `runner` (no second process starts on `hub`).
+        restarted = hub.post(f"/api/servers/acme/{name}/restart")
+        assert restarted.status == 200 and restarted.body["replica"] == runner, restarted.text
+        assert restarted.body["state"] == "running" and restarted.body["pid"] != before, restarted.text
         with anyio.fail_after(30):
             while True:
                 raw = await ws.read_message()
@@ -233,7 +238,7 @@ async def test_an_admin_socket_on_any_replica_hears_the_status_of_a_server_anoth
                         break
     finally:
         ws.close()
-    # The restart on `runner` is heard on `hub` as it lists it: down, then running there again.
+    # The restart on `runner` is heard on `hub`'s admin socket as it lists it: down, then running.
     assert seen[-1]["replica"] == runner and seen[-1]["tenant"] == "acme", seen
     assert [s["state"] for s in seen[:-1]] and all(s["state"] != "running" for s in seen[:-1]), seen
     assert wait_until(lambda: _converged(cluster), 30), _states(cluster)

@@ -44,7 +44,7 @@ from actors.call_gate import CallGate
 from actors.calls import ServerEndpoint
 from actors.models import CatalogChanged, Event, ResourceUpdated, ServerStateChanged
 from hub.cluster_link import MAX_MESSAGE, REPLICA_HEADER
-from hub.cluster_wire import ANSWERS, error_json, result_json, updated_json
+from hub.cluster_wire import ANSWERS, error_json, published_json, result_json, updated_json
 from hub.errors import BadRequest, CallTimeout, HubError, NotFound, NotRunning, Unauthorized, UpstreamError
 from hub.runtime import Hub
 from web.auth import bearer_token
@@ -145,6 +145,8 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
             return
         if message.get("op") == "end_session":
             self._run(call_id, self._end_session(call_id, str(message["session"])))
+        elif message.get("op") == "lifecycle":
+            self._run(call_id, self._lifecycle(call_id, message))
         elif message.get("op") in ("subscribe", "unsubscribe"):
             self._run(call_id, self._subscription(call_id, message))
         elif "op" in message:
@@ -210,6 +212,22 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
             reply = {"result": result_json(answer) if message["op"] == "call_tool" else answer}
         except asyncio.CancelledError:
             return
+        except Exception as exc:
+            reply = _error_reply(exc)
+        self.send({"id": call_id, **reply})
+
+    async def _lifecycle(self, call_id: Any, message: dict[str, Any]) -> None:
+        """A start, stop or restart asked of another replica, done here (never passed on again)."""
+        hub, tenant, server = self.hub, str(message["tenant"]), str(message["server"])
+        wait = message.get("wait") is not False
+        actions = {
+            "start": functools.partial(hub.start_server, tenant, server, wait),
+            "restart": functools.partial(hub.restart_server, tenant, server, wait),
+            "stop": functools.partial(hub.stop_server, tenant, server),
+        }
+        try:
+            status = await self.loop.run_in_executor(None, actions[str(message["action"])])
+            reply: dict[str, Any] = {"result": published_json(status, None)}
         except Exception as exc:
             reply = _error_reply(exc)
         self.send({"id": call_id, **reply})

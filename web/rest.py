@@ -212,13 +212,20 @@ class ServerActionHandler(ApiHandler):
     async def post(self, tenant: str, server: str, action: str) -> None:
         tenant = self.tenant_for(tenant)
         wait = self.get_query_argument("wait", "true").lower() != "false"
-        if action == "start":
-            status = await self.blocking(self.hub.start_server, tenant, server, wait)
-        elif action == "restart":
-            status = await self.blocking(self.hub.restart_server, tenant, server, wait)
-        else:
-            status = await self.blocking(self.hub.stop_server, tenant, server)
+        status = await self.blocking(self._act, tenant, server, action, wait)
         self.reply(_server_json(status, self.hub))
+
+    def _act(self, tenant: str, server: str, action: str, wait: bool) -> ServerStatus:
+        """The action (an executor thread): in a cluster, by the replica that runs the server."""
+        replica = self.hub.replica
+        there = replica.server_action(tenant, server, action, wait) if replica is not None else None
+        if there is not None:
+            return there
+        if action == "start":
+            return self.hub.start_server(tenant, server, wait)
+        if action == "restart":
+            return self.hub.restart_server(tenant, server, wait)
+        return self.hub.stop_server(tenant, server)
 
 
 class ServerLogsHandler(ApiHandler):
