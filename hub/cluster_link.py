@@ -16,6 +16,12 @@ flight on it at once with an upstream error.
 
 `RemoteEndpoint` is what a route holds for such a server: the `ServerEndpoint` methods, each
 returning a future of the request's answer (`Links.forward`).
+
+Resource subscriptions are requests too (`subscribe`, `unsubscribe`: `web.cluster_link` says the
+messages); the channel that made one then carries the resource's updates, unasked
+(`{"updated": {...}}`), each handed to `Links`' `updated` callback as a `ResourceUpdated` (the
+replica tells its router, which relays it as a local server's). A channel that breaks loses the
+subscriptions it carried: a warning names them (docs/cluster.md says how they come back).
 """
 
 from __future__ import annotations
@@ -37,12 +43,12 @@ import tornado.httpclient
 import tornado.websocket
 from mcp import MCPError
 
-from actors.models import ToolResult
+from actors.models import ResourceUpdated, ToolResult
 from actors.relay import Requester
 from hub.cluster import ClusterNode
-from hub.cluster_wire import error_of, result_of
+from hub.cluster_wire import ANSWERS, ASKS, error_of, result_of, updated_of
 from hub.config_secrets import Secret
-from hub.errors import BadRequest, HubError, NotRunning, UpstreamError
+from hub.errors import NotRunning, UpstreamError
 
 __all__ = ["LINK_PATH", "Links", "RemoteEndpoint", "ReplicaLost"]
 
@@ -55,15 +61,6 @@ CONNECT_TIMEOUT = 5.0
 END_TIMEOUT = 30.0  # the longest a session's end waits for another replica to stop its instances
 SESSIONS = 100_000  # client sessions whose instances on other replicas are remembered
 MAX_MESSAGE = 64 * 1024 * 1024
-# What a server may ask the client of a forwarded call, and the answer's type.
-ASKS: dict[str, type[Any]] = {
-    "sampling/createMessage": types.CreateMessageRequest,
-    "elicitation/create": types.ElicitRequest,
-}
-ANSWERS: dict[str, type[Any]] = {
-    cls.__name__: cls
-    for cls in (types.CreateMessageResult, types.CreateMessageResultWithTools, types.ElicitResult)
-}
 
 
 class ReplicaLost(UpstreamError):
@@ -76,13 +73,19 @@ class ReplicaLost(UpstreamError):
         self.sent = sent
 
 
-class _Link:
-    """One open channel to a replica (its calling loop)."""
+Topic = tuple[str, str, str]  # (tenant, server, the server's own URI)
 
-    def __init__(self, replica: str) -> None:
+
+class _Link:
+    """One open channel to a replica (its calling loop), and the resource subscriptions it holds
+    there (`updated`: what to do with each of their updates)."""
+
+    def __init__(self, replica: str, updated: Callable[[ResourceUpdated], None] | None = None) -> None:
         self.replica = replica
+        self.updated = updated
         self.connection: tornado.websocket.WebSocketClientConnection | None = None
         self.requests: dict[int, _Request] = {}
+        self.held: set[Topic] = set()
         self.closed = False
 
     def send(self, message: dict[str, Any]) -> None:
@@ -104,15 +107,34 @@ class _Link:
             self.closed = True
             for pending in list(self.requests.values()):
                 pending.deliver(None)
+            if self.held:  # (a session that subscribes again restores one: docs/cluster.md)
+                lost = ", ".join(f"{t}/{s} {u}" for t, s, u in sorted(self.held))
+                log.warning(
+                    "cluster: channel to replica %s closed: subscriptions lost: %s", self.replica, lost
+                )
             return
         try:
             message = json.loads(raw)
+            if "updated" in message:
+                self._updated(updated_of(message))
+                return
             request = self.requests.get(message["id"])
         except (ValueError, KeyError, TypeError):
             log.warning("cluster: a malformed message from replica %s ignored", self.replica)
             return
         if request is not None:
             request.deliver(message)
+
+    def _updated(self, event: ResourceUpdated) -> None:
+        """An update of a resource this channel holds (unasked): to the `updated` callback."""
+        if (event.tenant, event.server, event.uri) in self.held and self.updated is not None:
+            self.updated(event)
+
+    def answered(self, op: dict[str, Any]) -> None:
+        """A request `op` succeeded: remember the resource subscriptions this channel holds."""
+        if op["op"] in ("subscribe", "unsubscribe"):
+            topic = (str(op["tenant"]), str(op["server"]), str(op["uri"]))
+            (self.held.add if op["op"] == "subscribe" else self.held.discard)(topic)
 
 
 class _Request:
@@ -130,6 +152,7 @@ class _Request:
     ) -> None:
         self.link = link
         self.call_id = call_id
+        self.op = op
         self.server = op.get("server")
         self.requester = requester
         self.read = read
@@ -170,6 +193,7 @@ class _Request:
                 raise error_of(message["error"])
             answer = message["result"]
             self.future.set_result(self.read(answer) if self.read is not None else answer)
+            self.link.answered(self.op)
         except Exception as exc:  # (a malformed answer's ValueError too: the caller's error)
             self.future.set_exception(exc)
 
@@ -247,11 +271,16 @@ class Links:
     Args:
         node: this replica's cluster node (the others' advertised URLs).
         secret: the cluster's secret.
+        updated: what to do with an update of a resource subscribed on another replica (on the
+            loop of the channel that carried it).
     """
 
-    def __init__(self, node: ClusterNode, secret: Secret) -> None:
+    def __init__(
+        self, node: ClusterNode, secret: Secret, updated: Callable[[ResourceUpdated], None] | None = None
+    ) -> None:
         self._node = node
         self._secret = secret
+        self._updated = updated
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._links: dict[tuple[asyncio.AbstractEventLoop, str], _Link] = {}  # by calling loop and replica
@@ -386,7 +415,7 @@ class Links:
                 connect_timeout=CONNECT_TIMEOUT,
                 request_timeout=CONNECT_TIMEOUT,
             )
-            link = _Link(replica)
+            link = _Link(replica, self._updated)
             try:
                 connection = await tornado.websocket.websocket_connect(
                     request, max_message_size=MAX_MESSAGE, on_message_callback=link.received
@@ -453,25 +482,16 @@ class RemoteEndpoint:
         return self._forward(self._op("complete", params=dumped), read=_object)
 
     def subscribe(self, uri: str) -> concurrent.futures.Future[None]:
-        """Not across replicas yet: a clear error."""
-        return _refused(self.server, self.replica)
+        """Subscribe to the updates of the server's resource `uri` (its shared instance's) on the
+        replica that runs it; they come back on the channel (`Links`' `updated`)."""
+        return self._forward(self._op("subscribe", uri=uri))
 
     def unsubscribe(self, uri: str) -> concurrent.futures.Future[None]:
-        """Not across replicas yet: a clear error."""
-        return _refused(self.server, self.replica)
+        """Drop the channel's subscription to the server's resource `uri` there."""
+        return self._forward(self._op("unsubscribe", uri=uri))
 
 
 def _object(answer: Any) -> dict[str, Any]:
     if not isinstance(answer, dict):
         raise UpstreamError("the replica that runs the server answered something other than an object")
     return answer
-
-
-def _refused(server: str, replica: str) -> concurrent.futures.Future[None]:
-    future: concurrent.futures.Future[None] = concurrent.futures.Future()
-    error: HubError = BadRequest(
-        f"server '{server}' runs on replica '{replica}': resource subscriptions across replicas are not "
-        "supported yet (docs/cluster.md)"
-    )
-    future.set_exception(error)
-    return future

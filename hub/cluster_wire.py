@@ -1,6 +1,7 @@
 """What crosses between a cluster's replicas, as JSON: server statuses and catalogs (published to
-Redis by `hub.cluster_catalog`), tool results and errors (over the internal channel,
-`hub.cluster_link` and `web.cluster_link`).
+Redis by `hub.cluster_catalog`), tool results, errors, the server's own requests a forwarded call
+relays (`ASKS`, `ANSWERS`) and resource updates (over the internal channel, `hub.cluster_link` and
+`web.cluster_link`).
 
 Each `*_of` reads what the matching `*_json` wrote and raises `ValueError` on anything else: what
 comes from another replica, or from Redis, is checked like any other input. Pure functions: any
@@ -12,18 +13,34 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import mcp.types as types
+
 from actors.catalog_cache import catalog_json, catalog_of
-from actors.models import ServerCatalog, ServerState, ServerStatus, StoppedReason, ToolResult
+from actors.models import ResourceUpdated, ServerCatalog, ServerState, ServerStatus, StoppedReason, ToolResult
 from hub import errors
 
 __all__ = [
+    "ANSWERS",
+    "ASKS",
     "error_json",
     "error_of",
     "published_json",
     "published_of",
     "result_json",
     "result_of",
+    "updated_json",
+    "updated_of",
 ]
+
+# What a server may ask the client of a forwarded call, and the answer's type.
+ASKS: dict[str, type[Any]] = {
+    "sampling/createMessage": types.CreateMessageRequest,
+    "elicitation/create": types.ElicitRequest,
+}
+ANSWERS: dict[str, type[Any]] = {
+    cls.__name__: cls
+    for cls in (types.CreateMessageResult, types.CreateMessageResultWithTools, types.ElicitResult)
+}
 
 _STATUS_FIELDS = {f.name for f in dataclasses.fields(ServerStatus)}
 _ERRORS: dict[str, type[errors.HubError]] = {
@@ -103,3 +120,21 @@ def error_of(data: Any) -> errors.HubError:
     if cls is errors.UpstreamError and data.get("stopped") is True:
         cls = errors.ServerStopped
     return cls(str(message) if message is not None else "the replica that runs the server failed")
+
+
+def updated_json(event: ResourceUpdated) -> dict[str, Any]:
+    """An update of a resource another replica subscribed to (its server's shared instance's)."""
+    return {"updated": {"tenant": event.tenant, "server": event.server, "uri": event.uri}}
+
+
+def updated_of(data: Any) -> ResourceUpdated:
+    """What `updated_json` wrote.
+
+    Raises:
+        ValueError: it is not a resource update.
+    """
+    try:
+        updated = data["updated"]
+        return ResourceUpdated(str(updated["tenant"]), str(updated["server"]), None, str(updated["uri"]))
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a resource update: {exc!r}") from None

@@ -14,6 +14,7 @@ thread (blocking); the parts on `cluster-publish`, `cluster-mirror`, `cluster-li
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import queue
@@ -22,7 +23,9 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from actors.models import ServerStatus
+import pykka
+
+from actors.models import ResourceUpdated, ServerStatus
 from actors.remote_servers import RemoteServers
 from hub import timeouts
 from hub.cluster import ClusterNode, describe
@@ -54,7 +57,7 @@ class ReplicaParts:
         assert node.config.secret is not None
         self._node = node
         self._hub = hub
-        self.links = Links(node, node.config.secret)
+        self.links = Links(node, node.config.secret, self._updated)
         self.remote = RemoteServers(node.replica_id, self.links.endpoint)  # (the router's, from its start)
         tenants = lambda: tuple(hub.config.tenants)  # noqa: E731
         self.publisher = Publisher(node, tenants)
@@ -85,6 +88,12 @@ class ReplicaParts:
         self.publisher.stop()
         self.links.stop()
         self.quotas.close()
+
+    def _updated(self, event: ResourceUpdated) -> None:
+        """An update of a resource subscribed on another replica (a channel's loop): told to the
+        router, which relays it as a local server's (to the facade's subscribed sessions)."""
+        with contextlib.suppress(HubError, pykka.ActorDeadError):  # (the hub stops: no one to tell)
+            self._hub.router.actor_ref.tell(event)
 
     def settling(self) -> float:
         """Seconds left of the time the servers may be moving after the live set last changed (a

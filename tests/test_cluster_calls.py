@@ -43,6 +43,7 @@ CLUSTER_MARK = f"mcp-hub-cluster-{uuid.uuid4().hex[:12]}"
 
 LAZY_MARK = f"mcp-hub-lazy-{uuid.uuid4().hex[:12]}"  # tenant `lazy`'s servers, which start when called
 ON_DEMAND_MARK = f"mcp-hub-on-demand-{uuid.uuid4().hex[:12]}"  # its on_demand one's processes
+SUBS_MARK = f"mcp-hub-subs-{uuid.uuid4().hex[:12]}"  # tenant `subs`'s server (resource subscriptions)
 
 
 def _tenants(replica: str) -> dict[str, Any]:
@@ -56,7 +57,8 @@ def _tenants(replica: str) -> dict[str, Any]:
             "ps": server(per_session=True),
         },
     }
-    return {"acme": {"env": mark, "servers": servers}, "limited": limited, "lazy": lazy}
+    subs = {"env": {"MCP_HUB_TEST_MARK": SUBS_MARK}, "servers": {"x": server("--extras", protocol="legacy")}}
+    return {"acme": {"env": mark, "servers": servers}, "limited": limited, "lazy": lazy, "subs": subs}
 
 
 @pytest.fixture
@@ -72,7 +74,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Serv
     tmp_path = tmp_path_factory.mktemp("cluster")
     with running_redis(tmp_path) as redis_url:
         yield from _replicas(redis_url, tmp_path, hubs)
-    for mark in (CLUSTER_MARK, LAZY_MARK, ON_DEMAND_MARK):
+    for mark in (CLUSTER_MARK, LAZY_MARK, ON_DEMAND_MARK, SUBS_MARK):
         assert wait_until(lambda: not marked_pids(mark), 5), marked_pids(mark)  # noqa: B023 (used at once)
 
 
@@ -334,6 +336,49 @@ async def test_list_changed_on_the_replica_that_runs_a_server_reaches_a_session_
         assert not any(t.name.startswith(f"{name}__") for t in (await client.list_tools()).tools)
     assert cluster[runner].post(f"/api/servers/acme/{name}/start").status == 200  # (as it was)
     assert wait_until(lambda: _converged(cluster), 30), _states(cluster)
+
+
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # (resources/subscribe)
+async def test_a_session_subscribed_to_a_resource_of_a_server_another_replica_runs_gets_its_updates(
+    cluster: dict[str, ServedHub],
+) -> None:
+    owner = placement.owner(REPLICAS, "subs", "x")
+    hub, runner = next(h for r, h in cluster.items() if r != owner), cluster[owner]
+
+    def listed() -> bool:
+        (x,) = hub.get("/api/servers?tenant=subs").body["servers"]
+        return bool(x["state"] == "running" and x["replica"] == owner)
+
+    assert wait_until(listed, 30)
+    uri = "mcp-hub://x/test://counter"
+    updates: list[str] = []
+    updated = anyio.Event()
+
+    async def on_message(message: Any) -> None:
+        if isinstance(message, types.ResourceUpdatedNotification):
+            updates.append(str(message.params.uri))
+            updated.set()
+
+    async def subscribed(client: Any) -> str:
+        return str((await client.call_tool("x__subscribed", {})).content[0].text)
+
+    async with (
+        http_facade(hub.url + "/tenants/subs/mcp", "legacy", message_handler=on_message) as client,
+        http_facade(runner.url + "/tenants/subs/mcp", "legacy") as local,
+    ):
+        await client.subscribe_resource(uri)  # (forwarded: the server runs on `owner`)
+        assert await subscribed(local) == '["test://counter"]'
+        await local.call_tool("x__bump", {})  # the server announces the update on `owner`
+        with anyio.fail_after(10):
+            await updated.wait()
+        assert updates == [uri]  # on `hub`, to the subscribed session, under the URI it was shown
+        # On `owner` the channel is one more subscriber: a session there that subscribes and
+        # unsubscribes leaves the server subscribed; the remote session's unsubscribe releases it.
+        await local.subscribe_resource(uri)
+        await local.unsubscribe_resource(uri)
+        assert await subscribed(local) == '["test://counter"]'
+        await client.unsubscribe_resource(uri)
+        assert await subscribed(local) == "[]"
 
 
 def test_a_tenant_s_calls_per_minute_hold_across_the_cluster_under_load_on_every_replica(

@@ -10,6 +10,13 @@ replica reports. The quotas, the audit and the metrics were applied by the repli
 called; here the request goes straight to the server's loop, its progress, log messages and the
 server's own requests going back on the channel. A channel that closes cancels its requests.
 
+Resource subscriptions: `{"id", "op": "subscribe" | "unsubscribe", "tenant", "server", "uri"}`
+(the server's own URI) makes the channel one more subscriber of that resource here, counted with
+this replica's own facade sessions (`web.facade_subscriptions`: the server holds one subscription
+whoever holds it), answered `{"id", "result": null}`. Each update of a resource the channel holds
+(the server's shared instance's `ResourceUpdated`) is sent on the channel unasked, with no id:
+`{"updated": {"tenant", "server", "uri"}}`. The channel's close releases all it held.
+
 A request is submitted to the server's loop as its message is read (no task, once the server's
 endpoint is known here), and its answer goes back from the done callback of its future: the same
 two thread hops as a local call, nothing more.
@@ -35,12 +42,14 @@ from mcp import MCPError
 
 from actors.call_gate import CallGate
 from actors.calls import ServerEndpoint
-from actors.models import CatalogChanged, Event, ServerStateChanged
-from hub.cluster_link import ANSWERS, MAX_MESSAGE, REPLICA_HEADER
-from hub.cluster_wire import error_json, published_json, result_json
-from hub.errors import BadRequest, HubError, NotFound, NotRunning, Unauthorized, UpstreamError
+from actors.models import CatalogChanged, Event, ResourceUpdated, ServerStateChanged
+from hub.cluster_link import MAX_MESSAGE, REPLICA_HEADER
+from hub.cluster_wire import ANSWERS, error_json, published_json, result_json, updated_json
+from hub.errors import BadRequest, CallTimeout, HubError, NotFound, NotRunning, Unauthorized, UpstreamError
 from hub.runtime import Hub
 from web.auth import bearer_token
+from web.facade_subscriptions import Subscriptions
+from web.mcp_endpoint import McpEndpoint
 
 __all__ = ["ROUTES", "ClusterLinkHandler"]
 
@@ -104,6 +113,7 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         # This replica's routes by (tenant, server), asked of the router once each, forgotten
         # at each change of a catalog or a status here (a reload may replace a server's actor).
         self.endpoints: dict[tuple[str, str], Route] = {}
+        self.subscriber = f"replica:{self.peer}:{id(self)}"  # (its key among a resource's subscribers)
         self.hub.board.add_listener(self._on_event)
 
     def _on_event(self, event: Event) -> None:
@@ -114,6 +124,9 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
     def on_close(self) -> None:
         if hasattr(self, "endpoints"):
             self.hub.board.remove_listener(self._on_event)
+            subscriptions = self._subscriptions()
+            if subscriptions is not None:  # (what it held is released: the last one unsubscribes the server)
+                subscriptions.ended(self.subscriber, self._unsubscribe)
         for running in list(getattr(self, "running", {}).values()):
             running.cancel()
 
@@ -134,6 +147,8 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
             self._run(call_id, self._end_session(call_id, str(message["session"])))
         elif message.get("op") == "lifecycle":
             self._run(call_id, self._lifecycle(call_id, message))
+        elif message.get("op") in ("subscribe", "unsubscribe"):
+            self._run(call_id, self._subscription(call_id, message))
         elif "op" in message:
             self._start(call_id, message)
         elif "cancel" in message and call_id in self.running:
@@ -225,6 +240,53 @@ class ClusterLinkHandler(tornado.websocket.WebSocketHandler):
         except Exception as exc:
             reply = _error_reply(exc)
         self.send({"id": call_id, **reply})
+
+    def _subscriptions(self) -> Subscriptions | None:
+        """This replica's facade's subscriptions (None: it serves no MCP endpoint)."""
+        endpoint: McpEndpoint | None = self.application.settings.get("mcp")
+        return endpoint.facade.subscriptions if endpoint is not None else None
+
+    async def _subscription(self, call_id: Any, message: dict[str, Any]) -> None:
+        """Subscribe the channel to a resource of a server this replica runs (the server itself if
+        no one here held it yet, waking an on_demand one), or end its subscription."""
+        try:
+            topic = (str(message["tenant"]), str(message["server"]), str(message["uri"]))
+            subscriptions = self._subscriptions()
+            if subscriptions is None:
+                raise NotFound("this replica serves no MCP endpoint: it holds no resource subscriptions")
+            tenant, server, uri = topic
+            if message["op"] == "unsubscribe":
+                await subscriptions.release(topic, self.subscriber, self._unsubscribe)
+            else:
+                route = await self._endpoint(tenant, server)  # (one that moved: never forwarded twice)
+                submit = functools.partial(ServerEndpoint.subscribe, uri=uri)
+                calls = self.hub.calls
+                subscribe = functools.partial(calls.forwarded_async, route, tenant, server, submit, None)
+                await subscriptions.hold_for_replica(topic, self.subscriber, self._updated, subscribe)
+            reply: dict[str, Any] = {"result": None}
+        except asyncio.CancelledError:
+            return
+        except Exception as exc:
+            reply = _error_reply(exc)
+        self.send({"id": call_id, **reply})
+
+    async def _unsubscribe(self, topic: tuple[str, str, str]) -> None:
+        """Unsubscribe the server here, the channel's subscription to `topic` being the last one
+        (as the local path does it, without the quotas: the calling replica counted its requests);
+        nothing to do for a server that no longer runs here (its subscriptions went with it)."""
+        tenant, server, uri = topic
+        try:
+            route = await self._endpoint(tenant, server)
+        except NotRunning:
+            return
+        try:
+            await asyncio.wait_for(asyncio.wrap_future(route[0].unsubscribe(uri)), route[2])
+        except TimeoutError:
+            raise CallTimeout(f"server '{server}' did not unsubscribe from {uri} in time") from None
+
+    def _updated(self, event: ResourceUpdated) -> None:
+        """A resource the channel holds changed (web loop): tell the calling replica, unasked."""
+        self.send(updated_json(event))
 
     def _forget(self, call_id: Any, running: Any) -> None:
         if self.running.get(call_id) is running:

@@ -7,6 +7,11 @@ server holds one subscription (`hub.upstream`); each `notifications/resources/up
 (`Scope.uri`), and to the listen streams through the tenant's subscription bus
 (`web.facade_changes`). The server's subscription ends when the last session unsubscribes or
 ends, or the last stream closes. A per_session server is subscribed through its shared instance.
+In a cluster, another replica's channel that subscribes to a server this replica runs is one more
+subscriber (`hold_for_replica`, `web.cluster_link`): its updates go to the channel's callback.
+Every subscribe asks the server (idempotent there: it still holds one subscription), so one lost
+on another replica (its channel broke, the server moved) comes back at the next subscribe of any
+session (docs/cluster.md).
 
 Serving loop, except `heard`, a board listener (router thread).
 """
@@ -17,7 +22,7 @@ import asyncio
 import collections
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import mcp.types as types
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Topic = tuple[str, str, str]  # (tenant, server, the server's own URI)
+Tell = Callable[[ResourceUpdated], None]  # another replica's channel, as a subscriber (serving loop)
+Unsubscribe = Callable[[Topic], Awaitable[Any]]  # how the server is unsubscribed (default: `hub.upstream`)
 
 
 class Subscriptions:
@@ -45,7 +52,8 @@ class Subscriptions:
         self.changes = changes
         self._streams = itertools.count(1)
         self.loop: asyncio.AbstractEventLoop | None = None  # the serving loop, once attached
-        self._topics: dict[Topic, dict[str, tuple[Any, Scope]]] = {}  # → session → (SDK session, scope)
+        # → session → (SDK session, scope), or the callback of another replica's channel
+        self._topics: dict[Topic, dict[str, tuple[Any, Scope] | Tell]] = {}
         self._locks: collections.defaultdict[Topic, asyncio.Lock] = collections.defaultdict(asyncio.Lock)
         self._tasks: set[asyncio.Future[None]] = set()
 
@@ -54,24 +62,36 @@ class Subscriptions:
         return len(self._topics.get((tenant, server, uri), {}))
 
     async def subscribe(self, ctx: Ctx, scope: Scope, server: str, uri: str, session: str | None) -> None:
-        """Subscribe `session` to `uri` of `server` (the server's own URI); the first subscriber
-        subscribes the server.
+        """Subscribe `session` to `uri` of `server` (the server's own URI), and the server (once:
+        it is idempotent there).
 
         Raises:
             HubError: the server cannot be subscribed to (it does not support it, it is down).
         """
         key = session if session is not None else f"sdk:{id(ctx.session)}"
-        await self._hold((scope.tenant, server, uri), key, ctx.session, scope)
+        await self._hold((scope.tenant, server, uri), key, (ctx.session, scope))
 
-    async def _hold(self, topic: Topic, key: str, sdk_session: Any, scope: Scope) -> None:
-        """Subscribe `key` (an SDK session to tell, or None: a listen stream) to `topic`."""
+    async def hold_for_replica(
+        self, topic: Topic, key: str, tell: Tell, subscribe: Callable[[], Awaitable[Any]]
+    ) -> None:
+        """Subscribe another replica's channel `key` to `topic` (a server this replica runs): the
+        server's updates of it (its shared instance's) go to `tell`; `subscribe()` subscribes the
+        server (no quota taken: the calling replica counted it)."""
+        await self._hold(topic, key, tell, subscribe)
+
+    async def _hold(
+        self,
+        topic: Topic,
+        key: str,
+        subscriber: tuple[Any, Scope] | Tell,
+        subscribe: Callable[[], Awaitable[Any]] | None = None,
+    ) -> None:
+        """Subscribe `key` (an SDK session to tell, or None: a listen stream; or a replica's
+        channel) to `topic`, asking the server each time (one upstream subscription however many
+        ask: the server keeps a set)."""
         async with self._locks[topic]:
-            subscribers = self._topics.get(topic)
-            if not subscribers:
-                tenant, server, uri = topic
-                await self.hub.upstream.subscribe(tenant, server, uri)
-                subscribers = self._topics[topic] = {}
-            subscribers[key] = (sdk_session, scope)
+            await (subscribe() if subscribe is not None else self.hub.upstream.subscribe(*topic))
+            self._topics.setdefault(topic, {})[key] = subscriber
 
     async def listen(
         self,
@@ -89,7 +109,7 @@ class Subscriptions:
             for server, uri in uris.values():
                 topic = (scope.tenant, server, uri)
                 try:
-                    await self._hold(topic, key, None, scope)
+                    await self._hold(topic, key, (None, scope))
                 except HubError as exc:
                     log.info("%s/%s: no updates of %s: %s", scope.tenant, server, uri, exc.message)
                     continue
@@ -104,7 +124,12 @@ class Subscriptions:
         if session is not None:
             await self._release((scope.tenant, server, uri), session)
 
-    async def _release(self, topic: Topic, session: str) -> None:
+    async def release(self, topic: Topic, session: str, unsubscribe: Unsubscribe | None = None) -> None:
+        """End `session`'s (or a replica's channel's) subscription to `topic`; the last one ends
+        the server's (by `unsubscribe`, if given)."""
+        await self._release(topic, session, unsubscribe)
+
+    async def _release(self, topic: Topic, session: str, unsubscribe: Unsubscribe | None = None) -> None:
         async with self._locks[topic]:
             subscribers = self._topics.get(topic)
             if subscribers is None or subscribers.pop(session, None) is None or subscribers:
@@ -112,15 +137,18 @@ class Subscriptions:
             del self._topics[topic]
             tenant, server, uri = topic
             try:
-                await self.hub.upstream.unsubscribe(tenant, server, uri)
+                await (
+                    unsubscribe(topic) if unsubscribe is not None else self.hub.upstream.unsubscribe(*topic)
+                )
             except HubError as exc:  # (the server is down: its subscriptions went with it)
                 log.info("%s/%s: could not unsubscribe from %s: %s", tenant, server, uri, exc.message)
 
-    def ended(self, session: str) -> None:
-        """`session` ended: its subscriptions go, and the servers' that no one else holds."""
+    def ended(self, session: str, unsubscribe: Unsubscribe | None = None) -> None:
+        """`session` (or a replica's channel) ended: its subscriptions go, and the servers' that no
+        one else holds (by `unsubscribe`, if given)."""
         for topic, subscribers in list(self._topics.items()):
             if session in subscribers:
-                self._spawn(self._release(topic, session))
+                self._spawn(self._release(topic, session, unsubscribe))
 
     def heard(self, event: Event) -> None:
         """A board event (router thread): an update of a resource someone is subscribed to."""
@@ -132,7 +160,12 @@ class Subscriptions:
         """Tell each subscribed session (of `event.session`, if it is a session instance's)."""
         topic = (event.tenant, event.server, event.uri)
         published: set[str] = set()
-        for key, (sdk_session, scope) in list(self._topics.get(topic, {}).items()):
+        for key, subscriber in list(self._topics.get(topic, {}).items()):
+            if not isinstance(subscriber, tuple):  # another replica's channel: its shared instance's
+                if event.session is None:
+                    subscriber(event)
+                continue
+            sdk_session, scope = subscriber
             shown = scope.uri(event.server, event.uri)
             if sdk_session is None and shown not in published:  # listen streams: on the tenant's bus
                 published.add(shown)
