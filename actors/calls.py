@@ -43,6 +43,12 @@ class ServerEndpoint:
         self._supervisor = supervisor
         self._loop = loop
 
+    @property
+    def running(self) -> bool:
+        """Whether the server runs and takes calls now (a snapshot: any thread)."""
+        supervisor = self._supervisor
+        return supervisor.status.state is ServerState.RUNNING and not supervisor.stopping
+
     def submit(self, coro: Awaitable[T]) -> concurrent.futures.Future[T]:
         """Run `coro` on the server's loop.
 

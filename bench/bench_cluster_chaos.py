@@ -68,13 +68,14 @@ def start_replica(folder: Path, redis_url: str, replica: str, port: int) -> subp
     text = yaml.safe_load(config.read_text())
     text["cluster"] = {"redis_url": redis_url, "secret": SECRET, "replica_id": replica, "heartbeat": 1}
     config.write_text(yaml.safe_dump(text))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=(data / "hub.stderr").open("a"),
-        cwd=ROOT,
-        env={**os.environ, "LOG_LEVEL": "WARNING"},
-    )
+    with (data / "hub.stderr").open("a") as stderr:  # (the child keeps its own descriptor)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", str(port)],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            cwd=ROOT,
+            env={**os.environ, "LOG_LEVEL": "WARNING"},
+        )
     wait_port(port)
     return proc
 
@@ -113,7 +114,7 @@ async def client(port: int, until: float, calls: list[dict[str, Any]], rng: rand
     while time.monotonic() < until:
         server, tool = rng.choice(SERVERS), rng.choice(("peek", "echo"))
         body = json.dumps({"seconds": 0.05} if tool == "peek" else {"text": "x"}).encode()
-        call: dict[str, Any] = {"tool": tool, "start": time.monotonic()}
+        call: dict[str, Any] = {"server": server, "tool": tool, "start": time.monotonic()}
         try:
             if writer is None:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -186,6 +187,7 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 await asyncio.sleep(args.kill_at)
                 procs["r2"].send_signal(signal.SIGKILL)
                 killed = time.monotonic()
+                procs["r2"].wait(10)  # (reaped: its Popen is replaced at the restart)
                 out["killed_at"] = killed - began
                 while True:
                     listed = _get(urls["r1"] + "/api/servers?tenant=bench")["servers"]

@@ -59,7 +59,9 @@ def retry(prepared: Prepared, exc: HubError, settling: float) -> tuple[Unwanted,
     endpoint = prepared.route.endpoint
     harmless = harmless_to_retry(prepared.route.entry)
     if settling and (never_ran(exc) or (harmless and isinstance(exc, ServerStopped))):
-        return (lambda p: p.route.endpoint is endpoint), settling  # (its server is moving)
+        # (its server is moving: not the same endpoint again, unless it runs now: one that was
+        # starting here, a replica that rejoined and wins its servers back)
+        return (lambda p: p.route.endpoint is endpoint and not getattr(endpoint, "running", False)), settling
     if isinstance(endpoint, RemoteEndpoint) and (
         never_ran(exc) or (harmless and isinstance(exc, ReplicaLost))
     ):

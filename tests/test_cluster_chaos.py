@@ -28,6 +28,18 @@ def test_a_replica_sigkilled_under_load_loses_no_read_only_call_hangs_none_and_l
     args = argparse.Namespace(clients=8, seconds=12.0, kill_at=3.0, restart_at=7.0)
     out = asyncio.run(chaos.run(args, tmp_path))
     judged = chaos.verdict(out)
+    killed = out["killed"]
+    judged["failures"] = [  # (each failed call: when, relative to the kill; how long; what)
+        (
+            c["server"],
+            c["tool"],
+            round(c["start"] - killed, 2),
+            round(c["end"] - c["start"], 2),
+            c.get("text"),
+        )
+        for c in out["calls"]
+        if c["status"] != 200
+    ]
     assert judged["calls"] > 100, judged  # (the clients did call throughout)
     assert judged["failed_read_only"] == 0, judged
     assert judged["hung"] == 0 and judged["unclear"] == 0, judged
