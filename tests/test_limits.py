@@ -66,8 +66,12 @@ def test_a_server_past_its_memory_is_killed_and_restarted_while_others_answer(ma
 
     assert hub.board.wait_for(lambda: bool(crashes()), 20), hub.board.events[-20:]
     assert "killed: out of memory (limit 128 MB)" in crashes()[0].reason, crashes()
-    assert hub.board.wait_for(lambda: hub.board.status("a", "hog").state is ServerState.RUNNING, 20)
-    assert hub.board.status("a", "hog").restarts >= 1  # (running again: last_error is cleared)
+
+    def restarted() -> bool:  # (running again, a new process: last_error is cleared)
+        status = hub.board.status("a", "hog")
+        return status is not None and status.state is ServerState.RUNNING and status.restarts >= 1
+
+    assert hub.board.wait_for(restarted, 20), hub.board.status("a", "hog")
     assert hub.call_tool("a", "hog.allocate", {"mb": 16}).structured_content == {"held_mb": 16, "error": None}
     assert any(
         "a/hog crashed: killed: out of memory (limit 128 MB)" in r.getMessage() for r in caplog.records
