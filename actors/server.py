@@ -123,6 +123,7 @@ class ServerSupervisor:
         self._lost = asyncio.Event()
         self.lost_reason = ""
         self.crash_reason: str | None = None
+        self._lapsed = False  # the connection ended: its catalog goes once the status leaves running
         self._stop_reason = StoppedReason.STOPPED
         orch = spec.orchestrator
         self.gate = NotificationGate(orch.notification_rate, orch.notification_burst, self._report_drops)
@@ -158,6 +159,11 @@ class ServerSupervisor:
             new = ServerStatus(**{**fields, "seq": next_seq()})
             self.status = new
             self.tell(InstanceStateChanged(new) if self.session else ServerStateChanged(new))
+        if self._lapsed and state is not ServerState.RUNNING:
+            # Status first, then the catalog: a router that sees the tools gone already sees the
+            # server not running, and answers 409 rather than 404 (unknown tool) meanwhile.
+            self._lapsed = False
+            self.listing.connection_ended()
 
     @property
     def stopping(self) -> bool:
@@ -283,7 +289,7 @@ class ServerSupervisor:
             self.idle.cancel()
             self.subscriptions.connection_ended()
             self.gate.flush()
-            self.listing.connection_ended()
+            self._lapsed = True  # (`set_state` withdraws the catalog at the next state: see there)
         if reason is None:
             return False
         self.crash_reason = reason

@@ -42,7 +42,6 @@ from actors.models import (
     ServerCatalog,
     ServerCrashed,
     ServerLogMessage,
-    ServerState,
     ServerStateChanged,
     ServerStatus,
     session_label,
@@ -59,7 +58,7 @@ from actors.server import (
     tell,
 )
 from actors.session_instances import SessionInstances
-from actors.tenant_info import TenantInfo, TenantLease
+from actors.tenant_info import ACTIVE, TenantInfo, TenantLease, changed_servers, starts_with_tenant
 from actors.tool_quota import ToolQuota
 from hub import timeouts
 from hub.config import OrchestratorConfig, ServerConfig, TenantConfig
@@ -68,8 +67,6 @@ from hub.errors import NotFound, NotRunning, QuotaExceeded
 __all__ = ["CallGate", "TenantActor", "TenantActorProxy", "TenantInfo", "TenantLease"]
 
 log = logging.getLogger(__name__)
-
-_ACTIVE = (ServerState.STARTING, ServerState.RUNNING, ServerState.BACKOFF)
 
 
 class TenantActor(pykka.ThreadingActor):
@@ -100,6 +97,7 @@ class TenantActor(pykka.ThreadingActor):
         self._gate = CallGate(config.quotas)
         self._servers: dict[str, ServerActorProxy] = {}
         self._statuses: dict[str, ServerStatus] = {}
+        self._floors: dict[str, int] = {}  # a server's first seq: anything older is a predecessor's
         self._tools = ToolQuota(config.name)
         self._instances = SessionInstances(config.name)
         self._log_levels: dict[str, str | None] = {}  # per server (kept across reloads that replace it)
@@ -159,6 +157,7 @@ class TenantActor(pykka.ThreadingActor):
         self, name: str, status: pykka.Future[ServerStatus], catalog: pykka.Future[ServerCatalog]
     ) -> None:
         self._statuses[name] = status.get(timeout=timeouts.ASK)
+        self._floors[name] = self._statuses[name].seq
         first = catalog.get(timeout=timeouts.ASK)
         if not first.empty:
             self._tools.within(first, self.config.quotas)
@@ -187,7 +186,7 @@ class TenantActor(pykka.ThreadingActor):
         old = self.config
         removed = [name for name in old.servers if name not in config.servers]
         added = [name for name in config.servers if name not in old.servers]
-        changed = _changed(old, config)
+        changed = changed_servers(old, config)
         restart, start = self._started_by_reload(config, orchestrator.auto_start, changed, added)
         for name in [*removed, *(name for name in config.servers if name in changed)]:
             self._remove_server(name)
@@ -211,11 +210,11 @@ class TenantActor(pykka.ThreadingActor):
     ) -> tuple[set[str], set[str]]:
         """Of the servers a reload replaces or adds: those it restarts (they were active, and are
         not on_demand), and all it starts (new ones too, if any server ran, or `auto_start`)."""
-        active = {name for name, status in self._statuses.items() if status.state in _ACTIVE}
+        active = {name for name, status in self._statuses.items() if status.state in ACTIVE}
         restart = {name for name in changed if name in active and not config.servers[name].on_demand}
         if not (auto_start or active):
             return restart, restart
-        return restart, restart | {name for name in added if _starts_with_tenant(config.servers[name])}
+        return restart, restart | {name for name in added if starts_with_tenant(config.servers[name])}
 
     # ------------------------------------------------------------------ events from servers
 
@@ -241,10 +240,11 @@ class TenantActor(pykka.ThreadingActor):
         server = message.status.server
         if server not in self._servers:
             return  # a server removed by a reload, still telling its last words
-        if message.status.seq < self._statuses[server].seq:
-            return  # older than what is known (a replaced server's last status)
-        self._statuses[server] = message.status
-        tell(self._listener, message)
+        if message.status.seq < self._floors[server]:
+            return  # a replaced server's last status
+        if message.status.seq >= self._statuses[server].seq:  # (a stop's answer may be newer already)
+            self._statuses[server] = message.status
+        tell(self._listener, message)  # (all of them, in order: the router sees each step)
 
     def _on_catalog(self, catalog: ServerCatalog) -> None:
         known = self._tools.known(catalog.server)
@@ -310,7 +310,7 @@ class TenantActor(pykka.ThreadingActor):
         """
         proxy = self._proxy(server)
         status = self._statuses[server]
-        if status.state in _ACTIVE and not self.config.servers[server].on_demand:
+        if status.state in ACTIVE and not self.config.servers[server].on_demand:
             return status  # (an on_demand server may be stopping for idleness: ask it)
         self._check_max_servers(server)
         status = proxy.start_server().get(timeout=self._stop_timeout)
@@ -320,7 +320,7 @@ class TenantActor(pykka.ThreadingActor):
 
     def _check_max_servers(self, server: str) -> None:
         limit = self.config.quotas.max_servers
-        active = sum(1 for name, s in self._statuses.items() if s.state in _ACTIVE and name != server)
+        active = sum(1 for name, s in self._statuses.items() if s.state in ACTIVE and name != server)
         if limit is not None and active >= limit:
             raise QuotaExceeded(
                 f"tenant '{self.config.name}' already runs {active} servers (max_servers {limit})",
@@ -458,21 +458,6 @@ class TenantActor(pykka.ThreadingActor):
     def instances(self) -> tuple[ServerStatus, ...]:
         """The latest status of every session instance, in configuration order of their servers."""
         return self._instances.statuses(self.config.servers)
-
-
-def _changed(old: TenantConfig, new: TenantConfig) -> set[str]:
-    """The servers a reload keeps whose configuration (or their tenant's env) changed."""
-    env_changed = old.env != new.env
-    return {
-        name
-        for name, server in new.servers.items()
-        if name in old.servers and (env_changed or old.servers[name] != server)
-    }
-
-
-def _starts_with_tenant(config: ServerConfig) -> bool:
-    """Whether a server starts when its tenant's servers do (enabled, and not on_demand)."""
-    return config.enabled and not config.on_demand
 
 
 class TenantActorProxy(ActorMemberMixin, pykka.ActorProxy[TenantActor]):

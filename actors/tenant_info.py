@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, cast
 from actors.call_gate import CallGate
 from actors.models import ServerState, ServerStatus
 from actors.server import ServerEndpoint
-from hub.config import Quotas
+from hub.config import Quotas, ServerConfig, TenantConfig
 
 if TYPE_CHECKING:  # the REST answers' types (a type-only import: actors never import web at run time)
     from web import responses as api
 
-_ACTIVE = (ServerState.STARTING, ServerState.RUNNING, ServerState.BACKOFF)
+ACTIVE = (ServerState.STARTING, ServerState.RUNNING, ServerState.BACKOFF)
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class TenantInfo:
 
     def to_json(self) -> api.Tenant:
         """JSON-ready dict: quotas with their usage, and the servers."""
-        active = sum(1 for s in self.servers if s.state in _ACTIVE)
+        active = sum(1 for s in self.servers if s.state in ACTIVE)
         usage = {
             "max_servers": active,
             "max_tools": self.tools,
@@ -70,3 +70,18 @@ class TenantInfo:
             "hidden_tools": self.hidden_tools,
             "servers": [s.to_json() for s in self.servers],
         }
+
+
+def changed_servers(old: TenantConfig, new: TenantConfig) -> set[str]:
+    """The servers a reload keeps whose configuration (or their tenant's env) changed."""
+    env_changed = old.env != new.env
+    return {
+        name
+        for name, server in new.servers.items()
+        if name in old.servers and (env_changed or old.servers[name] != server)
+    }
+
+
+def starts_with_tenant(config: ServerConfig) -> bool:
+    """Whether a server starts when its tenant's servers do (enabled, and not on_demand)."""
+    return config.enabled and not config.on_demand

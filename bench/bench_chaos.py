@@ -49,6 +49,7 @@ class Tally:
         self.lock = threading.Lock()
         self.outcomes: Counter[tuple[str, str]] = Counter()  # (phase, outcome); "victim"/"calm" prefix
         self.latency: dict[tuple[str, str], list[float]] = {}  # (phase, tenant) -> seconds (successes)
+        self.examples: dict[str, str] = {}  # an unexpected outcome -> the first answer's body seen
 
     def add(self, phase: str, tenant: str, outcome: str, seconds: float) -> None:
         with self.lock:
@@ -96,6 +97,8 @@ def client(host: str, port: int, targets: list[tuple[str, str]], phase: list[str
             outcome = "409 restarting"
         else:
             outcome = f"other {status}"
+            with tally.lock:
+                tally.examples.setdefault(f"{tenant} {outcome}", json.dumps(data)[:300])
         tally.add(current, tenant, outcome, seconds)
     connection.close()
 
@@ -237,6 +240,8 @@ def report(
     print(f"\nkills {kills}, restarts of the victim's servers {restarts}")
     print(f"calm tenants' p99 during chaos / without: {ratio:.2f}   (target <= 1.5)")
     print(f"hung, failed on a calm tenant, or failed other than 502/409: {bad}   (target 0)")
+    for outcome, example in tally.examples.items():
+        print(f"  first {outcome}: {example}")
     print(f"failures before the chaos: {calm_failures}   (target 0)")
     print(f"tracebacks in the hub's log: {tracebacks}   (target 0); hub exit code {code}")
     print(f"every server running again: {all_running} ({recovered:.1f} s after the load stopped)")

@@ -45,6 +45,19 @@ def states_of(hub: Hub, tenant: str, name: str) -> list[str]:
     return states
 
 
+def state_when_tools_went(hub: Hub, tenant: str, name: str) -> str | None:
+    """The server's state as last told before its tools were first withdrawn (None: never were)."""
+    state = None
+    for e in list(hub.board.events):
+        if isinstance(e, ServerStateChanged) and (e.status.tenant, e.status.server) == (tenant, name):
+            state = e.status.state.value
+        elif isinstance(e, CatalogChanged) and (e.catalog.tenant, e.catalog.server) == (tenant, name):
+            withdrawn = not e.catalog.tools
+            if withdrawn and state is not None:
+                return state
+    return None
+
+
 def test_lifecycle_states_and_a_call(make_hub) -> None:
     hub = make_hub({"t": {"servers": {"echo": server()}}})
     assert hub.server("t", "echo").state is ServerState.STOPPED
@@ -63,6 +76,8 @@ def test_lifecycle_states_and_a_call(make_hub) -> None:
     assert wait_until(lambda: process_gone(status.pid), 5)
     assert hub.board.wait_for(lambda: states_of(hub, "t", "echo") == ["starting", "running", "stopped"], 5)
     assert hub.tools("t") == ()
+    # Its tools went once it no longer ran: a call meanwhile is "not running" (409), not unknown (404).
+    assert state_when_tools_went(hub, "t", "echo") == "stopped"
 
 
 def test_restart_gives_a_new_process(make_hub) -> None:
@@ -88,6 +103,7 @@ def test_crash_mid_call_fails_the_call_at_once_and_the_server_comes_back(make_hu
     assert states_of(hub, "t", "crashy")[:5] == ["starting", "running", "backoff", "starting", "running"]
     assert hub.server("t", "crashy").restarts == 1
     assert any(isinstance(e, ServerCrashed) and e.server == "crashy" for e in hub.board.events)
+    assert state_when_tools_went(hub, "t", "crashy") == "backoff"  # (never withdrawn while "running")
     assert hub.call_tool("t", "crashy.echo", {"text": "again"}).structured_content == {"text": "again"}
 
 
