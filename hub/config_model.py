@@ -22,12 +22,12 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from hub.config_auth import AuthConfig, TenantKeys
 from hub.config_cluster import ClusterConfig
 from hub.config_fields import (
     EMPTY_MAPPING,
     ConfigModel,
     FilePath,
-    Keys,
     Name,
     NonEmpty,
     OptionalFilePath,
@@ -149,6 +149,18 @@ class ServerConfig(ConfigModel):
         "the server's own entry. Instances are never shared between tenants; quota "
         "max_sessions_per_server.",
     )
+    per_user: bool = Field(
+        default=False,
+        description="One instance of the server per user (the subject of a token, or of a key: its "
+        "`subject`, else its id), with that user's own values for `user_env`, set through "
+        "PUT /api/me/credentials/{server} and stored encrypted (HUB_SECRET_KEY). Implies lifecycle "
+        "on_demand; instances stop after idle_timeout.",
+    )
+    user_env: tuple[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")], ...] = Field(
+        default=(),
+        description="per_user only: environment variables each user sets for themselves (a token, "
+        "a login); a call by a user who has not set them is a tool error naming them.",
+    )
     metadata: Annotated[Mapping[Any, Any], AfterValidator(MappingProxyType)] = Field(
         default_factory=lambda: MappingProxyType({}), json_schema_extra=EMPTY_MAPPING
     )
@@ -161,7 +173,7 @@ class ServerConfig(ConfigModel):
     @model_validator(mode="before")
     @classmethod
     def _per_session_is_on_demand(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("per_session") is True:
+        if isinstance(data, dict) and (data.get("per_session") is True or data.get("per_user") is True):
             return {**data, "lifecycle": "on_demand"}
         return data
 
@@ -208,7 +220,7 @@ class TenantConfig(ConfigModel):
 
     name: SkipJsonSchema[str]  # its key in `tenants`
     description: str = ""
-    api_keys: Keys = ()
+    api_keys: TenantKeys = ()
     env: Secrets = Field(
         default_factory=SecretMap,
         description="Secret. Environment given to every server of the tenant.",
@@ -255,6 +267,12 @@ class GatewayConfig(ConfigModel):
         "$MCP_HUB_WS_PORT overrides it, and `serve --ws-port` overrides both (`off`: none).",
     )
     plugins_dir: FilePath = Field(default="plugins", validate_default=True)
+    public_url: Annotated[str, Field(pattern="^https?://[^/?#]+$")] | None = Field(
+        default=None,
+        description="The hub's URL as its clients reach it (scheme and host, no path), for OAuth: the "
+        "built-in authorization server's issuer and the resource URLs tokens are for. Default: "
+        "http://host:port as bound. Set it behind a proxy or a balancer.",
+    )
     allowed_hosts: tuple[NonEmpty, ...] = Field(
         default=(),
         description="Names (`name`: any port; `name:port`) a request's Host header may carry besides "
@@ -405,12 +423,6 @@ class AuditConfig(ConfigModel):
     )
 
 
-class AuthConfig(ConfigModel):
-    """Admin keys; tenant keys live on their tenants."""
-
-    admin_keys: Keys = ()
-
-
 class HubConfig(ConfigModel):
     """Tenants, their MCP servers, the gateway and the orchestrator. Strings may use ${VAR} and
     ${VAR:-default}."""
@@ -445,8 +457,9 @@ class HubConfig(ConfigModel):
 
     @property
     def has_keys(self) -> bool:
-        """Whether any admin or tenant key is configured (if none, the hub is open on loopback)."""
-        return bool(self.auth.admin_keys) or any(t.api_keys for t in self.tenants.values())
+        """Whether any admin or tenant key, or OAuth, is configured (if none, the hub is open on
+        loopback)."""
+        return bool(self.auth.admin_keys) or self.auth.oauth or any(t.api_keys for t in self.tenants.values())
 
     def warnings(self) -> list[str]:
         """Things that are valid but that `serve` will refuse or a reader should know."""

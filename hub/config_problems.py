@@ -220,6 +220,9 @@ def semantic_problems(data: dict[str, Any]) -> Iterator[str]:
         for key, server in servers.items() if isinstance(servers, dict) else ():
             if isinstance(server, dict):
                 yield from _server_problems(f"tenants.{tenant_id}.servers.{key}", key, server)
+    auth = data.get("auth")
+    if isinstance(auth, dict) and isinstance(tenants, dict):
+        yield from auth_problems(auth, tenants)
 
 
 def _server_problems(where: str, key: str, server: dict[str, Any]) -> Iterator[str]:
@@ -228,8 +231,44 @@ def _server_problems(where: str, key: str, server: dict[str, Any]) -> Iterator[s
             f"{where}.name: {server['name']!r} differs from the server's key {key!r} "
             "(omit 'name' or make them equal)"
         )
-    if server.get("per_session") is True and server.get("lifecycle", "on_demand") != "on_demand":
+    if server.get("per_user") is True and server.get("per_session") is True:
+        yield f"{where}.per_user: per_user and per_session exclude each other (choose one)"
+    if server.get("user_env") and server.get("per_user") is not True:
+        yield f"{where}.user_env: only a per_user server has user credentials (set per_user: true)"
+    lazy = server.get("per_session") is True or server.get("per_user") is True
+    if lazy and server.get("lifecycle", "on_demand") != "on_demand":
         yield (
-            f"{where}.lifecycle: a per_session server is started by each session's first call "
+            f"{where}.lifecycle: a per_session or per_user server is started by each session's first call "
             "(on_demand): omit 'lifecycle' or set it to 'on_demand'"
         )
+
+
+def auth_problems(auth: dict[str, Any], tenants: dict[str, Any]) -> Iterator[str]:
+    """An issuer names its tenant once; users and issuers name tenants and scopes that exist."""
+    scopes = auth.get("scopes")
+    scopes = scopes if isinstance(scopes, dict) else {}
+    for i, issuer in enumerate(auth.get("issuers") or ()):
+        if isinstance(issuer, dict):
+            yield from _issuer_problems(f"auth.issuers[{i}]", issuer, tenants)
+    server = auth.get("server")
+    users = server.get("users") if isinstance(server, dict) else None
+    for name, user in users.items() if isinstance(users, dict) else ():
+        if isinstance(user, dict):
+            yield from _user_problems(f"auth.server.users.{name}", user, tenants, scopes)
+
+
+def _issuer_problems(where: str, issuer: dict[str, Any], tenants: dict[str, Any]) -> Iterator[str]:
+    if ("tenant" in issuer) == ("tenant_claim" in issuer):
+        yield f"{where}: give exactly one of 'tenant' (all its tokens act there) and 'tenant_claim'"
+    if "tenant" in issuer and issuer["tenant"] not in tenants:
+        yield f"{where}.tenant: no tenant {issuer['tenant']!r}"
+
+
+def _user_problems(
+    where: str, user: dict[str, Any], tenants: dict[str, Any], scopes: dict[str, Any]
+) -> Iterator[str]:
+    if user.get("tenant") not in tenants:
+        yield f"{where}.tenant: no tenant {user.get('tenant')!r}"
+    for scope in user.get("scopes") or ():
+        if scope not in scopes:
+            yield f"{where}.scopes: {scope!r} is not one of auth.scopes"

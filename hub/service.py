@@ -158,7 +158,7 @@ def _key_values(hub_: Hub) -> Callable[[], tuple[str, ...]]:
     def keys() -> tuple[str, ...]:
         config = hub_.config
         if cache[0] is not config:
-            tenant_keys = (k for t in config.tenants.values() for k in t.api_keys)
+            tenant_keys = (k.key for t in config.tenants.values() for k in t.api_keys)
             cluster = (config.cluster.secret, config.cluster.redis_url) if config.cluster is not None else ()
             cache[:] = [config, tuple(k.reveal() for k in (*config.auth.admin_keys, *tenant_keys, *cluster))]
         return cache[1]

@@ -229,8 +229,8 @@ def test_secrets_are_masked_in_repr_and_revealed_only_on_purpose() -> None:
     server = config.tenants["t"].servers["s"]
     assert server.env.reveal() == {"DB_PASSWORD": "pw-server-secret"}
     assert server.headers.masked() == {"Authorization": MASK}
-    assert config.tenants["t"].api_keys[0].matches("tenant-key-abcdef")
-    assert not config.tenants["t"].api_keys[0].matches("tenant-key-abcdeF")
+    assert config.tenants["t"].api_keys[0].key.matches("tenant-key-abcdef")
+    assert not config.tenants["t"].api_keys[0].key.matches("tenant-key-abcdeF")
 
 
 def test_secret_types_compare_by_value() -> None:
@@ -560,3 +560,55 @@ def test_sandbox_settings_are_checked(tmp_path: Path) -> None:
         "tenants.t.servers.s.sandbox.binds[1].path: must not be empty",
         "tenants.t.servers.s.sandbox.share: unknown key",
     )
+
+
+def test_keys_with_grants_scopes_issuers_and_users_load_and_bad_references_are_named() -> None:
+    config = parse_config(
+        textwrap.dedent(
+            """
+            auth:
+              scopes: {db-read: {allow: ["db.query"]}, all: {}}
+              issuers: [{issuer: "https://idp.example", tenant: t}]
+              server: {enabled: true, users: {alice: {password_hash: "x", tenant: t, scopes: [db-read]}}}
+            tenants:
+              t:
+                api_keys:
+                  - "plain-key-1"
+                  - {key: "scoped-key-1", subject: bob, allow: ["db.*"], deny: ["db.drop"]}
+                servers: {db: {command: x}, gh: {command: x, per_user: true, user_env: [GITHUB_TOKEN]}}
+            """
+        )
+    )
+    plain, scoped = config.tenants["t"].api_keys
+    assert plain.grant.unrestricted and plain.key.matches("plain-key-1")
+    assert scoped.subject == "bob" and scoped.grant.allows("db", "query")
+    assert not scoped.grant.allows("db", "drop") and not scoped.grant.allows("gh", "issues")
+    assert scoped.grant.allows("db", None) and not config.auth.scopes["db-read"].allows("db", None)
+    assert config.auth.grant_of(("db-read", "unknown")) == (config.auth.scopes["db-read"],)
+    assert config.auth.grant_of(("unknown",)) == ()  # scopes configured: a token without one gets nothing
+    gh = config.tenants["t"].servers["gh"]
+    assert gh.per_user and gh.on_demand and gh.user_env == ("GITHUB_TOKEN",)
+    assert config.has_keys and config.auth.oauth
+    with pytest.raises(ConfigError) as raised:
+        parse_config(
+            textwrap.dedent(
+                """
+                auth:
+                  issuers: [{issuer: "https://idp.example"}, {issuer: "https://b.example", tenant: nope}]
+                  server: {users: {alice: {password_hash: "x", tenant: nope, scopes: [missing]}}}
+                tenants:
+                  t:
+                    servers:
+                      a: {command: x, user_env: [X]}
+                      b: {command: x, per_user: true, per_session: true}
+                """
+            )
+        )
+    assert list(raised.value.problems) == [
+        "auth.issuers[0]: give exactly one of 'tenant' (all its tokens act there) and 'tenant_claim'",
+        "auth.issuers[1].tenant: no tenant 'nope'",
+        "auth.server.users.alice.scopes: 'missing' is not one of auth.scopes",
+        "auth.server.users.alice.tenant: no tenant 'nope'",
+        "tenants.t.servers.a.user_env: only a per_user server has user credentials (set per_user: true)",
+        "tenants.t.servers.b.per_user: per_user and per_session exclude each other (choose one)",
+    ]

@@ -18,6 +18,7 @@ from typing import Any
 import tornado.web
 
 from hub.config import HubConfig
+from hub.config_auth import EVERYTHING, Grant
 from hub.errors import BadRequest, Unauthorized
 
 SESSION_HEADER = "Mcp-Hub-Session"
@@ -26,15 +27,29 @@ _SESSION_VALUE = re.compile(r"[\x21-\x7e]{1,128}")
 
 @dataclass(frozen=True)
 class Caller:
-    """Who a request acts as: an admin (every tenant) or one tenant. `key_id` never holds the key."""
+    """Who a request acts as: an admin (every tenant) or one tenant; for whom (`subject`: a token's
+    user, a key's `subject` or its id), and what it may call (`grants`: allowed if any grant allows,
+    `hub.config_auth.Grant`). `key_id` never holds the key."""
 
     admin: bool
     tenant: str | None = None
     key_id: str | None = None
+    subject: str | None = None
+    grants: tuple[Grant, ...] = (EVERYTHING,)
 
     def sees(self, tenant: str) -> bool:
         """Whether this caller may see `tenant` at all."""
         return self.admin or self.tenant == tenant
+
+    @property
+    def unrestricted(self) -> bool:
+        """Whether it may call everything of the tenants it sees (no listing needs filtering)."""
+        return any(grant.unrestricted for grant in self.grants)
+
+    def may(self, server: str, name: str | None) -> bool:
+        """Whether it may list and call `server.name` (a tool or a prompt); `name` None: the
+        server's resources."""
+        return any(grant.allows(server, name) for grant in self.grants)
 
 
 def header_session(value: str | None, caller: Caller | None) -> str | None:
@@ -62,14 +77,15 @@ class Keys:
 
     def __init__(self, config: HubConfig) -> None:
         self.open = not config.has_keys
-        self._entries: list[tuple[Any, Caller]] = [
-            (k, Caller(True, None, f"admin:{key_id(k.reveal())}")) for k in config.auth.admin_keys
-        ]
+        self._entries: list[tuple[Any, Caller]] = []
+        for k in config.auth.admin_keys:
+            kid = f"admin:{key_id(k.reveal())}"
+            self._entries.append((k, Caller(True, None, kid, kid)))
         for tenant in config.tenants.values():
-            self._entries += [
-                (k, Caller(False, tenant.name, f"{tenant.name}:{key_id(k.reveal())}"))
-                for k in tenant.api_keys
-            ]
+            for entry in tenant.api_keys:
+                kid = f"{tenant.name}:{key_id(entry.key.reveal())}"
+                caller = Caller(False, tenant.name, kid, entry.subject or kid, (entry.grant,))
+                self._entries.append((entry.key, caller))
 
     def by_key_id(self, wanted: str) -> Caller | None:
         """The caller of a configured key, by its id (`None` once the key is gone)."""
