@@ -1,7 +1,9 @@
 """The audit log: one JSON line per tool call, to `audit.file` (nothing when it is not set).
 
-A line says when, which tenant, which key (its id: a hash prefix, never the key), which tool,
-how long and with what outcome; the arguments only when `audit.include_arguments` is true.
+A line says when, which tenant, which key (its id: a hash prefix, never the key), whom it acts
+for (`subject`: a key's `subject`, a token's user; "-" for none), which tool, how long and with
+what outcome (`denied` for a tool the caller may not call, which it was told does not exist);
+the arguments only when `audit.include_arguments` is true.
 Written from whatever thread finishes the call (the logging module serialises the writes).
 """
 
@@ -31,7 +33,14 @@ class AuditLog:
             self._logger.addHandler(self._handler)
 
     def record(
-        self, tenant: str, key: str | None, tool: str, seconds: float, outcome: str, arguments: Any = None
+        self,
+        tenant: str,
+        key: str | None,
+        tool: str,
+        seconds: float,
+        outcome: str,
+        arguments: Any = None,
+        subject: str | None = None,
     ) -> None:
         """Write one line for a finished call."""
         if self._logger is None:
@@ -41,6 +50,7 @@ class AuditLog:
             + f".{int(time.time() % 1 * 1000):03d}Z",
             "tenant": tenant,
             "key": key or "-",
+            "subject": subject or "-",
             "tool": tool,
             "duration_ms": round(seconds * 1000, 3),
             "outcome": outcome,

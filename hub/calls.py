@@ -31,6 +31,7 @@ from hub.errors import CallTimeout, HubError, NotFound, NotRunning, ShuttingDown
 from hub.instances import SessionInstances
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
+from hub.permissions import Who, may_call, unknown_tool
 from hub.routes import Prepared, RouteCache, validate
 from hub.wakes import Wakes
 
@@ -227,7 +228,7 @@ class CallPath:
 
     @contextlib.contextmanager
     def _call(
-        self, prepared: Prepared, arguments: Mapping[str, Any], key: str | None, shown: str
+        self, prepared: Prepared, arguments: Mapping[str, Any], who: _Audited, shown: str
     ) -> Iterator[dict[str, str]]:
         """Around one tool call: shutdown check, argument validation, quotas, metrics, audit.
 
@@ -257,7 +258,7 @@ class CallPath:
             seconds = time.perf_counter() - began
             metrics.calls.labels(route.tenant, route.server, call["outcome"]).inc()
             metrics.latency.labels(route.tenant, route.server).observe(seconds)
-            self._audit().record(route.tenant, key, route.entry.id, seconds, call["outcome"], dict(arguments))
+            who.record(self._audit(), route.tenant, route.entry.id, seconds, call["outcome"], dict(arguments))
 
     async def call_tool_async(
         self,
@@ -269,21 +270,30 @@ class CallPath:
         session: str | None = None,
         shown_as: str | None = None,
         admit: Callable[[ToolEntry], Awaitable[None]] | None = None,
+        caller: Who | None = None,
     ) -> ToolResult:
         """`Hub.call_tool_async` (on an asyncio loop: never blocks it). `admit`, if given, is awaited
         with the tool's entry once its route is resolved, before the call runs, and may refuse it
-        by raising (an `Idempotency-Key` seen before: `hub.idempotency`)."""
+        by raising (an `Idempotency-Key` seen before: `hub.idempotency`).
+
+        `caller`, if given, is who calls (`key` defaults to its key id; the audit log names its
+        subject): a tool it may not call is `NotFound` as if it did not exist (`hub.permissions`),
+        before any quota is taken or any server woken."""
         if self._in_flight.stopping:
             raise ShuttingDown("the hub is shutting down")
         arguments = dict(arguments or {})
         shown = shown_as or tool_id
+        who = _Audited(key if key is not None or caller is None else caller.key_id, caller)
+        if not may_call(caller, tool_id):
+            who.record(self._audit(), tenant, tool_id, 0.0, "denied", arguments)
+            raise unknown_tool(tenant, tool_id)
         prepared = self._routes.get(tenant, tool_id)
         if prepared is None:
             try:
                 prepared = await self._prepare_async(tenant, tool_id)
             except HubError as exc:  # unknown tool, server down: audited too
                 if not (isinstance(exc, NotFound | NotRunning) and self._settling()):
-                    self._audit().record(tenant, key, tool_id, 0.0, exc.code, arguments)
+                    who.record(self._audit(), tenant, tool_id, 0.0, exc.code, arguments)
                     raise
                 try:  # (a cluster whose servers are moving: it may be listed in a moment)
                     prepare = functools.partial(self._prepare_async, tenant, tool_id)
@@ -291,19 +301,19 @@ class CallPath:
                         self._routes, prepare, None, self._settling(), shown, exc
                     )
                 except HubError as late:
-                    self._audit().record(tenant, key, tool_id, 0.0, late.code, arguments)
+                    who.record(self._audit(), tenant, tool_id, 0.0, late.code, arguments)
                     raise
         if admit is not None:
             try:
                 await admit(prepared.route.entry)
             except HubError as refused:
-                self._audit().record(tenant, key, tool_id, 0.0, refused.code, arguments)
+                who.record(self._audit(), tenant, tool_id, 0.0, refused.code, arguments)
                 raise
         # (the server moved, or its replica was lost: tried again as far as that is safe)
         prepare = functools.partial(self._prepare_async, tenant, tool_id)
         return await failover.attempts(
             prepared,
-            lambda p: self._call_once(p, arguments, requester, key, session, shown),
+            lambda p: self._call_once(p, arguments, requester, who, session, shown),
             self._settling,
             functools.partial(failover.rerouted, self._routes, prepare),
             shown,
@@ -318,13 +328,13 @@ class CallPath:
         prepared: Prepared,
         arguments: dict[str, Any],
         requester: Requester | None,
-        key: str | None,
+        who: _Audited,
         session: str | None,
         shown: str,
     ) -> ToolResult:
         """One call of a prepared tool, within the quotas, measured and audited (a loop)."""
         route = prepared.route
-        with self._call(prepared, arguments, key, shown) as call:
+        with self._call(prepared, arguments, who, shown) as call:
             target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)
             async with self._cluster_slot(route.gate, route.tenant, route.call_timeout):
                 result: ToolResult = await self._on_server(
@@ -384,6 +394,21 @@ class CallPath:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class _Audited:
+    """Who a call is audited as: its key's id and, if known, its caller's subject."""
+
+    key: str | None
+    caller: Who | None
+
+    def record(
+        self, audit: AuditLog, tenant: str, tool_id: str, seconds: float, outcome: str, arguments: Any
+    ) -> None:
+        """One audit line for this caller's call of `tool_id`."""
+        subject = self.caller.subject if self.caller is not None else None
+        audit.record(tenant, self.key, tool_id, seconds, outcome, arguments, subject)
 
 
 @dataclass(frozen=True)

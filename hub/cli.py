@@ -7,6 +7,7 @@ Runs on the main thread.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -24,6 +25,7 @@ from hub.listeners import ListenError, parse_port
 from hub.log import LEVELS, setup_logging
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+KEY_ENV_VAR = "MCP_HUB_KEY"  # the stdio facade's key (`hub stdio --key`)
 
 _CONFIG_HELP = f"configuration file (YAML or JSON); default ${CONFIG_ENV_VAR}, else ./{DEFAULT_CONFIG_PATH}"
 
@@ -83,6 +85,13 @@ def _parser() -> argparse.ArgumentParser:
         help="serve only this server of the tenant, under its own tool, prompt and resource names "
         "(default: every server of the tenant, as <server>__<name>)",
     )
+    stdio.add_argument(
+        "--key",
+        default=os.environ.get(KEY_ENV_VAR),  # (set but empty: a key that matches none, refused)
+        help="act with this key of the tenant: its client then sees and calls only what the key "
+        f"may (its allow/deny); an unknown key or another tenant's is refused. Default ${KEY_ENV_VAR}, "
+        "which keeps the key out of the process list (prefer it). Without either: everything of the tenant",
+    )
 
     check = commands.add_parser(
         "check",
@@ -116,11 +125,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _load(path_arg: str | None, tenant: str | None = None) -> HubConfig | None:
+def _load(path_arg: str | None, tenant: str | None = None, keys: bool = False) -> HubConfig | None:
     """Load the config (only `tenant`'s part, if given) or print every problem to stderr and return None."""
     path = find_config_path(path_arg)
     try:
-        return load_config(path, tenant=tenant)
+        return load_config(path, tenant=tenant, keys=keys)
     except ConfigUnreadable as exc:
         print(f"mcp-hub: {exc.problems[0]}", file=sys.stderr)
         print(f"  tried {path.absolute()}, from {config_path_origin(path_arg)}", file=sys.stderr)
@@ -179,15 +188,15 @@ def _sandbox_line(config: HubConfig) -> str:
     )
 
 
-def _setup(args: argparse.Namespace, tenant: str | None = None) -> HubConfig | None:
-    """Logging, then the configuration (only `tenant`'s part, if given); None (after saying why
-    on stderr) if either is wrong."""
+def _setup(args: argparse.Namespace, tenant: str | None = None, keys: bool = False) -> HubConfig | None:
+    """Logging, then the configuration (only `tenant`'s part, if given, with its keys if `keys`);
+    None (after saying why on stderr) if either is wrong."""
     try:
         setup_logging(args.log_level)
     except ValueError as exc:
         print(f"mcp-hub: {exc}", file=sys.stderr)
         return None
-    return _load(args.config, tenant)
+    return _load(args.config, tenant, keys)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -200,8 +209,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _stdio(args: argparse.Namespace) -> int:
     from hub import stdio
 
-    config = _setup(args, tenant=args.tenant)
-    return EXIT_USAGE if config is None else stdio.run(config, args.tenant, args.server)
+    config = _setup(args, tenant=args.tenant, keys=args.key is not None)
+    return EXIT_USAGE if config is None else stdio.run(config, args.tenant, args.server, args.key)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -112,7 +112,10 @@ def config_path_origin(explicit: object, environ: Mapping[str, str] | None = Non
 
 
 def load_config(
-    path: str | os.PathLike[str], environ: Mapping[str, str] | None = None, tenant: str | None = None
+    path: str | os.PathLike[str],
+    environ: Mapping[str, str] | None = None,
+    tenant: str | None = None,
+    keys: bool = False,
 ) -> HubConfig:
     """Read and validate the configuration file at `path`.
 
@@ -120,6 +123,7 @@ def load_config(
         path: a YAML or JSON file.
         environ: variables for `${VAR}` expansion; the process environment by default.
         tenant: keep only this tenant (see `parse_config`).
+        keys: with `tenant`, keep its keys (see `parse_config`).
 
     Raises:
         ConfigError: with every problem found, each as `path: message`; `ConfigUnreadable` when
@@ -131,7 +135,7 @@ def load_config(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigUnreadable([f"{path}: cannot read the configuration file: {reason}"]) from None
     return parse_config(
-        text, source=str(path), environ=environ, base=Path(path).resolve().parent, tenant=tenant
+        text, source=str(path), environ=environ, base=Path(path).resolve().parent, tenant=tenant, keys=keys
     )
 
 
@@ -141,6 +145,7 @@ def parse_config(
     environ: Mapping[str, str] | None = None,
     base: Path | None = None,
     tenant: str | None = None,
+    keys: bool = False,
 ) -> HubConfig:
     """Validate configuration `text` (YAML or JSON) and return it as the frozen model.
 
@@ -152,6 +157,8 @@ def parse_config(
             against: the configuration file's folder; the working directory by default.
         tenant: keep only this tenant, without keys (the stdio facade's view, `only_tenant`):
             nothing of the other tenants or of `auth` is expanded or checked.
+        keys: with `tenant`, keep that tenant's `api_keys` (`hub stdio --key` checks its key
+            against them; their variables must then be set).
 
     Raises:
         ConfigError: with every problem found, each as `path: message`.
@@ -166,7 +173,7 @@ def parse_config(
     if not isinstance(data, dict):
         raise ConfigError([*problems, f"{source}: the configuration must be a mapping with a 'tenants' key"])
     if tenant is not None:
-        data = only_tenant(data, tenant, source)
+        data = only_tenant(data, tenant, source, keys)
 
     unset: list[tuple[Any, ...]] = []
     data = _expand(data, (), environ, unset)
@@ -180,12 +187,13 @@ def parse_config(
     return _model(data, source, base or Path.cwd())
 
 
-def only_tenant(data: dict[str, Any], tenant: str, source: str) -> dict[str, Any]:
+def only_tenant(data: dict[str, Any], tenant: str, source: str, keys: bool = False) -> dict[str, Any]:
     """The part of raw configuration `data` that a process serving only `tenant` reads.
 
     That is tenant `tenant` and the shared sections, without `auth` and without the tenant's
     `api_keys`: the stdio facade's client is that tenant by construction and shows no key, so
-    neither another tenant's variables nor any key's have to be set for it to start.
+    neither another tenant's variables nor any key's have to be set for it to start. With `keys`,
+    the tenant's `api_keys` stay (a stdio facade given a key checks it against them).
 
     Raises:
         ConfigError: `tenant` is not in the file (the message lists the tenants that are).
@@ -194,7 +202,7 @@ def only_tenant(data: dict[str, Any], tenant: str, source: str) -> dict[str, Any
     if not isinstance(tenants, dict) or not isinstance(tenants.get(tenant), dict):
         known = ", ".join(map(str, tenants)) if isinstance(tenants, dict) and tenants else "none"
         raise ConfigError([f"{source}: no tenant {tenant!r} (tenants: {known})"])
-    kept = {key: value for key, value in tenants[tenant].items() if key != "api_keys"}
+    kept = {key: value for key, value in tenants[tenant].items() if keys or key != "api_keys"}
     return {**{key: value for key, value in data.items() if key != "auth"}, "tenants": {tenant: kept}}
 
 

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pykka
-from mcp import InvalidUriTemplate, UriTemplate
 
 from actors.limits import CgroupTree, limit_support
 from actors.models import ServerCatalog, ServerState, ServerStatus, ToolEntry, ToolResult
@@ -43,17 +42,18 @@ from actors.router import Route, RouterActor, RouterActorProxy, router_proxy
 from actors.sandbox import SandboxSite, host_support
 from actors.server import Requester
 from actors.tenant import TenantActor, TenantActorProxy, TenantInfo
-from hub import reload, timeouts
+from hub import offers, reload, timeouts
 from hub.audit import AuditLog
 from hub.calls import CallPath, InFlight
 from hub.cluster import node_of
 from hub.config import HubConfig, load_config
-from hub.errors import BadRequest, NotFound, ShuttingDown
+from hub.errors import ShuttingDown
 from hub.events import EventBoard, WakeKey
 from hub.instances import SessionInstances
 from hub.log import log_tail
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
+from hub.permissions import Permits
 from hub.rebalance import Rebalancer
 from hub.replica import replica_parts
 from hub.routes import RouteCache
@@ -371,44 +371,39 @@ class Hub:
         return [{**r.raw, "server": c.server} for c in self.catalogs(tenant) for r in c.resource_templates]
 
     def read_resource(
-        self, tenant: str, uri: str, server: str | None = None, session: str | None = None
+        self,
+        tenant: str,
+        uri: str,
+        server: str | None = None,
+        session: str | None = None,
+        caller: Permits | None = None,
     ) -> dict[str, Any]:
         """Read `uri` from `server`, else from the server that offers it (as a resource, else by a
-        template); from `session`'s own instance of a per_session server.
+        template); from `session`'s own instance of a per_session server; of the servers whose
+        resources `caller` may read (`hub.permissions`: another is as unknown as none).
 
         Raises:
             NotFound: no server of the tenant offers it.
             BadRequest: several do, and `server` does not say which.
         """
-        catalogs = self.catalogs(tenant)
-        owners = [c.server for c in catalogs if any(r.raw.get("uri") == uri for r in c.resources)]
-        if not owners:
-            owners = [c.server for c in catalogs if any(_matches(t.raw, uri) for t in c.resource_templates)]
-        if server is not None:
-            # A named server is asked even if it does not list the URI (MCP Apps views often are not).
-            owners = [server] if any(c.server == server for c in catalogs) else []
-        if not owners:
-            raise NotFound(f"no resource {uri!r} in tenant '{tenant}'")
-        if len(owners) > 1:
-            raise BadRequest(f"resource {uri!r} is offered by servers {', '.join(owners)}: pass server=")
-        return self.calls.server_request(tenant, owners[0], lambda e: e.read_resource(uri), session)
+        return offers.read_resource(self.calls, tenant, self.catalogs(tenant), uri, server, session, caller)
 
     def prompts(self, tenant: str) -> list[dict[str, Any]]:
         """Prompts of a tenant's running servers, each with its catalog id as `name`."""
         return [{**p.raw, "name": p.id, "server": p.server} for c in self.catalogs(tenant) for p in c.prompts]
 
     def get_prompt(
-        self, tenant: str, prompt_id: str, arguments: Mapping[str, str], session: str | None = None
+        self,
+        tenant: str,
+        prompt_id: str,
+        arguments: Mapping[str, str],
+        session: str | None = None,
+        caller: Permits | None = None,
     ) -> dict[str, Any]:
         """Get prompt `server.name` of `tenant` with `arguments` (from `session`'s own instance of a
-        per_session server)."""
-        server, _, name = prompt_id.partition(".")
-        known = any(p.name == name for c in self.catalogs(tenant) if c.server == server for p in c.prompts)
-        if not known:
-            raise NotFound(f"no prompt '{prompt_id}' in tenant '{tenant}'")
-        return self.calls.server_request(
-            tenant, server, lambda e: e.get_prompt(name, dict(arguments)), session
-        )
+        per_session server), if `caller` may (else it is as unknown as none: `hub.permissions`)."""
+        catalogs = self.catalogs(tenant)
+        return offers.get_prompt(self.calls, tenant, catalogs, prompt_id, arguments, session, caller)
 
     def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
         """The last `tail` lines of a server's stderr log (its rotated file included if needed),
@@ -491,10 +486,3 @@ class Hub:
         """Session instances of per_session servers that run or start now (of `tenant`), as last
         told; never blocks."""
         return self.board.instances(tenant)
-
-
-def _matches(template: Mapping[str, Any], uri: str) -> bool:
-    try:
-        return UriTemplate.parse(str(template.get("uriTemplate", ""))).match(uri) is not None
-    except (InvalidUriTemplate, ValueError):
-        return False

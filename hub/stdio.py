@@ -1,5 +1,5 @@
-"""`python -m hub stdio --tenant T [--server S]`: a hub in-process, serving one tenant (or one
-server of it, under its own names: `web.facade_scope`) as MCP on stdin/stdout.
+"""`python -m hub stdio --tenant T [--server S] [--key K]`: a hub in-process, serving one tenant
+(or one server of it, under its own names: `web.facade_scope`) as MCP on stdin/stdout.
 
 For Claude Desktop, Cursor and other stdio clients. The process's stdin and stdout are claimed
 first: the wire moves to private duplicates and, while the facade serves, fd 0 reads the null
@@ -13,7 +13,10 @@ closes or SIGTERM/SIGINT, then every server and child process is stopped. Runs o
 thread's asyncio loop.
 
 The configuration it gets holds its tenant only (`hub.config.only_tenant`): no other tenant's
-server is started, nor are their variables or any key needed. With `--server`, the tenant keeps
+server is started, nor are their variables or any key needed. Its client is the tenant by
+construction and may use everything of it, unless it is given one of the tenant's keys (`--key`,
+or `$MCP_HUB_KEY`): then it has that key's grants and subject (`hub.permissions`), and a key that
+is not one of the tenant's is refused at startup. With `--server`, the tenant keeps
 that server alone: no other server of it is started either. A `cluster:` section is ignored: the
 stdio hub is no replica (docs/cluster.md), it runs its tenant's servers itself. Its data (server
 logs, catalog caches) lives apart from a service's on the same file, under `<data_dir>/stdio/`.
@@ -35,7 +38,9 @@ from pathlib import Path
 from mcp.server.stdio import stdio_server
 
 from hub.config import HubConfig
+from hub.errors import Unauthorized
 from hub.runtime import Hub
+from web.auth import Caller, Keys
 from web.facade_scope import Scope
 
 log = logging.getLogger(__name__)
@@ -129,13 +134,19 @@ def data_dir(config: HubConfig) -> Path:
     return Path(config.orchestrator.data_dir) / "stdio"
 
 
-def run(config: HubConfig, tenant: str, server: str | None = None) -> int:
-    """Serve `tenant` (or only its `server`) over stdio; the process exit code. `config` should
-    hold `tenant` alone (`load_config(..., tenant=tenant)`); other tenants in it would be started
-    by `auto_start`."""
+def run(config: HubConfig, tenant: str, server: str | None = None, key: str | None = None) -> int:
+    """Serve `tenant` (or only its `server`) over stdio, to a client with `key`'s grants (None:
+    everything of the tenant); the process exit code. `config` should hold `tenant` alone
+    (`load_config(..., tenant=tenant)`, with `keys=True` for a `key`); other tenants in it would be
+    started by `auto_start`."""
     if tenant not in config.tenants:
         known = ", ".join(config.tenants) or "none"
         print(f"mcp-hub: no tenant {tenant!r} in {config.source} (tenants: {known})", file=sys.stderr)
+        return 2
+    caller = client_of(config, tenant, key)
+    if caller is None:
+        refused = f"the key given (--key or $MCP_HUB_KEY) is not a key of tenant {tenant!r}"
+        print(f"mcp-hub: {refused}", file=sys.stderr)
         return 2
     if server is not None:
         servers = config.tenants[tenant].servers
@@ -145,9 +156,23 @@ def run(config: HubConfig, tenant: str, server: str | None = None) -> int:
             return 2
         config = only_server(config, tenant, server)
     try:
-        return asyncio.run(_serve(config, Scope(tenant, server)))
+        return asyncio.run(_serve(config, Scope.of(tenant, server, caller.grants), caller))
     except KeyboardInterrupt:
         return 0
+
+
+def client_of(config: HubConfig, tenant: str, key: str | None) -> Caller | None:
+    """Who the stdio client is: without a key, the tenant itself (everything of it; `stdio` in the
+    audit log); with one, that key's caller (its grants, its subject); None if `key` is not a key
+    of `tenant` in `config` (unknown, another tenant's, or the tenant has none)."""
+    if key is None:
+        return Caller(False, tenant, "stdio")
+    keys = Keys(config)
+    try:
+        caller = None if keys.open else keys.authenticate(key)
+    except Unauthorized:
+        return None
+    return caller if caller is not None and caller.tenant == tenant else None
 
 
 def only_server(config: HubConfig, tenant: str, server: str) -> HubConfig:
@@ -157,7 +182,7 @@ def only_server(config: HubConfig, tenant: str, server: str) -> HubConfig:
     return config.model_copy(update={"tenants": {**config.tenants, tenant: kept}})
 
 
-async def _serve(config: HubConfig, scope: Scope) -> int:
+async def _serve(config: HubConfig, scope: Scope, caller: Caller) -> int:
     from web.facade import Facade
     from web.mcp_lane_stdio import StdioLane
 
@@ -170,11 +195,11 @@ async def _serve(config: HubConfig, scope: Scope) -> int:
     hub_ = Hub(config.model_copy(update={"cluster": None}), data_dir=data_dir(config))
     # The stdio client is one session: its instances of per_session servers live until it exits.
     tenant = scope.tenant
-    facade = Facade(hub_, lambda ctx: scope, lambda ctx: "stdio", lambda ctx: "stdio")
+    facade = Facade(hub_, lambda ctx: scope, lambda ctx: caller, lambda ctx: "stdio")
     async with claimed_stdio() as claimed, stdio_server(*(claimed or ())) as (read_stream, write_stream):
         lane = None
         if claimed is not None:  # tools/call skips the SDK (web.mcp_calls), once the hub serves
-            lane = StdioLane(facade, scope, claimed[1].write_line)
+            lane = StdioLane(facade, scope, claimed[1].write_line, caller)
             claimed[0].take = lane.take
         try:
             try:

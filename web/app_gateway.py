@@ -6,7 +6,9 @@ It speaks JSON text frames `{"type", "id"?, "data"}` (`web.sockets`): `app_ready
 `tool_progress` frames and a `tool_result` or an `error`. Handlers run on the web loop; tool calls
 run on the servers' loops through `Hub.call_tool_async`, concurrently, each cancelled if its
 connection closes. Each connection is a client session: its calls of per_session servers run on
-its own instances, which stop when it closes.
+its own instances, which stop when it closes. A key with `allow`/`deny` gets only the tools it may
+call in `app_state` and `catalog_changed`; a call of another is the `error` of an unknown tool
+(`hub.permissions`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from actors.models import ServerStatus
+from hub import permissions
 from hub.errors import BadRequest, HubError, NotFound
 from web.sockets import HubSocket
 
@@ -89,7 +92,7 @@ class AppSocket(HubSocket):
                 "app_id": self.app.id,
                 "tenant_id": self.tenant,
                 "config": self.app.config,
-                "tools": [t.to_json() for t in tools],
+                "tools": [t.to_json() for t in permissions.tools(tools, self.caller)],
                 "servers": [self._latest(s).to_json() for s in statuses],
             },
         )
@@ -107,13 +110,13 @@ class AppSocket(HubSocket):
             arguments = data.get("arguments") or {}
             if not isinstance(arguments, dict):
                 raise BadRequest("arguments must be a JSON object")
-            result = await self.hub.call_tool_async(
+            result = await self.hub.calls.call_tool_async(
                 self.tenant,
                 data["tool_name"],
                 arguments,
                 _Progress(self, frame_id),
-                key=self.caller.key_id,
                 session=self.session,
+                caller=self.caller,
             )
         except HubError as exc:
             self._error(frame_id, exc.code, exc.message)

@@ -135,7 +135,8 @@ class AppsHandler(ApiHandler):
         assert self.caller is not None
         registry: AppRegistry = self.application.settings["apps"]
         apps: list[api.App] = [a.to_json() for a in registry.visible(self.caller, self.hub)]
-        apps += [a.to_json() for a in await self.blocking(ui_apps, self.hub, self.visible_tenants())]
+        ui = await self.blocking(ui_apps, self.hub, self.visible_tenants(), self.caller)
+        apps += [a.to_json() for a in ui]
         body: api.AppList = {"apps": apps}
         if self.caller.admin:
             body["problems"] = registry.problems
@@ -152,7 +153,7 @@ class AppHandler(ApiHandler):
         if app_id.startswith("ui:"):
             tenant = app_id.split(":", 2)[1]
             if tenant in self.visible_tenants():
-                for app in await self.blocking(ui_apps, self.hub, [tenant]):
+                for app in await self.blocking(ui_apps, self.hub, [tenant], self.caller):
                     if app.id == app_id:
                         self.reply(app.to_json())
                         return

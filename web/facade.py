@@ -37,6 +37,7 @@ import hub
 from actors.models import CatalogChanged, Event, ToolResult
 from hub import seams
 from hub.errors import BadRequest, HubError, NotFound
+from hub.permissions import Who
 from hub.runtime import Hub
 from web.facade_changes import ListChanges
 from web.facade_logging import LogLevels
@@ -95,7 +96,8 @@ class Facade:
     Args:
         hub_: the running hub.
         scope_of: what a request sees (fixed for stdio; from the HTTP request for HTTP).
-        key_of: the key id of a request, for the audit log.
+        caller_of: who makes a request (`web.auth.Caller`), for the audit log (what it may use is
+            in its scope already).
         session_of: the client session of a request (None: none; calls of per_session servers
             then use the shared instance).
     """
@@ -104,12 +106,12 @@ class Facade:
         self,
         hub_: Hub,
         scope_of: Callable[[Ctx], Scope],
-        key_of: Callable[[Ctx], str | None] = lambda ctx: None,
+        caller_of: Callable[[Ctx], Who | None] = lambda ctx: None,
         session_of: Callable[[Ctx], str | None] = lambda ctx: None,
     ) -> None:
         self.hub = hub_
         self.scope_of = scope_of
-        self.key_of = key_of
+        self.caller_of = caller_of
         self.session_of = session_of
         self.sep = hub_.config.gateway.tool_name_separator
         self.changes = ListChanges()
@@ -253,7 +255,7 @@ class Facade:
             params.name,
             params.arguments or {},
             ClientOfCall(ctx, asyncio.get_running_loop(), self.logs.allowed(session)),
-            key=self.key_of(ctx),
+            caller=self.caller_of(ctx),
             session=session,
         )
         return types.CallToolResult.model_validate(tool_result_json(result))
@@ -264,14 +266,15 @@ class Facade:
         name: str,
         arguments: Mapping[str, Any],
         requester: Any,
-        key: str | None = None,
+        caller: Who | None = None,
         session: str | None = None,
     ) -> ToolResult:
         """Call tool `name` of `scope` (the one tool call path of every facade transport).
 
         A failure of the server (it failed, timed out, is down, or a quota is hit) is a tool result
         with `isError`, so the model sees why. Messages name the tool as the client does (`name`),
-        never by its catalog id.
+        never by its catalog id. A tool `scope`'s caller may not call is not in its view: as unknown
+        as one that does not exist.
 
         Raises:
             MCPError: an unknown tool, or arguments the tool's schema refuses (INVALID_PARAMS).
@@ -280,8 +283,8 @@ class Facade:
         if tool_id is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
-            return await self.hub.call_tool_async(
-                scope.tenant, tool_id, arguments, requester, key=key, session=session, shown_as=name
+            return await self.hub.calls.call_tool_async(
+                scope.tenant, tool_id, arguments, requester, session=session, shown_as=name, caller=caller
             )
         except NotFound:  # the catalog changed since the view: as unknown as a name never listed
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}") from None
@@ -331,7 +334,7 @@ class Facade:
             server, own = scope.upstream(uri)
         except NotFound as exc:
             raise mcp_error(exc) from None
-        if view.catalog(server) is None:
+        if view.catalog(server) is None or not scope.may(server, None):
             raise mcp_error(NotFound(f"unknown resource {uri!r}"))
         return scope, server, own
 
@@ -377,7 +380,7 @@ class Facade:
                 server, own = scope.upstream(uri)
             except NotFound:
                 continue  # (honored and never fires, as the SDK does for a URI it does not know)
-            if view.catalog(server) is not None:
+            if view.catalog(server) is not None and scope.may(server, None):
                 shown[uri] = (server, own)
         return await self.subscriptions.listen(ctx, scope, shown, params)
 

@@ -6,7 +6,8 @@ A scope names things for its clients and maps those names back: aggregated, ever
 carries its server (`web.facade_names`); one-server, a server's own tool, prompt and resource names
 and URIs are shown as they are. It also says which capabilities and instructions its clients are
 told: the one server's own, or, aggregated, what at least one of the tenant's servers supports.
-Frozen; any thread.
+And it says what its caller may use (`grants`: `hub.permissions`; None, everything), so each
+caller's view shows only that. Frozen; any thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 import mcp.types as types
 
 from actors.models import ServerCatalog
+from hub import permissions
+from hub.config_auth import Grant
 from hub.errors import NotFound
 from web.facade_names import facade_name, facade_uri, upstream_uri
 
@@ -28,10 +31,28 @@ AGGREGATED_INSTRUCTIONS = (
 
 @dataclass(frozen=True)
 class Scope:
-    """The catalog a facade request sees: `tenant`'s servers, or only `server` of it, unchanged."""
+    """The catalog a facade request sees: `tenant`'s servers, or only `server` of it, unchanged;
+    of those, what its caller may use (`grants`, any of which allows; None: everything)."""
 
     tenant: str
     server: str | None = None
+    grants: tuple[Grant, ...] | None = None
+
+    @staticmethod
+    def of(tenant: str, server: str | None, grants: tuple[Grant, ...]) -> Scope:
+        """The scope of a caller with `grants` (one that may use everything gets the same scope,
+        and so the same cached view, as any other such caller)."""
+        free = any(g.unrestricted for g in grants)
+        return Scope(tenant, server, None if free else grants)
+
+    @property
+    def unrestricted(self) -> bool:
+        """Whether its caller may use everything of the tenant."""
+        return self.grants is None
+
+    def may(self, server: str, name: str | None) -> bool:
+        """Whether its caller may list and call `server.name`; `name` None: the server's resources."""
+        return self.grants is None or any(g.allows(server, name) for g in self.grants)
 
     @property
     def one_server(self) -> bool:
@@ -43,8 +64,8 @@ class Scope:
         return self.server is None or catalog.server == self.server
 
     def shown(self, catalogs: Iterable[ServerCatalog]) -> tuple[ServerCatalog, ...]:
-        """The catalogs of `catalogs` shown here."""
-        return tuple(c for c in catalogs if self.sees(c))
+        """The catalogs of `catalogs` shown here, each with only what its caller may use."""
+        return permissions.catalogs((c for c in catalogs if self.sees(c)), self)
 
     def name(self, server: str, name: str, sep: str) -> str:
         """The name clients see for tool or prompt `name` of `server`."""

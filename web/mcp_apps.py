@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 from actors.models import ToolEntry
+from hub import permissions
 from hub.runtime import Hub
 from web import responses as api
 
@@ -68,8 +69,10 @@ class UiApp:
         }
 
 
-def ui_apps(hub_: Hub, tenants: list[str]) -> list[UiApp]:
-    """The MCP Apps of `tenants`' running servers (blocking: asks the router)."""
+def ui_apps(hub_: Hub, tenants: list[str], caller: permissions.Permits | None = None) -> list[UiApp]:
+    """The MCP Apps of `tenants`' running servers whose tools `caller` may call (blocking: asks the
+    router)."""
     wanted = set(tenants)
     tools = hub_.tools(tenants[0]) if len(tenants) == 1 else hub_.tools(None)  # one ask either way
+    tools = permissions.tools(tools, caller)
     return [UiApp(t, uri) for t in tools if t.tenant in wanted and (uri := view_uri(t)) is not None]

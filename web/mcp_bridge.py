@@ -1,9 +1,10 @@
 """The ASGI bridge: one Tornado request handed to the SDK's `StreamableHTTPSessionManager` as an
 ASGI request, and the SDK's response written back through Tornado (no second web server).
 
-The bridge puts what the request sees (a `web.facade_scope.Scope`), its key id and client session
-in the ASGI scope (`mcp_hub_scope`, `mcp_hub_key`, `mcp_hub_session`), where the facade's handlers
-read them back from the request context (`scope_of`, `key_of`, `session_of`). A response whose first SSE event
+The bridge puts what the request sees (a `web.facade_scope.Scope`, with what its caller may
+use), its caller (`web.auth.Caller`) and client session in the ASGI scope (`mcp_hub_scope`,
+`mcp_hub_caller`, `mcp_hub_session`), where the facade's handlers read them back from the request
+context (`scope_of`, `caller_of`, `session_of`). A response whose first SSE event
 is already the answer to the request goes out as one JSON body instead (`answer_of`).
 
 Thread: the web loop (the facade's handlers that read the scope run there too).
@@ -20,13 +21,14 @@ import tornado.httputil
 import tornado.web
 
 from hub import seams
+from web.auth import Caller
 from web.facade import Ctx
 from web.facade_scope import Scope
 
 
-def key_of(ctx: Ctx) -> str | None:
-    """The key id the bridge put in the ASGI scope (for the audit log)."""
-    return (getattr(ctx.request, "scope", None) or {}).get("mcp_hub_key")
+def caller_of(ctx: Ctx) -> Caller | None:
+    """The caller the bridge put in the ASGI scope (for the audit log: its key id and subject)."""
+    return (getattr(ctx.request, "scope", None) or {}).get("mcp_hub_caller")
 
 
 def scope_of(ctx: Ctx) -> Scope:
@@ -71,7 +73,7 @@ def answer_of(chunk: bytes, request_id: Any) -> bytes | None:
 
 
 def asgi_scope(
-    request: tornado.httputil.HTTPServerRequest, served: Scope, key: str | None, session: str | None
+    request: tornado.httputil.HTTPServerRequest, served: Scope, caller: Caller | None, session: str | None
 ) -> dict[str, Any]:
     """The ASGI scope of `request`, with what the facade reads back from it."""
     host, _, port = (request.host or "").rpartition(":")
@@ -89,7 +91,7 @@ def asgi_scope(
         "client": (request.remote_ip, 0),
         "server": (host or request.host, int(port) if port.isdigit() else 80),
         "mcp_hub_scope": served,
-        "mcp_hub_key": key,
+        "mcp_hub_caller": caller,
         "mcp_hub_session": session,
     }
 

@@ -40,6 +40,7 @@ from mcp_types.methods import validate_client_request
 from pydantic import ValidationError
 
 import hub
+from hub.permissions import Who
 from web.facade import Facade, tool_result_json
 from web.facade_scope import Scope
 from web.mcp_input import InputRequired
@@ -116,7 +117,7 @@ def start_call(
     call: CallRequest,
     asks: Asks,
     scope: Scope,
-    key: str | None,
+    caller: Who | None,
     session: str | None,
     calls: Calls,
 ) -> asyncio.Future[Any]:
@@ -126,11 +127,13 @@ def start_call(
 
     A 2026-07-28 call's future is its first round (`web.mcp_input`), which may end with the
     server's requests instead of the result; a retry with a `requestState` resumes its call, and
-    its future is the next round (or an error, if the `requestState` is no good)."""
+    its future is the next round (or an error, if the `requestState` is no good). `caller`: who
+    calls (the audit log's key and subject; only it may resume its parked calls)."""
     loop = asyncio.get_running_loop()
+    owner = (scope, caller.key_id if caller is not None else None, session)
     if call.modern and call.request_state is not None:
         try:
-            parked = asks.parked.claim(call.request_state, (scope, key, session), call)
+            parked = asks.parked.claim(call.request_state, owner, call)
         except MCPError as exc:
             refused: asyncio.Future[Any] = loop.create_future()
             refused.set_exception(exc)
@@ -141,9 +144,10 @@ def start_call(
         if not call.modern:
             call = replace(call, log_levels=call.log_levels & facade.logs.allowed(session))
         requester = CallRequester(stream, call, asks, loop)
-        task = asyncio.ensure_future(facade.call(scope, call.name, call.arguments, requester, key, session))
+        called = facade.call(scope, call.name, call.arguments, requester, caller, session)
+        task = asyncio.ensure_future(called)
         if call.modern:
-            task = asks.parked.open(task, requester, (scope, key, session)).next_round()
+            task = asks.parked.open(task, requester, owner).next_round()
     calls[call.id] = task
     return task
 

@@ -92,7 +92,7 @@ class McpHandler(ApiHandler):
         taken = endpoint.lane.admit(self, key, served)
         if isinstance(taken, CallRequest):
             seams.no_transforms(self)  # no gzip (see `_bridge`)
-            await endpoint.lane.serve(self, taken, served, key, self._session())
+            await endpoint.lane.serve(self, taken, served, self.caller, self._session())
         elif taken:  # a client's answer to a server request, or a cancellation
             self.set_status(202)
             self.finish()
@@ -117,13 +117,15 @@ class McpHandler(ApiHandler):
         return endpoint
 
     def _scope(self, tenant: str | None = None, server: str | None = None) -> Scope:
-        """What this request sees: the tenant it names (or the caller's), or one server of it.
+        """What this request sees: the tenant it names (or the caller's), or one server of it; of
+        those, what the caller may use (`hub.permissions`).
 
         Raises:
             NotFound: the tenant is not this caller's, or has no such server.
         """
         assert self.caller is not None
-        scope = Scope(self.tenant_for(tenant) if tenant is not None else self.calling_tenant(), server)
+        tenant = self.tenant_for(tenant) if tenant is not None else self.calling_tenant()
+        scope = Scope.of(tenant, server, self.caller.grants)
         if server is not None and server not in self.hub.config.tenants[scope.tenant].servers:
             raise unknown_server(scope)
         return scope
@@ -198,7 +200,7 @@ class McpHandler(ApiHandler):
         def opened(session_id: str) -> None:
             endpoint.opened(session_id, key, served)  # a new session, which only `key` may use
 
-        scope = asgi_scope(self.request, served, key, self._session())
+        scope = asgi_scope(self.request, served, self.caller, self._session())
         exchange = AsgiExchange(self, self._disconnected, None if sdk_session else opened, answered)
         CURRENT_SCOPE.set(served)  # this request's task only (and a session it opens)
         await endpoint.manager.handle_request(scope, exchange.receive, exchange.send)  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ from mcp_types import DEFAULT_NEGOTIATED_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from hub import seams
+from hub.permissions import Who
 from web.facade import Facade
 from web.facade_scope import Scope
 from web.mcp_calls import CallRequest, Calls, answer_call, cancel_call, parse_call, start_call
@@ -187,14 +188,19 @@ class HttpLane:
     # ------------------------------------------------------------------ serving
 
     async def serve(
-        self, handler: RequestHandler, call: CallRequest, scope: Scope, key: str | None, session: str | None
+        self,
+        handler: RequestHandler,
+        call: CallRequest,
+        scope: Scope,
+        caller: Who | None,
+        session: str | None,
     ) -> None:
-        """Serve one admitted call on `handler`'s response."""
+        """Serve one admitted call of `caller` on `handler`'s response."""
         owner = self.sessions.get(call.owner) if call.owner else None
         calls = owner.calls if owner is not None else {}  # 2026-07-28: no cancellation finds a call
         stream = _HttpCall(handler, call, asyncio.get_running_loop(), self.keepalive)
         with seams.IdleHold(self.manager, call.owner):
-            task = start_call(self.facade, stream, call, self.asks, scope, key, session, calls)
+            task = start_call(self.facade, stream, call, self.asks, scope, caller, session, calls)
             if call.modern:
                 handler.lane_call = task  # type: ignore[attr-defined]  # its client closing cancels it
             await answer_call(stream, call, task, calls)

@@ -18,6 +18,7 @@ from mcp.shared.inbound import InboundModernRoute, classify_inbound_request
 from mcp_types import PROTOCOL_VERSION_META_KEY
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, LATEST_HANDSHAKE_VERSION
 
+from hub.permissions import Who
 from web.facade import Facade
 from web.facade_scope import Scope
 from web.mcp_calls import CallRequest, Calls, answer_call, cancel_call, parse_call, start_call
@@ -29,9 +30,12 @@ class StdioLane:
     """The `tools/call` path of the stdio facade: `take` sees each line from the client before the
     SDK does. Thread: the serving loop (the main thread's)."""
 
-    def __init__(self, facade: Facade, scope: Scope, write: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, facade: Facade, scope: Scope, write: Callable[[bytes], None], caller: Who | None = None
+    ) -> None:
         self.facade = facade
         self.scope = scope
+        self.caller = caller  # who the client is (its key's, with `hub stdio --key`), for the audit log
         self.write = write
         self.asks = Asks()
         self.calls: Calls = {}
@@ -100,7 +104,7 @@ class StdioLane:
         stream = _LineCall(self.write)
         if self.serving:
             started = start_call(
-                self.facade, stream, call, self.asks, self.scope, "stdio", "stdio", self.calls
+                self.facade, stream, call, self.asks, self.scope, self.caller, "stdio", self.calls
             )
             task = asyncio.ensure_future(answer_call(stream, call, started, self.calls))
         else:
@@ -110,7 +114,8 @@ class StdioLane:
 
     async def _when_serving(self, stream: _LineCall, call: CallRequest) -> None:
         await self._serving.wait()
-        started = start_call(self.facade, stream, call, self.asks, self.scope, "stdio", "stdio", self.calls)
+        scope, caller = self.scope, self.caller
+        started = start_call(self.facade, stream, call, self.asks, scope, caller, "stdio", self.calls)
         await answer_call(stream, call, started, self.calls)
 
     def _initializing(self, line: bytes) -> None:

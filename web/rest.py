@@ -2,7 +2,9 @@
 parse, ask the hub, and serialise.
 
 Every handler runs on the web loop; blocking hub calls go through `blocking`. A tenant key sees
-only its tenant: anything of another tenant is "not found".
+only its tenant: anything of another tenant is "not found"; of its tenant, a key with `allow`/`deny`
+sees only the tools, prompts and resources it may use (`hub.permissions`; the rest is "not found"
+too), though servers and their counts stay listed (docs/security.md, "Per-tool permissions").
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import hub
 from actors.limits import limit_support
 from actors.models import CatalogChanged, Event, ServerState, ServerStatus, ToolEntry
 from actors.sandbox import host_support
-from hub import idempotency
+from hub import idempotency, permissions
 from hub.cluster import ClusterNode
 from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
@@ -29,7 +31,9 @@ from web.base import ApiHandler, header_session
 _SEGMENT = r"([^/]+)"
 
 
-def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> api.ServerStatus:
+def _server_json(
+    status: ServerStatus, hub_: Any, detail: bool = False, caller: permissions.Permits | None = None
+) -> api.ServerStatus:
     config = hub_.config.tenants[status.tenant].servers[status.server]
     data: api.ServerStatus = {
         **status.to_json(),
@@ -42,7 +46,8 @@ def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> api.S
         instances = [i for i in hub_.instances(status.tenant) if i.server == status.server]
         data["instances"] = [i.instance_json() for i in instances]
     if detail:
-        data["tool_names"] = [t.name for t in hub_.tools(status.tenant) if t.server == status.server]
+        tools = permissions.tools(hub_.tools(status.tenant), caller)  # (only those it may call)
+        data["tool_names"] = [t.name for t in tools if t.server == status.server]
     return data
 
 
@@ -150,7 +155,7 @@ class TenantToolsHandler(ApiHandler):
     route = "/api/tenants/{tenant}/tools"
 
     async def get(self, tenant: str) -> None:
-        tools = await self.blocking(self.hub.tools, self.tenant_for(tenant))
+        tools = permissions.tools(await self.blocking(self.hub.tools, self.tenant_for(tenant)), self.caller)
         body: api.ToolList = {"tools": [t.to_json() for t in tools]}
         self.reply(body)
 
@@ -201,7 +206,7 @@ class ServerHandler(ApiHandler):
 
     async def get(self, tenant: str, server: str) -> None:
         status = await self.blocking(self.hub.server, self.tenant_for(tenant), server)
-        self.reply(await self.blocking(_server_json, status, self.hub, True))
+        self.reply(await self.blocking(_server_json, status, self.hub, True, self.caller))
 
 
 class ServerActionHandler(ApiHandler):
@@ -283,6 +288,12 @@ class ToolListing:
         return [parts[t] for t in tenants]
 
 
+def _allowed_part(hub_: Hub, tenant: str, caller: permissions.Permits | None) -> bytes:
+    """The encoded entries of `tenant`'s tools that `caller` may call (a worker thread)."""
+    entries = permissions.tools(hub_.tools(tenant), caller)
+    return ", ".join(json.dumps(e.to_json(), ensure_ascii=False, default=str) for e in entries).encode()
+
+
 _LISTINGS: weakref.WeakKeyDictionary[Hub, ToolListing] = weakref.WeakKeyDictionary()
 _LISTINGS_LOCK = threading.Lock()
 
@@ -302,7 +313,11 @@ class ToolsHandler(ApiHandler):
     route = "/api/tools"
 
     async def get(self) -> None:
-        parts = await self.blocking(tool_listing(self.hub).parts, self.listed_tenants())
+        tenants = self.listed_tenants()
+        if permissions.free(self.caller):
+            parts = await self.blocking(tool_listing(self.hub).parts, tenants)
+        else:  # (a key with allow/deny: its own listing, not kept; it sees its own tenant only)
+            parts = [await self.blocking(_allowed_part, self.hub, t, self.caller) for t in tenants]
         self.set_status(200)
         self.finish(b'{"tools": [' + b", ".join(p for p in parts if p) + b"]}")
 
@@ -324,8 +339,8 @@ class ToolCallHandler(ApiHandler):
             tenant,
             name,
             arguments,
-            key=self.caller.key_id,
             session=self.session(),
+            caller=self.caller,
         )
         if key is None:
             result = await call()
@@ -351,6 +366,10 @@ class ResourcesHandler(ApiHandler):
         tenant = self.tenant_for(tenant)
         resources = await self.blocking(self.hub.resources, tenant)
         templates = await self.blocking(self.hub.resource_templates, tenant)
+        if not permissions.free(self.caller):  # (only the servers whose resources it may read)
+            assert self.caller is not None
+            resources = [r for r in resources if self.caller.may(r["server"], None)]
+            templates = [t for t in templates if self.caller.may(t["server"], None)]
         self.reply({"resources": resources, "resource_templates": templates})
 
 
@@ -365,7 +384,8 @@ class ResourceReadHandler(ApiHandler):
         if not uri:
             raise BadRequest("the query parameter 'uri' is required")
         server = self.get_query_argument("server", None)
-        self.reply(await self.blocking(self.hub.read_resource, tenant, uri, server, self.session()))
+        read = functools.partial(self.hub.read_resource, caller=self.caller)
+        self.reply(await self.blocking(read, tenant, uri, server, self.session()))
 
 
 class PromptsHandler(ApiHandler):
@@ -374,7 +394,8 @@ class PromptsHandler(ApiHandler):
     route = "/api/tenants/{tenant}/prompts"
 
     async def get(self, tenant: str) -> None:
-        self.reply({"prompts": await self.blocking(self.hub.prompts, self.tenant_for(tenant))})
+        prompts = await self.blocking(self.hub.prompts, self.tenant_for(tenant))
+        self.reply({"prompts": [p for p in prompts if permissions.may_call(self.caller, p["name"])]})
 
 
 class PromptGetHandler(ApiHandler):
@@ -388,7 +409,8 @@ class PromptGetHandler(ApiHandler):
         bad = [k for k, v in arguments.items() if not isinstance(v, str)]
         if bad:
             raise BadRequest(f"prompt arguments must be strings: {', '.join(sorted(bad))}")
-        self.reply(await self.blocking(self.hub.get_prompt, tenant, name, arguments, self.session()))
+        get = functools.partial(self.hub.get_prompt, caller=self.caller)
+        self.reply(await self.blocking(get, tenant, name, arguments, self.session()))
 
 
 class SessionHandler(ApiHandler):

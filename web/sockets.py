@@ -2,7 +2,8 @@
 
 `HubSocket` is the base of the app gateway (`web/apps.py`) and the admin panel's event socket
 (`web/admin.py`). A connection hears the hub's `EventBoard` and pushes `server_status` and
-`catalog_changed` frames for the tenants it `wants`; keep-alive pings come from the application's
+`catalog_changed` frames for the tenants it `wants` (naming only the tools its caller may call:
+`hub.permissions`); keep-alive pings come from the application's
 `websocket_ping_interval`. Frames are JSON text `{"type", "id"?, "data"}`.
 """
 
@@ -16,7 +17,7 @@ import tornado.websocket
 
 from actors.models import CatalogChanged, Event, InstanceStateChanged, ServerStateChanged
 from actors.remote_servers import RemoteStatusChanged
-from hub import jsontext
+from hub import jsontext, permissions
 from hub.errors import BadRequest, HubError
 from hub.runtime import Hub
 from web.auth import Caller, bearer_token, keys_for
@@ -109,7 +110,7 @@ class HubSocket(tornado.websocket.WebSocketHandler):
             return
         if isinstance(event, CatalogChanged) and self.wants(event.catalog.tenant):
             catalog = event.catalog
-            tools = [t.id for t in catalog.tools]
+            tools = [t.id for t in permissions.tools(catalog.tools, getattr(self, "caller", None))]
             data: dict[str, Any] = {"tenant": catalog.tenant, "server": catalog.server, "tools": tools}
             self.loop.call_soon_threadsafe(self._send, "catalog_changed", None, data)
         elif isinstance(event, ServerStateChanged | RemoteStatusChanged) and self.wants(event.status.tenant):

@@ -22,6 +22,7 @@ from typing import Any
 
 import hub
 from actors.models import ToolEntry
+from hub import permissions
 from hub.errors import NotFound, UpstreamError
 from web.base import ApiHandler
 from web.mcp_apps import app_visible, view_uri
@@ -134,7 +135,8 @@ class UiHostHandler(ApiHandler):
 
     async def get(self, tenant: str, server: str, tool: str) -> None:
         tenant = self.tenant_for(tenant)
-        tools = [t for t in await self.blocking(self.hub.tools, tenant) if t.server == server]
+        listed = permissions.tools(await self.blocking(self.hub.tools, tenant), self.caller)  # (it may call)
+        tools = [t for t in listed if t.server == server]
         entry = next((t for t in tools if t.name == tool), None)
         uri = view_uri(entry) if entry is not None else None
         if entry is None or uri is None:
