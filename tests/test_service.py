@@ -552,7 +552,9 @@ def test_audit_log_has_one_line_per_call_and_no_argument_or_secret(serve, tmp_pa
         ("a.add", "bad_request"),
     ]
     assert all(line["tenant"] == "acme" and line["key"].startswith("acme:") for line in lines)
-    assert all(set(line) == {"time", "tenant", "key", "tool", "duration_ms", "outcome"} for line in lines)
+    fields = {"time", "tenant", "key", "subject", "tool", "duration_ms", "outcome"}
+    assert all(set(line) == fields for line in lines)
+    assert all(line["subject"] == line["key"] for line in lines)  # (a key without a subject: its id)
     text = audit.read_text()
     assert "private" not in text and all(secret not in text for secret in SECRETS)
 
