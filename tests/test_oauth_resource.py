@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from helpers.apps import close, connect, make_plugins, until
 from helpers.facade import MODES, http_facade
 from helpers.served import ACME_KEY, ADMIN_KEY, ServedHub, start_hub, stop_hub, write_config
+from mcp.shared.auth import ProtectedResourceMetadata
 
 PRM = "/.well-known/oauth-protected-resource"
 DOWN = "http://127.0.0.1:9"
@@ -340,6 +341,7 @@ def test_protected_resource_metadata(oauth_hub: ServedHub, issuer: JwksIssuer) -
     for path in ("", "/mcp", "/tenants/beta/mcp", "/tenants/acme/servers/a/mcp"):
         answer = hub.get(PRM + path)  # no key needed
         assert answer.status == 200 and answer.body == {"resource": hub.url + path, **expected}, answer.text
+        assert ProtectedResourceMetadata.model_validate(answer.body).authorization_servers  # the SDK's model
     for path in ("/tenants/nosuch/mcp", "/tenants/acme/servers/b/mcp", "/tenants/acme", "/api/tools"):
         assert hub.get(PRM + path).status == 404, path
     # The resource a token is for, as the metadata names it.
@@ -363,7 +365,6 @@ def test_public_url_names_the_resources_and_no_oauth_means_no_metadata(tmp_path:
         assert answer.body == {
             "resource": f"{public}/tenants/acme/mcp",
             "authorization_servers": [public],  # the built-in server's issuer: the hub's URL
-            "scopes_supported": [],
             "bearer_methods_supported": ["header"],
         }
         assert f'resource_metadata="{public}{PRM}"' in challenge(built_in.get("/api/tools"))

@@ -34,13 +34,16 @@ def authorization_servers(config: HubConfig, resource: Resource) -> list[str]:
 
 
 def metadata(config: HubConfig, resource: Resource) -> ProtectedResourceMetadata:
-    """The protected resource metadata of `resource`."""
-    return {
+    """The protected resource metadata of `resource` (`scopes_supported` only when `auth.scopes`
+    has some: an empty list would make a client ask for an empty scope)."""
+    answer: ProtectedResourceMetadata = {
         "resource": resource.url,
         "authorization_servers": authorization_servers(config, resource),
-        "scopes_supported": list(config.auth.scopes),
         "bearer_methods_supported": ["header"],
     }
+    if config.auth.scopes:
+        answer["scopes_supported"] = list(config.auth.scopes)
+    return answer
 
 
 class ProtectedResourceHandler(ApiHandler):

@@ -13,7 +13,7 @@ _PRM = "/.well-known/oauth-protected-resource"
 _ABOUT = (
     "OAuth 2.0 Protected Resource Metadata (RFC 9728): `resource` (an access token's audience), "
     "`authorization_servers` (`auth.issuers`, and the built-in server when enabled), "
-    "`scopes_supported` (`auth.scopes`), `bearer_methods_supported`. Public. 404 when the hub takes "
+    "`scopes_supported` (`auth.scopes`, if any), `bearer_methods_supported`. Public. 404 when the hub takes "
     "no OAuth access tokens (no `auth.issuers`, `auth.server` off)"
 )
 

@@ -7,7 +7,7 @@ At run time these are plain dicts: nothing here runs on a request's path, on any
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from typing_extensions import TypedDict  # pydantic reads only this one on Python < 3.12
 
@@ -22,7 +22,9 @@ class ProtectedResourceMetadata(TypedDict):
     authorization_servers: Annotated[
         list[str], Doc("Issuers whose access tokens it accepts (`auth.issuers`, the built-in server).")
     ]
-    scopes_supported: Annotated[list[str], Doc("The scopes the hub knows (`auth.scopes`).")]
+    scopes_supported: NotRequired[
+        Annotated[list[str], Doc("The scopes the hub knows (`auth.scopes`); absent when it has none.")]
+    ]
     bearer_methods_supported: Annotated[list[str], Doc('How to send a token: `["header"]`.')]
 
 
