@@ -7,6 +7,7 @@ RSA and EC keys are made with `cryptography`, and whose tokens are minted with P
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -207,6 +208,15 @@ async def test_a_token_calls_tools_over_rest_mcp_and_websockets_beside_the_keys(
         )
     )
     assert (await until(ws, "tool_result", 1))["data"]["structured_content"] == {"text": "ws"}
+    await close(ws)
+    # A connection lives as long as its token: accepted within the 30 s of leeway past its expiry,
+    # it is closed (1008) at its first frame after that.
+    ws = await connect(hub, "hello", "acme", key=issuer.mint(aud=hub.url, exp=time.time() - 27))
+    deadline = time.monotonic() + 20
+    while ws.close_code is None and time.monotonic() < deadline:
+        ws.write_message(json.dumps({"type": "ping"}))
+        await asyncio.wait_for(ws.read_message(), 10)
+    assert ws.close_code == 1008 and "no longer valid" in (ws.close_reason or "")
     await close(ws)
     # A token is never an admin: the admin socket is 404 to it, as to a tenant key.
     upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
