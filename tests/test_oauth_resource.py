@@ -352,7 +352,12 @@ def test_protected_resource_metadata(oauth_hub: ServedHub, issuer: JwksIssuer) -
         answer = hub.get(PRM + path)  # no key needed
         assert answer.status == 200 and answer.body == {"resource": hub.url + path, **expected}, answer.text
         assert ProtectedResourceMetadata.model_validate(answer.body).authorization_servers  # the SDK's model
-    for path in ("/tenants/nosuch/mcp", "/tenants/acme/servers/b/mcp", "/tenants/acme", "/api/tools"):
+    # A tenant or server it does not have is described all the same: the public document does not
+    # tell anyone which tenants exist.
+    nosuch = hub.get(PRM + "/tenants/nosuch/mcp")
+    assert nosuch.status == 200 and nosuch.body == {"resource": hub.url + "/tenants/nosuch/mcp", **expected}
+    assert hub.get(PRM + "/tenants/acme/servers/b/mcp").status == 200
+    for path in ("/tenants/acme", "/api/tools"):
         assert hub.get(PRM + path).status == 404, path
     # The resource a token is for, as the metadata names it.
     resource = hub.get(PRM + "/tenants/acme/servers/a/mcp").body["resource"]

@@ -5,8 +5,9 @@ servers issue tokens for the hub and for each of its MCP endpoints.
 and the WebSockets); `/.well-known/oauth-protected-resource/mcp`,
 `.../tenants/{t}/mcp` and `.../tenants/{t}/servers/{s}/mcp` describe those MCP endpoints. A 401
 of a hub with OAuth names the one of its path (`web.oauth_resource.challenge`). Public (no key);
-404 when OAuth is not configured (`auth.issuers`, `auth.server.enabled`), and for a tenant or a
-server the configuration does not have.
+404 when OAuth is not configured (`auth.issuers`, `auth.server.enabled`). Any tenant and server
+name is described, configured or not: a public document must not tell who can reach it which
+tenants exist (the MCP endpoint itself answers 404 to a token of another tenant).
 
 Handlers run on the web loop.
 """
@@ -56,11 +57,6 @@ class ProtectedResourceHandler(ApiHandler):
         config = self.hub.config
         if not config.auth.oauth:
             raise NotFound("this hub takes no OAuth access tokens (auth.issuers, auth.server)")
-        known = config.tenants.get(tenant) if tenant is not None else None
-        if tenant is not None and known is None:
-            raise NotFound(f"no tenant '{tenant}'")
-        if server is not None and (known is None or server not in known.servers):
-            raise NotFound(f"no server '{server}' of tenant '{tenant}'")
         base = hub_url(self, config)
         self.reply(metadata(config, Resource(base, base + self.request.path.removeprefix(METADATA_PATH))))
 
