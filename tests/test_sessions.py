@@ -67,7 +67,7 @@ def test_config_per_session_implies_on_demand_and_a_quota() -> None:
         )
     assert error.value.problems == (
         "tenants.t.quotas.max_sessions_per_server: must be >= 1 (got 0)",
-        "tenants.t.servers.ps.lifecycle: a per_session server is started by each session's first "
+        "tenants.t.servers.ps.lifecycle: a per_session or per_user server is started by each session's first "
         "call (on_demand): omit 'lifecycle' or set it to 'on_demand'",
         "tenants.t.servers.q.per_session: expected boolean, got integer",
     )

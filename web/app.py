@@ -21,7 +21,7 @@ import hub
 from hub import timeouts
 from hub.errors import HubError
 from hub.runtime import Hub
-from web import admin, app_gateway, cluster_link, mcp_http, rest, ui_host
+from web import admin, app_gateway, cluster_link, mcp_http, oauth_metadata, rest, ui_host
 from web import apps as apps_module
 from web.base import ApiHandler, NotFoundHandler, log_request
 from web.edge import policy_for
@@ -50,7 +50,7 @@ class RefusedHandler(ApiHandler):
     def initialize(self, error: HubError) -> None:
         self.error = error
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         raise self.error
 
 
@@ -75,12 +75,13 @@ ROUTES: list[tuple[str, Any]] = [
     *ui_host.ROUTES,
     *admin.ROUTES,
     *cluster_link.ROUTES,
+    *oauth_metadata.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
 
 # What the extra listeners serve: the MCP endpoint, and the apps' WebSocket gateway.
 LISTENER_ROUTES: dict[str, list[tuple[str, Any]]] = {
-    "mcp": [(r"/health", rest.HealthHandler), *mcp_http.ROUTES],
+    "mcp": [(r"/health", rest.HealthHandler), *mcp_http.ROUTES, *oauth_metadata.ROUTES],
     "websocket": [(r"/health", rest.HealthHandler), *app_gateway.ROUTES],
 }
 
