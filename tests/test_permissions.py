@@ -250,3 +250,34 @@ def test_stdio_facade_refuses_a_key_not_of_its_tenant(tmp_path: Path) -> None:
         [sys.executable, "-m", "hub", "stdio", "--help"], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert "--key" in helped.stdout and "MCP_HUB_KEY" in helped.stdout
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # (logging/setLevel)
+async def test_a_servers_own_log_messages_reach_only_callers_of_the_whole_server(
+    served, anyio_backend: str
+) -> None:
+    hub = served(
+        {"acme": acme(servers={"db": server("--extras", protocol="legacy")})}, auth={"admin_keys": [ADMIN]}
+    )
+    heard: dict[str, list[Any]] = {"alice": [], "bob": []}
+
+    def listener(name: str) -> Any:
+        async def on_log(params: Any) -> None:
+            heard[name].append(params.data)
+
+        return on_log
+
+    url = hub.url + "/mcp"
+    async with (
+        http_facade(url, "legacy", key=ALICE, logging_callback=listener("alice")) as alice,
+        http_facade(url, "legacy", key=BOB, logging_callback=listener("bob")) as bob,
+    ):
+        await alice.set_logging_level("debug")
+        await bob.set_logging_level("debug")
+        said = {"level": "warning", "message": "said on its own", "delay": 0.05}
+        assert not (await bob.call_tool("db__log_later", said)).is_error
+        assert await asyncio.to_thread(wait_until, lambda: heard["bob"] == ["said on its own"], 15), heard
+        assert not (await alice.call_tool("db__echo", {"text": "x"})).is_error  # (a round trip after it)
+        assert heard["alice"] == []  # alice may call db.echo, not use db as a whole

@@ -3,8 +3,9 @@
 
 Each session that sets a level gets the messages at or above it: those of its own calls (the lanes
 and `web.mcp_requester` filter them with `LogLevels.allowed`) and those that belong to no call
-(`ServerLogMessage` events: a server logging on its own), from every server its scope sees (a
-session instance's only to its own session). A server is asked for the lowest level any session
+(`ServerLogMessage` events: a server logging on its own), from every server its scope sees and
+its caller may use as a whole (`hub.permissions`, as for the server's resources; a session
+instance's only to its own session). A server is asked for the lowest level any session
 that sees it asked for, and told again when that changes (a session sets another level or ends);
 a server that starts later is told when its catalog arrives. A session that never set a level gets
 its calls' messages at every level, as before, and no others.
@@ -133,6 +134,8 @@ class LogLevels:
         for key, listener in list(self._listeners.items()):
             scope = listener.scope
             if scope.tenant != event.tenant or scope.server not in (None, event.server):
+                continue
+            if not scope.may(event.server, None):  # (what a server says on its own: the whole server's)
                 continue
             if (event.session is not None and event.session != key) or level not in at_or_above(
                 listener.level
