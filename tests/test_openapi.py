@@ -17,6 +17,9 @@ from web.openapi import document
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 PUBLIC = {"/", "/health", "/openapi.json", "/ui-host/{file}", "/admin/{path}"}
+# the built-in authorization server's (OAuth's own client authentication applies)
+PUBLIC |= {"/.well-known/oauth-authorization-server", "/authorize", "/token", "/register", "/revoke"}
+PUBLIC |= {"/oauth/jwks.json", "/oauth/login"}
 ONLY_DOCUMENTED: set[str] = set()  # paths documented without a handler in web.app.ROUTES
 
 

@@ -21,7 +21,7 @@ import hub
 from hub import timeouts
 from hub.errors import HubError
 from hub.runtime import Hub
-from web import admin, app_gateway, cluster_link, mcp_http, rest, ui_host
+from web import admin, app_gateway, cluster_link, mcp_http, oauth_login, oauth_server, rest, ui_host
 from web import apps as apps_module
 from web.base import ApiHandler, NotFoundHandler, log_request
 from web.edge import policy_for
@@ -75,6 +75,8 @@ ROUTES: list[tuple[str, Any]] = [
     *ui_host.ROUTES,
     *admin.ROUTES,
     *cluster_link.ROUTES,
+    *oauth_server.ROUTES,
+    *oauth_login.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
 
@@ -97,15 +99,18 @@ def make_app(
     apps: apps_module.AppRegistry | None = None,
     only: str | None = None,
     bound_host: str | None = None,
+    bound_url: str | None = None,
     **settings: Any,
 ) -> tornado.web.Application:
     """The application for `hub_`; `only` names an extra listener's restricted route table;
     `mcp` is the running MCP endpoint (its routes answer 404 without one); `bound_host` is the
-    address the hub listens on (default `gateway.host`)."""
+    address the hub listens on (default `gateway.host`), `bound_url` its main listener's
+    `http://host:port` (the OAuth issuer without `gateway.public_url`)."""
     routes = LISTENER_ROUTES[only] if only else ROUTES
     return HubApplication(
         routes,
         bound_host=bound_host or hub_.config.gateway.host,
+        bound_url=bound_url,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         hub=hub_,

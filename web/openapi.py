@@ -22,6 +22,7 @@ import functools
 import json
 from typing import Any
 
+from web.openapi_oauth import oauth_paths
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
 from web.openapi_schemas import component_schemas
@@ -62,9 +63,10 @@ def document(version: str) -> dict[str, Any]:
             {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
             {"name": "admin", "description": "The admin panel and its live events."},
             {"name": "cluster", "description": "Between the replicas of a cluster (docs/cluster.md)."},
+            {"name": "oauth", "description": "The built-in OAuth 2.1 authorization server (auth.server)."},
         ],
         "security": [{"bearer": []}],
-        "paths": paths(),
+        "paths": {**paths(), **oauth_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {

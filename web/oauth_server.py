@@ -1,0 +1,196 @@
+"""The built-in OAuth 2.1 authorization server's HTTP side: the `mcp` SDK's auth routes served by
+Tornado, and the JWKS.
+
+With `auth.server.enabled`, the hub is its own authorization server, its issuer
+`gateway.public_url` or, without one, `http://host:port` as bound (`BuiltinAuthServer.issuer`).
+The SDK builds the protocol's routes (`mcp.server.auth.routes.create_auth_routes`: `/authorize`,
+`/token`, `/register`, `/revoke`) as a Starlette app; `OAuthEndpointHandler` hands each request
+to it through the same ASGI bridge as the MCP facade (`web.mcp_bridge`). The metadata document
+(`/.well-known/oauth-authorization-server`) is the SDK's (`build_metadata`) plus what its builder
+lacks: `client_id_metadata_document_supported`, `jwks_uri`, the RFC 9207 `iss` flag and the
+`none` client authentication of public clients. `/oauth/jwks.json` publishes the signing key;
+`/oauth/login` is the login page (`web.oauth_login`). Without `auth.server.enabled` every one of
+these routes is 404.
+
+The Starlette app is rebuilt when the configuration (a reload) or the issuer changes; the
+provider (`hub.oauth_provider`), with its codes and login requests, lives as long as the hub.
+
+Handlers run on the web loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
+from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
+from pydantic import AnyHttpUrl
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from hub import seams
+from hub.config import HubConfig
+from hub.errors import NotFound
+from hub.login_limiter import LoginLimiter
+from hub.oauth_provider import HubOAuthProvider
+from hub.runtime import Hub
+from web.base import ApiHandler
+from web.mcp_bridge import AsgiExchange, asgi_scope
+
+METADATA_PATH = "/.well-known/oauth-authorization-server"
+JWKS_PATH = "/oauth/jwks.json"
+LOGIN_PATH = "/oauth/login"
+
+
+class BuiltinAuthServer:
+    """The authorization server of one served hub: its provider, and the SDK's app over it.
+
+    Args:
+        hub_: the hub (its configuration, read anew at each use, and its `data_dir`).
+        bound_url: `http://host:port` the hub listens on (the issuer without `public_url`).
+    """
+
+    def __init__(self, hub_: Hub, bound_url: str) -> None:
+        self.hub = hub_
+        self.bound_url = bound_url
+        self.provider = HubOAuthProvider(lambda: hub_.config, self.issuer, hub_.data_dir / "oauth")
+        self.limiter = LoginLimiter()  # (the login page's, `web.oauth_login`)
+        self._app: tuple[HubConfig, str, Starlette] | None = None
+
+    def issuer(self) -> str:
+        """The issuer URL (`iss` of every token): `gateway.public_url`, else the bound URL."""
+        return self.hub.config.gateway.public_url or self.bound_url
+
+    def jwks(self) -> dict[str, Any]:
+        """The public JWK Set of the signing key (what `/oauth/jwks.json` serves)."""
+        return self.provider.jwks()
+
+    def app(self) -> Starlette:
+        """The SDK's routes as a Starlette app, for the configuration and issuer as they are now."""
+        config, issuer = self.hub.config, self.issuer()
+        if self._app is None or self._app[0] is not config or self._app[1] != issuer:
+            self._app = (config, issuer, self._build(config, issuer))
+        return self._app[2]
+
+    def _build(self, config: HubConfig, issuer: str) -> Starlette:
+        scopes = list(config.auth.scopes) or None
+        registration = ClientRegistrationOptions(enabled=True, valid_scopes=scopes, default_scopes=scopes)
+        revocation = RevocationOptions(enabled=True)
+        url = AnyHttpUrl(issuer)
+        metadata = build_metadata(url, None, registration, revocation).model_dump(
+            mode="json", exclude_none=True
+        )
+        metadata.update(
+            issuer=issuer,  # exactly as in the tokens' `iss` (the URL type would add a "/")
+            client_id_metadata_document_supported=True,
+            authorization_response_iss_parameter_supported=True,
+            token_endpoint_auth_methods_supported=["client_secret_post", "client_secret_basic", "none"],
+            jwks_uri=issuer + JWKS_PATH,
+        )
+
+        async def metadata_endpoint(request: Request) -> Response:
+            return JSONResponse(metadata, headers={"Cache-Control": "public, max-age=3600"})
+
+        routes = [
+            r
+            for r in create_auth_routes(self.provider, url, None, registration, revocation)
+            if getattr(r, "path", None) != METADATA_PATH
+        ]
+        endpoint = cors_middleware(metadata_endpoint, ["GET", "OPTIONS"])
+        routes.insert(0, Route(METADATA_PATH, endpoint=endpoint, methods=["GET", "OPTIONS"]))
+        return Starlette(routes=routes)
+
+
+def auth_server(handler: ApiHandler) -> BuiltinAuthServer:
+    """The hub's authorization server (made at its first use).
+
+    Raises:
+        NotFound: `auth.server.enabled` is false.
+    """
+    settings = handler.application.settings
+    if not handler.hub.config.auth.server.enabled:
+        raise NotFound(f"no route {handler.request.path} (auth.server is not enabled)")
+    server: BuiltinAuthServer | None = settings.get("oauth_server")
+    if server is None:
+        bound = settings.get("bound_url") or f"{handler.request.protocol}://{handler.request.host}"
+        server = settings["oauth_server"] = BuiltinAuthServer(handler.hub, bound)
+    return server
+
+
+class OAuthEndpointHandler(ApiHandler):
+    """Base of the SDK's routes: each request handed to the SDK's handlers through the ASGI bridge
+    (public: OAuth has its own client authentication). `OPTIONS` (CORS preflight) goes there too."""
+
+    route = "/oauth (sdk)"
+    public = True
+
+    def initialize(self) -> None:
+        self._disconnected = asyncio.Event()
+
+    def on_connection_close(self) -> None:
+        self._disconnected.set()
+
+    async def options(self, *_: str) -> None:
+        await self._bridge()
+
+    async def _bridge(self) -> None:
+        app = auth_server(self).app()
+        seams.no_transforms(self)
+        scope = asgi_scope(self.request, None, None, None)
+        exchange = AsgiExchange(self, self._disconnected, None, lambda: None)
+        await app(scope, exchange.receive, exchange.send)  # type: ignore[arg-type]
+        if not seams.is_finished(self):
+            self.finish()
+
+
+class AuthorizeHandler(OAuthEndpointHandler):
+    """`GET|POST /authorize`: an authorization request (the SDK's handler, then the login page)."""
+
+    route = "/authorize"
+
+    async def get(self) -> None:
+        await self._bridge()
+
+    async def post(self) -> None:
+        await self._bridge()
+
+
+class OAuthPostHandler(OAuthEndpointHandler):
+    """`POST /token`, `/register`, `/revoke`: the SDK's handlers."""
+
+    route = "/oauth (token, register, revoke)"
+
+    async def post(self, *_: str) -> None:
+        await self._bridge()
+
+
+class MetadataHandler(OAuthEndpointHandler):
+    """`GET /.well-known/oauth-authorization-server`: the server's metadata (RFC 8414)."""
+
+    route = METADATA_PATH
+
+    async def get(self) -> None:
+        await self._bridge()
+
+
+class JwksHandler(ApiHandler):
+    """`GET /oauth/jwks.json`: the public keys access tokens of the built-in server verify with."""
+
+    route = JWKS_PATH
+    public = True
+
+    def get(self) -> None:
+        jwks = auth_server(self).jwks()
+        self.set_header("Cache-Control", "public, max-age=300")
+        self.reply(jwks)
+
+
+ROUTES: list[tuple[str, type[ApiHandler]]] = [
+    (r"/authorize", AuthorizeHandler),
+    (r"/(token|register|revoke)", OAuthPostHandler),
+    (r"/.well-known/oauth-authorization-server", MetadataHandler),
+    (r"/oauth/jwks.json", JwksHandler),
+]
