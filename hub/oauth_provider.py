@@ -70,6 +70,8 @@ class PendingLogin:
     id: str
     client: OAuthClientInformationFull
     params: AuthorizationParams
+    issuer: str  # the issuer the client asked
+    resource: str  # the canonical resource (`aud` of its tokens)
     tenant: str | None  # the tenant the resource names (None: the user's own)
     csrf: str
     expires_at: float
@@ -174,12 +176,11 @@ class HubOAuthProvider:
 
     async def authorize(self, client: OAuthClientInformationFull, params: AuthorizationParams) -> str:
         issuer = self.issuer_of()
-        _, tenant = resource_target(params.resource, issuer, self.config_of())
+        resource, tenant = resource_target(params.resource, issuer, self.config_of())
         now = time.monotonic()
         self.pending = {k: p for k, p in self.pending.items() if p.expires_at > now}
-        login = PendingLogin(
-            secrets.token_urlsafe(24), client, params, tenant, secrets.token_urlsafe(24), now + LOGIN_SECONDS
-        )
+        request_id, csrf = secrets.token_urlsafe(24), secrets.token_urlsafe(24)
+        login = PendingLogin(request_id, client, params, issuer, resource, tenant, csrf, now + LOGIN_SECONDS)
         self.pending[login.id] = login
         return f"{issuer}/oauth/login?request={login.id}"
 
@@ -215,14 +216,14 @@ class HubOAuthProvider:
             code_challenge=login.params.code_challenge,
             redirect_uri=login.params.redirect_uri,
             redirect_uri_provided_explicitly=login.params.redirect_uri_provided_explicitly,
-            resource=resource_target(login.params.resource, self.issuer_of(), config)[0],
+            resource=login.resource,
             subject=username,
             tenant=user.tenant,
         )
         self.codes = {c: v for c, v in self.codes.items() if v.expires_at > time.time()}
         self.codes[code.code] = code
         return construct_redirect_uri(
-            str(login.params.redirect_uri), code=code.code, state=login.params.state, iss=self.issuer_of()
+            str(login.params.redirect_uri), code=code.code, state=login.params.state, iss=login.issuer
         )
 
     def deny(self, login: PendingLogin) -> str:
@@ -233,7 +234,7 @@ class HubOAuthProvider:
             error="access_denied",
             error_description="the user declined",
             state=login.params.state,
-            iss=self.issuer_of(),
+            iss=login.issuer,
         )
 
     async def load_authorization_code(

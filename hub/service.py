@@ -50,6 +50,10 @@ def serve(config: HubConfig, plan: listeners.Plan, watch: bool = False) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    refused = issuer_problem(config, host)
+    if refused is not None:
+        print(f"mcp-hub: {refused}", file=sys.stderr)
+        return EXIT_USAGE
     from web.connections import raise_open_files_limit
 
     before, after = raise_open_files_limit()  # before binding: each connection is a descriptor
@@ -61,10 +65,6 @@ def serve(config: HubConfig, plan: listeners.Plan, watch: bool = False) -> int:
         return EXIT_RUNTIME
     if not config.has_keys:
         log.warning("no keys configured: the hub is open to every local user (loopback only)")
-    refused = issuer_problem(config, host)
-    if refused is not None:
-        print(f"mcp-hub: {refused}", file=sys.stderr)
-        return EXIT_USAGE
     try:
         return asyncio.run(_serve(config, plan, bound, watch))
     except KeyboardInterrupt:
@@ -102,7 +102,7 @@ async def _serve(
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.run_in_executor(executor, _reload, hub_))
     restore_sigusr1 = install_stack_dump(signal.SIGUSR1)
-    host, url = plan.host, _main_url(plan, bound)  # (url: the OAuth issuer's default)
+    host = plan.host
     mcp = McpEndpoint(hub_, host)
     mcp_task = asyncio.create_task(mcp.run())
     try:
@@ -114,7 +114,7 @@ async def _serve(
         budget = ConnectionBudget.of(gateway.max_connections, gateway.max_connections_per_client)
         for listener, sockets in zip(plan.listeners, bound, strict=True):
             only = listener.only
-            app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only, bound_host=host, bound_url=url)
+            app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only, bound_host=host)
             server: tornado.httpserver.HTTPServer = EdgeServer(
                 SizeGuard(app, body_limit),
                 max_body_size=body_limit,
@@ -206,12 +206,6 @@ def _reload(hub_: Hub) -> None:
         )
     except Exception:  # isolation: a failed reload must not take the service down
         log.exception("reloading failed")
-
-
-def _main_url(plan: listeners.Plan, bound: list[list[socket.socket]]) -> str:
-    """`http://host:port` of the main listener, as bound."""
-    main = next(s for listener, s in zip(plan.listeners, bound, strict=True) if listener.only is None)
-    return f"http://{_url_host(plan.host)}:{main[0].getsockname()[1]}"
 
 
 def _url_host(host: str) -> str:

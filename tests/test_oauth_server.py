@@ -155,6 +155,10 @@ def test_metadata_document_and_jwks(hub: ServedHub) -> None:
     assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token"}
     assert set(meta["scopes_supported"]) == {"read", "all"}
     assert "none" in meta["token_endpoint_auth_methods_supported"]
+    # reached as localhost, the hub is that issuer (as the resource server names it)
+    local = hub.url.replace("127.0.0.1", "localhost")
+    with httpx.Client(timeout=30) as http:
+        assert http.get(f"{local}/.well-known/oauth-authorization-server").json()["issuer"] == local
     [key] = jwks["keys"]
     assert key["kty"] == "EC" and key["crv"] == "P-256" and key["alg"] == "ES256" and key["kid"]
     assert "d" not in key  # the public half only
@@ -426,6 +430,22 @@ def test_client_id_metadata_document(documents: str, tmp_path: Path) -> None:
         assert _Documents.hits.count("/good.json") == 1
 
     asyncio.run(run())
+
+
+def test_an_issuer_that_is_not_https_is_refused(tmp_path: Path) -> None:
+    config = write_config(tmp_path, TENANTS, auth=auth_section())
+    for flags, issuer in ((["--host", "0.0.0.0"], "http://0.0.0.0"), ([], "http://hub.example.com")):
+        if not flags:
+            text = config.read_text().replace("gateway:", "gateway:\n  public_url: http://hub.example.com", 1)
+            config.write_text(text)
+        done = subprocess.run(
+            [sys.executable, "-m", "hub", "serve", "--config", str(config), "--port", "0", *flags],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        assert f"its issuer would be {issuer}: an OAuth issuer must be https" in done.stderr
 
 
 # --------------------------------------------------------------------------- hash-password

@@ -80,9 +80,10 @@ ROUTES: list[tuple[str, Any]] = [
     (r"/openapi.json", OpenApiHandler),
 ]
 
-# What the extra listeners serve: the MCP endpoint, and the apps' WebSocket gateway.
+# What the extra listeners serve: the MCP endpoint (and the built-in authorization server, whose
+# issuer is the URL a client reaches the hub at), and the apps' WebSocket gateway.
 LISTENER_ROUTES: dict[str, list[tuple[str, Any]]] = {
-    "mcp": [(r"/health", rest.HealthHandler), *mcp_http.ROUTES],
+    "mcp": [(r"/health", rest.HealthHandler), *mcp_http.ROUTES, *oauth_server.ROUTES, *oauth_login.ROUTES],
     "websocket": [(r"/health", rest.HealthHandler), *app_gateway.ROUTES],
 }
 
@@ -99,18 +100,15 @@ def make_app(
     apps: apps_module.AppRegistry | None = None,
     only: str | None = None,
     bound_host: str | None = None,
-    bound_url: str | None = None,
     **settings: Any,
 ) -> tornado.web.Application:
     """The application for `hub_`; `only` names an extra listener's restricted route table;
     `mcp` is the running MCP endpoint (its routes answer 404 without one); `bound_host` is the
-    address the hub listens on (default `gateway.host`), `bound_url` its main listener's
-    `http://host:port` (the OAuth issuer without `gateway.public_url`)."""
+    address the hub listens on (default `gateway.host`)."""
     routes = LISTENER_ROUTES[only] if only else ROUTES
     return HubApplication(
         routes,
         bound_host=bound_host or hub_.config.gateway.host,
-        bound_url=bound_url,
         default_handler_class=NotFoundHandler,
         log_function=log_request,
         hub=hub_,

@@ -2,7 +2,10 @@
 Tornado, and the JWKS.
 
 With `auth.server.enabled`, the hub is its own authorization server, its issuer
-`gateway.public_url` or, without one, `http://host:port` as bound (`BuiltinAuthServer.issuer`).
+`gateway.public_url` or, without one, the hub's URL as a request reaches it: the scheme, the
+`Host`'s name (which the edge checked) and the port it came in on (`request_issuer`: what the
+resource server names the hub; a client that reaches the hub as `localhost` gets tokens of
+`http://localhost:port`, valid there). It is served on the main listener and the MCP listener.
 The SDK builds the protocol's routes (`mcp.server.auth.routes.create_auth_routes`: `/authorize`,
 `/token`, `/register`, `/revoke`) as a Starlette app; `OAuthEndpointHandler` hands each request
 to it through the same ASGI bridge as the MCP facade (`web.mcp_bridge`). The metadata document
@@ -12,8 +15,9 @@ lacks: `client_id_metadata_document_supported`, `jwks_uri`, the RFC 9207 `iss` f
 `/oauth/login` is the login page (`web.oauth_login`). Without `auth.server.enabled` every one of
 these routes is 404.
 
-The Starlette app is rebuilt when the configuration (a reload) or the issuer changes; the
-provider (`hub.oauth_provider`), with its codes and login requests, lives as long as the hub.
+The Starlette app is rebuilt when the configuration changes (a reload), one per issuer; the
+provider (`hub.oauth_provider`), with its codes and login requests, lives as long as the hub and
+is shared by its listeners.
 
 Handlers run on the web loop.
 """
@@ -21,8 +25,11 @@ Handlers run on the web loop.
 from __future__ import annotations
 
 import asyncio
+import weakref
+from contextvars import ContextVar
 from typing import Any
 
+import tornado.web
 from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
 from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
 from pydantic import AnyHttpUrl
@@ -30,6 +37,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from tornado.httputil import split_host_and_port
 
 from hub import seams
 from hub.config import HubConfig
@@ -43,26 +51,27 @@ from web.mcp_bridge import AsgiExchange, asgi_scope
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/oauth/jwks.json"
 LOGIN_PATH = "/oauth/login"
+CURRENT_ISSUER: ContextVar[str] = ContextVar("mcp_hub_oauth_issuer")
 
 
 class BuiltinAuthServer:
-    """The authorization server of one served hub: its provider, and the SDK's app over it.
+    """The authorization server of one hub: its provider, and the SDK's app over it (one per
+    issuer the hub is reached at), shared by the hub's listeners.
 
     Args:
         hub_: the hub (its configuration, read anew at each use, and its `data_dir`).
-        bound_url: `http://host:port` the hub listens on (the issuer without `public_url`).
     """
 
-    def __init__(self, hub_: Hub, bound_url: str) -> None:
+    def __init__(self, hub_: Hub) -> None:
         self.hub = hub_
-        self.bound_url = bound_url
         self.provider = HubOAuthProvider(lambda: hub_.config, self.issuer, hub_.data_dir / "oauth")
         self.limiter = LoginLimiter()  # (the login page's, `web.oauth_login`)
-        self._app: tuple[HubConfig, str, Starlette] | None = None
+        self._apps: tuple[HubConfig, dict[str, Starlette]] | None = None
 
-    def issuer(self) -> str:
-        """The issuer URL (`iss` of every token): `gateway.public_url`, else the bound URL."""
-        return self.hub.config.gateway.public_url or self.bound_url
+    @staticmethod
+    def issuer() -> str:
+        """The issuer of the request being served (`request_issuer`, set by `auth_server`)."""
+        return CURRENT_ISSUER.get()
 
     def jwks(self) -> dict[str, Any]:
         """The public JWK Set of the signing key (what `/oauth/jwks.json` serves)."""
@@ -71,9 +80,12 @@ class BuiltinAuthServer:
     def app(self) -> Starlette:
         """The SDK's routes as a Starlette app, for the configuration and issuer as they are now."""
         config, issuer = self.hub.config, self.issuer()
-        if self._app is None or self._app[0] is not config or self._app[1] != issuer:
-            self._app = (config, issuer, self._build(config, issuer))
-        return self._app[2]
+        if self._apps is None or self._apps[0] is not config:
+            self._apps = (config, {})
+        apps = self._apps[1]
+        if issuer not in apps:
+            apps[issuer] = self._build(config, issuer)
+        return apps[issuer]
 
     def _build(self, config: HubConfig, issuer: str) -> Starlette:
         scopes = list(config.auth.scopes) or None
@@ -104,20 +116,36 @@ class BuiltinAuthServer:
         return Starlette(routes=routes)
 
 
+def request_issuer(handler: tornado.web.RequestHandler) -> str:
+    """The issuer for a request: `gateway.public_url`, else the hub's URL as the request reached it
+    (its scheme, the `Host`'s name, which the edge checked, and the port it came in on), as the
+    resource server names the hub."""
+    public = handler.application.settings["hub"].config.gateway.public_url
+    if public:
+        return str(public).rstrip("/")
+    request = handler.request
+    stream: Any = getattr(request.connection, "stream", None)
+    sock = getattr(stream, "socket", None)
+    port = sock.getsockname()[1] if sock is not None else split_host_and_port(request.host)[1]
+    return f"{request.protocol}://{request.host_name}:{port}"
+
+
 def auth_server(handler: ApiHandler) -> BuiltinAuthServer:
-    """The hub's authorization server (made at its first use).
+    """The hub's authorization server (made at its first use), serving `handler`'s request.
 
     Raises:
         NotFound: `auth.server.enabled` is false.
     """
-    settings = handler.application.settings
     if not handler.hub.config.auth.server.enabled:
         raise NotFound(f"no route {handler.request.path} (auth.server is not enabled)")
-    server: BuiltinAuthServer | None = settings.get("oauth_server")
+    server = _SERVERS.get(handler.hub)
     if server is None:
-        bound = settings.get("bound_url") or f"{handler.request.protocol}://{handler.request.host}"
-        server = settings["oauth_server"] = BuiltinAuthServer(handler.hub, bound)
+        server = _SERVERS[handler.hub] = BuiltinAuthServer(handler.hub)
+    CURRENT_ISSUER.set(request_issuer(handler))  # (this request's task only)
     return server
+
+
+_SERVERS: weakref.WeakKeyDictionary[Hub, BuiltinAuthServer] = weakref.WeakKeyDictionary()
 
 
 class OAuthEndpointHandler(ApiHandler):
@@ -161,7 +189,11 @@ class AuthorizeHandler(OAuthEndpointHandler):
 class OAuthPostHandler(OAuthEndpointHandler):
     """`POST /token`, `/register`, `/revoke`: the SDK's handlers."""
 
-    route = "/oauth (token, register, revoke)"
+    route = "/token|register|revoke"
+
+    def initialize(self) -> None:
+        super().initialize()
+        self.route = self.request.path  # (one of three: a bounded label)
 
     async def post(self, *_: str) -> None:
         await self._bridge()
