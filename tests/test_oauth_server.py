@@ -269,6 +269,35 @@ def test_scopes_are_limited_to_the_users(hub: ServedHub) -> None:
         _, fields = login_page(http, hub.url, client["client_id"], code_challenge=pkce()[1], scope="all")
         refused = sign_in(http, hub.url, fields, "bob", BOB_PASSWORD)
         assert refused.status_code == 403 and "may grant none of the scopes asked (all)" in refused.text
+        # a refresh token revoked (by the public client: its id only, RFC 7009) no longer works
+        auth = {"client_id": client["client_id"]}
+        revoked = http.post(f"{hub.url}/revoke", data={**auth, "token": tokens["refresh_token"]})
+        assert revoked.status_code == 200
+        gone = token(http, hub.url, client, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+        assert gone.status_code == 400 and gone.json()["error"] == "invalid_grant"
+
+
+def test_a_user_removed_by_a_reload_gets_no_more_tokens(hub: ServedHub, tmp_path: Path) -> None:
+    with httpx.Client(timeout=30) as http:
+        client = register(http, hub.url)
+        code, verifier = authorize(http, hub.url, client, "bob", BOB_PASSWORD)
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT,
+        }
+        tokens = token(http, hub.url, client, **form).json()
+        auth = auth_section()
+        del auth["server"]["users"]["bob"]
+        write_config(tmp_path, TENANTS, auth=auth)
+        assert hub.post("/api/admin/reload", key="admin-key-0123456789").status == 200
+        refused = token(
+            http, hub.url, client, grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+        )
+        assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant"
+        _, fields = login_page(http, hub.url, client["client_id"], code_challenge=pkce()[1])
+        assert sign_in(http, hub.url, fields, "bob", BOB_PASSWORD).status_code == 401
 
 
 def test_deny_returns_access_denied(hub: ServedHub) -> None:

@@ -28,6 +28,7 @@ import asyncio
 import weakref
 from contextvars import ContextVar
 from typing import Any
+from urllib.parse import parse_qs
 
 import tornado.web
 from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
@@ -195,7 +196,12 @@ class OAuthPostHandler(OAuthEndpointHandler):
         super().initialize()
         self.route = self.request.path  # (one of three: a bounded label)
 
-    async def post(self, *_: str) -> None:
+    async def post(self, what: str) -> None:
+        body = self.request.body or b""
+        if what == "revoke" and "client_secret" not in parse_qs(body.decode("latin-1")):
+            # The SDK's `RevocationRequest` (mcp 2.3) requires a `client_secret` field, even null;
+            # a public client (RFC 7009: `client_id` only) would get 400. An empty one is no secret.
+            self.request.body = body + (b"&" if body else b"") + b"client_secret="
         await self._bridge()
 
 
