@@ -22,7 +22,7 @@ import functools
 import json
 from typing import Any
 
-from web.openapi_oauth import oauth_paths
+from web.openapi_oauth_server import oauth_server_paths
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
 from web.openapi_schemas import component_schemas
@@ -66,7 +66,7 @@ def document(version: str) -> dict[str, Any]:
             {"name": "oauth", "description": "The built-in OAuth 2.1 authorization server (auth.server)."},
         ],
         "security": [{"bearer": []}],
-        "paths": {**paths(), **oauth_paths()},
+        "paths": {**paths(), **oauth_server_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {

@@ -50,7 +50,7 @@ def _authorize() -> dict[str, Any]:
     }
 
 
-def oauth_paths() -> dict[str, Any]:
+def oauth_server_paths() -> dict[str, Any]:
     """The authorization server's paths."""
     token = json_response(
         "Tokens (`access_token`, `refresh_token`, `expires_in`, `scope`), or an OAuth error (400, 401).",
