@@ -146,14 +146,16 @@ class HubOAuthProvider:
         self.config_of = config_of
         self.issuer_of = issuer_of
         self.key: SigningKey = load_signing_key(folder)
+        self._jwks = jwks_of(self.key)
         self.store = OAuthStore(folder)
         self.documents = documents or ClientDocuments()
         self.pending: dict[str, PendingLogin] = {}
         self.codes: dict[str, HubAuthorizationCode] = {}
 
     def jwks(self) -> dict[str, Any]:
-        """The public key set access tokens verify with."""
-        return jwks_of(self.key)
+        """The public key set access tokens verify with (the same object while the key is: a
+        verifier may keep its parse)."""
+        return self._jwks
 
     # ------------------------------------------------------------------ clients
 
