@@ -17,6 +17,7 @@ import hashlib
 import json
 import re
 import secrets
+import socket
 import stat
 import subprocess
 import sys
@@ -162,6 +163,24 @@ def test_metadata_document_and_jwks(hub: ServedHub) -> None:
     [key] = jwks["keys"]
     assert key["kty"] == "EC" and key["crv"] == "P-256" and key["alg"] == "ES256" and key["kid"]
     assert "d" not in key  # the public half only
+
+
+def test_the_mcp_listener_serves_it_as_its_own_issuer(tmp_path: Path) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    served = start_hub(
+        write_config(tmp_path, TENANTS, auth=auth_section()), tmp_path, "--mcp-port", str(port)
+    )
+    try:
+        other = f"http://127.0.0.1:{port}"
+        with httpx.Client(timeout=30) as http:
+            meta = http.get(f"{other}/.well-known/oauth-authorization-server").json()
+            assert meta["issuer"] == other and meta["authorization_endpoint"] == f"{other}/authorize"
+            code, verifier = authorize(http, other, register(http, other, token_endpoint_auth_method="none"))
+            assert code and verifier
+    finally:
+        assert stop_hub(served) == 0
 
 
 def test_disabled_server_has_no_routes(tmp_path: Path) -> None:
