@@ -323,7 +323,8 @@ def test_deny_returns_access_denied(hub: ServedHub) -> None:
     with httpx.Client(timeout=30) as http:
         client = register(http, hub.url)
         _, fields = login_page(http, hub.url, client["client_id"], code_challenge=pkce()[1])
-        answer = sign_in(http, hub.url, fields, "", "", action="deny")
+        login_page(http, hub.url, client["client_id"], code_challenge=pkce()[1])  # another tab's sign-in
+        answer = sign_in(http, hub.url, fields, "", "", action="deny")  # the first tab's form still works
     assert answer.status_code == 302
     query = parse_qs(urlsplit(answer.headers["Location"]).query)
     assert query["error"] == ["access_denied"] and query["state"] == ["st-1"]

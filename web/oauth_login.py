@@ -40,6 +40,11 @@ def _template() -> Template:
     return Template(_PAGE.read_text(encoding="utf-8"))
 
 
+def _cookie(login: PendingLogin) -> str:
+    """The CSRF cookie of one login (one per request: two sign-ins in two tabs do not clash)."""
+    return f"{CSRF_COOKIE}_{login.id[:16]}"
+
+
 class LoginHandler(ApiHandler):
     """`GET|POST /oauth/login`: sign in and allow (or deny) a client's authorization request."""
 
@@ -54,7 +59,13 @@ class LoginHandler(ApiHandler):
             return
         secure = self.request.protocol == "https"
         self.set_cookie(
-            CSRF_COOKIE, login.csrf, path=LOGIN_PATH, httponly=True, samesite="Strict", secure=secure
+            _cookie(login),
+            login.csrf,
+            path=LOGIN_PATH,
+            httponly=True,
+            samesite="Strict",
+            secure=secure,
+            max_age=600,
         )
         self._page(login)
 
@@ -99,7 +110,7 @@ class LoginHandler(ApiHandler):
         self.redirect(target)
 
     def _csrf_ok(self, login: PendingLogin) -> bool:
-        sent, cookie = self.get_body_argument("csrf", ""), self.get_cookie(CSRF_COOKIE, "")
+        sent, cookie = self.get_body_argument("csrf", ""), self.get_cookie(_cookie(login), "")
         expected = login.csrf.encode()
         return hmac.compare_digest(sent.encode(), expected) & hmac.compare_digest(
             (cookie or "").encode(), expected
