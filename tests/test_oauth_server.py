@@ -32,7 +32,18 @@ import httpx2 as httpx
 import jwt
 import pytest
 from conftest import ROOT, config_of, server
+from helpers.facade import MODES
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
+from mcp import Client
+from mcp.client.auth import OAuthClientProvider
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.auth import (
+    AuthorizationCodeResult,
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthToken,
+)
+from pydantic import AnyUrl
 
 from hub.oauth_cimd import ClientDocuments
 from hub.oauth_provider import HubOAuthProvider
@@ -356,7 +367,7 @@ def test_resource_of_another_server_or_tenant_is_refused(hub: ServedHub) -> None
         for resource in (
             "https://elsewhere.example/mcp",
             f"{hub.url}/api/tools",
-            f"{hub.url}/tenants/nope/mcp",
+            f"{hub.url}/tenants/a/b/mcp",
         ):
             query = {"response_type": "code", "client_id": client["client_id"], "redirect_uri": REDIRECT}
             answer = http.get(
@@ -376,6 +387,11 @@ def test_resource_of_another_server_or_tenant_is_refused(hub: ServedHub) -> None
         )
         refused = sign_in(http, hub.url, fields, "alice", ALICE_PASSWORD)
         assert refused.status_code == 403 and "cannot give access to tenant beta" in refused.text
+        # a tenant that does not exist: told only to a signed-in user, like one of another's
+        nope = f"{hub.url}/tenants/nope/mcp"
+        _, fields = login_page(http, hub.url, client["client_id"], code_challenge=pkce()[1], resource=nope)
+        refused = sign_in(http, hub.url, fields, "alice", ALICE_PASSWORD)
+        assert refused.status_code == 403 and "cannot give access to tenant nope" in refused.text
         code, verifier = authorize(http, hub.url, client, resource=f"{hub.url}/tenants/acme/servers/a/mcp")
         form = {
             "grant_type": "authorization_code",
@@ -415,6 +431,91 @@ def test_signing_key_and_refresh_tokens_survive_a_restart(tmp_path: Path) -> Non
             assert refreshed.status_code == 200, refreshed.text
     finally:
         assert stop_hub(second) == 0
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+class _Memory:
+    """The `TokenStorage` of the SDK's client: in memory."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client = client_info
+
+
+class _Browser:
+    """The user's browser: follows the authorization URL, submits the login form, and hands the
+    redirect's code to the client's callback."""
+
+    def __init__(self) -> None:
+        self.result: asyncio.Future[AuthorizationCodeResult] = asyncio.get_running_loop().create_future()
+        self.pages: list[str] = []
+
+    async def redirect(self, url: str) -> None:
+        async with httpx.AsyncClient(timeout=30) as http:
+            answer = await http.get(url)
+            assert answer.status_code == 302, answer.text
+            page = await http.get(answer.headers["Location"])
+            self.pages.append(page.text)
+            fields = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page.text))
+            form = {**fields, "username": "alice", "password": ALICE_PASSWORD, "action": "allow"}
+            signed = await http.post(str(page.url.copy_with(query=None)), data=form)
+        assert signed.status_code == 302, signed.text
+        query = parse_qs(urlsplit(signed.headers["Location"]).query)
+        self.result.set_result(
+            AuthorizationCodeResult(code=query["code"][0], state=query["state"][0], iss=query["iss"][0])
+        )
+
+    async def callback(self) -> AuthorizationCodeResult:
+        return await self.result
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_sdk_oauth_client_signs_in_and_calls_a_tool(tmp_path: Path, mode: str) -> None:
+    served = start_hub(write_config(tmp_path, TENANTS, auth=auth_section()), tmp_path)
+    try:
+        assert served.post("/api/tenants/acme/start", key="admin-key-0123456789").status == 200
+
+        async def run() -> None:
+            browser, storage = _Browser(), _Memory()
+            metadata = OAuthClientMetadata(redirect_uris=[AnyUrl(REDIRECT)], client_name="SDK client")
+            auth = OAuthClientProvider(
+                f"{served.url}/mcp", metadata, storage, browser.redirect, browser.callback
+            )
+            async with (
+                httpx.AsyncClient(auth=auth, timeout=30) as http,
+                Client(
+                    streamable_http_client(f"{served.url}/mcp", http_client=http), mode=mode, cache=None
+                ) as client,
+            ):
+                result = await client.call_tool("a__echo", {"text": "signed in"})
+            assert result.structured_content == {"text": "signed in"} and not result.is_error
+            assert "SDK client" in browser.pages[0]  # the consent named the client
+            assert storage.tokens is not None and storage.client is not None
+            with httpx.Client(timeout=30) as sync:
+                claims = claims_of(sync, served.url, storage.tokens.access_token)
+            assert (
+                claims["sub"] == "alice"
+                and claims["tenant"] == "acme"
+                and claims["aud"] == f"{served.url}/mcp"
+            )
+
+        asyncio.run(run())
+    finally:
+        assert stop_hub(served) == 0
 
 
 # --------------------------------------------------------------------------- client metadata documents

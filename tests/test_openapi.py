@@ -16,10 +16,25 @@ from web.app import ROUTES
 from web.openapi import document
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-PUBLIC = {"/", "/health", "/openapi.json", "/ui-host/{file}", "/admin/{path}"}
-# the built-in authorization server's (OAuth's own client authentication applies)
-PUBLIC |= {"/.well-known/oauth-authorization-server", "/authorize", "/token", "/register", "/revoke"}
-PUBLIC |= {"/oauth/jwks.json", "/oauth/login"}
+PUBLIC = {
+    "/",
+    "/health",
+    "/openapi.json",
+    "/ui-host/{file}",
+    "/admin/{path}",
+    "/.well-known/oauth-protected-resource",
+    "/.well-known/oauth-protected-resource/mcp",
+    "/.well-known/oauth-protected-resource/tenants/{tenant}/mcp",
+    "/.well-known/oauth-protected-resource/tenants/{tenant}/servers/{server}/mcp",
+    # the built-in authorization server's (OAuth's own client authentication applies)
+    "/.well-known/oauth-authorization-server",
+    "/authorize",
+    "/token",
+    "/register",
+    "/revoke",
+    "/oauth/jwks.json",
+    "/oauth/login",
+}
 ONLY_DOCUMENTED: set[str] = set()  # paths documented without a handler in web.app.ROUTES
 
 
@@ -214,7 +229,7 @@ def test_component_schemas(doc: dict[str, Any]) -> None:
 
 
 def test_components_are_the_response_types(doc: dict[str, Any]) -> None:
-    from web.responses import COMPONENTS
+    from web.openapi_schemas import COMPONENTS
 
     assert set(doc["components"]["schemas"]) == set(COMPONENTS)
     refs: list[str] = []

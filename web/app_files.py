@@ -71,7 +71,7 @@ class AppFileHandler(ApiHandler):
             caller = self.keys.by_key_id(signed.decode()) if signed else None
             if caller is not None:
                 return caller
-        caller = self.keys.authenticate(token)
+        caller = self.keys.authenticate(token, self.resource())
         if token is not None and caller.key_id and self.get_query_argument("token", None):
             self.set_signed_cookie(
                 self.COOKIE, caller.key_id, expires_days=1, path=path, httponly=True, samesite="Strict"

@@ -1,10 +1,11 @@
-"""What every HTTP handler shares: who is calling (`web.auth`), JSON in and out, and the one
-error shape.
+"""What every HTTP handler shares: who is calling (`web.auth`: a key, or an OAuth access token for
+the resource the request is for, `web.oauth_resource`), JSON in and out, and the one error shape.
 
 Errors are raised one way (a `HubError`, or Tornado's `HTTPError` for routing-level problems) and
 written one way, by `ApiHandler.write_error`, as `{"error": {"code", "message"}}` with the status
-of the error class. Handlers run on the web loop (the main thread); whatever blocks (actor asks,
-waiting for servers) goes through `ApiHandler.blocking`, on the frontend's thread pool.
+of the error class (a 401 with a `WWW-Authenticate` challenge). Handlers run on the web loop (the
+main thread); whatever blocks (actor asks, waiting for servers) goes through
+`ApiHandler.blocking`, on the frontend's thread pool.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ from hub.errors import (
 )
 from hub.runtime import Hub
 from web.auth import SESSION_HEADER, Caller, Keys, bearer_token, header_session, keys_for
+from web.oauth_resource import challenge, resource_of
+from web.oauth_tokens import Resource
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("mcp_hub.access")
@@ -72,7 +75,7 @@ class ApiHandler(tornado.web.RequestHandler):
         self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("Cache-Control", "no-store")
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         if self.application.settings.get("draining"):
             raise ShuttingDown("the hub is shutting down")
         limit = self.hub.config.gateway.max_body_bytes
@@ -80,6 +83,7 @@ class ApiHandler(tornado.web.RequestHandler):
             raise PayloadTooLarge(f"the body is larger than {limit} bytes (gateway.max_body_bytes)")
         self.caller = Caller(admin=True) if self.public and self.keys.open else None
         if not self.public:
+            await self.keys.ready(self._bearer(), self.resource())  # an access token's issuer keys
             self.caller = self.authenticate()
 
     def authenticate(self) -> Caller:
@@ -88,7 +92,11 @@ class ApiHandler(tornado.web.RequestHandler):
         Raises:
             Unauthorized: keys are configured and the request carries none that matches.
         """
-        return self.keys.authenticate(self._bearer())
+        return self.keys.authenticate(self._bearer(), self.resource())
+
+    def resource(self) -> Resource:
+        """The protected resource this request is for (an access token's audience)."""
+        return resource_of(self, self.hub.config)
 
     def _bearer(self) -> str | None:
         """The key this request carries (`?token=` too where `token_in_query`)."""
@@ -165,7 +173,8 @@ class ApiHandler(tornado.web.RequestHandler):
             if isinstance(exc, QuotaExceeded):
                 self.set_header("Retry-After", str(max(1, math.ceil(exc.retry_after))))
             if isinstance(exc, Unauthorized):
-                self.set_header("WWW-Authenticate", 'Bearer realm="mcp-hub"')
+                refused = exc.message if self._bearer() is not None else None
+                self.set_header("WWW-Authenticate", challenge(self, self.hub.config, refused))
         elif isinstance(exc, tornado.web.HTTPError):
             status = exc.status_code
             code = _HTTP_CODES.get(status, "http_error")
@@ -205,8 +214,8 @@ class NotFoundHandler(ApiHandler):
     route = "(unknown)"
     public = True
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         raise NotFound(f"no route {self.request.path}")
 
 

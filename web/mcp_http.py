@@ -51,8 +51,8 @@ class McpHandler(ApiHandler):
         self._disconnected = asyncio.Event()
         self.lane_call: asyncio.Future[Any] | None = None  # a 2026-07-28 call served by the lane
 
-    def prepare(self) -> None:
-        super().prepare()
+    async def prepare(self) -> None:
+        await super().prepare()
         endpoint: McpEndpoint | None = self.application.settings.get("mcp")
         sdk_session = self.request.headers.get("Mcp-Session-Id")
         key = self.caller.key_id if self.caller else None

@@ -13,7 +13,8 @@ to it through the same ASGI bridge as the MCP facade (`web.mcp_bridge`). The met
 lacks: `client_id_metadata_document_supported`, `jwks_uri`, the RFC 9207 `iss` flag and the
 `none` client authentication of public clients. `/oauth/jwks.json` publishes the signing key;
 `/oauth/login` is the login page (`web.oauth_login`). Without `auth.server.enabled` every one of
-these routes is 404.
+these routes is 404. `install` makes it the resource server's local issuer (`web.oauth_tokens`):
+its tokens are then checked like any issuer's, against its key set.
 
 The Starlette app is rebuilt when the configuration changes (a reload), one per issuer; the
 provider (`hub.oauth_provider`), with its codes and login requests, lives as long as the hub and
@@ -48,6 +49,7 @@ from hub.oauth_provider import HubOAuthProvider
 from hub.runtime import Hub
 from web.base import ApiHandler
 from web.mcp_bridge import AsgiExchange, asgi_scope
+from web.oauth_tokens import Issuer, register_local_issuer
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
 JWKS_PATH = "/oauth/jwks.json"
@@ -141,12 +143,38 @@ def auth_server(handler: ApiHandler) -> BuiltinAuthServer:
         raise NotFound(f"no route {handler.request.path} (auth.server is not enabled)")
     server = _SERVERS.get(handler.hub)
     if server is None:
-        server = _SERVERS[handler.hub] = BuiltinAuthServer(handler.hub)
+        server = _SERVERS.setdefault(handler.hub, BuiltinAuthServer(handler.hub))
     CURRENT_ISSUER.set(request_issuer(handler))  # (this request's task only)
     return server
 
 
 _SERVERS: weakref.WeakKeyDictionary[Hub, BuiltinAuthServer] = weakref.WeakKeyDictionary()
+
+
+_INSTALLED: list[weakref.ref[Hub]] = []  # the hub whose server is the process's local issuer
+_NO_KEYS: dict[str, Any] = {"keys": []}
+
+
+def install(hub_: Hub) -> None:
+    """Make `hub_`'s built-in authorization server the issuer the resource server
+    (`web.oauth_tokens`) trusts as local: its `iss` is the hub's URL as the request reaches it
+    (`request_issuer`), its keys `hub_`'s own while `auth.server.enabled` (none otherwise, so a
+    reload that disables it refuses its tokens at once). One per process: the last hub installed."""
+    first = not _INSTALLED
+    _INSTALLED[:] = [weakref.ref(hub_)]
+    if first:
+        register_local_issuer(Issuer.local(jwks=_local_jwks))
+
+
+def _local_jwks() -> dict[str, Any]:
+    """The key set of the installed hub's authorization server (any thread: the key is loaded once)."""
+    hub_ = _INSTALLED[0]() if _INSTALLED else None
+    if hub_ is None or not hub_.config.auth.server.enabled:
+        return _NO_KEYS
+    server = _SERVERS.get(hub_)
+    if server is None:
+        server = _SERVERS.setdefault(hub_, BuiltinAuthServer(hub_))
+    return server.jwks()
 
 
 class OAuthEndpointHandler(ApiHandler):

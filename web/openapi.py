@@ -1,17 +1,17 @@
 """The OpenAPI 3.1 description of the REST API, served at `GET /openapi.json`.
 
-`document(version)` assembles it: the operations from `web.openapi_paths` (built from the pieces of
-`web.openapi_ops`), and the component schemas that `web.openapi_schemas` generates from the
-response types of `web.responses`, the same types the handlers are checked to return. `tests/test_openapi.py`
-checks that every route of `web.app.ROUTES` is described (with the methods its handler
-implements), that the document is valid OpenAPI 3.1 and that real answers match their schemas;
-`tests/test_openapi_live.py` fuzzes a running hub against it (schemathesis).
+`document(version)` assembles it: the operations from `web.openapi_paths` and `web.openapi_oauth`
+(built from the pieces of `web.openapi_ops`), and the component schemas that `web.openapi_schemas`
+generates from the response types of `web.responses`, the same types the handlers are checked to
+return. `tests/test_openapi.py` checks that every route of `web.app.ROUTES` is described (with the
+methods its handler implements), that the document is valid OpenAPI 3.1 and that real answers match
+their schemas; `tests/test_openapi_live.py` fuzzes a running hub against it (schemathesis).
 
 Conventions: every error answers `{"error": {"code", "message"}}` (the `Error` schema) through the
 reusable responses of `components.responses`; every operation needs a bearer key (`bearer`, applied
 globally) except the public ones (`/`, `/health`, `/openapi.json`, the admin panel's script and
-style sheet), which override it with `security: []`. A tool that ran and reported failure is a
-200 with `"is_error": true`, not an error.
+style sheet, the OAuth protected resource metadata), which override it with `security: []`. A
+tool that ran and reported failure is a 200 with `"is_error": true`, not an error.
 
 Runs on the web loop (`GET /openapi.json`); the schemas are generated once, on first use.
 """
@@ -22,6 +22,7 @@ import functools
 import json
 from typing import Any
 
+from web.openapi_oauth import oauth_paths
 from web.openapi_oauth_server import oauth_server_paths
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
@@ -63,16 +64,22 @@ def document(version: str) -> dict[str, Any]:
             {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
             {"name": "admin", "description": "The admin panel and its live events."},
             {"name": "cluster", "description": "Between the replicas of a cluster (docs/cluster.md)."},
-            {"name": "oauth", "description": "The built-in OAuth 2.1 authorization server (auth.server)."},
+            {
+                "name": "oauth",
+                "description": "OAuth: the protected resource metadata, and the built-in "
+                "authorization server (auth.server).",
+            },
         ],
         "security": [{"bearer": []}],
-        "paths": {**paths(), **oauth_server_paths()},
+        "paths": {**paths(), **oauth_paths(), **oauth_server_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": "`Authorization: Bearer <key>`: an admin key or a tenant key.",
+                    "description": "`Authorization: Bearer <key>`: an admin key or a tenant key, or an "
+                    "OAuth access token (a JWT of an issuer of `auth.issuers`, for the resource "
+                    "the protected resource metadata names).",
                 }
             },
             "schemas": _schemas(),

@@ -21,7 +21,7 @@ ERRORS: dict[int, tuple[str, str]] = {
         "that is not valid Unicode (a lone surrogate), a bad parameter, or arguments that fail the "
         "tool's `inputSchema`.",
     ),
-    401: ("Unauthorized", "Missing or wrong key (`Authorization: Bearer <key>`)."),
+    401: ("Unauthorized", "Missing or wrong key (`Authorization: Bearer <key>`), or a refused access token."),
     404: ("NotFound", "Unknown, or belongs to another tenant (never told apart)."),
     409: (
         "NotRunning",
@@ -195,7 +195,10 @@ def error_response(status: int) -> dict[str, Any]:
     if status == 401:
         response["headers"] = {
             "WWW-Authenticate": {
-                "description": 'Always `Bearer realm="mcp-hub"`.',
+                "description": '`Bearer realm="mcp-hub"`; with OAuth configured, also '
+                "`resource_metadata` (the URL of the protected resource metadata of the path, RFC "
+                '9728) and, when a credential was sent, `error="invalid_token"` and '
+                "`error_description`.",
                 "schema": {"type": "string"},
             }
         }

@@ -1,4 +1,5 @@
-"""What the hub's WebSockets share: the key and `Origin` checks, JSON frames, and live hub events.
+"""What the hub's WebSockets share: the key (or access token) and `Origin` checks, JSON frames, and
+live hub events.
 
 `HubSocket` is the base of the app gateway (`web/apps.py`) and the admin panel's event socket
 (`web/admin.py`). A connection hears the hub's `EventBoard` and pushes `server_status` and
@@ -17,10 +18,12 @@ import tornado.websocket
 from actors.models import CatalogChanged, Event, InstanceStateChanged, ServerStateChanged
 from actors.remote_servers import RemoteStatusChanged
 from hub import jsontext
-from hub.errors import BadRequest, HubError
+from hub.errors import BadRequest, HubError, Unauthorized
 from hub.runtime import Hub
 from web.auth import Caller, bearer_token, keys_for
 from web.edge import policy_for
+from web.oauth_resource import challenge, resource_of
+from web.oauth_tokens import Resource
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +57,32 @@ class HubSocket(tornado.websocket.WebSocketHandler):
         policy = policy_for(self.hub.config.gateway, self.settings["bound_host"])
         return policy.origin_allowed(origin, self.request.headers.get("Host") or self.request.host)
 
+    async def prepare(self) -> None:
+        """Before the upgrade: fetch what verifying an access token needs (its issuer's keys), so
+        that `authenticate` need not wait."""
+        await keys_for(self.hub.config).ready(bearer_token(self, allow_query=True), self.resource())
+
+    def resource(self) -> Resource:
+        """The protected resource a WebSocket is part of: the hub's URL (an access token's audience)."""
+        return resource_of(self, self.hub.config)
+
     def authenticate(self) -> Caller:
-        """The caller of the upgrade request (key as `Authorization: Bearer` or `?token=`).
+        """The caller of the upgrade request (key or access token as `Authorization: Bearer` or
+        `?token=`).
 
         Raises:
-            Unauthorized: keys are configured and the key is missing or wrong.
+            Unauthorized: keys are configured and the key is missing or wrong, or the token refused.
         """
-        return keys_for(self.hub.config).authenticate(bearer_token(self, allow_query=True))
+        return keys_for(self.hub.config).authenticate(bearer_token(self, allow_query=True), self.resource())
 
     def refuse(self, exc: HubError) -> None:
         """Answer the upgrade request with `exc` as the usual JSON error (no WebSocket)."""
         self.set_status(exc.status)
+        if isinstance(exc, Unauthorized):
+            sent = bearer_token(self, allow_query=True) is not None
+            self.set_header(
+                "WWW-Authenticate", challenge(self, self.hub.config, exc.message if sent else None)
+            )
         self.finish({"error": {"code": exc.code, "message": exc.message}})
 
     async def get(self, *args: Any, **kwargs: Any) -> None:
@@ -92,15 +110,16 @@ class HubSocket(tornado.websocket.WebSocketHandler):
 
     def revoked(self) -> bool:
         """Whether the key this connection opened with is no longer configured (a reload took it
-        away): the connection then hears nothing more and is closed. Any thread."""
+        away), or its access token expired: the connection then hears nothing more and is closed.
+        Any thread."""
         caller: Caller | None = getattr(self, "caller", None)
         if caller is None or caller.key_id is None:
             return False  # an open hub: no key to revoke
-        return keys_for(self.hub.config).by_key_id(caller.key_id) is None
+        return not keys_for(self.hub.config).still_valid(caller)
 
     def _close_revoked(self) -> None:
         if self.ws_connection is not None and not self.ws_connection.is_closing():
-            self.close(1008, "the key of this connection is no longer configured")
+            self.close(1008, "the key or token of this connection is no longer valid")
 
     def _on_event(self, event: Event) -> None:
         """Board listener (router thread): hand catalog and server changes to the web loop."""
