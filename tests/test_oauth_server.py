@@ -518,6 +518,25 @@ def test_the_sdk_oauth_client_signs_in_and_calls_a_tool(tmp_path: Path, mode: st
         assert stop_hub(served) == 0
 
 
+def test_its_tokens_work_on_rest_until_a_reload_disables_it(hub: ServedHub, tmp_path: Path) -> None:
+    with httpx.Client(timeout=30) as http:
+        client = register(http, hub.url)
+        code, verifier = authorize(http, hub.url, client)  # no resource: a token for the whole hub
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "code_verifier": verifier,
+            "redirect_uri": REDIRECT,
+        }
+        access = token(http, hub.url, client, **form).json()["access_token"]
+        assert hub.get("/api/tenants/acme", key=access).status == 200
+        assert hub.get("/api/tenants/beta", key=access).status == 404  # alice's tenant is acme
+        write_config(tmp_path, TENANTS, auth=auth_section(enabled=False))
+        assert hub.post("/api/admin/reload", key="admin-key-0123456789").status == 200
+        assert hub.get("/api/tenants/acme", key=access).status == 401
+        assert http.get(f"{hub.url}/oauth/jwks.json").status_code == 404
+
+
 # --------------------------------------------------------------------------- client metadata documents
 
 
