@@ -3,9 +3,9 @@ Tornado, and the JWKS.
 
 With `auth.server.enabled`, the hub is its own authorization server, its issuer
 `gateway.public_url` or, without one, the hub's URL as a request reaches it: the scheme, the
-`Host`'s name (which the edge checked) and the port it came in on (`request_issuer`: what the
-resource server names the hub; a client that reaches the hub as `localhost` gets tokens of
-`http://localhost:port`, valid there). It is served on the main listener and the MCP listener.
+`Host`'s name (which the edge checked) and the port it came in on (`web.oauth_resource.hub_url`:
+what the resource server names the hub; a client that reaches the hub as `localhost` gets tokens
+of `http://localhost:port`, valid there). It is served on the main listener and the MCP listener.
 The SDK builds the protocol's routes (`mcp.server.auth.routes.create_auth_routes`: `/authorize`,
 `/token`, `/register`, `/revoke`) as a Starlette app; `OAuthEndpointHandler` hands each request
 to it through the same ASGI bridge as the MCP facade (`web.mcp_bridge`). The metadata document
@@ -31,7 +31,6 @@ from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qs
 
-import tornado.web
 from mcp.server.auth.routes import build_metadata, cors_middleware, create_auth_routes
 from mcp.server.auth.settings import ClientRegistrationOptions, RevocationOptions
 from pydantic import AnyHttpUrl
@@ -39,7 +38,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from tornado.httputil import split_host_and_port
 
 from hub import seams
 from hub.config import HubConfig
@@ -49,6 +47,7 @@ from hub.oauth_provider import HubOAuthProvider
 from hub.runtime import Hub
 from web.base import ApiHandler
 from web.mcp_bridge import AsgiExchange, asgi_scope
+from web.oauth_resource import hub_url
 from web.oauth_tokens import Issuer, register_local_issuer
 
 METADATA_PATH = "/.well-known/oauth-authorization-server"
@@ -73,7 +72,7 @@ class BuiltinAuthServer:
 
     @staticmethod
     def issuer() -> str:
-        """The issuer of the request being served (`request_issuer`, set by `auth_server`)."""
+        """The issuer of the request being served (`web.oauth_resource.hub_url`, set by `auth_server`)."""
         return CURRENT_ISSUER.get()
 
     def jwks(self) -> dict[str, Any]:
@@ -119,20 +118,6 @@ class BuiltinAuthServer:
         return Starlette(routes=routes)
 
 
-def request_issuer(handler: tornado.web.RequestHandler) -> str:
-    """The issuer for a request: `gateway.public_url`, else the hub's URL as the request reached it
-    (its scheme, the `Host`'s name, which the edge checked, and the port it came in on), as the
-    resource server names the hub."""
-    public = handler.application.settings["hub"].config.gateway.public_url
-    if public:
-        return str(public).rstrip("/")
-    request = handler.request
-    stream: Any = getattr(request.connection, "stream", None)
-    sock = getattr(stream, "socket", None)
-    port = sock.getsockname()[1] if sock is not None else split_host_and_port(request.host)[1]
-    return f"{request.protocol}://{request.host_name}:{port}"
-
-
 def auth_server(handler: ApiHandler) -> BuiltinAuthServer:
     """The hub's authorization server (made at its first use), serving `handler`'s request.
 
@@ -144,7 +129,7 @@ def auth_server(handler: ApiHandler) -> BuiltinAuthServer:
     server = _SERVERS.get(handler.hub)
     if server is None:
         server = _SERVERS.setdefault(handler.hub, BuiltinAuthServer(handler.hub))
-    CURRENT_ISSUER.set(request_issuer(handler))  # (this request's task only)
+    CURRENT_ISSUER.set(hub_url(handler, handler.hub.config))  # (this request's task only)
     return server
 
 
@@ -158,7 +143,7 @@ _NO_KEYS: dict[str, Any] = {"keys": []}
 def install(hub_: Hub) -> None:
     """Make `hub_`'s built-in authorization server the issuer the resource server
     (`web.oauth_tokens`) trusts as local: its `iss` is the hub's URL as the request reaches it
-    (`request_issuer`), its keys `hub_`'s own while `auth.server.enabled` (none otherwise, so a
+    (`web.oauth_resource.hub_url`), its keys `hub_`'s own while `auth.server.enabled` (none otherwise, so a
     reload that disables it refuses its tokens at once). One per process: the last hub installed."""
     first = not _INSTALLED
     _INSTALLED[:] = [weakref.ref(hub_)]
