@@ -1,4 +1,4 @@
-"""The command line: `python -m hub [serve|stdio|check]`, also installed as `mcp-hub`.
+"""The command line: `python -m hub [serve|stdio|check|hash-password]`, also installed as `mcp-hub`.
 
 Exit codes (README, "Command line"): 0 success, 2 usage or configuration error, 1 runtime failure.
 Runs on the main thread.
@@ -100,6 +100,14 @@ def _parser() -> argparse.ArgumentParser:
         "or print every problem as `path: message` and exit 2.",
     )
     check.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+
+    commands.add_parser(
+        "hash-password",
+        help="print the hash of a password, for auth.server.users.<name>.password_hash",
+        description="Read a password (a prompt that does not echo it, or the first line of stdin when it "
+        "is not a terminal) and print its scrypt hash, for a user of the built-in authorization server "
+        "(auth.server.users.<name>.password_hash). The password itself is never stored.",
+    )
     return parser
 
 
@@ -213,10 +221,30 @@ def _stdio(args: argparse.Namespace) -> int:
     return EXIT_USAGE if config is None else stdio.run(config, args.tenant, args.server, args.key)
 
 
+def _hash_password() -> int:
+    """`hash-password`: the hash of a password read without echo (or from stdin), on stdout."""
+    import getpass
+
+    from hub.passwords import hash_password
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Again: ") != password:
+            print("mcp-hub: the two passwords differ", file=sys.stderr)
+            return EXIT_USAGE
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print("mcp-hub: an empty password cannot be used", file=sys.stderr)
+        return EXIT_USAGE
+    print(hash_password(password))
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "stdio", "check", "-h", "--help", "--version"):
+    if not argv or argv[0] not in ("serve", "stdio", "check", "hash-password", "-h", "--help", "--version"):
         argv.insert(0, "serve")
     try:
         args = _parser().parse_args(argv)
@@ -224,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "check":
         return _check(args)
+    if args.command == "hash-password":
+        return _hash_password()
     if args.command == "serve":
         return _serve(args)
     return _stdio(args)

@@ -30,6 +30,7 @@ from hub.cluster import ClusterUnavailable
 from hub.config import HubConfig
 from hub.errors import ConfigError
 from hub.log import hide_keys, install_stack_dump
+from hub.oauth_provider import issuer_problem
 from hub.runtime import Hub
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,10 @@ def serve(config: HubConfig, plan: listeners.Plan, watch: bool = False) -> int:
             f"127.0.0.1 (the host comes from {plan.host_origin}).",
             file=sys.stderr,
         )
+        return EXIT_USAGE
+    refused = issuer_problem(config, host)
+    if refused is not None:
+        print(f"mcp-hub: {refused}", file=sys.stderr)
         return EXIT_USAGE
     from web.connections import raise_open_files_limit
 

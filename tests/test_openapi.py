@@ -26,6 +26,14 @@ PUBLIC = {
     "/.well-known/oauth-protected-resource/mcp",
     "/.well-known/oauth-protected-resource/tenants/{tenant}/mcp",
     "/.well-known/oauth-protected-resource/tenants/{tenant}/servers/{server}/mcp",
+    # the built-in authorization server's (OAuth's own client authentication applies)
+    "/.well-known/oauth-authorization-server",
+    "/authorize",
+    "/token",
+    "/register",
+    "/revoke",
+    "/oauth/jwks.json",
+    "/oauth/login",
 }
 ONLY_DOCUMENTED: set[str] = set()  # paths documented without a handler in web.app.ROUTES
 

@@ -21,7 +21,17 @@ import hub
 from hub import timeouts
 from hub.errors import HubError
 from hub.runtime import Hub
-from web import admin, app_gateway, cluster_link, mcp_http, oauth_metadata, rest, ui_host
+from web import (
+    admin,
+    app_gateway,
+    cluster_link,
+    mcp_http,
+    oauth_login,
+    oauth_metadata,
+    oauth_server,
+    rest,
+    ui_host,
+)
 from web import apps as apps_module
 from web.base import ApiHandler, NotFoundHandler, log_request
 from web.edge import policy_for
@@ -76,12 +86,21 @@ ROUTES: list[tuple[str, Any]] = [
     *admin.ROUTES,
     *cluster_link.ROUTES,
     *oauth_metadata.ROUTES,
+    *oauth_server.ROUTES,
+    *oauth_login.ROUTES,
     (r"/openapi.json", OpenApiHandler),
 ]
 
-# What the extra listeners serve: the MCP endpoint, and the apps' WebSocket gateway.
+# What the extra listeners serve: the MCP endpoint (and the built-in authorization server, whose
+# issuer is the URL a client reaches the hub at), and the apps' WebSocket gateway.
 LISTENER_ROUTES: dict[str, list[tuple[str, Any]]] = {
-    "mcp": [(r"/health", rest.HealthHandler), *mcp_http.ROUTES, *oauth_metadata.ROUTES],
+    "mcp": [
+        (r"/health", rest.HealthHandler),
+        *mcp_http.ROUTES,
+        *oauth_metadata.ROUTES,
+        *oauth_server.ROUTES,
+        *oauth_login.ROUTES,
+    ],
     "websocket": [(r"/health", rest.HealthHandler), *app_gateway.ROUTES],
 }
 
@@ -104,6 +123,7 @@ def make_app(
     `mcp` is the running MCP endpoint (its routes answer 404 without one); `bound_host` is the
     address the hub listens on (default `gateway.host`)."""
     routes = LISTENER_ROUTES[only] if only else ROUTES
+    oauth_server.install(hub_)  # (its tokens are the resource server's to check)
     return HubApplication(
         routes,
         bound_host=bound_host or hub_.config.gateway.host,

@@ -73,9 +73,13 @@ def answer_of(chunk: bytes, request_id: Any) -> bytes | None:
 
 
 def asgi_scope(
-    request: tornado.httputil.HTTPServerRequest, served: Scope, caller: Caller | None, session: str | None
+    request: tornado.httputil.HTTPServerRequest,
+    served: Scope | None,
+    caller: Caller | None,
+    session: str | None,
 ) -> dict[str, Any]:
-    """The ASGI scope of `request`, with what the facade reads back from it."""
+    """The ASGI scope of `request`, with what the facade reads back from it (`served` None: a
+    request for another ASGI app than the facade's, such as the OAuth server's)."""
     host, _, port = (request.host or "").rpartition(":")
     return {
         "type": "http",

@@ -23,6 +23,7 @@ import json
 from typing import Any
 
 from web.openapi_oauth import oauth_paths
+from web.openapi_oauth_server import oauth_server_paths
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
 from web.openapi_schemas import component_schemas
@@ -63,10 +64,14 @@ def document(version: str) -> dict[str, Any]:
             {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
             {"name": "admin", "description": "The admin panel and its live events."},
             {"name": "cluster", "description": "Between the replicas of a cluster (docs/cluster.md)."},
-            {"name": "oauth", "description": "OAuth access tokens: the protected resource metadata."},
+            {
+                "name": "oauth",
+                "description": "OAuth: the protected resource metadata, and the built-in "
+                "authorization server (auth.server).",
+            },
         ],
         "security": [{"bearer": []}],
-        "paths": {**paths(), **oauth_paths()},
+        "paths": {**paths(), **oauth_paths(), **oauth_server_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {
