@@ -27,7 +27,17 @@ from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
 from hub import failover
 from hub.audit import AuditLog
-from hub.errors import CallTimeout, HubError, NotFound, NotRunning, ShuttingDown
+from hub.errors import (
+    CallTimeout,
+    CredentialsMissing,
+    CredentialsUnreadable,
+    HubError,
+    NoSecretKey,
+    NotFound,
+    NotRunning,
+    ShuttingDown,
+    UserRequired,
+)
 from hub.instances import SessionInstances
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
@@ -38,9 +48,12 @@ if TYPE_CHECKING:
     from hub.cluster_quota import SharedQuotas
     from hub.config import Quotas
     from hub.replica import ReplicaParts
+    from hub.user_servers import UserServers
 
 T = TypeVar("T")
 _NO_SLOT: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+# Why a per_user server cannot run for this caller: a tool call answers them as tool errors.
+_REFUSED_USER = (CredentialsMissing, UserRequired, CredentialsUnreadable, NoSecretKey)
 
 
 class InFlight:
@@ -95,6 +108,7 @@ class CallPath:
         replica: a cluster's replica's parts (`hub.replica`): the tenants' call quotas counted
             across the cluster (`hub.cluster_quota`), taken after the local gate's, and whether
             servers are moving now (`hub.failover`); None on a hub that runs alone.
+        users: per_user servers' instances (`hub.user_servers`); None: no server is per_user.
     """
 
     def __init__(
@@ -109,7 +123,9 @@ class CallPath:
         ask_timeout: float,
         loops: HubLoops,
         replica: ReplicaParts | None = None,
+        users: UserServers | None = None,
     ) -> None:
+        self._users = users
         self._shared = replica.quotas if replica is not None else None
         self._settling = replica.settling if replica is not None else (lambda: 0.0)
         self._router = router
@@ -138,15 +154,23 @@ class CallPath:
         arguments: Mapping[str, Any] | None = None,
         key: str | None = None,
         session: str | None = None,
+        user: str | None = None,
     ) -> ToolResult:
         """`Hub.call_tool`: `call_tool_async` on a borrowed loop (caller's thread, not a loop's)."""
-        return self._loops.run(self.call_tool_async(tenant, tool_id, arguments, None, key, session))
+        return self._loops.run(
+            self.call_tool_async(tenant, tool_id, arguments, None, key, session, user=user)
+        )
 
     def server_request(
-        self, tenant: str, server: str, submit: Callable[[Any], Any], session: str | None = None
+        self,
+        tenant: str,
+        server: str,
+        submit: Callable[[Any], Any],
+        session: str | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """`server_request_async` on a borrowed loop (caller's thread, not a loop's)."""
-        return self._loops.run(self.server_request_async(tenant, server, submit, session))
+        return self._loops.run(self.server_request_async(tenant, server, submit, session, user=user))
 
     # ------------------------------------------------------------------ the path
 
@@ -157,10 +181,11 @@ class CallPath:
         submit: Callable[[Any], Any],
         session: str | None = None,
         wake: bool = True,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """Submit a request (`submit(endpoint)`: a resource read, a prompt get) to `server` (to
-        `session`'s instance of a per_session one) and await its answer (on an asyncio loop: the
-        router ask runs in its executor).
+        `session`'s instance of a per_session one, `user`'s of a per_user one) and await its answer
+        (on an asyncio loop: the router ask runs in its executor).
 
         `wake` False: a stopped server is not started for the request, which its loop still takes
         (it only changes what the server remembers: `Hub.upstream`'s unsubscribe); nor is a
@@ -171,6 +196,7 @@ class CallPath:
             None, functools.partial(asked.get, timeout=self._ask_timeout)
         )
         endpoint, gate, timeout, on_demand, per_session = route
+        session = await self._user_session(tenant, server, per_session, session, user)
         with self._in_flight.admit(), gate.admit(tenant):
             async with self._cluster_slot(gate, tenant, timeout):
                 target = _Target(tenant, server, endpoint, on_demand, per_session)
@@ -269,10 +295,12 @@ class CallPath:
         session: str | None = None,
         shown_as: str | None = None,
         admit: Callable[[ToolEntry], Awaitable[None]] | None = None,
+        user: str | None = None,
     ) -> ToolResult:
         """`Hub.call_tool_async` (on an asyncio loop: never blocks it). `admit`, if given, is awaited
         with the tool's entry once its route is resolved, before the call runs, and may refuse it
-        by raising (an `Idempotency-Key` seen before: `hub.idempotency`)."""
+        by raising (an `Idempotency-Key` seen before: `hub.idempotency`). `user`: the caller's
+        subject, whose own instance a per_user server's tool runs on."""
         if self._in_flight.stopping:
             raise ShuttingDown("the hub is shutting down")
         arguments = dict(arguments or {})
@@ -303,7 +331,7 @@ class CallPath:
         prepare = functools.partial(self._prepare_async, tenant, tool_id)
         return await failover.attempts(
             prepared,
-            lambda p: self._call_once(p, arguments, requester, key, session, shown),
+            lambda p: self._call_once(p, arguments, requester, key, session, shown, user),
             self._settling,
             functools.partial(failover.rerouted, self._routes, prepare),
             shown,
@@ -321,10 +349,19 @@ class CallPath:
         key: str | None,
         session: str | None,
         shown: str,
+        user: str | None = None,
     ) -> ToolResult:
         """One call of a prepared tool, within the quotas, measured and audited (a loop)."""
         route = prepared.route
         with self._call(prepared, arguments, key, shown) as call:
+            try:
+                session = await self._user_session(
+                    route.tenant, route.server, route.per_session, session, user
+                )
+            except _REFUSED_USER as refused:  # (a per_user server that cannot run for this caller)
+                call["outcome"] = refused.code
+                text = {"type": "text", "text": f"{refused.code}: {refused.message}"}
+                return ToolResult(tool=route.entry.id, is_error=True, content=(text,))
             target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)
             async with self._cluster_slot(route.gate, route.tenant, route.call_timeout):
                 result: ToolResult = await self._on_server(
@@ -337,6 +374,17 @@ class CallPath:
             if result.is_error:
                 call["outcome"] = "tool_error"
             return result
+
+    async def _user_session(
+        self, tenant: str, server: str, per_session: bool, session: str | None, user: str | None
+    ) -> str | None:
+        """The session a request runs in: `session`, or for a per_user server (whose route says
+        `per_session`) its user's, once they have set its variables (raises what
+        `UserServers.session_for` raises; the store is read in the loop's executor)."""
+        if not per_session or self._users is None or self._users.server(tenant, server) is None:
+            return session
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._users.session_for, tenant, server, session, user)
 
     async def _on_server(
         self,

@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import pykka
-from mcp import InvalidUriTemplate, UriTemplate
 
 from actors.limits import CgroupTree, limit_support
 from actors.models import ServerCatalog, ServerState, ServerStatus, ToolEntry, ToolResult
@@ -48,7 +47,8 @@ from hub.audit import AuditLog
 from hub.calls import CallPath, InFlight
 from hub.cluster import node_of
 from hub.config import HubConfig, load_config
-from hub.errors import BadRequest, NotFound, ShuttingDown
+from hub.credentials import CredentialStore
+from hub.errors import NotFound, ShuttingDown
 from hub.events import EventBoard, WakeKey
 from hub.instances import SessionInstances
 from hub.log import log_tail
@@ -57,7 +57,8 @@ from hub.metrics import HubMetrics
 from hub.rebalance import Rebalancer
 from hub.replica import replica_parts
 from hub.routes import RouteCache
-from hub.upstream import UpstreamRequests
+from hub.upstream import UpstreamRequests, resource_owner
+from hub.user_servers import UserServers
 from hub.wakes import Wakes
 
 __all__ = ["EventBoard", "Hub", "WakeKey"]
@@ -80,6 +81,7 @@ class Hub:
         calls: the call path that `call_tool` and friends delegate to (`hub.calls`).
         wakes: starts of on_demand servers that calls wait for (`hub.wakes`).
         sessions: the session instances of per_session servers (`hub.instances`).
+        users: per_user servers' instances and their users' values (`hub.user_servers`).
         upstream: completions, log levels and resource subscriptions of servers (`hub.upstream`).
         in_flight: the requests in flight, which `stop` lets finish.
         loops: the asyncio loops the blocking calls run the call path on (`hub.loops`).
@@ -115,6 +117,9 @@ class Hub:
         self.sessions = SessionInstances(
             self.board, self.wakes, lambda name: self._tenant(name), timeouts.ASK
         )
+        store = CredentialStore.of(self.data_dir)  # (per_user servers' values: `hub.credentials`)
+        self.users = UserServers(lambda: self.config, store, lambda name: self._tenant(name))
+        self.sessions.user_env = self.users.env_for
         self.calls = CallPath(
             lambda: self.router,
             self.routes,
@@ -126,6 +131,7 @@ class Hub:
             timeouts.ASK,
             self.loops,
             self.replica,
+            self.users,
         )
         self.upstream = UpstreamRequests(self.calls, lambda: self.router, timeouts.ASK)
         self.board.add_listener(self.routes.on_event)
@@ -371,34 +377,30 @@ class Hub:
         return [{**r.raw, "server": c.server} for c in self.catalogs(tenant) for r in c.resource_templates]
 
     def read_resource(
-        self, tenant: str, uri: str, server: str | None = None, session: str | None = None
+        self,
+        tenant: str,
+        uri: str,
+        server: str | None = None,
+        session: str | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """Read `uri` from `server`, else from the server that offers it (as a resource, else by a
-        template); from `session`'s own instance of a per_session server.
-
-        Raises:
-            NotFound: no server of the tenant offers it.
-            BadRequest: several do, and `server` does not say which.
-        """
-        catalogs = self.catalogs(tenant)
-        owners = [c.server for c in catalogs if any(r.raw.get("uri") == uri for r in c.resources)]
-        if not owners:
-            owners = [c.server for c in catalogs if any(_matches(t.raw, uri) for t in c.resource_templates)]
-        if server is not None:
-            # A named server is asked even if it does not list the URI (MCP Apps views often are not).
-            owners = [server] if any(c.server == server for c in catalogs) else []
-        if not owners:
-            raise NotFound(f"no resource {uri!r} in tenant '{tenant}'")
-        if len(owners) > 1:
-            raise BadRequest(f"resource {uri!r} is offered by servers {', '.join(owners)}: pass server=")
-        return self.calls.server_request(tenant, owners[0], lambda e: e.read_resource(uri), session)
+        template); from `session`'s own instance of a per_session server (`user`'s of a per_user one).
+        Raises what `hub.upstream.resource_owner` raises."""
+        owner = resource_owner(self.catalogs(tenant), tenant, uri, server)
+        return self.calls.server_request(tenant, owner, lambda e: e.read_resource(uri), session, user)
 
     def prompts(self, tenant: str) -> list[dict[str, Any]]:
         """Prompts of a tenant's running servers, each with its catalog id as `name`."""
         return [{**p.raw, "name": p.id, "server": p.server} for c in self.catalogs(tenant) for p in c.prompts]
 
     def get_prompt(
-        self, tenant: str, prompt_id: str, arguments: Mapping[str, str], session: str | None = None
+        self,
+        tenant: str,
+        prompt_id: str,
+        arguments: Mapping[str, str],
+        session: str | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """Get prompt `server.name` of `tenant` with `arguments` (from `session`'s own instance of a
         per_session server)."""
@@ -407,7 +409,7 @@ class Hub:
         if not known:
             raise NotFound(f"no prompt '{prompt_id}' in tenant '{tenant}'")
         return self.calls.server_request(
-            tenant, server, lambda e: e.get_prompt(name, dict(arguments)), session
+            tenant, server, lambda e: e.get_prompt(name, dict(arguments)), session, user
         )
 
     def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
@@ -466,6 +468,7 @@ class Hub:
         key: str | None = None,
         session: str | None = None,
         shown_as: str | None = None,
+        user: str | None = None,
     ) -> ToolResult:
         """`call_tool` for code on an asyncio loop (the web frontend): never blocks the loop.
 
@@ -474,8 +477,11 @@ class Hub:
         cancels the call on the server's loop (and the server gets `notifications/cancelled`).
         `shown_as`: the name the caller knows the tool by (the MCP facade's `<server>__<tool>`),
         used in error messages instead of the catalog id; the audit log keeps the catalog id.
+        `user`: the caller's subject (a per_user server's tool runs on that user's instance).
         """
-        return await self.calls.call_tool_async(tenant, tool_id, arguments, requester, key, session, shown_as)
+        return await self.calls.call_tool_async(
+            tenant, tool_id, arguments, requester, key, session, shown_as, user=user
+        )
 
     def end_session(self, session: str) -> int:
         """A client session ended (an MCP facade session closed, a WebSocket closed): stop its
@@ -491,10 +497,3 @@ class Hub:
         """Session instances of per_session servers that run or start now (of `tenant`), as last
         told; never blocks."""
         return self.board.instances(tenant)
-
-
-def _matches(template: Mapping[str, Any], uri: str) -> bool:
-    try:
-        return UriTemplate.parse(str(template.get("uriTemplate", ""))).match(uri) is not None
-    except (InvalidUriTemplate, ValueError):
-        return False

@@ -21,7 +21,7 @@ import hub
 from hub import timeouts
 from hub.errors import HubError
 from hub.runtime import Hub
-from web import admin, app_gateway, cluster_link, mcp_http, rest, ui_host
+from web import admin, app_gateway, cluster_link, mcp_http, me, rest, ui_host
 from web import apps as apps_module
 from web.base import ApiHandler, NotFoundHandler, log_request
 from web.edge import policy_for
@@ -71,6 +71,7 @@ class HubApplication(tornado.web.Application):
 ROUTES: list[tuple[str, Any]] = [
     *mcp_http.ROUTES,
     *rest.ROUTES,
+    *me.ROUTES,
     *apps_module.ROUTES,
     *ui_host.ROUTES,
     *admin.ROUTES,

@@ -114,6 +114,7 @@ class AppSocket(HubSocket):
                 _Progress(self, frame_id),
                 key=self.caller.key_id,
                 session=self.session,
+                user=self.caller.subject,
             )
         except HubError as exc:
             self._error(frame_id, exc.code, exc.message)

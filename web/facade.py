@@ -38,6 +38,7 @@ from actors.models import CatalogChanged, Event, ToolResult
 from hub import seams
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
+from web.auth import keys_for
 from web.facade_changes import ListChanges
 from web.facade_logging import LogLevels
 from web.facade_scope import AGGREGATED_INSTRUCTIONS, Scope
@@ -188,10 +189,15 @@ class Facade:
         session instances), its JSON answer; hub errors as JSON-RPC errors."""
         try:
             return await self.hub.calls.server_request_async(
-                scope.tenant, server, submit, self.session_of(ctx)
+                scope.tenant, server, submit, self.session_of(ctx), user=self.user_of(self.key_of(ctx))
             )
         except HubError as exc:
             raise mcp_error(exc) from None
+
+    def user_of(self, key: str | None) -> str | None:
+        """The user a request's key acts for (its `subject`; a per_user server runs their instance)."""
+        caller = keys_for(self.hub.config).by_key_id(key) if key is not None else None
+        return caller.subject if caller is not None else None
 
     async def _view_of(self, ctx: Ctx) -> tuple[Scope, ToolView]:
         scope = self.scope_of(ctx)
@@ -281,7 +287,14 @@ class Facade:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
             return await self.hub.call_tool_async(
-                scope.tenant, tool_id, arguments, requester, key=key, session=session, shown_as=name
+                scope.tenant,
+                tool_id,
+                arguments,
+                requester,
+                key=key,
+                session=session,
+                shown_as=name,
+                user=self.user_of(key),
             )
         except NotFound:  # the catalog changed since the view: as unknown as a name never listed
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}") from None

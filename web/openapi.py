@@ -22,6 +22,7 @@ import functools
 import json
 from typing import Any
 
+from web.openapi_me import me_paths
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
 from web.openapi_schemas import component_schemas
@@ -61,10 +62,11 @@ def document(version: str) -> dict[str, Any]:
             {"name": "mcp", "description": "The MCP facade over Streamable HTTP."},
             {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
             {"name": "admin", "description": "The admin panel and its live events."},
+            {"name": "me", "description": "The caller's own credentials for per_user servers."},
             {"name": "cluster", "description": "Between the replicas of a cluster (docs/cluster.md)."},
         ],
         "security": [{"bearer": []}],
-        "paths": paths(),
+        "paths": paths() | me_paths(),
         "components": {
             "securitySchemes": {
                 "bearer": {

@@ -38,7 +38,7 @@ def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> api.S
         "description": config.metadata.get("description"),
         "per_session": config.per_session,
     }
-    if config.per_session:  # its sessions' own instances (this entry is the shared one)
+    if config.per_session or config.per_user:  # its sessions' (users') own instances (this is the shared one)
         instances = [i for i in hub_.instances(status.tenant) if i.server == status.server]
         data["instances"] = [i.instance_json() for i in instances]
     if detail:
@@ -113,6 +113,9 @@ class HealthHandler(ApiHandler):
                 "limits": limit_support().mechanism,
             },
         }
+        credentials = await self.blocking(self.hub.users.health)
+        if credentials is not None:
+            body["components"]["credentials"] = credentials
         if self.hub.cluster is not None:
             quotas = self.hub.replica.quotas.state() if self.hub.replica is not None else "shared"
             configured = {name: tuple(t.servers) for name, t in self.hub.config.tenants.items()}
@@ -326,6 +329,7 @@ class ToolCallHandler(ApiHandler):
             arguments,
             key=self.caller.key_id,
             session=self.session(),
+            user=self.caller.subject,
         )
         if key is None:
             result = await call()
@@ -365,7 +369,8 @@ class ResourceReadHandler(ApiHandler):
         if not uri:
             raise BadRequest("the query parameter 'uri' is required")
         server = self.get_query_argument("server", None)
-        self.reply(await self.blocking(self.hub.read_resource, tenant, uri, server, self.session()))
+        user = self.caller.subject if self.caller else None
+        self.reply(await self.blocking(self.hub.read_resource, tenant, uri, server, self.session(), user))
 
 
 class PromptsHandler(ApiHandler):
@@ -388,7 +393,8 @@ class PromptGetHandler(ApiHandler):
         bad = [k for k, v in arguments.items() if not isinstance(v, str)]
         if bad:
             raise BadRequest(f"prompt arguments must be strings: {', '.join(sorted(bad))}")
-        self.reply(await self.blocking(self.hub.get_prompt, tenant, name, arguments, self.session()))
+        user = self.caller.subject if self.caller else None
+        self.reply(await self.blocking(self.hub.get_prompt, tenant, name, arguments, self.session(), user))
 
 
 class SessionHandler(ApiHandler):
