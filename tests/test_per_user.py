@@ -17,8 +17,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from conftest import SERVERS_DIR, binds, server, wait_until
+from helpers.facade import MODES, http_facade
 from helpers.served import ADMIN_KEY, BETA_KEY, ServedHub, start_hub, stop_hub, write_config
 
 ALICE_KEY = "alice-key-0123456789"
@@ -30,6 +32,11 @@ ALICE_NEW_TOKEN = "ghp_alice_new_" + "c3" * 16
 SECRET_KEY = "k" * 20 + "-the-hub-secret-key-0123"
 OTHER_KEY = "o" * 20 + "-another-secret-key-4567"
 VALUES = (ALICE_TOKEN, BOB_TOKEN, ALICE_NEW_TOKEN)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
 
 def _config(tmp_path: Path) -> Path:
@@ -213,3 +220,26 @@ def test_no_secret_key_is_refused_by_check_and_serve(tmp_path: Path, secret: str
         )
         assert done.returncode == 2, done.stderr
         assert "tenants.acme.servers.gh.user_env: HUB_SECRET_KEY" in done.stderr
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("mode", MODES)
+async def test_the_mcp_facade_runs_each_users_own_instance(tmp_path: Path, mode: str) -> None:
+    config = _config(tmp_path)
+    hub = _start(config, tmp_path, "first")
+    try:
+        await anyio.to_thread.run_sync(_discover, hub)
+        assert (
+            await anyio.to_thread.run_sync(_set, hub, ALICE_KEY, {"GITHUB_TOKEN": ALICE_TOKEN})
+        ).status == 200
+        async with http_facade(hub.url + "/mcp", mode, key=ALICE_KEY) as client:
+            mine = await client.call_tool("gh__whoami", {})
+            assert not mine.is_error and mine.structured_content["token_sha256"] == _sha(ALICE_TOKEN)
+        async with http_facade(hub.url + "/mcp", mode, key=CAROL_KEY) as client:
+            refused = await client.call_tool("gh__whoami", {})
+            assert refused.is_error
+            text = refused.content[0].text  # type: ignore[union-attr]
+            assert "GITHUB_TOKEN" in text and "/api/me/credentials/gh" in text
+    finally:
+        assert stop_hub(hub) == 0
+    assert ALICE_TOKEN not in hub.log()
