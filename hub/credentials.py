@@ -129,6 +129,7 @@ class CredentialStore:
 
     def values(self, tenant: str, subject: str, server: str) -> dict[str, str]:
         """`subject`'s values for `server`: only for the environment of that user's instance."""
+        self._need_key()  # (without a key nothing can be set: say that, not "not set")
         record = self._read(tenant).get("records", {}).get(subject, {}).get(server)
         if record is None:
             return {}

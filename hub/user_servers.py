@@ -76,10 +76,17 @@ class UserServers:
             raise NotFound(f"no per_user server '{server}' in tenant '{tenant}'")
         return config
 
-    def where(self, server: str) -> str:
-        """Where a user sets their values for `server`."""
+    def where(self, server: str, example: str) -> str:
+        """Where a user sets their values for `server` (`example`: a variable): the API and the page."""
         base = self._config().gateway.public_url or ""
-        return f"PUT {base}/api/me/credentials/{server}" + ("" if base else " on this hub")
+        here = "" if base else " of this hub"
+        api = f'PUT {base}/api/me/credentials/{server}{here} (body {{"{example}": "..."}})'
+        return f"{api} or on the page {base}/me/credentials/{server}{here}"
+
+    def page(self, server: str) -> str | None:
+        """The page where a user sets their values for `server` (None without `gateway.public_url`)."""
+        base = self._config().gateway.public_url
+        return f"{base}/me/credentials/{server}" if base else None
 
     def session_for(self, tenant: str, server: str, session: str | None, user: str | None) -> str | None:
         """The session a call of `server` runs in: `session` for any other server; for a per_user
@@ -104,8 +111,8 @@ class UserServers:
             if missing:
                 raise CredentialsMissing(
                     f"server '{server}' needs your own {', '.join(missing)}: set "
-                    f"{'it' if len(missing) == 1 else 'them'} with {self.where(server)} "
-                    f'(body {{"{missing[0]}": "..."}}), then call again'
+                    f"{'it' if len(missing) == 1 else 'them'} with {self.where(server, missing[0])}, "
+                    "then call again"
                 )
         return user_session(user)
 

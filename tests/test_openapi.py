@@ -16,7 +16,15 @@ from web.app import ROUTES
 from web.openapi import document
 
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-PUBLIC = {"/", "/health", "/openapi.json", "/ui-host/{file}", "/admin/{path}"}
+PUBLIC = {
+    "/",
+    "/health",
+    "/openapi.json",
+    "/ui-host/{file}",
+    "/admin/{path}",
+    "/me/credentials/{server}",
+    "/me/me.js",
+}
 ONLY_DOCUMENTED: set[str] = set()  # paths documented without a handler in web.app.ROUTES
 
 

@@ -108,6 +108,11 @@ def test_two_users_get_their_own_process_with_their_own_token(tmp_path: Path) ->
         assert "GITHUB_TOKEN" in text and "PUT https://hub.example.org/api/me/credentials/gh" in text
         shown = hub.get("/api/servers/acme/gh", key=ADMIN_KEY).body
         assert shown["instances"] == []
+        assert "the page https://hub.example.org/me/credentials/gh" in text
+        page = hub.get("/me/credentials/gh")  # (public: the page holds no data and asks for a key)
+        assert page.status == 200 and 'type="password"' in page.text and "value=" not in page.text
+        assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+        assert 'input.type = "password"' in hub.get("/me/me.js").text  # (values are never prefilled)
 
         # Names the server does not declare are refused; nothing is set by such a request.
         bad = _set(hub, ALICE_KEY, {"GITHUB_TOKEN": ALICE_TOKEN, "AWS_SECRET": "x" * 8})

@@ -7,10 +7,16 @@ per_user server of that tenant is 404 like an unknown one. Values go in (PUT) an
 forgetting stops the user's running instance, so that their next call starts one with the new
 values. The store's file is read and written off the web loop (`blocking`); nothing here logs a
 value (and the access log has no bodies).
+
+`GET /me/credentials/{server}` is a page for the same (`web/static/me`): like the admin panel's,
+it holds no data, asks for the user's key and keeps it in the tab's sessionStorage; its inputs are
+password fields, never prefilled. It is where a tool error and a URL-mode elicitation send a user
+who has not set their values.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from hub.config import ServerConfig
@@ -19,6 +25,12 @@ from web import responses as api
 from web.base import ApiHandler
 
 _SEGMENT = r"([^/]+)"
+STATIC = Path(__file__).resolve().parent / "static" / "me"
+# What the page may do: its own script, this hub's API, no inline code, never framed.
+_PAGE_POLICY = (
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
 _MAX_VALUE = 64 * 1024  # (a token, a login, a key file's text: not a payload)
 
 
@@ -87,6 +99,34 @@ def _values(body: dict[str, Any], config: ServerConfig) -> dict[str, str]:
     return dict(body)
 
 
+class CredentialsPageHandler(ApiHandler):
+    """`GET /me/credentials/{server}`: the page where a user sets their values (public: no data)."""
+
+    route = "/me/credentials/{server}"
+    public = True
+
+    def get(self, server: str) -> None:
+        self.set_header("Content-Type", "text/html; charset=utf-8")
+        self.set_header("Content-Security-Policy", _PAGE_POLICY)
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.finish((STATIC / "index.html").read_bytes())
+
+
+class CredentialsScriptHandler(ApiHandler):
+    """`GET /me/me.js`: the page's script (public: shipped code, no data)."""
+
+    route = "/me/me.js"
+    public = True
+
+    def get(self) -> None:
+        self.set_header("Content-Type", "text/javascript; charset=utf-8")
+        self.set_header("Cache-Control", "no-cache")
+        self.finish((STATIC / "me.js").read_bytes())
+
+
 ROUTES: list[tuple[str, type[ApiHandler]]] = [
     (rf"/api/me/credentials/{_SEGMENT}", CredentialsHandler),
+    (rf"/me/credentials/{_SEGMENT}", CredentialsPageHandler),
+    (r"/me/me.js", CredentialsScriptHandler),
 ]

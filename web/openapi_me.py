@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from web.openapi_ops import JSON, TENANT_QUERY, op, path_param, returns
+from web.openapi_ops import JSON, TENANT_QUERY, op, path_param, raw_response, returns
 
 _SERVER = path_param("server", "A per_user server of the caller's tenant.")
 _SHOWN = "Which variables of the server's `user_env` the caller has set (never their values)."
@@ -40,7 +40,30 @@ def me_paths() -> dict[str, Any]:
         },
     }
     params = [_SERVER, _TENANT]
+    page = raw_response("The page (HTML); it asks for the user's key and calls the API above.", "text/html")
     return {
+        "/me/credentials/{server}": {
+            "get": op(
+                "getMyCredentialsPage",
+                "A page where I set my variables",
+                "me",
+                page,
+                public=True,
+                parameters=[_SERVER],
+                description="Public: the page holds no data. It asks for the user's key (kept in the "
+                "tab's sessionStorage), shows which variables are set and takes new values in password "
+                "fields, never prefilled. Tool errors and URL-mode elicitations point users here.",
+            )
+        },
+        "/me/me.js": {
+            "get": op(
+                "getMyCredentialsScript",
+                "The script of that page",
+                "me",
+                raw_response("The script (JavaScript).", "text/javascript"),
+                public=True,
+            )
+        },
         "/api/me/credentials/{server}": {
             "get": op(
                 "getMyCredentials",
@@ -72,5 +95,5 @@ def me_paths() -> dict[str, Any]:
                 description="Forgets every value (even those that no longer decrypt) and stops the "
                 "caller's running instance. " + _ABOUT,
             ),
-        }
+        },
     }
