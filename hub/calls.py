@@ -15,11 +15,15 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import mcp.types as types
 
 from actors.call_gate import CallGate
 from actors.models import ToolEntry, ToolResult
@@ -51,6 +55,7 @@ if TYPE_CHECKING:
     from hub.user_servers import UserServers
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _NO_SLOT: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
 # Why a per_user server cannot run for this caller: a tool call answers them as tool errors.
 _REFUSED_USER = (CredentialsMissing, UserRequired, CredentialsUnreadable, NoSecretKey)
@@ -360,6 +365,8 @@ class CallPath:
                 )
             except _REFUSED_USER as refused:  # (a per_user server that cannot run for this caller)
                 call["outcome"] = refused.code
+                if isinstance(refused, CredentialsMissing) and requester is not None:
+                    await self._point_to_page(requester, route.server, refused.message, route.call_timeout)
                 text = {"type": "text", "text": f"{refused.code}: {refused.message}"}
                 return ToolResult(tool=route.entry.id, is_error=True, content=(text,))
             target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)
@@ -385,6 +392,20 @@ class CallPath:
             return session
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self._users.session_for, tenant, server, session, user)
+
+    async def _point_to_page(self, requester: Requester, server: str, message: str, timeout: float) -> None:
+        """Send a 2025-11-25 client that takes URL-mode elicitations the page where its user sets
+        `server`'s values (`gateway.public_url` + `/me/credentials/<server>`), and wait for its
+        answer (the user saw it); the call still ends with its tool error, to be called again."""
+        page = self._users.page(server) if self._users is not None else None
+        if page is None or not getattr(requester, "url_elicitation", False):
+            return
+        params = types.ElicitRequestURLParams(message=message, url=page, elicitation_id=uuid.uuid4().hex)
+        try:
+            async with asyncio.timeout(timeout):
+                await requester.ask(types.ElicitRequest(params=params), types.ElicitResult)
+        except Exception as exc:  # isolation: the client's trouble with it leaves the tool error
+            log.info("the URL elicitation for server '%s' failed: %s", server, type(exc).__name__)
 
     async def _on_server(
         self,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import mcp.types as types
 import pytest
 from conftest import SERVERS_DIR, binds, server, wait_until
 from helpers.facade import MODES, http_facade
@@ -248,3 +249,28 @@ async def test_the_mcp_facade_runs_each_users_own_instance(tmp_path: Path, mode:
     finally:
         assert stop_hub(hub) == 0
     assert ALICE_TOKEN not in hub.log()
+
+
+@pytest.mark.anyio
+async def test_a_2025_client_that_takes_url_elicitations_is_sent_the_page(tmp_path: Path) -> None:
+    hub = _start(_config(tmp_path), tmp_path, "first")
+    asked: list[Any] = []
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params)
+        return types.ElicitResult(action="accept")
+
+    try:
+        await anyio.to_thread.run_sync(_discover, hub)
+        async with http_facade(
+            hub.url + "/mcp", "legacy", key=CAROL_KEY, elicitation_callback=elicitation
+        ) as client:
+            refused = await client.call_tool("gh__whoami", {})
+        assert refused.is_error and "GITHUB_TOKEN" in refused.content[0].text  # type: ignore[union-attr]
+        assert [(p.mode, p.url) for p in asked] == [("url", "https://hub.example.org/me/credentials/gh")]
+        assert "GITHUB_TOKEN" in asked[0].message
+        async with http_facade(hub.url + "/mcp", "legacy", key=CAROL_KEY) as client:  # (declares none)
+            assert (await client.call_tool("gh__whoami", {})).is_error
+        assert len(asked) == 1
+    finally:
+        assert stop_hub(hub) == 0
