@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import mcp.types as types
 import pytest
+import yaml
 from conftest import SERVERS_DIR, binds, server, wait_until
 from helpers.facade import MODES, http_facade
 from helpers.served import ADMIN_KEY, BETA_KEY, ServedHub, start_hub, stop_hub, write_config
@@ -274,3 +275,28 @@ async def test_a_2025_client_that_takes_url_elicitations_is_sent_the_page(tmp_pa
         assert len(asked) == 1
     finally:
         assert stop_hub(hub) == 0
+
+
+def test_a_reload_that_adds_a_per_user_server_without_a_key_is_told_by_health_and_calls(
+    tmp_path: Path,
+) -> None:
+    config = _config(tmp_path)
+    per_user = config.read_text()
+    data = yaml.safe_load(per_user)
+    del data["tenants"]["acme"]["servers"]["gh"]
+    config.write_text(yaml.safe_dump(data))
+    hub = _start(config, tmp_path, "first", secret=None)  # (nothing needs a key yet)
+    try:
+        assert "credentials" not in hub.get("/health").body["components"]
+        config.write_text(per_user)
+        assert hub.post("/api/admin/reload", key=ADMIN_KEY).status == 200
+        assert hub.get("/health").body["components"]["credentials"] == "no_secret_key"
+        _discover(hub)
+        refused = _whoami(hub, ALICE_KEY)
+        assert refused["is_error"] and "no_secret_key" in refused["content"][0]["text"]
+        assert "HUB_SECRET_KEY is not set" in refused["content"][0]["text"]
+        stored = _set(hub, ALICE_KEY, {"GITHUB_TOKEN": ALICE_TOKEN})
+        assert stored.status == 500 and stored.body["error"]["code"] == "no_secret_key"
+    finally:
+        assert stop_hub(hub) == 0
+    assert not (tmp_path / "data" / "credentials").exists()
