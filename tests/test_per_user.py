@@ -10,7 +10,9 @@ changed key is a clear error and the hub stays up.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import mcp.types as types
 import pytest
 import yaml
 from conftest import SERVERS_DIR, binds, server, wait_until
+from helpers.apps import close, connect, make_plugins, until
 from helpers.facade import MODES, http_facade
 from helpers.served import ADMIN_KEY, BETA_KEY, ServedHub, start_hub, stop_hub, write_config
 
@@ -41,7 +44,7 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _config(tmp_path: Path) -> Path:
+def _config(tmp_path: Path, **gateway: Any) -> Path:
     token_server = {
         "command": "python",
         "args": [str(SERVERS_DIR / "tokenserver.py")],
@@ -64,7 +67,7 @@ def _config(tmp_path: Path) -> Path:
         tenants,
         auth={"admin_keys": [ADMIN_KEY]},
         audit={"file": str(tmp_path / "audit.jsonl"), "include_arguments": True},
-        gateway={"public_url": "https://hub.example.org"},
+        gateway={"public_url": "https://hub.example.org", **gateway},
     )
 
 
@@ -300,3 +303,25 @@ def test_a_reload_that_adds_a_per_user_server_without_a_key_is_told_by_health_an
     finally:
         assert stop_hub(hub) == 0
     assert not (tmp_path / "data" / "credentials").exists()
+
+
+def test_a_websocket_app_calls_on_its_users_own_instance(tmp_path: Path) -> None:
+    hub = _start(_config(tmp_path, plugins_dir=str(make_plugins(tmp_path))), tmp_path, "first")
+
+    async def call(key: str) -> dict[str, Any]:
+        ws = await connect(hub, "hello", "acme", key=key)
+        try:
+            message = {"tool_name": "gh.whoami", "arguments": {}}
+            ws.write_message(json.dumps({"type": "tool_call", "id": 1, "data": message}))
+            return (await until(ws, "tool_result", 1))["data"]
+        finally:
+            await close(ws)
+
+    try:
+        _discover(hub)
+        assert _set(hub, BOB_KEY, {"GITHUB_TOKEN": BOB_TOKEN}).status == 200
+        assert asyncio.run(call(BOB_KEY))["structured_content"]["token_sha256"] == _sha(BOB_TOKEN)
+        refused = asyncio.run(call(CAROL_KEY))
+        assert refused["is_error"] and "GITHUB_TOKEN" in refused["content"][0]["text"]
+    finally:
+        assert stop_hub(hub) == 0
