@@ -5,8 +5,8 @@ atomically: a temporary file renamed over the old one). It maps a subject and a 
 record, the JSON object `{VAR: value}` sealed with AES-256-GCM (a random 96-bit nonce per record)
 whose associated data is `[tenant, subject, server]`: a record copied under another user, server
 or tenant does not decrypt. The key is derived from `$HUB_SECRET_KEY` (at least 32 characters)
-with HKDF-SHA256. Each file also holds a sealed check value, so that a wrong key is told at once
-(`problem`), before any user calls.
+with HKDF-SHA256. `problem` tries every record, so that a wrong key is told at once (at start and
+by `/health`), before any user calls.
 
 Values leave this module only through `values` (to the environment of the user's instance);
 names and whether each is set are all anything else sees. Nothing here logs a value.
@@ -39,7 +39,6 @@ from hub.errors import CredentialsUnreadable, NoSecretKey
 SECRET_ENV = "HUB_SECRET_KEY"
 MIN_SECRET_LENGTH = 32
 _INFO = b"mcp-hub credentials v1"
-_CHECK = "mcp-hub key check"
 _FIX = (
     f"start the hub with the {SECRET_ENV} they were stored with, or have each user set them again "
     "(DELETE, then PUT /api/me/credentials/<server>)"
@@ -109,13 +108,13 @@ class CredentialStore:
         if self.key_problem is not None:
             return self._no_key().message
         for tenant in tenants:
-            content = self._read(tenant)
-            if not content.get("records"):
-                continue
-            try:
-                self._open(content.get("check"), "check", tenant)
-            except (CredentialsUnreadable, NoSecretKey) as exc:
-                return exc.message
+            records = self._read(tenant).get("records", {})
+            for subject, servers in records.items():
+                for server, record in servers.items():
+                    try:
+                        self._open(record, "record", tenant, subject, server)
+                    except CredentialsUnreadable as exc:
+                        return exc.message
         return None
 
     def names(self, tenant: str, subject: str, server: str) -> set[str]:
@@ -152,7 +151,6 @@ class CredentialStore:
             records.setdefault(subject, {})[server] = self._seal(
                 json.dumps(merged), "record", tenant, subject, server
             )
-            content["check"] = self._seal(_CHECK, "check", tenant)
             self._write(tenant, content)
             return set(merged)
 

@@ -325,3 +325,32 @@ def test_a_websocket_app_calls_on_its_users_own_instance(tmp_path: Path) -> None
         assert refused["is_error"] and "GITHUB_TOKEN" in refused["content"][0]["text"]
     finally:
         assert stop_hub(hub) == 0
+
+
+def test_a_record_copied_to_another_user_or_tenant_does_not_decrypt(tmp_path: Path) -> None:
+    from hub.credentials import CredentialStore
+    from hub.errors import CredentialsUnreadable
+
+    store = CredentialStore(tmp_path / "credentials", SECRET_KEY)
+    assert store.update("acme", "alice", "gh", {"GITHUB_TOKEN": ALICE_TOKEN}) == {"GITHUB_TOKEN"}
+    assert store.update("acme", "bob", "gh", {"GITHUB_TOKEN": BOB_TOKEN}) == {"GITHUB_TOKEN"}
+    path = tmp_path / "credentials" / "acme.json"
+    assert path.stat().st_mode & 0o777 == 0o600 and (tmp_path / "credentials").stat().st_mode & 0o777 == 0o700
+    assert ALICE_TOKEN not in path.read_text() and "GITHUB_TOKEN" not in path.read_text()
+    content = json.loads(path.read_text())
+    content["records"]["bob"]["gh"] = content["records"]["alice"]["gh"]  # alice's record, as bob's
+    content["records"]["alice"]["other"] = content["records"]["alice"]["gh"]  # as another server's
+    path.write_text(json.dumps(content))
+    (tmp_path / "credentials" / "beta.json").write_text(json.dumps(content))  # as another tenant's
+    for tenant, subject, name in (
+        ("acme", "bob", "gh"),
+        ("acme", "alice", "other"),
+        ("beta", "alice", "gh"),
+    ):
+        with pytest.raises(CredentialsUnreadable, match="HUB_SECRET_KEY"):
+            store.values(tenant, subject, name)
+    assert store.values("acme", "alice", "gh") == {"GITHUB_TOKEN": ALICE_TOKEN}
+    assert store.problem(["acme"]) is not None  # (what /health reports as unreadable)
+    assert store.forget("acme", "bob", "gh") and store.forget("acme", "alice", "other")
+    assert store.problem(["acme"]) is None
+    assert CredentialStore(tmp_path / "credentials", OTHER_KEY).problem(["acme"]) is not None
