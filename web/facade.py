@@ -38,7 +38,7 @@ from actors.models import CatalogChanged, Event, ToolResult
 from hub import seams
 from hub.errors import BadRequest, HubError, NotFound
 from hub.runtime import Hub
-from web.auth import keys_for
+from web.auth import Caller, keys_for
 from web.facade_changes import ListChanges
 from web.facade_logging import LogLevels
 from web.facade_scope import AGGREGATED_INSTRUCTIONS, Scope
@@ -114,6 +114,7 @@ class Facade:
         self.session_of = session_of
         self.sep = hub_.config.gateway.tool_name_separator
         self.changes = ListChanges()
+        self._subjects: dict[str, str] = {}  # key id → subject, as authenticated (`remember`)
         self.views = ToolViews(self.sep)  # dropped on each catalog change (router thread)
         self.logs = LogLevels(hub_)
         self.subscriptions = Subscriptions(hub_, self.changes)
@@ -194,10 +195,18 @@ class Facade:
         except HubError as exc:
             raise mcp_error(exc) from None
 
+    def remember(self, caller: Caller) -> None:
+        """Whom `caller`'s key id acts for, as the HTTP endpoint authenticated it (web loop): an
+        access token's subject is in no configured key (`user_of`)."""
+        if caller.key_id is not None and caller.subject is not None:
+            self._subjects[caller.key_id] = caller.subject
+
     def user_of(self, key: str | None) -> str | None:
-        """The user a request's key acts for (its `subject`; a per_user server runs their instance)."""
-        caller = keys_for(self.hub.config).by_key_id(key) if key is not None else None
-        return caller.subject if caller is not None else None
+        """The user a request's key (id) acts for (its `subject`; a per_user server runs their instance)."""
+        if key is None:
+            return None
+        caller = keys_for(self.hub.config).by_key_id(key)
+        return caller.subject if caller is not None else self._subjects.get(key)
 
     async def _view_of(self, ctx: Ctx) -> tuple[Scope, ToolView]:
         scope = self.scope_of(ctx)

@@ -56,6 +56,8 @@ class McpHandler(ApiHandler):
         endpoint: McpEndpoint | None = self.application.settings.get("mcp")
         sdk_session = self.request.headers.get("Mcp-Session-Id")
         key = self.caller.key_id if self.caller else None
+        if endpoint is not None and self.caller is not None:
+            endpoint.facade.remember(self.caller)  # (whom it acts for: per_user servers' instances)
         if endpoint is None or not sdk_session:
             return
         try:
