@@ -182,7 +182,14 @@ class CredentialStore:
         mark = (stat.st_size, stat.st_mtime_ns)
         cached = self._files.get(tenant)
         if cached is None or cached[0] != mark:
-            cached = self._files[tenant] = (mark, json.loads(path.read_text()))
+            try:
+                content = json.loads(path.read_text())
+            except ValueError:
+                raise CredentialsUnreadable(
+                    f"the credentials file of tenant '{tenant}' (data_dir/credentials) is not valid "
+                    "JSON: restore it from a backup, or remove it and have each user set their values again"
+                ) from None
+            cached = self._files[tenant] = (mark, content)
         return json.loads(json.dumps(cached[1]))
 
     def _write(self, tenant: str, content: dict[str, Any]) -> None:
