@@ -44,14 +44,14 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-def _config(tmp_path: Path, **gateway: Any) -> Path:
+def _config(tmp_path: Path, idle_timeout: float = 120, **gateway: Any) -> Path:
     token_server = {
         "command": "python",
         "args": [str(SERVERS_DIR / "tokenserver.py")],
         "sandbox": binds(SERVERS_DIR),
         "per_user": True,
         "user_env": ["GITHUB_TOKEN"],
-        "idle_timeout": 120,
+        "idle_timeout": idle_timeout,
     }
     keys = [
         {"key": ALICE_KEY, "subject": "alice"},
@@ -354,3 +354,19 @@ def test_a_record_copied_to_another_user_or_tenant_does_not_decrypt(tmp_path: Pa
     assert store.forget("acme", "bob", "gh") and store.forget("acme", "alice", "other")
     assert store.problem(["acme"]) is None
     assert CredentialStore(tmp_path / "credentials", OTHER_KEY).problem(["acme"]) is not None
+
+
+def test_a_users_idle_instance_stops_and_the_next_call_starts_one_with_the_same_values(
+    tmp_path: Path,
+) -> None:
+    hub = _start(_config(tmp_path, idle_timeout=1), tmp_path, "first")
+    try:
+        _discover(hub)
+        assert _set(hub, ALICE_KEY, {"GITHUB_TOKEN": ALICE_TOKEN}).status == 200
+        first = _whoami(hub, ALICE_KEY)["structured_content"]
+        running = lambda: hub.get("/api/servers/acme/gh", key=ADMIN_KEY).body["instances"]  # noqa: E731
+        assert wait_until(lambda: running() == [], 15), "her idle instance never stopped"
+        again = _whoami(hub, ALICE_KEY)["structured_content"]
+        assert again["token_sha256"] == _sha(ALICE_TOKEN) and again["process"] != first["process"]
+    finally:
+        assert stop_hub(hub) == 0
