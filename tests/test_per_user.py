@@ -112,7 +112,7 @@ def test_two_users_get_their_own_process_with_their_own_token(tmp_path: Path) ->
         text = refused["content"][0]["text"]
         assert "GITHUB_TOKEN" in text and "PUT https://hub.example.org/api/me/credentials/gh" in text
         shown = hub.get("/api/servers/acme/gh", key=ADMIN_KEY).body
-        assert shown["instances"] == []
+        assert shown["instances"] == [] and shown["per_user"] is True
         assert "the page https://hub.example.org/me/credentials/gh" in text
         page = hub.get("/me/credentials/gh")  # (public: the page holds no data and asks for a key)
         assert page.status == 200 and 'type="password"' in page.text and "value=" not in page.text
@@ -368,5 +368,32 @@ def test_a_users_idle_instance_stops_and_the_next_call_starts_one_with_the_same_
         assert wait_until(lambda: running() == [], 15), "her idle instance never stopped"
         again = _whoami(hub, ALICE_KEY)["structured_content"]
         assert again["token_sha256"] == _sha(ALICE_TOKEN) and again["process"] != first["process"]
+    finally:
+        assert stop_hub(hub) == 0
+
+
+def test_the_page_sets_a_users_values_in_a_browser(tmp_path: Path, browser: Any) -> None:
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    hub = _start(_config(tmp_path), tmp_path, "first")
+    try:
+        _discover(hub)
+        browser.get(f"{hub.url}/me/credentials/gh")
+        wait = WebDriverWait(browser, 15, ignored_exceptions=(StaleElementReferenceException,))
+        key = wait.until(lambda b: b.find_element(By.ID, "signin-key"))
+        wait.until(lambda b: key.is_displayed())
+        key.send_keys(ALICE_KEY)
+        browser.find_element(By.CSS_SELECTOR, "#signin button[type=submit]").click()
+        field = wait.until(lambda b: b.find_element(By.ID, "var-GITHUB_TOKEN"))
+        assert field.get_attribute("type") == "password" and field.get_attribute("value") == ""
+        assert "(not set)" in browser.find_element(By.CSS_SELECTOR, "label[for=var-GITHUB_TOKEN]").text
+        field.send_keys(ALICE_TOKEN)
+        browser.find_element(By.CSS_SELECTOR, "#credentials button[type=submit]").click()
+        wait.until(lambda b: "(set)" in b.find_element(By.CSS_SELECTOR, "label[for=var-GITHUB_TOKEN]").text)
+        shown = browser.find_element(By.ID, "var-GITHUB_TOKEN")
+        assert shown.get_attribute("value") == "" and ALICE_TOKEN not in browser.page_source
+        assert _whoami(hub, ALICE_KEY)["structured_content"]["token_sha256"] == _sha(ALICE_TOKEN)
     finally:
         assert stop_hub(hub) == 0

@@ -258,6 +258,7 @@ class ServerStatus(ServerSnapshot):
     per_session: Annotated[
         bool, Doc("One instance per client session (this entry is then the tenant's shared instance).")
     ]
+    per_user: Annotated[bool, Doc("One instance per user, with their own `user_env` (docs/security.md).")]
     instances: NotRequired[
         Annotated[
             list[SessionInstance],

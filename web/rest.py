@@ -37,6 +37,7 @@ def _server_json(status: ServerStatus, hub_: Any, detail: bool = False) -> api.S
         "enabled": config.enabled,
         "description": config.metadata.get("description"),
         "per_session": config.per_session,
+        "per_user": config.per_user,
     }
     if config.per_session or config.per_user:  # its sessions' (users') own instances (this is the shared one)
         instances = [i for i in hub_.instances(status.tenant) if i.server == status.server]

@@ -6,6 +6,10 @@
 
 (() => {
   const KEY_ITEM = "mcp-hub-me-key";
+  // An admin who came from the panel in this tab is signed in already (its key, the same origin).
+  if (!sessionStorage.getItem(KEY_ITEM) && sessionStorage.getItem("mcp-hub-admin-key")) {
+    sessionStorage.setItem(KEY_ITEM, sessionStorage.getItem("mcp-hub-admin-key"));
+  }
   const server = decodeURIComponent(location.pathname.split("/").filter(Boolean).pop() || "");
   const tenant = new URLSearchParams(location.search).get("tenant");
   const api = "/api/me/credentials/" + encodeURIComponent(server) +
