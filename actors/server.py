@@ -108,6 +108,7 @@ class ServerSupervisor:
         self.config = spec.config
         self.session = spec.session
         self.tenant_env = spec.tenant_env
+        self.user_env = spec.user_env  # (a per_user instance's: its user's values)
         self.orchestrator = spec.orchestrator
         self._listener = listener
         self.registry = registry

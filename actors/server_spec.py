@@ -67,6 +67,9 @@ def tell(listener: Listener, message: Any) -> bool:
     return True
 
 
+_NO_ENV = SecretMap()
+
+
 @dataclass(frozen=True)
 class ServerSpec:
     """Everything a server needs to know about itself, as its tenant hands it over."""
@@ -80,6 +83,7 @@ class ServerSpec:
     session: str | None = None  # a per_session server's instance: the session it serves
     sandbox_site: SandboxSite | None = None  # the hub's sandbox facts (None: run unsandboxed)
     log_level: str | None = None  # the lowest level of log messages it should send (None: its default)
+    user_env: SecretMap = _NO_ENV  # a per_user server's instance: its user's own values (they win)
 
 
 def initial_status(tenant: str, config: ServerConfig, session: str | None = None) -> ServerStatus:

@@ -15,6 +15,9 @@ another tenant. `max_sessions_per_server` bounds how many run at once. `end_sess
 session's instances. The server's own actor (the *shared* instance) still serves calls that come
 without a session, and lists the catalog (from its cache, or from the first discovery of any
 instance).
+
+Servers with `per_user: true` run the same way, one instance per user (the session
+`user:<subject>`, see `hub.user_servers`), each started with its user's own `user_env` values.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from actors.session_instances import SessionInstances
 from actors.tenant_info import ACTIVE, TenantInfo, TenantLease, changed_servers, starts_with_tenant
 from actors.tool_quota import ToolQuota
 from hub import timeouts
-from hub.config import OrchestratorConfig, ServerConfig, TenantConfig
+from hub.config import OrchestratorConfig, SecretMap, ServerConfig, TenantConfig
 from hub.errors import NotFound, NotRunning, QuotaExceeded
 
 __all__ = ["CallGate", "TenantActor", "TenantActorProxy", "TenantInfo", "TenantLease"]
@@ -130,8 +133,9 @@ class TenantActor(pykka.ThreadingActor):
             except LimitError as exc:
                 log.error("%s: max_memory_mb and max_processes are not enforced: %s", self.config.name, exc)
 
-    def _spec(self, name: str, session: str | None = None) -> ServerSpec:
-        """What server `name` (or its instance for `session`) is started with."""
+    def _spec(self, name: str, session: str | None = None, user_env: SecretMap | None = None) -> ServerSpec:
+        """What server `name` (or its instance for `session`, with a per_user one's `user_env`) is
+        started with."""
         folder = self._log_dir / self.config.name
         if session is None:
             log_path = folder / f"{name}.log"
@@ -140,7 +144,8 @@ class TenantActor(pykka.ThreadingActor):
         cached = cache_path(self._cache_dir, self.config.name, name) if self._cache_dir else None
         server = self.config.servers[name]
         orch, site, level, env = self._orch, self._sandbox_site, self._log_levels.get(name), self.config.env
-        return ServerSpec(self.config.name, server, env, orch, log_path, cached, session, site, level)
+        spec = ServerSpec(self.config.name, server, env, orch, log_path, cached, session, site, level)
+        return replace(spec, user_env=user_env) if user_env else spec
 
     def _add_server(self, name: str) -> None:
         self._record_server(name, *self._start_server_actor(name))
@@ -276,7 +281,7 @@ class TenantActor(pykka.ThreadingActor):
         servers = self.config.servers
         call_timeouts = {name: s.call_timeout for name, s in servers.items()}
         on_demand = {name: s.on_demand and s.enabled for name, s in servers.items()}
-        per_session = {name: s.per_session and s.enabled for name, s in servers.items()}
+        per_session = {name: (s.per_session or s.per_user) and s.enabled for name, s in servers.items()}
         return TenantLease(
             self.config.name,
             self._gate,
@@ -358,10 +363,11 @@ class TenantActor(pykka.ThreadingActor):
         """Why `start_servers` leaves server `name` stopped (None: it starts it)."""
         if not config.enabled:
             return "disabled"
-        if config.per_session:
+        if config.per_session or config.per_user:
             # No catalog yet (no cache): run the shared instance once to discover it; it stops
             # when idle like any on_demand server. Sessions then start their own instances.
-            return "per_session" if self.listed(name) is not None else None
+            kind = "per_user" if config.per_user else "per_session"
+            return kind if self.listed(name) is not None else None
         return "on_demand" if config.on_demand else None
 
     def _try_start(self, name: str) -> ServerStatus | str:
@@ -408,7 +414,7 @@ class TenantActor(pykka.ThreadingActor):
         instances = {
             name: self._instances.count(name)
             for name, config in self.config.servers.items()
-            if config.per_session
+            if config.per_session or config.per_user
         }
         cgroups = self._sandbox_site.cgroups if self._sandbox_site is not None else None
         return TenantInfo(
@@ -426,34 +432,39 @@ class TenantActor(pykka.ThreadingActor):
 
     # ------------------------------------------------------------------ session instances
 
-    def session_instance(self, server: str, session: str) -> tuple[ServerEndpoint, ServerStatus]:
-        """The instance of per_session `server` for `session`: started if new, woken if it is
-        stopping for idleness. Returns at once; the caller waits for `running` on the events.
+    def session_instance(
+        self, server: str, session: str, user_env: SecretMap | None = None
+    ) -> tuple[ServerEndpoint, ServerStatus]:
+        """The instance of per_session `server` for `session` (of a per_user one: for the user
+        `session` names, with their `user_env`): started if new, woken if it is stopping for
+        idleness. Returns at once; the caller waits for `running` on the events.
 
         Raises:
             NotFound: no such server.
-            NotRunning: it is not an enabled per_session server.
+            NotRunning: it is not an enabled per_session (or per_user) server.
             QuotaExceeded: `max_sessions_per_server` instances of it already run.
         """
         self._proxy(server)
         config = self.config.servers[server]
-        if not (config.per_session and config.enabled):
+        if not ((config.per_session or config.per_user) and config.enabled):
             raise NotRunning(f"server '{server}' of tenant '{self.config.name}' is not a per_session server")
         proxy = self._instances.instance(
             config,
             session,
             self.config.quotas.max_sessions_per_server,
-            lambda: start_server_actor(self._spec(server, session), self.actor_ref, self._registry),
+            lambda: start_server_actor(self._spec(server, session, user_env), self.actor_ref, self._registry),
         )
         endpoint = proxy.get_endpoint().get(timeout=timeouts.ASK)
         status = proxy.start_server().get(timeout=self._stop_timeout)
         self._instances.started((server, session), status)
         return endpoint, status
 
-    def end_session(self, session: str) -> int:
-        """Stop every instance of `session` (its client went away) and wait until their processes
-        are gone; how many there were."""
-        return self._instances.stop(lambda server, owner: owner == session, self._stop_timeout)
+    def end_session(self, session: str, server: str | None = None) -> int:
+        """Stop every instance of `session` (its client went away; only `server`'s if given: a user
+        changed its values) and wait until their processes are gone; how many there were."""
+        return self._instances.stop(
+            lambda name, owner: owner == session and server in (None, name), self._stop_timeout
+        )
 
     def instances(self) -> tuple[ServerStatus, ...]:
         """The latest status of every session instance, in configuration order of their servers."""

@@ -65,7 +65,8 @@ class Transport:
         config = supervisor.config
         if config.transport == "stdio":
             assert config.command is not None
-            env = child_environment(sandbox.environment if sandbox else {}, supervisor.tenant_env, config.env)
+            layers = (supervisor.tenant_env, config.env, supervisor.user_env)  # (the user's values win)
+            env = child_environment(sandbox.environment if sandbox else {}, *layers)
             if sandbox is None and supervisor.sandbox_site is not None and config.sandbox.enabled:
                 errlog.note(f"running unsandboxed: {host_support().detail}")
             self._cgroup = self._confinement()
@@ -165,7 +166,9 @@ class Transport:
                 reason = f"{killed}: {reason}"
             words = await child.last_words()
             if words:  # (an npm 404, a Python traceback: often the only clue, and in the log alone)
-                said = redact(" | ".join(words), supervisor.tenant_env, supervisor.config.env)
+                said = redact(
+                    " | ".join(words), supervisor.tenant_env, supervisor.config.env, supervisor.user_env
+                )
                 reason += f"; its last stderr lines: {said}"
             if self._spawned is child.channel:  # (a child stopped before a restart: its run is over)
                 supervisor.mark_lost(reason)

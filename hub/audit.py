@@ -12,10 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.config import AuditConfig
+
+if TYPE_CHECKING:
+    from hub.permissions import Who
 
 
 class AuditLog:
@@ -63,3 +67,22 @@ class AuditLog:
         """Flush and close the file."""
         if self._handler is not None:
             self._handler.close()
+
+
+@dataclass(frozen=True)
+class Audited:
+    """Who a call is audited as: its key's id and, if known, its caller's subject."""
+
+    key: str | None
+    caller: Who | None
+
+    def record(
+        self, audit: AuditLog, tenant: str, tool_id: str, seconds: float, outcome: str, arguments: Any
+    ) -> None:
+        """One audit line for this caller's call of `tool_id`."""
+        audit.record(tenant, self.key, tool_id, seconds, outcome, arguments, self.subject)
+
+    @property
+    def subject(self) -> str | None:
+        """The caller's subject, if known (the user a per_user server's instance is for)."""
+        return self.caller.subject if self.caller is not None else None

@@ -15,19 +15,33 @@ import asyncio
 import concurrent.futures
 import contextlib
 import functools
+import logging
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import mcp.types as types
 
 from actors.call_gate import CallGate
 from actors.models import ToolEntry, ToolResult
 from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
 from hub import failover
-from hub.audit import AuditLog
-from hub.errors import CallTimeout, HubError, NotFound, NotRunning, ShuttingDown
+from hub.audit import Audited, AuditLog
+from hub.errors import (
+    CallTimeout,
+    CredentialsMissing,
+    CredentialsUnreadable,
+    HubError,
+    NoSecretKey,
+    NotFound,
+    NotRunning,
+    ShuttingDown,
+    UserRequired,
+)
 from hub.instances import SessionInstances
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
@@ -39,9 +53,13 @@ if TYPE_CHECKING:
     from hub.cluster_quota import SharedQuotas
     from hub.config import Quotas
     from hub.replica import ReplicaParts
+    from hub.user_servers import UserServers
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 _NO_SLOT: contextlib.AbstractAsyncContextManager[None] = contextlib.nullcontext()
+# Why a per_user server cannot run for this caller: a tool call answers them as tool errors.
+_REFUSED_USER = (CredentialsMissing, UserRequired, CredentialsUnreadable, NoSecretKey)
 
 
 class InFlight:
@@ -96,6 +114,7 @@ class CallPath:
         replica: a cluster's replica's parts (`hub.replica`): the tenants' call quotas counted
             across the cluster (`hub.cluster_quota`), taken after the local gate's, and whether
             servers are moving now (`hub.failover`); None on a hub that runs alone.
+        users: per_user servers' instances (`hub.user_servers`); None: no server is per_user.
     """
 
     def __init__(
@@ -110,7 +129,9 @@ class CallPath:
         ask_timeout: float,
         loops: HubLoops,
         replica: ReplicaParts | None = None,
+        users: UserServers | None = None,
     ) -> None:
+        self._users = users
         self._shared = replica.quotas if replica is not None else None
         self._settling = replica.settling if replica is not None else (lambda: 0.0)
         self._router = router
@@ -139,15 +160,23 @@ class CallPath:
         arguments: Mapping[str, Any] | None = None,
         key: str | None = None,
         session: str | None = None,
+        user: str | None = None,
     ) -> ToolResult:
         """`Hub.call_tool`: `call_tool_async` on a borrowed loop (caller's thread, not a loop's)."""
-        return self._loops.run(self.call_tool_async(tenant, tool_id, arguments, None, key, session))
+        return self._loops.run(
+            self.call_tool_async(tenant, tool_id, arguments, None, key, session, user=user)
+        )
 
     def server_request(
-        self, tenant: str, server: str, submit: Callable[[Any], Any], session: str | None = None
+        self,
+        tenant: str,
+        server: str,
+        submit: Callable[[Any], Any],
+        session: str | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """`server_request_async` on a borrowed loop (caller's thread, not a loop's)."""
-        return self._loops.run(self.server_request_async(tenant, server, submit, session))
+        return self._loops.run(self.server_request_async(tenant, server, submit, session, user=user))
 
     # ------------------------------------------------------------------ the path
 
@@ -158,10 +187,11 @@ class CallPath:
         submit: Callable[[Any], Any],
         session: str | None = None,
         wake: bool = True,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """Submit a request (`submit(endpoint)`: a resource read, a prompt get) to `server` (to
-        `session`'s instance of a per_session one) and await its answer (on an asyncio loop: the
-        router ask runs in its executor).
+        `session`'s instance of a per_session one, `user`'s of a per_user one) and await its answer
+        (on an asyncio loop: the router ask runs in its executor).
 
         `wake` False: a stopped server is not started for the request, which its loop still takes
         (it only changes what the server remembers: `Hub.upstream`'s unsubscribe); nor is a
@@ -172,6 +202,7 @@ class CallPath:
             None, functools.partial(asked.get, timeout=self._ask_timeout)
         )
         endpoint, gate, timeout, on_demand, per_session = route
+        session = await self._user_session(tenant, server, per_session, session, user)
         with self._in_flight.admit(), gate.admit(tenant):
             async with self._cluster_slot(gate, tenant, timeout):
                 target = _Target(tenant, server, endpoint, on_demand, per_session)
@@ -228,7 +259,7 @@ class CallPath:
 
     @contextlib.contextmanager
     def _call(
-        self, prepared: Prepared, arguments: Mapping[str, Any], who: _Audited, shown: str
+        self, prepared: Prepared, arguments: Mapping[str, Any], who: Audited, shown: str
     ) -> Iterator[dict[str, str]]:
         """Around one tool call: shutdown check, argument validation, quotas, metrics, audit.
 
@@ -271,6 +302,7 @@ class CallPath:
         shown_as: str | None = None,
         admit: Callable[[ToolEntry], Awaitable[None]] | None = None,
         caller: Who | None = None,
+        user: str | None = None,
     ) -> ToolResult:
         """`Hub.call_tool_async` (on an asyncio loop: never blocks it). `admit`, if given, is awaited
         with the tool's entry once its route is resolved, before the call runs, and may refuse it
@@ -278,12 +310,13 @@ class CallPath:
 
         `caller`, if given, is who calls (`key` defaults to its key id; the audit log names its
         subject): a tool it may not call is `NotFound` as if it did not exist (`hub.permissions`),
-        before any quota is taken or any server woken."""
+        before any quota is taken or any server woken. `user`: the caller's subject (default:
+        `caller`'s), whose own instance a per_user server's tool runs on."""
         if self._in_flight.stopping:
             raise ShuttingDown("the hub is shutting down")
         arguments = dict(arguments or {})
         shown = shown_as or tool_id
-        who = _Audited(key if key is not None or caller is None else caller.key_id, caller)
+        who = Audited(key if key is not None or caller is None else caller.key_id, caller)
         if not may_call(caller, tool_id):
             who.record(self._audit(), tenant, tool_id, 0.0, "denied", arguments)
             raise unknown_tool(tenant, tool_id)
@@ -313,7 +346,7 @@ class CallPath:
         prepare = functools.partial(self._prepare_async, tenant, tool_id)
         return await failover.attempts(
             prepared,
-            lambda p: self._call_once(p, arguments, requester, who, session, shown),
+            lambda p: self._call_once(p, arguments, requester, who, session, shown, user or who.subject),
             self._settling,
             functools.partial(failover.rerouted, self._routes, prepare),
             shown,
@@ -328,13 +361,24 @@ class CallPath:
         prepared: Prepared,
         arguments: dict[str, Any],
         requester: Requester | None,
-        who: _Audited,
+        who: Audited,
         session: str | None,
         shown: str,
+        user: str | None = None,
     ) -> ToolResult:
         """One call of a prepared tool, within the quotas, measured and audited (a loop)."""
         route = prepared.route
         with self._call(prepared, arguments, who, shown) as call:
+            try:
+                session = await self._user_session(
+                    route.tenant, route.server, route.per_session, session, user
+                )
+            except _REFUSED_USER as refused:  # (a per_user server that cannot run for this caller)
+                call["outcome"] = refused.code
+                if isinstance(refused, CredentialsMissing) and requester is not None:
+                    await self._point_to_page(requester, route.server, refused.message, route.call_timeout)
+                text = {"type": "text", "text": f"{refused.code}: {refused.message}"}
+                return ToolResult(tool=route.entry.id, is_error=True, content=(text,))
             target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)
             async with self._cluster_slot(route.gate, route.tenant, route.call_timeout):
                 result: ToolResult = await self._on_server(
@@ -347,6 +391,31 @@ class CallPath:
             if result.is_error:
                 call["outcome"] = "tool_error"
             return result
+
+    async def _user_session(
+        self, tenant: str, server: str, per_session: bool, session: str | None, user: str | None
+    ) -> str | None:
+        """The session a request runs in: `session`, or for a per_user server (whose route says
+        `per_session`) its user's, once they have set its variables (raises what
+        `UserServers.session_for` raises; the store is read in the loop's executor)."""
+        if not per_session or self._users is None or self._users.server(tenant, server) is None:
+            return session
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(None, self._users.session_for, tenant, server, session, user)
+
+    async def _point_to_page(self, requester: Requester, server: str, message: str, timeout: float) -> None:
+        """Send a 2025-11-25 client that takes URL-mode elicitations the page where its user sets
+        `server`'s values (`gateway.public_url` + `/me/credentials/<server>`), and wait for its
+        answer (the user saw it); the call still ends with its tool error, to be called again."""
+        page = self._users.page(server) if self._users is not None else None
+        if page is None or not getattr(requester, "url_elicitation", False):
+            return
+        params = types.ElicitRequestURLParams(message=message, url=page, elicitation_id=uuid.uuid4().hex)
+        try:
+            async with asyncio.timeout(timeout):
+                await requester.ask(types.ElicitRequest(params=params), types.ElicitResult)
+        except Exception as exc:  # isolation: the client's trouble with it leaves the tool error
+            log.info("the URL elicitation for server '%s' failed: %s", server, type(exc).__name__)
 
     async def _on_server(
         self,
@@ -394,21 +463,6 @@ class CallPath:
                 if attempt == 2:
                     raise
         raise AssertionError("unreachable")
-
-
-@dataclass(frozen=True)
-class _Audited:
-    """Who a call is audited as: its key's id and, if known, its caller's subject."""
-
-    key: str | None
-    caller: Who | None
-
-    def record(
-        self, audit: AuditLog, tenant: str, tool_id: str, seconds: float, outcome: str, arguments: Any
-    ) -> None:
-        """One audit line for this caller's call of `tool_id`."""
-        subject = self.caller.subject if self.caller is not None else None
-        audit.record(tenant, self.key, tool_id, seconds, outcome, arguments, subject)
 
 
 @dataclass(frozen=True)

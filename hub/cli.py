@@ -155,8 +155,14 @@ def _load(path_arg: str | None, tenant: str | None = None, keys: bool = False) -
 
 
 def _check(args: argparse.Namespace) -> int:
+    from hub.credentials import startup_problems
+
     config = _load(args.config)
     if config is None:
+        return EXIT_USAGE
+    unstorable = startup_problems(config)  # (per_user servers' values need HUB_SECRET_KEY)
+    if unstorable:
+        print(f"{config.source}: invalid configuration:", *unstorable, sep="\n  ", file=sys.stderr)
         return EXIT_USAGE
     for warning in config.warnings():
         print(f"warning: {warning}", file=sys.stderr)

@@ -166,3 +166,31 @@ class HeadersTooLarge(HubError):
 
     code = "headers_too_large"
     status = 431
+
+
+class UserRequired(HubError):
+    """A per_user server was called by no user (an open hub, stdio without a key)."""
+
+    code = "user_required"
+    status = 403
+
+
+class CredentialsUnreadable(HubError):
+    """Stored per-user credentials do not decrypt with this `HUB_SECRET_KEY` (it was changed)."""
+
+    code = "credentials_unreadable"
+    status = 500
+
+
+class NoSecretKey(HubError):
+    """Per-user credentials are used but `HUB_SECRET_KEY` is missing or shorter than 32 characters."""
+
+    code = "no_secret_key"
+    status = 500
+
+
+class CredentialsMissing(NotRunning):
+    """A per_user server's user has not set every variable it declares (`user_env`): it cannot run
+    for them yet (a tool call answers it as a tool error naming what to set and where)."""
+
+    code = "credentials_missing"

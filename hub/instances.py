@@ -20,6 +20,7 @@ import pykka
 from actors.models import Event, InstanceStateChanged, ServerState, ServerStatus
 from actors.server import ServerEndpoint
 from hub import timeouts
+from hub.config import SecretMap
 from hub.errors import NotFound, NotRunning, ShuttingDown
 from hub.events import _GONE, EventBoard, WakeKey
 from hub.wakes import Wakes
@@ -55,6 +56,8 @@ class SessionInstances:
         # In a cluster: how a session's instances on the other replicas are stopped (`hub.replica`);
         # each blocks and answers how many it stopped.
         self.elsewhere: list[Callable[[str], int]] = []
+        # A per_user server's instance: its user's values (`hub.user_servers`); None for the others.
+        self.user_env: Callable[[WakeKey], SecretMap | None] = lambda key: None
 
     def start(self, key: WakeKey) -> ServerStatus:
         """Ask the tenant for `key`'s instance and keep its endpoint; its status as answered.
@@ -71,7 +74,8 @@ class SessionInstances:
                 raise NotRunning(f"the session of this call has ended (server '{server}')")
             self._session_tenants.setdefault(session, set()).add(tenant)
         proxy = self._tenant(tenant)
-        endpoint, status = proxy.session_instance(server, session).get(timeout=self._ask_timeout)
+        user_env = self.user_env(key)  # (a per_user server's: read here, sealed until now)
+        endpoint, status = proxy.session_instance(server, session, user_env).get(timeout=self._ask_timeout)
         with self._lock:
             ended = session in self._ended
             if not ended:

@@ -47,6 +47,7 @@ from hub.audit import AuditLog
 from hub.calls import CallPath, InFlight
 from hub.cluster import node_of
 from hub.config import HubConfig, load_config
+from hub.credentials import CredentialStore
 from hub.errors import ShuttingDown
 from hub.events import EventBoard, WakeKey
 from hub.instances import SessionInstances
@@ -58,6 +59,7 @@ from hub.rebalance import Rebalancer
 from hub.replica import replica_parts
 from hub.routes import RouteCache
 from hub.upstream import UpstreamRequests
+from hub.user_servers import UserServers
 from hub.wakes import Wakes
 
 __all__ = ["EventBoard", "Hub", "WakeKey"]
@@ -80,6 +82,7 @@ class Hub:
         calls: the call path that `call_tool` and friends delegate to (`hub.calls`).
         wakes: starts of on_demand servers that calls wait for (`hub.wakes`).
         sessions: the session instances of per_session servers (`hub.instances`).
+        users: per_user servers' instances and their users' values (`hub.user_servers`).
         upstream: completions, log levels and resource subscriptions of servers (`hub.upstream`).
         in_flight: the requests in flight, which `stop` lets finish.
         loops: the asyncio loops the blocking calls run the call path on (`hub.loops`).
@@ -115,6 +118,9 @@ class Hub:
         self.sessions = SessionInstances(
             self.board, self.wakes, lambda name: self._tenant(name), timeouts.ASK
         )
+        store = CredentialStore.of(self.data_dir)  # (per_user servers' values: `hub.credentials`)
+        self.users = UserServers(lambda: self.config, store, lambda name: self._tenant(name))
+        self.sessions.user_env = self.users.env_for
         self.calls = CallPath(
             lambda: self.router,
             self.routes,
@@ -126,6 +132,7 @@ class Hub:
             timeouts.ASK,
             self.loops,
             self.replica,
+            self.users,
         )
         self.upstream = UpstreamRequests(self.calls, lambda: self.router, timeouts.ASK)
         self.board.add_listener(self.routes.on_event)
@@ -377,16 +384,14 @@ class Hub:
         server: str | None = None,
         session: str | None = None,
         caller: Permits | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """Read `uri` from `server`, else from the server that offers it (as a resource, else by a
-        template); from `session`'s own instance of a per_session server; of the servers whose
-        resources `caller` may read (`hub.permissions`: another is as unknown as none).
-
-        Raises:
-            NotFound: no server of the tenant offers it.
-            BadRequest: several do, and `server` does not say which.
-        """
-        return offers.read_resource(self.calls, tenant, self.catalogs(tenant), uri, server, session, caller)
+        template); from `session`'s own instance of a per_session server (`user`'s of a per_user
+        one); of the servers whose resources `caller` may read (`hub.permissions`: another is as
+        unknown as none). Raises what `hub.upstream.resource_owner` raises."""
+        catalogs = self.catalogs(tenant)
+        return offers.read_resource(self.calls, tenant, catalogs, uri, server, session, caller, user)
 
     def prompts(self, tenant: str) -> list[dict[str, Any]]:
         """Prompts of a tenant's running servers, each with its catalog id as `name`."""
@@ -399,11 +404,12 @@ class Hub:
         arguments: Mapping[str, str],
         session: str | None = None,
         caller: Permits | None = None,
+        user: str | None = None,
     ) -> dict[str, Any]:
         """Get prompt `server.name` of `tenant` with `arguments` (from `session`'s own instance of a
         per_session server), if `caller` may (else it is as unknown as none: `hub.permissions`)."""
         catalogs = self.catalogs(tenant)
-        return offers.get_prompt(self.calls, tenant, catalogs, prompt_id, arguments, session, caller)
+        return offers.get_prompt(self.calls, tenant, catalogs, prompt_id, arguments, session, caller, user)
 
     def server_log(self, tenant: str, server: str, tail: int = 100) -> list[str]:
         """The last `tail` lines of a server's stderr log (its rotated file included if needed),
@@ -461,6 +467,7 @@ class Hub:
         key: str | None = None,
         session: str | None = None,
         shown_as: str | None = None,
+        user: str | None = None,
     ) -> ToolResult:
         """`call_tool` for code on an asyncio loop (the web frontend): never blocks the loop.
 
@@ -469,8 +476,11 @@ class Hub:
         cancels the call on the server's loop (and the server gets `notifications/cancelled`).
         `shown_as`: the name the caller knows the tool by (the MCP facade's `<server>__<tool>`),
         used in error messages instead of the catalog id; the audit log keeps the catalog id.
+        `user`: the caller's subject (a per_user server's tool runs on that user's instance).
         """
-        return await self.calls.call_tool_async(tenant, tool_id, arguments, requester, key, session, shown_as)
+        return await self.calls.call_tool_async(
+            tenant, tool_id, arguments, requester, key, session, shown_as, user=user
+        )
 
     def end_session(self, session: str) -> int:
         """A client session ended (an MCP facade session closed, a WebSocket closed): stop its

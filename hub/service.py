@@ -28,6 +28,7 @@ import hub
 from hub import listeners
 from hub.cluster import ClusterUnavailable
 from hub.config import HubConfig
+from hub.credentials import startup_problems
 from hub.errors import ConfigError
 from hub.log import hide_keys, install_stack_dump
 from hub.oauth_provider import issuer_problem
@@ -53,6 +54,10 @@ def serve(config: HubConfig, plan: listeners.Plan, watch: bool = False) -> int:
     refused = issuer_problem(config, host)
     if refused is not None:
         print(f"mcp-hub: {refused}", file=sys.stderr)
+        return EXIT_USAGE
+    unstorable = startup_problems(config)  # (per_user servers' values need HUB_SECRET_KEY)
+    if unstorable:
+        print(f"{config.source}: invalid configuration:", *unstorable, sep="\n  ", file=sys.stderr)
         return EXIT_USAGE
     from web.connections import raise_open_files_limit
 
@@ -107,6 +112,7 @@ async def _serve(
     mcp_task = asyncio.create_task(mcp.run())
     try:
         await loop.run_in_executor(executor, hub_.start)
+        await loop.run_in_executor(executor, hub_.users.health)  # (logs values that do not decrypt)
         await mcp.ready()
         gateway = config.gateway
         body_limit = max(2 * gateway.max_body_bytes, 1024 * 1024)

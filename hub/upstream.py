@@ -20,17 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import mcp.types as types
+from mcp import InvalidUriTemplate, UriTemplate
 from pydantic import ValidationError
 
+from actors.models import ServerCatalog
 from actors.router import RouterActorProxy
 from actors.subscriptions import LOG_LEVELS
 from hub import timeouts
 from hub.calls import CallPath
-from hub.errors import BadRequest, CallTimeout
+from hub.errors import BadRequest, CallTimeout, NotFound
 
 
 class UpstreamRequests:
@@ -130,3 +132,32 @@ class UpstreamRequests:
         return await asyncio.get_running_loop().run_in_executor(
             None, functools.partial(future.get, timeout=self._ask_timeout)
         )
+
+
+def resource_owner(catalogs: Iterable[ServerCatalog], tenant: str, uri: str, server: str | None) -> str:
+    """The server of `tenant` that a read of `uri` goes to: `server` if given (asked even if it does
+    not list the URI: MCP Apps views often are not), else the one that offers it (as a resource,
+    else by a template).
+
+    Raises:
+        NotFound: no server of the tenant offers it.
+        BadRequest: several do, and `server` does not say which.
+    """
+    catalogs = list(catalogs)
+    owners = [c.server for c in catalogs if any(r.raw.get("uri") == uri for r in c.resources)]
+    if not owners:
+        owners = [c.server for c in catalogs if any(_matches(t.raw, uri) for t in c.resource_templates)]
+    if server is not None:
+        owners = [server] if any(c.server == server for c in catalogs) else []
+    if not owners:
+        raise NotFound(f"no resource {uri!r} in tenant '{tenant}'")
+    if len(owners) > 1:
+        raise BadRequest(f"resource {uri!r} is offered by servers {', '.join(owners)}: pass server=")
+    return owners[0]
+
+
+def _matches(template: Mapping[str, Any], uri: str) -> bool:
+    try:
+        return UriTemplate.parse(str(template.get("uriTemplate", ""))).match(uri) is not None
+    except (InvalidUriTemplate, ValueError):
+        return False

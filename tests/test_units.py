@@ -224,7 +224,7 @@ class FakeTenant:
         self.asked.append(name)
         return _Reply(lambda: self.answer(name))
 
-    def session_instance(self, name: str, session: str) -> Any:
+    def session_instance(self, name: str, session: str, user_env: Any = None) -> Any:
         self.asked.append(f"{name} for {session}")
         return _Reply(lambda: (object(), self.answer(name)))  # (its endpoint, its status)
 

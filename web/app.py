@@ -26,6 +26,7 @@ from web import (
     app_gateway,
     cluster_link,
     mcp_http,
+    me,
     oauth_login,
     oauth_metadata,
     oauth_server,
@@ -81,6 +82,7 @@ class HubApplication(tornado.web.Application):
 ROUTES: list[tuple[str, Any]] = [
     *mcp_http.ROUTES,
     *rest.ROUTES,
+    *me.ROUTES,
     *apps_module.ROUTES,
     *ui_host.ROUTES,
     *admin.ROUTES,

@@ -190,10 +190,15 @@ class Facade:
         session instances), its JSON answer; hub errors as JSON-RPC errors."""
         try:
             return await self.hub.calls.server_request_async(
-                scope.tenant, server, submit, self.session_of(ctx)
+                scope.tenant, server, submit, self.session_of(ctx), user=self._user(ctx)
             )
         except HubError as exc:
             raise mcp_error(exc) from None
+
+    def _user(self, ctx: Ctx) -> str | None:
+        """The user a request acts for (its caller's subject: a per_user server runs their instance)."""
+        caller = self.caller_of(ctx)
+        return caller.subject if caller is not None else None
 
     async def _view_of(self, ctx: Ctx) -> tuple[Scope, ToolView]:
         scope = self.scope_of(ctx)

@@ -27,6 +27,7 @@ answering and cancelling it. Thread: the serving loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -66,6 +67,18 @@ class CallRequest:
     owner: str | None = None  # whose calls and server requests these are (an HTTP session id)
     input_responses: Mapping[str, Any] | None = None  # a 2026-07-28 retry's (`web.mcp_input`)
     request_state: str | None = None
+    url_elicitation: bool = False  # its 2025-11-25 client declared `elicitation.url` at initialize
+
+
+def takes_url_elicitation(initialize: bytes | None) -> bool:
+    """Whether an `initialize` request's client declares URL-mode elicitations
+    (`capabilities.elicitation.url`, 2025-11-25)."""
+    try:
+        message = json.loads(initialize or b"")
+        elicitation = message["params"]["capabilities"].get("elicitation")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return False
+    return isinstance(elicitation, dict) and isinstance(elicitation.get("url"), dict)
 
 
 def parse_call(

@@ -75,10 +75,11 @@ class McpEndpoint:
         if not future.cancelled() and future.exception() is not None:
             log.error("stopping the instances of an ended session failed", exc_info=future.exception())
 
-    def opened(self, session_id: str, key: str | None, served: Scope) -> None:
+    def opened(self, session_id: str, key: str | None, served: Scope, url_elicitation: bool = False) -> None:
         """The SDK opened `session_id` for a request of `key` to `served`: only `key` may use it,
-        only there, and it counts against the session limits of the tenant until it ends."""
-        self.lane.opened(session_id, key, served)
+        only there, and it counts against the session limits of the tenant until it ends.
+        `url_elicitation`: its client declared URL-mode elicitations."""
+        self.lane.opened(session_id, key, served, url_elicitation)
         self.limits.opened(session_id, key, served.tenant)
         if self.homes is not None:
             self.homes.opened(session_id)

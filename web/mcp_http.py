@@ -33,7 +33,7 @@ from web.base import SESSION_HEADER, ApiHandler, header_session
 from web.facade import CURRENT_SCOPE, mcp_error
 from web.facade_scope import Scope, unknown_server
 from web.mcp_bridge import AsgiExchange, asgi_scope, request_id_of
-from web.mcp_calls import CallRequest
+from web.mcp_calls import CallRequest, takes_url_elicitation
 from web.mcp_endpoint import McpEndpoint
 from web.mcp_sessions import is_initialized_notice, opens_session
 from web.mcp_wire import refusal
@@ -197,8 +197,8 @@ class McpHandler(ApiHandler):
         """Hand the request to the SDK's session manager, as ASGI; `answered` is called when
         its response starts."""
 
-        def opened(session_id: str) -> None:
-            endpoint.opened(session_id, key, served)  # a new session, which only `key` may use
+        def opened(session_id: str) -> None:  # a new session, which only `key` may use
+            endpoint.opened(session_id, key, served, takes_url_elicitation(self.request.body))
 
         scope = asgi_scope(self.request, served, self.caller, self._session())
         exchange = AsgiExchange(self, self._disconnected, None if sdk_session else opened, answered)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from mcp.server.streamable_http import check_accept_headers
@@ -67,6 +67,7 @@ class _Session:
     key: str | None  # the key id that opened it: only that key may use it
     scope: Scope  # what it was opened to see: only there may it be used
     calls: Calls = field(default_factory=dict)  # request id → call
+    url_elicitation: bool = False  # its client declared `elicitation.url` (it may be sent a URL)
 
 
 class HttpLane:
@@ -88,9 +89,10 @@ class HttpLane:
 
     # ------------------------------------------------------------------ sessions
 
-    def opened(self, session_id: str, key: str | None, scope: Scope) -> None:
-        """The SDK opened a session for a request made with `key` to `scope`."""
-        self.sessions[session_id] = _Session(key, scope)
+    def opened(self, session_id: str, key: str | None, scope: Scope, url_elicitation: bool = False) -> None:
+        """The SDK opened a session for a request made with `key` to `scope` (by a client that
+        takes URL-mode elicitations, if `url_elicitation`)."""
+        self.sessions[session_id] = _Session(key, scope, url_elicitation=url_elicitation)
 
     def ended(self, session_id: str) -> None:
         """The SDK discarded a session: its calls are cancelled."""
@@ -198,6 +200,8 @@ class HttpLane:
         """Serve one admitted call of `caller` on `handler`'s response."""
         owner = self.sessions.get(call.owner) if call.owner else None
         calls = owner.calls if owner is not None else {}  # 2026-07-28: no cancellation finds a call
+        if owner is not None and owner.url_elicitation:
+            call = replace(call, url_elicitation=True)
         stream = _HttpCall(handler, call, asyncio.get_running_loop(), self.keepalive)
         with seams.IdleHold(self.manager, call.owner):
             task = start_call(self.facade, stream, call, self.asks, scope, caller, session, calls)

@@ -76,6 +76,8 @@ class CallRequester:
         self.asks = asks
         self.loop = loop
         self.parked: ParkedCall | None = None  # a 2026-07-28 call's rounds
+        # Whether its client takes URL-mode elicitations (a 2025-11-25 session that declared them).
+        self.url_elicitation = call.url_elicitation and not call.modern
 
     async def progress(self, value: float, total: float | None, message: str | None) -> None:
         if self.call.progress_token is None:

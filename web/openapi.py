@@ -22,6 +22,7 @@ import functools
 import json
 from typing import Any
 
+from web.openapi_me import me_paths
 from web.openapi_oauth import oauth_paths
 from web.openapi_oauth_server import oauth_server_paths
 from web.openapi_ops import ERRORS, error_response
@@ -63,6 +64,7 @@ def document(version: str) -> dict[str, Any]:
             {"name": "mcp", "description": "The MCP facade over Streamable HTTP."},
             {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
             {"name": "admin", "description": "The admin panel and its live events."},
+            {"name": "me", "description": "The caller's own credentials for per_user servers."},
             {"name": "cluster", "description": "Between the replicas of a cluster (docs/cluster.md)."},
             {
                 "name": "oauth",
@@ -71,7 +73,7 @@ def document(version: str) -> dict[str, Any]:
             },
         ],
         "security": [{"bearer": []}],
-        "paths": {**paths(), **oauth_paths(), **oauth_server_paths()},
+        "paths": {**paths(), **oauth_paths(), **oauth_server_paths(), **me_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {

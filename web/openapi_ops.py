@@ -44,7 +44,13 @@ ERRORS: dict[int, tuple[str, str]] = {
     ),
     403: (
         "OriginNotAllowed",
-        "A request with an `Origin` that is neither the hub's own nor in `gateway.allowed_origins`.",
+        "A request with an `Origin` that is neither the hub's own nor in `gateway.allowed_origins`; "
+        "or (`user_required`) a user's own credentials asked by a caller that acts for no user.",
+    ),
+    500: (
+        "CredentialsUnavailable",
+        "Per-user credentials cannot be read: `HUB_SECRET_KEY` is not set (`no_secret_key`) or is not "
+        "the one they were stored with (`credentials_unreadable`; docs/security.md).",
     ),
     421: (
         "HostNotAllowed",

@@ -76,11 +76,7 @@ class HealthCluster(TypedDict):
         int, Doc("How many configured servers placement gives this replica among the live replicas.")
     ]
     servers_running: Annotated[
-        int,
-        Doc(
-            "How many servers run on this replica now (`components.servers` counts the whole "
-            "cluster's, as every replica lists them)."
-        ),
+        int, Doc("How many servers run on this replica (`components.servers` counts the whole cluster's).")
     ]
     redis: Literal["reachable", "unreachable"]
     quotas: Annotated[
@@ -91,6 +87,9 @@ class HealthCluster(TypedDict):
             "`refusing` (Redis unreachable, `on_redis_loss: refuse`: calls with quotas are refused)."
         ),
     ]
+
+
+_CRED = "With per_user servers: can their users' values be read (unreadable: HUB_SECRET_KEY changed)?"
 
 
 class HealthComponents(TypedDict):
@@ -112,6 +111,7 @@ class HealthComponents(TypedDict):
         ),
     ]
     cluster: NotRequired[Annotated[HealthCluster, Doc("Only when the hub runs as a cluster's replica.")]]
+    credentials: NotRequired[Annotated[str, OneOf("ok", "no_secret_key", "unreadable", description=_CRED)]]
 
 
 class Health(HubIdentity):
@@ -238,9 +238,7 @@ class SessionInstance(TypedDict):
     session: Annotated[str, Doc("A hash of the session id (the id itself is never shown).")]
     session_kind: Annotated[
         str | None,
-        Doc(
-            "`http` (an MCP facade session), `header` (`Mcp-Hub-Session`), `ws` (an app connection), `stdio`."
-        ),
+        Doc("`http` (MCP facade), `header` (`Mcp-Hub-Session`), `ws` (an app), `stdio`, `user` (per_user)."),
     ]
     state: Annotated[State, Doc("Lifecycle state.")]
     pid: Annotated[int | None, Doc("Process id.")]
@@ -260,10 +258,13 @@ class ServerStatus(ServerSnapshot):
     per_session: Annotated[
         bool, Doc("One instance per client session (this entry is then the tenant's shared instance).")
     ]
+    per_user: Annotated[bool, Doc("One instance per user, with their own `user_env` (docs/security.md).")]
     instances: NotRequired[
         Annotated[
             list[SessionInstance],
-            Doc("A `per_session` server's session instances that run or start now (only on such a server)."),
+            Doc(
+                "A per_session or per_user server's instances that run or start now (only on such a server)."
+            ),
         ]
     ]
     tool_names: NotRequired[
@@ -447,6 +448,18 @@ class AppList(TypedDict):
     problems: NotRequired[Annotated[list[str], Doc("Why each skipped manifest was (admin keys only).")]]
 
 
+class CredentialVariable(TypedDict):
+    name: str
+    set: Annotated[bool, Doc("Whether the caller has set it (its value is never shown).")]
+
+
+class Credentials(TypedDict):
+    """The caller's own values for a per_user server: which variables are set, never the values."""
+
+    server: str
+    variables: list[CredentialVariable]
+
+
 # --------------------------------------------------------------------------- components
 
 COMPONENTS: dict[str, Any] = {
@@ -480,6 +493,7 @@ COMPONENTS: dict[str, Any] = {
         PluginApp,
         McpApp,
         AppList,
+        Credentials,
     )
 } | {"App": App}
 """Every response type by its component name (`#/components/schemas/<name>`)."""

@@ -41,8 +41,9 @@ def _server_json(
         "enabled": config.enabled,
         "description": config.metadata.get("description"),
         "per_session": config.per_session,
+        "per_user": config.per_user,
     }
-    if config.per_session:  # its sessions' own instances (this entry is the shared one)
+    if config.per_session or config.per_user:  # its sessions' (users') own instances (this is the shared one)
         instances = [i for i in hub_.instances(status.tenant) if i.server == status.server]
         data["instances"] = [i.instance_json() for i in instances]
     if detail:
@@ -118,6 +119,9 @@ class HealthHandler(ApiHandler):
                 "limits": limit_support().mechanism,
             },
         }
+        credentials = await self.blocking(self.hub.users.health)
+        if credentials is not None:
+            body["components"]["credentials"] = credentials
         if self.hub.cluster is not None:
             quotas = self.hub.replica.quotas.state() if self.hub.replica is not None else "shared"
             configured = {name: tuple(t.servers) for name, t in self.hub.config.tenants.items()}
@@ -384,7 +388,8 @@ class ResourceReadHandler(ApiHandler):
         if not uri:
             raise BadRequest("the query parameter 'uri' is required")
         server = self.get_query_argument("server", None)
-        read = functools.partial(self.hub.read_resource, caller=self.caller)
+        user = self.caller.subject if self.caller else None
+        read = functools.partial(self.hub.read_resource, caller=self.caller, user=user)
         self.reply(await self.blocking(read, tenant, uri, server, self.session()))
 
 
@@ -409,7 +414,8 @@ class PromptGetHandler(ApiHandler):
         bad = [k for k, v in arguments.items() if not isinstance(v, str)]
         if bad:
             raise BadRequest(f"prompt arguments must be strings: {', '.join(sorted(bad))}")
-        get = functools.partial(self.hub.get_prompt, caller=self.caller)
+        user = self.caller.subject if self.caller else None
+        get = functools.partial(self.hub.get_prompt, caller=self.caller, user=user)
         self.reply(await self.blocking(get, tenant, name, arguments, self.session()))
 
 

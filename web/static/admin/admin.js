@@ -212,11 +212,17 @@
     badge.className = down ? "state unknown" : `state ${s.state}`;
     badge.title = down ? `last known: ${s.state}` : "";
     entry.cells.pid.textContent = show(s.pid);
-    if (s.per_session) {
-      // The shared instance's pid, then how many sessions have their own instance (pids on hover).
+    if (s.per_session || s.per_user) {
+      // The shared instance's pid, then how many sessions (users) have their own instance (pids on hover).
       const own = s.instances || [];
-      entry.cells.pid.textContent += ` + ${own.length} session${own.length === 1 ? "" : "s"}`;
+      const kind = s.per_user ? "user" : "session";
+      entry.cells.pid.textContent += ` + ${own.length} ${kind}${own.length === 1 ? "" : "s"}`;
       entry.cells.pid.title = own.map((i) => `${i.session_kind} ${i.session}: ${i.state} ${show(i.pid)}`).join("\n");
+    }
+    if (s.per_user && !entry.cells.server.querySelector("a")) {
+      // Where the signed-in key's user sets their own values (the page shares this tab's key).
+      const page = `/me/credentials/${encodeURIComponent(s.server)}?tenant=${encodeURIComponent(s.tenant)}`;
+      entry.cells.server.append(" ", el("a", { class: "credentials", href: page, text: "my credentials" }));
     }
     entry.cells.restarts.textContent = show(s.restarts);
     entry.cells.tools.textContent = show(s.tools);
