@@ -222,11 +222,13 @@ async def test_a_token_calls_tools_over_rest_mcp_and_websockets_beside_the_keys(
     upgrade = {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"}
     upgrade["Sec-WebSocket-Key"] = b64(uuid.uuid4().bytes) + "=="
     assert hub.request("GET", f"/ws/admin?token={for_hub}", headers=upgrade).status == 404
-    # The caller is named by a hash of its subject, never by the token; no token is in the log.
+    # The caller is named by a hash of its subject (an external issuer's user: `<issuer>#<sub>`, so
+    # two issuers' "alice" are two users), never by the token; no token is in the log.
     stop_hub(hub)
     log = hub.log()
-    assert f"key=acme:token:{hashlib.sha256(b'alice').hexdigest()[:12]}" in log
-    assert f"key=beta:token:{hashlib.sha256(b'carol').hexdigest()[:12]}" in log
+    alice, carol = f"{issuer.url}#alice".encode(), f"{issuer.url}/other#carol".encode()
+    assert f"key=acme:token:{hashlib.sha256(alice).hexdigest()[:12]}" in log
+    assert f"key=beta:token:{hashlib.sha256(carol).hexdigest()[:12]}" in log
     for token in (for_hub, for_mcp, other):
         assert token not in log and token.split(".")[2] not in log
 

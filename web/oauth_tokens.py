@@ -288,7 +288,10 @@ class TokenVerifier:
         if not isinstance(tenant, str) or not tenant:
             raise _refused(f"no tenant (claim {_quoted(issuer.tenant_claim)})")
         scopes = _scopes(payload.get(issuer.scopes_claim))
-        return AccessToken(issuer.name(resource), tenant, subject, scopes, float(payload["exp"]))
+        name = issuer.name(resource)
+        if issuer.local_jwks is None:  # another issuer's users are its own: "alice" of two IdPs differ
+            subject = f"{name}#{subject}"
+        return AccessToken(name, tenant, subject, scopes, float(payload["exp"]))
 
 
 def _reason(exc: jwt.PyJWTError, audiences: list[str]) -> str:
