@@ -1,16 +1,23 @@
-"""A manual check, not a test: the MCP Inspector's CLI connects to MCP Hub with OAuth.
+"""A manual check, not a test: the MCP Inspector connects to MCP Hub with OAuth, CLI and web UI.
 
-Issue 22 asks that the MCP Inspector connect with OAuth. Its CLI (`@modelcontextprotocol/inspector`
-2.x, `--cli`) runs the OAuth authorization-code flow itself: it reads the hub's protected resource
-metadata, registers a client (dynamic client registration), listens on a loopback callback and
-prints "Please navigate to: <the authorization URL>" for the person at the terminal. This script
-plays that person: it starts a hub (`python -m hub serve`) with the built-in authorization server,
-one user and the test server, runs the Inspector's CLI with a terminal on its stdin, opens the URL
-it prints in headless Chromium (Selenium), signs in and consents on the hub's login page, and
-prints what the Inspector got: the tools it listed, then the answer of a call made by a second run
-with the token the first one stored (`--stored-auth-only`: no new sign-in).
+Issue 22 asks that the MCP Inspector connect with OAuth. Inspector 2.x does the OAuth
+authorization-code flow itself: it reads the hub's protected resource metadata, registers a client
+(dynamic client registration) and sends a person to the hub's sign-in page. This script starts a
+hub (`python -m hub serve`) with the built-in authorization server, one user and the test server,
+and plays that person in headless Chromium (Selenium), twice:
 
-Set up once (Node 20 runs Inspector 2.12.0 although its package asks for 22; npm only warns):
+- the CLI (`--cli`), run with a terminal on its stdin (it starts an interactive sign-in only when
+  a person may be there) and `MCP_AUTO_OPEN_ENABLED=false`, prints "Please navigate to: <URL>" and
+  listens on a loopback callback; the script opens the URL, signs in and consents, and prints the
+  tools the CLI listed, then the answer of a call made by a second run with the token the first one
+  stored (`--stored-auth-only`: no new sign-in);
+- the web UI (`--web`, for the hub's `/mcp`): the script clicks the server's connect toggle, signs
+  in on the hub's page it is sent to, comes back connected, opens Tools, lists them, calls
+  `test__echo` and reads its answer on the page (bench/inspector_web.py).
+
+Screenshots of each step go to `--shots`.
+
+Set up once (Node 20 runs Inspector 2.12.0 although its package asks for 22.19; npm only warns):
 
     mkdir -p /tmp/inspector && cd /tmp/inspector && npm install @modelcontextprotocol/inspector@2.12.0
 
@@ -18,7 +25,7 @@ Then, from the repository root (chromium and chromedriver as tests/setup.sh inst
 
     python bench/inspector_oauth.py [--inspector /tmp/inspector] [--shots /tmp/inspector-shots]
 
-It prints one line per step and exits 0 when the Inspector listed the tools and the call answered.
+It prints one line per step and exits 0 when both listed the tools and the call answered.
 """
 
 from __future__ import annotations
@@ -39,10 +46,12 @@ from typing import Any
 import httpx2 as httpx
 import yaml
 from _common import ROOT, SANDBOX, free_port, served_hub
+from inspector_web import check_web, inspector_web
 
 from hub.passwords import hash_password
 
 USER, PASSWORD = "alice", "inspector-check-password"
+GREETING = "hello from the Inspector"
 KEY = "inspector-check-key-0123456789"  # for this script's own start of the server, not the Inspector
 LAUNCHER = Path("node_modules/@modelcontextprotocol/inspector/clients/launcher/build/index.js")
 NAVIGATE = re.compile(r"Please navigate to: (\S+)")
@@ -80,6 +89,7 @@ def start_browser(folder: Path) -> Any:
         "--disable-dev-shm-usage",
         "--disable-gpu",
         "--no-first-run",
+        "--window-size=1400,1000",  # the web UI shows its tools and history side by side
     ):
         options.add_argument(flag)
     options.add_argument(f"--user-data-dir={folder / 'chromium'}")
@@ -166,56 +176,54 @@ def sign_in(driver: Any, url: str, callback: str, shots: Path) -> str:
     return text
 
 
-def check(inspector: Path, shots: Path, folder: Path) -> bool:
-    """The whole check; True if the Inspector connected, listed the tools and called one."""
+def check_cli(inspector: Path, shots: Path, folder: Path, url: str) -> bool:
+    """The CLI: True if it signed in, listed the tools and (a second run) called one."""
     callback = f"http://127.0.0.1:{free_port()}/oauth/callback"
     home = folder / "home"
     home.mkdir()
+    listing = InspectorRun(inspector, home, callback, f"{url}/mcp", "--method", "tools/list")
+    if not listing.asked.wait(60) or listing.url is None:
+        code, out = listing.result()
+        print(f"FAILED: the CLI asked for no sign-in (exit {code}): {out}", *listing.stderr, sep="\n  ")
+        return False
+    print(f"the CLI asks the person to open: {listing.url.split('?')[0]}?...")
+    driver = start_browser(folder / "cli")
+    try:
+        sign_in(driver, listing.url, callback, shots)
+    finally:
+        driver.quit()
+    code, out = listing.result()
+    names = [tool["name"] for tool in out.get("tools", [])] if isinstance(out, dict) else []
+    print(f"CLI tools/list: exit {code}, connected: {code == 0}, tools: {names}")
+    if code != 0 or "test__echo" not in names:
+        print(f"  stdout: {json.dumps(out)[:600]}", "stderr:", *listing.stderr, sep="\n  ")
+        return False
+    call = ["--method", "tools/call", "--tool-name", "test__echo", "--tool-arg", f"text={GREETING}"]
+    calling = InspectorRun(inspector, home, callback, f"{url}/mcp", *call, "--stored-auth-only")
+    code, out = calling.result()
+    print(f"CLI tools/call test__echo with the stored token: exit {code}, answer: {json.dumps(out)[:300]}")
+    if code != 0:
+        print("  stderr:", *calling.stderr, sep="\n  ")
+    return code == 0 and isinstance(out, dict) and out.get("structuredContent") == {"text": GREETING}
+
+
+def check(inspector: Path, shots: Path, folder: Path) -> tuple[bool, bool]:
+    """Both checks against one hub: whether the CLI, and whether the web UI, signed in and called."""
     with served_hub(write_config(folder)) as (_, url):
         started = httpx.post(
             f"{url}/api/tenants/default/start", headers={"Authorization": f"Bearer {KEY}"}, timeout=60
         )
-        print(f"hub: started its servers: {started.json()['servers']}")
         print(f"hub: {url}, MCP endpoint {url}/mcp, built-in authorization server, user {USER}")
-        listing = InspectorRun(inspector, home, callback, f"{url}/mcp", "--method", "tools/list")
-        if not listing.asked.wait(60) or listing.url is None:
-            code, out = listing.result()
-            print(
-                f"FAILED: the Inspector asked for no sign-in (exit {code}): {out}",
-                *listing.stderr,
-                sep="\n  ",
-            )
-            return False
-        print(f"the Inspector asks the person to open: {listing.url.split('?')[0]}?...")
-        driver = start_browser(folder)
-        try:
-            sign_in(driver, listing.url, callback, shots)
-        finally:
-            driver.quit()
-        code, out = listing.result()
-        names = [tool["name"] for tool in out.get("tools", [])] if isinstance(out, dict) else []
-        print(f"tools/list: exit {code}, connected: {code == 0}, tools: {names}")
-        if code != 0 or "test__echo" not in names:
-            print(f"  stdout: {json.dumps(out)[:600]}", "stderr:", *listing.stderr, sep="\n  ")
-            return False
-        call = [
-            "--method",
-            "tools/call",
-            "--tool-name",
-            "test__echo",
-            "--tool-arg",
-            "text=hello from the Inspector",
-        ]
-        calling = InspectorRun(inspector, home, callback, f"{url}/mcp", *call, "--stored-auth-only")
-        code, out = calling.result()
-        print(f"tools/call test__echo with the stored token: exit {code}, answer: {json.dumps(out)[:300]}")
-        if code != 0:
-            print("  stderr:", *calling.stderr, sep="\n  ")
-        return (
-            code == 0
-            and isinstance(out, dict)
-            and out.get("structuredContent") == {"text": "hello from the Inspector"}
-        )
+        print(f"hub: started its servers: {started.json()['servers']}")
+        cli = check_cli(inspector, shots, folder, url)
+        (folder / "web").mkdir()
+        with inspector_web(inspector / LAUNCHER, folder / "web", url) as web:
+            print(f"web UI: {web}")
+            driver = start_browser(folder / "web")
+            try:
+                return cli, check_web(driver, web, USER, PASSWORD, GREETING, shots)
+            finally:
+                driver.quit()
 
 
 def main() -> int:
@@ -237,9 +245,11 @@ def main() -> int:
     )
     args.shots.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="inspector-oauth-") as folder:
-        ok = check(args.inspector.resolve(), args.shots, Path(folder))
-    print("OK: the Inspector signed in with OAuth, listed the tools and called one" if ok else "FAILED")
-    return 0 if ok else 1
+        cli, web = check(args.inspector.resolve(), args.shots, Path(folder))
+    print(
+        f"CLI: {'OK' if cli else 'FAILED'}; web UI: {'OK' if web else 'FAILED'} (screenshots in {args.shots})"
+    )
+    return 0 if cli and web else 1
 
 
 if __name__ == "__main__":
