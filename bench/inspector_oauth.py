@@ -190,6 +190,9 @@ def check_cli(inspector: Path, shots: Path, folder: Path, url: str) -> bool:
     driver = start_browser(folder / "cli")
     try:
         sign_in(driver, listing.url, callback, shots)
+    except Exception:
+        listing.proc.kill()  # it would wait for its callback for minutes
+        raise
     finally:
         driver.quit()
     code, out = listing.result()
