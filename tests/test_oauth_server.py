@@ -341,6 +341,37 @@ def test_deny_returns_access_denied(hub: ServedHub) -> None:
     assert query["error"] == ["access_denied"] and query["state"] == ["st-1"]
 
 
+def test_a_browser_signs_in_and_is_sent_back_to_the_client(hub: ServedHub, browser: Any) -> None:
+    """Headless Chromium fills the login form and gets back to the client with a code (the MCP
+    Inspector's CLI sign-in failed here: under the page's former `Referrer-Policy: no-referrer` a
+    browser posts the form with `Origin: null`, which the edge refused with 403)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    back = f"{hub.url}/health"  # any page that answers: the browser must get there with the code
+    with httpx.Client(timeout=30) as http:
+        client = register(http, hub.url, redirect_uris=[back])
+        verifier, challenge = pkce()
+        query = {
+            "response_type": "code",
+            "client_id": client["client_id"],
+            "redirect_uri": back,
+            "state": "st-b",
+        }
+        browser.get(str(httpx.URL(f"{hub.url}/authorize", params={**query, "code_challenge": challenge})))
+        WebDriverWait(browser, 30).until(lambda d: d.find_elements(By.NAME, "password"))
+        browser.find_element(By.NAME, "username").send_keys("alice")
+        browser.find_element(By.NAME, "password").send_keys(ALICE_PASSWORD)
+        browser.find_element(By.CSS_SELECTOR, "button[value=allow]").click()
+        WebDriverWait(browser, 30).until(lambda d: d.current_url.startswith(back))
+        returned = parse_qs(urlsplit(browser.current_url).query)
+        assert returned["state"] == ["st-b"] and returned["iss"] == [hub.url]
+        form = {"grant_type": "authorization_code", "code": returned["code"][0], "code_verifier": verifier}
+        answer = token(http, hub.url, client, **form, redirect_uri=back)
+        assert answer.status_code == 200, answer.text
+        assert claims_of(http, hub.url, answer.json()["access_token"])["sub"] == "alice"
+
+
 def test_wrong_password_is_shown_and_rate_limited(hub: ServedHub) -> None:
     with httpx.Client(timeout=30) as http:
         client = register(http, hub.url)

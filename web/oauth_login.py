@@ -149,7 +149,9 @@ class LoginHandler(ApiHandler):
         self.set_header(
             "Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'"
         )
-        self.set_header("Referrer-Policy", "no-referrer")
+        # Not no-referrer: under it a browser sends `Origin: null` with the form's POST, which the
+        # edge refuses (403 origin_not_allowed). same-origin still sends no referrer to the client.
+        self.set_header("Referrer-Policy", "same-origin")
         self.finish(text)
 
 
