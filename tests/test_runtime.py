@@ -407,10 +407,10 @@ time.sleep(600)
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
-def needs_sandbox(pid: int) -> bool:
-    """Whether `pid` is a bwrap (a sandboxed server) rather than the server itself."""
+def runs_sleep(pid: int) -> bool:
+    """Whether `pid` is the `sleep` program (exec'd: no longer the hub's interpreter, bwrap or a shim)."""
     try:
-        return os.readlink(f"/proc/{pid}/exe").endswith("/bwrap")
+        return os.readlink(f"/proc/{pid}/exe").endswith("/sleep")
     except OSError:
         return False
 
@@ -421,10 +421,12 @@ def test_children_die_with_the_hub_even_if_the_watchdog_died_first(tmp_path: Pat
     proc, (child, watchdog) = hub_in_a_process(
         tmp_path, {"sleeper": sleeper}, _HUB_SCRIPT_SLEEPER, startup_timeout=120
     )
-    # The hub knows the pid as soon as it spawns; a sandboxed server's bwrap takes its parent-death
-    # signal a moment later, before it forks the sandbox. Under load that moment can be long: wait
-    # until the sandbox's own process exists, or a kill in between leaves bwrap (no watchdog here).
-    assert wait_until(lambda: server_process(child) != child or not needs_sandbox(child), 10)
+    # The hub knows the pid as soon as it spawns; the child execs bwrap (or the death-signal shim)
+    # a moment later, and bwrap takes its parent-death signal before it forks the sandbox. Under
+    # load that moment can be long: wait until `sleep` itself runs, or a kill in between leaves
+    # bwrap (no watchdog here). (Waiting only while the child "is a bwrap" once let a kill through
+    # before the exec: the child was still the hub's interpreter, and bwrap and sleep outlived it.)
+    assert wait_until(lambda: runs_sleep(server_process(child)), 10)
     os.kill(watchdog, signal.SIGKILL)
     assert wait_until(lambda: process_gone(watchdog), 5)
     sigkill(proc)
