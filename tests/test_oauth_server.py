@@ -138,6 +138,14 @@ def token(http: httpx.Client, url: str, client: dict[str, Any], **form: str) -> 
     return http.post(f"{url}/token", data={**auth, **form})
 
 
+def exchange(
+    http: httpx.Client, url: str, client: dict[str, Any], code: str, verifier: str
+) -> httpx.Response:
+    """The token endpoint's answer to `code` (redeemed with its PKCE `verifier`)."""
+    form = {"code": code, "code_verifier": verifier, "redirect_uri": REDIRECT}
+    return token(http, url, client, grant_type="authorization_code", **form)
+
+
 def claims_of(http: httpx.Client, url: str, access_token: str) -> dict[str, Any]:
     """The claims of a token, its signature checked against the hub's published JWKS."""
     jwks = http.get(f"{url}/oauth/jwks.json").json()
@@ -241,16 +249,10 @@ def test_code_flow_with_pkce_then_refresh_and_revocation(hub: ServedHub) -> None
             redirect_uri=REDIRECT,
         )
         assert wrong.status_code == 400 and wrong.json()["error"] == "invalid_grant"
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-        }
-        answer = token(http, hub.url, client, **form)
+        answer = exchange(http, hub.url, client, code, verifier)
         assert answer.status_code == 200, answer.text
         tokens = answer.json()
-        assert token(http, hub.url, client, **form).json()["error"] == "invalid_grant"  # one use
+        assert exchange(http, hub.url, client, code, verifier).json()["error"] == "invalid_grant"  # one use
         claims = claims_of(http, hub.url, tokens["access_token"])
         assert claims["iss"] == hub.url and claims["sub"] == "alice" and claims["aud"] == resource
         assert claims["tenant"] == "acme" and claims["client_id"] == client["client_id"]
@@ -286,13 +288,7 @@ def test_scopes_are_limited_to_the_users(hub: ServedHub) -> None:
     with httpx.Client(timeout=30) as http:
         client = register(http, hub.url, token_endpoint_auth_method="none")
         code, verifier = authorize(http, hub.url, client, "bob", BOB_PASSWORD, scope="read all")
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-        }
-        tokens = token(http, hub.url, client, **form).json()
+        tokens = exchange(http, hub.url, client, code, verifier).json()
         claims = claims_of(http, hub.url, tokens["access_token"])
         assert claims["scope"] == "read" and claims["tenant"] == "beta" and claims["aud"] == hub.url
         # bob may grant "read" only: asked for "all" alone, he is told so
@@ -311,13 +307,7 @@ def test_a_user_removed_by_a_reload_gets_no_more_tokens(hub: ServedHub, tmp_path
     with httpx.Client(timeout=30) as http:
         client = register(http, hub.url)
         code, verifier = authorize(http, hub.url, client, "bob", BOB_PASSWORD)
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-        }
-        tokens = token(http, hub.url, client, **form).json()
+        tokens = exchange(http, hub.url, client, code, verifier).json()
         auth = auth_section()
         del auth["server"]["users"]["bob"]
         write_config(tmp_path, TENANTS, auth=auth)
@@ -424,13 +414,7 @@ def test_resource_of_another_server_or_tenant_is_refused(hub: ServedHub) -> None
         refused = sign_in(http, hub.url, fields, "alice", ALICE_PASSWORD)
         assert refused.status_code == 403 and "cannot give access to tenant nope" in refused.text
         code, verifier = authorize(http, hub.url, client, resource=f"{hub.url}/tenants/acme/servers/a/mcp")
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-        }
-        access = token(http, hub.url, client, **form).json()["access_token"]
+        access = exchange(http, hub.url, client, code, verifier).json()["access_token"]
         assert claims_of(http, hub.url, access)["aud"] == f"{hub.url}/tenants/acme/servers/a/mcp"
 
 
@@ -441,13 +425,7 @@ def test_signing_key_and_refresh_tokens_survive_a_restart(tmp_path: Path) -> Non
         with httpx.Client(timeout=30) as http:
             client = register(http, first.url)
             code, verifier = authorize(http, first.url, client)
-            form = {
-                "grant_type": "authorization_code",
-                "code": code,
-                "code_verifier": verifier,
-                "redirect_uri": REDIRECT,
-            }
-            tokens = token(http, first.url, client, **form).json()
+            tokens = exchange(http, first.url, client, code, verifier).json()
             kid = http.get(f"{first.url}/oauth/jwks.json").json()["keys"][0]["kid"]
     finally:
         assert stop_hub(first) == 0
@@ -553,13 +531,7 @@ def test_its_tokens_work_on_rest_until_a_reload_disables_it(hub: ServedHub, tmp_
     with httpx.Client(timeout=30) as http:
         client = register(http, hub.url)
         code, verifier = authorize(http, hub.url, client)  # no resource: a token for the whole hub
-        form = {
-            "grant_type": "authorization_code",
-            "code": code,
-            "code_verifier": verifier,
-            "redirect_uri": REDIRECT,
-        }
-        access = token(http, hub.url, client, **form).json()["access_token"]
+        access = exchange(http, hub.url, client, code, verifier).json()["access_token"]
         assert hub.get("/api/tenants/acme", key=access).status == 200
         assert hub.get("/api/tenants/beta", key=access).status == 404  # alice's tenant is acme
         write_config(tmp_path, TENANTS, auth=auth_section(enabled=False))
