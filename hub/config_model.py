@@ -37,6 +37,8 @@ from hub.config_fields import (
     Secrets,
     named_by_key,
 )
+from hub.config_manage import DEFAULT_REGISTRIES, Pinning, RegistryConfig
+from hub.config_quotas import Quotas
 from hub.config_sandbox import SandboxConfig
 from hub.config_secrets import SecretMap
 
@@ -161,6 +163,10 @@ class ServerConfig(ConfigModel):
         description="per_user only: environment variables each user sets for themselves (a token, "
         "a login); a call by a user who has not set them is a tool error naming them.",
     )
+    pinning: Pinning | None = Field(
+        default=None,
+        description="Overrides the tenant's `pinning` for this server (a registry install sets `enforce`).",
+    )
     metadata: Annotated[Mapping[Any, Any], AfterValidator(MappingProxyType)] = Field(
         default_factory=lambda: MappingProxyType({}), json_schema_extra=EMPTY_MAPPING
     )
@@ -188,33 +194,6 @@ class ServerConfig(ConfigModel):
         return self.idle_timeout
 
 
-class Quotas(ConfigModel):
-    """Per-tenant limits; null or absent means unlimited."""
-
-    max_servers: PositiveOrNone = None
-    max_tools: PositiveOrNone = None
-    max_concurrent_calls: PositiveOrNone = None
-    max_calls_per_minute: PositiveOrNone = None
-    max_sessions_per_server: PositiveOrNone = Field(
-        default=None,
-        description="Instances of each per_session server that may run at once (one per session); a "
-        "session past it gets 429 quota_exceeded. Session instances do not count toward max_servers.",
-    )
-    max_memory_mb: PositiveOrNone = Field(
-        default=None,
-        description="Memory (MiB) all the tenant's stdio servers together may use, their children "
-        "included: past it the kernel kills one of them (the server's last_error says so) and it "
-        "restarts with backoff. Needs a memory cgroup the hub may create (see docs/security.md, "
-        "Resource limits); where there is none it is not enforced, and `hub check` and /health say so.",
-    )
-    max_processes: PositiveOrNone = Field(
-        default=None,
-        description="Processes and threads all the tenant's stdio servers together may have at once: "
-        "past it fork() and thread creation fail inside them. Needs a pids cgroup the hub may create; "
-        "otherwise not enforced (`hub check` says so).",
-    )
-
-
 class TenantConfig(ConfigModel):
     """A tenant: its keys, credentials, quotas and servers (in configuration order)."""
 
@@ -227,6 +206,12 @@ class TenantConfig(ConfigModel):
         json_schema_extra=EMPTY_MAPPING,
     )
     quotas: Quotas = Field(default_factory=Quotas)
+    pinning: Pinning = Field(
+        default="warn",
+        description="When a server's tools change after they were approved (the first catalog "
+        "seen is approved): `off` nothing; `warn` an event and a metric, the tools stay; `enforce` "
+        "the changed and new tools are hidden and refused until an admin approves them.",
+    )
     sandbox: SandboxConfig = Field(
         default_factory=SandboxConfig,
         description="Overrides orchestrator.sandbox for the tenant's servers (its binds add to those).",
@@ -239,6 +224,11 @@ class TenantConfig(ConfigModel):
     @classmethod
     def _name_servers(cls, value: Any) -> Any:
         return named_by_key(value)
+
+    def pinning_of(self, server: str) -> Pinning:
+        """The pinning in effect for the tenant's server `server` (its own, else the tenant's)."""
+        config = self.servers.get(server)
+        return config.pinning if config is not None and config.pinning is not None else self.pinning
 
 
 # --------------------------------------------------------------------------- shared sections
@@ -437,6 +427,11 @@ class HubConfig(ConfigModel):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     orchestrator: OrchestratorConfig = Field(default_factory=OrchestratorConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    registries: tuple[RegistryConfig, ...] = Field(
+        default=DEFAULT_REGISTRIES,
+        description="MCP registries the admin panel lists and installs servers from (default: "
+        "the official MCP Registry).",
+    )
     cluster: ClusterConfig | SkipJsonSchema[None] = Field(
         default=None, description="Absent: the hub runs alone (docs/cluster.md)."
     )
