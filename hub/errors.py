@@ -194,3 +194,17 @@ class CredentialsMissing(NotRunning):
     for them yet (a tool call answers it as a tool error naming what to set and where)."""
 
     code = "credentials_missing"
+
+
+class ServerExists(HubError):
+    """An install names a server its tenant already has (remove it first, or choose another name)."""
+
+    code = "server_exists"
+    status = 409
+
+
+class RegistryUnreachable(UpstreamError):
+    """An MCP registry did not answer as the registry API says (down, too slow, not its shape)."""
+
+    code = "registry_unavailable"
+

@@ -30,6 +30,7 @@ from web import (
     oauth_login,
     oauth_metadata,
     oauth_server,
+    registry,
     rest,
     ui_host,
 )
@@ -86,6 +87,7 @@ ROUTES: list[tuple[str, Any]] = [
     *apps_module.ROUTES,
     *ui_host.ROUTES,
     *admin.ROUTES,
+    *registry.ROUTES,
     *cluster_link.ROUTES,
     *oauth_metadata.ROUTES,
     *oauth_server.ROUTES,

@@ -27,6 +27,7 @@ from web.openapi_oauth import oauth_paths
 from web.openapi_oauth_server import oauth_server_paths
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
+from web.openapi_registry import registry_paths
 from web.openapi_schemas import component_schemas
 
 
@@ -65,6 +66,7 @@ def document(version: str) -> dict[str, Any]:
             {"name": "apps", "description": "MCP Apps: manifests, files and the WebSocket gateway."},
             {"name": "admin", "description": "The admin panel and its live events."},
             {"name": "me", "description": "The caller's own credentials for per_user servers."},
+            {"name": "registry", "description": "MCP registries' servers, and installing them (admin)."},
             {"name": "cluster", "description": "Between the replicas of a cluster (docs/cluster.md)."},
             {
                 "name": "oauth",
@@ -73,7 +75,7 @@ def document(version: str) -> dict[str, Any]:
             },
         ],
         "security": [{"bearer": []}],
-        "paths": {**paths(), **oauth_paths(), **oauth_server_paths(), **me_paths()},
+        "paths": {**paths(), **oauth_paths(), **oauth_server_paths(), **me_paths(), **registry_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {
