@@ -194,3 +194,26 @@ class CredentialsMissing(NotRunning):
     for them yet (a tool call answers it as a tool error naming what to set and where)."""
 
     code = "credentials_missing"
+
+
+class PreconditionFailed(HubError):
+    """An edit's `If-Match` names a configuration other than the one the hub serves: someone else
+    changed it since the client read it."""
+
+    code = "precondition_failed"
+    status = 412
+
+
+class ConfigChangedOnDisk(HubError):
+    """The configuration file was edited by hand since the hub read it: the hand edit wins, the
+    hub does not write over it (reload it, then edit again)."""
+
+    code = "config_changed_on_disk"
+    status = 409
+
+
+class ConfigReadOnly(HubError):
+    """The configuration cannot be edited through the API (no file, a cluster, a read-only file)."""
+
+    code = "config_read_only"
+    status = 409

@@ -13,9 +13,9 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from web import responses, responses_oauth
+from web import responses, responses_admin, responses_oauth
 
-COMPONENTS = {**responses.COMPONENTS, **responses_oauth.COMPONENTS}
+COMPONENTS = {**responses.COMPONENTS, **responses_oauth.COMPONENTS, **responses_admin.COMPONENTS}
 
 _REF = "#/components/schemas/{model}"
 
