@@ -196,6 +196,29 @@ class CredentialsMissing(NotRunning):
     code = "credentials_missing"
 
 
+class PreconditionFailed(HubError):
+    """An edit's `If-Match` names a configuration other than the one the hub serves: someone else
+    changed it since the client read it."""
+
+    code = "precondition_failed"
+    status = 412
+
+
+class ConfigChangedOnDisk(HubError):
+    """The configuration file was edited by hand since the hub read it: the hand edit wins, the
+    hub does not write over it (reload it, then edit again)."""
+
+    code = "config_changed_on_disk"
+    status = 409
+
+
+class ConfigReadOnly(HubError):
+    """The configuration cannot be edited through the API (no file, a cluster, a read-only file)."""
+
+    code = "config_read_only"
+    status = 409
+
+
 class ServerExists(HubError):
     """An install names a server its tenant already has (remove it first, or choose another name)."""
 
@@ -207,4 +230,3 @@ class RegistryUnreachable(UpstreamError):
     """An MCP registry did not answer as the registry API says (down, too slow, not its shape)."""
 
     code = "registry_unavailable"
-

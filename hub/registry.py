@@ -27,11 +27,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
-
-from typing_extensions import TypedDict  # (pydantic reads only this one on Python < 3.12: the OpenAPI schemas)
 from urllib.parse import quote, urlencode, urljoin, urlsplit
 
 import tornado.httpclient
+from typing_extensions import (
+    TypedDict,  # (pydantic reads only this one on Python < 3.12: the OpenAPI schemas)
+)
 
 from hub.config_manage import RegistryConfig
 from hub.registry_entries import Entry, entry_of
@@ -183,7 +184,9 @@ class RegistryClient:
             for _ in range(MAX_PAGES):
                 query = {"limit": str(PAGE_LIMIT), **({"search": search} if search else {})}
                 query |= {"cursor": cursor} if cursor else {}
-                items, next_cursor = _page(await self._fetch(f"{registry.url.rstrip('/')}{API_PREFIX}/servers?{urlencode(query)}"))
+                items, next_cursor = _page(
+                    await self._fetch(f"{registry.url.rstrip('/')}{API_PREFIX}/servers?{urlencode(query)}")
+                )
                 entries += [e for e in (entry_of(i, label(registry), registry.url) for i in items) if e]
                 if next_cursor is None or next_cursor == cursor:
                     return entries, False
@@ -196,7 +199,9 @@ class RegistryClient:
     async def listing(self, registries: Sequence[RegistryConfig], search: str = "") -> Listing:
         """Every registry's entries for `search` (a substring of names), merged in the order of
         `registries`; a registry that fails is named in `errors`."""
-        answers = await asyncio.gather(*(self._list_one(r, search) for r in registries), return_exceptions=True)
+        answers = await asyncio.gather(
+            *(self._list_one(r, search) for r in registries), return_exceptions=True
+        )
         listing = Listing(servers=[], errors=[], truncated=False)
         for registry, answer in zip(registries, answers, strict=True):
             if isinstance(answer, BaseException):
@@ -205,7 +210,9 @@ class RegistryClient:
                 why = "it answered 404" if isinstance(answer, NotInRegistry) else str(answer)
                 if isinstance(answer, RegistryUnavailable):
                     log.warning("registry %s cannot be listed: %s", registry.url, why)
-                listing["errors"].append(RegistryError(registry=label(registry), url=registry.url, message=why))
+                listing["errors"].append(
+                    RegistryError(registry=label(registry), url=registry.url, message=why)
+                )
                 continue
             entries, truncated = answer
             listing["servers"] += _grouped(entries)
@@ -219,7 +226,8 @@ class RegistryClient:
             NotInRegistry: no such server or version.
             RegistryUnavailable: the registry did not answer as the API says.
         """
-        url = f"{registry.url.rstrip('/')}{API_PREFIX}/servers/{quote(name, safe='')}/versions/{quote(version, safe='')}"
+        base = f"{registry.url.rstrip('/')}{API_PREFIX}/servers"
+        url = f"{base}/{quote(name, safe='')}/versions/{quote(version, safe='')}"
 
         async def load() -> Mapping[str, Any]:
             document = await self._fetch(url)

@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from typing_extensions import TypedDict  # (pydantic reads only this one on Python < 3.12: the OpenAPI schemas)
+from typing_extensions import (
+    TypedDict,  # (pydantic reads only this one on Python < 3.12: the OpenAPI schemas)
+)
 
 # What the hub can run itself: a stdio package through its runtime, or a remote it connects to.
 RUNNABLE_PACKAGES = {"npm": "npx", "pypi": "uvx"}

@@ -52,14 +52,7 @@ class _Values:
         typed for `key`, else its default), or None when it stays unset (noted if required)."""
         fixed = spec.get("value")
         if isinstance(fixed, str) and fixed:
-            variables = spec.get("variables")
-            filled: dict[str, str] = {}
-            for var, var_spec in (variables.items() if isinstance(variables, Mapping) else ()):
-                if isinstance(var_spec, Mapping):
-                    value = self.resolve(f"{key}/{var}", f"{label} ({var})", var_spec)
-                    if value is not None:
-                        filled[var] = value
-            return fill(fixed, filled)
+            return fill(fixed, self.variables(key + "/", f"{label} ", spec.get("variables")))
         typed = self.typed.get(key)
         value = typed if isinstance(typed, str) and typed != "" else None
         if value is None and isinstance(spec.get("default"), str) and spec["default"] != "":
@@ -70,6 +63,27 @@ class _Values:
         if value is None and spec.get("isRequired") is True:
             self.missing.append(label)
         return value
+
+    def variables(self, prefix: str, label: str, variables: Any) -> dict[str, str]:
+        """The values of a `variables` map (each input's key is `prefix` and its name)."""
+        filled = {}
+        for var, spec in variables.items() if isinstance(variables, Mapping) else ():
+            if isinstance(spec, Mapping):
+                value = self.resolve(f"{prefix}{var}", f"{label}{var}".strip(), spec)
+                if value is not None:
+                    filled[var] = value
+        return filled
+
+    def named(self, inputs: Any, prefix: str) -> dict[str, str]:
+        """The values of a list of named inputs (`environmentVariables`, `headers`): by name."""
+        found = {}
+        for spec in inputs if isinstance(inputs, list) else ():
+            name = spec.get("name") if isinstance(spec, Mapping) else None
+            if isinstance(name, str) and name:
+                value = self.resolve(f"{prefix}:{name}", name, spec)
+                if value is not None:
+                    found[name] = value
+        return found
 
     def check(self) -> None:
         """Raises BadRequest naming every missing and wrong value, if any."""
@@ -104,17 +118,6 @@ def _arguments(package: Mapping[str, Any], where: str, values: _Values) -> list[
     return words
 
 
-def _env(package: Mapping[str, Any], values: _Values) -> dict[str, str]:
-    env = {}
-    for variable in package.get("environmentVariables") or ():
-        name = variable.get("name") if isinstance(variable, Mapping) else None
-        if isinstance(name, str) and name:
-            value = values.resolve(f"env:{name}", name, variable)
-            if value is not None:
-                env[name] = value
-    return env
-
-
 def package_spec(package: Mapping[str, Any], values: _Values) -> dict[str, Any]:
     """The stdio server that runs an npm or pypi package.
 
@@ -123,9 +126,13 @@ def package_spec(package: Mapping[str, Any], values: _Values) -> dict[str, Any]:
     """
     kind = package.get("registryType")
     if kind in CONTAINER_PACKAGES:
-        raise BadRequest("this package is an OCI image: it needs a container engine, which the hub does not run")
+        raise BadRequest(
+            "this package is an OCI image: it needs a container engine, which the hub does not run"
+        )
     if kind not in RUNNABLE_PACKAGES:
-        raise BadRequest(f"cannot install a {kind} package: the hub installs npm and pypi packages, and remotes")
+        raise BadRequest(
+            f"cannot install a {kind} package: the hub installs npm and pypi packages, and remotes"
+        )
     transport = package.get("transport")
     if isinstance(transport, Mapping) and transport.get("type", "stdio") != "stdio":
         raise BadRequest("this package serves HTTP itself: the hub runs packages over stdio only")
@@ -138,7 +145,7 @@ def package_spec(package: Mapping[str, Any], values: _Values) -> dict[str, Any]:
     runtime = _arguments(package, "runtime", values)
     args = [*runtime, *_RUNNER_PREFIX.get(runner, []), pinned, *_arguments(package, "package", values)]
     spec: dict[str, Any] = {"command": runner, "args": args}
-    env = _env(package, values)
+    env = values.named(package.get("environmentVariables"), "env")
     if env:
         spec["env"] = env
     return spec
@@ -153,28 +160,20 @@ def remote_spec(remote: Mapping[str, Any], values: _Values) -> dict[str, Any]:
     transport = REMOTE_TRANSPORTS.get(str(remote.get("type")))
     url = remote.get("url")
     if transport is None or not isinstance(url, str) or not url:
-        raise BadRequest(f"cannot connect to a {remote.get('type')} remote: the hub speaks streamable-http and sse")
-    filled = {}
-    variables = remote.get("variables")
-    for var, spec in (variables.items() if isinstance(variables, Mapping) else ()):
-        if isinstance(spec, Mapping):
-            value = values.resolve(f"url:{var}", var, spec)
-            if value is not None:
-                filled[var] = value
-    headers = {}
-    for header in remote.get("headers") or ():
-        name = header.get("name") if isinstance(header, Mapping) else None
-        if isinstance(name, str) and name:
-            value = values.resolve(f"header:{name}", name, header)
-            if value is not None:
-                headers[name] = value
+        raise BadRequest(
+            f"cannot connect to a {remote.get('type')} remote: the hub speaks streamable-http and sse"
+        )
+    filled = values.variables("url:", "", remote.get("variables"))
+    headers = values.named(remote.get("headers"), "header")
     spec: dict[str, Any] = {"transport": transport, "url": fill(url, filled)}
     if headers:
         spec["headers"] = headers
     return spec
 
 
-def server_spec(item: Mapping[str, Any], installable_id: str, typed: Mapping[str, Any], registry_url: str) -> dict[str, Any]:
+def server_spec(
+    item: Mapping[str, Any], installable_id: str, typed: Mapping[str, Any], registry_url: str
+) -> dict[str, Any]:
     """The server configuration that installs `installable_id` (`package:I`, `remote:I`) of the
     registry entry `item` (`{"server": ..., "_meta": ...}`), with the values `typed` (by field key,
     `hub.registry_entries`).

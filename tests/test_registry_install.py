@@ -29,7 +29,9 @@ def loads(spec: dict[str, Any]) -> None:
 
 
 def test_an_npm_package_runs_pinned_through_npx_with_its_environment() -> None:
-    spec = server_spec(ITEMS["server-memory"], "package:0", {"env:MEMORY_FILE_PATH": "/data/m.jsonl"}, REGISTRY)
+    spec = server_spec(
+        ITEMS["server-memory"], "package:0", {"env:MEMORY_FILE_PATH": "/data/m.jsonl"}, REGISTRY
+    )
     assert spec == {
         "command": "npx",
         "args": ["-y", f"@modelcontextprotocol/server-memory@{NPM_VERSION}"],
@@ -45,7 +47,9 @@ def test_an_npm_package_runs_pinned_through_npx_with_its_environment() -> None:
     }
     loads(spec)
     # An optional value left empty is left out.
-    assert "env" not in server_spec(ITEMS["server-memory"], "package:0", {"env:MEMORY_FILE_PATH": ""}, REGISTRY)
+    assert "env" not in server_spec(
+        ITEMS["server-memory"], "package:0", {"env:MEMORY_FILE_PATH": ""}, REGISTRY
+    )
 
 
 def test_required_values_are_enforced_and_named_all_at_once() -> None:
@@ -65,15 +69,22 @@ def test_required_values_are_enforced_and_named_all_at_once() -> None:
 
 
 def test_fixed_arguments_and_defaults_come_with_the_entry_and_secrets_are_masked_when_shown() -> None:
-    spec = server_spec(ITEMS["server-everything"], "package:0", {f"env:{SECRET_TOKEN_VAR}": "s3cret-token"}, REGISTRY)
+    spec = server_spec(
+        ITEMS["server-everything"], "package:0", {f"env:{SECRET_TOKEN_VAR}": "s3cret-token"}, REGISTRY
+    )
     assert spec["args"] == ["-y", f"@modelcontextprotocol/server-everything@{NPM_VERSION}", "stdio"]
     assert spec["env"] == {SECRET_TOKEN_VAR: "s3cret-token", "EVERYTHING_MODE": "fast"}
     shown = masked(spec)
     assert shown["env"] == {SECRET_TOKEN_VAR: "********", "EVERYTHING_MODE": "********"}
     assert "s3cret-token" not in repr(shown) and spec["env"][SECRET_TOKEN_VAR] == "s3cret-token"
-    fields = {f["key"]: f for f in entry_of(ITEMS["server-everything"], "r", REGISTRY)["installs"][0]["fields"]}
+    fields = {
+        f["key"]: f for f in entry_of(ITEMS["server-everything"], "r", REGISTRY)["installs"][0]["fields"]
+    }
     assert fields[f"env:{SECRET_TOKEN_VAR}"]["is_secret"] and fields[f"env:{SECRET_TOKEN_VAR}"]["is_required"]
-    assert fields["arg:package:0"]["fixed"] and fields["env:EVERYTHING_MODE"]["choices"] == ["fast", "thorough"]
+    assert fields["arg:package:0"]["fixed"] and fields["env:EVERYTHING_MODE"]["choices"] == [
+        "fast",
+        "thorough",
+    ]
 
 
 def test_a_pypi_package_runs_through_uvx_with_its_named_arguments() -> None:
@@ -101,7 +112,9 @@ def test_a_remote_becomes_an_http_server_with_its_url_filled_and_its_headers() -
     assert spec["headers"] == {"X-Api-Key": "k-123"}
     loads(spec)
     assert masked(spec)["headers"] == {"X-Api-Key": "********"}
-    sse = server_spec(ITEMS["remote-echo"], "remote:0", {"header:X-Api-Key": "k", "url:path": "sse"}, REGISTRY)
+    sse = server_spec(
+        ITEMS["remote-echo"], "remote:0", {"header:X-Api-Key": "k", "url:path": "sse"}, REGISTRY
+    )
     assert sse["url"] == "http://127.0.0.1:5555/sse"
 
 

@@ -27,7 +27,13 @@ ERRORS: dict[int, tuple[str, str]] = {
         "NotRunning",
         "The server exists but is not running (`server_not_running`); or, for a tool call with an "
         "`Idempotency-Key`, the same call was received before and its tool is not marked read-only or "
-        "idempotent, so it is not run twice (`duplicate_call`).",
+        "idempotent, so it is not run twice (`duplicate_call`); or, for a configuration edit, the file "
+        "was edited by hand since the hub read it (`config_changed_on_disk`) or cannot be written "
+        "(`config_read_only`).",
+    ),
+    412: (
+        "PreconditionFailed",
+        "`If-Match` names a configuration other than the one the hub serves: it changed since it was read.",
     ),
     422: (
         "IdempotencyKeyReused",

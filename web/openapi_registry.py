@@ -81,7 +81,7 @@ def registry_paths() -> dict[str, Any]:
                 "Install a registry's server into a tenant",
                 "registry",
                 returns("RegistryInstall", "The server added, its configuration with secrets masked."),
-                (404, 409, 502),
+                (404, 409, 412, 502),
                 [TENANT, SERVER],
                 install_body,
                 description=_ADMIN + " npm packages run as `npx -y <identifier>@<version>`, pypi "

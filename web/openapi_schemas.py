@@ -13,9 +13,14 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from web import responses, responses_oauth, responses_registry
+from web import responses, responses_admin, responses_oauth, responses_registry
 
-COMPONENTS = {**responses.COMPONENTS, **responses_oauth.COMPONENTS, **responses_registry.COMPONENTS}
+COMPONENTS = {
+    **responses.COMPONENTS,
+    **responses_oauth.COMPONENTS,
+    **responses_admin.COMPONENTS,
+    **responses_registry.COMPONENTS,
+}
 
 _REF = "#/components/schemas/{model}"
 

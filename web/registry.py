@@ -97,7 +97,9 @@ class RegistryServersHandler(RegistryHandler):
 
     async def get(self) -> None:
         registries = self.registries(self.get_query_argument("registry", None))
-        listing: Listing = await self.client.listing(registries, self.get_query_argument("search", "").strip())
+        listing: Listing = await self.client.listing(
+            registries, self.get_query_argument("search", "").strip()
+        )
         self.reply(listing)
 
 
@@ -108,7 +110,9 @@ class RegistryEntryHandler(RegistryHandler):
 
     async def get(self, name: str, version: str) -> None:
         registry = self.one_registry(self.get_query_argument("registry", None))
-        entry: Entry | None = entry_of(await self.item(registry, name, version), label(registry), registry.url)
+        entry: Entry | None = entry_of(
+            await self.item(registry, name, version), label(registry), registry.url
+        )
         assert entry is not None  # (the client checked it)
         self.reply(entry)
 
@@ -140,9 +144,13 @@ class RegistryInstallHandler(RegistryHandler):
         spec = server_spec(item, _text(body, "install"), values, registry.url)
         editor = config_edit.editor(self.hub)
         if_match = self.request.headers.get("If-Match")
-        edit = await self.blocking(editor.put_server, tenant, server, spec, if_match=if_match, who=self.caller)
+        edit = await self.blocking(
+            editor.put_server, tenant, server, spec, if_match=if_match, who=self.caller
+        )
         self.set_header("ETag", edit.etag)
-        answer = RegistryInstall(tenant=tenant, server=server, spec=masked(spec), etag=edit.etag, reload=edit.reload)
+        answer = RegistryInstall(
+            tenant=tenant, server=server, spec=masked(spec), etag=edit.etag, reload=edit.reload
+        )
         self.reply(answer)
 
 

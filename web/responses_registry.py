@@ -11,7 +11,7 @@ from typing import Any
 
 from typing_extensions import TypedDict  # pydantic reads only this one on Python < 3.12
 
-from hub.registry import Listing, ListedEntry, RegistryError
+from hub.registry import ListedEntry, Listing, RegistryError
 from hub.registry_entries import Entry, Field, Installable
 
 
