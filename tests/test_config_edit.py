@@ -248,3 +248,40 @@ def test_the_editor_writes_an_unchanged_file_back_byte_for_byte(text: str, tmp_p
     # Its indentation, sequence style, quoting, nulls and comments are the file's own.
     doc = config_edit._yaml(text).load(text)
     assert config_edit._dump(doc, text, tmp_path / "hub.yaml") == text
+
+
+def test_the_panel_adds_a_server_that_then_runs(hub: ServedHub, tmp_path: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.set_window_size(1280, 1600)
+    browser.get(f"{hub.url}/admin?token={ADMIN}")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: d.find_elements(By.ID, "config-tenant"))
+    browser.find_element(By.ID, "config-tenant").send_keys("t")
+    browser.find_element(By.ID, "config-server").send_keys("keep")
+    browser.find_element(By.ID, "config-load").click()
+    wait.until(lambda d: "loaded server t/keep" in d.find_element(By.ID, "config-status").text)
+    loaded = json.loads(browser.find_element(By.ID, "config-text").get_attribute("value"))
+    assert loaded["args"] == [TEST_SERVER]
+
+    name = browser.find_element(By.ID, "config-server")
+    name.clear()
+    name.send_keys("fromthepanel")
+    box = browser.find_element(By.ID, "config-text")
+    box.clear()
+    box.send_keys(json.dumps(server("--tools", "1")))
+    browser.find_element(By.ID, "config-save").click()
+    wait.until(lambda d: "added server t/fromthepanel" in d.find_element(By.ID, "config-status").text)
+    assert wait_until(lambda: _state(hub, "fromthepanel") == "running", 30)
+    # The servers' table shows it live, and the file has it.
+    wait.until(lambda d: "fromthepanel" in d.find_element(By.ID, "servers").text)
+    assert "fromthepanel" in yaml.safe_load((tmp_path / "hub.yaml").read_text())["tenants"]["t"]["servers"]
+
+    # Saved again with the ETag it was loaded with, after someone else's edit: refused, said so.
+    other = _edit(hub, "PUT", "/api/admin/tenants/t/servers/other", server(), _etag(hub))
+    assert other.status == 201
+    browser.find_element(By.ID, "config-save").click()
+    wait.until(lambda d: "load it again" in d.find_element(By.ID, "config-status").text)
+    severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert all("412" in message for message in severe), severe  # (the refused save, and nothing else)

@@ -4,57 +4,15 @@
 // /api/registry/servers/{name}/versions/{version}) and what to install (a package or a remote);
 // the values it declares become fields (secret ones as password fields, required ones required);
 // then a tenant and a server name, and POST /api/admin/tenants/{t}/servers/{s}/install. The new
-// server then shows in the Servers table by the panel's live events (admin.js). Uses the key
-// admin.js keeps in sessionStorage; every text from the hub or a registry reaches the DOM as text.
+// server then shows in the Servers table by the panel's live events (admin.js, whose `hubAdmin`
+// makes the calls with the tab's key); every text from the hub or a registry reaches the DOM as text.
 "use strict";
 
 (() => {
-  const KEY_ITEM = "mcp-hub-admin-key"; // (admin.js's)
-  const NAME = /^[A-Za-z0-9_-]{1,32}$/;
+  const { api, el, explain } = window.hubAdmin; // (admin.js: the key, the calls, the elements)
   const seg = encodeURIComponent;
   const $ = (id) => document.getElementById(id);
   let chosen = null; // {entry, listed} of the picked entry
-
-  /** An element; options set attributes (`text` as text, `on*` as listeners); children as nodes or text. */
-  function el(tag, options = {}, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(options)) {
-      if (value === undefined || value === null || value === false) continue;
-      if (key === "class") node.className = value;
-      else if (key === "text") node.textContent = String(value);
-      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
-      else if (["value", "checked", "disabled", "hidden", "required"].includes(key)) node[key] = value;
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children) {
-      if (child !== null && child !== undefined) node.append(child);
-    }
-    return node;
-  }
-
-  async function api(method, path, body) {
-    const headers = {};
-    const token = sessionStorage.getItem(KEY_ITEM);
-    if (token) headers.Authorization = `Bearer ${token}`;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const answer = await fetch(path, {
-      method,
-      headers,
-      cache: "no-store",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    let data = null;
-    try {
-      data = await answer.json();
-    } catch (_) {
-      data = null;
-    }
-    if (!answer.ok) {
-      const error = data && data.error ? data.error : { code: "http", message: `HTTP ${answer.status}` };
-      throw new Error(`${error.code}: ${error.message}`);
-    }
-    return data;
-  }
 
   function say(id, message, isError) {
     const box = $(id);
@@ -146,7 +104,7 @@
       );
       $("registry-results").replaceChildren(...listing.servers.map(resultRow));
     } catch (error) {
-      say("registry-status", error.message, true);
+      say("registry-status", explain(error), true);
     }
   }
 
@@ -193,7 +151,7 @@
       chosen.entry = await api("GET", `${path}?registry=${seg(listed.registry_url)}`);
       drawKinds();
     } catch (error) {
-      say("registry-result", error.message, true);
+      say("registry-result", explain(error), true);
     }
   }
 
@@ -291,7 +249,7 @@
       say("registry-result", `installed ${done.tenant}/${done.server}`);
       for (const input of $("registry-fields").querySelectorAll("input[type=password]")) input.value = "";
     } catch (error) {
-      say("registry-result", error.message, true);
+      say("registry-result", explain(error), true);
     } finally {
       button.disabled = false;
     }
