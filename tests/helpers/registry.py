@@ -30,7 +30,10 @@ def _item(server: dict[str, Any], latest: bool = True) -> dict[str, Any]:
         "updatedAt": "2026-09-01T10:00:00Z",
         "isLatest": latest,
     }
-    return {"server": {"$schema": SCHEMA, **server}, "_meta": {"io.modelcontextprotocol.registry/official": official}}
+    return {
+        "server": {"$schema": SCHEMA, **server},
+        "_meta": {"io.modelcontextprotocol.registry/official": official},
+    }
 
 
 def _npm(identifier: str, **more: Any) -> dict[str, Any]:
@@ -128,7 +131,9 @@ def entries(remote_url: str) -> list[dict[str, Any]]:
                 "identifier": "mcp-server-time",
                 "version": "2026.1.26",
                 "transport": {"type": "stdio"},
-                "packageArguments": [{"type": "named", "name": "--local-timezone", "description": "IANA zone"}],
+                "packageArguments": [
+                    {"type": "named", "name": "--local-timezone", "description": "IANA zone"}
+                ],
             }
         ],
     }
@@ -195,7 +200,7 @@ def _handler(registry: ServedRegistry) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        def do_GET(self) -> None:
             registry.requests.append(self.path)
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
