@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ import pytest
 import requests
 import schemathesis
 from conftest import SERVERS_DIR, binds, server
+from helpers.registry import ServedRegistry, serve_registry
 from helpers.served import ACME_KEY, ADMIN_KEY, start_hub, stop_hub, write_config
 from schemathesis.checks import CHECKS as REGISTERED
 from schemathesis.checks import load_all_checks
@@ -143,10 +145,18 @@ def _exercise(operation: Any, session: requests.Session, failures: list[str]) ->
     return statuses
 
 
+@pytest.fixture
+def registry() -> Iterator[ServedRegistry]:
+    """A test MCP registry: the marketplace's routes never ask the real one."""
+    with serve_registry() as served:
+        yield served
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
-def test_every_operation_answers_as_documented(tmp_path: Path) -> None:
-    config = write_config(tmp_path, _tenants(), auth={"admin_keys": [ADMIN_KEY]})
+def test_every_operation_answers_as_documented(tmp_path: Path, registry: ServedRegistry) -> None:
+    registries = [{"url": registry.url, "name": "test"}]
+    config = write_config(tmp_path, _tenants(), auth={"admin_keys": [ADMIN_KEY]}, registries=registries)
     served = start_hub(config, tmp_path, env={"MCP_HUB_PLUGINS_DIR": str(PLUGINS)})
     try:
         assert served.post("/api/tenants/default/start", key=ADMIN_KEY).status == 200
