@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 import yaml
 from conftest import MARK, NODE_MODULES, TEST_SERVER, needs_bwrap, node_package, server, wait_until
@@ -111,6 +112,13 @@ def running(hub: ServedHub, server: str, timeout: float = 60) -> dict[str, Any]:
     return seen[-1]
 
 
+def documented(hub: ServedHub, answer: Any, path: str, method: str = "get") -> None:
+    """`answer` (a 200) matches the schema the hub's OpenAPI document gives it."""
+    doc = hub.get("/openapi.json").body
+    schema = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.validate(answer.body, {**schema, "components": doc["components"]})
+
+
 def install(hub: ServedHub, server: str, name: str, chosen: str, values: dict[str, str], **more: Any) -> Any:
     body = {"registry": "test", "name": name, "version": more.pop("version", NPM_VERSION), "install": chosen}
     return hub.post(
@@ -121,6 +129,7 @@ def install(hub: ServedHub, server: str, name: str, chosen: str, values: dict[st
 def test_the_registries_are_listed_merged_and_a_failing_one_is_named(hub: ServedHub, registry) -> None:
     listing = hub.get("/api/registry/servers", key=ADMIN)
     assert listing.status == 200, listing.text
+    documented(hub, listing, "/api/registry/servers")
     names = [s["name"].rsplit("/", 1)[1] for s in listing.body["servers"]]
     assert names == [
         "server-memory",
@@ -152,6 +161,7 @@ def test_the_registries_are_listed_merged_and_a_failing_one_is_named(hub: Served
         key=ADMIN,
     )
     assert old.status == 200 and old.body["installs"][0]["version"] == "2026.7.1", old.text
+    documented(hub, old, "/api/registry/servers/{name}/versions/{version}")
     missing = hub.get("/api/registry/servers/io.example%2Fnone/versions/latest?registry=test", key=ADMIN)
     assert missing.status == 404
 
@@ -169,6 +179,7 @@ def test_npm_and_remote_installs_run_and_answer_and_secrets_stay_hidden(
 
     done = install(hub, "every", everything, "package:0", {f"env:{SECRET_TOKEN_VAR}": TOKEN_VALUE})
     assert done.status == 200, done.text
+    documented(hub, done, "/api/admin/tenants/{tenant}/servers/{server}/install", "post")
     assert done.body["spec"]["command"] == "npx" and done.body["spec"]["pinning"] == "enforce"
     assert done.body["spec"]["env"][SECRET_TOKEN_VAR] == "********"
     assert running(hub, "every")["tools"] > 0
