@@ -48,6 +48,7 @@ MAX_REDIRECTS = 3
 CACHE_TTL = 300.0
 FAILURE_TTL = 30.0
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_LIMITS = f"{FETCH_TIMEOUT:g} s and {MAX_BODY_BYTES // 1024 // 1024} MiB"
 
 Fetch = Callable[[str], Awaitable[Any]]
 
@@ -114,12 +115,12 @@ async def fetch_json(url: str) -> Any:
                 continue
             if response.code == 404:
                 raise NotInRegistry(url)
-            if response.code == 599:  # no answer: refused, timed out, too big
-                raise RegistryUnavailable(f"no answer: {response.error}")
             if response.code != 200:
                 raise RegistryUnavailable(f"answered HTTP {response.code}")
             return json.loads(response.body)
         raise RegistryUnavailable(f"more than {MAX_REDIRECTS} redirects")
+    except tornado.httpclient.HTTPClientError as exc:  # (timed out, closed: too big)
+        raise RegistryUnavailable(f"no complete answer within {_LIMITS}: {exc}") from None
     except (OSError, ValueError) as exc:  # (refused, reset, DNS; not JSON)
         raise RegistryUnavailable(f"{type(exc).__name__}: {exc}") from None
     finally:

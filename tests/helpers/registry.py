@@ -200,8 +200,32 @@ def _handler(registry: ServedRegistry) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _odd(self, path: str) -> bool:
+            """The registry's misbehaving prefixes: `/moved` redirects to the same path without it,
+            `/elsewhere` to a file: URL, `/huge` answers 5 MiB, `/broken` answers HTML."""
+            if path.startswith("/moved/"):
+                self.send_response(302)
+                self.send_header("Location", path.removeprefix("/moved"))
+            elif path.startswith("/elsewhere/"):
+                self.send_response(302)
+                self.send_header("Location", "file:///etc/passwd")
+            elif path.startswith(("/huge/", "/broken/")):
+                body = b"x" * (5 * 1024 * 1024) if path.startswith("/huge/") else b"<html>oops</html>"
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return True
+            else:
+                return False
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return True
+
         def do_GET(self) -> None:
             registry.requests.append(self.path)
+            if self._odd(self.path):
+                return
             parts = urlsplit(self.path)
             query = {k: v[0] for k, v in parse_qs(parts.query).items()}
             if parts.path == "/v0/servers":
