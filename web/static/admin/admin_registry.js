@@ -41,7 +41,6 @@
       ),
       el("p", { id: "registry-status", class: "muted", hidden: true }),
       el("ul", { id: "registry-errors", class: "registry-errors" }),
-      el("ul", { id: "registry-results", class: "registry-results" }),
       el(
         "form",
         { id: "registry-install", class: "try registry-install", hidden: true },
@@ -64,6 +63,7 @@
         el("div", { class: "submit" }, el("button", { type: "submit", class: "primary", text: "Install" })),
         el("p", { id: "registry-result", class: "result", hidden: true, role: "status" }),
       ),
+      el("ul", { id: "registry-results", class: "registry-results" }),
     );
     const servers = $("servers").closest("section");
     servers.after(section);
@@ -141,6 +141,7 @@
     say("registry-result", "");
     drawKinds();
     $("registry-install").hidden = false;
+    $("registry-install").scrollIntoView({ block: "nearest" });
     await tenants();
   }
 
