@@ -12,7 +12,10 @@ Every spec gets `pinning: enforce` (its tools are held when they change after th
 an admin approves them) and `metadata: {registry: {url, name, version}}`. A required value left
 empty is a 400 naming every one missing; a value outside its declared `choices` is a 400 too.
 Values are kept as typed: secret ones are stored like any `env` or header value, and shown as
-`********` wherever the API shows a configuration (`masked`).
+`********` wherever the API shows a configuration (`masked`). The configuration expands `${VAR}`
+in every string: whatever comes from the registry is written with each `$` doubled (`literal`), so
+no entry can pull the hub's environment into a server; a value the admin types as a whole
+`${VAR}` stays a reference (the way to keep a secret out of the file), any other is literal too.
 
 Pure functions; any thread.
 """
@@ -34,6 +37,7 @@ from hub.registry_entries import (
 )
 
 MASK = "********"
+_REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")  # a whole typed value: the hub's env
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # What a runner needs before the package: npx must not ask whether to download it.
 _RUNNER_PREFIX = {"npx": ["-y"], "pipx": ["run"], "pnpm": ["dlx"]}
@@ -52,17 +56,17 @@ class _Values:
         typed for `key`, else its default), or None when it stays unset (noted if required)."""
         fixed = spec.get("value")
         if isinstance(fixed, str) and fixed:
-            return fill(fixed, self.variables(key + "/", f"{label} ", spec.get("variables")))
+            return fill(literal(fixed), self.variables(key + "/", f"{label} ", spec.get("variables")))
         typed = self.typed.get(key)
-        value = typed if isinstance(typed, str) and typed != "" else None
-        if value is None and isinstance(spec.get("default"), str) and spec["default"] != "":
-            value = spec["default"]
+        if isinstance(typed, str) and _REFERENCE.match(typed):
+            return typed  # (the admin's reference to the hub's environment)
+        value = typed if isinstance(typed, str) and typed != "" else _text(spec.get("default"))
         choices = spec.get("choices")
         if value is not None and isinstance(choices, list) and choices and value not in choices:
             self.wrong.append(f"{label} must be one of {', '.join(map(str, choices))}")
         if value is None and spec.get("isRequired") is True:
             self.missing.append(label)
-        return value
+        return literal(value) if value is not None else None
 
     def variables(self, prefix: str, label: str, variables: Any) -> dict[str, str]:
         """The values of a `variables` map (each input's key is `prefix` and its name)."""
@@ -95,6 +99,16 @@ class _Values:
             raise BadRequest("; ".join(problems))
 
 
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value != "" else None
+
+
+def literal(text: str) -> str:
+    """`text` as configuration text that reads as itself: each `$` doubled, so that no `${VAR}`
+    in it is ever expanded (a registry's entry must not pull the hub's environment into a server)."""
+    return text.replace("$", "$$")
+
+
 def fill(template: str, variables: Mapping[str, str]) -> str:
     """`template` with each `{name}` of `variables` replaced (others stay as they are)."""
     return _TEMPLATE.sub(lambda m: variables.get(m.group(1), m.group(0)), template)
@@ -112,9 +126,9 @@ def _arguments(package: Mapping[str, Any], where: str, values: _Values) -> list[
         if argument.get("type") != "named":
             words.append(value)
         elif argument.get("format") == "boolean":
-            words += [label] if value == "true" else []
+            words += [literal(label)] if value == "true" else []
         else:
-            words += [label, value]
+            words += [literal(label), value]
     return words
 
 
@@ -141,10 +155,10 @@ def package_spec(package: Mapping[str, Any], values: _Values) -> dict[str, Any]:
         raise BadRequest("the entry names no package identifier and version")
     hint = package.get("runtimeHint")
     runner = hint if isinstance(hint, str) and hint else RUNNABLE_PACKAGES[str(kind)]
-    pinned = f"{identifier}@{version}" if kind == "npm" else f"{identifier}=={version}"
+    pinned = literal(f"{identifier}@{version}" if kind == "npm" else f"{identifier}=={version}")
     runtime = _arguments(package, "runtime", values)
     args = [*runtime, *_RUNNER_PREFIX.get(runner, []), pinned, *_arguments(package, "package", values)]
-    spec: dict[str, Any] = {"command": runner, "args": args}
+    spec: dict[str, Any] = {"command": literal(runner), "args": args}
     env = values.named(package.get("environmentVariables"), "env")
     if env:
         spec["env"] = env
@@ -165,7 +179,7 @@ def remote_spec(remote: Mapping[str, Any], values: _Values) -> dict[str, Any]:
         )
     filled = values.variables("url:", "", remote.get("variables"))
     headers = values.named(remote.get("headers"), "header")
-    spec: dict[str, Any] = {"transport": transport, "url": fill(url, filled)}
+    spec: dict[str, Any] = {"transport": transport, "url": fill(literal(url), filled)}
     if headers:
         spec["headers"] = headers
     return spec
@@ -192,7 +206,8 @@ def server_spec(
         spec = remote_spec(chosen, values)
     values.check()
     spec["pinning"] = "enforce"
-    spec["metadata"] = {"registry": {"url": registry_url, "name": entry["name"], "version": entry["version"]}}
+    source = {"url": registry_url, "name": entry["name"], "version": entry["version"]}
+    spec["metadata"] = {"registry": {key: literal(value) for key, value in source.items()}}
     return spec
 
 

@@ -122,3 +122,35 @@ def test_an_install_that_the_entry_does_not_offer_is_refused() -> None:
     for chosen in ("package:1", "remote:0", "nothing", "package:x"):
         with pytest.raises(BadRequest, match="has no"):
             server_spec(ITEMS["server-memory"], chosen, {}, REGISTRY)
+
+
+def test_a_registry_never_pulls_the_hubs_environment_into_a_server_but_an_admin_may() -> None:
+    """Whatever an entry says is written so that it reads as itself (`$` doubled): a default or a
+    fixed value of `${HUB_ADMIN_KEY}` must not hand the hub's key to the server. A value the admin
+    types as a whole `${VAR}` stays a reference to the hub's environment."""
+    package = {
+        "registryType": "npm",
+        "identifier": "@example/x$y",
+        "version": "1.0.0",
+        "transport": {"type": "stdio"},
+        "packageArguments": [
+            {"type": "positional", "value": "--key=${HUB_ADMIN_KEY}:{who}", "variables": {"who": {}}}
+        ],
+        "environmentVariables": [
+            {"name": "STOLEN", "default": "${HUB_ADMIN_KEY}"},
+            {"name": "TOKEN", "isSecret": True},
+            {"name": "PRICE", "isSecret": True},
+        ],
+    }
+    item = {"server": {"name": "io.example/x", "version": "1.0.0", "packages": [package]}}
+    typed = {"arg:package:0/who": "me", "env:TOKEN": "${MY_TOKEN}", "env:PRICE": "5$ or ${X}"}
+    spec = server_spec(item, "package:0", typed, REGISTRY)
+    environ = {"HUB_ADMIN_KEY": "the-admin-key", "MY_TOKEN": "the-token", "X": "x"}
+    config = parse_config(yaml.safe_dump({"tenants": {"t": {"servers": {"s": spec}}}}), environ=environ)
+    server = config.tenants["t"].servers["s"]
+    assert list(server.args) == ["-y", "@example/x$y@1.0.0", "--key=${HUB_ADMIN_KEY}:me"]
+    assert server.env.reveal() == {
+        "STOLEN": "${HUB_ADMIN_KEY}",
+        "TOKEN": "the-token",
+        "PRICE": "5$ or ${X}",
+    }
