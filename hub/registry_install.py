@@ -1,9 +1,9 @@
 """Installing from an MCP registry: an entry, the package or remote chosen and the values an admin
 typed, turned into a server's configuration (the mapping a YAML file would hold).
 
-- an npm package runs as `npx -y <identifier>@<version>` (its `runtimeHint` if it names another
-  runner), a pypi package as `uvx <identifier>==<version>`: its runtime arguments before the
-  package, its package arguments after; its environment variables become `env`;
+- an npm package runs as `npx -y <identifier>@<version>` (`bunx` or `pnpm dlx` if its `runtimeHint`
+  says so), a pypi package as `uvx <identifier>==<version>` (or `pipx run`): its runtime arguments
+  before the package, its package arguments after; its environment variables become `env`;
 - a remote becomes `transport: http` (streamable-http) or `transport: sse`, its URL with its
   `{variables}` filled, its headers `headers`;
 - an OCI image, or any other package type, is refused (400): the hub runs no container engine.
@@ -41,6 +41,8 @@ _REFERENCE = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")  # a whole typed valu
 _TEMPLATE = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # What a runner needs before the package: npx must not ask whether to download it.
 _RUNNER_PREFIX = {"npx": ["-y"], "pipx": ["run"], "pnpm": ["dlx"]}
+# The runners a `runtimeHint` may pick, by package type (another hint is ignored: the default runs).
+_RUNNERS = {"npm": frozenset({"npx", "bunx", "pnpm"}), "pypi": frozenset({"uvx", "pipx"})}
 
 
 class _Values:
@@ -154,10 +156,10 @@ def package_spec(package: Mapping[str, Any], values: _Values) -> dict[str, Any]:
     if not isinstance(identifier, str) or not isinstance(version, str) or not identifier or not version:
         raise BadRequest("the entry names no package identifier and version")
     hint = package.get("runtimeHint")
-    runner = hint if isinstance(hint, str) and hint else RUNNABLE_PACKAGES[str(kind)]
+    runner = hint if hint in _RUNNERS[str(kind)] else RUNNABLE_PACKAGES[str(kind)]
     pinned = literal(f"{identifier}@{version}" if kind == "npm" else f"{identifier}=={version}")
     runtime = _arguments(package, "runtime", values)
-    args = [*runtime, *_RUNNER_PREFIX.get(runner, []), pinned, *_arguments(package, "package", values)]
+    args = [*_RUNNER_PREFIX.get(runner, []), *runtime, pinned, *_arguments(package, "package", values)]
     spec: dict[str, Any] = {"command": literal(runner), "args": args}
     env = values.named(package.get("environmentVariables"), "env")
     if env:

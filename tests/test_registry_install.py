@@ -95,6 +95,16 @@ def test_a_pypi_package_runs_through_uvx_with_its_named_arguments() -> None:
     hinted = {**ITEMS["server-time"], "server": dict(ITEMS["server-time"]["server"])}
     hinted["server"]["packages"] = [{**ITEMS["server-time"]["server"]["packages"][0], "runtimeHint": "pipx"}]
     assert server_spec(hinted, "package:0", {}, REGISTRY)["args"] == ["run", "mcp-server-time==2026.1.26"]
+    python = {"type": "named", "name": "--python", "value": "3.12"}
+    pinned = {**hinted["server"]["packages"][0], "runtimeHint": "uvx", "runtimeArguments": [python]}
+    hinted["server"]["packages"] = [pinned]
+    assert server_spec(hinted, "package:0", {}, REGISTRY)["args"] == [
+        "--python",
+        "3.12",
+        "mcp-server-time==2026.1.26",
+    ]
+    hinted["server"]["packages"] = [{**pinned, "runtimeHint": "sh"}]  # (not a runner of pypi packages)
+    assert server_spec(hinted, "package:0", {}, REGISTRY)["command"] == "uvx"
 
 
 def test_an_oci_image_is_refused_it_needs_a_container_engine() -> None:
