@@ -14,7 +14,8 @@ Bounded: each answer at most `MAX_BODY_BYTES` and `FETCH_TIMEOUT` seconds, at mo
 pages per listing (the listing then says it is `truncated`), redirects followed by hand, at most
 `MAX_REDIRECTS`, to http(s) URLs only. Cached per registry and query: an answer for `CACHE_TTL`
 seconds, a failure for `FAILURE_TTL` (so a registry that is down is not asked again by every
-request). A registry that fails gives an error in the listing; the others still list.
+request), at most `MAX_CACHED` answers. A registry that fails gives an error in the listing; the
+others still list.
 
 Runs on the web loop (Tornado's `AsyncHTTPClient`: nothing blocks it).
 """
@@ -47,6 +48,7 @@ FETCH_TIMEOUT = 15.0
 MAX_REDIRECTS = 3
 CACHE_TTL = 300.0
 FAILURE_TTL = 30.0
+MAX_CACHED = 256  # answers kept at most (listings of distinct searches, entries)
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _LIMITS = f"{FETCH_TIMEOUT:g} s and {MAX_BODY_BYTES // 1024 // 1024} MiB"
 
@@ -170,11 +172,17 @@ class RegistryClient:
         try:
             value = await load()
         except (RegistryUnavailable, NotInRegistry) as exc:
-            self._cache[key] = (now + FAILURE_TTL, exc)
+            self._keep(key, now + FAILURE_TTL, exc)
             raise
-        self._cache = {k: v for k, v in self._cache.items() if v[0] > now}  # (forget what expired)
-        self._cache[key] = (now + CACHE_TTL, value)
+        self._keep(key, now + CACHE_TTL, value)
         return value
+
+    def _keep(self, key: tuple[str, ...], until: float, value: Any) -> None:
+        """Cache `value` until `until`; forget what expired, and the oldest past `MAX_CACHED`
+        (distinct searches must not grow it forever)."""
+        now = time.monotonic()
+        kept = [(k, v) for k, v in self._cache.items() if v[0] > now and k != key][-(MAX_CACHED - 1) :]
+        self._cache = {**dict(kept), key: (until, value)}
 
     async def _list_one(self, registry: RegistryConfig, search: str) -> tuple[list[Entry], bool]:
         """The entries of one registry for `search`, and whether pages were left unread."""
