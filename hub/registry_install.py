@@ -23,7 +23,7 @@ Pure functions; any thread.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from hub.errors import BadRequest
@@ -213,10 +213,33 @@ def server_spec(
     return spec
 
 
-def masked(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """`spec` as the API shows it: every `env` and `headers` value as `********`."""
+def secret_values(item: Mapping[str, Any], installable_id: str, typed: Mapping[str, Any]) -> set[str]:
+    """The values typed for the secret fields of `installable_id` (as typed, and as written)."""
+    entry = entry_of(item, "", "")
+    installs = [i for i in entry["installs"] if i["id"] == installable_id] if entry else []
+    found = set()
+    for field in installs[0]["fields"] if installs else ():
+        value = typed.get(field["key"])
+        if field["is_secret"] and isinstance(value, str) and len(value) >= 4:  # (as hub.config_secrets)
+            found |= {value, literal(value)}
+    return found
+
+
+def masked(spec: Mapping[str, Any], secrets: Collection[str] = ()) -> dict[str, Any]:
+    """`spec` as the API shows it: every `env` and `headers` value as `********`, and each of
+    `secrets` (a secret argument, a secret in the URL) wherever else it appears."""
     shown = dict(spec)
     for secret in ("env", "headers"):
         if isinstance(spec.get(secret), Mapping):
             shown[secret] = dict.fromkeys(spec[secret], MASK)
+
+    def hide(text: str) -> str:
+        for value in sorted(secrets, key=len, reverse=True):
+            text = text.replace(value, MASK)
+        return text
+
+    if isinstance(spec.get("args"), list):
+        shown["args"] = [hide(word) for word in spec["args"]]
+    if isinstance(spec.get("url"), str):
+        shown["url"] = hide(spec["url"])
     return shown

@@ -12,7 +12,7 @@ from helpers.registry import NPM_VERSION, SECRET_TOKEN_VAR, entries
 from hub.config import parse_config
 from hub.errors import BadRequest
 from hub.registry_entries import entry_of
-from hub.registry_install import masked, server_spec
+from hub.registry_install import masked, secret_values, server_spec
 
 REGISTRY = "http://registry.test"
 ITEMS = {  # (the latest version of each)
@@ -164,3 +164,28 @@ def test_a_registry_never_pulls_the_hubs_environment_into_a_server_but_an_admin_
         "TOKEN": "the-token",
         "PRICE": "5$ or ${X}",
     }
+
+
+def test_a_secret_argument_or_url_variable_is_masked_where_the_install_is_shown() -> None:
+    package = {
+        "registryType": "npm",
+        "identifier": "@example/x",
+        "version": "1.0.0",
+        "packageArguments": [{"type": "named", "name": "--api-key", "isSecret": True, "isRequired": True}],
+    }
+    item = {"server": {"name": "io.example/x", "version": "1.0.0", "packages": [package]}}
+    typed = {"arg:package:0": "key-$ecret-123"}
+    spec = server_spec(item, "package:0", typed, REGISTRY)
+    assert spec["args"] == ["-y", "@example/x@1.0.0", "--api-key", "key-$$ecret-123"]
+    shown = masked(spec, secret_values(item, "package:0", typed))
+    assert shown["args"] == ["-y", "@example/x@1.0.0", "--api-key", "********"]
+    remote = {
+        "type": "sse",
+        "url": "https://mcp.example/{token}/sse",
+        "variables": {"token": {"isSecret": True}},
+    }
+    item = {"server": {"name": "io.example/y", "version": "1.0.0", "remotes": [remote]}}
+    spec = server_spec(item, "remote:0", {"url:token": "t0k3n-value"}, REGISTRY)
+    assert spec["transport"] == "sse" and spec["url"] == "https://mcp.example/t0k3n-value/sse"
+    shown = masked(spec, secret_values(item, "remote:0", {"url:token": "t0k3n-value"}))
+    assert shown["url"] == "https://mcp.example/********/sse"

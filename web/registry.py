@@ -25,7 +25,7 @@ from hub.config_manage import RegistryConfig
 from hub.errors import BadRequest, NotFound, RegistryUnreachable, ServerExists
 from hub.registry import Listing, NotInRegistry, RegistryClient, RegistryUnavailable, label
 from hub.registry_entries import Entry, entry_of
-from hub.registry_install import masked, server_spec
+from hub.registry_install import masked, secret_values, server_spec
 from web.base import ApiHandler
 from web.responses_registry import RegistryInstall
 
@@ -141,7 +141,8 @@ class RegistryInstallHandler(RegistryHandler):
             raise BadRequest("values must be an object of strings (by field key)")
         registry = self.one_registry(body.get("registry") if isinstance(body.get("registry"), str) else None)
         item = await self.item(registry, _text(body, "name"), _text(body, "version"))
-        spec = server_spec(item, _text(body, "install"), values, registry.url)
+        chosen = _text(body, "install")
+        spec = server_spec(item, chosen, values, registry.url)
         editor = config_edit.editor(self.hub)
         if_match = self.request.headers.get("If-Match")
         edit = await self.blocking(
@@ -149,7 +150,11 @@ class RegistryInstallHandler(RegistryHandler):
         )
         self.set_header("ETag", edit.etag)
         answer = RegistryInstall(
-            tenant=tenant, server=server, spec=masked(spec), etag=edit.etag, reload=edit.reload
+            tenant=tenant,
+            server=server,
+            spec=masked(spec, secret_values(item, chosen, values)),
+            etag=edit.etag,
+            reload=edit.reload,
         )
         self.reply(answer)
 
