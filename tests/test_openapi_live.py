@@ -108,9 +108,14 @@ def _steered(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
-def _last_the_stops(operation: Any) -> bool:
-    """Stops go last, so that calls before them meet running servers."""
-    return operation.path.endswith("/stop")
+def _last_the_stops(operation: Any) -> int:
+    """Stops go last, so that calls before them meet running servers; and after them, what may
+    remove tenants and servers from the configuration (the configuration editor, a restore)."""
+    if operation.path.startswith("/api/admin/tenants") and operation.method.upper() in ("PUT", "DELETE"):
+        return 2
+    if operation.path.startswith("/api/admin/restore"):
+        return 2
+    return 1 if operation.path.endswith("/stop") else 0
 
 
 def _exercise(operation: Any, session: requests.Session, failures: list[str]) -> Counter[int]:
