@@ -24,6 +24,7 @@ from hub.runtime import Hub
 from web import (
     admin,
     app_gateway,
+    backup,
     cluster_link,
     mcp_http,
     me,
@@ -86,6 +87,7 @@ ROUTES: list[tuple[str, Any]] = [
     *apps_module.ROUTES,
     *ui_host.ROUTES,
     *admin.ROUTES,
+    *backup.ROUTES,
     *cluster_link.ROUTES,
     *oauth_metadata.ROUTES,
     *oauth_server.ROUTES,
