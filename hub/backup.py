@@ -31,6 +31,7 @@ import os
 import stat
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -203,7 +204,7 @@ def _members(data: bytes) -> dict[str, Member]:
                 file = tar.extractfile(info)
                 assert file is not None  # (a regular file)
                 members[info.name] = Member(info.name, file.read(), stat.S_IMODE(info.mode))
-    except (tarfile.TarError, EOFError, OSError) as exc:
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise BackupInvalid(f"not a readable tar.gz backup archive: {exc}") from None
     return members
 

@@ -19,6 +19,7 @@ the mode they had when backed up. Any thread but a loop's (it blocks on the disk
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -62,7 +63,7 @@ def plan(backup: Backup, config_path: Path, environ: Mapping[str, str] | None = 
         text = backup.config.data.decode("utf-8")
     except UnicodeDecodeError:
         raise ConfigError([f"{backup.config.path}: the configuration file is not UTF-8 text"]) from None
-    base = config_path.absolute().parent
+    base = config_path.resolve().parent  # (as `load_config` resolves it)
     config = parse_config(text, source=str(config_path), environ=environ, base=base)
     problems = startup_problems(config, environ)
     if problems:
@@ -82,7 +83,7 @@ def apply(restore: RestorePlan, force: bool = False) -> int:
         raise RestoreRefused(
             "the restore would replace what is there (" + "; ".join(conflicts) + "): --force replaces it"
         )
-    made = _make_folder(restore.data_dir)
+    made = _make_folder(restore.data_dir) + _make_folder(restore.config_path.parent)
     staging = restore.data_dir / f".restore-{secrets.token_hex(6)}"
     config_tmp: Path | None = None
     try:
@@ -94,7 +95,8 @@ def apply(restore: RestorePlan, force: bool = False) -> int:
             config_tmp.unlink(missing_ok=True)
         shutil.rmtree(staging, ignore_errors=True)
         for folder in reversed(made):
-            folder.rmdir()
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         raise
     shutil.rmtree(staging, ignore_errors=True)
     return 1 + len(restore.backup.data)
@@ -119,7 +121,6 @@ def _stage_data(root: Path, backup: Backup) -> None:
 
 def _stage_file(destination: Path, member: Member) -> Path:
     """`member` written beside `destination` under a hidden name; that path."""
-    destination.parent.mkdir(parents=True, exist_ok=True)
     tmp = destination.parent / f".{destination.name}.restore-{secrets.token_hex(6)}"
     _write(tmp, member)
     return tmp

@@ -35,7 +35,8 @@ OTHER_KEY = "other-key-0123456789"
 ALICE_TOKEN = "ghp_alice_" + "a1" * 16
 SECRET_KEY = "k" * 20 + "-the-hub-secret-key-0123"
 FOLDERS = ("pins", "catalogs", "credentials", "oauth")
-PINS = b'{"tenant": "acme", "servers": {"gh": {"whoami": "sha256:0123"}}}\n'
+# (a tenant no hub here has: the pin store, hub/pins.py, keeps its own files of the others)
+PINS = b'{"format": 1, "tenant": "ghost", "servers": {}}\n'
 ENV = {"HUB_SECRET_KEY": SECRET_KEY, "BACKUP_TEST_ADMIN_KEY": ADMIN_KEY}
 
 
@@ -90,7 +91,7 @@ def _fill(hub: ServedHub, data_dir: Path) -> None:
     client = hub.post("/register", {"redirect_uris": ["http://127.0.0.1:9/callback"]})
     assert client.status == 201, client.text
     (data_dir / "pins").mkdir(mode=0o700, exist_ok=True)
-    (data_dir / "pins" / "acme.json").write_bytes(PINS)
+    (data_dir / "pins" / "ghost.json").write_bytes(PINS)
     cached = [data_dir / "catalogs" / "acme" / "gh.json", data_dir / "catalogs" / "beta" / "b.json"]
     assert wait_until(lambda: all(p.exists() for p in cached), 20), "the catalog caches were never written"
 
@@ -153,7 +154,7 @@ def test_backup_then_restore_into_an_empty_folder_reproduces_the_hub(tmp_path: P
     assert stat.S_IMODE(archive.stat().st_mode) == 0o600  # (it holds secrets)
     with tarfile.open(archive) as tar:
         names = tar.getnames()
-    assert names[0] == "manifest.json" and "data/pins/acme.json" in names
+    assert names[0] == "manifest.json" and "data/pins/ghost.json" in names
     assert not any(n.startswith(("data/logs", "data/homes")) for n in names)  # (not logs, not homes)
 
     target = tmp_path / "restored" / "hub.yaml"
@@ -240,7 +241,7 @@ def _bad_archives(good: bytes) -> dict[str, tuple[bytes, str]]:
     unknown = {**meta, "format_version": 99}
     return {
         "tampered": (
-            _rewrite(good, "data/pins/acme.json", b'{"tampered": true}\n', manifest=False),
+            _rewrite(good, "data/pins/ghost.json", b'{"tampered": true}\n', manifest=False),
             "SHA-256",
         ),
         "dotdot": (_with_member(good, _file("data/pins/../../../escaped.txt"), b"x"), "'..'"),
@@ -265,7 +266,8 @@ def _bad_archives(good: bytes) -> dict[str, tuple[bytes, str]]:
 def _small_backup(tmp_path: Path) -> tuple[Path, bytes]:
     """A configuration with data (no hub needed) and its backup."""
     config = _config(tmp_path / "source", {"acme": {"servers": {"a": server()}}})
-    for folder, name, body in (("pins", "acme.json", PINS), ("credentials", "acme.json", b'{"records": {}}')):
+    files = (("pins", "ghost.json", PINS), ("credentials", "acme.json", b'{"records": {}}'))
+    for folder, name, body in files:
         (config.parent / "data" / folder).mkdir(parents=True, exist_ok=True)
         (config.parent / "data" / folder / name).write_bytes(body)
     archive = tmp_path / "good.tar.gz"
@@ -333,7 +335,7 @@ def test_admin_endpoints_move_a_hub_onto_another(tmp_path: Path) -> None:
         # Refusals first: each leaves the other hub's files as they were.
         before = unchanged()
         assert _restore(other, archive, key=OTHER_KEY).status == 404
-        tampered = _rewrite(archive, "data/pins/acme.json", b"{}", manifest=False)
+        tampered = _rewrite(archive, "data/pins/ghost.json", b"{}", manifest=False)
         bad = _restore(other, tampered)
         assert bad.status == 400 and bad.body["error"]["code"] == "invalid_backup", bad.text
         moved = source_config.read_text().replace("data_dir: data", f"data_dir: {tmp_path / 'elsewhere'}")
@@ -345,7 +347,7 @@ def test_admin_endpoints_move_a_hub_onto_another(tmp_path: Path) -> None:
         assert done.status == 200, done.text
         assert done.body["reload"]["tenants"] == {"other": "removed", "acme": "added", "beta": "added"}
         assert other_config.read_bytes() == source_config.read_bytes()
-        assert (other_config.parent / "data" / "pins" / "acme.json").read_bytes() == PINS
+        assert (other_config.parent / "data" / "pins" / "ghost.json").read_bytes() == PINS
         # Applied at once: the tenants, the user's credentials (they decrypt), the signing key.
         names = lambda hub: [t["name"] for t in hub.get("/api/tenants", key=ADMIN_KEY).body["tenants"]]  # noqa: E731
         assert names(other) == names(source) == ["acme", "beta"]

@@ -23,9 +23,10 @@ def backup_paths() -> dict[str, Any]:
     """`GET /api/admin/backup` and `POST /api/admin/restore`."""
     body = {
         "required": True,
-        "description": "A backup archive, as `GET /api/admin/backup` gives it (at most "
-        "`gateway.max_body_bytes`).",
-        "content": {ARCHIVE: {"schema": {"type": "string", "format": "binary"}}},
+        "description": "A backup archive (tar.gz), as `GET /api/admin/backup` gives it (at most "
+        "`gateway.max_body_bytes`), sent with any content type.",
+        # (any media type is taken: the bytes are the archive; `application/gzip` would do as well)
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
     }
     return {
         "/api/admin/backup": {
