@@ -223,9 +223,9 @@ def _with_member(archive: bytes, info: tarfile.TarInfo, data: bytes = b"") -> by
     return _pack([*_members(archive), (info, data)])
 
 
-def _link(name: str, target: str) -> tarfile.TarInfo:
+def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
-    info.type, info.linkname = tarfile.SYMTYPE, target
+    info.type, info.linkname = kind, target
     return info
 
 
@@ -251,6 +251,12 @@ def _bad_archives(good: bytes) -> dict[str, tuple[bytes, str]]:
             _with_member(good, _link("data/credentials/acme.json.link", "/etc/passwd")),
             "symbolic link",
         ),
+        "hard link": (
+            _with_member(good, _link("data/pins/x.json", "data/pins/ghost.json", tarfile.LNKTYPE)),
+            "hard link",
+        ),
+        "device": (_with_member(good, _link("data/oauth/null", "", tarfile.CHRTYPE)), "not a regular file"),
+        "folder": (_with_member(good, _link("data/oauth/keys", "", tarfile.DIRTYPE)), "not a regular file"),
         "version": (
             _rewrite(good, "manifest.json", json.dumps(unknown).encode(), manifest=False),
             "format_version 99",
@@ -379,3 +385,18 @@ def test_a_clusters_replica_refuses_both_routes(tmp_path: Path, redis_server: st
         assert (config.read_bytes(), _tree(config.parent / "data")) == before
     finally:
         assert stop_hub(replica) == 0
+
+
+def test_a_restore_that_fails_while_swapping_puts_everything_back(tmp_path: Path) -> None:
+    _small_backup(tmp_path)
+    archive = tmp_path / "good.tar.gz"
+    target = tmp_path / "target"
+    (target / "hub.yaml").mkdir(parents=True)  # (a folder: the last rename, the configuration's, fails)
+    (target / "hub.yaml" / "kept.txt").write_text("kept")
+    for folder in ("pins", "credentials"):
+        (target / "data" / folder).mkdir(parents=True)
+        (target / "data" / folder / "other.json").write_bytes(b'{"old": true}')
+    before = _tree(target)
+    failed = _cli("restore", str(archive), "--config", str(target / "hub.yaml"), "--force")
+    assert failed.returncode == 1 and "nothing was changed" in failed.stderr, failed.stderr
+    assert _tree(target) == before  # (the data folders, already swapped, were put back; no staging left)
