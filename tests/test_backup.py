@@ -12,6 +12,7 @@ nothing (directory trees compared). The admin endpoints round-trip from one hub 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -229,6 +230,13 @@ def _link(name: str, target: str, kind: bytes = tarfile.SYMTYPE) -> tarfile.TarI
     return info
 
 
+def _huge() -> tarfile.TarInfo:
+    """A member that says it is 300 MiB (a restore reads no further than such a header)."""
+    info = _file("data/catalogs/acme/huge.json")
+    info.size = 300 * 1024 * 1024
+    return info
+
+
 def _file(name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.mode = 0o600
@@ -266,6 +274,7 @@ def _bad_archives(good: bytes) -> dict[str, tuple[bytes, str]]:
             "tenants.acme.servers",
         ),
         "not a backup": (b"just some bytes", "not a readable tar.gz"),
+        "too large": (gzip.compress(_huge().tobuf(tarfile.PAX_FORMAT) + bytes(1024)), "holds over"),
     }
 
 
