@@ -1,4 +1,5 @@
-"""The command line: `python -m hub [serve|stdio|check|hash-password]`, also installed as `mcp-hub`.
+"""The command line: `python -m hub [serve|stdio|check|hash-password|backup|restore]`, also
+installed as `mcp-hub`.
 
 Exit codes (README, "Command line"): 0 success, 2 usage or configuration error, 1 runtime failure.
 Runs on the main thread.
@@ -25,6 +26,7 @@ from hub.listeners import ListenError, parse_port
 from hub.log import LEVELS, setup_logging
 
 EXIT_OK, EXIT_RUNTIME, EXIT_USAGE = 0, 1, 2
+_COMMANDS = ("serve", "stdio", "check", "hash-password", "backup", "restore")
 KEY_ENV_VAR = "MCP_HUB_KEY"  # the stdio facade's key (`hub stdio --key`)
 
 _CONFIG_HELP = f"configuration file (YAML or JSON); default ${CONFIG_ENV_VAR}, else ./{DEFAULT_CONFIG_PATH}"
@@ -101,6 +103,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     check.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
 
+    _add_backup(commands)
     commands.add_parser(
         "hash-password",
         help="print the hash of a password, for auth.server.users.<name>.password_hash",
@@ -109,6 +112,33 @@ def _parser() -> argparse.ArgumentParser:
         "(auth.server.users.<name>.password_hash). The password itself is never stored.",
     )
     return parser
+
+
+def _add_backup(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`backup` and `restore` (`hub.backup_cli`)."""
+    backup = commands.add_parser(
+        "backup",
+        help="archive the configuration file and the data (credentials, catalogs, pins, OAuth)",
+        description="Write one tar.gz archive (mode 0600: it holds secrets) of the configuration file, "
+        "exactly as it is, and of orchestrator.data_dir's pins/, catalogs/, credentials/ (still "
+        "encrypted) and oauth/. Not logs, homes or the audit log.",
+    )
+    backup.add_argument("-o", "--output", metavar="FILE", required=True, help="the archive to write")
+    backup.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup: the configuration file and the data",
+        description="Check the whole archive and its configuration (as `check` does, here) first; then "
+        "write the configuration file to --config (or where the hub looks for it) and the data into the "
+        "data_dir it names. Nothing is changed on any error.",
+    )
+    restore.add_argument("archive", metavar="FILE", help="a backup archive (tar.gz)")
+    restore.add_argument("--config", metavar="PATH", help=_CONFIG_HELP)
+    restore.add_argument(
+        "--force",
+        action="store_true",
+        help="replace an existing configuration file and data folders that are not empty",
+    )
 
 
 def _port(extra: bool) -> Callable[[str], int]:
@@ -250,7 +280,7 @@ def _hash_password() -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line and return the process exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] not in ("serve", "stdio", "check", "hash-password", "-h", "--help", "--version"):
+    if not argv or argv[0] not in (*_COMMANDS, "-h", "--help", "--version"):
         argv.insert(0, "serve")
     try:
         args = _parser().parse_args(argv)
@@ -260,6 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _check(args)
     if args.command == "hash-password":
         return _hash_password()
+    if args.command in ("backup", "restore"):
+        from hub import backup_cli
+
+        if args.command == "backup":
+            return backup_cli.run_backup(args.config, args.output)
+        return backup_cli.run_restore(args.archive, args.config, args.force)
     if args.command == "serve":
         return _serve(args)
     return _stdio(args)

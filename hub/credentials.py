@@ -100,6 +100,11 @@ class CredentialStore:
         """The store under `data_dir`, keyed by `$HUB_SECRET_KEY`."""
         return cls(data_dir / "credentials", os.environ.get(SECRET_ENV))
 
+    def reload(self) -> None:
+        """Forget what was read: the files are read again at the next use (a restore replaced them)."""
+        with self._lock:
+            self._files.clear()
+
     # ------------------------------------------------------------------ reading
 
     def problem(self, tenants: Iterable[str]) -> str | None:

@@ -47,6 +47,21 @@ class BadRequest(HubError):
     status = 400
 
 
+class BackupInvalid(BadRequest):
+    """A backup archive that cannot be restored as it is: an unknown format or version, a member
+    that is not a regular file under the allowed folders, or one that differs from its manifest."""
+
+    code = "invalid_backup"
+
+
+class RestoreRefused(HubError):
+    """A restore that would replace what is there without `--force`, or that a running hub cannot
+    apply (another data_dir, a cluster's replica): nothing was changed."""
+
+    code = "restore_refused"
+    status = 409
+
+
 class NotFound(HubError):
     """Unknown tenant, server, tool, resource or prompt, or one of another tenant (never told apart)."""
 

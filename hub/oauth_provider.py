@@ -148,6 +148,16 @@ class HubOAuthProvider:
         self.pending: dict[str, PendingLogin] = {}
         self.codes: dict[str, HubAuthorizationCode] = {}
 
+    def reload(self) -> None:
+        """Read the signing key, the clients and the refresh tokens again from the folder (a restore
+        replaced them); codes and logins in progress are dropped."""
+        folder = self.store.folder
+        self.key = load_signing_key(folder)
+        self._jwks = jwks_of(self.key)
+        self.store = OAuthStore(folder)
+        self.pending.clear()
+        self.codes.clear()
+
     def jwks(self) -> dict[str, Any]:
         """The public key set access tokens verify with (the same object while the key is: a
         verifier may keep its parse)."""

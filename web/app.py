@@ -24,6 +24,7 @@ from hub.runtime import Hub
 from web import (
     admin,
     app_gateway,
+    backup,
     cluster_link,
     config_api,
     mcp_http,
@@ -85,6 +86,7 @@ ROUTES: list[tuple[str, Any]] = [
     *mcp_http.ROUTES,
     *rest.ROUTES,
     *me.ROUTES,
+    *backup.ROUTES,
     *apps_module.ROUTES,
     *ui_host.ROUTES,
     *admin.ROUTES,

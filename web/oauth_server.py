@@ -136,6 +136,14 @@ def auth_server(handler: ApiHandler) -> BuiltinAuthServer:
 _SERVERS: weakref.WeakKeyDictionary[Hub, BuiltinAuthServer] = weakref.WeakKeyDictionary()
 
 
+def reload(hub_: Hub) -> None:
+    """Have `hub_`'s authorization server, if it was made, read its folder again (a restore
+    replaced it: `hub.restore_live`). Web loop."""
+    server = _SERVERS.get(hub_)
+    if server is not None:
+        server.provider.reload()
+
+
 _INSTALLED: list[weakref.ref[Hub]] = []  # the hub whose server is the process's local issuer
 _NO_KEYS: dict[str, Any] = {"keys": []}
 

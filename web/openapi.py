@@ -1,6 +1,7 @@
 """The OpenAPI 3.1 description of the REST API, served at `GET /openapi.json`.
 
-`document(version)` assembles it: the operations from `web.openapi_paths` and `web.openapi_oauth`
+`document(version)` assembles it: the operations from `web.openapi_paths`, `web.openapi_oauth` and the
+others beside it (`web.openapi_me`, `web.openapi_backup`, ...)
 (built from the pieces of `web.openapi_ops`), and the component schemas that `web.openapi_schemas`
 generates from the response types of `web.responses`, the same types the handlers are checked to
 return. `tests/test_openapi.py` checks that every route of `web.app.ROUTES` is described (with the
@@ -22,6 +23,7 @@ import functools
 import json
 from typing import Any
 
+from web.openapi_backup import backup_paths
 from web.openapi_config import config_paths
 from web.openapi_me import me_paths
 from web.openapi_oauth import oauth_paths
@@ -83,6 +85,7 @@ def document(version: str) -> dict[str, Any]:
             **me_paths(),
             **config_paths(),
             **registry_paths(),
+            **backup_paths(),
         },
         "components": {
             "securitySchemes": {

@@ -1,10 +1,11 @@
 """`components.schemas` of the OpenAPI document, generated from the response types of
 `web.responses` by pydantic's JSON Schema generator (the one place that knows how).
 
-Each type of `responses.COMPONENTS` (and `responses_oauth.COMPONENTS`) becomes the component of its
-name, referring to the others by `$ref`; the types nested in one (not components themselves) are
-written inline; the titles pydantic derives from names are left out. Runs on the web loop, the first
-time `GET /openapi.json` is asked (`web.openapi` keeps the result)."""
+Each type of `responses.COMPONENTS` (and of `responses_oauth.COMPONENTS` and
+`responses_backup.COMPONENTS`) becomes the component of its name, referring to the others by
+`$ref`; the types nested in one (not components themselves) are written inline; the titles
+pydantic derives from names are left out. Runs on the web loop, the first time `GET /openapi.json`
+is asked (`web.openapi` keeps the result)."""
 
 from __future__ import annotations
 
@@ -13,13 +14,14 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from web import responses, responses_admin, responses_oauth, responses_registry
+from web import responses, responses_admin, responses_backup, responses_oauth, responses_registry
 
 COMPONENTS = {
     **responses.COMPONENTS,
     **responses_oauth.COMPONENTS,
     **responses_admin.COMPONENTS,
     **responses_registry.COMPONENTS,
+    **responses_backup.COMPONENTS,
 }
 
 _REF = "#/components/schemas/{model}"
