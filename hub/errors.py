@@ -61,6 +61,29 @@ class NotRunning(HubError):
     status = 409
 
 
+class ToolPendingApproval(HubError):
+    """A tool held by pinning (`pinning: enforce`): it changed since an admin approved its server's
+    tools (docs/security.md, "Pinned tools")."""
+
+    code = "tool_pending_approval"
+    status = 409
+
+
+class NothingPending(HubError):
+    """An approval or rejection of pinned tools when the server's tools have not changed."""
+
+    code = "nothing_pending"
+    status = 409
+
+
+class PinsChangedSince(HubError):
+    """An approval or rejection of pinned tools that names a diff (`digest`) the server's tools no
+    longer show: they changed again since the admin looked."""
+
+    code = "precondition_failed"
+    status = 412
+
+
 class DuplicateCall(HubError):
     """A tool call whose `Idempotency-Key` was already used for the same call, of a tool that does
     not say a second run is harmless: it may have run already, and is not run twice."""

@@ -30,6 +30,7 @@ from web import (
     oauth_login,
     oauth_metadata,
     oauth_server,
+    pins,
     rest,
     ui_host,
 )
@@ -82,6 +83,7 @@ class HubApplication(tornado.web.Application):
 ROUTES: list[tuple[str, Any]] = [
     *mcp_http.ROUTES,
     *rest.ROUTES,
+    *pins.ROUTES,
     *me.ROUTES,
     *apps_module.ROUTES,
     *ui_host.ROUTES,

@@ -27,6 +27,7 @@ from web.openapi_oauth import oauth_paths
 from web.openapi_oauth_server import oauth_server_paths
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
+from web.openapi_pins import pins_paths
 from web.openapi_schemas import component_schemas
 
 
@@ -73,7 +74,7 @@ def document(version: str) -> dict[str, Any]:
             },
         ],
         "security": [{"bearer": []}],
-        "paths": {**paths(), **oauth_paths(), **oauth_server_paths(), **me_paths()},
+        "paths": {**paths(), **oauth_paths(), **oauth_server_paths(), **me_paths(), **pins_paths()},
         "components": {
             "securitySchemes": {
                 "bearer": {

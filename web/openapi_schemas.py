@@ -1,7 +1,7 @@
 """`components.schemas` of the OpenAPI document, generated from the response types of
 `web.responses` by pydantic's JSON Schema generator (the one place that knows how).
 
-Each type of `responses.COMPONENTS` (and `responses_oauth.COMPONENTS`) becomes the component of its
+Each type of `responses.COMPONENTS` (and of its siblings' `COMPONENTS`) becomes the component of its
 name, referring to the others by `$ref`; the types nested in one (not components themselves) are
 written inline; the titles pydantic derives from names are left out. Runs on the web loop, the first
 time `GET /openapi.json` is asked (`web.openapi` keeps the result)."""
@@ -13,9 +13,14 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from web import responses, responses_oauth
+from web import responses, responses_me, responses_oauth, responses_pins
 
-COMPONENTS = {**responses.COMPONENTS, **responses_oauth.COMPONENTS}
+COMPONENTS = {
+    **responses.COMPONENTS,
+    **responses_oauth.COMPONENTS,
+    **responses_me.COMPONENTS,
+    **responses_pins.COMPONENTS,
+}
 
 _REF = "#/components/schemas/{model}"
 
