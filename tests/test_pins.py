@@ -306,3 +306,38 @@ def test_held_tools_gauge_follows_enforce(tmp_path: Path, pinning: str) -> None:
         assert wait_until(lambda: metric(hub, "mcp_hub_pinned_tools_held", "p") == 0, 30)
     finally:
         assert stop_hub(hub) == 0
+
+
+def test_admin_panel_shows_the_diff_and_approve_brings_the_tool_back(tmp_path: Path, browser) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    folder = tmp_path / "tools"
+    file = tools_file(folder, "p", V1)
+    hub = started(configure(tmp_path, p=pin_server(file, "enforce")), tmp_path)
+    try:
+        assert wait_until(lambda: "p.alpha" in listed(hub), 30)
+        browser.get(hub.url + f"/admin?token={ADMIN}")
+        wait = WebDriverWait(browser, 30)
+        wait.until(lambda d: d.find_element(By.ID, "pins-none").is_displayed())  # nothing pending yet
+        tools_file(folder, "p", V2)
+        reread(hub, "p")
+        # The live events bring the pending server to the page, with its diff.
+        selector = '#pins .pin-card[data-tenant="acme"][data-server="p"]'
+        card = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, selector))
+        assert "pending approval" in card.text and "pinning enforce" in card.text
+        assert "alpha" in card.find_element(By.CSS_SELECTOR, "p.muted").text
+        alpha = card.find_element(By.CSS_SELECTOR, 'tr[data-tool="alpha"]')
+        assert alpha.find_element(By.CSS_SELECTOR, "pre.before").text == "Alpha adds things."
+        assert "id_rsa" in alpha.find_element(By.CSS_SELECTOR, "pre.after").text
+        assert card.find_element(By.CSS_SELECTOR, 'tr[data-tool="gamma"]').text.startswith("gamma added")
+        assert "p.alpha" not in listed(hub) and call(hub, "p.alpha").status == 409
+
+        card.find_element(By.CSS_SELECTOR, "button.approve").click()
+        wait.until(lambda d: not d.find_elements(By.CSS_SELECTOR, selector))
+        assert wait_until(lambda: {"p.alpha", "p.gamma"} <= listed(hub), 30)
+        assert call(hub, "p.alpha").body["content"][0]["text"].startswith("alpha: ok")
+        assert hub.get("/api/servers/acme/p/pins", key=ADMIN).body["approved_by"] != "first_seen"
+        browser.save_screenshot(str(tmp_path / "pins.png"))
+    finally:
+        assert stop_hub(hub) == 0

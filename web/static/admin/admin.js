@@ -582,6 +582,7 @@
       hubUp();
       renderTenants(tenants.tenants);
       renderServers(list.servers);
+      document.dispatchEvent(new CustomEvent("mcp-hub:servers", { detail: list.servers })); // (admin_pins.js)
       if (withTools) {
         const catalog = await api("GET", "/api/tools");
         if (mine === epoch) renderTools(catalog.tools);
