@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from conftest import SERVERS_DIR, binds, wait_until
 from helpers.apps import close, connect, frame, make_plugins, until
-from helpers.facade import http_facade
+from helpers.facade import facade, http_facade
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
 
 ADMIN = "admin-key-0123456789"
@@ -116,6 +116,14 @@ async def facade_tools(hub: ServedHub, path: str) -> tuple[set[str], str]:
         return names, error
 
 
+async def stdio_tools(config: Path) -> tuple[set[str], str]:
+    """The tools `python -m hub stdio --tenant acme` lists, and its answer to a call of p's beta."""
+    async with facade(config, "acme", "legacy") as client:
+        names = {t.name for t in (await client.list_tools()).tools}
+        result = await client.call_tool("p__beta", {})
+        return names, json.dumps(result.model_dump(mode="json"))
+
+
 def test_enforce_holds_a_changed_tool_until_an_admin_approves(tmp_path: Path) -> None:
     folder = tmp_path / "tools"
     file = tools_file(folder, "p", V1)
@@ -197,6 +205,10 @@ def test_enforce_holds_a_changed_tool_until_an_admin_approves(tmp_path: Path) ->
         assert status(hub, "p")["held"] == ["beta"]
         assert "p.beta" not in listed(hub) and "p.alpha" in listed(hub)
         assert call(hub, "p.beta").status == 409
+        # The stdio facade (a hub of its own) screens against the same pins.
+        names, error = asyncio.run(stdio_tools(config))
+        assert "p__beta" not in names and "p__alpha" in names, names
+        assert "tool_pending_approval" in error, error
     finally:
         assert stop_hub(hub) == 0
 
@@ -339,5 +351,27 @@ def test_admin_panel_shows_the_diff_and_approve_brings_the_tool_back(tmp_path: P
         assert call(hub, "p.alpha").body["content"][0]["text"].startswith("alpha: ok")
         assert hub.get("/api/servers/acme/p/pins", key=ADMIN).body["approved_by"] != "first_seen"
         browser.save_screenshot(str(tmp_path / "pins.png"))
+    finally:
+        assert stop_hub(hub) == 0
+
+
+def test_a_session_instance_that_shows_a_changed_tool_holds_it(tmp_path: Path) -> None:
+    folder = tmp_path / "tools"
+    file = tools_file(folder, "q", V1)
+    hub = started(configure(tmp_path, q={**pin_server(file, "enforce"), "per_session": True}), tmp_path)
+    session = {"Mcp-Hub-Session": "s1"}
+    try:
+        assert wait_until(lambda: "q.alpha" in listed(hub), 30)  # (the shared instance discovered it)
+        first = hub.request("POST", "/api/tools/q.alpha/call?tenant=acme", {}, ACME, headers=session)
+        assert first.status == 200, first.text
+        tools_file(folder, "q", V2)
+        # The session's own process reads the file again: its catalog is screened like any other.
+        changed = hub.request("POST", "/api/tools/q.reread/call?tenant=acme", {}, ACME, headers=session)
+        assert changed.status == 200, changed.text
+        assert wait_until(lambda: "q.alpha" not in listed(hub), 30)
+        refused = hub.request("POST", "/api/tools/q.alpha/call?tenant=acme", {}, ACME, headers=session)
+        assert refused.status == 409 and refused.body["error"]["code"] == "tool_pending_approval"
+        beta = hub.request("POST", "/api/tools/q.beta/call?tenant=acme", {}, ACME, headers=session)
+        assert beta.status == 200 and beta.body["content"][0]["text"].startswith("beta: ok")
     finally:
         assert stop_hub(hub) == 0
