@@ -61,3 +61,13 @@ def decide(
     log.warning("%s/%s: the changed tools were %s by %s", tenant, server, outcome.removeprefix("pins_"), by)
     hub.router.tenant(tenant).get(timeout=timeouts.ASK).repin(server).get(timeout=timeouts.ASK)
     return view(hub, tenant, server)
+
+
+def reload(hub: Hub) -> None:
+    """Read the pins' files again (a restore of a backup wrote them: `PinStore.reload`) and have
+    every server of every tenant screen its last catalog against them at once."""
+    hub.pins.reload()
+    for tenant, config in hub.config.tenants.items():
+        proxy = hub.router.tenant(tenant).get(timeout=timeouts.ASK)
+        for future in [proxy.repin(server) for server in config.servers]:
+            future.get(timeout=timeouts.ASK)

@@ -375,3 +375,23 @@ def test_a_session_instance_that_shows_a_changed_tool_holds_it(tmp_path: Path) -
         assert beta.status == 200 and beta.body["content"][0]["text"].startswith("beta: ok")
     finally:
         assert stop_hub(hub) == 0
+
+
+def test_pins_read_again_after_a_restore_apply_to_running_servers(tmp_path: Path, make_hub) -> None:
+    from hub import pinning
+
+    folder = tmp_path / "tools"
+    file = tools_file(folder, "p", V1)
+    hub = make_hub({"acme": {"servers": {"p": pin_server(file, "enforce")}}})
+    hub.start_tenant("acme")
+    assert "p.alpha" in {t.id for t in hub.tools("acme")}
+    # A restore writes other pins (alpha's description as another catalog had it), then reloads them.
+    path = hub.data_dir / "pins" / "acme.json"
+    saved = json.loads(path.read_text())
+    saved["servers"]["p"]["tools"]["alpha"]["digest"] = "0" * 64
+    path.write_text(json.dumps(saved))
+    pinning.reload(hub)
+    assert (
+        hub.server("acme", "p").held == ("alpha",) and hub.server("acme", "p").catalog == "pending_approval"
+    )
+    assert wait_until(lambda: "p.alpha" not in {t.id for t in hub.tools("acme")}, 10)
