@@ -1,4 +1,5 @@
-"""The audit log: one JSON line per tool call, to `audit.file` (nothing when it is not set).
+"""The audit log: one JSON line per tool call and per administrative change (a configuration edit,
+an approval), to `audit.file` (nothing when it is not set).
 
 A line says when, which tenant, which key (its id: a hash prefix, never the key), whom it acts
 for (`subject`: a key's `subject`, a token's user; "-" for none), which tool, how long and with
@@ -50,8 +51,7 @@ class AuditLog:
         if self._logger is None:
             return
         line: dict[str, Any] = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
-            + f".{int(time.time() % 1 * 1000):03d}Z",
+            "time": _now(),
             "tenant": tenant,
             "key": key or "-",
             "subject": subject or "-",
@@ -63,10 +63,32 @@ class AuditLog:
             line["arguments"] = arguments
         self._logger.info(json.dumps(line, ensure_ascii=False, default=str))
 
+    def record_change(self, who: Who | None, action: str, **fields: Any) -> None:
+        """Write one line for an administrative change (`action`, e.g. `put_server`), naming who
+        made it (its key's id and subject: "hub" for the hub itself) and what it touched
+        (`fields`: tenant, server, outcome...; never a secret)."""
+        if self._logger is None:
+            return
+        line: dict[str, Any] = {
+            "time": _now(),
+            "event": "admin",
+            "action": action,
+            "key": (who.key_id if who is not None else None) or "-",
+            "subject": (who.subject if who is not None else "hub") or "-",
+            **fields,
+        }
+        self._logger.info(json.dumps(line, ensure_ascii=False, default=str))
+
     def close(self) -> None:
         """Flush and close the file."""
         if self._handler is not None:
             self._handler.close()
+
+
+def _now() -> str:
+    """The time of a line: UTC, to the millisecond."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
 
 
 @dataclass(frozen=True)

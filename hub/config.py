@@ -16,6 +16,7 @@ Everything here is pure data: no actors, no threads, safe to use from any thread
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -77,6 +78,7 @@ __all__ = [
     "only_tenant",
     "parse_config",
     "redact",
+    "text_digest",
     "validation_problems",
 ]
 
@@ -184,7 +186,12 @@ def parse_config(
     problems.extend(semantic_problems(data))
     if problems:
         raise ConfigError(sorted(set(problems)))
-    return _model(data, source, base or Path.cwd())
+    return _model(data, source, base or Path.cwd(), text_digest(text))
+
+
+def text_digest(text: str) -> str:
+    """The digest of configuration text: what `HubConfig.digest` holds, the API's ETag."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
 
 
 def only_tenant(data: dict[str, Any], tenant: str, source: str, keys: bool = False) -> dict[str, Any]:
@@ -235,10 +242,12 @@ def _expand(value: Any, path: tuple[Any, ...], environ: Mapping[str, str], unset
 # --------------------------------------------------------------------------- building
 
 
-def _model(data: dict[str, Any], source: str, base: Path) -> HubConfig:
+def _model(data: dict[str, Any], source: str, base: Path, digest: str) -> HubConfig:
     """The model of valid configuration `data`, relative paths resolved against `base`."""
     try:
-        config = HubConfig.model_validate({**data, "source": source}, context={"base": base})
+        config = HubConfig.model_validate(
+            {**data, "source": source, "digest": digest}, context={"base": base}
+        )
     except pydantic.ValidationError as exc:  # (a bug: the schema is the model's; still, say where)
         raise ConfigError([f"{dotted_path(e['loc'])}: {e['msg']}" for e in exc.errors()]) from None
     return _in_effect(config)

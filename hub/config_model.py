@@ -436,6 +436,7 @@ class HubConfig(ConfigModel):
         default=None, description="Absent: the hub runs alone (docs/cluster.md)."
     )
     source: SkipJsonSchema[str] = "<memory>"  # where it was read from, for messages
+    digest: SkipJsonSchema[str | None] = None  # sha256 of the text it was read from (its ETag)
 
     @field_validator("tenants", mode="before")
     @classmethod

@@ -76,14 +76,6 @@ class NothingPending(HubError):
     status = 409
 
 
-class PinsChangedSince(HubError):
-    """An approval or rejection of pinned tools that names a diff (`digest`) the server's tools no
-    longer show: they changed again since the admin looked."""
-
-    code = "precondition_failed"
-    status = 412
-
-
 class DuplicateCall(HubError):
     """A tool call whose `Idempotency-Key` was already used for the same call, of a tool that does
     not say a second run is harmless: it may have run already, and is not run twice."""
@@ -217,3 +209,27 @@ class CredentialsMissing(NotRunning):
     for them yet (a tool call answers it as a tool error naming what to set and where)."""
 
     code = "credentials_missing"
+
+
+class PreconditionFailed(HubError):
+    """An edit's `If-Match` names a configuration other than the one the hub serves: someone else
+    changed it since the client read it. (Also an approval or rejection of pinned tools whose
+    `digest` the server's tools no longer show: they changed again since the admin looked.)"""
+
+    code = "precondition_failed"
+    status = 412
+
+
+class ConfigChangedOnDisk(HubError):
+    """The configuration file was edited by hand since the hub read it: the hand edit wins, the
+    hub does not write over it (reload it, then edit again)."""
+
+    code = "config_changed_on_disk"
+    status = 409
+
+
+class ConfigReadOnly(HubError):
+    """The configuration cannot be edited through the API (no file, a cluster, a read-only file)."""
+
+    code = "config_read_only"
+    status = 409

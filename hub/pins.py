@@ -29,7 +29,7 @@ from typing import Any
 
 from actors.catalog_cache import safe_name
 from actors.models import ToolEntry
-from hub.errors import NotFound, NothingPending, PinsChangedSince
+from hub.errors import NotFound, NothingPending, PreconditionFailed
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class PinStore:
         Raises:
             NotFound: the server has shown no catalog since the hub started.
             NothingPending: it shows what is pinned already.
-            PinsChangedSince: it shows another catalog than `expected`.
+            PreconditionFailed: it shows another catalog than `expected`.
         """
         with self._lock:
             seen = self._current(tenant, server, expected)
@@ -192,7 +192,7 @@ class PinStore:
         if pinned is not None and compare(pinned, seen, False).clear:
             raise NothingPending(f"the tools of server '{server}' are as approved")
         if expected is not None and expected != catalog_digest(seen):
-            raise PinsChangedSince(f"the tools of server '{server}' changed again since digest {expected}")
+            raise PreconditionFailed(f"the tools of server '{server}' changed again since digest {expected}")
         return seen
 
     def view(self, tenant: str, server: str) -> dict[str, Any]:

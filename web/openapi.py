@@ -22,6 +22,7 @@ import functools
 import json
 from typing import Any
 
+from web.openapi_config import config_paths
 from web.openapi_me import me_paths
 from web.openapi_oauth import oauth_paths
 from web.openapi_oauth_server import oauth_server_paths
@@ -74,7 +75,14 @@ def document(version: str) -> dict[str, Any]:
             },
         ],
         "security": [{"bearer": []}],
-        "paths": {**paths(), **oauth_paths(), **oauth_server_paths(), **me_paths(), **pins_paths()},
+        "paths": {
+            **paths(),
+            **oauth_paths(),
+            **oauth_server_paths(),
+            **me_paths(),
+            **config_paths(),
+            **pins_paths(),
+        },
         "components": {
             "securitySchemes": {
                 "bearer": {

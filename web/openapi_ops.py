@@ -27,14 +27,17 @@ ERRORS: dict[int, tuple[str, str]] = {
         "NotRunning",
         "The server exists but is not running (`server_not_running`); or, for a tool call with an "
         "`Idempotency-Key`, the same call was received before and its tool is not marked read-only or "
-        "idempotent, so it is not run twice (`duplicate_call`); or the tool changed since an admin "
-        "approved it and `pinning: enforce` holds it (`tool_pending_approval`); or an approval of "
-        "pinned tools that are as approved already (`nothing_pending`).",
+        "idempotent, so it is not run twice (`duplicate_call`); or, for a configuration edit, the file "
+        "was edited by hand since the hub read it (`config_changed_on_disk`) or cannot be written "
+        "(`config_read_only`); or the tool changed since an admin approved it and `pinning: enforce` "
+        "holds it (`tool_pending_approval`); or an approval of pinned tools that are as approved "
+        "already (`nothing_pending`).",
     ),
     412: (
         "PreconditionFailed",
-        "What the request was based on changed since (`precondition_failed`): e.g. the tools an "
-        "admin approves or rejects changed again since the digest they name.",
+        "`If-Match` names a configuration other than the one the hub serves: it changed since it was "
+        "read; or the tools an admin approves or rejects changed again since the `digest` they name "
+        "(`precondition_failed`).",
     ),
     422: (
         "IdempotencyKeyReused",

@@ -13,12 +13,13 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from web import responses, responses_me, responses_oauth, responses_pins
+from web import responses, responses_admin, responses_me, responses_oauth, responses_pins
 
 COMPONENTS = {
     **responses.COMPONENTS,
     **responses_oauth.COMPONENTS,
     **responses_me.COMPONENTS,
+    **responses_admin.COMPONENTS,
     **responses_pins.COMPONENTS,
 }
 

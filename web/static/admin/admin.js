@@ -26,6 +26,8 @@
   let down = null; // why the hub cannot be reached, while it cannot: states are then unknown
   let epoch = 0; // bumped at each sign-out: answers to an older epoch's requests are dropped
 
+  const eventListeners = []; // the other scripts' listeners of /ws/admin frames (`hubAdmin.onEvent`)
+  const startListeners = []; // and of the panel's start, after a sign-in (`hubAdmin.onStart`)
   const $ = (id) => document.getElementById(id);
   const keyOf = (a, b) => `${a}\n${b}`;
   const seg = encodeURIComponent;
@@ -70,8 +72,8 @@
   }
 
   /** A REST call; resolves to the JSON answer, rejects with the hub's error message. */
-  async function api(method, path, body) {
-    const headers = {};
+  async function api(method, path, body, extraHeaders = {}) {
+    const headers = { ...extraHeaders };
     if (token) headers.Authorization = `Bearer ${token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     let answer;
@@ -582,7 +584,6 @@
       hubUp();
       renderTenants(tenants.tenants);
       renderServers(list.servers);
-      document.dispatchEvent(new CustomEvent("mcp-hub:servers", { detail: list.servers })); // (admin_pins.js)
       if (withTools) {
         const catalog = await api("GET", "/api/tools");
         if (mine === epoch) renderTools(catalog.tools);
@@ -673,6 +674,7 @@
       } else if (frame.type === "instance_status") {
         scheduleRefresh(false); // a session instance started or stopped: the servers' rows follow
       }
+      for (const listener of eventListeners) listener(frame);
     });
     ws.addEventListener("close", () => {
       if (socket !== ws) return; // signed out, or replaced
@@ -706,6 +708,7 @@
     retryMs = 1000;
     refresh(true);
     connect();
+    for (const listener of startListeners) listener();
   }
 
   /** The sign-in form instead of the panel; nothing of the hub's data stays on the page. */
@@ -784,4 +787,19 @@
     })
     .catch(() => {});
   startPanel();
+  // What the panel's other scripts (web/static/admin/admin_*.js, loaded after this one) share: the
+  // REST call with the tab's key, the element builder, the notice line, a refresh of the tables, and
+  // the live events and the panel's start (run at once if it has started, and after each sign-in).
+  window.hubAdmin = Object.freeze({
+    api,
+    el,
+    notice,
+    explain,
+    refresh: () => scheduleRefresh(true),
+    onEvent: (listener) => eventListeners.push(listener),
+    onStart: (listener) => {
+      startListeners.push(listener);
+      if (!$("panel").hidden) listener(); // (the panel started before this script was loaded)
+    },
+  });
 })();
