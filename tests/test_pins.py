@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
+import tornado.httpclient
+import tornado.websocket
 from conftest import SERVERS_DIR, binds, wait_until
 from helpers.apps import close, connect, frame, make_plugins, until
 from helpers.facade import facade, http_facade
@@ -243,21 +244,18 @@ def test_reject_keeps_the_tool_held_until_the_server_shows_the_approved_one(tmp_
 
 async def pins_event(hub: ServedHub, change: Any) -> dict[str, Any]:
     """The first `pins_changed` frame on /ws/admin after `change()` runs (in a thread)."""
-    url_ws = await _admin_socket(hub)
+    ws = await _admin_socket(hub)
     try:
         await asyncio.to_thread(change)
         while True:
-            message = await frame(url_ws)
+            message = await frame(ws)
             if message["type"] == "pins_changed":
                 return message["data"]
     finally:
-        await close(url_ws)
+        await close(ws)
 
 
 async def _admin_socket(hub: ServedHub) -> Any:
-    import tornado.httpclient
-    import tornado.websocket
-
     url = hub.url.replace("http://", "ws://") + f"/ws/admin?token={ADMIN}"
     return await tornado.websocket.websocket_connect(tornado.httpclient.HTTPRequest(url))
 
@@ -308,11 +306,10 @@ def test_warn_keeps_the_tool_and_raises_an_event_and_a_metric_and_off_does_nothi
         assert stop_hub(hub) == 0
 
 
-@pytest.mark.parametrize("pinning", ["enforce"])
-def test_held_tools_gauge_follows_enforce(tmp_path: Path, pinning: str) -> None:
+def test_held_tools_gauge_follows_enforce(tmp_path: Path) -> None:
     folder = tmp_path / "tools"
     file = tools_file(folder, "p", V1)
-    hub = started(configure(tmp_path, p=pin_server(file, pinning)), tmp_path)
+    hub = started(configure(tmp_path, p=pin_server(file, "enforce")), tmp_path)
     try:
         assert wait_until(lambda: "p.alpha" in listed(hub), 30)
         tools_file(folder, "p", V2)
