@@ -22,7 +22,15 @@ from actors.models import ServerState, ToolResult
 from actors.relay import Requester
 from actors.upstream.rawcall import ErrorAnswer, RawChannel
 from hub import jsontext
-from hub.errors import BadRequest, CallTimeout, HubError, NotRunning, ServerStopped, UpstreamError
+from hub.errors import (
+    BadRequest,
+    CallTimeout,
+    HubError,
+    NotRunning,
+    ServerStopped,
+    ToolPendingApproval,
+    UpstreamError,
+)
 
 if TYPE_CHECKING:
     from actors.server import ServerSupervisor
@@ -88,10 +96,25 @@ class ServerEndpoint:
         """Drop the subscription to the server's resource `uri` (`actors.subscriptions`)."""
         return self.submit(self._supervisor.subscriptions.unsubscribe(uri))
 
+    def rescreen(self) -> concurrent.futures.Future[None]:
+        """Screen the server's last catalog against its pins again (an admin changed them)."""
+
+        async def rescreen() -> None:
+            self._supervisor.listing.rescreen()
+
+        return self.submit(rescreen())
+
     def settled(self, grace: float) -> concurrent.futures.Future[bool]:
         """Wait up to `grace` seconds for the server's calls in flight to end (a handover drains it
         this way before stopping it); whether they did."""
         return self.submit(self._supervisor.calls.settled(grace))
+
+
+def pending_approval(server: str, name: str) -> ToolPendingApproval:
+    """The error of a call of a held tool (`hub.pins`)."""
+    return ToolPendingApproval(
+        f"tool '{name}' of server '{server}' changed since it was approved; an admin must approve the change"
+    )
 
 
 def _aborted(cancelled: asyncio.CancelledError) -> UpstreamError:
@@ -198,8 +221,11 @@ class ServerCalls:
         """Call tool `name` of this server and return its result in the REST shape.
 
         A stdio server is called through the hub's own channel (`actors.upstream.rawcall`); others through
-        the SDK client.
+        the SDK client. A tool held by pinning (`hub.pins`) is refused here too, whatever route the
+        call took (a session's instance may show a catalog its server's listing does not).
         """
+        if name in self._supervisor.listing.catalog.held:
+            raise pending_approval(self._supervisor.config.name, name)
         progress = requester.progress if requester is not None else None
         channel = self._supervisor.channel
         if channel is not None:

@@ -51,12 +51,13 @@ class ServerStatus:
     protocol_version: str | None = None
     tools: int = 0
     lifecycle: str = "always"
-    catalog: str | None = None  # "live" (discovered by this run), "cached" (from disk), None: none
+    catalog: str | None = None  # "live", "cached" (from disk), "pending_approval" (`hub.pins`), None: none
     stopped_reason: StoppedReason | None = None
     seq: int = 0  # increases with every change of this server's status: orders snapshots
     session: str | None = None  # set on a per_session server's instance: the session it serves
     retry_at: float | None = None  # Unix time of the next automatic restart (backoff, failed)
     replica: str | None = None  # in a cluster, the replica that runs it (set by the router)
+    held: tuple[str, ...] = ()  # its tools held by pinning (`hub.pins`): hidden and refused
 
     def retry_in_seconds(self) -> float | None:
         """Seconds until the next automatic restart, from now (None: none is due)."""
@@ -100,6 +101,7 @@ class ServerStatus:
             "tools": self.tools,
             "lifecycle": self.lifecycle,
             "catalog": self.catalog,
+            "held": list(self.held),
             "replica": self.replica,
             "stopped_reason": self.stopped_reason.value if self.stopped_reason else None,
             "retry_at": self.retry_at,
@@ -179,6 +181,7 @@ class ServerCatalog:
     seq: int = 0  # like `ServerStatus.seq`: a catalog of a replaced server never overrides a newer one
     capabilities: Mapping[str, Any] | None = None  # (read-only, like every dict in here)
     instructions: str | None = None
+    held: tuple[str, ...] = ()  # tools held by pinning (`hub.pins`): not in `tools`, refused
 
     @property
     def empty(self) -> bool:
@@ -194,6 +197,7 @@ class ServerCatalog:
             self.prompts,
             self.capabilities,
             self.instructions,
+            self.held,
         ) == (
             other.tools,
             other.resources,
@@ -201,6 +205,7 @@ class ServerCatalog:
             other.prompts,
             other.capabilities,
             other.instructions,
+            other.held,
         )
 
 
@@ -251,6 +256,36 @@ class NotificationsDropped:
     tenant: str
     server: str
     count: int
+
+
+@dataclass(frozen=True)
+class PinnedToolsChanged:
+    """A server showed tools that differ from those pinned (`hub.pins`), or shows the approved
+    ones again (`state` approved). `held`: the tools hidden and refused (`pinning: enforce`)."""
+
+    tenant: str
+    server: str
+    mode: str
+    state: str
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    held: tuple[str, ...] = ()
+    digest: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as the admin WebSocket sends it (`pins_changed`)."""
+        return {
+            "tenant": self.tenant,
+            "server": self.server,
+            "pinning": self.mode,
+            "state": self.state,
+            "added": list(self.added),
+            "changed": list(self.changed),
+            "removed": list(self.removed),
+            "held": list(self.held),
+            "digest": self.digest,
+        }
 
 
 @dataclass(frozen=True)
@@ -313,4 +348,5 @@ Event = (
     | NotificationsDropped
     | ServerLogMessage
     | ResourceUpdated
+    | PinnedToolsChanged
 )

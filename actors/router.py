@@ -26,6 +26,7 @@ import pykka
 from pykka.typing import ActorMemberMixin, proxy_method
 
 from actors.call_gate import CallGate
+from actors.calls import pending_approval
 from actors.describe import unlisted
 from actors.models import (
     CatalogChanged,
@@ -33,6 +34,7 @@ from actors.models import (
     InstanceStateChanged,
     NamedEntry,
     NotificationsDropped,
+    PinnedToolsChanged,
     ResourceUpdated,
     ServerCatalog,
     ServerCrashed,
@@ -52,6 +54,7 @@ from actors.remote_servers import (
 )
 from actors.sandbox import SandboxSite
 from actors.server import Listener, Requester, ServerEndpoint, tell
+from actors.server_spec import NO_STORES, ServerStores
 from actors.tenant import TenantActor, TenantActorProxy, TenantLease, tenant_proxy
 from hub import timeouts
 from hub.config import OrchestratorConfig, TenantConfig
@@ -101,7 +104,7 @@ class RouterActor(pykka.ThreadingActor):
         orchestrator: OrchestratorConfig,
         registry: ProcessRegistry | None,
         log_dir: Path,
-        cache_dir: Path | None = None,
+        stores: ServerStores = NO_STORES,
         sandbox_site: SandboxSite | None = None,
         remote: RemoteServers | None = None,
     ) -> None:
@@ -110,7 +113,7 @@ class RouterActor(pykka.ThreadingActor):
         self._orch = orchestrator
         self._registry = registry
         self._log_dir = log_dir
-        self._cache_dir = cache_dir
+        self._stores = stores  # catalog caches and pinned tools, for every server
         self._sandbox_site = sandbox_site
         self._tenants: dict[str, TenantActorProxy] = {}
         self._leases: dict[str, TenantLease] = {}
@@ -136,7 +139,7 @@ class RouterActor(pykka.ThreadingActor):
             self.actor_ref,
             self._registry,
             self._log_dir,
-            self._cache_dir,
+            self._stores,
             self._sandbox_site,
         )
         proxy = tenant_proxy(ref)
@@ -239,6 +242,7 @@ class RouterActor(pykka.ThreadingActor):
                 ServerCrashed()
                 | InstanceStateChanged()
                 | NotificationsDropped()
+                | PinnedToolsChanged()
                 | ServerLogMessage()
                 | ResourceUpdated()
             ):
@@ -363,6 +367,9 @@ class RouterActor(pykka.ThreadingActor):
             if chosen is not None and tool_id in chosen.tools:
                 return self._forwarded(tenant, chosen, chosen.tools[tool_id])
         if entry is None:
+            listed = self._catalogs.get((tenant, server))
+            if listed is not None and tool_id.partition(".")[2] in listed.held:  # (`hub.pins`)
+                raise pending_approval(server, tool_id.partition(".")[2])
             self._require_running(tenant, self._known.get((tenant, tool_id)))
             raise NotFound(f"no tool '{tool_id}' in tenant '{tenant}'{self._no_catalog(tenant, tool_id)}")
         lease = self._leases[tenant]

@@ -136,7 +136,7 @@ class ServerSupervisor:
         self.transport = Transport(self)
         self.calls = ServerCalls(self)
         self.idle = IdleTimer(self)  # (on_demand only)
-        self.listing = CatalogListing(self, spec.cache_path)  # (reads the cache file on this thread)
+        self.listing = CatalogListing(self, spec.cache_path, spec.pinning)  # (reads its cache file here)
         self.status = self.listing.first_status(self.status)
 
     # ------------------------------------------------------------------ state

@@ -20,6 +20,7 @@ from actors.models import (
     InstanceCatalogChanged,
     InstanceStateChanged,
     NotificationsDropped,
+    PinnedToolsChanged,
     ResourceUpdated,
     ServerCrashed,
     ServerLogMessage,
@@ -30,6 +31,7 @@ from actors.models import (
 )
 from actors.sandbox import SandboxSite
 from hub.config import OrchestratorConfig, SecretMap, ServerConfig
+from hub.pins import NO_PINS, PinPolicy, PinStore
 
 _SEQ = itertools.count(1)
 
@@ -55,6 +57,7 @@ ServerEvent = (
     | InstanceCatalogChanged
     | ServerLogMessage
     | ResourceUpdated
+    | PinnedToolsChanged
 )
 
 
@@ -84,6 +87,18 @@ class ServerSpec:
     sandbox_site: SandboxSite | None = None  # the hub's sandbox facts (None: run unsandboxed)
     log_level: str | None = None  # the lowest level of log messages it should send (None: its default)
     user_env: SecretMap = _NO_ENV  # a per_user server's instance: its user's own values (they win)
+    pinning: PinPolicy = NO_PINS  # how its catalogs are screened against its pinned tools
+
+
+@dataclass(frozen=True)
+class ServerStores:
+    """What the hub keeps on disk for its servers, handed down the tree: catalog caches and pins."""
+
+    cache_dir: Path | None = None  # `<data_dir>/catalogs` (None: no cache)
+    pins: PinStore | None = None  # `<data_dir>/pins` (None: nothing pinned)
+
+
+NO_STORES = ServerStores()
 
 
 def initial_status(tenant: str, config: ServerConfig, session: str | None = None) -> ServerStatus:

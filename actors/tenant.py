@@ -41,6 +41,7 @@ from actors.models import (
     InstanceCatalogChanged,
     InstanceStateChanged,
     NotificationsDropped,
+    PinnedToolsChanged,
     ResourceUpdated,
     ServerCatalog,
     ServerCrashed,
@@ -60,12 +61,14 @@ from actors.server import (
     start_server_actor,
     tell,
 )
+from actors.server_spec import NO_STORES, ServerStores
 from actors.session_instances import SessionInstances
-from actors.tenant_info import ACTIVE, TenantInfo, TenantLease, changed_servers, starts_with_tenant
+from actors.tenant_info import ACTIVE, TenantInfo, TenantLease, changed_servers, lease_of, started_by_reload
 from actors.tool_quota import ToolQuota
 from hub import timeouts
 from hub.config import OrchestratorConfig, SecretMap, ServerConfig, TenantConfig
 from hub.errors import NotFound, NotRunning, QuotaExceeded
+from hub.pins import PinPolicy
 
 __all__ = ["CallGate", "TenantActor", "TenantActorProxy", "TenantInfo", "TenantLease"]
 
@@ -86,7 +89,7 @@ class TenantActor(pykka.ThreadingActor):
         listener: Listener,
         registry: ProcessRegistry | None,
         log_dir: Path,
-        cache_dir: Path | None = None,
+        stores: ServerStores = NO_STORES,
         sandbox_site: SandboxSite | None = None,
     ) -> None:
         super().__init__()
@@ -95,7 +98,7 @@ class TenantActor(pykka.ThreadingActor):
         self._listener = listener
         self._registry = registry
         self._log_dir = log_dir
-        self._cache_dir = cache_dir
+        self._stores = stores  # catalog caches and pinned tools
         self._sandbox_site = sandbox_site  # None: stdio servers run unsandboxed
         self._gate = CallGate(config.quotas)
         self._servers: dict[str, ServerActorProxy] = {}
@@ -141,11 +144,12 @@ class TenantActor(pykka.ThreadingActor):
             log_path = folder / f"{name}.log"
         else:
             log_path = folder / f"{name}.sessions" / f"{safe_name(session_label(session))}.log"
-        cached = cache_path(self._cache_dir, self.config.name, name) if self._cache_dir else None
-        server = self.config.servers[name]
+        root = self._stores.cache_dir
+        cached = cache_path(root, self.config.name, name) if root else None
+        server, pins = self.config.servers[name], PinPolicy(self._stores.pins, self.config.pinning_of(name))
         orch, site, level, env = self._orch, self._sandbox_site, self._log_levels.get(name), self.config.env
         spec = ServerSpec(self.config.name, server, env, orch, log_path, cached, session, site, level)
-        return replace(spec, user_env=user_env) if user_env else spec
+        return replace(spec, user_env=user_env or spec.user_env, pinning=pins)
 
     def _add_server(self, name: str) -> None:
         self._record_server(name, *self._start_server_actor(name))
@@ -192,7 +196,7 @@ class TenantActor(pykka.ThreadingActor):
         removed = [name for name in old.servers if name not in config.servers]
         added = [name for name in config.servers if name not in old.servers]
         changed = changed_servers(old, config)
-        restart, start = self._started_by_reload(config, orchestrator.auto_start, changed, added)
+        restart, start = started_by_reload(self._statuses, config, orchestrator.auto_start, changed, added)
         for name in [*removed, *(name for name in config.servers if name in changed)]:
             self._remove_server(name)
         self.config = config
@@ -210,17 +214,6 @@ class TenantActor(pykka.ThreadingActor):
             outcome[name] = "added" if name in added else "restarted" if name in restart else "changed"
         return self.lease(), outcome
 
-    def _started_by_reload(
-        self, config: TenantConfig, auto_start: bool, changed: set[str], added: list[str]
-    ) -> tuple[set[str], set[str]]:
-        """Of the servers a reload replaces or adds: those it restarts (they were active, and are
-        not on_demand), and all it starts (new ones too, if any server ran, or `auto_start`)."""
-        active = {name for name, status in self._statuses.items() if status.state in ACTIVE}
-        restart = {name for name in changed if name in active and not config.servers[name].on_demand}
-        if not (auto_start or active):
-            return restart, restart
-        return restart, restart | {name for name in added if starts_with_tenant(config.servers[name])}
-
     # ------------------------------------------------------------------ events from servers
 
     def on_receive(self, message: ServerEvent) -> None:
@@ -235,7 +228,13 @@ class TenantActor(pykka.ThreadingActor):
                 self._on_status(message)
             case CatalogChanged(catalog=catalog):
                 self._on_catalog(catalog)
-            case ServerCrashed() | NotificationsDropped() | ServerLogMessage() | ResourceUpdated():
+            case (
+                ServerCrashed()
+                | NotificationsDropped()
+                | ServerLogMessage()
+                | ResourceUpdated()
+                | PinnedToolsChanged()
+            ):
                 if message.server in self._servers:  # (else a server removed by a reload: its last words)
                     tell(self._listener, message)
             case _:
@@ -278,18 +277,7 @@ class TenantActor(pykka.ThreadingActor):
         endpoints = {
             name: proxy.get_endpoint().get(timeout=timeouts.ASK) for name, proxy in self._servers.items()
         }
-        servers = self.config.servers
-        call_timeouts = {name: s.call_timeout for name, s in servers.items()}
-        on_demand = {name: s.on_demand and s.enabled for name, s in servers.items()}
-        per_session = {name: (s.per_session or s.per_user) and s.enabled for name, s in servers.items()}
-        return TenantLease(
-            self.config.name,
-            self._gate,
-            MappingProxyType(endpoints),
-            MappingProxyType(call_timeouts),
-            MappingProxyType(on_demand),
-            MappingProxyType(per_session),
-        )
+        return lease_of(self.config, self._gate, endpoints)
 
     def listed(self, server: str) -> ServerCatalog | None:
         """The server's catalog as the router should list it (within `max_tools`), if any."""
@@ -459,6 +447,14 @@ class TenantActor(pykka.ThreadingActor):
         self._instances.started((server, session), status)
         return endpoint, status
 
+    def repin(self, server: str) -> None:
+        """The server's pinned tools changed (an admin approved or rejected them): it and its
+        session instances screen their last catalogs again (`hub.pins`); returns once they have."""
+        proxies = [self._proxy(server), *self._instances.of(server)]
+        endpoints = [proxy.get_endpoint().get(timeout=timeouts.ASK) for proxy in proxies]
+        for future in [endpoint.rescreen() for endpoint in endpoints]:
+            future.result(timeout=timeouts.ASK)
+
     def end_session(self, session: str, server: str | None = None) -> int:
         """Stop every instance of `session` (its client went away; only `server`'s if given: a user
         changed its values) and wait until their processes are gone; how many there were."""
@@ -488,6 +484,7 @@ class TenantActorProxy(ActorMemberMixin, pykka.ActorProxy[TenantActor]):
     session_instance = proxy_method(TenantActor.session_instance)
     set_log_level = proxy_method(TenantActor.set_log_level)
     end_session = proxy_method(TenantActor.end_session)
+    repin = proxy_method(TenantActor.repin)
     instances = proxy_method(TenantActor.instances)
 
 

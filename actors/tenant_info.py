@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, cast
 
 from actors.call_gate import CallGate
@@ -31,6 +32,19 @@ class TenantLease:
     call_timeouts: Mapping[str, float]
     on_demand: Mapping[str, bool]  # started by a call when stopped (on_demand and enabled)
     per_session: Mapping[str, bool]  # one instance per session (per_session and enabled)
+
+
+def lease_of(config: TenantConfig, gate: CallGate, endpoints: Mapping[str, ServerEndpoint]) -> TenantLease:
+    """The lease of a tenant configured as `config`, whose servers have `endpoints`."""
+    servers = config.servers
+    return TenantLease(
+        config.name,
+        gate,
+        MappingProxyType(dict(endpoints)),
+        MappingProxyType({name: s.call_timeout for name, s in servers.items()}),
+        MappingProxyType({name: s.on_demand and s.enabled for name, s in servers.items()}),
+        MappingProxyType({name: (s.per_session or s.per_user) and s.enabled for name, s in servers.items()}),
+    )
 
 
 @dataclass(frozen=True)
@@ -73,15 +87,33 @@ class TenantInfo:
 
 
 def changed_servers(old: TenantConfig, new: TenantConfig) -> set[str]:
-    """The servers a reload keeps whose configuration (or their tenant's env) changed."""
+    """The servers a reload keeps whose configuration (or their tenant's env, or their pinning)
+    changed."""
     env_changed = old.env != new.env
     return {
         name
         for name, server in new.servers.items()
-        if name in old.servers and (env_changed or old.servers[name] != server)
+        if name in old.servers
+        and (env_changed or old.servers[name] != server or old.pinning_of(name) != new.pinning_of(name))
     }
 
 
 def starts_with_tenant(config: ServerConfig) -> bool:
     """Whether a server starts when its tenant's servers do (enabled, and not on_demand)."""
     return config.enabled and not config.on_demand
+
+
+def started_by_reload(
+    statuses: Mapping[str, ServerStatus],
+    config: TenantConfig,
+    auto_start: bool,
+    changed: set[str],
+    added: list[str],
+) -> tuple[set[str], set[str]]:
+    """Of the servers a reload replaces or adds: those it restarts (they were active, and are not
+    on_demand), and all it starts (new ones too, if any server ran, or `auto_start`)."""
+    active = {name for name, status in statuses.items() if status.state in ACTIVE}
+    restart = {name for name in changed if name in active and not config.servers[name].on_demand}
+    if not (auto_start or active):
+        return restart, restart
+    return restart, restart | {name for name in added if starts_with_tenant(config.servers[name])}

@@ -76,6 +76,21 @@ class NotRunning(HubError):
     status = 409
 
 
+class ToolPendingApproval(HubError):
+    """A tool held by pinning (`pinning: enforce`): it changed since an admin approved its server's
+    tools (docs/security.md, "Pinned tools")."""
+
+    code = "tool_pending_approval"
+    status = 409
+
+
+class NothingPending(HubError):
+    """An approval or rejection of pinned tools when the server's tools have not changed."""
+
+    code = "nothing_pending"
+    status = 409
+
+
 class DuplicateCall(HubError):
     """A tool call whose `Idempotency-Key` was already used for the same call, of a tool that does
     not say a second run is harmless: it may have run already, and is not run twice."""
@@ -213,7 +228,8 @@ class CredentialsMissing(NotRunning):
 
 class PreconditionFailed(HubError):
     """An edit's `If-Match` names a configuration other than the one the hub serves: someone else
-    changed it since the client read it."""
+    changed it since the client read it. (Also an approval or rejection of pinned tools whose
+    `digest` the server's tools no longer show: they changed again since the admin looked.)"""
 
     code = "precondition_failed"
     status = 412

@@ -15,6 +15,7 @@ from actors.models import (
     Event,
     InstanceStateChanged,
     NotificationsDropped,
+    PinnedToolsChanged,
     ServerCrashed,
     ServerState,
     ServerStateChanged,
@@ -102,6 +103,7 @@ class HubMetrics:
             ["counted_by"],
             registry=self.registry,
         )
+        self.pin_changes, self.held = _pin_metrics(self.registry)
         self.quota_state: Callable[[], str] | None = None  # (set on a cluster's replica)
         self._lock = threading.Lock()
         self._on_demand: dict[tuple[str, str], ServerStatus] = {}  # the last status counted, per server
@@ -131,6 +133,12 @@ class HubMetrics:
             self.restarts.labels(event.tenant, event.server).inc()
         elif isinstance(event, NotificationsDropped):
             self.notifications_dropped.labels(event.tenant, event.server).inc(event.count)
+        elif isinstance(event, PinnedToolsChanged):
+            if event.state == "pending_approval":
+                self.pin_changes.labels(event.tenant, event.server).inc(
+                    len(event.added) + len(event.changed) + len(event.removed)
+                )
+            self.held.labels(event.tenant, event.server).set(len(event.held))
 
     def count_on_demand(self, status: ServerStatus) -> None:
         """Count an on_demand server in `mcp_hub_on_demand_servers` (any thread; newest status wins)."""
@@ -153,6 +161,24 @@ class HubMetrics:
             for mode in ("shared", "local", "refusing"):
                 self.cluster_quotas.labels(mode).set(1 if mode == now else 0)
         return generate_latest(self.registry)
+
+
+def _pin_metrics(registry: CollectorRegistry) -> tuple[Counter, Gauge]:
+    """The metrics of pinned tools (`hub.pins`): changes seen, and tools held now."""
+    changes = Counter(
+        "mcp_hub_pinned_tool_changes",
+        "Tools seen differing from those approved (added, changed or removed; pinning warn or "
+        "enforce), counted each time a server shows a new difference.",
+        ["tenant", "server"],
+        registry=registry,
+    )
+    held = Gauge(
+        "mcp_hub_pinned_tools_held",
+        "Tools held now by `pinning: enforce` (hidden and refused until an admin approves).",
+        ["tenant", "server"],
+        registry=registry,
+    )
+    return changes, held
 
 
 def _reason(status: ServerStatus) -> str:

@@ -64,6 +64,7 @@ def catalog(whole: ServerCatalog, permits: Permits) -> ServerCatalog:
     return replace(
         whole,
         tools=tuple(t for t in whole.tools if permits.may(t.server, t.name)),
+        held=tuple(name for name in whole.held if permits.may(whole.server, name)),
         prompts=tuple(p for p in whole.prompts if permits.may(p.server, p.name)),
         resources=whole.resources if readable else (),
         resource_templates=whole.resource_templates if readable else (),

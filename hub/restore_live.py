@@ -20,7 +20,7 @@ import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hub import backup, restore
+from hub import backup, pinning, restore
 from hub.errors import RestoreRefused
 
 if TYPE_CHECKING:
@@ -79,10 +79,7 @@ def restore_archive(hub_: Hub, data: bytes) -> dict[str, Any]:
 
 def reload_stores(hub_: Hub) -> None:
     """Have the stores that keep data in memory read their files again after a restore: the
-    per-user credentials (`hub.credentials`) and the pinned tool digests (`hub_.pins`, when the hub
-    has a pin store with a `reload()`)."""
+    per-user credentials (`hub.credentials`) and the pinned tool digests (`hub.pinning.reload`,
+    which also has every server screen its catalog against them again)."""
     hub_.users.store.reload()
-    pins = getattr(hub_, "pins", None)  # (hub.pins: the pin store, where the hub has one)
-    reload_pins = getattr(pins, "reload", None)
-    if callable(reload_pins):
-        reload_pins()
+    pinning.reload(hub_)

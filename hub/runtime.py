@@ -41,6 +41,7 @@ from actors.reaper import ProcessRegistry
 from actors.router import Route, RouterActor, RouterActorProxy, router_proxy
 from actors.sandbox import SandboxSite, host_support
 from actors.server import Requester
+from actors.server_spec import ServerStores
 from actors.tenant import TenantActor, TenantActorProxy, TenantInfo
 from hub import offers, reload, timeouts
 from hub.audit import AuditLog
@@ -55,6 +56,7 @@ from hub.log import log_tail
 from hub.loops import HubLoops
 from hub.metrics import HubMetrics
 from hub.permissions import Permits
+from hub.pins import PinStore
 from hub.rebalance import Rebalancer
 from hub.replica import replica_parts
 from hub.routes import RouteCache
@@ -99,6 +101,7 @@ class Hub:
         self._reload_lock = threading.Lock()
         self.metrics = HubMetrics()
         self.audit = AuditLog(config.audit)
+        self.pins = PinStore(self.data_dir / "pins")  # servers' pinned tools (`hub.pins`; `hub.pinning`)
         # Routes resolved by the router, reused until the catalog changes (saves two thread hops per call).
         self.routes = RouteCache()
         self.in_flight = InFlight()
@@ -162,8 +165,8 @@ class Hub:
         for path in limit_support().unenforced(self.config):
             log.warning("resource limits: %s is not enforced on this host", path)
         remote = self.replica.remote if self.replica is not None else None  # (a cluster's replica)
-        orch, sandbox_site = self.config.orchestrator, self.sandbox_site
-        ref = RouterActor.start(orch, self._registry, self.log_dir, self.cache_dir, sandbox_site, remote)
+        orch, stores = self.config.orchestrator, ServerStores(self.cache_dir, self.pins)
+        ref = RouterActor.start(orch, self._registry, self.log_dir, stores, self.sandbox_site, remote)
         self._router = router_proxy(ref)
         self._router.subscribe(self.board).get(timeout=timeouts.ASK)
         for tenant in self.config.tenants.values():
@@ -257,8 +260,7 @@ class Hub:
 
     @property
     def cache_dir(self) -> Path:
-        """Where servers' catalogs are cached (an on_demand one lists its own while it is stopped):
-        `<data_dir>/catalogs/<tenant>/<server>.json`."""
+        """Where servers' catalogs are cached: `<data_dir>/catalogs/<tenant>/<server>.json`."""
         return self.data_dir / "catalogs"
 
     @property

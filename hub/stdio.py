@@ -19,7 +19,9 @@ or `$MCP_HUB_KEY`): then it has that key's grants and subject (`hub.permissions`
 is not one of the tenant's is refused at startup. With `--server`, the tenant keeps
 that server alone: no other server of it is started either. A `cluster:` section is ignored: the
 stdio hub is no replica (docs/cluster.md), it runs its tenant's servers itself. Its data (server
-logs, catalog caches) lives apart from a service's on the same file, under `<data_dir>/stdio/`.
+logs, catalog caches) lives apart from a service's on the same file, under `<data_dir>/stdio/`;
+its servers' pinned tools are the service's, `<data_dir>/pins/` (`hub.pins`: an admin approves a
+change through the service's API or panel; the stdio hub reads them as it starts).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from mcp.server.stdio import stdio_server
 
 from hub.config import HubConfig
 from hub.errors import Unauthorized
+from hub.pins import PinStore
 from hub.runtime import Hub
 from web.auth import Caller, Keys
 from web.facade_scope import Scope
@@ -193,6 +196,8 @@ async def _serve(config: HubConfig, scope: Scope, caller: Caller) -> int:
         loop.add_signal_handler(sig, main.cancel)
     # Alone, even on a cluster's configuration: its one client needs every server of its tenant here.
     hub_ = Hub(config.model_copy(update={"cluster": None}), data_dir=data_dir(config))
+    # Its servers' tools are screened against the service's pins, which an admin approves there.
+    hub_.pins = PinStore(Path(config.orchestrator.data_dir) / "pins")
     # The stdio client is one session: its instances of per_session servers live until it exits.
     tenant = scope.tenant
     facade = Facade(hub_, lambda ctx: scope, lambda ctx: caller, lambda ctx: "stdio")

@@ -240,7 +240,7 @@ def test_the_event_socket_is_for_admins_and_carries_every_tenant(keyed_hub) -> N
             assert set(restarted) == {
                 "tenant", "server", "state", "transport", "pid", "started_at", "restarts", "last_error",
                 "protocol_version", "tools", "lifecycle", "catalog", "replica", "stopped_reason", "retry_at",
-                "retry_in_seconds",
+                "retry_in_seconds", "held",
             }  # fmt: skip
             catalog = await until(  # not the stop's empty catalog: the new process's
                 ws, seen, lambda m: m["type"] == "catalog_changed" and bool(m["data"]["tools"])

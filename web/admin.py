@@ -96,10 +96,12 @@ class AdminAssetHandler(ApiHandler):
 
 class AdminSocket(HubSocket):
     """`WS /ws/admin`: `server_status`, `instance_status` (session instances of per_session
-    servers) and `catalog_changed` of every tenant (admin key). Web loop."""
+    servers), `catalog_changed` and `pins_changed` (a server's tools differ from those pinned, or no
+    longer: `hub.pins`) of every tenant (admin key). Web loop."""
 
     route = "/ws/admin"
     instance_events = True
+    pin_events = True
 
     async def get(self) -> None:  # type: ignore[override]
         try:

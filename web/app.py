@@ -32,6 +32,7 @@ from web import (
     oauth_login,
     oauth_metadata,
     oauth_server,
+    pins,
     registry,
     rest,
     ui_host,
@@ -85,6 +86,7 @@ class HubApplication(tornado.web.Application):
 ROUTES: list[tuple[str, Any]] = [
     *mcp_http.ROUTES,
     *rest.ROUTES,
+    *pins.ROUTES,
     *me.ROUTES,
     *backup.ROUTES,
     *apps_module.ROUTES,

@@ -67,6 +67,8 @@ def tool_view(scope: Scope, catalogs: tuple[ServerCatalog, ...], sep: str) -> To
             name = scope.name(catalog.server, entry.name, sep)
             ids[name] = entry.id
             tools.append(facade_tool(scope, catalog.server, name, entry))
+        for held in catalog.held:  # (`hub.pins`: not listed, but a call of it is told why it is refused)
+            ids.setdefault(scope.name(catalog.server, held, sep), f"{catalog.server}.{held}")
     return ToolView(
         shown,
         ids,

@@ -21,7 +21,7 @@ from typing import Any
 
 from hub.config import ServerConfig
 from hub.errors import BadRequest, UserRequired
-from web import responses as api
+from web import responses_me as api
 from web.base import ApiHandler
 
 _SEGMENT = r"([^/]+)"

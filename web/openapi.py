@@ -30,6 +30,7 @@ from web.openapi_oauth import oauth_paths
 from web.openapi_oauth_server import oauth_server_paths
 from web.openapi_ops import ERRORS, error_response
 from web.openapi_paths import paths
+from web.openapi_pins import pins_paths
 from web.openapi_registry import registry_paths
 from web.openapi_schemas import component_schemas
 
@@ -86,6 +87,7 @@ def document(version: str) -> dict[str, Any]:
             **config_paths(),
             **registry_paths(),
             **backup_paths(),
+            **pins_paths(),
         },
         "components": {
             "securitySchemes": {

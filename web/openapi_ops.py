@@ -29,11 +29,15 @@ ERRORS: dict[int, tuple[str, str]] = {
         "`Idempotency-Key`, the same call was received before and its tool is not marked read-only or "
         "idempotent, so it is not run twice (`duplicate_call`); or, for a configuration edit, the file "
         "was edited by hand since the hub read it (`config_changed_on_disk`) or cannot be written "
-        "(`config_read_only`).",
+        "(`config_read_only`); or the tool changed since an admin approved it and `pinning: enforce` "
+        "holds it (`tool_pending_approval`); or an approval of pinned tools that are as approved "
+        "already (`nothing_pending`).",
     ),
     412: (
         "PreconditionFailed",
-        "`If-Match` names a configuration other than the one the hub serves: it changed since it was read.",
+        "`If-Match` names a configuration other than the one the hub serves: it changed since it was "
+        "read; or the tools an admin approves or rejects changed again since the `digest` they name "
+        "(`precondition_failed`).",
     ),
     422: (
         "IdempotencyKeyReused",

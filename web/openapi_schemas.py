@@ -1,11 +1,10 @@
 """`components.schemas` of the OpenAPI document, generated from the response types of
 `web.responses` by pydantic's JSON Schema generator (the one place that knows how).
 
-Each type of `responses.COMPONENTS` (and of `responses_oauth.COMPONENTS` and
-`responses_backup.COMPONENTS`) becomes the component of its name, referring to the others by
-`$ref`; the types nested in one (not components themselves) are written inline; the titles
-pydantic derives from names are left out. Runs on the web loop, the first time `GET /openapi.json`
-is asked (`web.openapi` keeps the result)."""
+Each type of `responses.COMPONENTS` (and of its siblings' `COMPONENTS`) becomes the component of its
+name, referring to the others by `$ref`; the types nested in one (not components themselves) are
+written inline; the titles pydantic derives from names are left out. Runs on the web loop, the first
+time `GET /openapi.json` is asked (`web.openapi` keeps the result)."""
 
 from __future__ import annotations
 
@@ -14,7 +13,15 @@ from typing import Any, Literal
 from pydantic import TypeAdapter
 from pydantic.json_schema import GenerateJsonSchema
 
-from web import responses, responses_admin, responses_backup, responses_oauth, responses_registry
+from web import (
+    responses,
+    responses_admin,
+    responses_backup,
+    responses_me,
+    responses_oauth,
+    responses_pins,
+    responses_registry,
+)
 
 COMPONENTS = {
     **responses.COMPONENTS,
@@ -22,6 +29,8 @@ COMPONENTS = {
     **responses_admin.COMPONENTS,
     **responses_registry.COMPONENTS,
     **responses_backup.COMPONENTS,
+    **responses_me.COMPONENTS,
+    **responses_pins.COMPONENTS,
 }
 
 _REF = "#/components/schemas/{model}"

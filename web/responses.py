@@ -199,10 +199,16 @@ class ServerSnapshot(TypedDict):
         OneOf(
             "live",
             "cached",
+            "pending_approval",
             None,
             description="Where its catalog comes from: `live` (discovered by the running process), "
-            "`cached` (a stopped on_demand server, from its last discovery), null (none listed).",
+            "`cached` (a stopped on_demand server, from its last discovery), `pending_approval` (its "
+            'tools differ from those an admin approved: docs/security.md, "Pinned tools"), null '
+            "(none listed).",
         ),
+    ]
+    held: Annotated[
+        list[str], Doc("Its tools held by `pinning: enforce` (hidden and refused until an admin approves).")
     ]
     replica: Annotated[
         str | None,
@@ -448,18 +454,6 @@ class AppList(TypedDict):
     problems: NotRequired[Annotated[list[str], Doc("Why each skipped manifest was (admin keys only).")]]
 
 
-class CredentialVariable(TypedDict):
-    name: str
-    set: Annotated[bool, Doc("Whether the caller has set it (its value is never shown).")]
-
-
-class Credentials(TypedDict):
-    """The caller's own values for a per_user server: which variables are set, never the values."""
-
-    server: str
-    variables: list[CredentialVariable]
-
-
 # --------------------------------------------------------------------------- components
 
 COMPONENTS: dict[str, Any] = {
@@ -493,7 +487,6 @@ COMPONENTS: dict[str, Any] = {
         PluginApp,
         McpApp,
         AppList,
-        Credentials,
     )
 } | {"App": App}
 """Every response type by its component name (`#/components/schemas/<name>`)."""

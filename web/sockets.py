@@ -3,9 +3,9 @@ live hub events.
 
 `HubSocket` is the base of the app gateway (`web/apps.py`) and the admin panel's event socket
 (`web/admin.py`). A connection hears the hub's `EventBoard` and pushes `server_status` and
-`catalog_changed` frames for the tenants it `wants` (naming only the tools its caller may call:
-`hub.permissions`); keep-alive pings come from the application's
-`websocket_ping_interval`. Frames are JSON text `{"type", "id"?, "data"}`.
+`catalog_changed` frames (the admin's socket also `instance_status` and `pins_changed`) for
+the tenants it `wants` (naming only the tools its caller may call: `hub.permissions`); keep-alive
+pings come from the application's `websocket_ping_interval`. Frames are JSON text `{"type", "id"?, "data"}`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import tornado.websocket
 
-from actors.models import CatalogChanged, Event, InstanceStateChanged, ServerStateChanged
+from actors.models import CatalogChanged, Event, InstanceStateChanged, PinnedToolsChanged, ServerStateChanged
 from actors.remote_servers import RemoteStatusChanged
 from hub import jsontext, permissions
 from hub.errors import BadRequest, HubError, Unauthorized
@@ -42,6 +42,7 @@ class HubSocket(tornado.websocket.WebSocketHandler):
     route = "?"
     public = False
     instance_events = False  # whether it gets `instance_status` frames (session instances)
+    pin_events = False  # whether it gets `pins_changed` frames (`hub.pins`: an admin's)
 
     @classmethod
     def allowed_methods(cls) -> list[str]:
@@ -142,6 +143,8 @@ class HubSocket(tornado.websocket.WebSocketHandler):
             status = event.status
             data = {"tenant": status.tenant, "server": status.server, **status.instance_json()}
             self.loop.call_soon_threadsafe(self._send, "instance_status", None, data)
+        elif isinstance(event, PinnedToolsChanged) and self.pin_events and self.wants(event.tenant):
+            self.loop.call_soon_threadsafe(self._send, "pins_changed", None, event.to_json())
 
     # ------------------------------------------------------------------ frames
 
