@@ -56,9 +56,9 @@ def decide(
     key, subject = (who.key_id, who.subject) if who is not None else (None, None)
     by = subject or key or "admin"
     (hub.pins.approve if approve else hub.pins.reject)(tenant, server, digest, by)
-    outcome = "pins_approved" if approve else "pins_rejected"
-    hub.audit.record(tenant, key, f"{server}.*", 0.0, outcome, {"digest": digest}, subject)
-    log.warning("%s/%s: the changed tools were %s by %s", tenant, server, outcome.removeprefix("pins_"), by)
+    action = "approve_pins" if approve else "reject_pins"
+    hub.audit.record_change(who, action, tenant=tenant, server=server, digest=digest, outcome="ok")
+    log.warning("%s/%s: the changed tools were %sd by %s", tenant, server, action.removesuffix("_pins"), by)
     hub.router.tenant(tenant).get(timeout=timeouts.ASK).repin(server).get(timeout=timeouts.ASK)
     return view(hub, tenant, server)
 

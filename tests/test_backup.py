@@ -82,7 +82,7 @@ def _pinned(tools_file: Path | None) -> dict[str, Any]:
     }
 
 
-def _config(folder: Path, tenants: dict[str, Any] | None = None) -> Path:
+def _config(folder: Path, tenants: dict[str, Any] | None = None, **sections: Any) -> Path:
     """A configuration in `folder` whose data_dir is relative to it (`data`), with the admin key as
     a `${VAR}` reference and the built-in authorization server on."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -93,6 +93,7 @@ def _config(folder: Path, tenants: dict[str, Any] | None = None) -> Path:
         auth=auth,
         gateway={"public_url": "https://hub.example.org"},
         orchestrator={"data_dir": "data"},
+        **sections,
     )
 
 
@@ -377,8 +378,10 @@ def _restore(hub: ServedHub, archive: bytes, key: str = ADMIN_KEY) -> Any:
 
 
 def test_admin_endpoints_move_a_hub_onto_another(tmp_path: Path) -> None:
-    source_config = _config(tmp_path / "a")
-    other_config = _config(tmp_path / "b", {"other": {"api_keys": [OTHER_KEY], "servers": {"o": server()}}})
+    audit = {"file": str(tmp_path / "audit.log")}  # (both hubs': the restored configuration keeps it)
+    source_config = _config(tmp_path / "a", audit=audit)
+    others = {"other": {"api_keys": [OTHER_KEY], "servers": {"o": server()}}}
+    other_config = _config(tmp_path / "b", others, audit=audit)
     source, other = _start(source_config), _start(other_config)
     unchanged: Callable[[], Any] = lambda: (other_config.read_bytes(), _tree(tmp_path / "b" / "data"))  # noqa: E731
     try:
@@ -415,6 +418,15 @@ def test_admin_endpoints_move_a_hub_onto_another(tmp_path: Path) -> None:
         assert _whoami_sha(other) == hashlib.sha256(ALICE_TOKEN.encode()).hexdigest()
         for secret in (ALICE_TOKEN, SECRET_KEY):
             assert secret not in other.log() and secret not in source.log()
+        lines = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
+        changes = [(a["action"], a["outcome"]) for a in lines if a.get("event") == "admin"]
+        assert changes == [
+            ("backup", "ok"),
+            ("restore", "invalid_backup"),
+            ("restore", "restore_refused"),
+            ("restore", "ok"),
+        ], changes  # (each with who: the admin's key id)
+        assert all(a["key"] != "-" for a in lines if a.get("event") == "admin")
     finally:
         assert stop_hub(source) == 0
         assert stop_hub(other) == 0

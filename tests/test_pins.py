@@ -228,8 +228,9 @@ def test_reject_keeps_the_tool_held_until_the_server_shows_the_approved_one(tmp_
         assert rejected.status == 200 and rejected.body["state"] == "rejected", rejected.text
         assert sorted(rejected.body["held"]) == ["alpha", "gamma"]
         audited = [json.loads(line) for line in (tmp_path / "audit.log").read_text().splitlines()]
-        decision = [a for a in audited if a["outcome"] == "pins_rejected"]
-        assert len(decision) == 1 and decision[0]["tool"] == "p.*" and decision[0]["key"] != "-"
+        decision = [a for a in audited if a.get("action") == "reject_pins"]
+        assert len(decision) == 1 and (decision[0]["tenant"], decision[0]["server"]) == ("acme", "p")
+        assert decision[0]["event"] == "admin" and decision[0]["key"] != "-"
         assert "p.alpha" not in listed(hub) and call(hub, "p.alpha").status == 409
         assert hub.get("/api/servers/acme/p/pins", key=ADMIN).body["tools"].keys() >= {"alpha", "beta"}
         # The server goes back to what was approved: everything is fine again.

@@ -32,6 +32,7 @@ class BackupHandler(AdminHandler):
     async def get(self) -> None:
         self.check_admin()
         archive = await self.blocking(restore_live.backup_archive, self.hub)
+        self.hub.audit.record_change(self.caller, "backup", outcome="ok", bytes=len(archive))
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
         self.set_header("Content-Type", ARCHIVE_TYPE)
         self.set_header("Content-Disposition", f'attachment; filename="mcp-hub-backup-{stamp}.tar.gz"')
@@ -49,7 +50,12 @@ class RestoreHandler(AdminHandler):
         body = self.request.body or b""
         if not body:
             raise BadRequest("the body must be a backup archive (tar.gz), as GET /api/admin/backup gives")
-        outcome = await self.blocking(restore_live.restore_archive, self.hub, body)
+        try:
+            outcome = await self.blocking(restore_live.restore_archive, self.hub, body)
+        except Exception as exc:
+            self.hub.audit.record_change(self.caller, "restore", outcome=getattr(exc, "code", "error"))
+            raise
+        self.hub.audit.record_change(self.caller, "restore", outcome="ok", files=outcome["restored"]["files"])
         oauth_server.reload(self.hub)  # (the authorization server's state lives on this loop)
         self.reply(outcome)
 
