@@ -8,20 +8,11 @@ from __future__ import annotations
 import time
 
 from hub import restore_live
-from hub.errors import BadRequest, NotFound
+from hub.errors import BadRequest
 from web import oauth_server
-from web.base import ApiHandler
+from web.base import AdminHandler, ApiHandler
 
 ARCHIVE_TYPE = "application/gzip"
-
-
-class AdminHandler(ApiHandler):
-    """An admin route: any other caller gets the 404 of an unknown route."""
-
-    def check_admin(self) -> None:
-        assert self.caller is not None
-        if not self.caller.admin:
-            raise NotFound(f"no route {self.request.path}")
 
 
 class BackupHandler(AdminHandler):
@@ -30,7 +21,6 @@ class BackupHandler(AdminHandler):
     route = "/api/admin/backup"
 
     async def get(self) -> None:
-        self.check_admin()
         archive = await self.blocking(restore_live.backup_archive, self.hub)
         self.hub.audit.record_change(self.caller, "backup", outcome="ok", bytes=len(archive))
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -46,7 +36,6 @@ class RestoreHandler(AdminHandler):
     route = "/api/admin/restore"
 
     async def post(self) -> None:
-        self.check_admin()
         body = self.request.body or b""
         if not body:
             raise BadRequest("the body must be a backup archive (tar.gz), as GET /api/admin/backup gives")

@@ -208,6 +208,17 @@ class ApiHandler(tornado.web.RequestHandler):
         ]
 
 
+class AdminHandler(ApiHandler):
+    """A route for admin keys only: to any other caller it does not exist (the 404 of an unknown
+    route)."""
+
+    async def prepare(self) -> None:
+        await super().prepare()
+        assert self.caller is not None
+        if not self.caller.admin:
+            raise NotFound(f"no route {self.request.path}")
+
+
 class NotFoundHandler(ApiHandler):
     """The JSON 404 for every unknown path."""
 

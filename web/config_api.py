@@ -15,20 +15,13 @@ from __future__ import annotations
 from typing import Any
 
 from hub import config_edit
-from hub.errors import NotFound
-from web.base import ApiHandler
+from web.base import AdminHandler, ApiHandler
 
 _SEGMENT = r"([^/]+)"
 
 
-class _EditorHandler(ApiHandler):
+class _EditorHandler(AdminHandler):
     """What the editor's handlers share: admin only, the editor, If-Match in, ETag out."""
-
-    async def prepare(self) -> None:
-        await super().prepare()
-        assert self.caller is not None
-        if not self.caller.admin:
-            raise NotFound(f"no route {self.request.path}")
 
     @property
     def editor(self) -> config_edit.ConfigEditor:

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Any, cast
 
 from hub import pinning
-from hub.errors import BadRequest, NotFound
+from hub.errors import BadRequest
 from web import responses_pins as api
-from web.base import ApiHandler
+from web.base import AdminHandler, ApiHandler
 
 _SEGMENT = r"([^/]+)"
 
@@ -26,15 +26,12 @@ class PinsHandler(ApiHandler):
         self.reply(cast(api.Pins, body))
 
 
-class PinsDecisionHandler(ApiHandler):
+class PinsDecisionHandler(AdminHandler):
     """`POST /api/servers/{t}/{s}/pins/approve|reject` (admin): body `{"digest": ...}` optional."""
 
     route = "/api/servers/{tenant}/{server}/pins/{action}"
 
     async def post(self, tenant: str, server: str, action: str) -> None:
-        assert self.caller is not None
-        if not self.caller.admin:
-            raise NotFound(f"no route /api/servers/{tenant}/{server}/pins/{action}")
         tenant = self.tenant_for(tenant)
         digest: Any = self.json_object().get("digest")
         if digest is not None and not isinstance(digest, str):

@@ -26,22 +26,16 @@ from hub.errors import BadRequest, NotFound, RegistryUnreachable, ServerExists
 from hub.registry import Listing, NotInRegistry, RegistryClient, RegistryUnavailable, label
 from hub.registry_entries import Entry, entry_of
 from hub.registry_install import masked, secret_values, server_spec
-from web.base import ApiHandler
+from web.base import AdminHandler, ApiHandler
 from web.responses_registry import RegistryInstall
 
 _SEGMENT = r"([^/]+)"
 _NAME = re.compile(r"^[A-Za-z0-9_-]{1,32}$")  # (the configuration's names, hub.config_fields.Name)
 
 
-class RegistryHandler(ApiHandler):
+class RegistryHandler(AdminHandler):
     """What the registry routes share: admin only, the hub's `RegistryClient`, the registry a
     request names."""
-
-    async def prepare(self) -> None:
-        await super().prepare()
-        assert self.caller is not None
-        if not self.caller.admin:
-            raise NotFound(f"no route {self.request.path}")
 
     @property
     def client(self) -> RegistryClient:

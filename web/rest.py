@@ -26,7 +26,7 @@ from hub.errors import BadRequest, NotFound
 from hub.metrics import CONTENT_TYPE
 from hub.runtime import Hub
 from web import responses as api
-from web.base import ApiHandler, header_session
+from web.base import AdminHandler, ApiHandler, header_session
 
 _SEGMENT = r"([^/]+)"
 
@@ -446,7 +446,7 @@ class MetricsHandler(ApiHandler):
         self.finish(self.hub.metrics.render())
 
 
-class ReloadHandler(ApiHandler):
+class ReloadHandler(AdminHandler):
     """`POST /api/admin/reload` (admin): re-read the configuration file and apply it.
 
     An invalid file changes nothing: 400 with every problem; the hub keeps serving the old one.
@@ -455,9 +455,6 @@ class ReloadHandler(ApiHandler):
     route = "/api/admin/reload"
 
     async def post(self) -> None:
-        assert self.caller is not None
-        if not self.caller.admin:
-            raise NotFound("no route /api/admin/reload")
         outcome = await self.blocking(self.hub.reload_file)
         if self.hub.replica is not None:  # (every replica reloads its copy of the file: `hub.replica`)
             await self.blocking(self.hub.replica.announce, "reload")
