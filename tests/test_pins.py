@@ -78,6 +78,19 @@ def call(hub: ServedHub, tool: str, key: str = ACME) -> Any:
     return hub.post(f"/api/tools/{tool}/call?tenant=acme", {}, key=key)
 
 
+def enforced(tmp_path: Path) -> tuple[ServedHub, Path]:
+    """A hub whose server `p` (tools V1, pinning enforce) runs; and the folder of its tools file."""
+    folder = tmp_path / "tools"
+    hub = started(configure(tmp_path, p=pin_server(tools_file(folder, "p", V1), "enforce")), tmp_path)
+    return hub, folder
+
+
+def change(hub: ServedHub, folder: Path) -> None:
+    """Rewrite `p`'s tools as V2 and have it announce the change."""
+    tools_file(folder, "p", V2)
+    reread(hub, "p")
+
+
 def reread(hub: ServedHub, server: str) -> None:
     answer = call(hub, f"{server}.reread", ADMIN)
     assert answer.status == 200 and not answer.body["is_error"], answer.text
@@ -137,8 +150,7 @@ def test_enforce_holds_a_changed_tool_until_an_admin_approves(tmp_path: Path) ->
         assert pins["state"] == "approved" and pins["approved_by"] == "first_seen"  # trust on first use
         assert {"alpha", "beta", "reread", "echo"} <= set(pins["tools"]) and pins["diff"] == []
 
-        tools_file(folder, "p", V2)
-        reread(hub, "p")
+        change(hub, folder)
         assert wait_until(lambda: pending(hub, "p"), 30), status(hub, "p")
         assert sorted(status(hub, "p")["held"]) == ["alpha", "gamma"]
 
@@ -216,13 +228,10 @@ def test_enforce_holds_a_changed_tool_until_an_admin_approves(tmp_path: Path) ->
 
 
 def test_reject_keeps_the_tool_held_until_the_server_shows_the_approved_one(tmp_path: Path) -> None:
-    folder = tmp_path / "tools"
-    file = tools_file(folder, "p", V1)
-    hub = started(configure(tmp_path, p=pin_server(file, "enforce")), tmp_path)
+    hub, folder = enforced(tmp_path)
     try:
         assert wait_until(lambda: "p.alpha" in listed(hub), 30)
-        tools_file(folder, "p", V2)
-        reread(hub, "p")
+        change(hub, folder)
         assert wait_until(lambda: pending(hub, "p"), 30)
         rejected = hub.post("/api/servers/acme/p/pins/reject", {}, key=ADMIN)
         assert rejected.status == 200 and rejected.body["state"] == "rejected", rejected.text
@@ -308,13 +317,10 @@ def test_warn_keeps_the_tool_and_raises_an_event_and_a_metric_and_off_does_nothi
 
 
 def test_held_tools_gauge_follows_enforce(tmp_path: Path) -> None:
-    folder = tmp_path / "tools"
-    file = tools_file(folder, "p", V1)
-    hub = started(configure(tmp_path, p=pin_server(file, "enforce")), tmp_path)
+    hub, folder = enforced(tmp_path)
     try:
         assert wait_until(lambda: "p.alpha" in listed(hub), 30)
-        tools_file(folder, "p", V2)
-        reread(hub, "p")
+        change(hub, folder)
         assert wait_until(lambda: metric(hub, "mcp_hub_pinned_tools_held", "p") == 2, 30)
         assert hub.post("/api/servers/acme/p/pins/approve", {}, key=ADMIN).status == 200
         assert wait_until(lambda: metric(hub, "mcp_hub_pinned_tools_held", "p") == 0, 30)
@@ -326,16 +332,13 @@ def test_admin_panel_shows_the_diff_and_approve_brings_the_tool_back(tmp_path: P
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    folder = tmp_path / "tools"
-    file = tools_file(folder, "p", V1)
-    hub = started(configure(tmp_path, p=pin_server(file, "enforce")), tmp_path)
+    hub, folder = enforced(tmp_path)
     try:
         assert wait_until(lambda: "p.alpha" in listed(hub), 30)
         browser.get(hub.url + f"/admin?token={ADMIN}")
         wait = WebDriverWait(browser, 30)
         wait.until(lambda d: d.find_element(By.ID, "pins-none").is_displayed())  # nothing pending yet
-        tools_file(folder, "p", V2)
-        reread(hub, "p")
+        change(hub, folder)
         # The live events bring the pending server to the page, with its diff.
         selector = '#pins .pin-card[data-tenant="acme"][data-server="p"]'
         card = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, selector))
