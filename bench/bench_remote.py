@@ -1,0 +1,143 @@
+"""Benchmark of a remote (Streamable HTTP) server through the hub, against the direct call and
+against the same server as a stdio child of the hub, measured in the same run (issue 24).
+
+Run from the repository root after the README's install command:
+
+    python bench/bench_remote.py [--calls 200] [--clients 32] [--seconds 2] [--rounds 3]
+
+One SDK-built test server (`tests/servers/testserver.py --http`) serves Streamable HTTP; one hub
+(`python -m hub serve`) has it twice in one tenant: `remote` (`transport: http`, its URL) and
+`local` (the same server as a stdio child). Three paths, in each protocol era (`legacy`: 2025-11-25
+sessions; `2026-07-28`):
+- direct: `mcp.Client` to the server's URL, tool `echo`;
+- hub, stdio child: `mcp.Client` to the hub's `/mcp`, tool `local__echo`;
+- hub, HTTP upstream: the same, tool `remote__echo`.
+Latency: `--calls` sequential calls on each, the three clients taking turns 20 calls at a time.
+Throughput: `--clients` callers at once on each path for `--seconds`, the paths taking turns for
+`--rounds` rounds. Both so that a change of the machine's speed (a shared VM) falls on all alike.
+Issue 24's targets for the HTTP upstream: p50 <= 1.3x direct and calls/s >= 0.75x direct.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from pathlib import Path
+
+from _common import (
+    ROOT,
+    Caller,
+    free_port,
+    percentiles,
+    rotate,
+    served_hub,
+    timed_calls,
+    wait_port,
+    write_hub_config,
+)
+from mcp import Client
+
+TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
+PATHS = ("direct", "hub, stdio child", "hub, HTTP upstream")
+TOOLS = ("echo", "local__echo", "remote__echo")
+
+
+async def latency(
+    urls: tuple[str, str, str], mode: str, calls: int, batch: int = 20
+) -> dict[str, list[float]]:
+    """Seconds of each of `calls` sequential echo calls on each path, taking turns `batch` at a time."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients = [await stack.enter_async_context(Client(u, mode=mode, cache=None)) for u in urls]  # type: ignore[arg-type]
+        for client, tool in zip(clients, TOOLS, strict=True):
+            await timed_calls(client, tool, 0)
+        samples: dict[str, list[float]] = {path: [] for path in PATHS}
+        while len(samples[PATHS[0]]) < calls:
+            n = min(batch, calls - len(samples[PATHS[0]]))
+            for path, client, tool in zip(PATHS, clients, TOOLS, strict=True):
+                samples[path] += await timed_calls(client, tool, n, warm=0)
+        return samples
+
+
+async def throughput(
+    urls: tuple[str, str, str], mode: str, clients: int, seconds: float, rounds: int
+) -> dict[str, float]:
+    """Calls per second of each path with `clients` callers at once (one session each)."""
+    async with contextlib.AsyncExitStack() as stack:
+        pools: dict[str, list[Caller]] = {}
+        for path, url, tool in zip(PATHS, urls, TOOLS, strict=True):
+            sessions = [
+                await stack.enter_async_context(Client(url, mode=mode, cache=None)) for _ in range(clients)
+            ]  # type: ignore[arg-type]
+
+            def caller(session: Client, tool: str = tool) -> Caller:
+                return lambda: session.call_tool(tool, {"text": "hello"})
+
+            pools[path] = [caller(s) for s in sessions]
+            await asyncio.gather(*(call() for call in pools[path]))  # (every session warm)
+        totals = await rotate(pools, rounds, seconds)
+        return {path: done / took for path, (done, took) in totals.items()}
+
+
+def _report(mode: str, samples: dict[str, list[float]], rates: dict[str, float]) -> None:
+    print(f"\n{mode}: p50 / p99 ms of sequential calls, calls/s with concurrent callers")
+    for path in PATHS:
+        p50, p99 = percentiles(samples[path])
+        print(f"  {path:20} {p50:7.3f} / {p99:7.3f}   {rates[path]:8.1f} calls/s")
+    d50, _ = percentiles(samples["direct"])
+    for path in PATHS[1:]:
+        p50, _ = percentiles(samples[path])
+        print(f"  ratio {path} / direct: p50 {p50 / d50:.2f}, calls/s {rates[path] / rates['direct']:.2f}")
+    print("  (issue 24's targets for the HTTP upstream: p50 <= 1.3, calls/s >= 0.75)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=200)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    port = free_port()
+    server_proc = subprocess.Popen(
+        [sys.executable, TEST_SERVER, "--http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        direct = f"http://127.0.0.1:{port}/mcp"
+        with tempfile.TemporaryDirectory() as tmp:
+            servers = {
+                "local": {"command": "python", "args": [TEST_SERVER]},
+                "remote": {"transport": "http", "url": direct},
+            }
+            config = write_hub_config(
+                Path(tmp) / "hub.yaml", {"default": {"servers": servers}}, f"{tmp}/data"
+            )
+            with served_hub(config) as (_, url):
+                request = urllib.request.Request(url + "/api/tenants/default/start", data=b"", method="POST")
+                with urllib.request.urlopen(request) as answer:
+                    started = json.load(answer)["servers"]
+                assert started == {"local": "running", "remote": "running"}, started
+                urls = (direct, url + "/mcp", url + "/mcp")
+                for mode in ("legacy", "2026-07-28"):
+                    samples = asyncio.run(latency(urls, mode, args.calls))
+                    rates = asyncio.run(throughput(urls, mode, args.clients, args.seconds, args.rounds))
+                    _report(mode, samples, rates)
+    finally:
+        server_proc.send_signal(signal.SIGTERM)
+        server_proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()
