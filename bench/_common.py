@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import signal
@@ -12,6 +13,7 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -141,3 +143,30 @@ async def rotate(pools: dict[str, list[Caller]], rounds: int, seconds: float) ->
             totals[name][0] += calls
             totals[name][1] += took
     return totals
+
+
+@contextlib.contextmanager
+def http_test_server() -> Iterator[str]:
+    """The SDK-built test server (tests/servers/testserver.py) serving Streamable HTTP on a free
+    loopback port, while the block runs; its MCP URL."""
+    port = free_port()
+    server = ROOT / "tests" / "servers" / "testserver.py"
+    proc = subprocess.Popen(
+        [sys.executable, str(server), "--http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_port(port)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+
+
+def start_tenant(url: str, tenant: str = "default") -> dict[str, str]:
+    """Start `tenant`'s servers on the hub at `url` (an open hub); each one's state."""
+    request = urllib.request.Request(f"{url}/api/tenants/{tenant}/start", data=b"", method="POST")
+    with urllib.request.urlopen(request) as answer:
+        servers: dict[str, str] = json.load(answer)["servers"]
+    return servers

@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import signal
-import subprocess
 import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
-from _common import ROOT, free_port, percentiles, served_hub, timed_calls, wait_port, write_hub_config
+from _common import (
+    ROOT,
+    http_test_server,
+    percentiles,
+    served_hub,
+    start_tenant,
+    timed_calls,
+    write_hub_config,
+)
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -91,28 +95,15 @@ def main() -> None:
                 args.calls,
             )
         )
-        port = free_port()
-        server_proc = subprocess.Popen(
-            [sys.executable, TEST_SERVER, "--http", str(port)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            with served_hub(config) as (_, url):
-                request = urllib.request.Request(url + "/api/tenants/default/start", data=b"", method="POST")
-                with urllib.request.urlopen(request) as answer:
-                    assert json.load(answer)["servers"] == {"echo": "running"}
-                wait_port(port)
-                results["direct HTTP"], results["HTTP facade"] = asyncio.run(
-                    measure_pair(f"http://127.0.0.1:{port}/mcp", url + "/mcp", args.mode, args.calls)
-                )
-                one = url + "/tenants/default/servers/echo/mcp"
-                results["aggregated"], results["one-server"] = asyncio.run(
-                    measure_pair(url + "/mcp", one, args.mode, args.calls, tools=("echo__echo", "echo"))
-                )
-        finally:
-            server_proc.send_signal(signal.SIGTERM)
-            server_proc.wait(30)
+        with http_test_server() as direct_url, served_hub(config) as (_, url):
+            assert start_tenant(url) == {"echo": "running"}
+            results["direct HTTP"], results["HTTP facade"] = asyncio.run(
+                measure_pair(direct_url, url + "/mcp", args.mode, args.calls)
+            )
+            one = url + "/tenants/default/servers/echo/mcp"
+            results["aggregated"], results["one-server"] = asyncio.run(
+                measure_pair(url + "/mcp", one, args.mode, args.calls, tools=("echo__echo", "echo"))
+            )
     print(f"\necho call, {args.calls} sequential calls (p50 / p99 ms):")
     for name, samples in results.items():
         p50, p99 = percentiles(samples)

@@ -23,25 +23,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import platform
-import signal
-import subprocess
-import sys
 import tempfile
-import urllib.request
 from pathlib import Path
 
 from _common import (
     ROOT,
     Caller,
-    free_port,
+    http_test_server,
     percentiles,
     rotate,
     served_hub,
+    start_tenant,
     timed_calls,
-    wait_port,
     write_hub_config,
 )
 from mcp import Client
@@ -107,36 +102,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    port = free_port()
-    server_proc = subprocess.Popen(
-        [sys.executable, TEST_SERVER, "--http", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_port(port)
-        direct = f"http://127.0.0.1:{port}/mcp"
-        with tempfile.TemporaryDirectory() as tmp:
-            servers = {
-                "local": {"command": "python", "args": [TEST_SERVER]},
-                "remote": {"transport": "http", "url": direct},
-            }
-            config = write_hub_config(
-                Path(tmp) / "hub.yaml", {"default": {"servers": servers}}, f"{tmp}/data"
-            )
-            with served_hub(config) as (_, url):
-                request = urllib.request.Request(url + "/api/tenants/default/start", data=b"", method="POST")
-                with urllib.request.urlopen(request) as answer:
-                    started = json.load(answer)["servers"]
-                assert started == {"local": "running", "remote": "running"}, started
-                urls = (direct, url + "/mcp", url + "/mcp")
-                for mode in ("legacy", "2026-07-28"):
-                    samples = asyncio.run(latency(urls, mode, args.calls))
-                    rates = asyncio.run(throughput(urls, mode, args.clients, args.seconds, args.rounds))
-                    _report(mode, samples, rates)
-    finally:
-        server_proc.send_signal(signal.SIGTERM)
-        server_proc.wait(30)
+    with http_test_server() as direct, tempfile.TemporaryDirectory() as tmp:
+        servers = {
+            "local": {"command": "python", "args": [TEST_SERVER]},
+            "remote": {"transport": "http", "url": direct},
+        }
+        config = write_hub_config(Path(tmp) / "hub.yaml", {"default": {"servers": servers}}, f"{tmp}/data")
+        with served_hub(config) as (_, url):
+            started = start_tenant(url)
+            assert started == {"local": "running", "remote": "running"}, started
+            urls = (direct, url + "/mcp", url + "/mcp")
+            for mode in ("legacy", "2026-07-28"):
+                samples = asyncio.run(latency(urls, mode, args.calls))
+                rates = asyncio.run(throughput(urls, mode, args.clients, args.seconds, args.rounds))
+                _report(mode, samples, rates)
 
 
 if __name__ == "__main__":
