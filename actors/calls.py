@@ -2,16 +2,16 @@
 thread-safe way in to the server's loop that routes hold, and `ServerCalls`, the calls guarded.
 
 Each call is a call in flight: bounded by `call_timeout`, failed at once with an upstream error
-when the server crashes or stops, its errors mapped onto the hub's (`hub.errors`). A stdio
-server's tools are called through the hub's own channel (`actors.upstream.rawcall`), others through the SDK
-client.
+when the server crashes or stops, its errors mapped onto the hub's (`hub.errors`). A stdio or
+Streamable HTTP server's tools are called through the hub's own channel (`actors.upstream.rawcall`,
+`actors.upstream.httpcall`), an SSE server's through the SDK client.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import mcp.types as types
@@ -20,7 +20,8 @@ from mcp import Client, MCPError
 from actors.describe import describe
 from actors.models import ServerState, ToolResult
 from actors.relay import Requester
-from actors.upstream.rawcall import ErrorAnswer, RawChannel
+from actors.upstream.httpcall import BadAnswer, Channel, SessionExpired, Unreachable
+from actors.upstream.rawcall import ErrorAnswer
 from hub import jsontext
 from hub.errors import (
     BadRequest,
@@ -150,9 +151,11 @@ class ServerCalls:
             return False
         return True
 
-    def abort_all(self, reason: str) -> None:
-        """Fail every call in flight at once with an upstream error naming `reason`."""
+    def abort_all(self, reason: str, spare: Collection[asyncio.Task[Any]] = ()) -> None:
+        """Fail every call in flight at once (but those in `spare`) with an upstream error naming `reason`."""
         for task in list(self._inflight):
+            if task in spare:
+                continue
             self._aborted.add(task)
             task.cancel(reason)
 
@@ -220,7 +223,7 @@ class ServerCalls:
     ) -> ToolResult:
         """Call tool `name` of this server and return its result in the REST shape.
 
-        A stdio server is called through the hub's own channel (`actors.upstream.rawcall`); others through
+        A stdio or Streamable HTTP server is called through the hub's own channel; an SSE one through
         the SDK client. A tool held by pinning (`hub.pins`) is refused here too, whatever route the
         call took (a session's instance may show a catalog its server's listing does not).
         """
@@ -231,7 +234,7 @@ class ServerCalls:
         if channel is not None:
             params = {"name": name, "arguments": arguments}
             raw = await self.guarded(
-                f"tool '{name}'", lambda c: self._raw_rounds(channel, params, progress), requester
+                f"tool '{name}'", lambda c: self._channel_call(channel, params, progress), requester
             )
             return self._raw_tool_result(name, raw)
         jsontext.check(arguments)  # (BadRequest: what the SDK could not write must not reach it)
@@ -249,7 +252,25 @@ class ServerCalls:
             structured_content=result.structured_content,
         )
 
-    async def _raw_rounds(self, channel: RawChannel, params: dict[str, Any], progress: Any) -> dict[str, Any]:
+    async def _channel_call(self, channel: Channel, params: dict[str, Any], progress: Any) -> dict[str, Any]:
+        """A `tools/call` on the hub's own channel (`_raw_rounds`); on a Streamable HTTP server, a
+        session the server ended is renewed and the call sent once more (`actors.renewal`)."""
+        name = self._supervisor.config.name
+        try:
+            try:
+                return await self._raw_rounds(channel, params, progress)
+            except SessionExpired:
+                renewed = await self._supervisor.renewal.renew(channel)
+                return await self._raw_rounds(renewed, params, progress)
+        except SessionExpired:
+            raise UpstreamError(f"server '{name}' ended its new session at once (HTTP 404)") from None
+        except BadAnswer as exc:
+            raise UpstreamError(f"server '{name}' {exc}") from None
+        except Unreachable as exc:
+            self._supervisor.mark_lost(f"unreachable: {exc}")
+            raise UpstreamError(f"server '{name}' is unreachable: {exc}") from None
+
+    async def _raw_rounds(self, channel: Channel, params: dict[str, Any], progress: Any) -> dict[str, Any]:
         """A `tools/call` on the hub's channel, through the rounds of a 2026-07-28 server that
         answers `input_required` (it asks for sampling or elicitation that way): each round's
         requests go to the caller (`RequestRelay.answer_inputs`), and the call is sent again with

@@ -14,8 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from actors.models import NotificationsDropped
+
+if TYPE_CHECKING:
+    from actors.server import ServerSupervisor
+
+log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
 
 _MARK = b'"notifications/'  # every notification's method starts so (a request's or answer's does not)
 _USUAL = (b'{"jsonrpc":"2.0","method":"notifications/', b'{"method":"notifications/')
@@ -103,3 +112,19 @@ class NotificationGate:
         dropped, self._dropped = self._dropped, 0
         if dropped:
             self._report(dropped)
+
+
+def report_drops(supervisor: ServerSupervisor, count: int) -> None:
+    """Log and tell that the gate of `supervisor` dropped `count` notifications in its last
+    interval (on the server's loop)."""
+    gate = supervisor.gate
+    log.warning(
+        "%s/%s: dropped %d notifications in %g s (over orchestrator.notification_rate %g/s, burst %d)",
+        supervisor.tenant,
+        supervisor.config.name,
+        count,
+        gate.interval,
+        gate.rate or 0,
+        gate.burst,
+    )
+    supervisor.tell(NotificationsDropped(supervisor.tenant, supervisor.config.name, count))

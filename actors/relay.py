@@ -65,9 +65,12 @@ class RequestRelay:
         self._requesters.pop(task, None)
 
     def _requester(self) -> Requester | None:
-        """The client of the most recent call in flight that came with one (a legacy server does
-        not say which call its request belongs to)."""
-        return next(reversed(self._requesters.values()), None)
+        """The client of the call running as the current task (the hub's channels handle a call's
+        stream in its own task), else of the most recent call in flight that came with one (a
+        legacy server does not say which call its request belongs to)."""
+        task = asyncio.current_task()
+        own = self._requesters.get(task) if task is not None else None
+        return own or next(reversed(self._requesters.values()), None)
 
     async def _ask_client(self, request: Any, result_type: type[Any]) -> Any:
         requester = self._requester()
@@ -112,6 +115,16 @@ class RequestRelay:
                 )
             answers[key] = answer.model_dump(mode="json", by_alias=True, exclude_none=True)
         return answers
+
+    async def answer_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The `result` or `error` member of the answer to a request the server sent on a call's
+        stream (`actors.upstream.httpcall`): ping, sampling and elicitation (asked of the caller)."""
+        if request.get("method") == "ping":
+            return {"result": {}}
+        answer = await self._answer_input(request)
+        if isinstance(answer, types.ErrorData):
+            return {"error": answer.model_dump(mode="json", exclude_none=True)}
+        return {"result": answer.model_dump(mode="json", by_alias=True, exclude_none=True)}
 
     async def _answer_input(self, request: Any) -> Any:
         """The client's answer to one embedded request (its result, or an `ErrorData`)."""

@@ -52,7 +52,6 @@ from actors.limits import LimitError
 from actors.listing import CatalogListing
 from actors.models import (
     InstanceStateChanged,
-    NotificationsDropped,
     ServerCatalog,
     ServerCrashed,
     ServerState,
@@ -61,16 +60,17 @@ from actors.models import (
     StoppedReason,
     session_label,
 )
-from actors.notification_gate import NotificationGate
+from actors.notification_gate import NotificationGate, report_drops
 from actors.reaper import ProcessRegistry
 from actors.relay import Requester, RequestRelay
-from actors.restarts import Crash, Misconfigured, Restarts, Stopped, configuration_problem
+from actors.renewal import SessionRenewal
+from actors.restarts import Crash, Misconfigured, Restarts, RetryNow, Stopped, configuration_problem
 from actors.sandbox import Sandbox, SandboxError
 from actors.server_spec import Listener, ServerEvent, ServerSpec, initial_status, next_seq, tell
 from actors.subscriptions import Subscriptions
 from actors.transport import Transport
 from actors.upstream.errlog import CappedLog
-from actors.upstream.rawcall import RawChannel
+from actors.upstream.httpcall import Channel
 from hub import timeouts
 
 __all__ = [
@@ -117,7 +117,7 @@ class ServerSupervisor:
         tenant, config = spec.tenant, spec.config
         self.status = initial_status(tenant, config, spec.session)
         self.client: Client | None = None
-        self.channel: RawChannel | None = None  # the hub's own channel, once up: tools/call goes there
+        self.channel: Channel | None = None  # the hub's own channel, once up: tools/call goes there
         self._task: asyncio.Task[None] | None = None
         self._stop = asyncio.Event()
         self._running_since: float | None = None  # (monotonic) when this connection reached running
@@ -127,7 +127,7 @@ class ServerSupervisor:
         self._lapsed = False  # the connection ended: its catalog goes once the status leaves running
         self._stop_reason = StoppedReason.STOPPED
         orch = spec.orchestrator
-        self.gate = NotificationGate(orch.notification_rate, orch.notification_burst, self._report_drops)
+        self.gate = NotificationGate(orch.notification_rate, orch.notification_burst, self.report_drops)
         # The concerns the state machine hands work to, one class each.
         self.relay = RequestRelay(tenant, config.name, spec.session, self.tell)
         self.subscriptions = Subscriptions(self, spec.log_level)
@@ -135,6 +135,7 @@ class ServerSupervisor:
         self.restarts = Restarts(self)
         self.transport = Transport(self)
         self.calls = ServerCalls(self)
+        self.renewal = SessionRenewal(self)
         self.idle = IdleTimer(self)  # (on_demand only)
         self.listing = CatalogListing(self, spec.cache_path, spec.pinning)  # (reads its cache file here)
         self.status = self.listing.first_status(self.status)
@@ -292,7 +293,11 @@ class ServerSupervisor:
             self.gate.flush()
             self._lapsed = True  # (`set_state` withdraws the catalog at the next state: see there)
         if reason is None:
+            self.renewal.ended()
             return False
+        if self.renewal.take():
+            raise RetryNow  # at once, not a crash: `actors.renewal`
+        self.renewal.ended()
         self.crash_reason = reason
         # Stable: it ran (reached `running`) for a while. A start that fails slowly (npx retrying
         # an unreachable registry for a minute) never earns a fresh retry budget.
@@ -337,6 +342,7 @@ class ServerSupervisor:
             last_error=None,
         )
         self.idle.start()
+        self.renewal.connected(self.channel)
         log.info(
             "%s/%s running (pid %s, %d tools)",
             self.tenant,
@@ -361,7 +367,8 @@ class ServerSupervisor:
             self.calls.abort_all(f"server '{self.config.name}' is stopping")
             return None
         reason = self.lost_reason or "connection lost"
-        self.calls.abort_all(f"server '{self.config.name}' crashed during the call: {reason}")
+        crashed = f"server '{self.config.name}' crashed during the call: {reason}"
+        self.calls.abort_all(crashed, self.renewal.spared())
         return reason
 
     def mark_lost(self, reason: str) -> None:
@@ -370,18 +377,9 @@ class ServerSupervisor:
             self.lost_reason = reason
             self._lost.set()
 
-    def _report_drops(self, count: int) -> None:
+    def report_drops(self, count: int) -> None:
         """The notification gate dropped `count` notifications in its last interval (on this loop)."""
-        log.warning(
-            "%s/%s: dropped %d notifications in %g s (over orchestrator.notification_rate %g/s, burst %d)",
-            self.tenant,
-            self.config.name,
-            count,
-            self.gate.interval,
-            self.gate.rate or 0,
-            self.gate.burst,
-        )
-        self.tell(NotificationsDropped(self.tenant, self.config.name, count))
+        report_drops(self, count)
 
     async def await_exit(self) -> None:
         """A connection just closed: give the child's exit (and its last stderr lines, for which

@@ -22,8 +22,10 @@ from actors.limits import ServerCgroup
 from actors.limits import shim as limits_shim
 from actors.models import ServerState
 from actors.sandbox import Sandbox, host_support, sandbox_for
+from actors.upstream.http1 import Pool
+from actors.upstream.httpcall import Channel, HttpChannel, Relayed, SessionWatch
 from actors.upstream.rawcall import RawChannel, modern_envelope
-from actors.upstream.remote import keep_alive, remote_transport
+from actors.upstream.remote import keep_alive, lean_pool, remote_transport
 from actors.upstream.stdio import CappedLog, StdioProcess, child_environment, stdio_transport
 from hub import timeouts
 from hub.config import redact
@@ -43,6 +45,9 @@ class Transport:
         self._spawned: RawChannel | None = None  # the hub's own channel to the child last spawned
         self._cgroup: ServerCgroup | None = None  # the cgroup of the child last spawned (`actors.limits`)
         self._watches: set[asyncio.Task[None]] = set()  # of the children spawned: exit, stdout
+        self._pool: Pool | None = None  # an http server's: the keep-alive pool of the hub's own channel
+        self._watch: SessionWatch | None = None  # the session id its SDK client sends
+        self._lean: HttpChannel | None = None  # the hub's own channel to it, once up
 
     def sandbox(self) -> Sandbox | None:
         """The sandbox of the next start of a stdio server (None: unsandboxed).
@@ -85,7 +90,11 @@ class Transport:
                 supervisor.gate,
             )
         else:
-            target = await remote_transport(config, errlog, stack)
+            self._pool = lean_pool(config, errlog)
+            self._watch = SessionWatch() if self._pool is not None else None
+            if self._pool is not None:
+                stack.callback(self._close_lean)
+            target = await remote_transport(config, errlog, stack, self._watch)
         relay = supervisor.relay
         return Client(
             target,
@@ -99,14 +108,33 @@ class Transport:
             client_info=types.Implementation(name="mcp-hub", version=hub.__version__),
         )
 
-    def open_channel(self, client: Client) -> RawChannel | None:
-        """The hub's own channel for tool calls to a stdio server, set up for the era just negotiated."""
-        channel = self._spawned if self._supervisor.config.transport == "stdio" else None
+    def open_channel(self, client: Client) -> Channel | None:
+        """The hub's own channel for tool calls to a stdio or Streamable HTTP server, set up for
+        the era just negotiated (None: calls take the SDK's client)."""
+        supervisor = self._supervisor
+        modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
+        channel: Channel | None = None
+        if supervisor.config.transport == "stdio" and self._spawned is not None:
+            channel = self._spawned
+            channel.on_log = supervisor.relay.on_raw_log
+        elif self._pool is not None:
+            relay = supervisor.relay
+            relayed = Relayed(relay.on_raw_log, supervisor.discovery.on_message, relay.answer_request)
+            watch = None if modern else self._watch
+            channel = self._lean = HttpChannel(
+                self._pool, client.protocol_version, watch, relayed, lambda: supervisor.listing.catalog
+            )
         if channel is not None:
-            modern = client.protocol_version in MODERN_PROTOCOL_VERSIONS
             channel.envelope = modern_envelope(client.protocol_version) if modern else None
-            channel.on_log = self._supervisor.relay.on_raw_log
         return channel
+
+    def _close_lean(self) -> None:
+        """The connection ended: the hub's own channel to the remote server closes with it."""
+        if self._lean is not None:
+            self._lean.close()
+        elif self._pool is not None:
+            self._pool.close()
+        self._lean = self._pool = self._watch = None
 
     async def ping(self, client: Client) -> None:
         """Liveness of a remote (http/sse) server on a handshake-era connection: a failed ping is a crash.

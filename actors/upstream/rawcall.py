@@ -58,7 +58,7 @@ def modern_envelope(protocol_version: str) -> dict[str, Any]:
     }
 
 
-def _line(message: dict[str, Any]) -> bytes:
+def encoded(message: dict[str, Any]) -> bytes:
     """`message` as one line of UTF-8 JSON.
 
     Raises:
@@ -77,7 +77,7 @@ def _line(message: dict[str, Any]) -> bytes:
         raise BadRequest(f"the arguments cannot be sent as JSON: {exc}") from None
 
 
-def _parsed(line: bytes) -> dict[str, Any] | None:
+def parsed(line: bytes) -> dict[str, Any] | None:
     """`line` as a JSON object (a lone surrogate in it as U+FFFD, as UTF-8 can carry it), or None."""
     try:
         message = json.loads(line)
@@ -126,7 +126,7 @@ class RawChannel:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._pending[rid] = future
         try:
-            line = _line({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
+            line = encoded({"jsonrpc": "2.0", "id": rid, "method": method, "params": params})
             try:
                 self._write(line)
                 await self._drain()
@@ -157,7 +157,7 @@ class RawChannel:
         """
         if not ((_MARK in line and self._pending) or (_LOG in line and self.on_log is not None)):
             return False
-        message = _parsed(line)
+        message = parsed(line)
         if message is None:
             return False
         rid = message.get("id")

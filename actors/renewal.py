@@ -1,0 +1,92 @@
+"""`SessionRenewal`: a 2025-11-25 session that the server ended (HTTP 404 on a call, the spec's
+sign), renewed under the calls that met its end.
+
+The first such call has the connection restarted at once (`mark_lost`, then `RetryNow` rather
+than a crash: no backoff, no crash counted): the SDK's client does a new handshake and the
+catalog is discovered again. The calls that met the 404 wait for the new connection, spared by
+`abort_all` (every other call in flight on the old session fails as in a crash), and are sent
+once more on its channel. If the new connection does not come up (the restart crashes, or the
+server is stopped), they fail with an upstream error saying so; a second 404 is not renewed again.
+
+Every method runs on the server's loop (thread `server-<tenant>-<name>`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from actors.upstream.httpcall import Channel
+from hub.errors import UpstreamError
+
+if TYPE_CHECKING:
+    from actors.server import ServerSupervisor
+
+log = logging.getLogger("actors.server")  # the server's own logger: log lines keep the name filtered on
+
+REASON = "the server ended its session (HTTP 404): renewing it"
+
+
+class SessionRenewal:
+    """The renewal of one server's session."""
+
+    def __init__(self, supervisor: ServerSupervisor) -> None:
+        self._supervisor = supervisor
+        self._renewing: set[asyncio.Task[object]] = set()  # calls waiting for the new session
+        self._waiters: list[asyncio.Future[Channel | None]] = []
+        self._asked = False  # the connection ends to be renewed (not a crash)
+
+    async def renew(self, old: Channel) -> Channel:
+        """The channel of a new session, once the connection whose channel was `old` is renewed
+        (by this call, or by another that met the 404 first).
+
+        Raises:
+            UpstreamError: no new connection came up.
+        """
+        supervisor = self._supervisor
+        current = supervisor.channel
+        if current is not None and current is not old:
+            return current  # renewed already
+        waiter: asyncio.Future[Channel | None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        task = asyncio.current_task()
+        assert task is not None
+        self._renewing.add(task)
+        try:
+            if current is old and not self._asked:
+                self._asked = True
+                log.info("%s/%s: %s", supervisor.tenant, supervisor.config.name, REASON)
+                supervisor.mark_lost(REASON)
+            channel = await waiter
+        finally:
+            self._renewing.discard(task)
+        if channel is None:
+            raise UpstreamError(
+                f"server '{supervisor.config.name}' ended its session, and a new one could not be opened"
+            )
+        return channel
+
+    def spared(self) -> set[asyncio.Task[object]]:
+        """The calls `abort_all` leaves alone now (those waiting for the renewed session)."""
+        return set(self._renewing) if self._asked else set()
+
+    def take(self) -> bool:
+        """Whether the connection that just ended was ended to be renewed (asked once)."""
+        asked, self._asked = self._asked, False
+        return asked
+
+    def connected(self, channel: Channel | None) -> None:
+        """A connection came up: the calls waiting for it go on with its channel."""
+        self._resolve(channel)
+
+    def ended(self) -> None:
+        """The connection crashed or stopped instead: the waiting calls fail."""
+        self._asked = False
+        self._resolve(None)
+
+    def _resolve(self, channel: Channel | None) -> None:
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(channel)
