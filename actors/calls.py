@@ -256,12 +256,14 @@ class ServerCalls:
         """A `tools/call` on the hub's own channel (`_raw_rounds`); on a Streamable HTTP server, a
         session the server ended is renewed and the call sent once more (`actors.renewal`)."""
         name = self._supervisor.config.name
+        renewal = self._supervisor.renewal
         try:
-            try:
-                return await self._raw_rounds(channel, params, progress)
-            except SessionExpired:
-                renewed = await self._supervisor.renewal.renew(channel)
-                return await self._raw_rounds(renewed, params, progress)
+            with renewal.riding():
+                try:
+                    return await self._raw_rounds(channel, params, progress)
+                except SessionExpired:
+                    renewed = await renewal.renew(channel)
+                    return await self._raw_rounds(renewed, params, progress)
         except SessionExpired:
             raise UpstreamError(f"server '{name}' ended its new session at once (HTTP 404)") from None
         except BadAnswer as exc:

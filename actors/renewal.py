@@ -3,10 +3,12 @@ sign), renewed under the calls that met its end.
 
 The first such call has the connection restarted at once (`mark_lost`, then `RetryNow` rather
 than a crash: no backoff, no crash counted): the SDK's client does a new handshake and the
-catalog is discovered again. The calls that met the 404 wait for the new connection, spared by
-`abort_all` (every other call in flight on the old session fails as in a crash), and are sent
-once more on its channel. If the new connection does not come up (the restart crashes, or the
-server is stopped), they fail with an upstream error saying so; a second 404 is not renewed again.
+catalog is discovered again. Calls on the hub's own channel are spared by `abort_all` (they do
+not need the SDK's session: one whose answer still comes gets it, one that meets the 404 too
+waits for the new connection); the calls that met the 404 are sent once more on the new
+channel. Requests in flight on the SDK's client (reads, prompts) fail as in a crash. If the new
+connection does not come up (the restart crashes, or the server is stopped), the waiting calls
+fail with an upstream error saying so; a second 404 is not renewed again.
 
 Every method runs on the server's loop (thread `server-<tenant>-<name>`).
 """
@@ -14,8 +16,10 @@ Every method runs on the server's loop (thread `server-<tenant>-<name>`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 from actors.upstream.httpcall import Channel
 from hub.errors import UpstreamError
@@ -33,7 +37,7 @@ class SessionRenewal:
 
     def __init__(self, supervisor: ServerSupervisor) -> None:
         self._supervisor = supervisor
-        self._renewing: set[asyncio.Task[object]] = set()  # calls waiting for the new session
+        self._riding: set[asyncio.Task[Any]] = set()  # calls on the hub's own channel
         self._waiters: list[asyncio.Future[Channel | None]] = []
         self._asked = False  # the connection ends to be renewed (not a crash)
 
@@ -50,26 +54,31 @@ class SessionRenewal:
             return current  # renewed already
         waiter: asyncio.Future[Channel | None] = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        task = asyncio.current_task()
-        assert task is not None
-        self._renewing.add(task)
-        try:
-            if current is old and not self._asked:
-                self._asked = True
-                log.info("%s/%s: %s", supervisor.tenant, supervisor.config.name, REASON)
-                supervisor.mark_lost(REASON)
-            channel = await waiter
-        finally:
-            self._renewing.discard(task)
+        if current is old and not self._asked:
+            self._asked = True
+            log.info("%s/%s: %s", supervisor.tenant, supervisor.config.name, REASON)
+            supervisor.mark_lost(REASON)
+        channel = await waiter
         if channel is None:
             raise UpstreamError(
                 f"server '{supervisor.config.name}' ended its session, and a new one could not be opened"
             )
         return channel
 
-    def spared(self) -> set[asyncio.Task[object]]:
-        """The calls `abort_all` leaves alone now (those waiting for the renewed session)."""
-        return set(self._renewing) if self._asked else set()
+    @contextlib.contextmanager
+    def riding(self) -> Iterator[None]:
+        """Around a call on the hub's own channel (in the call's task)."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._riding.add(task)
+        try:
+            yield
+        finally:
+            self._riding.discard(task)
+
+    def spared(self) -> set[asyncio.Task[Any]]:
+        """The calls `abort_all` leaves alone now: on a renewal, those on the hub's own channel."""
+        return set(self._riding) if self._asked else set()
 
     def take(self) -> bool:
         """Whether the connection that just ended was ended to be renewed (asked once)."""

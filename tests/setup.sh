@@ -7,7 +7,8 @@
 #   (the tests look there, or in $MCP_HUB_NODE_MODULES);
 # - Debian's chromium and chromium-driver for the browser tests, and bubblewrap (`bwrap`), the
 #   sandbox every stdio server runs in by default, redis-server, which the cluster tests start, and
-#   haproxy, whose `haproxy -c` checks config/haproxy.cfg (apt-get, as root or with sudo).
+#   haproxy, whose `haproxy -c` checks config/haproxy.cfg, and openssl, which makes the TLS tests'
+#   certificate (apt-get, as root or with sudo).
 #
 # Running it again installs only what is missing. What it cannot install (no npm, no apt-get, no
 # root) it names at the end; the tests that need it then fail with one line naming this script.
@@ -58,6 +59,9 @@ if ! command -v redis-server >/dev/null; then
 fi
 if ! command -v haproxy >/dev/null && [ ! -x /usr/sbin/haproxy ]; then  # (sbin: not on a user's PATH)
   debian+=(haproxy)
+fi
+if ! command -v openssl >/dev/null; then  # (a self-signed certificate for the TLS tests)
+  debian+=(openssl)
 fi
 if [ ${#debian[@]} -gt 0 ]; then
   sudo=()

@@ -7,11 +7,14 @@ tests/test_remote_faults.py."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
+import subprocess
 from collections.abc import Awaitable, Callable
 
 import pytest
 
-from actors.upstream.http1 import HttpFailure, Pool
+from actors.upstream.http1 import HttpFailure, Pool, proxied
 from actors.upstream.httpcall import SessionWatch
 from actors.upstream.sse import SseParser
 
@@ -199,3 +202,61 @@ def test_server_sent_events_parse_across_any_chunking() -> None:
         assert events == whole, size
     with pytest.raises(ValueError, match="an event over"):
         SseParser(10).feed(b"data: " + b"y" * 20 + b"\n")
+
+
+def test_https_is_verified_against_the_certificates_the_sdk_client_trusts(tmp_path, monkeypatch) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=t"),
+            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(cert, key)
+
+    async def answer(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        writer.write(_json(b'{"tls": true}'))
+        return True
+
+    async def run(trusted: bool) -> None:
+        accepted: list[int] = []
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            accepted.append(1)
+            with contextlib.suppress(Exception):
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)
+                await answer(b"", writer)
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=served)
+        url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/mcp"
+        pool = Pool(url, {})
+        try:
+            if trusted:
+                assert await (await pool.post(b"{}", {})).read(100) == b'{"tls": true}'
+            else:
+                with pytest.raises(HttpFailure, match="CERTIFICATE_VERIFY_FAILED"):
+                    await pool.post(b"{}", {})
+        finally:
+            pool.close()
+            server.close()
+
+    asyncio.run(run(trusted=False))  # (a self-signed certificate nobody trusts)
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+    asyncio.run(run(trusted=True))
+
+
+def test_a_proxy_of_the_environment_leaves_the_calls_to_the_sdk_client(monkeypatch) -> None:
+    url = "https://mcp.example.com/mcp"
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not proxied(url)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert proxied(url) and not proxied("http://mcp.example.com/mcp")
+    monkeypatch.setenv("NO_PROXY", "example.com")
+    assert not proxied(url)

@@ -23,7 +23,7 @@ import ssl
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 
 import httpx2
@@ -290,7 +290,7 @@ class Response:
             parts.append(part)
         return b"".join(parts)
 
-    async def stream(self) -> AsyncIterator[bytes]:
+    async def stream(self) -> AsyncGenerator[bytes, None]:
         """The body's bytes as they come; at its end the connection is released.
 
         Raises:

@@ -26,10 +26,9 @@ Everything here runs on the server's loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,7 +225,7 @@ class HttpChannel:
             response = await self._resume(call)
         raise BadAnswer("closed the call's stream before answering")
 
-    async def _events(self, chunks: AsyncIterator[bytes], call: _Call) -> dict[str, Any] | None:
+    async def _events(self, chunks: AsyncGenerator[bytes, None], call: _Call) -> dict[str, Any] | None:
         """Handle the stream's events until the call's answer (None: the stream ended first)."""
         parser = SseParser(MESSAGE_LIMIT)
         try:
@@ -310,16 +309,19 @@ class HttpChannel:
             raise BadAnswer(f"broke the call's stream and refused to resume it (HTTP {response.status})")
         return response
 
-    def _drain(self, chunks: AsyncIterator[bytes], call: _Call) -> None:
+    def _drain(self, chunks: AsyncGenerator[bytes, None], call: _Call) -> None:
         """Read what follows the answer to the stream's end (the server closes it), so that the
         connection is kept; a stream still open after `_DRAIN` seconds is dropped."""
 
         async def drain() -> None:
-            with contextlib.suppress(Exception):
+            try:
                 async with asyncio.timeout(_DRAIN):
                     async for _ in chunks:
                         pass
-            await chunks.aclose()  # type: ignore[attr-defined]
+            except (TimeoutError, HttpFailure):
+                pass
+            finally:
+                await chunks.aclose()  # (the connection closes if not read to its end)
 
         self._spawn(drain())
 
