@@ -57,6 +57,13 @@ async def timed_calls(client: Any, tool: str, calls: int, warm: int = 30) -> lis
     return samples
 
 
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user + system) process `pid` has used so far, in seconds (Linux `/proc`)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def write_hub_config(path: Path, tenants: dict[str, Any], data_dir: str | Path, **orchestrator: Any) -> Path:
     """A hub configuration of `tenants` at `path`: no extra listeners, data under `data_dir`."""
     path.write_text(

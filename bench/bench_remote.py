@@ -13,8 +13,10 @@ sessions; `2026-07-28`):
 - hub, stdio child: `mcp.Client` to the hub's `/mcp`, tool `local__echo`;
 - hub, HTTP upstream: the same, tool `remote__echo`.
 Latency: `--calls` sequential calls on each, the three clients taking turns 20 calls at a time.
-Throughput: `--clients` callers at once on each path for `--seconds`, the paths taking turns for
-`--rounds` rounds. Both so that a change of the machine's speed (a shared VM) falls on all alike.
+The hub's CPU time per call on each path is read from `/proc` around each turn (its own cost,
+whatever the machine's load). Throughput: `--clients` callers at once on each path for
+`--seconds`, the paths taking turns for `--rounds` rounds. Both so that a change of the
+machine's speed (a shared VM) falls on all alike.
 Issue 24's targets for the HTTP upstream: p50 <= 1.3x direct and calls/s >= 0.75x direct.
 """
 
@@ -31,6 +33,7 @@ from pathlib import Path
 from _common import (
     ROOT,
     Caller,
+    cpu_seconds,
     http_test_server,
     percentiles,
     rotate,
@@ -47,19 +50,23 @@ TOOLS = ("echo", "local__echo", "remote__echo")
 
 
 async def latency(
-    urls: tuple[str, str, str], mode: str, calls: int, batch: int = 20
-) -> dict[str, list[float]]:
-    """Seconds of each of `calls` sequential echo calls on each path, taking turns `batch` at a time."""
+    urls: tuple[str, str, str], mode: str, calls: int, hub: int, batch: int = 20
+) -> tuple[dict[str, list[float]], dict[str, float]]:
+    """Seconds of each of `calls` sequential echo calls on each path, taking turns `batch` at a
+    time; and the CPU seconds the hub's process (`hub`, a pid) spent on each path's calls."""
     async with contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(Client(u, mode=mode, cache=None)) for u in urls]  # type: ignore[arg-type]
         for client, tool in zip(clients, TOOLS, strict=True):
             await timed_calls(client, tool, 0)
         samples: dict[str, list[float]] = {path: [] for path in PATHS}
+        cpu = dict.fromkeys(PATHS, 0.0)
         while len(samples[PATHS[0]]) < calls:
             n = min(batch, calls - len(samples[PATHS[0]]))
             for path, client, tool in zip(PATHS, clients, TOOLS, strict=True):
+                began = cpu_seconds(hub)
                 samples[path] += await timed_calls(client, tool, n, warm=0)
-        return samples
+                cpu[path] += cpu_seconds(hub) - began
+        return samples, cpu
 
 
 async def throughput(
@@ -82,11 +89,14 @@ async def throughput(
         return {path: done / took for path, (done, took) in totals.items()}
 
 
-def _report(mode: str, samples: dict[str, list[float]], rates: dict[str, float]) -> None:
-    print(f"\n{mode}: p50 / p99 ms of sequential calls, calls/s with concurrent callers")
+def _report(
+    mode: str, samples: dict[str, list[float]], cpu: dict[str, float], rates: dict[str, float]
+) -> None:
+    print(f"\n{mode}: p50 / p99 ms of sequential calls, hub CPU ms per call, calls/s of concurrent callers")
     for path in PATHS:
         p50, p99 = percentiles(samples[path])
-        print(f"  {path:20} {p50:7.3f} / {p99:7.3f}   {rates[path]:8.1f} calls/s")
+        used = cpu[path] * 1000 / len(samples[path])
+        print(f"  {path:20} {p50:7.3f} / {p99:7.3f}   {used:5.2f}   {rates[path]:8.1f} calls/s")
     d50, _ = percentiles(samples["direct"])
     for path in PATHS[1:]:
         p50, _ = percentiles(samples[path])
@@ -108,14 +118,14 @@ def main() -> None:
             "remote": {"transport": "http", "url": direct},
         }
         config = write_hub_config(Path(tmp) / "hub.yaml", {"default": {"servers": servers}}, f"{tmp}/data")
-        with served_hub(config) as (_, url):
+        with served_hub(config) as (hub, url):
             started = start_tenant(url)
             assert started == {"local": "running", "remote": "running"}, started
             urls = (direct, url + "/mcp", url + "/mcp")
             for mode in ("legacy", "2026-07-28"):
-                samples = asyncio.run(latency(urls, mode, args.calls))
+                samples, cpu = asyncio.run(latency(urls, mode, args.calls, hub.pid))
                 rates = asyncio.run(throughput(urls, mode, args.clients, args.seconds, args.rounds))
-                _report(mode, samples, rates)
+                _report(mode, samples, cpu, rates)
 
 
 if __name__ == "__main__":

@@ -63,13 +63,14 @@ class SessionExpired(Exception):
 
 @dataclass
 class SessionWatch:
-    """The session id the SDK's client sends (read off its requests by `watch`, an `httpx2`
-    request hook); what the channel sends with each call."""
+    """The session id of the SDK's client (read off the answer to its `initialize` and off its
+    requests by `watch`, an `httpx2` request and response hook); what the channel sends with each
+    call. A value that is not visible ASCII (a hostile server's) is never taken."""
 
     session_id: str | None = None
 
-    async def watch(self, request: Any) -> None:
-        value = request.headers.get("mcp-session-id")
+    async def watch(self, message: Any) -> None:
+        value = message.headers.get("mcp-session-id")
         if value and header_safe(value):
             self.session_id = value
 

@@ -44,7 +44,7 @@ async def remote_transport(
         return sse_client(config.url, headers=headers)
     http = await stack.enter_async_context(seams.mcp_http_client(headers))
     if watch is not None:
-        http.event_hooks = {"request": [watch.watch], "response": []}
+        http.event_hooks = {"request": [watch.watch], "response": [watch.watch]}
     return streamable_http_client(config.url, http_client=http)
 
 
