@@ -165,6 +165,7 @@ class ServerCalls:
         """Run `run(client)` as a call in flight: bounded by `call_timeout`, failed at once on a crash."""
         supervisor = self._supervisor
         config = supervisor.config
+        await supervisor.renewal.settled(config.call_timeout)  # (a session being renewed: its calls wait)
         client = supervisor.client
         if client is None or supervisor.status.state is not ServerState.RUNNING:
             raise NotRunning(f"server '{config.name}' is {supervisor.status.state.value}")

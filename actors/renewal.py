@@ -3,12 +3,14 @@ sign), renewed under the calls that met its end.
 
 The first such call has the connection restarted at once (`mark_lost`, then `RetryNow` rather
 than a crash: no backoff, no crash counted): the SDK's client does a new handshake and the
-catalog is discovered again. Calls on the hub's own channel are spared by `abort_all` (they do
-not need the SDK's session: one whose answer still comes gets it, one that meets the 404 too
-waits for the new connection); the calls that met the 404 are sent once more on the new
-channel. Requests in flight on the SDK's client (reads, prompts) fail as in a crash. If the new
-connection does not come up (the restart crashes, or the server is stopped), the waiting calls
-fail with an upstream error saying so; a second 404 is not renewed again.
+catalog is discovered again, while the server stays `running` and keeps its catalog listed
+(calls that arrive meanwhile wait for the new session, `settled`). Calls on the hub's own
+channel are spared by `abort_all` (they do not need the SDK's session: one whose answer still
+comes gets it, one that meets the 404 too waits for the new connection); the calls that met the
+404 are sent once more on the new channel. Requests in flight on the SDK's client (reads,
+prompts) fail as in a crash. If the new connection does not come up (the restart crashes, or the
+server is stopped), the waiting calls fail with an upstream error saying so; a second 404 is not
+renewed again.
 
 Every method runs on the server's loop (thread `server-<tenant>-<name>`).
 """
@@ -40,6 +42,9 @@ class SessionRenewal:
         self._riding: set[asyncio.Task[Any]] = set()  # calls on the hub's own channel
         self._waiters: list[asyncio.Future[Channel | None]] = []
         self._asked = False  # the connection ends to be renewed (not a crash)
+        self.pending = False  # the connection that renews it is being made
+        self._quiet = asyncio.Event()  # set while no renewal is under way
+        self._quiet.set()
 
     async def renew(self, old: Channel) -> Channel:
         """The channel of a new session, once the connection whose channel was `old` is renewed
@@ -56,6 +61,7 @@ class SessionRenewal:
         self._waiters.append(waiter)
         if current is old and not self._asked:
             self._asked = True
+            self._quiet.clear()
             log.info("%s/%s: %s", supervisor.tenant, supervisor.config.name, REASON)
             supervisor.mark_lost(REASON)
         channel = await waiter
@@ -80,9 +86,23 @@ class SessionRenewal:
         """The calls `abort_all` leaves alone now: on a renewal, those on the hub's own channel."""
         return set(self._riding) if self._asked else set()
 
+    @property
+    def asked(self) -> bool:
+        """Whether the connection is ending to be renewed (its catalog stays listed)."""
+        return self._asked
+
+    async def settled(self, timeout: float) -> None:
+        """Wait (up to `timeout` seconds) for a renewal under way to end, if one is."""
+        if not self._quiet.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    await self._quiet.wait()
+
     def take(self) -> bool:
-        """Whether the connection that just ended was ended to be renewed (asked once)."""
+        """Whether the connection that just ended was ended to be renewed (asked once): if so,
+        the next one is made at once, as a renewal (`pending`)."""
         asked, self._asked = self._asked, False
+        self.pending = asked
         return asked
 
     def connected(self, channel: Channel | None) -> None:
@@ -95,6 +115,8 @@ class SessionRenewal:
         self._resolve(None)
 
     def _resolve(self, channel: Channel | None) -> None:
+        self.pending = False
+        self._quiet.set()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():

@@ -269,7 +269,8 @@ class ServerSupervisor:
             True if it ran stably (long enough to earn a fresh retry budget) before crashing,
             False if it was stopped.
         """
-        self.set_state(ServerState.STARTING)
+        if not self.renewal.pending:  # (a renewed session: still `running`, its catalog listed)
+            self.set_state(ServerState.STARTING)
         sandbox = self.transport.sandbox()
         self._lost = asyncio.Event()
         self.lost_reason = ""
@@ -291,7 +292,7 @@ class ServerSupervisor:
             self.idle.cancel()
             self.subscriptions.connection_ended()
             self.gate.flush()
-            self._lapsed = True  # (`set_state` withdraws the catalog at the next state: see there)
+            self._lapsed = not self.renewal.asked  # (`set_state` withdraws the catalog at the next state)
         if reason is None:
             self.renewal.ended()
             return False

@@ -195,7 +195,11 @@ class HttpChannel:
         if kind == "application/json" and (status == 200 or status >= 400):
             message = parsed(await self._body(response))
             if message is not None and ("result" in message or "error" in message):
-                return _result(message)
+                if message.get("id") == call.rid or (message.get("id") is None and "error" in message):
+                    return _result(message)
+                raise BadAnswer(
+                    f"answered the call with the answer to another request (id {message.get('id')!r})"
+                )
             if status == 200:
                 raise BadAnswer("answered the call with a body that is not a JSON-RPC answer")
         await self._body(response)
