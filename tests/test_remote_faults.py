@@ -1,0 +1,112 @@
+"""Remote (Streamable HTTP) upstreams that fail behind a served hub (issue 24): a server that
+answers garbage, closes the connection mid-stream or hangs gives the caller a clear error naming it
+within the server's `call_timeout`, and the hub and the server's other tools keep working; a
+2025-11-25 session the server expired is renewed without the caller noticing.
+
+Real processes: tests/servers/badhttp.py (a misbehaving server with a proper handshake, in both
+eras) and the SDK test server with `--expire-sessions`, over Streamable HTTP; `python -m hub serve`
+in front of them; real `mcp.Client`s of the facade. One hub and one set of servers for the module."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+
+import anyio
+import pytest
+from helpers.facade import MODES, http_facade
+from helpers.remote import (
+    BAD_HTTP,
+    all_running,
+    failure,
+    free_port,
+    http_upstream,
+    remote_servers,
+    sdk_server_http,
+)
+from helpers.served import ServedHub, start_hub, stop_hub, write_config
+
+pytestmark = pytest.mark.anyio
+
+CALL_TIMEOUT = 3.0
+SLACK = 1.0  # what the hub and the client may add to the server's call timeout
+# The hub's servers: one badhttp process, as `bad` (2025-11-25: a handshake and a session) and as
+# `bad26` (2026-07-28: every request carries the era's envelope); `sdk`, the SDK test server; `exp`,
+# the SDK test server in the 2025-11-25 era only, which forgets its sessions when asked (`expire`).
+BAD = ["bad", "bad26"]
+FAULTS = ["garbage", "garbage_sse", "cut", "hang", "wrong_type", "status500"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
+    folder = tmp_path_factory.mktemp("remote_faults")
+    bad_port, sdk_port, exp_port = free_port(), free_port(), free_port()
+    commands = {
+        "bad": ([sys.executable, BAD_HTTP, str(bad_port)], bad_port),
+        "sdk": (sdk_server_http(sdk_port), sdk_port),
+        "exp": (sdk_server_http(exp_port, "--expire-sessions", "--legacy-only"), exp_port),
+    }
+    with remote_servers(folder, commands) as urls:
+        servers = {
+            "bad": http_upstream(urls["bad"], "legacy", call_timeout=CALL_TIMEOUT),
+            "bad26": http_upstream(urls["bad"], "2026-07-28", call_timeout=CALL_TIMEOUT),
+            "sdk": http_upstream(urls["sdk"], call_timeout=CALL_TIMEOUT),
+            "exp": http_upstream(urls["exp"], call_timeout=CALL_TIMEOUT),
+        }
+        served = start_hub(write_config(folder, {"t": {"servers": servers}}), folder)
+        try:
+            started = served.post("/api/tenants/t/start")
+            assert started.status == 200, started.text
+            assert started.body["servers"] == dict.fromkeys(servers, "running"), started.body
+            yield served
+        finally:
+            assert stop_hub(served) == 0, served.log()[-3000:]
+
+
+@pytest.fixture(autouse=True)
+def settled(hub: ServedHub) -> None:
+    """Each test starts with every server running (a fault an earlier test caused may have made the
+    hub reconnect to a server: that is the earlier test's failure, not this one's)."""
+    assert all_running(hub, "t"), hub.get("/api/servers?tenant=t").text
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+@pytest.mark.parametrize("server", BAD)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_misbehaving_server_gives_a_clear_error_within_its_call_timeout(
+    hub: ServedHub, mode: str, server: str, fault: str
+) -> None:
+    """Whichever era the caller and the server speak."""
+    async with http_facade(hub.url + "/tenants/t/mcp", mode) as client:
+        with anyio.fail_after(CALL_TIMEOUT + 10):
+            message, elapsed = await failure(client, f"{server}__{fault}")
+        assert elapsed < CALL_TIMEOUT + SLACK, f"{fault}: the caller waited {elapsed:.2f} s"
+        assert f"'{server}'" in message, message  # the error names the server
+        if fault == "hang":
+            assert "timed out" in message and elapsed > CALL_TIMEOUT - 0.5, (message, elapsed)
+        # The hub and the server's other tools keep working.
+        with anyio.fail_after(10):
+            echoed = await client.call_tool(f"{server}__echo", {"text": f"after {fault}"})
+            other = await client.call_tool("sdk__echo", {"text": "fine"})
+        assert echoed.structured_content == {"text": f"after {fault}"}, echoed
+        assert other.structured_content == {"text": "fine"}, other
+
+
+async def test_a_session_the_server_expired_is_renewed_without_the_caller_noticing(hub: ServedHub) -> None:
+    """`exp` forgets every session it handed out when its tool `expire` runs: the hub's next request
+    on its old session gets 404; the caller's next call still succeeds, and again after a second
+    expiry."""
+    async with http_facade(hub.url + "/tenants/t/mcp", "legacy") as client:
+        with anyio.fail_after(20):
+            assert (await client.call_tool("exp__echo", {"text": "before"})).structured_content == {
+                "text": "before"
+            }
+            for round in ("after", "after again"):
+                assert (await client.call_tool("exp__expire", {})).content[0].text == "expired"
+                after = await client.call_tool("exp__echo", {"text": round})
+                assert not after.is_error and after.structured_content == {"text": round}, after
