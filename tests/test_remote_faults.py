@@ -9,32 +9,36 @@ in front of them; real `mcp.Client`s of the facade. One hub and one set of serve
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterator
+from typing import Any, cast
 
 import anyio
 import pytest
 from helpers.facade import MODES, http_facade
 from helpers.remote import (
     BAD_HTTP,
+    Seen,
     all_running,
     failure,
     free_port,
     http_upstream,
+    hub_in_front,
     remote_servers,
     sdk_server_http,
 )
-from helpers.served import ServedHub, start_hub, stop_hub, write_config
+from helpers.served import ServedHub
 
 pytestmark = pytest.mark.anyio
 
 CALL_TIMEOUT = 3.0
-SLACK = 1.0  # what the hub and the client may add to the server's call timeout
+SLACK = 1.5  # what the hub and the client may add to the server's call timeout
 # The hub's servers: one badhttp process, as `bad` (2025-11-25: a handshake and a session) and as
 # `bad26` (2026-07-28: every request carries the era's envelope); `sdk`, the SDK test server; `exp`,
 # the SDK test server in the 2025-11-25 era only, which forgets its sessions when asked (`expire`).
 BAD = ["bad", "bad26"]
-FAULTS = ["garbage", "garbage_sse", "cut", "hang", "wrong_type", "status500"]
+FAULTS = ["garbage", "garbage_sse", "cut", "wrong_type", "status500"]  # (and hang, its own test)
 
 
 @pytest.fixture
@@ -58,14 +62,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
             "sdk": http_upstream(urls["sdk"], call_timeout=CALL_TIMEOUT),
             "exp": http_upstream(urls["exp"], call_timeout=CALL_TIMEOUT),
         }
-        served = start_hub(write_config(folder, {"t": {"servers": servers}}), folder)
-        try:
-            started = served.post("/api/tenants/t/start")
-            assert started.status == 200, started.text
-            assert started.body["servers"] == dict.fromkeys(servers, "running"), started.body
+        with hub_in_front(folder, servers) as served:
             yield served
-        finally:
-            assert stop_hub(served) == 0, served.log()[-3000:]
 
 
 @pytest.fixture(autouse=True)
@@ -81,20 +79,49 @@ def settled(hub: ServedHub) -> None:
 async def test_a_misbehaving_server_gives_a_clear_error_within_its_call_timeout(
     hub: ServedHub, mode: str, server: str, fault: str
 ) -> None:
-    """Whichever era the caller and the server speak."""
+    """Whichever era the caller and the server speak; what the server sent before it broke off
+    (`cut`: a progress notification) still reaches the caller."""
+    seen = Seen()
     async with http_facade(hub.url + "/tenants/t/mcp", mode) as client:
         with anyio.fail_after(CALL_TIMEOUT + 10):
-            message, elapsed = await failure(client, f"{server}__{fault}")
+            message, elapsed = await failure(client, f"{server}__{fault}", progress_callback=seen.on_progress)
         assert elapsed < CALL_TIMEOUT + SLACK, f"{fault}: the caller waited {elapsed:.2f} s"
         assert f"'{server}'" in message, message  # the error names the server
-        if fault == "hang":
-            assert "timed out" in message and elapsed > CALL_TIMEOUT - 0.5, (message, elapsed)
-        # The hub and the server's other tools keep working.
+        assert seen.events == (["progress 1"] if fault == "cut" else [])
+        await still_working(client, server)
+
+
+@pytest.mark.parametrize("server", BAD)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_hanging_call_ends_at_the_call_timeout_and_the_server_hears_the_caller_gave_up(
+    hub: ServedHub, mode: str, server: str
+) -> None:
+    async with http_facade(hub.url + "/tenants/t/mcp", mode) as client:
+        before = await gave_up(client, server)
+        with anyio.fail_after(CALL_TIMEOUT + 10):
+            message, elapsed = await failure(client, f"{server}__hang")
+        assert CALL_TIMEOUT - 0.5 < elapsed < CALL_TIMEOUT + SLACK, elapsed
+        assert f"'{server}'" in message and "timed out" in message, message
+        # The server learns the call is over: a notifications/cancelled, or its connection closed.
         with anyio.fail_after(10):
-            echoed = await client.call_tool(f"{server}__echo", {"text": f"after {fault}"})
-            other = await client.call_tool("sdk__echo", {"text": "fine"})
-        assert echoed.structured_content == {"text": f"after {fault}"}, echoed
-        assert other.structured_content == {"text": "fine"}, other
+            while await gave_up(client, server) == before:
+                continue
+        await still_working(client, server)
+
+
+async def gave_up(client: Any, server: str) -> dict[str, int]:
+    """badhttp's count of the calls it was told (or shown, by a closed connection) were given up."""
+    answer = await client.call_tool(f"{server}__gave_up", {})
+    return cast(dict[str, int], json.loads(answer.content[0].text))
+
+
+async def still_working(client: Any, server: str) -> None:
+    """The server's other tools, and the hub's other servers, answer at once."""
+    with anyio.fail_after(10):
+        echoed = await client.call_tool(f"{server}__echo", {"text": "after"})
+        other = await client.call_tool("sdk__echo", {"text": "fine"})
+    assert echoed.structured_content == {"text": "after"}, echoed
+    assert other.structured_content == {"text": "fine"}, other
 
 
 async def test_a_session_the_server_expired_is_renewed_without_the_caller_noticing(hub: ServedHub) -> None:
@@ -110,3 +137,7 @@ async def test_a_session_the_server_expired_is_renewed_without_the_caller_notici
                 assert (await client.call_tool("exp__expire", {})).content[0].text == "expired"
                 after = await client.call_tool("exp__echo", {"text": round})
                 assert not after.is_error and after.structured_content == {"text": round}, after
+            # A call that streams (progress, then its answer) goes through the renewed session too.
+            seen = Seen()
+            slept = await client.call_tool("exp__sleep", {"seconds": 0.2}, progress_callback=seen.on_progress)
+            assert (seen.events, slept.content[0].text) == (["progress 0.1", "progress 0.2"], "slept")

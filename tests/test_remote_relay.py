@@ -21,17 +21,18 @@ from helpers.remote import (
     everything_http,
     free_port,
     http_upstream,
+    hub_in_front,
     remote_servers,
     sdk_server_http,
 )
-from helpers.served import ServedHub, start_hub, stop_hub, write_config
+from helpers.served import ServedHub
 
 pytestmark = pytest.mark.anyio
 
 # The hub's servers: `old` speaks only the 2025-11-25 handshake era (it asks the caller with
 # server-to-client requests); `new` speaks 2026-07-28 (the hub pins it); `conf` asks in
 # 2026-07-28 `input_required` rounds; `every` is server-everything (TypeScript SDK, 2025-11-25).
-ERAS = {"old": "legacy", "new": "2026-07-28"}
+BOTH_ERAS = ["old", "new"]
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
     ports = {name: free_port() for name in ("old", "new", "conf", "every")}
     commands = {
         "old": (sdk_server_http(ports["old"], "--asks", "--legacy-only"), ports["old"]),
-        "new": (sdk_server_http(ports["new"], "--asks"), ports["new"]),
+        "new": (sdk_server_http(ports["new"]), ports["new"]),
         "conf": (conformance_http(ports["conf"]), ports["conf"]),
         "every": (everything_http(ports["every"]), ports["every"]),
     }
@@ -56,21 +57,15 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
             "conf": http_upstream(urls["conf"], "2026-07-28"),
             "every": http_upstream(urls["every"]),
         }
-        served = start_hub(write_config(folder, {"t": {"servers": servers}}), folder)
-        try:
-            started = served.post("/api/tenants/t/start")
-            assert started.status == 200, started.text
-            assert started.body["servers"] == dict.fromkeys(servers, "running"), started.body
+        with hub_in_front(folder, servers) as served:
             yield served
-        finally:
-            assert stop_hub(served) == 0, served.log()[-3000:]
 
 
 def client(hub: ServedHub, mode: str, seen: Seen) -> Any:
     return http_facade(hub.url + "/tenants/t/mcp", mode, **seen.callbacks())
 
 
-@pytest.mark.parametrize("server", list(ERAS))
+@pytest.mark.parametrize("server", BOTH_ERAS)
 @pytest.mark.parametrize("mode", MODES)
 async def test_progress_and_log_messages_reach_the_caller_before_the_result(
     hub: ServedHub, mode: str, server: str

@@ -68,6 +68,22 @@ def remote_servers(folder: Path, commands: dict[str, tuple[list[str], int]]) -> 
             proc.wait()
 
 
+@contextlib.contextmanager
+def hub_in_front(folder: Path, servers: dict[str, Any]) -> Iterator[Any]:
+    """`python -m hub serve` with a tenant `t` of `servers`, started, every server running; stopped
+    cleanly (exit 0) after."""
+    from helpers.served import start_hub, stop_hub, write_config
+
+    served = start_hub(write_config(folder, {"t": {"servers": servers}}), folder)
+    try:
+        started = served.post("/api/tenants/t/start")
+        assert started.status == 200, started.text
+        assert started.body["servers"] == dict.fromkeys(servers, "running"), started.body
+        yield served
+    finally:
+        assert stop_hub(served) == 0, served.log()[-3000:]
+
+
 def http_upstream(url: str, protocol: str = "auto", **settings: Any) -> dict[str, Any]:
     """A hub server entry for a Streamable HTTP upstream at `url`."""
     return {"transport": "http", "url": url, "protocol": protocol, **settings}
@@ -121,12 +137,14 @@ class Seen:
         }
 
 
-async def failure(client: Any, tool: str, arguments: dict[str, Any] | None = None) -> tuple[str, float]:
-    """Call `tool`, which must fail (a JSON-RPC error or an `is_error` result): its message and how
-    long the caller waited for it."""
+async def failure(
+    client: Any, tool: str, arguments: dict[str, Any] | None = None, **more: Any
+) -> tuple[str, float]:
+    """Call `tool` (`more`: further `call_tool` arguments), which must fail (a JSON-RPC error or an
+    `is_error` result): its message and how long the caller waited for it."""
     start = time.monotonic()
     try:
-        result = await client.call_tool(tool, arguments or {})
+        result = await client.call_tool(tool, arguments or {}, **more)
     except MCPError as exc:
         return exc.error.message, time.monotonic() - start
     elapsed = time.monotonic() - start

@@ -20,6 +20,9 @@ Each tool answers ``tools/call`` its own way:
   hang          never answers (the connection is held until the client closes it).
   wrong_type    200 text/html.
   status500     500 with a plain-text body.
+  gave_up       how the server learned that callers gave up on calls: JSON text {"cancelled": the
+                ``notifications/cancelled`` received, "closed": the held calls (``hang``,
+                ``garbage_sse``) whose connection the client closed}.
 """
 
 from __future__ import annotations
@@ -39,11 +42,12 @@ TOOLS = [
     {"name": "echo", "description": "Echo the text back.", "inputSchema": _TEXT, "outputSchema": _TEXT},
     *(
         {"name": name, "description": f"Misbehave: {name}.", "inputSchema": _EMPTY}
-        for name in ("garbage", "garbage_sse", "cut", "hang", "wrong_type", "status500")
+        for name in ("garbage", "garbage_sse", "cut", "hang", "wrong_type", "status500", "gave_up")
     ),
 ]
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 sessions: set[str] = set()
+gave_up = {"cancelled": 0, "closed": 0}
 
 
 def log(message: str) -> None:
@@ -110,6 +114,7 @@ async def hold(reader: asyncio.StreamReader) -> None:
     """Keep the connection open, answering nothing, until the client closes it."""
     while await reader.read(65536):
         pass
+    gave_up["closed"] += 1
     raise Closed
 
 
@@ -153,6 +158,10 @@ async def call_tool(
         await cut(message, writer)
     elif name == "hang":
         await hold(reader)
+    elif name == "gave_up":
+        await respond(
+            writer, 200, answer(message, {"content": [{"type": "text", "text": json.dumps(gave_up)}]})
+        )
     else:
         await respond(writer, 200, error(message, -32602, f"unknown tool: {name}"))
 
@@ -178,6 +187,8 @@ async def handle_post(request: Request, reader: asyncio.StreamReader, writer: as
         return
     method = message.get("method", "")
     if "id" not in message:
+        if method == "notifications/cancelled":
+            gave_up["cancelled"] += 1
         await respond(writer, 202)
         return
     if method == "server/discover":
