@@ -109,6 +109,23 @@ async def test_a_hanging_call_ends_at_the_call_timeout_and_the_server_hears_the_
         await still_working(client, server)
 
 
+@pytest.mark.parametrize("server", BAD)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_caller_that_gives_up_on_a_call_has_it_cancelled_upstream(
+    hub: ServedHub, mode: str, server: str
+) -> None:
+    """The caller stops waiting after 0.5 s: the server hears of it (a `notifications/cancelled`, or
+    the call's connection closed) well before the call timeout would have ended the call."""
+    async with http_facade(hub.url + "/tenants/t/mcp", mode) as client:
+        before = await gave_up(client, server)
+        with anyio.move_on_after(0.5):
+            await client.call_tool(f"{server}__hang", {})
+        with anyio.fail_after(CALL_TIMEOUT - 1.0):
+            while await gave_up(client, server) == before:
+                continue
+        await still_working(client, server)
+
+
 async def gave_up(client: Any, server: str) -> dict[str, int]:
     """badhttp's count of the calls it was told (or shown, by a closed connection) were given up."""
     answer = await client.call_tool(f"{server}__gave_up", {})

@@ -89,6 +89,39 @@ async def test_progress_and_log_messages_reach_the_caller_before_the_result(
     ]
 
 
+@pytest.mark.parametrize("server", BOTH_ERAS)
+async def test_concurrent_callers_each_get_their_own_progress_and_log_messages(
+    hub: ServedHub, server: str
+) -> None:
+    """Three sessions (both eras) call the same server at once: each sees its own calls' progress
+    and log messages, none of the others'."""
+    seen = {name: Seen() for name in ("first", "second", "third")}
+    modes = dict(zip(seen, [*MODES, MODES[0]], strict=True))
+
+    async def caller(name: str) -> None:
+        async with client(hub, modes[name], seen[name]) as session:
+            slept = await session.call_tool(
+                f"{server}__sleep", {"seconds": 0.3}, progress_callback=seen[name].on_progress
+            )
+            seen[name].note(f"result {slept.content[0].text}")
+            logged = await session.call_tool(f"{server}__log", {"text": f"from {name}"})
+            seen[name].note(f"result {logged.content[0].text}")
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as group:
+            for name in seen:
+                group.start_soon(caller, name)
+    for name, events in seen.items():
+        assert events.events == [
+            "progress 0.1",
+            "progress 0.2",
+            "progress 0.3",
+            "result slept",
+            f"log from {name}",
+            "result logged",
+        ], {name: events.events for name, events in seen.items()}
+
+
 @pytest.mark.parametrize("mode", MODES)
 async def test_a_2025_servers_sampling_and_elicitation_reach_the_caller_in_order(
     hub: ServedHub, mode: str
@@ -172,4 +205,4 @@ async def test_server_everythings_own_log_messages_reach_a_caller_at_debug(hub: 
                 await seen.until(lambda events: any(event.startswith("log ") for event in events))
         finally:
             await session.call_tool("every__toggle-simulated-logging", {})  # (stops it)
-    assert any("-level message" in event for event in seen.events), seen.events
+    assert any("message - SessionId" in event for event in seen.events), seen.events

@@ -11,6 +11,8 @@ Always served:
              (only if the caller sent a progress token); fail -> is_error result "failed on purpose";
              add {a, b: integer, no other keys} -> text + structured {"sum"};
              log {text} -> sends it as a warning log message to the client, answers "logged".
+             The log messages of a call belong to it (``related_request_id``): over Streamable
+             HTTP they go on the call's own stream, not the session's GET stream.
              A cancelled sleep writes "sleep cancelled" to stderr.
              Arguments are validated against each tool's input schema (JSON Schema 2020-12); a
              violation is an ``is_error`` tool result. An unknown tool is a JSON-RPC -32602 error.
@@ -483,7 +485,9 @@ class TestServer:
         return text_result("slept")
 
     async def _log(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
-        await ctx.session.send_log_message("warning", args["text"], logger="testserver")
+        await ctx.session.send_log_message(
+            "warning", args["text"], logger="testserver", related_request_id=ctx.request_id
+        )
         return text_result("logged")
 
     async def _sampled(self, ctx: Ctx, prompt: str) -> str:
@@ -517,12 +521,16 @@ class TestServer:
     async def _ask_twice(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         async def sampled() -> str:
             answer = await self._sampled(ctx, args["prompt"])
-            await ctx.session.send_log_message("warning", "sampled", logger="testserver")
+            await ctx.session.send_log_message(
+                "warning", "sampled", logger="testserver", related_request_id=ctx.request_id
+            )
             return answer
 
         async def elicited() -> str:
             answer = await self._elicited(ctx, "And your name?")
-            await ctx.session.send_log_message("warning", "elicited", logger="testserver")
+            await ctx.session.send_log_message(
+                "warning", "elicited", logger="testserver", related_request_id=ctx.request_id
+            )
             return answer
 
         return await self._asking(sampled, elicited)
