@@ -38,7 +38,18 @@ SLACK = 1.5  # what the hub and the client may add to the server's call timeout
 # `bad26` (2026-07-28: every request carries the era's envelope); `sdk`, the SDK test server; `exp`,
 # the SDK test server in the 2025-11-25 era only, which forgets its sessions when asked (`expire`).
 BAD = ["bad", "bad26"]
-FAULTS = ["garbage", "garbage_sse", "cut", "wrong_type", "status500"]  # (and hang, its own test)
+FAULTS = [  # (and hang, its own test)
+    "garbage",
+    "empty",
+    "not_jsonrpc",
+    "wrong_id",
+    "accepted",
+    "garbage_sse",
+    "sse_ends",
+    "cut",
+    "wrong_type",
+    "status500",
+]
 
 
 @pytest.fixture

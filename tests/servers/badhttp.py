@@ -14,7 +14,12 @@ The protocol is right up to the tool calls:
 Each tool answers ``tools/call`` its own way:
   echo {text}   well: application/json, text + structured {"text"}.
   garbage       200 application/json whose body is not JSON.
+  empty         200 application/json with an empty body.
+  not_jsonrpc   200 application/json: a JSON object that is no JSON-RPC message.
+  wrong_id      200 application/json: a JSON-RPC answer to another id.
+  accepted      202 with no body (as if the call were a notification).
   garbage_sse   200 text/event-stream: one event whose data is not JSON, then nothing (kept open).
+  sse_ends      200 text/event-stream: one log message, then the stream ends cleanly, unanswered.
   cut           200 text/event-stream: one progress notification (if the call sent a progress
                 token, else a log message), then the connection is closed without an answer.
   hang          never answers (the connection is held until the client closes it).
@@ -38,11 +43,20 @@ VERSION_KEY = "io.modelcontextprotocol/protocolVersion"
 SERVER_INFO = {"name": "badhttp", "version": "1.0.0"}
 _TEXT = {"type": "object", "properties": {"text": {"type": "string"}}, "required": ["text"]}
 _EMPTY: dict[str, Any] = {"type": "object", "properties": {}}
+# tool: (status, body, content type) of its whole answer
+PLAIN = {
+    "garbage": (200, b"{this is not json at all", "application/json"),
+    "wrong_type": (200, b"<html><body>not an MCP answer</body></html>", "text/html"),
+    "status500": (500, b"internal trouble", "text/plain"),
+    "empty": (200, b"", "application/json"),
+    "not_jsonrpc": (200, b'{"hello": "world"}', "application/json"),
+    "accepted": (202, b"", "application/json"),
+}
 TOOLS = [
     {"name": "echo", "description": "Echo the text back.", "inputSchema": _TEXT, "outputSchema": _TEXT},
     *(
         {"name": name, "description": f"Misbehave: {name}.", "inputSchema": _EMPTY}
-        for name in ("garbage", "garbage_sse", "cut", "hang", "wrong_type", "status500", "gave_up")
+        for name in (*PLAIN, "wrong_id", "garbage_sse", "sse_ends", "cut", "hang", "gave_up")
     ),
 ]
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
@@ -90,7 +104,7 @@ async def respond(
 ) -> None:
     """A whole response with a Content-Length (the connection stays open)."""
     head = [f"HTTP/1.1 {status} {REASONS.get(status, 'Error')}", f"Content-Length: {len(body)}"]
-    if body:
+    if status != 202:
         head.append(f"Content-Type: {kind}")
     head += [f"{name.replace('_', '-')}: {value}" for name, value in more.items()]
     writer.write(("\r\n".join(head) + "\r\n\r\n").encode() + body)
@@ -144,16 +158,21 @@ async def call_tool(
         text = str((params.get("arguments") or {}).get("text", ""))
         result = {"content": [{"type": "text", "text": text}], "structuredContent": {"text": text}}
         await respond(writer, 200, answer(message, result))
-    elif name == "garbage":
-        await respond(writer, 200, b"{this is not json at all")
-    elif name == "wrong_type":
-        await respond(writer, 200, b"<html><body>not an MCP answer</body></html>", kind="text/html")
-    elif name == "status500":
-        await respond(writer, 500, b"internal trouble", kind="text/plain")
+    elif name in PLAIN:
+        status, body, kind = PLAIN[name]
+        await respond(writer, status, body, kind=kind)
+    elif name == "wrong_id":
+        await respond(writer, 200, answer({**message, "id": "not-this-call"}, {"content": []}))
     elif name == "garbage_sse":
         await start_stream(writer)
         await send_event(writer, "{not json either")
         await hold(reader)
+    elif name == "sse_ends":
+        await start_stream(writer)
+        note = {"method": "notifications/message", "params": {"level": "warning", "data": "ending"}}
+        await send_event(writer, json.dumps({"jsonrpc": "2.0", **note}))
+        writer.write(b"0\r\n\r\n")  # (the stream's last chunk: it ends cleanly, with no answer)
+        await writer.drain()
     elif name == "cut":
         await cut(message, writer)
     elif name == "hang":
