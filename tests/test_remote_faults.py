@@ -29,6 +29,7 @@ from helpers.remote import (
     sdk_server_http,
 )
 from helpers.served import ServedHub
+from mcp import MCPError
 
 pytestmark = pytest.mark.anyio
 
@@ -169,3 +170,25 @@ async def test_a_session_the_server_expired_is_renewed_without_the_caller_notici
             seen = Seen()
             slept = await client.call_tool("exp__sleep", {"seconds": 0.2}, progress_callback=seen.on_progress)
             assert (seen.events, slept.content[0].text) == (["progress 0.1", "progress 0.2"], "slept")
+
+
+async def test_calls_in_flight_when_the_session_expired_all_succeed(hub: ServedHub) -> None:
+    """Eight callers call at once right after the server forgot the hub's session: every call
+    succeeds (the hub renews the session for all of them)."""
+    answers: dict[int, str] = {}
+    async with http_facade(hub.url + "/tenants/t/mcp", "legacy") as client:
+        with anyio.fail_after(20):
+            assert (await client.call_tool("exp__expire", {})).content[0].text == "expired"
+
+            async def call(n: int) -> None:
+                try:
+                    answer = await client.call_tool("exp__echo", {"text": f"call {n}"})
+                except MCPError as exc:  # (an unknown tool, say)
+                    answers[n] = f"failed: {exc.error.message}"
+                else:
+                    answers[n] = ("failed: " if answer.is_error else "") + answer.content[0].text
+
+            async with anyio.create_task_group() as group:
+                for n in range(8):
+                    group.start_soon(call, n)
+    assert answers == {n: f"call {n}" for n in range(8)}
