@@ -1,7 +1,8 @@
 """Remote (Streamable HTTP) upstreams that fail behind a served hub (issue 24): a server that
 answers garbage, closes the connection mid-stream or hangs gives the caller a clear error naming it
-within the server's `call_timeout`, and the hub and the server's other tools keep working; a
-2025-11-25 session the server expired is renewed without the caller noticing.
+within the server's `call_timeout`, and the hub and the server's other tools keep working; the
+server hears of a call its caller gave up on (or that timed out); a 2025-11-25 session the server
+expired is renewed without the caller noticing, calls in flight included.
 
 Real processes: tests/servers/badhttp.py (a misbehaving server with a proper handshake, in both
 eras) and the SDK test server with `--expire-sessions`, over Streamable HTTP; `python -m hub serve`
