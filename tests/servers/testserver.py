@@ -11,6 +11,8 @@ Always served:
              (only if the caller sent a progress token); fail -> is_error result "failed on purpose";
              add {a, b: integer, no other keys} -> text + structured {"sum"};
              log {text} -> sends it as a warning log message to the client, answers "logged".
+             The log messages of a call belong to it (``related_request_id``): over Streamable
+             HTTP they go on the call's own stream, not the session's GET stream.
              A cancelled sleep writes "sleep cancelled" to stderr.
              Arguments are validated against each tool's input schema (JSON Schema 2020-12); a
              violation is an ``is_error`` tool result. An unknown tool is a JSON-RPC -32602 error.
@@ -78,6 +80,10 @@ Flags:
                         ``subscriptions/listen`` streams that asked for the URI); tool ``subscribed``
                         lists the URIs subscribed with ``resources/subscribe``.
   --http PORT           serve Streamable HTTP at http://127.0.0.1:PORT/mcp instead of stdio (uvicorn).
+  --expire-sessions     (with --http) tool ``expire`` -> "expired": the server forgets every
+                        2025-11-25 session it has handed out (``Mcp-Session-Id``), so the next request
+                        carrying one gets 404 with a JSON-RPC error, as the spec says of an expired
+                        session; a new ``initialize`` starts a new session, which works.
   --sse PORT            serve the legacy SSE transport at http://127.0.0.1:PORT/sse instead of stdio.
 """
 
@@ -233,6 +239,11 @@ class TestServer:
         if args.list_changed:
             self.add("add_tool", "Register a new trivial tool and announce it.", _NAME_SCHEMA, self._add_tool)
             self.add("remove_tool", "Remove a tool and announce it.", _NAME_SCHEMA, self._remove_tool)
+        self.expiry: SessionExpiry | None = None  # (--expire-sessions, set by serve_http)
+        if args.expire_sessions:
+            self.add(
+                "expire", "Forget every session: their next request gets 404.", _EMPTY_SCHEMA, self._expire
+            )
         if args.extras:
             later_in = {
                 "type": "object",
@@ -474,7 +485,9 @@ class TestServer:
         return text_result("slept")
 
     async def _log(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
-        await ctx.session.send_log_message("warning", args["text"], logger="testserver")
+        await ctx.session.send_log_message(
+            "warning", args["text"], logger="testserver", related_request_id=ctx.request_id
+        )
         return text_result("logged")
 
     async def _sampled(self, ctx: Ctx, prompt: str) -> str:
@@ -508,15 +521,24 @@ class TestServer:
     async def _ask_twice(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         async def sampled() -> str:
             answer = await self._sampled(ctx, args["prompt"])
-            await ctx.session.send_log_message("warning", "sampled", logger="testserver")
+            await ctx.session.send_log_message(
+                "warning", "sampled", logger="testserver", related_request_id=ctx.request_id
+            )
             return answer
 
         async def elicited() -> str:
             answer = await self._elicited(ctx, "And your name?")
-            await ctx.session.send_log_message("warning", "elicited", logger="testserver")
+            await ctx.session.send_log_message(
+                "warning", "elicited", logger="testserver", related_request_id=ctx.request_id
+            )
             return answer
 
         return await self._asking(sampled, elicited)
+
+    async def _expire(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
+        if self.expiry is not None:
+            self.expiry.expire()
+        return text_result("expired")
 
     async def _fail(self, ctx: Ctx, args: dict[str, Any]) -> types.CallToolResult:
         return error_result("failed on purpose")
@@ -636,6 +658,44 @@ async def serve(args: argparse.Namespace) -> None:
     log("stdin closed; exiting")
 
 
+class SessionExpiry:
+    """An ASGI wrapper (``--expire-sessions``) that notes every ``Mcp-Session-Id`` it sees and,
+    once told to expire them, answers 404 to any later request that carries one."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.seen: set[bytes] = set()
+        self.forgotten: set[bytes] = set()
+
+    def expire(self) -> None:
+        self.forgotten |= self.seen
+        self.seen = set()
+        log(f"expired {len(self.forgotten)} session(s)")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        session = dict(scope["headers"]).get(b"mcp-session-id")
+        if session in self.forgotten:
+            body = json.dumps(
+                {"jsonrpc": "2.0", "id": None, "error": {"code": -32001, "message": "Session not found"}}
+            ).encode()
+            head = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            await send({"type": "http.response.start", "status": 404, "headers": head})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if session:
+            self.seen.add(session)
+
+        async def noting(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                self.seen.update(v for k, v in message.get("headers", []) if k.lower() == b"mcp-session-id")
+            await send(message)
+
+        await self.app(scope, receive, noting)
+
+
 def serve_http(args: argparse.Namespace) -> None:
     """Serve Streamable HTTP at http://127.0.0.1:PORT/mcp (``--http``) or SSE at /sse (``--sse``)."""
     import uvicorn
@@ -647,6 +707,8 @@ def serve_http(args: argparse.Namespace) -> None:
     server = app.build()
     if args.http:
         asgi: Any = server.streamable_http_app()
+        if args.expire_sessions:
+            asgi = app.expiry = SessionExpiry(asgi)
         port = args.http
     else:
         from mcp.server.sse import SseServerTransport
@@ -694,6 +756,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--print-env-at-start", action="store_true", help="environment as JSON on stderr")
     p.add_argument("--lone-surrogate", action="store_true", help="@@lone@@ in answers becomes \\ud800")
     p.add_argument("--extras", action="store_true", help="logging, completions, subscriptions (issue 20)")
+    p.add_argument("--expire-sessions", action="store_true", help="tool expire: forget every HTTP session")
     p.add_argument("--http", type=int, metavar="PORT", help="serve Streamable HTTP on 127.0.0.1:PORT/mcp")
     p.add_argument("--sse", type=int, metavar="PORT", help="serve SSE on 127.0.0.1:PORT/sse")
     return p.parse_args(argv)
