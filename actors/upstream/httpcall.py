@@ -192,17 +192,9 @@ class HttpChannel:
         kind = response.content_type
         if status == 200 and kind == "text/event-stream":
             return await self._stream(response, call)
+        body = await self._body(response)
         if kind == "application/json" and (status == 200 or status >= 400):
-            message = parsed(await self._body(response))
-            if message is not None and ("result" in message or "error" in message):
-                if message.get("id") == call.rid or (message.get("id") is None and "error" in message):
-                    return _result(message)
-                raise BadAnswer(
-                    f"answered the call with the answer to another request (id {message.get('id')!r})"
-                )
-            if status == 200:
-                raise BadAnswer("answered the call with a body that is not a JSON-RPC answer")
-        await self._body(response)
+            return _json_answer(parsed(body), call.rid, status)
         if 300 <= status < 400:
             where = response.headers.get("location", "?")
             raise BadAnswer(f"answered the call with a redirect (HTTP {status} to {where}), not followed")
@@ -348,6 +340,24 @@ class HttpChannel:
         self._pool.close()
         for task in list(self._tasks):
             task.cancel()
+
+
+def _json_answer(message: dict[str, Any] | None, rid: str, status: int) -> dict[str, Any]:
+    """The `result` of the JSON body `message` answering request `rid` with HTTP `status` (an error
+    answer may have a null id: the server could not read the request's).
+
+    Raises:
+        ErrorAnswer: a JSON-RPC error.
+        BadAnswer: not an answer to `rid`.
+    """
+    if message is None or ("result" not in message and "error" not in message):
+        if status == 200:
+            raise BadAnswer("answered the call with a body that is not a JSON-RPC answer")
+        raise BadAnswer(f"answered the call with HTTP {status}")
+    answered = message.get("id")
+    if answered != rid and not (answered is None and "error" in message):
+        raise BadAnswer(f"answered the call with the answer to another request (id {answered!r})")
+    return _result(message)
 
 
 def _result(message: dict[str, Any]) -> dict[str, Any]:
