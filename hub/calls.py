@@ -268,7 +268,7 @@ class CallPath:
         """
         route = prepared.route
         metrics = self._metrics
-        in_flight = metrics.in_flight.labels(route.tenant)
+        in_flight = metrics.in_flight_of(route.tenant)
         began = time.perf_counter()
         call = {"outcome": "ok"}
         try:
@@ -287,8 +287,8 @@ class CallPath:
             raise
         finally:
             seconds = time.perf_counter() - began
-            metrics.calls.labels(route.tenant, route.server, call["outcome"]).inc()
-            metrics.latency.labels(route.tenant, route.server).observe(seconds)
+            metrics.calls_of(route.tenant, route.server, call["outcome"]).inc()
+            metrics.latency_of(route.tenant, route.server).observe(seconds)
             who.record(self._audit(), route.tenant, route.entry.id, seconds, call["outcome"], dict(arguments))
 
     async def call_tool_async(
