@@ -29,7 +29,7 @@ from actors.call_gate import CallGate
 from actors.models import ToolEntry, ToolResult
 from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
-from hub import failover
+from hub import failover, handoff
 from hub.audit import Audited, AuditLog
 from hub.errors import (
     CallTimeout,
@@ -482,6 +482,6 @@ async def _answer(future: concurrent.futures.Future[T], timeout: float, what: st
     is cancelled (the cancellation reaches `future`)."""
     try:
         async with asyncio.timeout(timeout + 5):  # no extra task, unlike wait_for
-            return await asyncio.wrap_future(future)
+            return await handoff.landed(future)  # (as asyncio.wrap_future, at less cost to this loop)
     except TimeoutError:
         raise CallTimeout(f"{what} did not answer in time") from None
