@@ -50,6 +50,7 @@ class McpHandler(ApiHandler):
     def initialize(self) -> None:
         self._disconnected = asyncio.Event()
         self.lane_call: asyncio.Future[Any] | None = None  # a 2026-07-28 call served by the lane
+        self._served: Scope | None = None  # what this request sees, once worked out (`_scope`)
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -123,11 +124,14 @@ class McpHandler(ApiHandler):
         Raises:
             NotFound: the tenant is not this caller's, or has no such server.
         """
+        if self._served is not None:  # (`prepare` worked it out: the path's tenant and server)
+            return self._served
         assert self.caller is not None
         tenant = self.tenant_for(tenant) if tenant is not None else self.calling_tenant()
         scope = Scope.of(tenant, server, self.caller.grants)
         if server is not None and server not in self.hub.config.tenants[scope.tenant].servers:
             raise unknown_server(scope)
+        self._served = scope
         return scope
 
     def _session(self) -> str | None:
