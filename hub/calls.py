@@ -29,7 +29,7 @@ from actors.call_gate import CallGate
 from actors.models import ToolEntry, ToolResult
 from actors.router import Route, RouterActorProxy
 from actors.server import Requester, ServerEndpoint
-from hub import failover
+from hub import failover, handoff
 from hub.audit import Audited, AuditLog
 from hub.errors import (
     CallTimeout,
@@ -268,7 +268,7 @@ class CallPath:
         """
         route = prepared.route
         metrics = self._metrics
-        in_flight = metrics.in_flight.labels(route.tenant)
+        in_flight = metrics.in_flight_of(route.tenant)
         began = time.perf_counter()
         call = {"outcome": "ok"}
         try:
@@ -287,8 +287,8 @@ class CallPath:
             raise
         finally:
             seconds = time.perf_counter() - began
-            metrics.calls.labels(route.tenant, route.server, call["outcome"]).inc()
-            metrics.latency.labels(route.tenant, route.server).observe(seconds)
+            metrics.calls_of(route.tenant, route.server, call["outcome"]).inc()
+            metrics.latency_of(route.tenant, route.server).observe(seconds)
             who.record(self._audit(), route.tenant, route.entry.id, seconds, call["outcome"], dict(arguments))
 
     async def call_tool_async(
@@ -482,6 +482,6 @@ async def _answer(future: concurrent.futures.Future[T], timeout: float, what: st
     is cancelled (the cancellation reaches `future`)."""
     try:
         async with asyncio.timeout(timeout + 5):  # no extra task, unlike wait_for
-            return await asyncio.wrap_future(future)
+            return await handoff.landed(future)  # (as asyncio.wrap_future, at less cost to this loop)
     except TimeoutError:
         raise CallTimeout(f"{what} did not answer in time") from None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -25,27 +26,29 @@ from actors.models import (
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+class Children:
+    """The children of one metric by their label values, each looked up once: prometheus-client's
+    `labels` checks the values and takes a lock at every call, a cost on every tool call and HTTP
+    request. Any thread (a race creates the same child twice: `labels` returns the one it has)."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        """The child of `values` (as `metric.labels(*values)`)."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
+
+
 class HubMetrics:
     """The hub's metrics: tool calls, latency, server states, restarts, calls in flight, HTTP."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.calls = Counter(
-            "mcp_hub_tool_calls",
-            "Tool calls by outcome.",
-            ["tenant", "server", "outcome"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "mcp_hub_tool_call_duration_seconds",
-            "Tool call latency, from the hub's point of view.",
-            ["tenant", "server"],
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
-            registry=self.registry,
-        )
-        self.in_flight = Gauge(
-            "mcp_hub_tool_calls_in_flight", "Tool calls in flight.", ["tenant"], registry=self.registry
-        )
+        self.calls, self.latency, self.in_flight = _call_metrics(self.registry)
         self.state = Gauge(
             "mcp_hub_server_state",
             "1 for the state each server is in, 0 for the others.",
@@ -104,6 +107,11 @@ class HubMetrics:
             registry=self.registry,
         )
         self.pin_changes, self.held = _pin_metrics(self.registry)
+        # What the call path and every HTTP request count, by their labels (nothing removes them).
+        self.calls_of = Children(self.calls)
+        self.latency_of = Children(self.latency)
+        self.in_flight_of = Children(self.in_flight)
+        self.http_of = Children(self.http)
         self.quota_state: Callable[[], str] | None = None  # (set on a cluster's replica)
         self._lock = threading.Lock()
         self._on_demand: dict[tuple[str, str], ServerStatus] = {}  # the last status counted, per server
@@ -161,6 +169,25 @@ class HubMetrics:
             for mode in ("shared", "local", "refusing"):
                 self.cluster_quotas.labels(mode).set(1 if mode == now else 0)
         return generate_latest(self.registry)
+
+
+def _call_metrics(registry: CollectorRegistry) -> tuple[Counter, Histogram, Gauge]:
+    """The metrics of tool calls: by outcome, their latency, and those in flight."""
+    calls = Counter(
+        "mcp_hub_tool_calls",
+        "Tool calls by outcome.",
+        ["tenant", "server", "outcome"],
+        registry=registry,
+    )
+    latency = Histogram(
+        "mcp_hub_tool_call_duration_seconds",
+        "Tool call latency, from the hub's point of view.",
+        ["tenant", "server"],
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        registry=registry,
+    )
+    in_flight = Gauge("mcp_hub_tool_calls_in_flight", "Tool calls in flight.", ["tenant"], registry=registry)
+    return calls, latency, in_flight
 
 
 def _pin_metrics(registry: CollectorRegistry) -> tuple[Counter, Gauge]:

@@ -21,16 +21,19 @@ from actors.models import CatalogChanged, Event
 from actors.router import Route
 from hub.config import dotted_path
 from hub.errors import BadRequest
+from hub.plain_schema import Check, compile_plain
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """A resolved route and the compiled validator of the tool's input schema (None: not checkable)."""
+    """A resolved route and the compiled validator of the tool's input schema (None: not checkable),
+    and, if the schema is plain, its quick check (`hub.plain_schema`)."""
 
     route: Route
     validator: Any
+    plain: Check | None = None
 
 
 class RouteCache:
@@ -64,7 +67,8 @@ class RouteCache:
             generation = self._generation
         if prepared is None:
             route = resolve(tenant, tool_id)
-            prepared = Prepared(route, _validator(route))
+            validator = _validator(route)
+            prepared = Prepared(route, validator, compile_plain(route.entry.input_schema, validator))
             with self._lock:
                 if generation == self._generation:
                     self._routes[key] = prepared
@@ -115,8 +119,8 @@ def _validator(route: Route) -> Any:
 def validate(prepared: Prepared, arguments: Mapping[str, Any], shown: str | None = None) -> None:
     """Raise `BadRequest` naming each path where `arguments` break the tool's input schema (and the
     tool as `shown`, else by its catalog id)."""
-    if prepared.validator is None:
-        return
+    if prepared.validator is None or (prepared.plain is not None and prepared.plain(arguments)):
+        return  # (not checkable, or certainly valid: the full validator is asked only otherwise)
     problems = sorted(
         f"{dotted_path(('arguments', *e.absolute_path))}: {e.message[:300]}"
         for e in prepared.validator.iter_errors(dict(arguments))

@@ -83,7 +83,9 @@ class ApiHandler(tornado.web.RequestHandler):
             raise PayloadTooLarge(f"the body is larger than {limit} bytes (gateway.max_body_bytes)")
         self.caller = Caller(admin=True) if self.public and self.keys.open else None
         if not self.public:
-            await self.keys.ready(self._bearer(), self.resource())  # an access token's issuer keys
+            token = self._bearer()
+            if token and self.keys.tokens is not None:  # (only an access token needs its issuer's keys)
+                await self.keys.ready(token, self.resource())
             self.caller = self.authenticate()
 
     def authenticate(self) -> Caller:
@@ -92,7 +94,9 @@ class ApiHandler(tornado.web.RequestHandler):
         Raises:
             Unauthorized: keys are configured and the request carries none that matches.
         """
-        return self.keys.authenticate(self._bearer(), self.resource())
+        keys = self.keys
+        # (the resource is an access token's audience: needed only where OAuth is configured)
+        return keys.authenticate(self._bearer(), self.resource() if keys.tokens is not None else None)
 
     def resource(self) -> Resource:
         """The protected resource this request is for (an access token's audience)."""
@@ -240,4 +244,4 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     access_log.info("%s %s %d %.1fms key=%s", handler.request.method, route, status, duration_ms, who)
     hub: Hub | None = handler.application.settings.get("hub")
     if hub is not None:
-        hub.metrics.http.labels(handler.request.method, route, str(status)).inc()
+        hub.metrics.http_of(handler.request.method, route, str(status)).inc()

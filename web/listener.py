@@ -62,10 +62,22 @@ class _Watched(tornado.httputil.HTTPMessageDelegate):
 class _EdgeStream(tornado.iostream.IOStream):
     """An accepted connection. Tornado closes one whose header block runs past its read limit (its
     `max_header_size`) unanswered, which the client sees as a reset: this one first answers 431,
-    then lingers (what the client still sends is read and dropped) before its socket closes. Web
-    loop."""
+    then lingers (what the client still sends is read and dropped) before its socket closes.
+
+    Nagle's algorithm is off for the connection's whole life. Tornado turns it off as each
+    response finishes (so its last segment does not wait for a delayed ACK) and on again after,
+    two system calls and two slow `socket.family` reads a request; the hub turns it off anyway for
+    every streamed answer (`hub.seams.set_nodelay`), and a response that is not streamed is one
+    write. Web loop."""
 
     _refused = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        super().set_nodelay(True)  # (TCP only: Tornado checks the family)
+
+    def set_nodelay(self, value: bool) -> None:
+        """Nothing: it stays off (see the class)."""
 
     def close(self, exc_info: Any = False) -> None:
         if isinstance(exc_info, tornado.iostream.UnsatisfiableReadError) and not self.closed():

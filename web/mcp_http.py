@@ -36,7 +36,7 @@ from web.mcp_bridge import AsgiExchange, asgi_scope, request_id_of
 from web.mcp_calls import CallRequest, takes_url_elicitation
 from web.mcp_endpoint import McpEndpoint
 from web.mcp_sessions import is_initialized_notice, opens_session
-from web.mcp_wire import refusal
+from web.mcp_wire import screen
 
 _SESSION_NOT_FOUND = b'{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"Session not found"}}'
 
@@ -50,6 +50,7 @@ class McpHandler(ApiHandler):
     def initialize(self) -> None:
         self._disconnected = asyncio.Event()
         self.lane_call: asyncio.Future[Any] | None = None  # a 2026-07-28 call served by the lane
+        self._served: Scope | None = None  # what this request sees, once worked out (`_scope`)
 
     async def prepare(self) -> None:
         await super().prepare()
@@ -82,14 +83,14 @@ class McpHandler(ApiHandler):
         served = self._scope(tenant, server)
         if await self._passed_on():
             return
-        refused = refusal(self.request.body or b"")  # bad JSON or text: answered here, at the edge
+        refused, message = screen(self.request.body or b"")  # bad JSON or text: answered here, at the edge
         if refused is not None:
             self.set_status(400)
             self.set_header("Content-Type", "application/json")
             self.finish(jsontext.dumps(refused[0]))
             return
         key = self.caller.key_id if self.caller else None
-        taken = endpoint.lane.admit(self, key, served)
+        taken = endpoint.lane.admit(self, key, served, message)
         if isinstance(taken, CallRequest):
             seams.no_transforms(self)  # no gzip (see `_bridge`)
             await endpoint.lane.serve(self, taken, served, self.caller, self._session())
@@ -123,11 +124,14 @@ class McpHandler(ApiHandler):
         Raises:
             NotFound: the tenant is not this caller's, or has no such server.
         """
+        if self._served is not None:  # (`prepare` worked it out: the path's tenant and server)
+            return self._served
         assert self.caller is not None
         tenant = self.tenant_for(tenant) if tenant is not None else self.calling_tenant()
         scope = Scope.of(tenant, server, self.caller.grants)
         if server is not None and server not in self.hub.config.tenants[scope.tenant].servers:
             raise unknown_server(scope)
+        self._served = scope
         return scope
 
     def _session(self) -> str | None:

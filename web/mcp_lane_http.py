@@ -40,7 +40,7 @@ from web.facade import Facade
 from web.facade_scope import Scope
 from web.mcp_calls import CallRequest, Calls, answer_call, cancel_call, parse_call, start_call
 from web.mcp_requester import Asks
-from web.mcp_wire import encode, parse_message
+from web.mcp_wire import encode
 
 if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -109,12 +109,15 @@ class HttpLane:
 
     # ------------------------------------------------------------------ admission
 
-    def admit(self, handler: RequestHandler, key: str | None, scope: Scope) -> CallRequest | bool:
-        """What this lane does with a POST: a `CallRequest` to serve; True if it was a client's
-        answer to a server request or a cancellation of a call of this lane (answer 202); False
-        if the SDK's transport serves it."""
+    def admit(
+        self, handler: RequestHandler, key: str | None, scope: Scope, message: dict[str, Any] | None
+    ) -> CallRequest | bool:
+        """What this lane does with a POST whose body holds JSON-RPC `message` (`mcp_wire.screen`;
+        None: none): a `CallRequest` to serve; True if it was a client's answer to a server
+        request or a cancellation of a call of this lane (answer 202); False if the SDK's
+        transport serves it."""
         request = handler.request
-        message = self._readable(request)
+        message = message if self._readable(request) else None
         if message is None:
             return False
         version = request.headers.get("MCP-Protocol-Version")
@@ -138,13 +141,11 @@ class HttpLane:
             return False
         return call
 
-    def _readable(self, request: Any) -> dict[str, Any] | None:
-        """The body of a POST this lane may read (a JSON-RPC message, of a size the SDK takes,
-        that passes the SDK's transport checks), else None."""
-        body = request.body
-        if not body or len(body) > self.manager.max_request_body_size or not self._secure(request.headers):
-            return None
-        return parse_message(body)
+    def _readable(self, request: Any) -> bool:
+        """Whether this lane may read the body of a POST: of a size the SDK takes, and it passes
+        the SDK's transport checks."""
+        size = len(request.body or b"")
+        return 0 < size <= self.manager.max_request_body_size and self._secure(request.headers)
 
     def _secure(self, headers: Any) -> bool:
         """Content-Type, and (DNS-rebinding protection on) Host and Origin, as the SDK checks them."""

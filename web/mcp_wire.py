@@ -30,6 +30,11 @@ def parse_message(data: bytes) -> dict[str, Any] | None:
         message = json.loads(data)
     except (ValueError, RecursionError):
         return None
+    return _rpc(message)
+
+
+def _rpc(message: Any) -> dict[str, Any] | None:
+    """`message` if it is a JSON-RPC 2.0 message object, else None."""
     return message if isinstance(message, dict) and message.get("jsonrpc") == "2.0" else None
 
 
@@ -41,18 +46,24 @@ def refusal(data: bytes) -> tuple[dict[str, Any], bool] | None:
     (-32700, id null); a string that is not valid Unicode text is invalid params (-32602, with the
     request's id). What is not JSON at all the SDK answers, as it does every protocol error.
     """
+    return screen(data)[0]
+
+
+def screen(data: bytes) -> tuple[tuple[dict[str, Any], bool] | None, dict[str, Any] | None]:
+    """`refusal(data)`, and the JSON-RPC message `data` holds if it is fine (what `parse_message`
+    reads, parsed once for both: else None)."""
     if not data.strip():
-        return None  # (the SDK says what an empty body is)
+        return None, None  # (the SDK says what an empty body is)
     try:
         message = jsontext.parse(data, "message")
         jsontext.check(message, "message", data)
     except NotJson:
-        return None
+        return None, None
     except InvalidText as exc:
-        return _invalid_text(message, exc.message), _owed(message)
+        return (_invalid_text(message, exc.message), _owed(message)), None
     except MalformedJson as exc:
-        return _error(None, types.PARSE_ERROR, exc.message), True
-    return None
+        return (_error(None, types.PARSE_ERROR, exc.message), True), None
+    return None, _rpc(message)
 
 
 def _invalid_text(message: Any, why: str) -> dict[str, Any]:
