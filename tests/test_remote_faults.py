@@ -193,3 +193,18 @@ async def test_calls_in_flight_when_the_session_expired_all_succeed(hub: ServedH
                 for n in range(8):
                     group.start_soon(call, n)
     assert answers == {n: f"call {n}" for n in range(8)}
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_stream_the_server_ends_after_events_with_ids_is_resumed(hub: ServedHub, mode: str) -> None:
+    """The 2025-11-25 server closes the call's stream early (a priming event and a progress
+    notification, both with ids): the hub asks for the rest with `Last-Event-ID` and the caller gets
+    the progress, then the answer, as if nothing happened."""
+    seen = Seen()
+    async with http_facade(hub.url + "/tenants/t/mcp", mode) as client:
+        with anyio.fail_after(CALL_TIMEOUT + 10):
+            result = await client.call_tool("bad__resumed", {}, progress_callback=seen.on_progress)
+    assert not result.is_error, result
+    text = result.content[0].text  # type: ignore[union-attr]
+    assert text.startswith("resumed after ev-") and text.endswith("-1"), text
+    assert seen.events == ["progress 1"]

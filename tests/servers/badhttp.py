@@ -22,6 +22,10 @@ Each tool answers ``tools/call`` its own way:
   sse_ends      200 text/event-stream: one log message, then the stream ends cleanly, unanswered.
   cut           200 text/event-stream: one progress notification (if the call sent a progress
                 token, else a log message), then the connection is closed without an answer.
+  resumed       200 text/event-stream, resumable (the 2025-11-25 way): a priming event (an id, no
+                data, ``retry: 50``), one progress notification (or log message) with an id, then
+                the stream ends unanswered; a GET carrying that id as ``Last-Event-ID`` gets a
+                stream with the answer "resumed after <id>" (any other GET: 405).
   hang          never answers (the connection is held until the client closes it).
   wrong_type    200 text/html.
   status500     500 with a plain-text body.
@@ -56,12 +60,13 @@ TOOLS = [
     {"name": "echo", "description": "Echo the text back.", "inputSchema": _TEXT, "outputSchema": _TEXT},
     *(
         {"name": name, "description": f"Misbehave: {name}.", "inputSchema": _EMPTY}
-        for name in (*PLAIN, "wrong_id", "garbage_sse", "sse_ends", "cut", "hang", "gave_up")
+        for name in (*PLAIN, "wrong_id", "garbage_sse", "sse_ends", "cut", "resumed", "hang", "gave_up")
     ),
 ]
 REASONS = {200: "OK", 202: "Accepted", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"}
 sessions: set[str] = set()
 gave_up = {"cancelled": 0, "closed": 0}
+resumable: dict[str, bytes] = {}  # the answer a GET with this Last-Event-ID gets
 
 
 def log(message: str) -> None:
@@ -118,8 +123,8 @@ async def start_stream(writer: asyncio.StreamWriter) -> None:
     await writer.drain()
 
 
-async def send_event(writer: asyncio.StreamWriter, data: str) -> None:
-    chunk = f"event: message\ndata: {data}\n\n".encode()
+async def send_event(writer: asyncio.StreamWriter, data: str, head: str = "") -> None:
+    chunk = f"{head}event: message\ndata: {data}\n\n".encode()
     writer.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
     await writer.drain()
 
@@ -175,6 +180,8 @@ async def call_tool(
         await writer.drain()
     elif name == "cut":
         await cut(message, writer)
+    elif name == "resumed":
+        await resumed(message, writer)
     elif name == "hang":
         await hold(reader)
     elif name == "gave_up":
@@ -196,6 +203,36 @@ async def cut(message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
     await send_event(writer, json.dumps({"jsonrpc": "2.0", **note}))
     writer.transport.abort()
     raise Closed
+
+
+async def resumed(message: dict[str, Any], writer: asyncio.StreamWriter) -> None:
+    """A stream that ends after events with ids, to be resumed by a GET (`resume`)."""
+    event = f"ev-{uuid.uuid4().hex[:8]}"
+    token = ((message.get("params") or {}).get("_meta") or {}).get("progressToken")
+    if token is not None:
+        note = {"method": "notifications/progress", "params": {"progressToken": token, "progress": 1}}
+    else:
+        note = {"method": "notifications/message", "params": {"level": "warning", "data": "resuming"}}
+    text = {"type": "text", "text": f"resumed after {event}-1"}
+    resumable[f"{event}-1"] = answer(message, {"content": [text]})
+    await start_stream(writer)
+    priming = f"id: {event}-0\nretry: 50\n\n"
+    writer.write(f"{len(priming):x}\r\n{priming}\r\n".encode())
+    await send_event(writer, json.dumps({"jsonrpc": "2.0", **note}), head=f"id: {event}-1\n")
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
+
+
+async def resume(request: Request, writer: asyncio.StreamWriter) -> None:
+    """A GET: the rest of a `resumed` stream, if it names one."""
+    body = resumable.pop(request.headers.get("last-event-id", ""), None)
+    if body is None:
+        await respond(writer, 405, Allow="POST, DELETE")
+        return
+    await start_stream(writer)
+    await send_event(writer, body.decode())
+    writer.write(b"0\r\n\r\n")
+    await writer.drain()
 
 
 async def handle_post(request: Request, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -259,7 +296,7 @@ async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
                 sessions.discard(request.headers.get("mcp-session-id", ""))
                 await respond(writer, 200)
             else:
-                await respond(writer, 405, Allow="POST, DELETE")
+                await resume(request, writer)
     except (Closed, ConnectionError):
         pass
     finally:
