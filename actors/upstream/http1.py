@@ -158,6 +158,9 @@ class Pool:
                 connection.close()
                 if failure.answered or not connection.reused:
                     raise
+            except BaseException:  # (the caller gave up while it waited: the exchange is broken)
+                connection.close()
+                raise
 
     async def get(self, headers: Mapping[str, str]) -> Response:
         """A GET of the endpoint (to resume an SSE stream), on a pooled connection.
@@ -170,7 +173,7 @@ class Pool:
         connection = await self._connection()
         try:
             return await self._exchange(connection, head.encode("latin-1"))
-        except HttpFailure:
+        except BaseException:
             connection.close()
             raise
 

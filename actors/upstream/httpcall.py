@@ -90,6 +90,7 @@ class _Call:
     progress: ProgressFn | None
     last_event: str | None = None
     retry: float = 0.0
+    response: Response | None = None  # the answer being read (the POST's, or a resumed stream's)
 
 
 class HttpChannel:
@@ -146,17 +147,16 @@ class HttpChannel:
         body = encoded({"jsonrpc": "2.0", "id": call.rid, "method": method, "params": params})
         headers = self._headers(method, params)
         try:
-            response = await self._pool.post(body, headers)
-        except HttpFailure as failure:
-            raise (BadAnswer if failure.answered else Unreachable)(str(failure)) from None
-        try:
-            return await self._answer(response, call, headers)
-        except asyncio.CancelledError:
-            response.close()
-            self._cancel(call.rid)
-            raise
-        except BaseException:
-            response.close()
+            try:
+                call.response = await self._pool.post(body, headers)
+            except HttpFailure as failure:
+                raise (BadAnswer if failure.answered else Unreachable)(str(failure)) from None
+            return await self._answer(call.response, call, headers)
+        except BaseException as exc:
+            if call.response is not None:  # (unless read to its end: then it is back in the pool)
+                call.response.close()
+            if isinstance(exc, asyncio.CancelledError):  # (the request may have reached the server)
+                self._cancel(call.rid)
             raise
 
     def _headers(self, method: str, params: dict[str, Any]) -> dict[str, str]:
@@ -219,7 +219,7 @@ class HttpChannel:
             if call.last_event is None or attempt == _RESUMES:
                 break
             await asyncio.sleep(min(call.retry, _RETRY_MAX))
-            response = await self._resume(call)
+            response = call.response = await self._resume(call)
         raise BadAnswer("closed the call's stream before answering")
 
     async def _events(self, chunks: AsyncGenerator[bytes, None], call: _Call) -> dict[str, Any] | None:
