@@ -84,6 +84,35 @@ def test_sequential_posts_share_one_kept_alive_connection_and_bodies_decode_ever
     asyncio.run(run())
 
 
+def test_concurrent_posts_beyond_the_pools_connections_wait_for_one_and_all_are_answered() -> None:
+    busy = {"now": 0, "most": 0}
+
+    async def answer(request: bytes, writer: asyncio.StreamWriter) -> bool:
+        busy["now"] += 1
+        busy["most"] = max(busy["most"], busy["now"])
+        await asyncio.sleep(0.02)
+        busy["now"] -= 1
+        writer.write(_json(b'{"ok": 1}'))
+        return True
+
+    async def run() -> None:
+        server, url, accepted = await _serve(answer)
+        pool = Pool(url, {}, connections=4)
+        try:
+
+            async def one() -> bytes:
+                return await (await pool.post(b"{}", {})).read(100)
+
+            answers = await asyncio.gather(*(one() for _ in range(40)))
+            assert answers == [b'{"ok": 1}'] * 40
+            assert busy["most"] == 4 and len(accepted) == 4  # (never more at once; kept alive)
+        finally:
+            pool.close()
+            server.close()
+
+    asyncio.run(run())
+
+
 def test_a_connection_the_server_closed_while_idle_is_replaced_without_failing_the_post() -> None:
     async def answer(request: bytes, writer: asyncio.StreamWriter) -> bool:
         writer.write(_json(b"{}"))

@@ -30,6 +30,7 @@ import httpx2
 
 HEAD_LIMIT = 64 * 1024  # the largest response head (status line and headers) accepted
 _IDLE_KEPT = 64  # idle connections kept per server
+CONNECTIONS = 100  # connections in use at once per server (as httpx2's default pool): more requests wait
 _IDLE_FOR = 30.0  # seconds an idle connection is kept (servers close theirs sooner: uvicorn 5 s)
 _READ = 64 * 1024
 
@@ -116,13 +117,16 @@ class Pool:
     Args:
         url: the server's endpoint.
         headers: headers every request carries (the server's configured `headers`).
+        connections: how many exchanges may be in flight at once (each on its own connection);
+            a request beyond them waits for one to end.
 
     Raises:
         ValueError: `url` is not http(s), or a header cannot be sent as it is (a line break in it).
     """
 
-    def __init__(self, url: str, headers: Mapping[str, str]) -> None:
+    def __init__(self, url: str, headers: Mapping[str, str], connections: int = CONNECTIONS) -> None:
         self.origin = Origin.parse(url)
+        self.slots = asyncio.Semaphore(connections)  # (held from a request until its answer is read)
         self._ssl: ssl.SSLContext | None = None
         if self.origin.scheme == "https":
             self._ssl = httpx2.create_ssl_context()
@@ -150,17 +154,22 @@ class Pool:
             f"Content-Length: {len(body)}\r\n\r\n"
         )
         data = head.encode("latin-1") + body
-        while True:
-            connection = await self._connection()
-            try:
-                return await self._exchange(connection, data)
-            except HttpFailure as failure:
-                connection.close()
-                if failure.answered or not connection.reused:
+        await self.slots.acquire()
+        try:
+            while True:
+                connection = await self._connection()
+                try:
+                    return await self._exchange(connection, data)  # (the answer holds the slot)
+                except HttpFailure as failure:
+                    connection.close()
+                    if failure.answered or not connection.reused:
+                        raise
+                except BaseException:  # (the caller gave up while it waited: the exchange is broken)
+                    connection.close()
                     raise
-            except BaseException:  # (the caller gave up while it waited: the exchange is broken)
-                connection.close()
-                raise
+        except BaseException:
+            self.slots.release()
+            raise
 
     async def get(self, headers: Mapping[str, str]) -> Response:
         """A GET of the endpoint (to resume an SSE stream), on a pooled connection.
@@ -170,11 +179,17 @@ class Pool:
         """
         extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         head = f"GET {self.origin.target} HTTP/1.1\r\n{self._head}{extra}Accept: text/event-stream\r\n\r\n"
-        connection = await self._connection()
+        await self.slots.acquire()
+        try:
+            connection = await self._connection()
+        except BaseException:
+            self.slots.release()
+            raise
         try:
             return await self._exchange(connection, head.encode("latin-1"))
         except BaseException:
             connection.close()
+            self.slots.release()
             raise
 
     async def _exchange(self, connection: Connection, data: bytes) -> Response:
@@ -229,7 +244,8 @@ class Pool:
 
 class Response:
     """An answer whose head was read; its body is read with `read` or `stream`, then the
-    connection goes back to the pool (`close` drops it instead: an answer not read to its end)."""
+    connection goes back to the pool (`close` drops it instead: an answer not read to its end).
+    Either gives the pool's slot back (once)."""
 
     def __init__(
         self, status: int, headers: dict[str, str], connection: Connection, pool: Pool, keep: bool
@@ -343,6 +359,7 @@ class Response:
         connection, self._connection = self._connection, None
         if connection is None:
             return
+        self._pool.slots.release()
         if self._keep:
             self._pool.release(connection)
         else:
@@ -352,5 +369,6 @@ class Response:
         """Drop the connection (its answer is not read to the end: it cannot carry another)."""
         connection, self._connection = self._connection, None
         if connection is not None:
+            self._pool.slots.release()
             with contextlib.suppress(Exception):
                 connection.close()
