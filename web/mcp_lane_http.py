@@ -30,6 +30,7 @@ from mcp.shared.inbound import (
     classify_inbound_request,
     find_duplicated_routing_header,
     validate_mcp_param_headers,
+    x_mcp_header_map,
 )
 from mcp_types import DEFAULT_NEGOTIATED_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
@@ -48,6 +49,24 @@ if TYPE_CHECKING:
     from tornado.web import RequestHandler
 
 _PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
+_ANNOTATED: dict[int, tuple[Any, bool]] = {}  # id(schema) -> (schema, whether it has `x-mcp-header`s)
+_ANNOTATED_KEPT = 4096
+
+
+def _annotated(schema: Any) -> bool:
+    """Whether an input schema declares `Mcp-Param-*` headers (an `x-mcp-header`): without one,
+    the SDK's `validate_mcp_param_headers` has nothing to compare and accepts any request, so
+    the lane need not walk the schema for each call. Remembered per schema object."""
+    known = _ANNOTATED.get(id(schema))
+    if known is not None and known[0] is schema:
+        return known[1]
+    if len(_ANNOTATED) >= _ANNOTATED_KEPT:
+        _ANNOTATED.clear()
+    annotated = bool(x_mcp_header_map(schema))
+    _ANNOTATED[id(schema)] = (schema, annotated)
+    return annotated
+
+
 _SSE_HEADERS = (
     ("Content-Type", "text/event-stream"),
     ("Cache-Control", "no-cache, no-transform"),
@@ -184,7 +203,11 @@ class HttpLane:
             return False
         if call.arguments or any(h.startswith(_PARAM_PREFIX) for h in headers):
             schema = self.facade.input_schema_of(scope, call.name)
-            if schema is not None and validate_mcp_param_headers(schema, call.arguments, headers) is not None:
+            if (
+                schema is not None
+                and _annotated(schema)
+                and validate_mcp_param_headers(schema, call.arguments, headers) is not None
+            ):
                 return False
         return True
 
