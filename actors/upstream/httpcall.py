@@ -166,6 +166,8 @@ class HttpChannel:
             if session:
                 headers["Mcp-Session-Id"] = session
             return headers
+        if not method:
+            return headers  # (a message that is no request of the era: its answer, a GET)
         headers["Mcp-Method"] = method
         name = params.get("name")
         if isinstance(name, str):
@@ -187,7 +189,7 @@ class HttpChannel:
     async def _answer(self, response: Response, call: _Call, headers: dict[str, str]) -> dict[str, Any]:
         status = response.status
         if status == 404 and "Mcp-Session-Id" in headers:
-            await response.read(MESSAGE_LIMIT)
+            await self._body(response)
             raise SessionExpired(headers["Mcp-Session-Id"])
         kind = response.content_type
         if status == 200 and kind == "text/event-stream":
@@ -214,7 +216,7 @@ class HttpChannel:
             chunks = response.stream()
             answer = await self._events(chunks, call)
             if answer is not None:
-                self._drain(chunks, call)
+                self._drain(chunks)
                 return answer
             if call.last_event is None or attempt == _RESUMES:
                 break
@@ -306,7 +308,7 @@ class HttpChannel:
             raise BadAnswer(f"broke the call's stream and refused to resume it (HTTP {response.status})")
         return response
 
-    def _drain(self, chunks: AsyncGenerator[bytes, None], call: _Call) -> None:
+    def _drain(self, chunks: AsyncGenerator[bytes, None]) -> None:
         """Read what follows the answer to the stream's end (the server closes it), so that the
         connection is kept; a stream still open after `_DRAIN` seconds is dropped."""
 
