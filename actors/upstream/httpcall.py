@@ -38,7 +38,7 @@ from mcp.shared.inbound import encode_header_value, mcp_param_headers, x_mcp_hea
 
 from actors.models import ServerCatalog
 from actors.upstream.http1 import HttpFailure, Pool, Response, header_safe
-from actors.upstream.rawcall import ErrorAnswer, ProgressFn, RawChannel, encoded, parsed
+from actors.upstream.rawcall import ErrorAnswer, ProgressFn, RawChannel, deliver_progress, encoded, parsed
 from actors.upstream.sse import SseParser
 
 log = logging.getLogger(__name__)
@@ -271,16 +271,8 @@ class HttpChannel:
         return None
 
     async def _progressed(self, params: dict[str, Any], call: _Call) -> None:
-        if call.progress is None or params.get("progressToken") != call.rid:
-            return
-        try:
-            value = float(params["progress"])
-        except (KeyError, TypeError, ValueError):
-            return  # a malformed progress notification is dropped, as the SDK drops it
-        try:
-            await call.progress(value, params.get("total"), params.get("message"))
-        except Exception as exc:  # the caller went away: the call itself still gets its answer
-            log.debug("progress not delivered: %s", exc)
+        if call.progress is not None and params.get("progressToken") == call.rid:
+            await deliver_progress(call.progress, params)
 
     async def _reply(self, request: dict[str, Any]) -> None:
         """Answer a request of the server (sampling, elicitation, ping) through the relay, POSTed

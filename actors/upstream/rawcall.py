@@ -88,6 +88,19 @@ def parsed(line: bytes) -> dict[str, Any] | None:
     return jsontext.scrub(message) if jsontext.has_lone_escape(line) else message
 
 
+async def deliver_progress(progress: ProgressFn, params: dict[str, Any]) -> None:
+    """Hand a progress notification's `params` to the caller's `progress` (a malformed one is
+    dropped, as the SDK drops it; a caller that went away costs the call nothing)."""
+    try:
+        value = float(params["progress"])
+    except (KeyError, TypeError, ValueError):
+        return
+    try:
+        await progress(value, params.get("total"), params.get("message"))
+    except Exception as exc:  # the caller went away: the call itself still gets its answer
+        log.debug("progress not delivered: %s", exc)
+
+
 class RawChannel:
     """Requests written straight to a stdio server, answered without the SDK session.
 
@@ -202,14 +215,7 @@ class RawChannel:
         progress = self._progress.get(params.get("progressToken"))  # type: ignore[arg-type]
         if progress is None:
             return False
-        try:
-            value = float(params["progress"])
-        except (KeyError, TypeError, ValueError):
-            return True  # a malformed progress notification is dropped, as the SDK drops it
-        try:
-            await progress(value, params.get("total"), params.get("message"))
-        except Exception as exc:  # the caller went away: the call itself still gets its answer
-            log.debug("progress not delivered: %s", exc)
+        await deliver_progress(progress, params)
         return True
 
     def close(self) -> None:
