@@ -1,6 +1,7 @@
-"""Idempotency keys of REST tool calls: the `Idempotency-Key` request header (IETF draft
-httpapi-idempotency-key-header) on `POST /api/tools/{name}[/call]` (docs/cluster.md, "Failover of
-calls").
+"""Idempotency keys of tool calls: the `Idempotency-Key` request header (IETF draft
+httpapi-idempotency-key-header) on `POST /api/tools/{name}[/call]` and on a POST of the MCP
+facade over HTTP that carries one `tools/call` (`web.facade.Facade.call`; docs/cluster.md,
+"Failover of calls"). The shipped HAProxy sets one on a tool call whose client sent none.
 
 A client, or a load balancer whose replica died mid-request, may send a keyed request again. The
 hub that receives a keyed call records the key, per tenant, before the call runs: with the replica
@@ -238,7 +239,7 @@ def _name(tenant: str, key: str) -> str:
 
 
 class KeyedCall:
-    """One REST tool call carrying an `Idempotency-Key` (on the web loop).
+    """One tool call carrying an `Idempotency-Key` (on the web loop).
 
     Args:
         keys: the hub's keys.
@@ -246,14 +247,22 @@ class KeyedCall:
         tool_id: the tool's catalog id as requested.
         arguments: its arguments.
         key: the request's key (`parse_key`).
+        shown_as: the tool's name in messages (the facade's name for it; default: its entry's id).
     """
 
     def __init__(
-        self, keys: IdempotencyKeys, tenant: str, tool_id: str, arguments: Mapping[str, Any], key: str
+        self,
+        keys: IdempotencyKeys,
+        tenant: str,
+        tool_id: str,
+        arguments: Mapping[str, Any],
+        key: str,
+        shown_as: str | None = None,
     ) -> None:
         self._keys = keys
         self._tenant = tenant
         self._key = key
+        self._shown_as = shown_as
         self._record = Record(keys.replica, fingerprint(tool_id, arguments), uuid.uuid4().hex)
         self._claimed = False
 
@@ -288,8 +297,9 @@ class KeyedCall:
             log.info("idempotency: %s sent again: run again (its tool is read-only or idempotent)", entry.id)
             return
         where = f"on replica '{known.replica}'" if known.replica else "on this hub"
+        tool = self._shown_as or entry.id
         raise DuplicateCall(
-            f"this call of tool '{entry.id}' with this {HEADER} was received before {where} and may "
+            f"this call of tool '{tool}' with this {HEADER} was received before {where} and may "
             "already have run: the hub does not run a tool twice unless it is marked read-only or "
             "idempotent (readOnlyHint, idempotentHint); send a new key to call it again"
         )
@@ -304,10 +314,17 @@ _KEYS: weakref.WeakKeyDictionary[Hub, IdempotencyKeys] = weakref.WeakKeyDictiona
 _KEYS_LOCK = threading.Lock()
 
 
-def keyed_call(hub_: Hub, tenant: str, tool_id: str, arguments: Mapping[str, Any], key: str) -> KeyedCall:
+def keyed_call(
+    hub_: Hub,
+    tenant: str,
+    tool_id: str,
+    arguments: Mapping[str, Any],
+    key: str,
+    shown_as: str | None = None,
+) -> KeyedCall:
     """A `KeyedCall` on the hub's one `IdempotencyKeys` (made on first use)."""
     with _KEYS_LOCK:
         keys = _KEYS.get(hub_)
         if keys is None:
             keys = _KEYS[hub_] = IdempotencyKeys(hub_.cluster)
-    return KeyedCall(keys, tenant, tool_id, arguments, key)
+    return KeyedCall(keys, tenant, tool_id, arguments, key, shown_as)

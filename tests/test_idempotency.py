@@ -1,11 +1,13 @@
-"""The `Idempotency-Key` header of REST tool calls on a lone hub (`hub.idempotency`): a request
-sent again with its key runs again only if its tool is read-only or idempotent; otherwise it is a
-clear 409 and the tool does not run twice. A real `python -m hub serve` and a real test server.
+"""The `Idempotency-Key` header of tool calls on a lone hub (`hub.idempotency`), over REST and
+the MCP facade (both eras): a request sent again with its key runs again only if its tool is
+read-only or idempotent; otherwise it is a clear error (REST: 409; the facade: a tool error) and
+the tool does not run twice. A real `python -m hub serve` and a real test server.
 """
 
 from __future__ import annotations
 
-from conftest import server
+import mcp.types as types
+from conftest import initialize_request, server
 
 
 def _keyed(key: str) -> dict[str, str]:
@@ -60,3 +62,75 @@ def test_a_bad_idempotency_key_is_a_clear_400(served) -> None:
         hub.request("POST", "/api/tools/s.echo?tenant=t", {"text": "x"}, headers=_keyed("k" * 255)).status
         == 200
     )
+
+
+MODERN_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+}
+ACCEPT = {"Accept": "application/json, text/event-stream"}
+
+
+def test_the_mcp_facade_honours_the_key_of_a_tools_call_in_both_eras(served) -> None:
+    hub = served({"t": {"servers": {"s": server("--read-only-sleep", "--extras")}}})
+    path = "/tenants/t/mcp"
+    init = hub.request("POST", path, initialize_request(0), headers=ACCEPT)
+    session = {
+        **ACCEPT,
+        "Mcp-Session-Id": init.headers["Mcp-Session-Id"],
+        "MCP-Protocol-Version": "2025-11-25",
+    }
+    hub.request("POST", path, {"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=session)
+    counted = 0
+
+    def call(era: str, name: str, arguments: dict[str, object], key: str | None = None) -> dict[str, object]:
+        params: dict[str, object] = {"name": name, "arguments": arguments}
+        if era == "2026-07-28":  # stateless: each request says what it is
+            params["_meta"] = MODERN_META
+            headers = {**ACCEPT, "MCP-Protocol-Version": era, "Mcp-Method": "tools/call", "Mcp-Name": name}
+        else:
+            headers = dict(session)
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        message = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}
+        answer = hub.request("POST", path, message, headers=headers)
+        assert answer.body is not None, answer.text
+        return answer.body
+
+    def text(answer: dict[str, object]) -> str:
+        result = answer.get("result")
+        assert isinstance(result, dict), answer
+        return result["content"][0]["text"]
+
+    for era in ("2026-07-28", "2025-11-25"):
+        # A read-only tool: the same request twice runs twice.
+        for _ in range(2):
+            assert text(call(era, "s__peek", {"seconds": 0}, f"read-{era}")) == "slept"
+        # bump (no hints) counts its runs: sent again with its key, it is a clear tool error, not run.
+        counted += 1
+        assert text(call(era, "s__bump", {}, f"bump-{era}")) == str(counted)
+        again = call(era, "s__bump", {}, f"bump-{era}")
+        assert again["result"]["isError"] is True, again  # type: ignore[index]
+        message = text(again)
+        assert message.startswith("duplicate_call: ") and "may already have run" in message, message
+        assert "'s__bump'" in message, message  # (named as the client names it, not by its catalog id)
+        counted += 1
+        assert text(call(era, "s__bump", {}, f"bump-2-{era}")) == str(counted)  # (it did not run twice)
+        counted += 1
+        assert text(call(era, "s__bump", {})) == str(counted)  # (no key: as before)
+        # The same key for another call: the 422 of REST, a tool error here.
+        reused = text(call(era, "s__peek", {"seconds": 0.01}, f"read-{era}"))
+        assert reused.startswith("idempotency_key_reused: "), reused
+        # A call that never reached its server (bad arguments) forgets its key.
+        for _ in range(2):
+            bad = call(era, "s__echo", {"text": 1}, f"echo-{era}")
+            assert bad["error"]["code"] == types.INVALID_PARAMS, bad  # type: ignore[index]
+        assert text(call(era, "s__echo", {"text": "y"}, f"echo-{era}")) == "y"
+        # A bad key: the 400 of REST, a JSON-RPC error naming the header.
+        refused = call(era, "s__echo", {"text": "x"}, "clé")
+        error = refused["error"]
+        assert error["code"] == types.INVALID_PARAMS and "Idempotency-Key" in error["message"], refused  # type: ignore[index]
+    # A key is per tenant and per call, whichever door it came through: REST sees the facade's.
+    rest = hub.request("POST", "/api/tools/s.bump?tenant=t", {}, headers=_keyed("bump-2026-07-28"))
+    assert rest.status == 409 and rest.body["error"]["code"] == "duplicate_call", rest.text

@@ -24,7 +24,7 @@ import asyncio
 import contextvars
 import logging
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import mcp.types as types
@@ -35,7 +35,7 @@ from mcp.types.version import MODERN_PROTOCOL_VERSIONS
 
 import hub
 from actors.models import CatalogChanged, Event, ToolResult
-from hub import seams
+from hub import idempotency, seams
 from hub.errors import BadRequest, HubError, NotFound
 from hub.permissions import Who
 from hub.runtime import Hub
@@ -100,6 +100,7 @@ class Facade:
             in its scope already).
         session_of: the client session of a request (None: none; calls of per_session servers
             then use the shared instance).
+        key_of: the values of a request's `Idempotency-Key` header (HTTP; none: no key).
     """
 
     def __init__(
@@ -108,11 +109,13 @@ class Facade:
         scope_of: Callable[[Ctx], Scope],
         caller_of: Callable[[Ctx], Who | None] = lambda ctx: None,
         session_of: Callable[[Ctx], str | None] = lambda ctx: None,
+        key_of: Callable[[Ctx], Sequence[str]] = lambda ctx: (),
     ) -> None:
         self.hub = hub_
         self.scope_of = scope_of
         self.caller_of = caller_of
         self.session_of = session_of
+        self.key_of = key_of
         self.sep = hub_.config.gateway.tool_name_separator
         self.changes = ListChanges()
         self.views = ToolViews(self.sep)  # dropped on each catalog change (router thread)
@@ -262,6 +265,7 @@ class Facade:
             ClientOfCall(ctx, asyncio.get_running_loop(), self.logs.allowed(session)),
             caller=self.caller_of(ctx),
             session=session,
+            idempotency_key=self.key_of(ctx),
         )
         return types.CallToolResult.model_validate(tool_result_json(result))
 
@@ -273,21 +277,29 @@ class Facade:
         requester: Any,
         caller: Who | None = None,
         session: str | None = None,
+        idempotency_key: Sequence[str] = (),
     ) -> ToolResult:
         """Call tool `name` of `scope` (the one tool call path of every facade transport).
 
         A failure of the server (it failed, timed out, is down, or a quota is hit) is a tool result
-        with `isError`, so the model sees why. Messages name the tool as the client does (`name`),
-        never by its catalog id. A tool `scope`'s caller may not call is not in its view: as unknown
-        as one that does not exist.
+        with `isError`, so the model sees why; so is a call refused as a duplicate. Messages name
+        the tool as the client does (`name`), never by its catalog id. A tool `scope`'s caller may
+        not call is not in its view: as unknown as one that does not exist. `idempotency_key`: the
+        values of the request's `Idempotency-Key` header (HTTP; none: the call is not keyed), as
+        for REST (`hub.idempotency`).
 
         Raises:
-            MCPError: an unknown tool, or arguments the tool's schema refuses (INVALID_PARAMS).
+            MCPError: an unknown tool, arguments the tool's schema refuses, a bad `Idempotency-Key`
+                (INVALID_PARAMS).
         """
         tool_id = (await self.view(scope)).ids.get(name)
         if tool_id is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
+            if idempotency_key:
+                return await self._keyed_call(
+                    scope, name, tool_id, arguments, requester, caller, session, idempotency_key
+                )
             return await self.hub.calls.call_tool_async(
                 scope.tenant, tool_id, arguments, requester, session=session, shown_as=name, caller=caller
             )
@@ -301,6 +313,40 @@ class Facade:
                 is_error=True,
                 content=({"type": "text", "text": f"{exc.code}: {exc.message}"},),
             )
+
+    async def _keyed_call(
+        self,
+        scope: Scope,
+        name: str,
+        tool_id: str,
+        arguments: Mapping[str, Any],
+        requester: Any,
+        caller: Who | None,
+        session: str | None,
+        header: Sequence[str],
+    ) -> ToolResult:
+        """`call` of a request with an `Idempotency-Key` (`hub.idempotency`: a call sent again runs
+        again only if its tool is read-only or idempotent).
+
+        Raises:
+            BadRequest: a bad key (more than one, empty, too long, not printable ASCII).
+            DuplicateCall, IdempotencyKeyReused: as `hub.idempotency.KeyedCall.admit`.
+        """
+        key = idempotency.parse_key(list(header))
+        assert key is not None
+        keyed = idempotency.keyed_call(self.hub, scope.tenant, tool_id, arguments, key, shown_as=name)
+        return await keyed.run(
+            lambda admit: self.hub.calls.call_tool_async(
+                scope.tenant,
+                tool_id,
+                arguments,
+                requester,
+                session=session,
+                shown_as=name,
+                admit=admit,
+                caller=caller,
+            )
+        )
 
     async def list_resources(
         self, ctx: Ctx, params: types.PaginatedRequestParams | None

@@ -4,8 +4,9 @@ ASGI request, and the SDK's response written back through Tornado (no second web
 The bridge puts what the request sees (a `web.facade_scope.Scope`, with what its caller may
 use), its caller (`web.auth.Caller`) and client session in the ASGI scope (`mcp_hub_scope`,
 `mcp_hub_caller`, `mcp_hub_session`), where the facade's handlers read them back from the request
-context (`scope_of`, `caller_of`, `session_of`). A response whose first SSE event
-is already the answer to the request goes out as one JSON body instead (`answer_of`).
+context (`scope_of`, `caller_of`, `session_of`; its `Idempotency-Key` header: `key_of`). A
+response whose first SSE event is already the answer to the request goes out as one JSON body
+instead (`answer_of`).
 
 Thread: the web loop (the facade's handlers that read the scope run there too).
 """
@@ -41,6 +42,12 @@ def scope_of(ctx: Ctx) -> Scope:
 def session_of(ctx: Ctx) -> str | None:
     """The client session the bridge put in the ASGI scope (None: the request has none)."""
     return (getattr(ctx.request, "scope", None) or {}).get("mcp_hub_session")
+
+
+def key_of(ctx: Ctx) -> list[str]:
+    """The values of the `Idempotency-Key` header of the HTTP request that carried this message."""
+    headers = getattr(ctx.request, "headers", None)
+    return headers.getlist("idempotency-key") if headers is not None else []
 
 
 def request_id_of(body: bytes | None) -> Any:

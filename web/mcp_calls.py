@@ -68,6 +68,7 @@ class CallRequest:
     input_responses: Mapping[str, Any] | None = None  # a 2026-07-28 retry's (`web.mcp_input`)
     request_state: str | None = None
     url_elicitation: bool = False  # its 2025-11-25 client declared `elicitation.url` at initialize
+    idempotency_key: tuple[str, ...] = ()  # its request's `Idempotency-Key` header values (`hub.idempotency`)
 
 
 def takes_url_elicitation(initialize: bytes | None) -> bool:
@@ -157,7 +158,9 @@ def start_call(
         if not call.modern:
             call = replace(call, log_levels=call.log_levels & facade.logs.allowed(session))
         requester = CallRequester(stream, call, asks, loop)
-        called = facade.call(scope, call.name, call.arguments, requester, caller, session)
+        called = facade.call(
+            scope, call.name, call.arguments, requester, caller, session, call.idempotency_key
+        )
         task = asyncio.ensure_future(called)
         if call.modern:
             task = asks.parked.open(task, requester, owner).next_round()

@@ -19,7 +19,7 @@ from hub.runtime import Hub
 from web.cluster_sessions import SessionHomes
 from web.facade import Facade
 from web.facade_scope import Scope
-from web.mcp_bridge import caller_of, scope_of, session_of
+from web.mcp_bridge import caller_of, key_of, scope_of, session_of
 from web.mcp_lane_http import HttpLane
 from web.mcp_sessions import SessionLimits
 
@@ -31,7 +31,7 @@ class McpEndpoint:
 
     def __init__(self, hub_: Hub, host: str) -> None:
         self.hub = hub_
-        self.facade = Facade(hub_, scope_of, caller_of, session_of)
+        self.facade = Facade(hub_, scope_of, caller_of, session_of, key_of)
         self._ending: set[asyncio.Future[int]] = set()
         gateway = hub_.config.gateway
         # Host and Origin are checked, exactly, for every route before a request gets here

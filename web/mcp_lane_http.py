@@ -10,7 +10,9 @@ only the key that opened it. A 2026-07-28 call is cancelled when its client clos
 disconnect is not a cancellation). A call that runs `keepalive` seconds
 (`gateway.mcp_keepalive_interval`, default 15) without anything to send commits to SSE and sends
 a comment as often, so proxies with an idle-read timeout keep the connection, as the SDK does for
-2026-07-28 (every 15 s).
+2026-07-28 (every 15 s). A call's `Idempotency-Key` header (its client's, or the one the shipped
+HAProxy sets) goes with it to `Facade.call` (`hub.idempotency`); a call without one costs one
+header lookup more.
 
 Thread: the web loop.
 """
@@ -36,6 +38,7 @@ from mcp_types import DEFAULT_NEGOTIATED_VERSION
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS, MODERN_PROTOCOL_VERSIONS
 
 from hub import seams
+from hub.idempotency import HEADER
 from hub.permissions import Who
 from web.facade import Facade
 from web.facade_scope import Scope
@@ -226,6 +229,9 @@ class HttpLane:
         calls = owner.calls if owner is not None else {}  # 2026-07-28: no cancellation finds a call
         if owner is not None and owner.url_elicitation:
             call = replace(call, url_elicitation=True)
+        keyed = handler.request.headers.get_list(HEADER)  # (a balancer may send it again: `hub.idempotency`)
+        if keyed:
+            call = replace(call, idempotency_key=tuple(keyed))
         stream = _HttpCall(handler, call, asyncio.get_running_loop(), self.keepalive)
         with seams.IdleHold(self.manager, call.owner):
             task = start_call(self.facade, stream, call, self.asks, scope, caller, session, calls)
