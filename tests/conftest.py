@@ -261,10 +261,15 @@ def running_redis(tmp_path: Path) -> Iterator[str]:
         log.close()
 
 
-# As config/haproxy.cfg's backend: keyed requests are sent again when their replica died.
+# As config/haproxy.cfg's backend: a tool call without an Idempotency-Key gets one, and keyed
+# requests are sent again when their replica died.
 _RETRIES = (
     "    option http-buffer-request\n    retries 2\n    option redispatch 1\n"
     "    retry-on conn-failure empty-response\n"
+    "    acl tool_call path_beg /api/tools/\n    acl tool_call path /mcp\n"
+    "    acl tool_call path_reg ^/tenants/[^/]+/(servers/[^/]+/)?mcp$\n"
+    "    http-request set-header Idempotency-Key %[uuid()] if METH_POST tool_call"
+    " !{ req.hdr(idempotency-key) -m found }\n"
     "    http-request disable-l7-retry unless { req.hdr(idempotency-key) -m found }\n"
 )
 
@@ -273,8 +278,9 @@ _RETRIES = (
 def running_haproxy(tmp_path: Path, backends: Iterable[str], balance: str = "roundrobin") -> Iterator[str]:
     """A real HAProxy (Debian's) on a free loopback port, round robin over `backends` (base URLs),
     per request and with no stickiness (or `balance first`: all to the first that is up): its URL.
-    As config/haproxy.cfg, a request with an `Idempotency-Key` whose replica closed its connection
-    without answering is sent again to another one."""
+    As config/haproxy.cfg, a tool call (REST or the MCP facade) without an `Idempotency-Key` gets
+    one, and a request with one whose replica closed its connection without answering is sent
+    again to another one."""
     binary = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
     if binary is None:
         missing("haproxy (Debian's haproxy)")

@@ -3,7 +3,8 @@ SIGKILLed mid-call, a call of a tool that says a retry is harmless (`readOnlyHin
 on the survivor that takes its server over, any other call in flight fails at once with a clear
 error, and a call made after the kill waits for the survivor to run the server; a keyed call whose client
 connection was to the killed replica is sent again by HAProxy to the survivor, which runs it again
-if it is read-only and refuses it (409) otherwise.
+if it is read-only and refuses it otherwise (REST: 409; the MCP facade, whose client sends no key
+and gets one from HAProxy: a tool error).
 Real replicas (`python -m hub serve`) on a real Redis.
 """
 
@@ -119,15 +120,49 @@ def _keyed_post(url: str, arguments: dict[str, Any], key: str) -> tuple[int, Any
     request = urllib.request.Request(url, data=json.dumps(arguments).encode(), method="POST")
     request.add_header("Content-Type", "application/json")
     request.add_header("Idempotency-Key", key)
+    return _answer(request)
+
+
+def _mcp_post(url: str, name: str, arguments: dict[str, Any]) -> tuple[int, Any, float]:
+    """A 2026-07-28 `tools/call` as an MCP client sends it over HTTP: no Idempotency-Key."""
+    meta = {
+        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+    }
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments, "_meta": meta},
+    }
+    request = urllib.request.Request(url, data=json.dumps(message).encode(), method="POST")
+    for header, value in (
+        ("Content-Type", "application/json"),
+        ("Accept", "application/json, text/event-stream"),
+        ("MCP-Protocol-Version", "2026-07-28"),
+        ("Mcp-Method", "tools/call"),
+        ("Mcp-Name", name),
+    ):
+        request.add_header(header, value)
+    return _answer(request)
+
+
+def _answer(request: urllib.request.Request) -> tuple[int, Any, float]:
+    """Status, JSON body (else its text) and when it came."""
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
             status, text = answer.status, answer.read()
     except urllib.error.HTTPError as error:
         status, text = error.code, error.read()
-    return status, json.loads(text), time.monotonic()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        body = text
+    return status, body, time.monotonic()
 
 
-def test_a_keyed_call_whose_client_was_connected_to_the_killed_replica_is_sent_again_by_haproxy(
+def test_a_tool_call_whose_client_was_connected_to_the_killed_replica_is_sent_again_by_haproxy(
     redis_server: str, tmp_path: Path
 ) -> None:
     with _replicas(redis_server, tmp_path) as hubs:
@@ -136,13 +171,16 @@ def test_a_keyed_call_whose_client_was_connected_to_the_killed_replica_is_sent_a
         # `balance first`: every request goes to `dies` while it is up, and to `stays` once it is not.
         with (
             running_haproxy(tmp_path, [dies.url, stays.url], balance="first") as url,
-            concurrent.futures.ThreadPoolExecutor(2) as pool,
+            concurrent.futures.ThreadPoolExecutor(4) as pool,
         ):
-            read_only = pool.submit(
-                _keyed_post, f"{url}/api/tools/{name}.peek?tenant=t", {"seconds": 2}, "k1"
-            )
-            plain = pool.submit(_keyed_post, f"{url}/api/tools/{name}.sleep?tenant=t", {"seconds": 2}, "k2")
-            assert wait_until(lambda: _in_flight(dies) == 2, 10)  # both received by `dies`, running
+            rest = f"{url}/api/tools/{name}"
+            read_only = pool.submit(_keyed_post, f"{rest}.peek?tenant=t", {"seconds": 2}, "k1")
+            plain = pool.submit(_keyed_post, f"{rest}.sleep?tenant=t", {"seconds": 2}, "k2")
+            # The same over the MCP facade, with no key: HAProxy sets one.
+            facade = f"{url}/tenants/t/mcp"
+            mcp_read_only = pool.submit(_mcp_post, facade, f"{name}__peek", {"seconds": 2})
+            mcp_plain = pool.submit(_mcp_post, facade, f"{name}__sleep", {"seconds": 2})
+            assert wait_until(lambda: _in_flight(dies) == 4, 10)  # all received by `dies`, running
             dies.proc.send_signal(signal.SIGKILL)
             killed = time.monotonic()
             status, body, at = plain.result(30)
@@ -150,9 +188,20 @@ def test_a_keyed_call_whose_client_was_connected_to_the_killed_replica_is_sent_a
             assert status == 409 and body["error"]["code"] == "duplicate_call", body
             assert "'dies'" in body["error"]["message"] and "may already have run" in body["error"]["message"]
             assert at - killed < 1.0, at - killed
-            # The read-only call runs again on `stays` (once its server runs there): 200.
+            # The facade's: the same refusal, as the facade says a hub's error (a tool error).
+            status, body, at = mcp_plain.result(30)
+            assert status == 200 and body["result"]["isError"] is True, body
+            text = body["result"]["content"][0]["text"]
+            assert text.startswith("duplicate_call: ") and "'dies'" in text and f"'{name}__sleep'" in text, (
+                text
+            )
+            assert at - killed < 1.0, at - killed
+            # The read-only calls run again on `stays` (once its server runs there).
             status, body, _ = read_only.result(60)
-        assert status == 200 and body["content"][0]["text"] == "slept", body
+            assert status == 200 and body["content"][0]["text"] == "slept", body
+            status, body, _ = mcp_read_only.result(60)
+        assert status == 200 and body["result"]["content"][0]["text"] == "slept", body
+        assert body["result"]["isError"] is False, body
 
 
 def test_a_server_a_newcomer_wins_is_handed_over_once_its_calls_in_flight_end(

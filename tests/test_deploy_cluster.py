@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import conftest
 import pytest
 import yaml
 from conftest import ROOT, missing
@@ -211,6 +212,37 @@ def test_haproxy_balances_exactly_the_compose_replicas_and_checks_health() -> No
         "}",
     ]
     assert retry_rule in backend
+    # A tool call (REST, the MCP facade) without a key gets one first, so that it is sent again too;
+    # no other POST does (the hub keeps no key for them: sent again, they would run twice).
+    mint = [
+        "http-request",
+        "set-header",
+        "Idempotency-Key",
+        "%[uuid()]",
+        "if",
+        "METH_POST",
+        "tool_call",
+        "!{",
+        "req.hdr(idempotency-key)",
+        "-m",
+        "found",
+        "}",
+    ]
+    assert mint in backend and backend.index(mint) < backend.index(retry_rule)
+    paths = [words[2:] for words in backend if words[:2] == ["acl", "tool_call"]]
+    assert paths == [
+        ["path_beg", "/api/tools/"],
+        ["path", "/mcp"],
+        ["path_reg", "^/tenants/[^/]+/(servers/[^/]+/)?mcp$"],
+    ]
+    # The tests' HAProxy (conftest.running_haproxy) retries and mints exactly as this one.
+    mirrored = [line.split() for line in conftest._RETRIES.splitlines()]
+    assert (
+        mirrored
+        == [w for w in backend if w[0] in ("option", "retries", "retry-on", "acl", "http-request")][
+            -len(mirrored) :
+        ]
+    )
     servers = {words[1]: words[2] for words in backend if words[0] == "server"}
     replicas = compose_replicas()
     port = load(next(iter(replicas.values()))).gateway.port
