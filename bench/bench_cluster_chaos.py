@@ -5,21 +5,27 @@ Run from the repository root after the README's install command (it needs Debian
 `redis-server` and `haproxy`, which tests/setup.sh installs):
 
     python bench/bench_cluster_chaos.py [--clients 32] [--seconds 60] [--kill-at 15] [--restart-at 35]
+                                        [--facade-share 0.5]
 
 Starts a `redis-server`, three replicas (heartbeat 1 s: a dead one leaves within 3 s) sharing six
-test servers, and HAProxy in front (round robin per request, health checks every second, a request
-whose connection fails before it is sent, or a keyed one whose replica closed the connection without
-answering, tried on another replica: as config/haproxy.cfg). `--clients` keep-alive clients
-call at once, each call a random server's `peek` (annotated `readOnlyHint`) or `echo` (no hint).
+test servers, and HAProxy in front (round robin per request, health checks every second, a tool
+call without an `Idempotency-Key` given one, a request whose connection fails before it is sent,
+or a keyed one whose replica closed the connection without answering, tried on another replica:
+as config/haproxy.cfg). `--clients` keep-alive clients call at once, each call a random server's
+`peek` (annotated `readOnlyHint`) or `echo` (no hint). A `--facade-share` of the clients (default
+half) are MCP clients: each call a 2026-07-28 `tools/call` POSTed to the facade
+(`/tenants/bench/mcp`) with no `Idempotency-Key`, as MCP clients send it (HAProxy sets one); the
+others call REST (`POST /api/tools/{name}`), each call with a fresh `Idempotency-Key` of its own.
 At `--kill-at` s replica r2 is SIGKILLed; at `--restart-at` s it starts again with the same id.
-Each call carries a fresh `Idempotency-Key`, so HAProxy sends a call whose replica died before
-answering to another replica, which runs it again if its tool is read-only (`peek`) and answers
-409 otherwise (`echo`: it may have run on the dead replica).
-Prints: calls made, failed (by tool, and whether the client's own connection was to the killed
-replica and the call was refused as a possible duplicate, or the call was forwarded to it and
-lost with it), the failures that are no JSON error of the hub, the longest time a failed call
-took to be answered after the kill, hung calls (no answer within 35 s), the time until every
-server ran again on the survivors, and the killed replica's server processes left behind.
+HAProxy sends a call whose replica died before answering to another replica, which runs it again
+if its tool is read-only (`peek`) and refuses it otherwise (`echo`: it may have run on the dead
+replica; REST: 409, the facade: a tool error `duplicate_call`).
+Prints: calls made, failed (by kind of client and tool, and whether the client's own connection
+was to the killed replica and the call was refused as a possible duplicate, or the call was
+forwarded to it and lost with it), the failures that are no error of the hub (REST: no JSON
+error; the facade: no JSON-RPC error or tool error naming a hub's error code), the longest time a
+failed call took to be answered after the kill, hung calls (no answer within 35 s), the time until
+every server ran again on the survivors, and the killed replica's server processes left behind.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import json
 import os
 import platform
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -92,9 +99,14 @@ def haproxy(folder: Path, ports: dict[str, int]) -> Iterator[int]:
         "defaults\n    mode http\n    timeout connect 2s\n    timeout client 60s\n    timeout server 60s\n"
         f"frontend front\n    bind 127.0.0.1:{port}\n    default_backend hubs\n"
         f"backend hubs\n    balance roundrobin\n    option httpchk GET /health\n"
-        # As config/haproxy.cfg: a keyed request whose replica died before answering goes to another.
+        # As config/haproxy.cfg: a tool call without a key gets one, and a keyed request whose
+        # replica died before answering goes to another.
         "    option http-buffer-request\n    retries 2\n    option redispatch 1\n"
         "    retry-on conn-failure empty-response\n"
+        "    acl tool_call path_beg /api/tools/\n    acl tool_call path /mcp\n"
+        "    acl tool_call path_reg ^/tenants/[^/]+/(servers/[^/]+/)?mcp$\n"
+        "    http-request set-header Idempotency-Key %[uuid()] if METH_POST tool_call"
+        " !{ req.hdr(idempotency-key) -m found }\n"
         f"    http-request disable-l7-retry unless {{ req.hdr(idempotency-key) -m found }}\n{servers}\n"
     )
     proc = subprocess.Popen(
@@ -108,22 +120,86 @@ def haproxy(folder: Path, ports: dict[str, int]) -> Iterator[int]:
         proc.wait(10)
 
 
-async def client(port: int, until: float, calls: list[dict[str, Any]], rng: random.Random) -> None:
-    """One keep-alive client, reconnecting after a broken connection, until `until`."""
+MCP_META = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "bench", "version": "1"},
+}
+HUB_ERROR = re.compile(r"[a-z_]+: ")  # how the facade's tool error starts: a hub's error code
+
+
+def rest_request(port: int, server: str, tool: str, arguments: dict[str, Any]) -> bytes:
+    """A REST tool call with a fresh `Idempotency-Key`."""
+    body = json.dumps(arguments).encode()
+    return (
+        b"POST /api/tools/%s.%s?tenant=bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+        b"Content-Type: application/json\r\nIdempotency-Key: %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (
+            server.encode(),
+            tool.encode(),
+            port,
+            uuid.uuid4().hex.encode(),
+            len(body),
+            body,
+        )
+    )
+
+
+def mcp_request(port: int, server: str, tool: str, arguments: dict[str, Any]) -> bytes:
+    """A 2026-07-28 `tools/call` of the facade as an MCP client sends it: no `Idempotency-Key`."""
+    name = f"{server}__{tool}".encode()
+    params = {"name": name.decode(), "arguments": arguments, "_meta": MCP_META}
+    body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params}).encode()
+    return (
+        b"POST /tenants/bench/mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+        b"Accept: application/json, text/event-stream\r\nMCP-Protocol-Version: 2026-07-28\r\n"
+        b"Mcp-Method: tools/call\r\nMcp-Name: %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (port, name, len(body), body)
+    )
+
+
+def judge(call: dict[str, Any], text: str) -> None:
+    """Whether a call that got an HTTP answer `text` failed, and if so whether clearly (an error
+    of the hub: REST's JSON error; the facade's JSON-RPC error or tool error naming its code)."""
+    if call["kind"] == "rest":
+        call["failed"] = call["status"] != 200
+        call["clear"] = text.startswith('{"error"')
+        call["text"] = text[:300]
+        return
+    try:
+        message = json.loads(text)
+    except ValueError:
+        message = None
+    if not isinstance(message, dict):  # (HAProxy's 502 page, a cut body)
+        call["failed"], call["clear"], call["text"] = True, False, text[:300]
+        return
+    result = message.get("result")
+    if isinstance(result, dict) and not result.get("isError"):
+        call["failed"], call["clear"], call["text"] = False, True, ""
+    elif isinstance(result, dict):  # a tool error: the hub's says its code first
+        said = " ".join(c.get("text", "") for c in result.get("content", []) if isinstance(c, dict))
+        call["failed"], call["clear"], call["text"] = True, bool(HUB_ERROR.match(said)), said[:300]
+    else:
+        call["failed"], call["clear"] = True, isinstance(message.get("error"), dict)
+        call["text"] = json.dumps(message.get("error"))[:300]
+
+
+async def client(
+    port: int, until: float, calls: list[dict[str, Any]], rng: random.Random, kind: str = "rest"
+) -> None:
+    """One keep-alive client (`kind`: "rest" or "mcp", the facade), reconnecting after a broken
+    connection, until `until`."""
     reader = writer = None
+    request = mcp_request if kind == "mcp" else rest_request
     while time.monotonic() < until:
         server, tool = rng.choice(SERVERS), rng.choice(("peek", "echo"))
-        body = json.dumps({"seconds": 0.05} if tool == "peek" else {"text": "x"}).encode()
-        call: dict[str, Any] = {"server": server, "tool": tool, "start": time.monotonic()}
+        arguments = {"seconds": 0.05} if tool == "peek" else {"text": "x"}
+        call: dict[str, Any] = {"kind": kind, "server": server, "tool": tool, "start": time.monotonic()}
         try:
             if writer is None:
                 reader, writer = await asyncio.open_connection("127.0.0.1", port)
             assert reader is not None
-            writer.write(
-                b"POST /api/tools/%s.%s?tenant=bench HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                b"Content-Type: application/json\r\nIdempotency-Key: %s\r\nContent-Length: %d\r\n\r\n%s"
-                % (server.encode(), tool.encode(), port, uuid.uuid4().hex.encode(), len(body), body)
-            )
+            writer.write(request(port, server, tool, arguments))
             async with asyncio.timeout(HUNG):
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = next(
@@ -133,14 +209,14 @@ async def client(port: int, until: float, calls: list[dict[str, Any]], rng: rand
                 )
                 text = await reader.readexactly(length)
             call["status"] = int(head.split(b" ", 2)[1])
-            call["text"] = text.decode(errors="replace")[:300]
+            judge(call, text.decode(errors="replace"))
         except TimeoutError:
-            call["status"] = "hung"
+            call["status"], call["failed"], call["clear"] = "hung", True, False
         except (OSError, asyncio.IncompleteReadError, ValueError, StopIteration) as exc:
-            call["status"], call["text"] = "broken", repr(exc)
+            call["status"], call["text"], call["failed"], call["clear"] = "broken", repr(exc), True, False
         call["end"] = time.monotonic()
         calls.append(call)
-        if call["status"] != 200 and writer is not None:
+        if call["failed"] and writer is not None:
             writer.close()
             reader = writer = None
     if writer is not None:
@@ -183,7 +259,9 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
                 began = time.monotonic()
                 until = began + args.seconds
                 rng = random.Random(1)
-                clients = [asyncio.create_task(client(port, until, calls, rng)) for _ in range(args.clients)]
+                facade = round(args.clients * getattr(args, "facade_share", 0.5))
+                kinds = ["mcp"] * facade + ["rest"] * (args.clients - facade)
+                clients = [asyncio.create_task(client(port, until, calls, rng, kind)) for kind in kinds]
                 await asyncio.sleep(args.kill_at)
                 procs["r2"].send_signal(signal.SIGKILL)
                 killed = time.monotonic()
@@ -214,20 +292,29 @@ async def run(args: argparse.Namespace, folder: Path) -> dict[str, Any]:
 
 
 def verdict(out: dict[str, Any]) -> dict[str, Any]:
-    """The issue's criteria over a run's calls: failed read-only calls, hung calls, failures that
-    are no JSON error of the hub, the slowest failure after the kill (s), when every server ran
-    again (s after the kill, None: not within 60 s) and the killed replica's processes left."""
+    """The issue's criteria over a run's calls (REST's and the facade's alike): failed read-only
+    calls, hung calls, failures that are no error of the hub, the slowest failure after the kill
+    (s), when every server ran again (s after the kill, None: not within 60 s) and the killed
+    replica's processes left; and the calls and failed read-only calls of each kind of client."""
     calls, killed = out["calls"], out["killed"]
-    failed = [c for c in calls if c["status"] != 200]
+    failed = [c for c in calls if c["failed"]]
     return {
         "calls": len(calls),
         "failed": len(failed),
         "failed_read_only": sum(c["tool"] == "peek" for c in failed),
         "hung": sum(c["status"] == "hung" for c in calls),
-        "unclear": sum(not c.get("text", "").startswith('{"error"') for c in failed),
+        "unclear": sum(not c["clear"] for c in failed),
         "slowest_failure": max((c["end"] - max(c["start"], killed) for c in failed), default=0.0),
         "servers_back_after": out["servers_back_after"],
         "left_behind": out["left_behind"],
+        "by_kind": {
+            kind: {
+                "calls": sum(c["kind"] == kind for c in calls),
+                "failed": sum(c["kind"] == kind for c in failed),
+                "failed_read_only": sum(c["kind"] == kind and c["tool"] == "peek" for c in failed),
+            }
+            for kind in ("rest", "mcp")
+        },
     }
 
 
@@ -237,13 +324,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--kill-at", type=float, default=15)
     parser.add_argument("--restart-at", type=float, default=35)
+    parser.add_argument(
+        "--facade-share", type=float, default=0.5, help="the share of clients that call the MCP facade"
+    )
     args = parser.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     with tempfile.TemporaryDirectory() as tmp:
         out = asyncio.run(run(args, Path(tmp)))
     calls, killed = out["calls"], out["killed"]
-    failed = [c for c in calls if c["status"] != 200]
-    duplicates = [c for c in failed if c["status"] == 409 and "duplicate_call" in c.get("text", "")]
+    failed = [c for c in calls if c["failed"]]
+    duplicates = [c for c in failed if "duplicate_call" in c.get("text", "")]
     forwarded = [c for c in failed if "replica 'r2'" in c.get("text", "") and c not in duplicates]
     own = [c for c in failed if c not in forwarded and c not in duplicates]
     judged = verdict(out)
@@ -251,17 +341,17 @@ def main() -> None:
         f"\n{args.clients} clients through HAProxy for {args.seconds:g} s; r2 SIGKILLed at "
         f"{out['killed_at']:.1f} s, started again at {args.restart_at:g} s:"
     )
-    print(f"  calls made                      {len(calls):7d}")
-    print(f"  failed                          {len(failed):7d}   {dict(Counter(c['tool'] for c in failed))}")
-    by_tool = dict(Counter(c["tool"] for c in duplicates))
-    print(f"    sent to r2, again elsewhere:  {len(duplicates):7d}   {by_tool} (409: may have run on r2)")
-    by_tool = dict(Counter(c["tool"] for c in forwarded))
+    print(f"  calls made                      {len(calls):7d}   {dict(Counter(c['kind'] for c in calls))}")
+    by = dict(Counter(f"{c['kind']} {c['tool']}" for c in failed))
+    print(f"  failed                          {len(failed):7d}   {by}")
+    by_tool = dict(Counter(f"{c['kind']} {c['tool']}" for c in duplicates))
+    print(f"    sent to r2, again elsewhere:  {len(duplicates):7d}   {by_tool} (duplicate_call: ran on r2?)")
+    by_tool = dict(Counter(f"{c['kind']} {c['tool']}" for c in forwarded))
     print(f"    forwarded to r2, lost with it {len(forwarded):7d}   {by_tool}")
     print(f"    other (connection to r2, ...) {len(own):7d}   {dict(Counter(str(c['status']) for c in own))}")
-    print(f"  failed read-only (peek) calls   {judged['failed_read_only']:7d}   (target 0)")
-    print(
-        f"  failed without a hub's JSON error {judged['unclear']:5d}   (HAProxy's 502, a broken connection)"
-    )
+    by_kind = {k: v["failed_read_only"] for k, v in judged["by_kind"].items()}
+    print(f"  failed read-only (peek) calls   {judged['failed_read_only']:7d}   {by_kind} (target 0)")
+    print(f"  failed without a hub's error    {judged['unclear']:7d}   (HAProxy's 502, a broken connection)")
     print(f"  hung calls (> {HUNG:g} s)            {judged['hung']:7d}   (target 0)")
     print(f"  slowest failure after the kill  {judged['slowest_failure']:7.2f} s (target <= 1 s)")
     back = out["servers_back_after"]
@@ -276,7 +366,10 @@ def main() -> None:
         print(f"    e.g. {text}")
     for c in failed:  # (each failure: when, relative to the kill, and what)
         when, took, text = c["start"] - killed, c["end"] - c["start"], c.get("text", "")[:110]
-        print(f"    {c['tool']:4s} {when:+7.2f} s after the kill, {took:5.2f} s: {c['status']} {text}")
+        print(
+            f"    {c['kind']:4s} {c['tool']:4s} {when:+7.2f} s after the kill, {took:5.2f} s: "
+            f"{c['status']} {text}"
+        )
 
 
 if __name__ == "__main__":
