@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import json
 import signal
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from conftest import cluster_section, running_haproxy, server, server_pids, wait_until
+from conftest import TEST_SERVER, cluster_section, running_haproxy, server, server_pids, wait_until
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
 
 from hub import placement
@@ -42,11 +43,20 @@ def _in_flight(hub: ServedHub) -> float:
     return 0.0
 
 
+def _tool_names(hub: ServedHub) -> set[str]:
+    return {t["name"] for t in hub.get("/api/tools?tenant=t").body["tools"]}
+
+
 @contextlib.contextmanager
-def _replicas(redis_server: str, tmp_path: Path) -> Iterator[dict[str, ServedHub]]:
+def _replicas(redis_server: str, tmp_path: Path, start_delay: float = 0.0) -> Iterator[dict[str, ServedHub]]:
     """Replicas `stays` and `dies` sharing SERVERS, converged (each server running once); `dies` is
-    SIGKILLed by the test, `stays` must stop cleanly."""
-    tenants = {"t": {"servers": {name: server("--read-only-sleep") for name in SERVERS}}}
+    SIGKILLed by the test, `stays` must stop cleanly. Each server's process sleeps `start_delay`
+    seconds before it serves."""
+    config = server("--read-only-sleep")
+    if start_delay:
+        script = f'sleep {start_delay}; exec "{sys.executable}" "$0" --read-only-sleep'
+        config = {**config, "command": "sh", "args": ["-c", script, TEST_SERVER]}
+    tenants = {"t": {"servers": {name: dict(config) for name in SERVERS}}}
     hubs: dict[str, ServedHub] = {}
     try:
         for replica in ("dies", "stays"):
@@ -114,6 +124,22 @@ def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at
         # Every server runs again, on the survivor, and once: the killed replica's children are gone.
         assert wait_until(lambda: len(server_pids()) == len(SERVERS), 20), server_pids()
         assert all(s["replica"] == "stays" and s["state"] == "running" for s in _servers(stays).values())
+
+
+def test_a_facade_call_of_a_tool_whose_replica_died_waits_for_the_survivor_to_run_it(
+    redis_server: str, tmp_path: Path
+) -> None:
+    with _replicas(redis_server, tmp_path, start_delay=2.0) as hubs:
+        stays, dies = hubs["stays"], hubs["dies"]
+        name = next(n for n, s in _servers(stays).items() if s["replica"] == "dies")
+        dies.proc.send_signal(signal.SIGKILL)
+        # Once `dies` leaves the live set, `stays` lists its servers' tools no more until it runs
+        # them (2 s at least: their processes start slowly). A facade call made then, as a REST
+        # call, waits for the server instead of failing ("Unknown tool"): the cluster is settling.
+        assert wait_until(lambda: f"{name}.echo" not in _tool_names(stays), 10)
+        status, body, _ = _mcp_post(f"{stays.url}/tenants/t/mcp", f"{name}__echo", {"text": "after"})
+        assert status == 200 and body["result"]["structuredContent"] == {"text": "after"}, body
+        assert _servers(stays)[name]["replica"] == "stays"
 
 
 def _keyed_post(url: str, arguments: dict[str, Any], key: str) -> tuple[int, Any, float]:

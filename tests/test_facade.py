@@ -27,7 +27,9 @@ from helpers.facade import MODES, everything_server, facade, http_facade, write_
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from hub.config_auth import Grant
 from web.facade_names import facade_name, facade_uri, upstream_uri
+from web.facade_scope import Scope
 
 pytestmark = pytest.mark.anyio
 
@@ -259,6 +261,22 @@ def test_names_are_safe_short_unique_and_map_back() -> None:
     ):
         assert upstream_uri(facade_uri(server_name, uri)) == (server_name, uri)
     assert facade_uri("apps", "ui://get-time/mcp-app.html") == "ui://apps/get-time/mcp-app.html"
+
+
+def test_a_plain_name_maps_back_to_its_tool_without_a_listing() -> None:
+    # (what a facade call of a tool whose server is moving between replicas is routed by: `Facade._moving`)
+    servers = ("db", "db__x", "github")
+    everything = Scope("t")
+    assert everything.tool_id("github__create_issue", "__", servers) == "github.create_issue"
+    assert everything.tool_id("db__x__run", "__", servers) in ("db.x__run", "db__x.run")
+    assert everything.tool_id("nope__run", "__", servers) is None  # (no such server)
+    assert everything.tool_id("github__", "__", servers) is None
+    # (a name `facade_name` changed does not map back: such a call waits, then fails as unknown)
+    assert everything.tool_id(facade_name("db", "run.query"), "__", servers) != "db.run.query"
+    assert Scope("t", "db").tool_id("run", "__", servers) == "db.run"  # (one server: its own names)
+    narrow = Scope.of("t", None, (Grant(allow=("github.*",)),))
+    assert narrow.tool_id("github__x", "__", servers) == "github.x"
+    assert narrow.tool_id("db__run", "__", servers) is None  # (a tool its caller may not call)
 
 
 # --------------------------------------------------------------------------- Streamable HTTP

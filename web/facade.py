@@ -284,7 +284,8 @@ class Facade:
         A failure of the server (it failed, timed out, is down, or a quota is hit) is a tool result
         with `isError`, so the model sees why; so is a call refused as a duplicate. Messages name
         the tool as the client does (`name`), never by its catalog id. A tool `scope`'s caller may
-        not call is not in its view: as unknown as one that does not exist. `idempotency_key`: the
+        not call is not in its view: as unknown as one that does not exist. One not listed while
+        the cluster settles waits for its server (`_moving`). `idempotency_key`: the
         values of the request's `Idempotency-Key` header (HTTP; none: the call is not keyed), as
         for REST (`hub.idempotency`).
 
@@ -292,7 +293,7 @@ class Facade:
             MCPError: an unknown tool, arguments the tool's schema refuses, a bad `Idempotency-Key`
                 (INVALID_PARAMS).
         """
-        tool_id = (await self.view(scope)).ids.get(name)
+        tool_id = (await self.view(scope)).ids.get(name) or self._moving(scope, name)
         if tool_id is None:
             raise MCPError(code=types.INVALID_PARAMS, message=f"Unknown tool: {name}")
         try:
@@ -314,6 +315,15 @@ class Facade:
                 content=({"type": "text", "text": f"{exc.code}: {exc.message}"},),
             )
 
+    def _moving(self, scope: Scope, name: str) -> str | None:
+        """While the cluster settles, the catalog id `name` stands for if it names a configured
+        server's tool (one whose replica died is not listed until a survivor runs it: the call
+        then waits for it, `hub.failover`, as REST's does); else None."""
+        if self.hub.replica is None or self.hub.replica.settling() <= 0:
+            return None
+        tenant = self.hub.config.tenants.get(scope.tenant)
+        return scope.tool_id(name, self.sep, tenant.servers if tenant is not None else ())
+
     async def _keyed_call(
         self,
         scope: Scope,
@@ -326,12 +336,7 @@ class Facade:
         header: Sequence[str],
     ) -> ToolResult:
         """`call` of a request with an `Idempotency-Key` (`hub.idempotency`: a call sent again runs
-        again only if its tool is read-only or idempotent).
-
-        Raises:
-            BadRequest: a bad key (more than one, empty, too long, not printable ASCII).
-            DuplicateCall, IdempotencyKeyReused: as `hub.idempotency.KeyedCall.admit`.
-        """
+        again only if its tool is read-only or idempotent; `BadRequest`: a bad key)."""
         key = idempotency.parse_key(list(header))
         assert key is not None
         keyed = idempotency.keyed_call(self.hub, scope.tenant, tool_id, arguments, key, shown_as=name)

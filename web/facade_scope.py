@@ -71,6 +71,19 @@ class Scope:
         """The name clients see for tool or prompt `name` of `server`."""
         return name if self.server is not None else facade_name(server, name, sep)
 
+    def tool_id(self, name: str, sep: str, servers: Iterable[str]) -> str | None:
+        """The catalog id (`server.tool`) of a tool clients call `name`, if `name` is a plain
+        `<server><sep><tool>` of one of `servers` (one-server: the tool's own name) that its caller
+        may call; else None. (A name `facade_name` had to change maps to an id no server has.)"""
+        if self.server is not None:
+            candidates = [(self.server, name)]
+        else:
+            candidates = [(s, name[len(s) + len(sep) :]) for s in servers if name.startswith(f"{s}{sep}")]
+        for server, tool in candidates:
+            if tool and self.name(server, tool, sep) == name and self.may(server, tool):
+                return f"{server}.{tool}"
+        return None
+
     def uri(self, server: str, uri: str) -> str:
         """The URI (or URI template) clients see for `server`'s `uri`."""
         return uri if self.server is not None else facade_uri(server, uri)
