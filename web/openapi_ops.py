@@ -145,6 +145,32 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": 255},
 }
 TOOL_CALL_HEADERS = (SESSION, IDEMPOTENCY_KEY)
+MCP_IDEMPOTENCY_KEY = {
+    **IDEMPOTENCY_KEY,
+    "description": "On a POST whose body is one `tools/call`, as on `POST /api/tools/{name}`: a key unique "
+    "to this call, remembered per tenant for 10 minutes, so that the request may be sent again safely "
+    "(MCP clients send none: config/haproxy.cfg sets one, a UUID, on a tool call that carries none). "
+    "Sent again, the same call runs again if its tool is annotated `readOnlyHint` or `idempotentHint`; "
+    "otherwise it is answered with a tool result with `isError` whose text begins `duplicate_call: ` "
+    "(it may already have run), and the key with another call with one beginning "
+    "`idempotency_key_reused: `; a bad key is a JSON-RPC error -32602 (HTTP 400 in 2026-07-28). "
+    "Ignored on every other request.",
+}
+FACADE_TENANT = query(
+    "tenant",
+    {"type": "string"},
+    "The tenant served: an admin key may name any (default `default`); a tenant key is "
+    "served its own and may name only that one (another, existing or not, is 404).",
+)
+
+
+def mcp_parameters(method: str, tenant: bool, server: bool) -> list[dict[str, Any]]:
+    """The parameters of a facade endpoint's `method`: its tenant (in the path if `tenant`, else
+    `?tenant=`) and server (if `server`), and a POST's `Idempotency-Key`."""
+    where = ([TENANT, SERVER] if server else [TENANT]) if tenant else [FACADE_TENANT]
+    return [*where, *([MCP_IDEMPOTENCY_KEY] if method == "post" else [])]
+
+
 WAIT = query(
     "wait",
     {"type": "string", "enum": ["true", "false"], "default": "true"},

@@ -21,6 +21,7 @@ from web.openapi_ops import (
     WAIT,
     WEBSOCKET,
     arguments_body,
+    mcp_parameters,
     op,
     path_param,
     query,
@@ -300,12 +301,6 @@ def _mcp(operation: str, tenant: bool, server: bool = False) -> dict[str, Any]:
             "text/event-stream": {"schema": {"type": "string"}},
         },
     }
-    tenant_query = query(
-        "tenant",
-        {"type": "string"},
-        "The tenant served: an admin key may name any (default `default`); a tenant key is "
-        "served its own and may name only that one (another, existing or not, is 404).",
-    )
     return {
         method: op(
             f"{method}{operation}",
@@ -313,7 +308,7 @@ def _mcp(operation: str, tenant: bool, server: bool = False) -> dict[str, Any]:
             "mcp",
             answer,
             (404,),
-            ([TENANT, SERVER] if server else [TENANT]) if tenant else [tenant_query],
+            mcp_parameters(method, tenant, server),
             description=_ONE_SERVER if server else _AGGREGATED,
         )
         for method in ("get", "post", "delete")
