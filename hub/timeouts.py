@@ -58,7 +58,7 @@ CGROUP_EMPTY = 2.0
 # ---------------------------------------------------------------- the web frontend
 
 IDEMPOTENCY_KEY_TTL = 600.0
-"""How long the hub remembers a REST tool call's `Idempotency-Key` (`hub.idempotency`): a request
+"""How long the hub remembers a tool call's `Idempotency-Key` (`hub.idempotency`): a request
 sent again with the same key within it is recognised (run again only if the tool is read-only or
 idempotent); after it, the key is new again."""
 
