@@ -309,6 +309,38 @@ async def test_a_session_behind_a_round_robin_balancer_works_whichever_replica_e
     assert reached == set(REPLICAS)  # (round robin: every replica got some of the session's requests)
 
 
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_server_s_requests_reach_a_client_behind_a_round_robin_balancer(
+    cluster: dict[str, ServedHub], tmp_path: Path, mode: str
+) -> None:
+    """A server that asks for sampling and elicitation mid-call, through a balancer that sends
+    each request to the next replica: in 2026-07-28 each answer is a retry carrying the
+    `requestState` the first replica gave (the call is parked there), and reaches another replica."""
+    asked: list[str] = []
+
+    async def sampling(context: Any, params: types.CreateMessageRequestParams) -> types.CreateMessageResult:
+        asked.append(str(params.messages[0].content.text))  # type: ignore[union-attr]
+        content = types.TextContent(type="text", text="an answer from the client")
+        return types.CreateMessageResult(role="assistant", content=content, model="test-model")
+
+    async def elicitation(context: Any, params: Any) -> types.ElicitResult:
+        return types.ElicitResult(action="accept", content={"name": "Ada"})
+
+    with running_haproxy(tmp_path, [hub.url for hub in cluster.values()]) as url:
+        async with http_facade(
+            url + "/tenants/acme/mcp", mode, sampling_callback=sampling, elicitation_callback=elicitation
+        ) as client:
+            for name in SERVERS[:3]:  # (three calls: their rounds start on different replicas)
+                result = await client.call_tool(f"{name}__ask_twice", {"prompt": f"{name}?"})
+                assert not result.is_error, result
+                text = result.content[0].text  # type: ignore[union-attr]
+                assert (
+                    "sampled: an answer from the client" in text
+                    and 'elicited: accept {"name": "Ada"}' in text
+                )
+    assert asked == [f"{name}?" for name in SERVERS[:3]]
+
+
 async def test_list_changed_on_the_replica_that_runs_a_server_reaches_a_session_on_another(
     cluster: dict[str, ServedHub],
 ) -> None:

@@ -1,4 +1,5 @@
-"""2025-11-25 facade sessions across a cluster's replicas (docs/cluster.md).
+"""2025-11-25 facade sessions, and 2026-07-28 calls parked for input, across a cluster's replicas
+(docs/cluster.md).
 
 A 2025-11-25 session lives on the replica that opened it (the SDK keeps its state in memory). So
 that a load balancer may send each of its requests to any replica, the replica that opens a
@@ -9,6 +10,13 @@ kept) and passes the request on to that replica's main listener as it came (its 
 body; its answer streamed back as it comes: JSON or SSE). A session whose home is gone (it died,
 or the record expired) is "Session not found", as on a lone hub: the client opens a new one.
 
+A 2026-07-28 call whose server asked for input is parked on the replica that served it
+(`web.mcp_input`), and its client's retry, carrying the `requestState` it was given, may reach
+another replica. So the replica that parks a call records where (`mcp-hub:parked:<sha256 of the
+requestState>` → replica id, for as long as the call stays parked), and a replica that gets a
+retry whose `requestState` it does not hold passes it on the same way. One it cannot place (no
+record, its replica gone) is served here: "unknown or expired requestState", as on a lone hub.
+
 A request passed on carries `Mcp-Hub-Hop`, so it is never passed on twice. Web loop, except the
 Redis round trips, which run in the executor.
 """
@@ -18,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import logging
+import math
 from typing import TYPE_CHECKING, Any
 
 import tornado.httpclient
@@ -27,7 +37,7 @@ import tornado.iostream
 import tornado.simple_httpclient
 import tornado.web
 
-from hub import seams
+from hub import seams, timeouts
 from hub.cluster import ClusterNode
 
 if TYPE_CHECKING:
@@ -39,6 +49,7 @@ log = logging.getLogger(__name__)
 
 HOP_HEADER = "Mcp-Hub-Hop"
 KEY_PREFIX = "mcp-hub:session:"
+PARKED_PREFIX = "mcp-hub:parked:"
 # Headers of the client's request that are not passed on (hop-by-hop, or recomputed; the Origin
 # was checked by the edge of the replica the client reached).
 _DROPPED = frozenset(
@@ -50,6 +61,24 @@ STREAM_TIMEOUT = 24 * 3600.0  # a session's GET stream may last; the client reop
 
 def _record(session_id: str) -> str:
     return KEY_PREFIX + hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _parked_record(state: str) -> str:
+    return PARKED_PREFIX + hashlib.sha256(state.encode()).hexdigest()
+
+
+def parked_state(request: tornado.httputil.HTTPServerRequest) -> str | None:
+    """The `requestState` of a POST that resumes a parked 2026-07-28 call (None: it is none)."""
+    body = request.body
+    if request.method != "POST" or not body or b'"requestState"' not in body:
+        return None
+    try:
+        message = json.loads(body)
+    except ValueError:
+        return None
+    params = message.get("params") if isinstance(message, dict) else None
+    state = params.get("requestState") if isinstance(params, dict) else None
+    return state if isinstance(state, str) and 0 < len(state) <= 512 else None
 
 
 class SessionHomes:
@@ -78,6 +107,11 @@ class SessionHomes:
         """This replica opened `session_id`: record it as its home (in the background)."""
         self._background(self._node.redis.set, _record(session_id), self._node.replica_id, ex=self._ttl)
 
+    def parked(self, state: str) -> None:
+        """A call was parked here under `state`: record it (in the background) while it may be resumed."""
+        ttl = math.ceil(timeouts.INPUT_WAIT) + 5
+        self._background(self._node.redis.set, _parked_record(state), self._node.replica_id, ex=ttl)
+
     def ended(self, session_id: str) -> None:
         """`session_id` ended here: delete its record (in the background)."""
         self._background(self._node.redis.delete, _record(session_id))
@@ -94,9 +128,12 @@ class SessionHomes:
 
     async def home(self, session_id: str) -> str | None:
         """The replica `session_id` lives on, if it lives on another live one."""
-        home = self._homes.get(session_id)
+        return await self._home(_record(session_id))
+
+    async def _home(self, record: str) -> str | None:
+        """The replica Redis's `record` names, if it is another live one."""
+        home = self._homes.get(record)
         if home is None:
-            record = _record(session_id)
             try:
                 found = await asyncio.get_running_loop().run_in_executor(None, self._node.redis.get, record)
             except self._node.errors as exc:
@@ -107,22 +144,31 @@ class SessionHomes:
             home = str(found)
             if len(self._homes) > 100_000:  # (a bound: a lookup again costs one round trip)
                 self._homes.clear()
-            self._homes[session_id] = home
+            self._homes[record] = home
         if home == self._node.replica_id or home not in self._node.view().members:
-            self._homes.pop(session_id, None)
+            self._homes.pop(record, None)
             return None
         return home
 
     # ------------------------------------------------------------------ passing requests on
 
     async def pass_on(self, handler: tornado.web.RequestHandler, endpoint: McpEndpoint) -> bool:
-        """If `handler`'s request belongs to a session another live replica holds, pass it on there
-        and stream the answer back; whether it did."""
+        """If `handler`'s request belongs to a session another live replica holds, or resumes a
+        call parked there, pass it on there and stream the answer back; whether it did."""
         request = handler.request
-        session_id = request.headers.get("Mcp-Session-Id")
-        if not session_id or request.headers.get(HOP_HEADER) or session_id in endpoint.lane.sessions:
+        if request.headers.get(HOP_HEADER):
             return False
-        home = await self.home(session_id)
+        session_id = request.headers.get("Mcp-Session-Id")
+        if session_id:
+            if session_id in endpoint.lane.sessions:
+                return False
+            record = _record(session_id)
+        else:
+            state = parked_state(request)
+            if state is None or endpoint.lane.asks.parked.holds(state):
+                return False
+            record = _parked_record(state)
+        home = await self._home(record)
         url = self._node.view().urls.get(home) if home is not None else None
         if url is None:
             return False
@@ -180,7 +226,7 @@ class SessionHomes:
                 handler.set_header("Content-Type", "application/json")
                 handler.write(
                     b'{"jsonrpc":"2.0","id":null,"error":{"code":-32603,'
-                    b'"message":"the replica that holds this session cannot be reached"}}'
+                    b'"message":"the replica that holds this session or call cannot be reached"}}'
                 )
             log.warning("cluster: passing a session's request on failed: %s", type(exc).__name__)
         if not seams.is_finished(handler):

@@ -51,6 +51,8 @@ class McpEndpoint:
             if hub_.cluster is not None
             else None
         )
+        if self.homes is not None:  # (a 2026-07-28 call parked here: its retry may reach another)
+            self.lane.asks.parked.on_park = self.homes.parked
         self._stop = asyncio.Event()
         self._ready = asyncio.Event()
 

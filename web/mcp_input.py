@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -197,6 +197,13 @@ class Parking:
     def __init__(self, wait: float = timeouts.INPUT_WAIT) -> None:
         self.wait = wait
         self._parked: dict[str, tuple[ParkedCall, asyncio.TimerHandle]] = {}
+        # Told each new `requestState` (a cluster's replica records where it is parked, so that a
+        # retry another replica receives is passed on here: `web.cluster_sessions`).
+        self.on_park: Callable[[str], None] | None = None
+
+    def holds(self, state: str) -> bool:
+        """Whether a call is parked here under `state`."""
+        return state in self._parked
 
     def open(self, task: asyncio.Future[Any], requester: CallRequester, owner: Owner) -> ParkedCall:
         """A 2026-07-28 call that has just started as `task`, which may be parked."""
@@ -209,6 +216,8 @@ class Parking:
         state = secrets.token_urlsafe(32)
         timer = asyncio.get_running_loop().call_later(self.wait, self._expire, state)
         self._parked[state] = (parked, timer)
+        if self.on_park is not None:
+            self.on_park(state)
         return state
 
     def _expire(self, state: str) -> None:
