@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import TEST_SERVER, cluster_section, running_haproxy, server, server_pids, wait_until
+from helpers.facade import modern_call
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
 
 from hub import placement
@@ -151,17 +152,7 @@ def _keyed_post(url: str, arguments: dict[str, Any], key: str) -> tuple[int, Any
 
 def _mcp_post(url: str, name: str, arguments: dict[str, Any]) -> tuple[int, Any, float]:
     """A 2026-07-28 `tools/call` as an MCP client sends it over HTTP: no Idempotency-Key."""
-    meta = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-    }
-    message = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {"name": name, "arguments": arguments, "_meta": meta},
-    }
+    message = modern_call(name, arguments)
     request = urllib.request.Request(url, data=json.dumps(message).encode(), method="POST")
     for header, value in (
         ("Content-Type", "application/json"),

@@ -23,7 +23,7 @@ from conftest import (
     node_package,
     server,
 )
-from helpers.facade import MODES, everything_server, facade, http_facade, write_config
+from helpers.facade import MODES, everything_server, facade, http_facade, modern_call, write_config
 from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
@@ -337,17 +337,7 @@ async def test_http_facade_checks_mcp_param_headers_against_the_tenants_schema(s
         schema = {t.name: t.input_schema for t in (await client.list_tools()).tools}["w__region"]
         assert schema["properties"]["region"]["x-mcp-header"] == "Region"
         assert (await client.call_tool("w__region", {"region": "eu-west"})).content[0].text == "eu-west"
-    envelope = {
-        "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-        "io.modelcontextprotocol/clientCapabilities": {},
-        "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-    }
-    call = {
-        "jsonrpc": "2.0",
-        "id": 7,
-        "method": "tools/call",
-        "params": {"name": "w__region", "arguments": {"region": "eu-west"}, "_meta": envelope},
-    }
+    call = modern_call("w__region", {"region": "eu-west"}, request_id=7)
     headers = {
         "Accept": "application/json, text/event-stream",
         "MCP-Protocol-Version": "2026-07-28",

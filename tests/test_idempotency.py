@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import mcp.types as types
 from conftest import initialize_request, server
+from helpers.facade import MODERN_ENVELOPE
 
 
 def _keyed(key: str) -> dict[str, str]:
@@ -64,11 +65,6 @@ def test_a_bad_idempotency_key_is_a_clear_400(served) -> None:
     )
 
 
-MODERN_META = {
-    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-    "io.modelcontextprotocol/clientCapabilities": {},
-    "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
-}
 ACCEPT = {"Accept": "application/json, text/event-stream"}
 
 
@@ -87,7 +83,7 @@ def test_the_mcp_facade_honours_the_key_of_a_tools_call_in_both_eras(served) -> 
     def call(era: str, name: str, arguments: dict[str, object], key: str | None = None) -> dict[str, object]:
         params: dict[str, object] = {"name": name, "arguments": arguments}
         if era == "2026-07-28":  # stateless: each request says what it is
-            params["_meta"] = MODERN_META
+            params["_meta"] = MODERN_ENVELOPE
             headers = {**ACCEPT, "MCP-Protocol-Version": era, "Mcp-Method": "tools/call", "Mcp-Name": name}
         else:
             headers = dict(session)

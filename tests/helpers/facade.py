@@ -14,6 +14,18 @@ from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 MODES = ["legacy", "2026-07-28"]
+# The `_meta` envelope of a 2026-07-28 request, as a client with no capabilities sends it.
+MODERN_ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+    "io.modelcontextprotocol/clientCapabilities": {},
+    "io.modelcontextprotocol/clientInfo": {"name": "t", "version": "1"},
+}
+
+
+def modern_call(name: str, arguments: dict[str, Any], request_id: int = 1) -> dict[str, Any]:
+    """A 2026-07-28 `tools/call` request, as an MCP client writes it on the wire."""
+    params = {"name": name, "arguments": arguments, "_meta": MODERN_ENVELOPE}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
 
 
 def write_config(tmp_path: Path, tenants: dict[str, Any], **orchestrator: Any) -> Path:
