@@ -16,12 +16,20 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from hub.errors import ShuttingDown
 
 T = TypeVar("T")
+_LENT: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # the loops lent, ever
+
+
+def lent(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` is one the blocking API borrows (it runs only while a caller waits on it:
+    a tool call made there takes the hop to the server's loop, `actors.calls.ServerCalls.here`)."""
+    return loop in _LENT
 
 
 class HubLoops:
@@ -95,6 +103,7 @@ class HubLoops:
             coro.close()
             raise ShuttingDown("the hub is shutting down")
         loop = asyncio.new_event_loop()
+        _LENT.add(loop)
         loop.set_default_executor(executor)  # (closing the loop shuts it down: only `stop` does)
         return loop
 
