@@ -85,8 +85,8 @@ class ServerEndpoint:
         self, name: str, arguments: dict[str, Any], requester: Requester | None = None
     ) -> Coroutine[Any, Any, ToolResult] | None:
         """`call_tool` run on the calling loop itself (`ServerCalls.here`), if the server can take
-        such a call now; else None (then `call_tool`). On a loop that is not the server's, and
-        lives on (not a loop the blocking API borrows: `hub.loops`)."""
+        such a call now; else None (then `call_tool`). On a loop that serves clients for as long
+        as the hub runs (`hub.loops.serve_calls_here`), never the server's."""
         here = self._supervisor.calls.here(name, arguments, requester, self._loop)
         return None if here is None else self._here_or_there(here, name, arguments, requester)
 

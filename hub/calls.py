@@ -43,7 +43,7 @@ from hub.errors import (
     UserRequired,
 )
 from hub.instances import SessionInstances
-from hub.loops import HubLoops, lent
+from hub.loops import HubLoops, serving
 from hub.metrics import HubMetrics
 from hub.permissions import Who, may_call, unknown_tool
 from hub.routes import Prepared, RouteCache, validate
@@ -380,7 +380,7 @@ class CallPath:
                 text = {"type": "text", "text": f"{refused.code}: {refused.message}"}
                 return ToolResult(tool=route.entry.id, is_error=True, content=(text,))
             target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)
-            here = not lent(asyncio.get_running_loop())
+            here = serving(asyncio.get_running_loop())
             async with self._cluster_slot(route.gate, route.tenant, route.call_timeout):
                 result: ToolResult = await self._on_server(
                     target,

@@ -23,13 +23,21 @@ from typing import Any, TypeVar
 from hub.errors import ShuttingDown
 
 T = TypeVar("T")
-_LENT: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()  # the loops lent, ever
+_SERVING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
 
 
-def lent(loop: asyncio.AbstractEventLoop) -> bool:
-    """Whether `loop` is one the blocking API borrows (it runs only while a caller waits on it:
-    a tool call made there takes the hop to the server's loop, `actors.calls.ServerCalls.here`)."""
-    return loop in _LENT
+def serve_calls_here() -> None:
+    """Mark the running loop as one that serves clients for as long as the hub runs (the web
+    loop, the stdio facade's): a tool call to a Streamable HTTP server made on it runs there,
+    with a keep-alive pool of that loop's own (`actors.calls.ServerCalls.here`). On any other
+    loop (one the blocking API borrows, a program's own `asyncio.run`), which may end before the
+    hub does, calls take the hop to the server's loop."""
+    _SERVING.add(asyncio.get_running_loop())
+
+
+def serving(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` was marked by `serve_calls_here` (any thread)."""
+    return loop in _SERVING
 
 
 class HubLoops:
@@ -103,7 +111,6 @@ class HubLoops:
             coro.close()
             raise ShuttingDown("the hub is shutting down")
         loop = asyncio.new_event_loop()
-        _LENT.add(loop)
         loop.set_default_executor(executor)  # (closing the loop shuts it down: only `stop` does)
         return loop
 

@@ -24,6 +24,7 @@ import tornado.httputil
 import tornado.iostream
 from tornado.ioloop import IOLoop
 
+from hub import loops
 from web import sizes
 from web.connections import ConnectionBudget, Slot
 
@@ -117,6 +118,7 @@ class EdgeServer(tornado.httpserver.HTTPServer):
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
         self.budget.sweep_every(*self._timeouts)
+        loops.serve_calls_here()  # (this loop serves clients: tool calls to HTTP servers run on it)
         loop = IOLoop.current()
         for sock in sockets:
             sock.setblocking(False)
