@@ -5,13 +5,17 @@ Each call is a call in flight: bounded by `call_timeout`, failed at once with an
 when the server crashes or stops, its errors mapped onto the hub's (`hub.errors`). A stdio or
 Streamable HTTP server's tools are called through the hub's own channel (`actors.upstream.rawcall`,
 `actors.upstream.httpcall`), an SSE server's through the SDK client.
+
+A Streamable HTTP server's tool call runs on the caller's own loop (`ServerCalls.here`), without
+the hop to the server's loop and back (issue 24), kept and bounded as the others are.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Awaitable, Callable, Collection
+import contextlib
+from collections.abc import Awaitable, Callable, Collection, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import mcp.types as types
@@ -20,9 +24,9 @@ from mcp import Client, MCPError
 from actors.describe import describe
 from actors.models import ServerState, ToolResult
 from actors.relay import Requester
-from actors.upstream.httpcall import BadAnswer, Channel, SessionExpired, Unreachable
+from actors.upstream.httpcall import BadAnswer, Channel, HttpChannel, SessionExpired, Unreachable
 from actors.upstream.rawcall import ErrorAnswer
-from hub import jsontext
+from hub import handoff, jsontext
 from hub.errors import (
     BadRequest,
     CallTimeout,
@@ -76,6 +80,29 @@ class ServerEndpoint:
     ) -> concurrent.futures.Future[ToolResult]:
         """Call the server's tool `name` (its own name, not the catalog id)."""
         return self.submit(self._supervisor.calls.call_tool(name, arguments, requester))
+
+    def call_tool_here(
+        self, name: str, arguments: dict[str, Any], requester: Requester | None = None
+    ) -> Coroutine[Any, Any, ToolResult] | None:
+        """`call_tool` run on the calling loop itself (`ServerCalls.here`), if the server can take
+        such a call now; else None (then `call_tool`). On a loop that serves clients for as long
+        as the hub runs (`hub.loops.serve_calls_here`), never the server's."""
+        here = self._supervisor.calls.here(name, arguments, requester, self._loop)
+        return None if here is None else self._here_or_there(here, name, arguments, requester)
+
+    async def _here_or_there(
+        self,
+        here: Awaitable[ToolResult | None],
+        name: str,
+        arguments: dict[str, Any],
+        requester: Requester | None,
+    ) -> ToolResult:
+        """The call on this loop, or, if it needs the server's loop after all (None: its session
+        ended, its channel closed), once more there."""
+        result = await here
+        if result is None:
+            result = await handoff.landed(self.call_tool(name, arguments, requester))
+        return result
 
     def read_resource(self, uri: str) -> concurrent.futures.Future[dict[str, Any]]:
         """Read a resource of the server; the result is the MCP `ReadResourceResult` as JSON."""
@@ -134,28 +161,50 @@ class ServerCalls:
         self._supervisor = supervisor
         self._inflight: set[asyncio.Task[Any]] = set()
         self._aborted: set[asyncio.Task[Any]] = set()
-        self._quiet = asyncio.Event()  # set while no call is in flight
+        self._quiet = asyncio.Event()  # set while no call is in flight (on this loop)
         self._quiet.set()
+        self._elsewhere: set[asyncio.Task[Any]] = set()  # calls in flight on callers' loops (`here`)
+        self._watchers: list[asyncio.Future[None]] = []  # `settled` waiting for those
 
     @property
     def busy(self) -> bool:
         """Whether a call is in flight."""
-        return bool(self._inflight)
+        return bool(self._inflight or self._elsewhere)
 
     async def settled(self, grace: float) -> bool:
         """Wait up to `grace` seconds until no call is in flight; whether it came to that."""
         try:
             async with asyncio.timeout(grace):
-                await self._quiet.wait()
+                while self._inflight or self._elsewhere:
+                    await self._quiet.wait()
+                    if self._elsewhere:
+                        woken = asyncio.get_running_loop().create_future()
+                        self._watchers.append(woken)
+                        try:
+                            if self._elsewhere:
+                                await woken
+                        finally:
+                            self._watchers.remove(woken)
         except TimeoutError:
             return False
         return True
 
     def abort_all(self, reason: str, spare: Collection[asyncio.Task[Any]] = ()) -> None:
-        """Fail every call in flight at once (but those in `spare`) with an upstream error naming `reason`."""
+        """Fail every call in flight at once (but those in `spare`) with an upstream error naming
+        `reason` (a call on a caller's loop: there, if it is still in flight when that loop gets to it)."""
         for task in list(self._inflight):
             if task in spare:
                 continue
+            self._aborted.add(task)
+            task.cancel(reason)
+        for task in list(self._elsewhere):
+            if task not in spare:
+                with contextlib.suppress(RuntimeError):  # (its loop is closed: the call is over)
+                    task.get_loop().call_soon_threadsafe(self._abort_here, task, reason)
+
+    def _abort_here(self, task: asyncio.Task[Any], reason: str) -> None:
+        """`abort_all` for a call on a caller's loop (that loop)."""
+        if task in self._elsewhere:
             self._aborted.add(task)
             task.cancel(reason)
 
@@ -215,6 +264,11 @@ class ServerCalls:
             await supervisor.await_exit()
             reason = supervisor.lost_reason or "connection closed"
             return UpstreamError(f"server '{name}' crashed during the call: {reason}")
+        return self._answered_error(exc)
+
+    def _answered_error(self, exc: MCPError) -> HubError:
+        """The hub's error for the server's error answer (bad arguments, or any other)."""
+        name = self._supervisor.config.name
         if exc.code == types.INVALID_PARAMS:
             return BadRequest(f"server '{name}' rejected the arguments: {exc.message}")
         return UpstreamError(f"server '{name}' answered with an error: {exc.message}")
@@ -272,6 +326,100 @@ class ServerCalls:
         except Unreachable as exc:
             self._supervisor.mark_lost(f"unreachable: {exc}")
             raise UpstreamError(f"server '{name}' is unreachable: {exc}") from None
+
+    def here(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        requester: Requester | None,
+        home: asyncio.AbstractEventLoop,
+    ) -> Coroutine[Any, Any, ToolResult | None] | None:
+        """A `tools/call` to run on the caller's loop (not `home`, the server's), if the server can
+        take one there now: it runs, on the hub's own channel to a Streamable HTTP server, with no
+        renewal of its session under way, and `name` is not held; else None. Any thread (what it
+        reads are snapshots)."""
+        supervisor = self._supervisor
+        channel = supervisor.channel
+        if (
+            not isinstance(channel, HttpChannel)
+            or channel.closed
+            or supervisor.status.state is not ServerState.RUNNING
+            or supervisor.stopping
+            or not supervisor.renewal.quiet
+            or name in supervisor.listing.catalog.held
+        ):
+            return None
+        return self._here(channel.here(home), name, arguments, requester, home)
+
+    async def _here(
+        self,
+        channel: HttpChannel,
+        name: str,
+        arguments: dict[str, Any],
+        requester: Requester | None,
+        home: asyncio.AbstractEventLoop,
+    ) -> ToolResult | None:
+        """`call_tool` on the caller's loop (`here`), as `guarded` bounds and maps a call; None if
+        it must be made on the server's loop after all: the server ended the session (renewed
+        there, the call sent once more), or the channel closed before the call went out."""
+        supervisor = self._supervisor
+        config = supervisor.config
+        task = asyncio.current_task()
+        assert task is not None
+        self._elsewhere.add(task)
+        if requester is not None:
+            supervisor.relay.add(task, requester)
+        params = {"name": name, "arguments": arguments}
+        progress = requester.progress if requester is not None else None
+        try:
+            with supervisor.renewal.riding():
+                async with asyncio.timeout(config.call_timeout):
+                    raw = await self._raw_rounds(channel, params, progress)
+        except SessionExpired:
+            return None
+        except TimeoutError:
+            raise CallTimeout(
+                f"tool '{name}' on server '{config.name}' timed out after {config.call_timeout:g} s"
+            ) from None
+        except asyncio.CancelledError as cancelled:
+            if task not in self._aborted:
+                raise
+            task.uncancel()  # (the caller's task goes on, with the call's error)
+            raise _aborted(cancelled) from None
+        except MCPError as exc:
+            if exc.code == types.CONNECTION_CLOSED and not isinstance(exc, ErrorAnswer):
+                return None  # (closed before it went out: the server's loop says why)
+            raise self._answered_error(exc) from None
+        except HubError:
+            raise
+        except Exception as exc:  # a broken answer, no connection, a transport error
+            raise self._failed_here(exc, home) from None
+        finally:
+            self._elsewhere.discard(task)
+            self._aborted.discard(task)
+            supervisor.relay.discard(task)
+            if self._watchers:
+                handoff.hand(home, self._wake_watchers)
+            supervisor.idle.touched_elsewhere(home)
+        return self._raw_tool_result(name, raw)
+
+    def _failed_here(self, exc: Exception, home: asyncio.AbstractEventLoop) -> UpstreamError:
+        """The error of a call on a caller's loop that failed below MCP (as `_channel_call` and
+        `guarded` map it); a connection that is gone is marked lost on the server's loop."""
+        name = self._supervisor.config.name
+        if isinstance(exc, BadAnswer):
+            return UpstreamError(f"server '{name}' {exc}")
+        if isinstance(exc, Unreachable):
+            handoff.hand(home, self._supervisor.mark_lost, f"unreachable: {exc}")
+            return UpstreamError(f"server '{name}' is unreachable: {exc}")
+        if not isinstance(exc, ValueError):
+            handoff.hand(home, self._supervisor.mark_lost, f"transport error: {describe(exc)}")
+        return UpstreamError(f"server '{name}' failed: {describe(exc)}")
+
+    def _wake_watchers(self) -> None:
+        """A call on a caller's loop ended: `settled` looks again (on this loop)."""
+        for woken in (w for w in self._watchers if not w.done()):
+            woken.set_result(None)
 
     async def _raw_rounds(self, channel: Channel, params: dict[str, Any], progress: Any) -> dict[str, Any]:
         """A `tools/call` on the hub's channel, through the rounds of a 2026-07-28 server that

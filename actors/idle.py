@@ -8,7 +8,9 @@ of the server (their updates only come while it runs).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from actors.models import ServerState, StoppedReason
@@ -22,7 +24,8 @@ log = logging.getLogger("actors.server")  # the server's own logger: log lines k
 class IdleTimer:
     """The idle timer of one server's supervisor.
 
-    Every method runs on the server's loop (thread `server-<tenant>-<name>`).
+    Every method runs on the server's loop (thread `server-<tenant>-<name>`), but
+    `touched_elsewhere`.
     """
 
     def __init__(self, supervisor: ServerSupervisor) -> None:
@@ -54,6 +57,19 @@ class IdleTimer:
     def touch(self) -> None:
         """A call ended: restart the idle clock (the timer re-arms itself for the time left)."""
         self._last_used = asyncio.get_running_loop().time()
+        if self._handle is None:
+            self.arm(self._supervisor.config.idle_seconds)
+
+    def touched_elsewhere(self, home: asyncio.AbstractEventLoop) -> None:
+        """A call on a caller's loop ended (that loop: `ServerCalls.here`): the idle clock restarts
+        (`loop.time()` is `time.monotonic()`); a timer not armed is armed on the server's loop `home`."""
+        self._last_used = time.monotonic()
+        config = self._supervisor.config
+        if self._handle is None and config.on_demand and config.idle_seconds > 0:
+            with contextlib.suppress(RuntimeError):  # (the server's loop is closed)
+                home.call_soon_threadsafe(self._rearm)
+
+    def _rearm(self) -> None:
         if self._handle is None:
             self.arm(self._supervisor.config.idle_seconds)
 

@@ -26,7 +26,8 @@ log = logging.getLogger("actors.server")  # the server's own logger: log lines k
 
 class Requester(Protocol):
     """The client a call came from (a facade session): takes the call's progress and log messages,
-    and answers the server's own requests (sampling, elicitation). Called on the server's loop."""
+    and answers the server's own requests (sampling, elicitation). Called on the server's loop, or
+    on the loop of a call that runs there (`actors.calls.ServerCalls.here`)."""
 
     async def progress(self, value: float, total: float | None, message: str | None) -> None: ...
 
@@ -38,7 +39,10 @@ class Requester(Protocol):
 class RequestRelay:
     """The relay of one server's requests to its callers.
 
-    Every method runs on the server's loop (thread `server-<tenant>-<name>`).
+    Every method runs on the server's loop (thread `server-<tenant>-<name>`), or for a tool call
+    to a Streamable HTTP server that runs on its caller's loop (`actors.calls.ServerCalls.here`) on
+    that loop: `add`, `discard`, and what the call's stream relays (`on_raw_log`, `answer_request`,
+    `answer_inputs`); the calls in flight are kept in one dict, whose single steps are atomic.
 
     Args:
         tenant: the server's tenant.
@@ -70,7 +74,10 @@ class RequestRelay:
         legacy server does not say which call its request belongs to)."""
         task = asyncio.current_task()
         own = self._requesters.get(task) if task is not None else None
-        return own or next(reversed(self._requesters.values()), None)
+        if own is not None:
+            return own
+        requesters = list(self._requesters.values())  # (one step: calls on callers' loops change it too)
+        return requesters[-1] if requesters else None
 
     async def _ask_client(self, request: Any, result_type: type[Any]) -> Any:
         requester = self._requester()

@@ -73,7 +73,8 @@ class SessionRenewal:
 
     @contextlib.contextmanager
     def riding(self) -> Iterator[None]:
-        """Around a call on the hub's own channel (in the call's task)."""
+        """Around a call on the hub's own channel (in the call's task: on this loop, or on a
+        caller's, `ServerCalls.here`)."""
         task = asyncio.current_task()
         assert task is not None
         self._riding.add(task)
@@ -85,6 +86,11 @@ class SessionRenewal:
     def spared(self) -> set[asyncio.Task[Any]]:
         """The calls `abort_all` leaves alone now: on a renewal, those on the hub's own channel."""
         return set(self._riding) if self._asked else set()
+
+    @property
+    def quiet(self) -> bool:
+        """Whether no renewal is asked for or under way (a snapshot: any thread)."""
+        return self._quiet.is_set() and not self._asked
 
     @property
     def asked(self) -> bool:

@@ -43,7 +43,7 @@ from hub.errors import (
     UserRequired,
 )
 from hub.instances import SessionInstances
-from hub.loops import HubLoops
+from hub.loops import HubLoops, serving
 from hub.metrics import HubMetrics
 from hub.permissions import Who, may_call, unknown_tool
 from hub.routes import Prepared, RouteCache, validate
@@ -380,11 +380,12 @@ class CallPath:
                 text = {"type": "text", "text": f"{refused.code}: {refused.message}"}
                 return ToolResult(tool=route.entry.id, is_error=True, content=(text,))
             target = _Target(route.tenant, route.server, route.endpoint, route.on_demand, route.per_session)
+            here = serving(asyncio.get_running_loop())
             async with self._cluster_slot(route.gate, route.tenant, route.call_timeout):
                 result: ToolResult = await self._on_server(
                     target,
                     session,
-                    lambda endpoint: endpoint.call_tool(route.name, arguments, requester),
+                    lambda endpoint: _tool_call(endpoint, route.name, arguments, requester, here),
                     route.call_timeout,
                     f"tool '{shown}'",
                 )
@@ -476,12 +477,24 @@ class _Target:
     per_session: bool
 
 
-async def _answer(future: concurrent.futures.Future[T], timeout: float, what: str) -> T:
-    """The result of a request submitted to a server's loop (awaited on another loop): the server's
-    loop bounds it by `timeout`; 5 s more only guard against a wedged loop, and then the request
-    is cancelled (the cancellation reaches `future`)."""
+def _tool_call(
+    endpoint: Any, name: str, arguments: dict[str, Any], requester: Requester | None, here: bool
+) -> concurrent.futures.Future[ToolResult] | Awaitable[ToolResult]:
+    """A tool call of `endpoint`: on this loop if `here` and the server can take it so (a
+    Streamable HTTP server: `ServerEndpoint.call_tool_here`), else submitted to the server's."""
+    there = getattr(endpoint, "call_tool_here", None) if here else None  # (another replica's: none)
+    call = there(name, arguments, requester) if there is not None else None
+    return call if call is not None else endpoint.call_tool(name, arguments, requester)
+
+
+async def _answer(request: concurrent.futures.Future[T] | Awaitable[T], timeout: float, what: str) -> T:
+    """The result of a request submitted to a server's loop (awaited on another loop), or run on
+    this one: the request itself is bounded by `timeout`; 5 s more only guard against a wedged
+    loop, and then the request is cancelled (the cancellation reaches the server's loop)."""
     try:
         async with asyncio.timeout(timeout + 5):  # no extra task, unlike wait_for
-            return await handoff.landed(future)  # (as asyncio.wrap_future, at less cost to this loop)
+            if isinstance(request, concurrent.futures.Future):
+                return await handoff.landed(request)  # (as asyncio.wrap_future, at less cost to this loop)
+            return await request
     except TimeoutError:
         raise CallTimeout(f"{what} did not answer in time") from None

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -54,3 +56,9 @@ def _settle(waiter: asyncio.Future[Any], outcome: tuple[bool, Any, BaseException
         waiter.set_exception(error)
     else:
         waiter.set_result(result)
+
+
+def hand(loop: asyncio.AbstractEventLoop, callback: Callable[..., None], *args: Any) -> None:
+    """Run `callback(*args)` on `loop` (another thread's), unless that loop is closed (any thread)."""
+    with contextlib.suppress(RuntimeError):
+        loop.call_soon_threadsafe(callback, *args)

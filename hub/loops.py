@@ -16,12 +16,28 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
+import weakref
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 from hub.errors import ShuttingDown
 
 T = TypeVar("T")
+_SERVING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def serve_calls_here() -> None:
+    """Mark the running loop as one that serves clients for as long as the hub runs (the web
+    loop, the stdio facade's): a tool call to a Streamable HTTP server made on it runs there,
+    with a keep-alive pool of that loop's own (`actors.calls.ServerCalls.here`). On any other
+    loop (one the blocking API borrows, a program's own `asyncio.run`), which may end before the
+    hub does, calls take the hop to the server's loop."""
+    _SERVING.add(asyncio.get_running_loop())
+
+
+def serving(loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether `loop` was marked by `serve_calls_here` (any thread)."""
+    return loop in _SERVING
 
 
 class HubLoops:

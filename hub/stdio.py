@@ -39,6 +39,7 @@ from pathlib import Path
 
 from mcp.server.stdio import stdio_server
 
+from hub import loops
 from hub.config import HubConfig
 from hub.errors import Unauthorized
 from hub.pins import PinStore
@@ -190,6 +191,7 @@ async def _serve(config: HubConfig, scope: Scope, caller: Caller) -> int:
     from web.mcp_lane_stdio import StdioLane
 
     loop = asyncio.get_running_loop()
+    loops.serve_calls_here()  # (tool calls to Streamable HTTP servers run on this loop)
     main = asyncio.current_task()
     assert main is not None
     for sig in (signal.SIGTERM, signal.SIGINT):

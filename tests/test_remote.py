@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from conftest import MARK, TEST_SERVER, wait_until
 
 from actors.models import ServerState
+from hub import loops
 from hub.errors import UpstreamError
 
 
@@ -101,3 +105,41 @@ def test_unreachable_remote_server_fails_with_a_clear_error(make_hub):
     )
     assert hub.start_tenant("t") == {"gone": "failed"}
     assert "failed to start" in hub.server("t", "gone").last_error
+
+
+@pytest.mark.parametrize("serving", [True, False])
+def test_a_tool_call_to_an_http_server_runs_on_a_serving_loop_itself(make_hub, remote_server, serving):
+    """On a loop that serves clients (`hub.loops.serve_calls_here`: the web loop, the stdio
+    facade's) a tool call to a Streamable HTTP server runs there, without the hop to the server's
+    loop: the call's progress reaches its requester on the caller's own thread. On any other loop
+    (a program's own, which may end before the hub does) it takes the server's loop, as before."""
+    port = free_port()
+    remote_server("http", port)
+    hub = make_hub(
+        {"t": {"servers": {"remote": {"transport": "http", "url": f"http://127.0.0.1:{port}/mcp"}}}}
+    )
+    assert hub.start_tenant("t") == {"remote": "running"}
+    threads: list[str] = []
+
+    class Requester:
+        async def progress(self, value: float, total: float | None, message: str | None) -> None:
+            threads.append(threading.current_thread().name)
+
+        async def ask(self, request: Any, result_type: type[Any]) -> Any:
+            raise AssertionError("the tool asks nothing")
+
+        async def log(self, params: Any) -> None:
+            pass
+
+    async def call() -> Any:
+        if serving:
+            loops.serve_calls_here()
+        try:
+            return await hub.call_tool_async("t", "remote.sleep", {"seconds": 0.2}, Requester())
+        finally:  # (a serving loop outlives the hub: its connections close on it)
+            await asyncio.get_running_loop().run_in_executor(None, hub.stop)
+
+    assert asyncio.run(call()).content[0]["text"] == "slept"
+    assert threads, "no progress reached the requester"
+    expected = threading.current_thread().name if serving else "server-t-remote"
+    assert set(threads) == {expected}, threads

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import anyio
 import pytest
+from conftest import wait_until
 from helpers.facade import MODES, http_facade
 from helpers.remote import (
     BAD_HTTP,
@@ -29,7 +31,7 @@ from helpers.remote import (
     remote_servers,
     sdk_server_http,
 )
-from helpers.served import ServedHub
+from helpers.served import ServedHub, start_hub, stop_hub, write_config
 from mcp import MCPError
 
 pytestmark = pytest.mark.anyio
@@ -212,3 +214,73 @@ async def test_a_stream_the_server_ends_after_events_with_ids_is_resumed(hub: Se
     text = result.content[0].text  # type: ignore[union-attr]
     assert text.startswith("resumed after ev-") and text.endswith("-1"), text
     assert seen.events == ["progress 1"]
+
+
+@pytest.mark.parametrize("server", BAD)
+@pytest.mark.parametrize("mode", MODES)
+async def test_a_call_in_flight_when_its_server_stops_fails_at_once_with_the_stop(
+    hub: ServedHub, mode: str, server: str
+) -> None:
+    """A call to a Streamable HTTP server runs on the hub's serving loop, not the server's
+    (`ServerCalls.here`): a stop of the server still fails it at once, with the stop's reason,
+    rather than at its call timeout; the server's tools answer again once it is started."""
+    try:
+        async with http_facade(hub.url + "/tenants/t/mcp", mode) as client:
+            outcome: list[tuple[str, float]] = []
+
+            async def hang() -> None:
+                outcome.append(await failure(client, f"{server}__hang"))
+
+            with anyio.fail_after(CALL_TIMEOUT + 10):
+                async with anyio.create_task_group() as group:
+                    group.start_soon(hang)
+                    assert await anyio.to_thread.run_sync(wait_until, lambda: _in_flight(hub) == 1, 10)
+                    stopped = await anyio.to_thread.run_sync(hub.post, f"/api/servers/t/{server}/stop")
+                    assert stopped.status == 200, stopped.text
+        [(message, elapsed)] = outcome
+        assert elapsed < CALL_TIMEOUT - 1.0, f"the call ended only after {elapsed:.2f} s: {message}"
+        assert f"'{server}'" in message and "stopping" in message, message
+    finally:
+        assert hub.post(f"/api/servers/t/{server}/start").status == 200
+        assert all_running(hub, "t")
+    async with http_facade(hub.url + "/tenants/t/mcp", mode) as client:
+        await still_working(client, server)
+
+
+def _in_flight(hub: ServedHub) -> float:
+    """The served hub's tool calls in flight for tenant `t` (its metrics)."""
+    for line in hub.get("/metrics").text.splitlines():
+        if line.startswith('mcp_hub_tool_calls_in_flight{tenant="t"}'):
+            return float(line.split()[-1])
+    return 0.0
+
+
+async def test_calls_keep_an_on_demand_remote_server_from_idling_and_it_stops_once_idle(
+    tmp_path: Path,
+) -> None:
+    """The idle clock of an on_demand Streamable HTTP server counts the calls made on the hub's
+    serving loop (`ServerCalls.here`): calls one after another for twice its idle_timeout keep it
+    running (the same run: not stopped and woken again), and it stops once no call came for
+    idle_timeout."""
+    port = free_port()
+    with remote_servers(tmp_path, {"sdk": (sdk_server_http(port), port)}) as urls:
+        lazy = http_upstream(urls["sdk"], lifecycle="on_demand", idle_timeout=1.0)
+        served = start_hub(write_config(tmp_path, {"t": {"servers": {"lazy": lazy}}}), tmp_path)
+
+        def status() -> dict[str, Any]:
+            return cast(dict[str, Any], served.get("/api/servers?tenant=t").body["servers"][0])
+
+        try:
+            assert served.post("/api/servers/t/lazy/start").body["state"] == "running"
+            started = status()["started_at"]
+            async with http_facade(served.url + "/tenants/t/mcp", "legacy") as client:
+                with anyio.fail_after(20):
+                    began = anyio.current_time()
+                    while anyio.current_time() - began < 2.0:
+                        answer = await client.call_tool("lazy__echo", {"text": "busy"})
+                        assert answer.structured_content == {"text": "busy"}, answer
+            now = status()
+            assert (now["state"], now["started_at"]) == ("running", started), now
+            assert wait_until(lambda: status()["state"] == "stopped", 10), status()
+        finally:
+            assert stop_hub(served) == 0, served.log()[-3000:]

@@ -5,7 +5,9 @@ sharing the one `ConnectionBudget` kept here:
 
 - a connection waiting for a request's headers (idle keep-alive, or a client sending them
   slowly) is closed after `gateway.idle_connection_timeout`, a body that takes longer than
-  `gateway.body_timeout` likewise (Tornado's own timers);
+  `gateway.body_timeout` likewise, by a sweep of every connection (`ConnectionBudget.sweep`, a
+  quarter of the shorter timeout apart, at most 5 s) rather than Tornado's own timers, which cost
+  every request two timers and four loop callbacks (issue 24);
 - at most `gateway.max_connections` connections are open (HTTP and WebSocket), and never more
   than three quarters of the open-files limit, so the hub keeps descriptors for its servers and
   files; at most `gateway.max_connections_per_client` of one client address. A new connection
@@ -29,11 +31,13 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import tornado.ioloop
 import tornado.iostream
 
 log = logging.getLogger(__name__)
 
 REPORT_INTERVAL = 60.0  # seconds between two log lines about refused connections
+_SWEEP_MIN, _SWEEP_MAX = 0.1, 5.0  # seconds between two sweeps of the connections' timeouts
 
 
 def raise_open_files_limit() -> tuple[int, int]:
@@ -57,6 +61,7 @@ class Slot:
     stream: tornado.iostream.IOStream
     idle_since: float
     busy: bool = False  # a request is being served, or the connection is a WebSocket now
+    body_since: float | None = None  # when its request's body began to be read, until it was
 
 
 class _Reporter:
@@ -91,6 +96,9 @@ class ConnectionBudget:
     refused: _Reporter = field(default_factory=lambda: _Reporter("connections refused at the limit"))
     exhausted: _Reporter = field(default_factory=lambda: _Reporter("out of file descriptors on accept"))
     spare: int | None = None
+    idle_timeout: float | None = None  # (`sweep`: None, no limit)
+    body_timeout: float | None = None
+    _sweeper: tornado.ioloop.PeriodicCallback | None = None
 
     @classmethod
     def of(cls, max_connections: int, per_client: int | None) -> ConnectionBudget:
@@ -111,8 +119,36 @@ class ConnectionBudget:
             except OSError:
                 self.spare = None
 
+    def sweep_every(self, idle_timeout: float | None, body_timeout: float | None) -> None:
+        """Close the connections past `idle_timeout` (waiting for a request's headers) or
+        `body_timeout` (reading a request's body) from now on: a sweep a quarter of the shorter
+        one apart, at most 5 s (the first call starts it; the timeouts are the gateway's)."""
+        self.idle_timeout, self.body_timeout = idle_timeout, body_timeout
+        timeouts = [t for t in (idle_timeout, body_timeout) if t]
+        if self._sweeper is None and timeouts:
+            every = min(_SWEEP_MAX, max(_SWEEP_MIN, min(timeouts) / 4))
+            self._sweeper = tornado.ioloop.PeriodicCallback(self.sweep, every * 1000)
+            self._sweeper.start()
+
+    def sweep(self) -> None:
+        """Close every connection past its timeout (Tornado's would have closed it too)."""
+        now = time.monotonic()
+        idle, body = self.idle_timeout, self.body_timeout
+        for slot in list(self.slots.values()):
+            if slot.stream.closed():
+                continue
+            if slot.body_since is not None:
+                if body is not None and now - slot.body_since > body:
+                    log.info("Timeout reading body from %s", slot.client)
+                    slot.stream.close()
+            elif not slot.busy and idle is not None and now - slot.idle_since > idle:
+                slot.stream.close()
+
     def close(self) -> None:
-        """Give back the spare descriptor."""
+        """Stop sweeping; give back the spare descriptor."""
+        if self._sweeper is not None:
+            self._sweeper.stop()
+            self._sweeper = None
         if self.spare is not None:
             os.close(self.spare)
             self.spare = None

@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import socket
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,6 +24,7 @@ import tornado.httputil
 import tornado.iostream
 from tornado.ioloop import IOLoop
 
+from hub import loops
 from web import sizes
 from web.connections import ConnectionBudget, Slot
 
@@ -39,23 +41,27 @@ _REFUSAL = (
 
 
 class _Watched(tornado.httputil.HTTPMessageDelegate):
-    """A request's delegate that marks its connection busy once the request's headers arrive."""
+    """A request's delegate that marks its connection busy once the request's headers arrive, and
+    reading its body until the body is read (`ConnectionBudget.sweep` times both)."""
 
     def __init__(self, inner: tornado.httputil.HTTPMessageDelegate, slot: Slot) -> None:
         self.inner = inner
         self.slot = slot
 
     def headers_received(self, start_line: Any, headers: tornado.httputil.HTTPHeaders) -> Any:
-        self.slot.busy = True
+        slot = self.slot
+        slot.busy, slot.body_since = True, time.monotonic()
         return self.inner.headers_received(start_line, headers)
 
     def data_received(self, chunk: bytes) -> Any:
         return self.inner.data_received(chunk)
 
     def finish(self) -> None:
+        self.slot.body_since = None
         self.inner.finish()
 
     def on_connection_close(self) -> None:
+        self.slot.body_since = None
         self.inner.on_connection_close()
 
 
@@ -104,10 +110,15 @@ class EdgeServer(tornado.httpserver.HTTPServer):
         super().initialize(*args, **kwargs)
         self.budget = budget
         self._accepting: dict[int, socket.socket] = {}
+        params = self.conn_params  # (the budget's sweep times the requests, not a timer each)
+        self._timeouts = (params.header_timeout, params.body_timeout)
+        params.header_timeout = params.body_timeout = None
 
     # ------------------------------------------------------------------ accepting
 
     def add_sockets(self, sockets: Iterable[socket.socket]) -> None:
+        self.budget.sweep_every(*self._timeouts)
+        loops.serve_calls_here()  # (this loop serves clients: tool calls to HTTP servers run on it)
         loop = IOLoop.current()
         for sock in sockets:
             sock.setblocking(False)

@@ -12,7 +12,8 @@ uses the context `httpx2` would build (`httpx2.create_ssl_context`, the same CA 
 `SSL_CERT_FILE`); a server behind an HTTP proxy of the environment is not reached here
 (`proxied`: the SDK's client, which honours it, takes those calls).
 
-Everything here runs on the owning server's loop.
+Everything here runs on the loop that uses the pool: the owning server's, or for a twin
+(`Pool.twin`) the loop whose calls skip the hop to the server's (`actors.upstream.httpcall`).
 """
 
 from __future__ import annotations
@@ -125,6 +126,7 @@ class Pool:
     """
 
     def __init__(self, url: str, headers: Mapping[str, str], connections: int = CONNECTIONS) -> None:
+        self._made = (url, headers, connections)
         self.origin = Origin.parse(url)
         self.slots = asyncio.Semaphore(connections)  # (held from a request until its answer is read)
         self._ssl: ssl.SSLContext | None = None
@@ -137,6 +139,11 @@ class Pool:
         self._head = "".join(f"{k}: {v}\r\n" for k, v in fixed.items())
         self._idle: list[Connection] = []
         self.closed = False
+
+    def twin(self) -> Pool:
+        """A pool of the same server for another loop: its own connections and slots (asyncio's
+        streams and semaphores belong to the loop that uses them)."""
+        return Pool(*self._made)
 
     async def post(self, body: bytes, headers: Mapping[str, str]) -> Response:
         """POST `body` (JSON) with `headers` on a pooled connection; the answer's head is read.

@@ -20,12 +20,16 @@ session and tries once more (`actors.renewal`). A caller that gives up (its time
 closes the answer's connection (the 2026-07-28 cancellation) and, on a 2025-11-25 session, POSTs
 `notifications/cancelled`.
 
-Everything here runs on the server's loop.
+Everything here runs on the server's loop, except on a channel's twin (`HttpChannel.here`): the
+same channel for a loop whose tool calls skip the hop to the server's loop (`ServerCalls.here`),
+with a pool of its own; it runs on that loop and hands other notifications to the server's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import itertools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -77,7 +81,8 @@ class SessionWatch:
 
 @dataclass
 class Relayed:
-    """Where what a call's stream carries besides its answer goes (all on the server's loop)."""
+    """Where what a call's stream carries besides its answer goes (on the loop of the call: a
+    twin's `on_notification` hands each to the server's loop)."""
 
     on_log: Callable[[dict[str, Any]], Awaitable[None]]
     on_notification: Callable[[Any], Awaitable[None]]
@@ -121,8 +126,33 @@ class HttpChannel:
         self._maps: dict[str, dict[tuple[str, ...], str]] = {}
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._twins: dict[asyncio.AbstractEventLoop, HttpChannel] = {}  # by the loop each runs on
         self.envelope: dict[str, Any] | None = None  # set for 2026-07-28 (`rawcall.modern_envelope`)
         self.closed = False
+
+    def here(self, home: asyncio.AbstractEventLoop) -> HttpChannel:
+        """This channel's twin for the running loop (a caller's, not the server's loop `home`):
+        the same session, envelope and request ids over a pool of its own (made at its first
+        call), whose other notifications go to `home`; closed with this channel. Thread: the
+        running loop's."""
+        loop = asyncio.get_running_loop()
+        twin = self._twins.get(loop)
+        if twin is None and loop is not home:
+            relayed = self._relayed
+            notify = functools.partial(_hand_over, relayed.on_notification, home)
+            twin = HttpChannel(
+                self._pool.twin(),
+                self._version,
+                self._watch,
+                Relayed(relayed.on_log, notify, relayed.answer_request),
+                self._catalog,
+            )
+            twin.envelope = self.envelope
+            twin._ids = self._ids  # (one session: ids never repeat across the twins; `next` is atomic)
+            self._twins[loop] = twin
+            if self.closed:  # (closed meanwhile, on the server's loop: `close` may not have seen it)
+                twin.close()
+        return twin or self
 
     async def request(
         self, method: str, params: dict[str, Any], progress: ProgressFn | None = None
@@ -329,11 +359,28 @@ class HttpChannel:
         task.add_done_callback(self._tasks.discard)
 
     def close(self) -> None:
-        """The connection ended: no more calls; idle connections closed, background work stopped."""
+        """The connection ended: no more calls; idle connections closed, background work stopped
+        (a twin's on its own loop)."""
         self.closed = True
         self._pool.close()
         for task in list(self._tasks):
             task.cancel()
+        for loop, twin in list(self._twins.items()):
+            twin.closed = True
+            with contextlib.suppress(RuntimeError):  # (that loop is closed: nothing left to close)
+                loop.call_soon_threadsafe(twin.close)
+
+
+async def _hand_over(
+    on_notification: Callable[[Any], Awaitable[None]], home: asyncio.AbstractEventLoop, notification: Any
+) -> None:
+    """A notification a twin's stream carried, handled on the server's loop `home` (in order)."""
+    handled = on_notification(notification)
+    try:
+        asyncio.run_coroutine_threadsafe(handled, home)  # type: ignore[arg-type]
+    except RuntimeError:  # the server's loop is closed
+        if asyncio.iscoroutine(handled):
+            handled.close()
 
 
 def _json_answer(message: dict[str, Any] | None, rid: str, status: int) -> dict[str, Any]:
