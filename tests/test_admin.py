@@ -423,7 +423,9 @@ def panel(browser: Any, url: str) -> WebDriverWait:
 
 def open_tool(browser: Any, wait: WebDriverWait, tool: str) -> Any:
     """The `<details>` of a tool of acme, opened, once its form is built."""
-    details = browser.find_element(By.CSS_SELECTOR, f'#tools details[data-tenant="acme"][data-tool="{tool}"]')
+    details = wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, f'#tools details[data-tenant="acme"][data-tool="{tool}"]')
+    )
     details.find_element(By.TAG_NAME, "summary").click()
     wait.until(lambda _: details.find_elements(By.CSS_SELECTOR, "form button[type=submit]"))
     return details
@@ -468,8 +470,11 @@ def test_the_log_button_lines_up_with_its_row(open_hub, browser) -> None:
 
 
 def test_a_tool_shows_its_description_and_title_each_in_its_place(open_hub, browser) -> None:
-    panel(browser, f"{open_hub.url}/admin")
-    summary = browser.find_element(By.CSS_SELECTOR, '#tools details[data-tool="typed.picture"] summary')
+    wait = panel(browser, f"{open_hub.url}/admin")
+    # (the tools are listed once their server runs: it may still start when the first row does)
+    summary = wait.until(
+        lambda d: d.find_element(By.CSS_SELECTOR, '#tools details[data-tool="typed.picture"] summary')
+    )
     assert (
         summary.find_element(By.CLASS_NAME, "description").text
         == "Answer a 16x16 PNG picture of a red square."

@@ -107,24 +107,30 @@ class SessionHomes:
         """This replica opened `session_id`: record it as its home (in the background)."""
         self._background(self._node.redis.set, _record(session_id), self._node.replica_id, ex=self._ttl)
 
-    def parked(self, state: str) -> None:
-        """A call was parked here under `state`: record it (in the background) while it may be resumed."""
+    def parked(self, state: str) -> asyncio.Future[None] | None:
+        """A call was parked here under `state`: record it while it may be resumed (in the
+        executor; its client gets the `requestState` once the record is written, so that its
+        retry finds it on any replica)."""
         ttl = math.ceil(timeouts.INPUT_WAIT) + 5
-        self._background(self._node.redis.set, _parked_record(state), self._node.replica_id, ex=ttl)
+        return self._background(self._node.redis.set, _parked_record(state), self._node.replica_id, ex=ttl)
 
     def ended(self, session_id: str) -> None:
         """`session_id` ended here: delete its record (in the background)."""
         self._background(self._node.redis.delete, _record(session_id))
 
-    def _background(self, fn: Any, *args: Any, **kwargs: Any) -> None:
+    def _background(self, fn: Any, *args: Any, **kwargs: Any) -> asyncio.Future[None] | None:
+        """Run `fn` in the executor (a failure logged): its future (None: shutting down)."""
+
         def run() -> None:
             try:
                 fn(*args, **kwargs)
             except self._node.errors as exc:
                 log.warning("cluster: a session record could not be written: %s", type(exc).__name__)
 
-        with contextlib.suppress(RuntimeError):  # (shutting down: the records expire)
-            asyncio.get_running_loop().run_in_executor(None, run)
+        try:
+            return asyncio.get_running_loop().run_in_executor(None, run)
+        except RuntimeError:  # (shutting down: the records expire)
+            return None
 
     async def home(self, session_id: str) -> str | None:
         """The replica `session_id` lives on, if it lives on another live one."""

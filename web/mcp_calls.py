@@ -186,7 +186,12 @@ async def answer_call(stream: CallStream, call: CallRequest, task: asyncio.Futur
         stream.answer({"jsonrpc": "2.0", "id": call.id, "error": error}, types.INTERNAL_ERROR)
     else:
         # (2026-07-28: a round may end with the server asking for input, `web.mcp_input`)
-        answer = result.result if isinstance(result, InputRequired) else tool_result_json(result)
+        if isinstance(result, InputRequired):
+            if result.recorded is not None:
+                await result.recorded  # (where it is parked, before its client may retry anywhere)
+            answer = result.result
+        else:
+            answer = tool_result_json(result)
         if call.modern:
             answer.setdefault("resultType", "complete")
             answer["_meta"] = _SERVER_INFO

@@ -31,7 +31,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -54,9 +54,11 @@ _UNKNOWN = "unknown or expired requestState: it is valid once, for {wait:g} s, t
 
 @dataclass(frozen=True)
 class InputRequired:
-    """A round of a call that ends with the server's requests: the `result` of its answer."""
+    """A round of a call that ends with the server's requests: the `result` of its answer, sent
+    once `recorded` (the record of where the call is parked, in a cluster) is done."""
 
     result: dict[str, Any]
+    recorded: Awaitable[Any] | None = None
 
 
 @dataclass
@@ -127,7 +129,7 @@ class ParkedCall:
                 round_.set_result(task.result())
         elif self._waiting:
             self._round = None
-            round_.set_result(InputRequired(self._park()))
+            round_.set_result(self._park())
 
     def _ended(self, task: asyncio.Future[Any]) -> None:
         self._settle()
@@ -135,7 +137,7 @@ class ParkedCall:
             task.exception()  # (retrieved: a retry still gets it, from `_settle`)
         self.fail("the call ended before the client answered")
 
-    def _park(self) -> dict[str, Any]:
+    def _park(self) -> InputRequired:
         """Send what the server asked: the `InputRequiredResult`, under a fresh `requestState`."""
         requests = {}
         for ask in self._waiting:
@@ -143,8 +145,9 @@ class ParkedCall:
             self._sent[ask.key] = ask
             requests[ask.key] = ask.request.model_dump(mode="json", by_alias=True, exclude_none=True)
         self._waiting.clear()
-        state = self.parking.park(self)
-        return {"resultType": "input_required", "inputRequests": requests, "requestState": state}
+        state, recorded = self.parking.park(self)
+        result = {"resultType": "input_required", "inputRequests": requests, "requestState": state}
+        return InputRequired(result, recorded)
 
     def resume(self, call: CallRequest, stream: CallStream) -> None:
         """The client's retry `call`, on `stream`: the responses it carries go to the requests
@@ -198,8 +201,9 @@ class Parking:
         self.wait = wait
         self._parked: dict[str, tuple[ParkedCall, asyncio.TimerHandle]] = {}
         # Told each new `requestState` (a cluster's replica records where it is parked, so that a
-        # retry another replica receives is passed on here: `web.cluster_sessions`).
-        self.on_park: Callable[[str], None] | None = None
+        # retry another replica receives is passed on here: `web.cluster_sessions`); the client
+        # is answered once what it returns is done.
+        self.on_park: Callable[[str], Awaitable[Any] | None] | None = None
 
     def holds(self, state: str) -> bool:
         """Whether a call is parked here under `state`."""
@@ -211,14 +215,13 @@ class Parking:
         requester.parked = parked
         return parked
 
-    def park(self, parked: ParkedCall) -> str:
-        """Keep `parked` for its client's retry: its new `requestState`."""
+    def park(self, parked: ParkedCall) -> tuple[str, Awaitable[Any] | None]:
+        """Keep `parked` for its client's retry: its new `requestState`, and what to wait for
+        before the client may have it (`on_park`'s record; None: nothing)."""
         state = secrets.token_urlsafe(32)
         timer = asyncio.get_running_loop().call_later(self.wait, self._expire, state)
         self._parked[state] = (parked, timer)
-        if self.on_park is not None:
-            self.on_park(state)
-        return state
+        return state, self.on_park(state) if self.on_park is not None else None
 
     def _expire(self, state: str) -> None:
         entry = self._parked.pop(state, None)
