@@ -103,9 +103,12 @@ class SessionHomes:
 
     # ------------------------------------------------------------------ records
 
-    def opened(self, session_id: str) -> None:
-        """This replica opened `session_id`: record it as its home (in the background)."""
-        self._background(self._node.redis.set, _record(session_id), self._node.replica_id, ex=self._ttl)
+    def opened(self, session_id: str) -> asyncio.Future[None] | None:
+        """This replica opened `session_id`: record it as its home (in the executor; the response
+        that opens the session waits for it, so that the client's next request finds it anywhere)."""
+        return self._background(
+            self._node.redis.set, _record(session_id), self._node.replica_id, ex=self._ttl
+        )
 
     def parked(self, state: str) -> asyncio.Future[None] | None:
         """A call was parked here under `state`: record it while it may be resumed (in the

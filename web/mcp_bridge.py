@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import tornado.httputil
@@ -113,7 +113,8 @@ class AsgiExchange:
     Args:
         handler: the request's handler, which writes the response.
         disconnected: set when the client closes the connection (an ASGI `http.disconnect`).
-        opened: called with the id of a session the response opens (None: the request has one).
+        opened: called with the id of a session the response opens (None: the request has one);
+            what it returns, the response's body waits for (a cluster's record of the session).
         answered: called when the response starts.
     """
 
@@ -121,12 +122,13 @@ class AsgiExchange:
         self,
         handler: tornado.web.RequestHandler,
         disconnected: asyncio.Event,
-        opened: Callable[[str], None] | None,
+        opened: Callable[[str], Awaitable[Any] | None] | None,
         answered: Callable[[], None],
     ) -> None:
         self.handler = handler
         self.disconnected = disconnected
         self.opened = opened
+        self.recording: Awaitable[Any] | None = None  # (`opened`'s, until the body waited for it)
         self.answered = answered
         self.body_sent = False
         request = handler.request
@@ -160,7 +162,7 @@ class AsgiExchange:
         for raw_name, raw_value in message.get("headers", []):
             name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
             if name.lower() == "mcp-session-id" and self.opened is not None:
-                self.opened(value)
+                self.recording = self.opened(value)
             if name.lower() in seen:
                 handler.add_header(name, value)
             else:
@@ -170,6 +172,9 @@ class AsgiExchange:
 
     async def _body(self, message: dict[str, Any]) -> None:
         handler = self.handler
+        if self.recording is not None:
+            recording, self.recording = self.recording, None
+            await recording
         if seams.is_finished(handler):
             return
         body = message.get("body") or b""

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import Any
 
 from mcp.server.transport_security import TransportSecuritySettings
 
@@ -77,14 +79,16 @@ class McpEndpoint:
         if not future.cancelled() and future.exception() is not None:
             log.error("stopping the instances of an ended session failed", exc_info=future.exception())
 
-    def opened(self, session_id: str, key: str | None, served: Scope, url_elicitation: bool = False) -> None:
+    def opened(
+        self, session_id: str, key: str | None, served: Scope, url_elicitation: bool = False
+    ) -> Awaitable[Any] | None:
         """The SDK opened `session_id` for a request of `key` to `served`: only `key` may use it,
         only there, and it counts against the session limits of the tenant until it ends.
-        `url_elicitation`: its client declared URL-mode elicitations."""
+        `url_elicitation`: its client declared URL-mode elicitations. What the response waits for
+        before its body (a cluster's record of the session's home: None on a lone hub)."""
         self.lane.opened(session_id, key, served, url_elicitation)
         self.limits.opened(session_id, key, served.tenant)
-        if self.homes is not None:
-            self.homes.opened(session_id)
+        return self.homes.opened(session_id) if self.homes is not None else None
 
     async def run(self) -> None:
         """Run the session manager until `stop` (enter and exit in this one task)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from hub import jsontext, seams
@@ -201,8 +201,8 @@ class McpHandler(ApiHandler):
         """Hand the request to the SDK's session manager, as ASGI; `answered` is called when
         its response starts."""
 
-        def opened(session_id: str) -> None:  # a new session, which only `key` may use
-            endpoint.opened(session_id, key, served, takes_url_elicitation(self.request.body))
+        def opened(session_id: str) -> Awaitable[Any] | None:  # a new session, which only `key` may use
+            return endpoint.opened(session_id, key, served, takes_url_elicitation(self.request.body))
 
         scope = asgi_scope(self.request, served, self.caller, self._session())
         exchange = AsgiExchange(self, self._disconnected, None if sdk_session else opened, answered)
