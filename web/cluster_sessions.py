@@ -135,10 +135,6 @@ class SessionHomes:
         except RuntimeError:  # (shutting down: the records expire)
             return None
 
-    async def home(self, session_id: str) -> str | None:
-        """The replica `session_id` lives on, if it lives on another live one."""
-        return await self._home(_record(session_id))
-
     async def _home(self, record: str) -> str | None:
         """The replica Redis's `record` names, if it is another live one."""
         home = self._homes.get(record)
