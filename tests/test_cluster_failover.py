@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import http.client
 import json
 import signal
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -99,30 +101,32 @@ def test_a_read_only_call_survives_the_death_of_its_replica_and_another_fails_at
         name = theirs[0]
 
         def call(tool: str) -> tuple[int, Any, float]:
-            arguments = {"text": "after"} if tool == "echo" else {"seconds": 3}
-            answer = stays.post(f"/api/tools/{name}.{tool}/call?tenant=t", arguments)
+            answer = stays.post(f"/api/tools/{name}.{tool}/call?tenant=t", {"text": "after"})
             return answer.status, answer.body, time.monotonic()
 
-        with concurrent.futures.ThreadPoolExecutor(3) as pool:
-            read_only, plain = pool.submit(call, "peek"), pool.submit(call, "sleep")
-            assert wait_until(lambda: _in_flight(stays) == 2, 10)  # both in flight on `stays`
-            # In flight on `stays` is not yet written to the channel to `dies` (a call killed before
-            # that waits and runs on the survivor, by design); nothing on `dies` shows a forwarded
-            # call's arrival, so give the writes a moment under load (the calls sleep 3 s).
-            time.sleep(0.5)
-            dies.proc.send_signal(signal.SIGKILL)
-            killed = time.monotonic()
-            status, body, at = plain.result(30)
-            assert status == 502 and body["error"]["code"] == "upstream_error", body
-            assert "'dies'" in body["error"]["message"] and "went away" in body["error"]["message"], body
-            assert at - killed < 1.0  # answered at once, not after a timeout
-            # A call made now (the channel to `dies` is known broken), of a tool with no hint, reaches
-            # no server until the survivor runs it: it waits for it instead of failing (the cluster
-            # is settling). (One sent on the channel before its break was seen fails like `plain`.)
+        # Facade calls with a progress token: the first progress of each shows it reached its server
+        # on `dies` (one killed before that would wait and run on the survivor, by design).
+        url = f"{stays.url}/tenants/t/mcp"
+        read_only = _StreamedCall(url, f"{name}__peek", {"seconds": 3})
+        plain = _StreamedCall(url, f"{name}__sleep", {"seconds": 3})
+        read_only.until_progress()
+        plain.until_progress()
+        dies.proc.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        answer, at = plain.answer()
+        text = answer["result"]["content"][0]["text"]
+        assert answer["result"]["isError"] and text.startswith("upstream_error:"), answer
+        assert "'dies'" in text and "went away" in text, answer
+        assert at - killed < 1.0  # answered at once, not after a timeout
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            # A call made now (the channel to `dies` is known broken), of a tool with no hint,
+            # reaches no server until the survivor runs it: it waits for it instead of failing (the
+            # cluster is settling). (One sent on the channel before its break was seen fails like
+            # `plain`.)
             after = pool.submit(call, "echo")
-            status, body, at = read_only.result(60)
-        assert status == 200 and body["content"][0]["text"] == "slept", body  # tried again on `stays`
-        status, body, _ = after.result(60)
+            answer, at = read_only.answer()
+            assert answer["result"]["content"][0]["text"] == "slept", answer  # tried again on `stays`
+            status, body, _ = after.result(60)
         assert status == 200 and body["structured_content"] == {"text": "after"}, body
         assert _servers(stays)[name]["replica"] == "stays"
         assert at - killed < 3 * HEARTBEAT + HEARTBEAT + 20  # (ttl + a heartbeat + start and call)
@@ -145,6 +149,44 @@ def test_a_facade_call_of_a_tool_whose_replica_died_waits_for_the_survivor_to_ru
         status, body, _ = _mcp_post(f"{stays.url}/tenants/t/mcp", f"{name}__echo", {"text": "after"})
         assert status == 200 and body["result"]["structuredContent"] == {"text": "after"}, body
         assert _servers(stays)[name]["replica"] == "stays"
+
+
+class _StreamedCall:
+    """A 2026-07-28 `tools/call` with a progress token, over HTTP, its answer read as it streams."""
+
+    def __init__(self, url: str, name: str, arguments: dict[str, Any]) -> None:
+        message = modern_call(name, arguments)
+        message["params"]["_meta"] = {**message["params"]["_meta"], "progressToken": name}
+        parts = urllib.parse.urlsplit(url)
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
+        headers = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            "MCP-Protocol-Version": "2026-07-28",
+            "Mcp-Method": "tools/call",
+            "Mcp-Name": name,
+        }
+        self.connection.request("POST", parts.path, json.dumps(message), headers)
+        self.response = self.connection.getresponse()
+        assert self.response.status == 200, self.response.read()
+
+    def _next(self) -> dict[str, Any]:
+        """The next JSON-RPC message of the stream."""
+        while line := self.response.readline():
+            if line.startswith(b"data:") and line[5:].strip():
+                return json.loads(line[5:])
+        raise AssertionError("the stream ended with no answer")
+
+    def until_progress(self) -> None:
+        while self._next().get("method") != "notifications/progress":
+            continue
+
+    def answer(self) -> tuple[dict[str, Any], float]:
+        """The call's answer, and when it came."""
+        while "id" not in (message := self._next()):
+            continue
+        self.connection.close()
+        return message, time.monotonic()
 
 
 def _keyed_post(url: str, arguments: dict[str, Any], key: str) -> tuple[int, Any, float]:

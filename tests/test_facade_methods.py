@@ -131,7 +131,10 @@ async def test_two_sessions_with_different_log_levels_each_get_only_theirs(serve
         await a.set_logging_level("debug")
         await b.set_logging_level("error")
         assert await text_of(a, "s__level") == "debug"  # the lowest any session asked for
-        await text_of(a, "s__log_later", {"level": "info", "message": "for debug only", "delay": 0.05})
+        # Each message is awaited before the next call: a stdio server's message that comes while a
+        # call is in flight is taken as that call's (stdio does not say), and is not aggregated.
+        await text_of(a, "s__log_later", {"level": "info", "message": "for debug only", "delay": 0.1})
+        await chatty.until(lambda: len(chatty.logs) >= 1)
         await text_of(a, "s__log_later", {"level": "error", "message": "for both", "delay": 0.1})
         await chatty.until(lambda: len(chatty.logs) >= 2)
         await terse.until(lambda: len(terse.logs) >= 1)
