@@ -89,6 +89,7 @@ async def _serve(
     from web.connections import ConnectionBudget
     from web.listener import EdgeServer
     from web.mcp_endpoint import McpEndpoint
+    from web.mcp_fast import FastLane
     from web.sizes import HEADER_READ_BYTES, SizeGuard
 
     seen = _stamp(config.source)  # before anything else: a change from now on is a change
@@ -122,7 +123,7 @@ async def _serve(
             only = listener.only
             app = make_app(hub_, executor, mcp=mcp, apps=apps_, only=only, bound_host=host)
             server: tornado.httpserver.HTTPServer = EdgeServer(
-                SizeGuard(app, body_limit),
+                SizeGuard(FastLane(app) if only in (None, "mcp") else app, body_limit),  # (MCP routes)
                 max_body_size=body_limit,
                 max_header_size=HEADER_READ_BYTES,
                 idle_connection_timeout=gateway.idle_connection_timeout,
@@ -132,8 +133,7 @@ async def _serve(
             server.add_sockets(sockets)
             servers.append(server)
             apps.append(app)
-            actual = sockets[0].getsockname()[1]
-            what = f" ({only} listener)" if only else ""
+            actual, what = sockets[0].getsockname()[1], f" ({only} listener)" if only else ""
             print(
                 f"MCP Hub {hub.__version__} listening on http://{_url_host(host)}:{actual}{what}", flush=True
             )

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
+import tornado.httputil
 import tornado.web
 
 from hub import jsontext, seams
@@ -236,12 +237,22 @@ class NotFoundHandler(ApiHandler):
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
     """Tornado's `log_function`: one access line and one metric per request (no body, no query, no key)."""
-    status = handler.get_status()
-    duration_ms = handler.request.request_time() * 1000
-    route = getattr(handler, "route", "(static)")
-    caller = getattr(handler, "caller", None)
-    who = caller.key_id if caller is not None and caller.key_id else "-"
-    access_log.info("%s %s %d %.1fms key=%s", handler.request.method, route, status, duration_ms, who)
     hub: Hub | None = handler.application.settings.get("hub")
+    route = getattr(handler, "route", "(static)")
+    log_access(hub, handler.request, route, handler.get_status(), getattr(handler, "caller", None))
+
+
+def log_access(
+    hub: Hub | None,
+    request: tornado.httputil.HTTPServerRequest,
+    route: str,
+    status: int,
+    caller: Caller | None,
+) -> None:
+    """The access line and the metric of a request to `route` answered with `status` (also of one
+    served below a handler, `web.mcp_fast`)."""
+    duration_ms = request.request_time() * 1000
+    who = caller.key_id if caller is not None and caller.key_id else "-"
+    access_log.info("%s %s %d %.1fms key=%s", request.method, route, status, duration_ms, who)
     if hub is not None:
-        hub.metrics.http_of(handler.request.method, route, str(status)).inc()
+        hub.metrics.http_of(request.method or "?", route, str(status)).inc()

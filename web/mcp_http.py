@@ -35,6 +35,7 @@ from web.facade_scope import Scope, unknown_server
 from web.mcp_bridge import AsgiExchange, asgi_scope, request_id_of
 from web.mcp_calls import CallRequest, takes_url_elicitation
 from web.mcp_endpoint import McpEndpoint
+from web.mcp_lane_http import HandlerResponder
 from web.mcp_sessions import is_initialized_notice, opens_session
 from web.mcp_wire import screen
 
@@ -90,10 +91,10 @@ class McpHandler(ApiHandler):
             self.finish(jsontext.dumps(refused[0]))
             return
         key = self.caller.key_id if self.caller else None
-        taken = endpoint.lane.admit(self, key, served, message)
+        taken = endpoint.lane.admit(self.request, key, served, message)
         if isinstance(taken, CallRequest):
             seams.no_transforms(self)  # no gzip (see `_bridge`)
-            await endpoint.lane.serve(self, taken, served, self.caller, self._session())
+            await endpoint.lane.serve(HandlerResponder(self), taken, served, self.caller, self._session())
         elif taken:  # a client's answer to a server request, or a cancellation
             self.set_status(202)
             self.finish()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mcp.server.streamable_http import check_accept_headers
 from mcp.shared.inbound import (
@@ -49,6 +49,7 @@ from web.mcp_wire import encode
 if TYPE_CHECKING:
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
     from mcp.server.transport_security import TransportSecuritySettings
+    from tornado.httputil import HTTPServerRequest
     from tornado.web import RequestHandler
 
 _PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
@@ -80,6 +81,52 @@ _SSE_HEADERS = (
 def _allowed(value: str, patterns: list[str]) -> bool:
     """`value` is one of `patterns`, or matches one ending in `:*` with any port."""
     return value in patterns or any(p.endswith(":*") and value.startswith(p[:-1]) for p in patterns)
+
+
+class Responder(Protocol):
+    """Where the lane writes a call's response: a Tornado handler's (`HandlerResponder`), or the
+    short way's own (`web.mcp_fast`). Web loop."""
+
+    request: HTTPServerRequest
+    lane_call: asyncio.Future[Any] | None  # a 2026-07-28 call: its client closing cancels it
+
+    def set_status(self, status_code: int) -> Any: ...
+    def set_header(self, name: str, value: str) -> Any: ...
+    def write(self, chunk: bytes) -> Any: ...
+    def flush(self) -> asyncio.Future[None]: ...
+    def finish(self, chunk: bytes | None = None) -> Any: ...
+    def finished(self) -> bool:
+        """Whether the response is finished (or its connection closed): nothing more is written."""
+
+    def nodelay(self) -> None:
+        """Each write leaves at once (no Nagle: an SSE event waits for no delayed ACK)."""
+
+
+class HandlerResponder:
+    """A `Responder` over a Tornado handler (which holds the call in `lane_call`). Web loop."""
+
+    def __init__(self, handler: RequestHandler) -> None:
+        self.handler = handler
+        self.request = handler.request
+        self.set_status = handler.set_status
+        self.set_header = handler.set_header
+        self.write = handler.write
+        self.flush = handler.flush
+        self.finish = handler.finish
+
+    @property
+    def lane_call(self) -> asyncio.Future[Any] | None:
+        return self.handler.lane_call  # type: ignore[attr-defined, no-any-return]
+
+    @lane_call.setter
+    def lane_call(self, call: asyncio.Future[Any] | None) -> None:
+        self.handler.lane_call = call  # type: ignore[attr-defined]
+
+    def finished(self) -> bool:
+        return seams.is_finished(self.handler)
+
+    def nodelay(self) -> None:
+        seams.set_nodelay(self.handler)
 
 
 @dataclass
@@ -132,13 +179,12 @@ class HttpLane:
     # ------------------------------------------------------------------ admission
 
     def admit(
-        self, handler: RequestHandler, key: str | None, scope: Scope, message: dict[str, Any] | None
+        self, request: HTTPServerRequest, key: str | None, scope: Scope, message: dict[str, Any] | None
     ) -> CallRequest | bool:
         """What this lane does with a POST whose body holds JSON-RPC `message` (`mcp_wire.screen`;
         None: none): a `CallRequest` to serve; True if it was a client's answer to a server
         request or a cancellation of a call of this lane (answer 202); False if the SDK's
         transport serves it."""
-        request = handler.request
         message = message if self._readable(request) else None
         if message is None:
             return False
@@ -218,7 +264,7 @@ class HttpLane:
 
     async def serve(
         self,
-        handler: RequestHandler,
+        handler: Responder,
         call: CallRequest,
         scope: Scope,
         caller: Who | None,
@@ -236,7 +282,7 @@ class HttpLane:
         with seams.IdleHold(self.manager, call.owner):
             task = start_call(self.facade, stream, call, self.asks, scope, caller, session, calls)
             if call.modern:
-                handler.lane_call = task  # type: ignore[attr-defined]  # its client closing cancels it
+                handler.lane_call = task  # its client closing cancels it
             await answer_call(stream, call, task, calls)
 
 
@@ -244,7 +290,7 @@ class _HttpCall:
     """The response of one HTTP call: a JSON body if the answer comes first, else an SSE stream."""
 
     def __init__(
-        self, handler: RequestHandler, call: CallRequest, loop: asyncio.AbstractEventLoop, keepalive: float
+        self, handler: Responder, call: CallRequest, loop: asyncio.AbstractEventLoop, keepalive: float
     ) -> None:
         self.handler = handler
         self.call = call
@@ -261,7 +307,7 @@ class _HttpCall:
             handler.set_header(name, value)
         if self.call.owner:
             handler.set_header("Mcp-Session-Id", self.call.owner)
-        seams.set_nodelay(handler)  # each event leaves at once (see web.mcp_bridge)
+        handler.nodelay()  # each event leaves at once (see web.mcp_bridge)
         self.streaming = True
 
     def _write(self, chunk: bytes) -> None:
@@ -271,7 +317,7 @@ class _HttpCall:
         self.handler.flush().add_done_callback(_quiet)
 
     def _open(self) -> bool:
-        return not self.done and not seams.is_finished(self.handler)
+        return not self.done and not self.handler.finished()
 
     def emit(self, message: Mapping[str, Any]) -> None:
         if self._open():
