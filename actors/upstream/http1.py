@@ -306,6 +306,8 @@ class Response:
         Raises:
             HttpFailure: the body breaks off, or is over `limit`.
         """
+        if self._left is not None and self._connection is not None:  # (a Content-Length: one read)
+            return await self._read_exactly(self._connection.reader, self._left, limit)
         parts: list[bytes] = []
         size = 0
         async for part in self.stream():
@@ -315,6 +317,26 @@ class Response:
                 raise HttpFailure(f"a body over {limit // 2**20} MiB", answered=True)
             parts.append(part)
         return b"".join(parts)
+
+    async def _read_exactly(self, reader: asyncio.StreamReader, length: int, limit: int) -> bytes:
+        """A body of `length` bytes (its `Content-Length`), read at once, then the connection is released."""
+        if length > limit:
+            self.close()
+            raise HttpFailure(f"a body over {limit // 2**20} MiB", answered=True)
+        try:
+            body = await reader.readexactly(length)
+        except asyncio.IncompleteReadError:
+            self.close()
+            raise HttpFailure("the server closed the connection mid-answer", answered=True) from None
+        except OSError as exc:
+            self.close()
+            raise HttpFailure(f"the answer broke off: {exc}", answered=True) from None
+        except BaseException:  # (the reader gave up: the rest cannot be read)
+            self.close()
+            raise
+        self._left = 0
+        self._finish()
+        return body
 
     async def stream(self) -> AsyncGenerator[bytes, None]:
         """The body's bytes as they come; at its end the connection is released.
