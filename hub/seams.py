@@ -221,3 +221,27 @@ def set_nodelay(handler: tornado.web.RequestHandler) -> None:
     stream = getattr(handler.request.connection, "stream", None)
     if stream is not None:
         stream.set_nodelay(True)
+
+
+def server_connections(server: Any) -> set[Any]:
+    """The connections `server` (a Tornado `HTTPServer`) closes on `close_all_connections`, and
+    removes one from on `on_close`.
+
+    Tornado 6.6 keeps them in `HTTPServer._connections` with no public way to add one: the hub's
+    own connections (`web.lean_http`) are added and removed there as Tornado's are.
+    """
+    connections: set[Any] = server._connections
+    return connections
+
+
+def prefill(stream: Any, data: bytes) -> None:
+    """Put `data` in front of what `stream` (a Tornado `IOStream`) reads next.
+
+    Tornado 6.6 keeps what a stream has read and not yet delivered in `BaseIOStream._read_buffer`
+    (and its length in `_read_buffer_size`), with no public way to put bytes back. A connection
+    the hub's own reader hands over to Tornado (`web.lean_http`) has read bytes Tornado must see
+    first.
+    """
+    if data:
+        stream._read_buffer += data
+        stream._read_buffer_size += len(data)

@@ -30,9 +30,9 @@ import resource
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import tornado.ioloop
-import tornado.iostream
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,19 @@ def raise_open_files_limit() -> tuple[int, int]:
     return soft, target
 
 
+class Stream(Protocol):
+    """A connection as the budget sees it: Tornado's `IOStream`, or `web.lean_http`'s."""
+
+    def closed(self) -> bool: ...
+    def close(self) -> None: ...
+
+
 @dataclass(eq=False)
 class Slot:
     """One open connection: its client address, stream, and whether a request is in progress."""
 
     client: str
-    stream: tornado.iostream.IOStream
+    stream: Stream
     idle_since: float
     busy: bool = False  # a request is being served, or the connection is a WebSocket now
     body_since: float | None = None  # when its request's body began to be read, until it was
@@ -91,7 +98,7 @@ class ConnectionBudget:
 
     limit: int
     per_client: int | None
-    slots: dict[tornado.iostream.IOStream, Slot] = field(default_factory=dict)
+    slots: dict[Stream, Slot] = field(default_factory=dict)
     by_client: dict[str, set[Slot]] = field(default_factory=dict)
     refused: _Reporter = field(default_factory=lambda: _Reporter("connections refused at the limit"))
     exhausted: _Reporter = field(default_factory=lambda: _Reporter("out of file descriptors on accept"))
@@ -153,7 +160,7 @@ class ConnectionBudget:
             os.close(self.spare)
             self.spare = None
 
-    def admit(self, client: str, stream: tornado.iostream.IOStream) -> bool:
+    def admit(self, client: str, stream: Stream) -> bool:
         """Make room for a new connection of `client` (closing an idle one if needed), and count
         it; False if there is no room."""
         mine = self.by_client.get(client, set())
@@ -184,7 +191,7 @@ class ConnectionBudget:
         oldest.stream.close()
         return True
 
-    def forget(self, stream: tornado.iostream.IOStream) -> None:
+    def forget(self, stream: Stream) -> None:
         """The connection of `stream` is closed."""
         slot = self.slots.pop(stream, None)
         if slot is not None:
@@ -194,7 +201,16 @@ class ConnectionBudget:
                 if not mine:
                     del self.by_client[slot.client]
 
-    def waiting(self, stream: tornado.iostream.IOStream) -> Slot | None:
+    def moved(self, old: Any, new: Any, busy: bool = False) -> None:
+        """The connection of stream `old` goes on as `new` (`web.lean_http` hands it to Tornado);
+        `busy`: it is a WebSocket's now."""
+        slot = self.slots.pop(old, None)
+        if slot is not None:
+            slot.stream = new
+            slot.busy = slot.busy or busy
+            self.slots[new] = slot
+
+    def waiting(self, stream: Stream) -> Slot | None:
         """The connection of `stream` waits for a request now."""
         slot = self.slots.get(stream)
         if slot is not None:

@@ -1,5 +1,7 @@
 """A listener of the hub (`EdgeServer`): Tornado's `HTTPServer` with its own accept loop, which
-survives running out of file descriptors, and the connection limits of `web.connections`.
+survives running out of file descriptors, and the connection limits of `web.connections`. Each
+accepted connection is served by the hub's own HTTP/1.1 reader (`web.lean_http`), which hands
+one it does not speak over to Tornado's (`edge_stream`, `handle_stream`).
 
 A new connection past a limit that no idle connection can make room for gets a canned 503 and is
 closed at once, without a read; running out of descriptors on accept (`EMFILE`) closes the pending
@@ -10,8 +12,10 @@ Everything here runs on the web loop.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
@@ -27,6 +31,7 @@ from tornado.ioloop import IOLoop
 from hub import loops
 from web import sizes
 from web.connections import ConnectionBudget, Slot
+from web.lean_http import LeanConnection
 
 access_log = logging.getLogger("mcp_hub.access")
 
@@ -102,6 +107,21 @@ class _EdgeStream(tornado.iostream.IOStream):
         super().close_fd()
 
 
+def edge_stream(server: EdgeServer, connection: socket.socket) -> tornado.iostream.IOStream:
+    """Tornado's stream on an accepted connection (one `web.lean_http` hands over)."""
+    return _EdgeStream(
+        connection, max_buffer_size=server.max_buffer_size, read_chunk_size=server.read_chunk_size
+    )
+
+
+def _served(lean: LeanConnection, connection: socket.socket, task: asyncio.Future[Any]) -> None:
+    """The lean connection's transport could not be made (the client went at once): forget it."""
+    if task.cancelled() or task.exception() is not None:
+        lean.server.budget.forget(lean.stream)
+        with contextlib.suppress(OSError):
+            connection.close()
+
+
 class EdgeServer(tornado.httpserver.HTTPServer):
     """Tornado's HTTP server, with the hub's connection limits and its own accept loop (which
     survives running out of descriptors). Web loop."""
@@ -171,16 +191,17 @@ class EdgeServer(tornado.httpserver.HTTPServer):
             IOLoop.current().add_handler(sock, self._on_readable, IOLoop.READ)
 
     def _connected(self, connection: socket.socket, address: Any) -> None:
-        stream = _EdgeStream(
-            connection, max_buffer_size=self.max_buffer_size, read_chunk_size=self.read_chunk_size
-        )
+        lean = LeanConnection(self, address, connection.family)
         client = address[0] if isinstance(address, tuple) else "local"
-        if not self.budget.admit(client, stream):
+        if not self.budget.admit(client, lean.stream):
             with contextlib.suppress(OSError):
                 connection.send(_REFUSAL)  # one non-blocking write, no read: cheap
-            stream.close()
+            connection.close()
             return
-        self.handle_stream(stream, address)
+        task = asyncio.ensure_future(
+            asyncio.get_running_loop().connect_accepted_socket(lambda: lean, connection)
+        )
+        task.add_done_callback(functools.partial(_served, lean, connection))
 
     # ------------------------------------------------------------------ requests
 
