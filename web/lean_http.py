@@ -154,6 +154,8 @@ class LeanConnection(asyncio.Protocol):
 
     def _next(self) -> None:
         """Wait for the next request (one may be read already: pipelined)."""
+        if self.ended:
+            return
         self.exchange = exchange = _Exchange(self)
         self.delegate = self.server.start_request(self, exchange)
         if self.transport is not None and not self.ended:
@@ -237,6 +239,7 @@ class LeanConnection(asyncio.Protocol):
         if self.transport is None:
             self.doomed = True
         elif not self.ended:
+            self.ended = True  # (nothing more is written: `connection_lost` comes next)
             self.transport.abort()
 
     async def close(self) -> None:
