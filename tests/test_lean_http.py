@@ -166,3 +166,15 @@ def test_a_client_gone_mid_body_leaves_the_hub_serving(served) -> None:
         conn.sendall(_echo(host, "still here"))
         assert _echoed(_Reader(conn).response()) == "still here"
     assert re.search(r"Traceback", hub.log()) is None, hub.log()[-3000:]
+
+
+def test_a_response_larger_than_the_socket_takes_arrives_whole_and_the_connection_goes_on(served) -> None:
+    hub = served({"default": {"servers": {"a": server()}}}, gateway={"max_body_bytes": 16 * 1024 * 1024})
+    conn, host = _connect(hub)
+    with conn:
+        reader = _Reader(conn)
+        text = "".join(chr(0x41 + i % 26) for i in range(4 * 1024 * 1024))  # answered twice: ~8 MiB
+        conn.sendall(_echo(host, text))  # (nothing is read until the whole request is sent)
+        assert _echoed(reader.response()) == text
+        conn.sendall(_echo(host, "next"))
+        assert _echoed(reader.response()) == "next"
