@@ -38,6 +38,7 @@ from web.oauth_resource import challenge, resource_of
 from web.oauth_tokens import Resource
 
 log = logging.getLogger(__name__)
+INTERNAL_MESSAGE = "internal error (see the hub's log)"  # (the answer to an error of the hub's own)
 access_log = logging.getLogger("mcp_hub.access")
 T = TypeVar("T")
 
@@ -190,7 +191,7 @@ class ApiHandler(tornado.web.RequestHandler):
                     f"{self.request.method} is not allowed here; allowed: {', '.join(self.allowed_methods())}"
                 )
         else:
-            status, code, message = 500, "internal_error", "internal error (see the hub's log)"
+            status, code, message = 500, "internal_error", INTERNAL_MESSAGE
         self.clear_header("Content-Type")
         self.set_default_headers()
         self.set_status(status)

@@ -25,11 +25,12 @@ import re
 import time
 from typing import Any
 
+import tornado
 from tornado import httputil
 
 from hub.errors import BadRequest, Unauthorized
 from web.auth import SESSION_HEADER, Caller, header_session, keys_for
-from web.base import log_access
+from web.base import INTERNAL_MESSAGE, log_access
 from web.edge import policy_for
 from web.facade_scope import Scope
 from web.mcp_calls import CallRequest
@@ -42,8 +43,8 @@ log = logging.getLogger(__name__)
 _NAME = r"([\w.~-]+)"  # (ASCII, no escapes: a path argument is then the path's text as it came)
 _PATH = re.compile(rf"/mcp|/tenants/{_NAME}/mcp|/tenants/{_NAME}/servers/{_NAME}/mcp", re.ASCII)
 _ROUTES = ("/mcp", "/tenants/{tenant}/mcp", "/tenants/{tenant}/servers/{server}/mcp")
-_SERVER = "TornadoServer/" + __import__("tornado").version
-_INTERNAL = json.dumps({"error": {"code": "internal_error", "message": "internal error (see the hub's log)"}})
+_SERVER = "TornadoServer/" + tornado.version
+_INTERNAL = json.dumps({"error": {"code": "internal_error", "message": INTERNAL_MESSAGE}})
 
 
 class FastLane(httputil.HTTPServerConnectionDelegate):
@@ -73,7 +74,6 @@ class _Request(httputil.HTTPMessageDelegate):
         self.headers: httputil.HTTPHeaders | None = None
         self.request: httputil.HTTPServerRequest | None = None
         self.chunks: list[bytes] = []
-        self.response: _Response | None = None
 
     def headers_received(
         self,
@@ -146,7 +146,7 @@ class _Request(httputil.HTTPMessageDelegate):
         call = endpoint.lane.admit(request, caller.key_id, scope, message)
         if not isinstance(call, CallRequest):
             return False
-        self.response = response = _Response(request, hub, _route(match), caller)
+        response = _Response(request, hub, _route(match), caller)
         self.connection.set_close_callback(response.closed)  # type: ignore[attr-defined]  # (HTTP1Connection)
         response.task = asyncio.ensure_future(response.serve(endpoint, call, scope, session))
         return True
