@@ -3,12 +3,15 @@
 Each instance is a `ServerActor` of its own, keyed by `(server, session)` and owned by the tenant
 that started it (`TenantActor.session_instance`), so no instance is ever shared with another
 tenant. An instance is stopped when its session ends; one that stops by itself (idle, or failed
-after its retries) is dropped when its `InstanceStateChanged` says so. Runs on the tenant
-actor's thread.
+after its retries) is dropped when its `InstanceStateChanged` says so. A session that ended is
+remembered, so a start asked for it afterwards (a call that raced the end) starts nothing: the end
+stops exactly the instances that exist when the tenant hears it, whatever the order of the asks.
+Runs on the tenant actor's thread.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Iterable
 
@@ -16,11 +19,13 @@ from actors.models import ServerState, ServerStatus, session_label
 from actors.server import ServerActorProxy
 from hub import timeouts
 from hub.config import ServerConfig
-from hub.errors import QuotaExceeded
+from hub.errors import NotRunning, QuotaExceeded
 
 log = logging.getLogger("actors.tenant")  # (its lines are the tenant's)
 
 Key = tuple[str, str]  # (server, session)
+
+ENDED_SESSIONS = 10_000  # sessions remembered as ended (a start asked for one afterwards is refused)
 
 
 class SessionInstances:
@@ -30,6 +35,7 @@ class SessionInstances:
         self._tenant = tenant
         self._proxies: dict[Key, ServerActorProxy] = {}
         self._statuses: dict[Key, ServerStatus] = {}
+        self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
 
     def instance(
         self, config: ServerConfig, session: str, limit: int | None, start: Callable[[], ServerActorProxy]
@@ -38,9 +44,12 @@ class SessionInstances:
         `start` (its actor, not yet its server).
 
         Raises:
+            NotRunning: the session has ended (`ended`).
             QuotaExceeded: `limit` instances of the server already run (`max_sessions_per_server`).
         """
         server = config.name
+        if session in self._ended:
+            raise NotRunning(f"the session of this call has ended (server '{server}')")
         proxy = self._proxies.get((server, session))
         if proxy is not None:
             return proxy
@@ -55,6 +64,12 @@ class SessionInstances:
         proxy = self._proxies[(server, session)] = start()
         log.info("%s/%s: new instance for session %s", self._tenant, server, session_label(session))
         return proxy
+
+    def ended(self, session: str) -> None:
+        """`session` ended: no instance is started for it from now on."""
+        self._ended[session] = None
+        while len(self._ended) > ENDED_SESSIONS:
+            self._ended.popitem(last=False)
 
     def of(self, server: str) -> list[ServerActorProxy]:
         """The instances of `server` that run."""

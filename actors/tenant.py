@@ -429,7 +429,7 @@ class TenantActor(pykka.ThreadingActor):
 
         Raises:
             NotFound: no such server.
-            NotRunning: it is not an enabled per_session (or per_user) server.
+            NotRunning: it is not an enabled per_session (or per_user) server, or the session ended.
             QuotaExceeded: `max_sessions_per_server` instances of it already run.
         """
         self._proxy(server)
@@ -457,7 +457,10 @@ class TenantActor(pykka.ThreadingActor):
 
     def end_session(self, session: str, server: str | None = None) -> int:
         """Stop every instance of `session` (its client went away; only `server`'s if given: a user
-        changed its values) and wait until their processes are gone; how many there were."""
+        changed its values) and wait until their processes are gone; how many there were. A session
+        that ended (no `server`) gets no instance from now on."""
+        if server is None:
+            self._instances.ended(session)
         return self._instances.stop(
             lambda name, owner: owner == session and server in (None, name), self._stop_timeout
         )

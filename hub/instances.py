@@ -19,6 +19,7 @@ import pykka
 
 from actors.models import Event, InstanceStateChanged, ServerState, ServerStatus
 from actors.server import ServerEndpoint
+from actors.session_instances import ENDED_SESSIONS
 from hub import timeouts
 from hub.config import SecretMap
 from hub.errors import NotFound, NotRunning, ShuttingDown
@@ -26,8 +27,6 @@ from hub.events import _GONE, EventBoard, WakeKey
 from hub.wakes import Wakes
 
 log = logging.getLogger(__name__)
-
-_ENDED_SESSIONS = 10_000  # sessions remembered as ended (an instance asked for one is stopped at once)
 
 
 class SessionInstances:
@@ -65,7 +64,7 @@ class SessionInstances:
         Blocks on the ask: runs in a loop's executor (`Wakes.ask`), never on a loop.
 
         Raises:
-            NotRunning: the session has ended (an instance started meanwhile is stopped at once).
+            NotRunning: the session has ended (an instance started meanwhile is stopped by `end`).
         """
         tenant, server, session = key
         assert session is not None
@@ -80,8 +79,7 @@ class SessionInstances:
             ended = session in self._ended
             if not ended:
                 self._endpoints[key] = endpoint
-        if ended:  # it ended while its instance started: stop that at once
-            proxy.end_session(session).get(timeout=timeouts.LIFECYCLE)
+        if ended:  # it ended while its instance started: `end` asks the tenant after this start, and stops it
             raise NotRunning(f"the session of this call has ended (server '{server}')")
         return status
 
@@ -135,7 +133,7 @@ class SessionInstances:
         """
         with self._lock:
             self._ended[session] = None
-            while len(self._ended) > _ENDED_SESSIONS:
+            while len(self._ended) > ENDED_SESSIONS:
                 self._ended.popitem(last=False)
             tenants = self._session_tenants.pop(session, set())
             for key in [k for k in self._endpoints if k[2] == session]:
