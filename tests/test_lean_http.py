@@ -8,12 +8,16 @@ the hub serving."""
 from __future__ import annotations
 
 import json
+import random
 import re
 import socket
 from typing import Any
 
 from conftest import server
 from helpers.served import ServedHub
+from tornado import httputil
+
+from web.lean_http import parse_headers
 
 _CALL = "/api/tools/a.echo/call"
 
@@ -154,6 +158,32 @@ def test_what_it_does_not_speak_is_answered_as_tornado_answers_it(served) -> Non
         conn.sendall(b"NOT A REQUEST\r\n\r\n")
         reader = _Reader(conn)
         assert reader.response(head_only=True)[0] == 400 and reader.closed()
+    for bad in ("X-Bad\x01: v", "X-Bad: v\x00", "Bad Name: v", "X-Folded: a\r\n  b", "No-Colon"):
+        conn, host = _connect(hub)
+        with conn:  # a header Tornado refuses: its 400, and the connection closes
+            conn.sendall(f"GET /health HTTP/1.1\r\nHost: {host}\r\n{bad}\r\n\r\n".encode("latin-1"))
+            reader = _Reader(conn)
+            assert reader.response(head_only=True)[0] == 400 and reader.closed(), bad
+
+
+def test_its_header_parser_reads_what_tornado_reads_and_leaves_the_rest_to_tornado() -> None:
+    """`parse_headers` gives Tornado's `HTTPHeaders.parse` result for every block it takes; what it
+    does not take is handed over (Tornado refuses it, or reads a bare CR or LF as a line end)."""
+    pieces = ["a", "B", "-", "_", ":", " ", "\t", "\r\n", "\r", "\n", "\x00", "\x0b", "\x7f", "é", "\x85"]
+    pieces += ["Host", "host", "Content-Length", ";", ",", '"', "(", "1"]
+    rng = random.Random(24)
+    taken = 0
+    for _ in range(50_000):
+        block = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 14)))
+        ours = parse_headers(block)
+        if ours is None:
+            continue
+        taken += 1
+        theirs = httputil.HTTPHeaders.parse(block)  # (raises if Tornado refuses what we took)
+        assert list(ours.get_all()) == list(theirs.get_all()), repr(block)
+    real = "Host: h:1\r\nAccept: a, b\r\nmcp-name: x\r\nX-Twice: 1\r\nx-twice: 2\r\nX-Empty:\r\nX-Tab: a\tb "
+    assert list(parse_headers(real).get_all()) == list(httputil.HTTPHeaders.parse(real).get_all())
+    assert taken > 1000  # (the generator makes blocks it takes, not only refusals)
 
 
 def test_a_client_gone_mid_body_leaves_the_hub_serving(served) -> None:
