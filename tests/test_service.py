@@ -607,7 +607,7 @@ def test_sigusr1_logs_every_threads_stack_and_the_hub_carries_on(serve) -> None:
     sections = re.findall(r"thread (.+?) \(ident \d+(?: daemon)?\):\n((?:  .*\n?)+)", dump)
     threads = dict(sections)  # name: its frames
     assert next(iter(threads)) == "MainThread", list(threads)  # the web loop's thread comes first
-    assert "asyncio.run(_serve(config, plan, bound, watch))" in threads["MainThread"]  # the web loop
+    assert "runner.run(_serve(config, plan, bound, watch))" in threads["MainThread"]  # the web loop
     actor = next(name for name in threads if name.startswith("TenantActor-"))
     assert "pykka" in threads[actor] and 'File "' in threads[actor]
     assert any(name.startswith("server-t-s") for name in threads), list(threads)
