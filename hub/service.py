@@ -91,7 +91,9 @@ def web_loop() -> asyncio.AbstractEventLoop:
         except ImportError:  # (not on this platform: asyncio's loop serves alike)
             pass
         else:
+            log.info("web loop: uvloop %s", uvloop.__version__)
             return uvloop.new_event_loop()
+    log.info("web loop: asyncio")
     return asyncio.new_event_loop()
 
 

@@ -438,6 +438,21 @@ def test_a_port_the_file_does_not_set_is_named_as_its_default() -> None:
     ]
 
 
+def test_the_web_loop_is_uvloops_unless_the_environment_asks_for_asyncios(tmp_path: Path) -> None:
+    """Both loops serve the same call; the log says which one runs."""
+    config = write_config(tmp_path, {"t": {"servers": {"s": server()}}})
+    for setting, named in ((None, "web loop: uvloop "), ("asyncio", "web loop: asyncio")):
+        hub = start_hub(config, tmp_path, env={"MCP_HUB_EVENT_LOOP": setting} if setting else None)
+        try:
+            assert named in hub.log(), hub.log()[-2000:]
+            assert hub.post("/api/tenants/t/start").body["servers"] == {"s": "running"}
+            assert hub.post("/api/tools/s.echo?tenant=t", {"text": "looped"}).body["structured_content"] == {
+                "text": "looped"
+            }
+        finally:
+            assert stop_hub(hub) == 0
+
+
 def test_flags_beat_the_environment_which_beats_the_file(tmp_path: Path, taken: list[int]) -> None:
     """Every listener that the file puts on a taken port can be moved or turned off."""
     main, mcp, ws = taken
