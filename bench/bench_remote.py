@@ -11,7 +11,10 @@ One SDK-built test server (`tests/servers/testserver.py --http`) serves Streamab
 sessions; `2026-07-28`):
 - direct: `mcp.Client` to the server's URL, tool `echo`;
 - hub, stdio child: `mcp.Client` to the hub's `/mcp`, tool `local__echo`;
-- hub, HTTP upstream: the same, tool `remote__echo`.
+- hub, HTTP upstream: the same, tool `remote__echo`;
+- TCP relay: `mcp.Client` through `servers/tcp_relay.py`, a relay with no logic at all in front of
+  the server (tool `echo`): the floor of any one more process on a call's path, so the hub's own
+  cost reads as the HTTP upstream's figure less the relay's.
 Latency: `--calls` sequential calls on each, the three clients taking turns 20 calls at a time.
 The hub's CPU time per call on each path is read from `/proc` around each turn (its own cost,
 whatever the machine's load). Throughput: `--clients` callers at once on each path for
@@ -27,30 +30,36 @@ import asyncio
 import contextlib
 import os
 import platform
+import subprocess
+import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from _common import (
     ROOT,
     Caller,
     cpu_seconds,
+    free_port,
     http_test_server,
     percentiles,
     rotate,
     served_hub,
     start_tenant,
     timed_calls,
+    wait_port,
     write_hub_config,
 )
 from mcp import Client
 
 TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
-PATHS = ("direct", "hub, stdio child", "hub, HTTP upstream")
-TOOLS = ("echo", "local__echo", "remote__echo")
+PATHS = ("direct", "hub, stdio child", "hub, HTTP upstream", "TCP relay (no logic)")
+TOOLS = ("echo", "local__echo", "remote__echo", "echo")
+RELAY = str(ROOT / "bench" / "servers" / "tcp_relay.py")
 
 
 async def latency(
-    urls: tuple[str, str, str], mode: str, calls: int, hub: int, batch: int = 20
+    urls: tuple[str, ...], mode: str, calls: int, hub: int, batch: int = 20
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Seconds of each of `calls` sequential echo calls on each path, taking turns `batch` at a
     time; and the CPU seconds the hub's process (`hub`, a pid) spent on each path's calls."""
@@ -70,7 +79,7 @@ async def latency(
 
 
 async def throughput(
-    urls: tuple[str, str, str], mode: str, clients: int, seconds: float, rounds: int
+    urls: tuple[str, ...], mode: str, clients: int, seconds: float, rounds: int
 ) -> dict[str, float]:
     """Calls per second of each path with `clients` callers at once (one session each)."""
     async with contextlib.AsyncExitStack() as stack:
@@ -121,11 +130,26 @@ def main() -> None:
         with served_hub(config) as (hub, url):
             started = start_tenant(url)
             assert started == {"local": "running", "remote": "running"}, started
-            urls = (direct, url + "/mcp", url + "/mcp")
-            for mode in ("legacy", "2026-07-28"):
-                samples, cpu = asyncio.run(latency(urls, mode, args.calls, hub.pid))
-                rates = asyncio.run(throughput(urls, mode, args.clients, args.seconds, args.rounds))
-                _report(mode, samples, cpu, rates)
+            with tcp_relay(direct) as relayed:
+                urls = (direct, url + "/mcp", url + "/mcp", relayed)
+                for mode in ("legacy", "2026-07-28"):
+                    samples, cpu = asyncio.run(latency(urls, mode, args.calls, hub.pid))
+                    rates = asyncio.run(throughput(urls, mode, args.clients, args.seconds, args.rounds))
+                    _report(mode, samples, cpu, rates)
+
+
+@contextlib.contextmanager
+def tcp_relay(url: str) -> Iterator[str]:
+    """`servers/tcp_relay.py` in front of the server at `url` while the block runs: `url` through it."""
+    target = int(url.split(":")[2].split("/")[0])
+    port = free_port()
+    relay = subprocess.Popen([sys.executable, RELAY, str(port), str(target)])
+    try:
+        wait_port(port)
+        yield url.replace(f":{target}/", f":{port}/")
+    finally:
+        relay.kill()
+        relay.wait(30)
 
 
 if __name__ == "__main__":
