@@ -23,6 +23,7 @@ import pytest
 import yaml
 from conftest import MARK, NODE_MODULES, TEST_SERVER, needs_bwrap, node_package, server, wait_until
 from helpers.registry import NPM_VERSION, SECRET_TOKEN_VAR, ServedRegistry, serve_registry
+from helpers.remote import free_port
 from helpers.served import ServedHub, start_hub, stop_hub, write_config
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -32,12 +33,6 @@ ACME = "acme-key-registry-0123"
 TOKEN_VALUE = "tok-s3cret-everything-42"
 HEADER_VALUE = "hdr-s3cret-remote-77"
 DOWN = "http://127.0.0.1:9"  # (the discard port: nothing listens)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 import threading
@@ -12,21 +11,11 @@ from typing import Any
 
 import pytest
 from conftest import MARK, TEST_SERVER, wait_until
+from helpers.remote import free_port, listening
 
 from actors.models import ServerState
 from hub import loops
 from hub.errors import UpstreamError
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def listening(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from helpers.remote import (
     all_running,
     failure,
     free_port,
+    free_ports,
     http_upstream,
     hub_in_front,
     remote_servers,
@@ -64,7 +65,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
     folder = tmp_path_factory.mktemp("remote_faults")
-    bad_port, sdk_port, exp_port = free_port(), free_port(), free_port()
+    bad_port, sdk_port, exp_port = free_ports(3)
     commands = {
         "bad": ([sys.executable, BAD_HTTP, str(bad_port)], bad_port),
         "sdk": (sdk_server_http(sdk_port), sdk_port),

@@ -19,7 +19,7 @@ from helpers.remote import (
     Seen,
     conformance_http,
     everything_http,
-    free_port,
+    free_ports,
     http_upstream,
     hub_in_front,
     remote_servers,
@@ -43,7 +43,7 @@ def anyio_backend() -> str:
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedHub]:
     folder = tmp_path_factory.mktemp("remote_relay")
-    ports = {name: free_port() for name in ("old", "new", "conf", "every")}
+    ports = dict(zip(("old", "new", "conf", "every"), free_ports(4), strict=True))
     commands = {
         "old": (sdk_server_http(ports["old"], "--asks", "--legacy-only"), ports["old"]),
         "new": (sdk_server_http(ports["new"]), ports["new"]),

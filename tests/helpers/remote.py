@@ -23,9 +23,17 @@ CONFORMANCE = str(SERVERS_DIR / "conformanceserver.py")
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct TCP ports of 127.0.0.1 that nothing listens on (now): all bound at once, so
+    the kernel cannot hand out one of them twice (as separate `free_port` calls may)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
 
 
 def listening(port: int) -> bool:
@@ -59,8 +67,10 @@ def remote_servers(folder: Path, commands: dict[str, tuple[list[str], int]]) -> 
             with (folder / f"{name}.log").open("wb") as out:
                 env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
                 procs.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT))
-        for name, (_, port) in commands.items():
+        for (name, (_, port)), proc in zip(commands.items(), procs, strict=True):
             assert wait_until(lambda: listening(port), 20), f"{name} did not listen on {port}"  # noqa: B023
+            # (one that could not bind its port exits, while another process may listen there)
+            assert proc.poll() is None, f"{name} exited: {(folder / f'{name}.log').read_text()[-2000:]}"
         yield {name: f"http://127.0.0.1:{port}/mcp" for name, (_, port) in commands.items()}
     finally:
         for proc in procs:
