@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
+import os
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -22,8 +24,28 @@ from typing import Any, TypeVar
 
 from hub.errors import ShuttingDown
 
+log = logging.getLogger(__name__)
+
 T = TypeVar("T")
 _SERVING: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
+def serving_loop() -> asyncio.AbstractEventLoop:
+    """A new loop for the main thread of `hub serve` (the web loop) or `hub stdio` (the facade's):
+    uvloop's (libuv, in C) where it is installed, unless `MCP_HUB_EVENT_LOOP=asyncio` asks for
+    asyncio's own. Every request, every stdio client line and every tool call to a Streamable HTTP
+    server runs on it; uvloop takes ~0.05-0.1 ms of the hub's CPU off each call (issue 24). The
+    servers' own loops stay asyncio's (their child processes)."""
+    if os.environ.get("MCP_HUB_EVENT_LOOP", "uvloop") != "asyncio":
+        try:
+            import uvloop
+        except ImportError:  # (not on this platform: asyncio's loop serves alike)
+            pass
+        else:
+            log.info("serving loop: uvloop %s", uvloop.__version__)
+            return uvloop.new_event_loop()
+    log.info("serving loop: asyncio")
+    return asyncio.new_event_loop()
 
 
 def serve_calls_here() -> None:

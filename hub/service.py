@@ -25,7 +25,7 @@ from typing import Any
 import tornado.httpserver
 
 import hub
-from hub import listeners
+from hub import listeners, loops
 from hub.cluster import ClusterUnavailable
 from hub.config import HubConfig
 from hub.credentials import startup_problems
@@ -71,30 +71,13 @@ def serve(config: HubConfig, plan: listeners.Plan, watch: bool = False) -> int:
     if not config.has_keys:
         log.warning("no keys configured: the hub is open to every local user (loopback only)")
     try:
-        with asyncio.Runner(loop_factory=web_loop) as runner:
+        with asyncio.Runner(loop_factory=loops.serving_loop) as runner:
             return runner.run(_serve(config, plan, bound, watch))
     except KeyboardInterrupt:
         return EXIT_OK
     except ClusterUnavailable as exc:  # (nothing started; the hub stopped cleanly)
         print(f"mcp-hub: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
-
-
-def web_loop() -> asyncio.AbstractEventLoop:
-    """A new loop for the web frontend: uvloop's (libuv, in C) where it is installed, unless
-    `MCP_HUB_EVENT_LOOP=asyncio` asks for asyncio's own. Every request and every tool call to a
-    Streamable HTTP server runs on this loop; uvloop takes ~0.05 ms of the hub's CPU off each
-    such call (issue 24). The servers' own loops stay asyncio's (their child processes)."""
-    if os.environ.get("MCP_HUB_EVENT_LOOP", "uvloop") != "asyncio":
-        try:
-            import uvloop
-        except ImportError:  # (not on this platform: asyncio's loop serves alike)
-            pass
-        else:
-            log.info("web loop: uvloop %s", uvloop.__version__)
-            return uvloop.new_event_loop()
-    log.info("web loop: asyncio")
-    return asyncio.new_event_loop()
 
 
 async def _serve(

@@ -160,7 +160,8 @@ def run(config: HubConfig, tenant: str, server: str | None = None, key: str | No
             return 2
         config = only_server(config, tenant, server)
     try:
-        return asyncio.run(_serve(config, Scope.of(tenant, server, caller.grants), caller))
+        with asyncio.Runner(loop_factory=loops.serving_loop) as runner:
+            return runner.run(_serve(config, Scope.of(tenant, server, caller.grants), caller))
     except KeyboardInterrupt:
         return 0
 

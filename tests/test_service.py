@@ -438,10 +438,10 @@ def test_a_port_the_file_does_not_set_is_named_as_its_default() -> None:
     ]
 
 
-def test_the_web_loop_is_uvloops_unless_the_environment_asks_for_asyncios(tmp_path: Path) -> None:
+def test_the_serving_loop_is_uvloops_unless_the_environment_asks_for_asyncios(tmp_path: Path) -> None:
     """Both loops serve the same call; the log says which one runs."""
     config = write_config(tmp_path, {"t": {"servers": {"s": server()}}})
-    for setting, named in ((None, "web loop: uvloop "), ("asyncio", "web loop: asyncio")):
+    for setting, named in ((None, "serving loop: uvloop "), ("asyncio", "serving loop: asyncio")):
         hub = start_hub(config, tmp_path, env={"MCP_HUB_EVENT_LOOP": setting} if setting else None)
         try:
             assert named in hub.log(), hub.log()[-2000:]
