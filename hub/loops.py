@@ -7,7 +7,8 @@ thread: the answer then wakes the caller straight from the server's loop, as it 
 path was async (a loop on a thread of the hub's own would add two thread hops to every call).
 The blocking asks that the path makes off the loop (`run_in_executor`) go to one executor the
 hub owns (threads `hub-blocking-*`). `Hub.start` opens the loops, `Hub.stop` closes them and joins
-the executor's threads.
+the executor's threads. `serving_loop` makes the main thread's own loop of `hub serve` and
+`hub stdio` (uvloop's where installed).
 """
 
 from __future__ import annotations
