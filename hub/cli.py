@@ -38,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
         description="MCP Hub: run and supervise many MCP servers for many tenants, and present each "
         "tenant's servers as one catalog over REST, WebSocket and MCP.",
         epilog="With no command, `serve` runs. Environment: MCP_HUB_CONFIG, MCP_HUB_PLUGINS_DIR, LOG_LEVEL; "
-        "for `serve`, MCP_HUB_HOST, MCP_HUB_PORT, MCP_HUB_MCP_PORT, MCP_HUB_WS_PORT.",
+        "for `serve`, MCP_HUB_HOST, MCP_HUB_PORT, MCP_HUB_MCP_PORT, MCP_HUB_WS_PORT; for `serve` and "
+        "`stdio`, MCP_HUB_EVENT_LOOP=asyncio (asyncio's loop instead of uvloop's).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {hub.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
