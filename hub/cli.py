@@ -31,15 +31,19 @@ KEY_ENV_VAR = "MCP_HUB_KEY"  # the stdio facade's key (`hub stdio --key`)
 
 _CONFIG_HELP = f"configuration file (YAML or JSON); default ${CONFIG_ENV_VAR}, else ./{DEFAULT_CONFIG_PATH}"
 
+_EPILOG = (
+    "With no command, `serve` runs. Environment: MCP_HUB_CONFIG, MCP_HUB_PLUGINS_DIR, LOG_LEVEL; "
+    "for `serve`, MCP_HUB_HOST, MCP_HUB_PORT, MCP_HUB_MCP_PORT, MCP_HUB_WS_PORT; for `serve` and "
+    "`stdio`, MCP_HUB_EVENT_LOOP=asyncio (asyncio's loop instead of uvloop's)."
+)
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mcp-hub",
         description="MCP Hub: run and supervise many MCP servers for many tenants, and present each "
         "tenant's servers as one catalog over REST, WebSocket and MCP.",
-        epilog="With no command, `serve` runs. Environment: MCP_HUB_CONFIG, MCP_HUB_PLUGINS_DIR, LOG_LEVEL; "
-        "for `serve`, MCP_HUB_HOST, MCP_HUB_PORT, MCP_HUB_MCP_PORT, MCP_HUB_WS_PORT; for `serve` and "
-        "`stdio`, MCP_HUB_EVENT_LOOP=asyncio (asyncio's loop instead of uvloop's).",
+        epilog=_EPILOG,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {hub.__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
