@@ -14,7 +14,11 @@ sessions; `2026-07-28`):
 - hub, HTTP upstream: the same, tool `remote__echo`;
 - TCP relay: `mcp.Client` through `servers/tcp_relay.py`, a relay with no logic at all in front of
   the server (tool `echo`): the floor of any one more process on a call's path, so the hub's own
-  cost reads as the HTTP upstream's figure less the relay's.
+  cost reads as the HTTP upstream's figure less the relay's;
+- minimal Python proxy (2026-07-28 only): `mcp.Client` through `servers/min_proxy.py`, tool
+  `remote__echo`: the least a gateway written in Python does per call (HTTP and JSON read and
+  written on both sides, the tool renamed, the id swapped; no key, quota, audit or validation):
+  the floor of a Python gateway on the same loop as the hub's.
 Latency: `--calls` sequential calls on each, the three clients taking turns 20 calls at a time.
 The hub's CPU time per call on each path is read from `/proc` around each turn (its own cost,
 whatever the machine's load). Throughput: `--clients` callers at once on each path for
@@ -53,38 +57,39 @@ from _common import (
 from mcp import Client
 
 TEST_SERVER = str(ROOT / "tests" / "servers" / "testserver.py")
-PATHS = ("direct", "hub, stdio child", "hub, HTTP upstream", "TCP relay (no logic)")
-TOOLS = ("echo", "local__echo", "remote__echo", "echo")
 RELAY = str(ROOT / "bench" / "servers" / "tcp_relay.py")
+MIN_PROXY = str(ROOT / "bench" / "servers" / "min_proxy.py")
+Paths = dict[str, tuple[str, str]]  # a path's name: the URL its client calls, and the tool
 
 
 async def latency(
-    urls: tuple[str, ...], mode: str, calls: int, hub: int, batch: int = 20
+    paths: Paths, mode: str, calls: int, hub: int, batch: int = 20
 ) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Seconds of each of `calls` sequential echo calls on each path, taking turns `batch` at a
     time; and the CPU seconds the hub's process (`hub`, a pid) spent on each path's calls."""
     async with contextlib.AsyncExitStack() as stack:
-        clients = [await stack.enter_async_context(Client(u, mode=mode, cache=None)) for u in urls]  # type: ignore[arg-type]
-        for client, tool in zip(clients, TOOLS, strict=True):
-            await timed_calls(client, tool, 0)
-        samples: dict[str, list[float]] = {path: [] for path in PATHS}
-        cpu = dict.fromkeys(PATHS, 0.0)
-        while len(samples[PATHS[0]]) < calls:
-            n = min(batch, calls - len(samples[PATHS[0]]))
-            for path, client, tool in zip(PATHS, clients, TOOLS, strict=True):
+        clients = {
+            path: await stack.enter_async_context(Client(url, mode=mode, cache=None))  # type: ignore[arg-type]
+            for path, (url, _) in paths.items()
+        }
+        for path, client in clients.items():
+            await timed_calls(client, paths[path][1], 0)
+        samples: dict[str, list[float]] = {path: [] for path in paths}
+        cpu = dict.fromkeys(paths, 0.0)
+        while len(samples["direct"]) < calls:
+            n = min(batch, calls - len(samples["direct"]))
+            for path, client in clients.items():
                 began = cpu_seconds(hub)
-                samples[path] += await timed_calls(client, tool, n, warm=0)
+                samples[path] += await timed_calls(client, paths[path][1], n, warm=0)
                 cpu[path] += cpu_seconds(hub) - began
         return samples, cpu
 
 
-async def throughput(
-    urls: tuple[str, ...], mode: str, clients: int, seconds: float, rounds: int
-) -> dict[str, float]:
+async def throughput(paths: Paths, mode: str, clients: int, seconds: float, rounds: int) -> dict[str, float]:
     """Calls per second of each path with `clients` callers at once (one session each)."""
     async with contextlib.AsyncExitStack() as stack:
         pools: dict[str, list[Caller]] = {}
-        for path, url, tool in zip(PATHS, urls, TOOLS, strict=True):
+        for path, (url, tool) in paths.items():
             sessions = [
                 await stack.enter_async_context(Client(url, mode=mode, cache=None)) for _ in range(clients)
             ]  # type: ignore[arg-type]
@@ -102,12 +107,12 @@ def _report(
     mode: str, samples: dict[str, list[float]], cpu: dict[str, float], rates: dict[str, float]
 ) -> None:
     print(f"\n{mode}: p50 / p99 ms of sequential calls, hub CPU ms per call, calls/s of concurrent callers")
-    for path in PATHS:
+    for path in samples:
         p50, p99 = percentiles(samples[path])
         used = cpu[path] * 1000 / len(samples[path])
-        print(f"  {path:20} {p50:7.3f} / {p99:7.3f}   {used:5.2f}   {rates[path]:8.1f} calls/s")
+        print(f"  {path:24} {p50:7.3f} / {p99:7.3f}   {used:5.2f}   {rates[path]:8.1f} calls/s")
     d50, _ = percentiles(samples["direct"])
-    for path in PATHS[1:]:
+    for path in list(samples)[1:]:
         p50, _ = percentiles(samples[path])
         print(f"  ratio {path} / direct: p50 {p50 / d50:.2f}, calls/s {rates[path] / rates['direct']:.2f}")
     print("  (issue 24's targets for the HTTP upstream: p50 <= 1.3, calls/s >= 0.75)")
@@ -130,20 +135,28 @@ def main() -> None:
         with served_hub(config) as (hub, url):
             started = start_tenant(url)
             assert started == {"local": "running", "remote": "running"}, started
-            with tcp_relay(direct) as relayed:
-                urls = (direct, url + "/mcp", url + "/mcp", relayed)
+            with in_front(RELAY, direct) as relayed, in_front(MIN_PROXY, direct) as proxied:
+                paths: Paths = {
+                    "direct": (direct, "echo"),
+                    "hub, stdio child": (url + "/mcp", "local__echo"),
+                    "hub, HTTP upstream": (url + "/mcp", "remote__echo"),
+                    "TCP relay (no logic)": (relayed, "echo"),
+                }
                 for mode in ("legacy", "2026-07-28"):
-                    samples, cpu = asyncio.run(latency(urls, mode, args.calls, hub.pid))
-                    rates = asyncio.run(throughput(urls, mode, args.clients, args.seconds, args.rounds))
+                    if mode == "2026-07-28":  # (the minimal proxy speaks only this era's JSON answers)
+                        paths["minimal Python proxy"] = (proxied, "remote__echo")
+                    samples, cpu = asyncio.run(latency(paths, mode, args.calls, hub.pid))
+                    rates = asyncio.run(throughput(paths, mode, args.clients, args.seconds, args.rounds))
                     _report(mode, samples, cpu, rates)
 
 
 @contextlib.contextmanager
-def tcp_relay(url: str) -> Iterator[str]:
-    """`servers/tcp_relay.py` in front of the server at `url` while the block runs: `url` through it."""
+def in_front(script: str, url: str) -> Iterator[str]:
+    """`script` (`servers/tcp_relay.py` or `servers/min_proxy.py`) in front of the server at `url`
+    while the block runs: `url` through it."""
     target = int(url.split(":")[2].split("/")[0])
     port = free_port()
-    relay = subprocess.Popen([sys.executable, RELAY, str(port), str(target)])
+    relay = subprocess.Popen([sys.executable, script, str(port), str(target)])
     try:
         wait_port(port)
         yield url.replace(f":{target}/", f":{port}/")
