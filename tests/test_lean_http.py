@@ -13,11 +13,12 @@ import re
 import socket
 from typing import Any
 
+import pytest
 from conftest import server
 from helpers.served import ServedHub
 from tornado import httputil
 
-from web.lean_http import parse_headers
+from web.lean_http import parse_headers, response_head
 
 _CALL = "/api/tools/a.echo/call"
 
@@ -208,3 +209,23 @@ def test_a_response_larger_than_the_socket_takes_arrives_whole_and_the_connectio
         assert _echoed(reader.response()) == text
         conn.sendall(_echo(host, "next"))
         assert _echoed(reader.response()) == "next"
+
+
+def test_a_response_head_is_written_as_tornado_writes_it_and_no_header_can_add_a_line() -> None:
+    headers = httputil.HTTPHeaders()
+    headers["Content-Type"] = "application/json; charset=utf-8"
+    headers.add("Set-Cookie", "a=1")
+    headers.add("Set-Cookie", "b=2")
+    headers["X-Latin"] = "caf\xe9"
+    assert response_head(200, "OK", headers) == (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Latin: caf\xe9\r\n\r\n"
+    )
+    assert response_head(404, "Not Found", httputil.HTTPHeaders()) == b"HTTP/1.1 404 Not Found\r\n\r\n"
+    for value in ("a\r\nX-Evil: 1", "a\nb", "a\rb"):
+        evil = httputil.HTTPHeaders()
+        evil["X-Ok"] = "fine"
+        evil["X-Bad"] = value  # (`add` refuses it already; setting it does not)
+        with pytest.raises(ValueError, match="Illegal characters") as refused:
+            response_head(200, "OK", evil)
+        assert "X-Bad" in str(refused.value) and "X-Ok" not in str(refused.value)

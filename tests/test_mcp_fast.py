@@ -6,13 +6,18 @@ that is no call) is answered by the handler as before. Real hub, real HTTP."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
+import urllib.parse
 from typing import Any
 
 from conftest import server
 from helpers.facade import MODERN_ENVELOPE, modern_call
 from helpers.served import ACME_KEY, ADMIN_KEY, BETA_KEY, Response, ServedHub
+from mcp.shared.inbound import _ROUTING_HEADER_NAMES as _SDK_ROUTING_HEADERS
+
+from web.mcp_lane_http import _ROUTING_HEADERS
 
 HEADERS = {
     "Accept": "application/json, text/event-stream",
@@ -89,3 +94,37 @@ def test_what_the_short_way_does_not_take_is_answered_by_the_handler(served) -> 
     # The handler's answers are counted and logged as they were.
     assert _metric(hub, "/tenants/{tenant}/mcp", 401) == 2
     assert _metric(hub, "/tenants/{tenant}/mcp", 404) == 1
+
+
+def _raw_call(hub: ServedHub, lines: list[tuple[str, str]]) -> tuple[int, Any]:
+    """POST a call to acme's `/mcp` with header `lines` as given (a name may repeat): status, JSON."""
+    body = json.dumps(modern_call("a__echo", {"text": "hi"})).encode()
+    connection = http.client.HTTPConnection(urllib.parse.urlsplit(hub.url).netloc, timeout=60)
+    try:
+        connection.putrequest("POST", "/tenants/acme/mcp")
+        for name, value in [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *lines]:
+            connection.putheader(name, value)
+        connection.endheaders(body)
+        answer = connection.getresponse()
+        return answer.status, json.loads(answer.read() or b"null")
+    finally:
+        connection.close()
+
+
+def test_a_routing_header_sent_twice_is_refused_as_the_sdk_refuses_it(served) -> None:
+    hub = served(_tenants(), auth={"admin_keys": [ADMIN_KEY]})
+    lines = [("Authorization", f"Bearer {ACME_KEY}"), *HEADERS.items(), ("Mcp-Name", "a__echo")]
+    status, answer = _raw_call(hub, lines)
+    assert status == 200 and answer["result"]["structuredContent"] == {"text": "hi"}, answer
+    # Each routing header once more, in another case and with the same value: the SDK's
+    # `find_duplicated_routing_header` refuses the request (first and last copy readers could
+    # disagree), and so does the hub, whichever way serves it.
+    for name, value in [
+        ("mcp-method", "tools/call"),
+        ("MCP-NAME", "a__echo"),
+        ("mcp-protocol-version", "2026-07-28"),
+    ]:
+        status, answer = _raw_call(hub, [*lines, (name, value)])
+        assert status == 400, (name, status, answer)
+        assert "result" not in answer and name.lower() in answer["error"]["message"].lower(), (name, answer)
+    assert {name.lower() for name in _ROUTING_HEADERS} == _SDK_ROUTING_HEADERS

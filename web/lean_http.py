@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_CR_OR_LF = re.compile(b"\r|\n")
 # RFC 9110 field names (tokens) and what a header block may hold besides them (field values are
 # visible ASCII, obs-text, space and tab; lines end with CRLF).
 _FIELD_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
@@ -346,6 +345,20 @@ def parse_headers(block: str) -> httputil.HTTPHeaders | None:
     return headers
 
 
+def response_head(code: int, reason: str, headers: httputil.HTTPHeaders) -> bytes:
+    """The status line and header lines of a response, as Tornado's `HTTP1Connection` writes them.
+
+    Raises:
+        ValueError: a header holds a CR or LF (as Tornado's: it would begin another line).
+    """
+    lines = [f"{name}: {value}\r\n" for name, value in headers.get_all()]
+    text = "".join(lines)
+    if text.count("\r") != len(lines) or text.count("\n") != len(lines):  # (one line holds more)
+        bad = next(line[:-2] for line in lines if "\r" in line[:-2] or "\n" in line[:-2])
+        raise ValueError(f"Illegal characters (CR or LF) in header: {bad.encode('latin-1')!r}")
+    return b"HTTP/1.1 %d %s\r\n%s\r\n" % (code, reason.encode("latin-1"), text.encode("latin-1"))
+
+
 class _Exchange(httputil.HTTPConnection):
     """One request and its response (Tornado's `HTTPConnection`, as its `HTTP1Connection`)."""
 
@@ -406,13 +419,7 @@ class _Exchange(httputil.HTTPConnection):
             self.expected = 0
         elif "Content-Length" in headers:
             self.expected = int(headers["Content-Length"])
-        lines = [b"HTTP/1.1 %d %s" % (code, start_line.reason.encode("latin-1"))]
-        for name, value in headers.get_all():
-            line = f"{name}: {value}".encode("latin-1")
-            if _CR_OR_LF.search(line):
-                raise ValueError(f"Illegal characters (CR or LF) in header: {line!r}")
-            lines.append(line)
-        data = b"\r\n".join(lines) + b"\r\n\r\n"
+        data = response_head(code, start_line.reason, headers)
         if chunk:
             data += self._framed(chunk)
         return self.connection.send(data)

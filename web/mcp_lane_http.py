@@ -30,7 +30,6 @@ from mcp.shared.inbound import (
     MCP_PARAM_HEADER_PREFIX,
     InboundModernRoute,
     classify_inbound_request,
-    find_duplicated_routing_header,
     validate_mcp_param_headers,
     x_mcp_header_map,
 )
@@ -53,6 +52,7 @@ if TYPE_CHECKING:
     from tornado.web import RequestHandler
 
 _PARAM_PREFIX = MCP_PARAM_HEADER_PREFIX.lower()
+_ROUTING_HEADERS = ("MCP-Protocol-Version", "Mcp-Method", "Mcp-Name")  # (the SDK's, as it refuses repeats)
 _ANNOTATED: dict[int, tuple[Any, bool]] = {}  # id(schema) -> (schema, whether it has `x-mcp-header`s)
 _ANNOTATED_KEPT = 4096
 
@@ -242,22 +242,25 @@ class HttpLane:
         return session
 
     def _modern_ok(self, request: Any, message: dict[str, Any], call: CallRequest, scope: Scope) -> bool:
-        """A 2026-07-28 request the SDK would serve: version, envelope, routing and `Mcp-Param-*` headers."""
-        if find_duplicated_routing_header(request.headers.get_all()) is not None:
+        """A 2026-07-28 request the SDK would serve: version, envelope, routing and `Mcp-Param-*` headers.
+
+        Tornado's headers fold names case-insensitively and keep every line of a repeated one: a
+        routing header sent twice is refused here as `find_duplicated_routing_header` refuses it,
+        and the ladder reads the others through them (`classify_inbound_request` reads only the
+        routing headers, none of them repeated by then)."""
+        headers = request.headers
+        if any(len(headers.get_list(name)) > 1 for name in _ROUTING_HEADERS):
             return False
-        headers = {k.lower(): v for k, v in request.headers.get_all()}
         if headers.get("mcp-protocol-version") not in MODERN_PROTOCOL_VERSIONS:
             return False
         if not isinstance(classify_inbound_request(message, headers=headers), InboundModernRoute):
             return False
-        if call.arguments or any(h.startswith(_PARAM_PREFIX) for h in headers):
+        if call.arguments or any(name.lower().startswith(_PARAM_PREFIX) for name in headers):
             schema = self.facade.input_schema_of(scope, call.name)
-            if (
-                schema is not None
-                and _annotated(schema)
-                and validate_mcp_param_headers(schema, call.arguments, headers) is not None
-            ):
-                return False
+            if schema is not None and _annotated(schema):
+                lowered = {k.lower(): v for k, v in headers.get_all()}
+                if validate_mcp_param_headers(schema, call.arguments, lowered) is not None:
+                    return False
         return True
 
     # ------------------------------------------------------------------ serving

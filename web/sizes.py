@@ -68,7 +68,9 @@ class _Guarded(httputil.HTTPMessageDelegate):
         start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
         headers: httputil.HTTPHeaders,
     ) -> Awaitable[None] | None:
-        size = len(str(start_line)) + sum(len(k) + len(v) + 4 for k, v in headers.get_all())
+        size = len(str(start_line))
+        for name, value in headers.get_all():
+            size += len(name) + len(value) + 4
         if size > MAX_HEADER_BYTES:
             return self._refuse(
                 start_line, HeadersTooLarge(f"the request's headers are larger than {MAX_HEADER_BYTES} bytes")
