@@ -47,6 +47,7 @@ class _Upstream(asyncio.Protocol):
     def __init__(self) -> None:
         self.buffer = bytearray()
         self.answer: asyncio.Future[tuple[str, dict[str, str], bytes]] | None = None
+        self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport: asyncio.Transport = transport  # type: ignore[assignment]
@@ -56,6 +57,11 @@ class _Upstream(asyncio.Protocol):
         message = _message(self.buffer)
         if message is not None and self.answer is not None:
             self.answer.set_result(message)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True  # (the server closes an idle one after a while: uvicorn's 5 s)
+        if self.answer is not None and not self.answer.done():
+            self.answer.set_exception(ConnectionError("the server closed the connection"))
 
 
 class _Server:
@@ -67,6 +73,8 @@ class _Server:
 
     async def post(self, body: bytes, headers: dict[str, str]) -> tuple[str, dict[str, str], bytes]:
         loop = asyncio.get_running_loop()
+        while self.idle and self.idle[-1].closed:
+            self.idle.pop()
         if self.idle:
             connection = self.idle.pop()
         else:
