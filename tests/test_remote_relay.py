@@ -193,16 +193,24 @@ async def test_server_everythings_progress_sampling_and_elicitation_reach_the_ca
     assert seen.events[8:] == ["result accepted"]
 
 
+@pytest.mark.slow  # (waits for the message server-everything sends 5 s after the first)
+@pytest.mark.filterwarnings("ignore::mcp.shared.exceptions.MCPDeprecationWarning")  # (logging/setLevel)
 async def test_server_everythings_own_log_messages_reach_a_caller_at_debug(hub: ServedHub) -> None:
     """server-everything logs on its own once toggled (one message at once, then one every 5 s),
-    outside any call: the hub relays it to a session that asked for `debug`."""
+    outside any call: the hub relays it to a session that asked for `debug` (`logging/setLevel`:
+    the client's `log_level` only opts in on 2026-07-28 connections). The first message may come
+    while the toggling call is still in flight (then it is that call's); the test waits for one
+    that comes after the call's result, which only the out-of-call path delivers."""
     seen = Seen()
     async with client(hub, "legacy", seen) as session:
+        await session.set_logging_level("debug")
         toggled = await session.call_tool("every__toggle-simulated-logging", {})
+        seen.note("result toggled")
         try:
             assert toggled.content[0].text.startswith("Started simulated"), toggled
             with anyio.fail_after(15):
-                await seen.until(lambda events: any(event.startswith("log ") for event in events))
+                await seen.until(lambda events: events[-1].startswith("log ") and "result toggled" in events)
         finally:
             await session.call_tool("every__toggle-simulated-logging", {})  # (stops it)
-    assert any("message - SessionId" in event for event in seen.events), seen.events
+    after = seen.events[seen.events.index("result toggled") + 1 :]
+    assert after and all("message - SessionId" in event for event in after), seen.events
