@@ -119,7 +119,7 @@ def test_cpu_is_throttled_to_its_share(make_hub) -> None:
 
 def test_a_tenant_quota_bounds_its_servers_together(make_hub, caplog) -> None:
     """Two servers of 120 MB more each fit their own (absent) limits but not the tenant's 300 MB: the
-    kernel kills one, which says so; the other tenant's server never notices."""
+    kernel kills one (or both), each says so; the other tenant's server never notices."""
     needs_cgroups("memory", "pids")
     tenants = {
         "a": {"quotas": {"max_memory_mb": 300, "max_processes": 60}, "servers": {"one": hog(), "two": hog()}},
@@ -136,15 +136,28 @@ def test_a_tenant_quota_bounds_its_servers_together(make_hub, caplog) -> None:
     assert quotas["max_processes"]["limit"] == 60 and 2 <= quotas["max_processes"]["used"] < 60, quotas
     assert hub.tenant("b").to_json()["quotas"]["max_memory_mb"] == {"limit": None, "used": None}
     # The kernel kills the biggest process of the tenant: `one` (and `two`'s call succeeds), or
-    # `two` (and its call fails).
+    # `two` (and its call fails); under load it may kill the other one too, before the first one's
+    # memory is freed (seen once in CI): which, and how many, is the kernel's choice.
     with contextlib.suppress(UpstreamError):
         hub.call_tool("a", "two.allocate", {"mb": 120})
     said = "crashed: killed: out of memory (tenant limit 300 MB, quotas.max_memory_mb)"
     assert hub.board.wait_for(lambda: any(said in r.getMessage() for r in caplog.records), 10)
-    assert hub.board.wait_for(lambda: sum(hub.board.status("a", s).restarts for s in ("one", "two")) == 1, 10)
+
+    def crashes(name: str) -> int:
+        return sum(r.getMessage().startswith(f"{name} crashed: ") for r in caplog.records)
+
+    crashed = [r.getMessage() for r in caplog.records if " crashed: " in r.getMessage()]
+    assert all(m.startswith(("a/one ", "a/two ")) and said in m for m in crashed), crashed
     assert hub.call_tool("b", "calm.echo", {"text": "b"}).structured_content == {"text": "b"}
+    assert hub.board.status("b", "calm").restarts == 0
     # The tenant's processes together stop at max_processes (its two servers' threads included).
-    assert hub.board.wait_for(lambda: hub.board.status("a", "one").state is ServerState.RUNNING, 20)
+    assert hub.board.wait_for(  # (`one` running again as a new process, if it was killed)
+        lambda: (
+            hub.board.status("a", "one").state is ServerState.RUNNING
+            and hub.board.status("a", "one").restarts == crashes("a/one")
+        ),
+        20,
+    )
     started = hub.call_tool("a", "one.spawn", {"n": 200}).structured_content["started"]
     assert 0 < started < 60
 
